@@ -1,0 +1,2 @@
+//! EFCP: one connection (DTP + DTCP). Implemented in the submodules; see
+//! [`Connection`].

@@ -1,0 +1,1 @@
+//! The IPC process facade (in progress).

@@ -1,0 +1,1 @@
+//! Shim DIF protocol (in progress).

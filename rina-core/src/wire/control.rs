@@ -1,0 +1,1 @@
+//! EFCP control PDU body (filled in by the EFCP work).

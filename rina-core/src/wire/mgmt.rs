@@ -1,0 +1,1 @@
+//! Management messages (filled in by the IPCP work).
