@@ -1,0 +1,209 @@
+//! The runtime's API for the interposer: allocate a flow onto a socket, register a
+//! name behind a listener, and drain at exit.
+//!
+//! Calls are made from application threads. Each call posts a command to the one
+//! runtime thread (waking it through an eventfd) and waits, bounded, for its reply.
+//! Nothing here re-enters libc socket calls that an LD_PRELOAD hook could intercept:
+//! all I/O is done with raw system calls (rustix).
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::{Condvar, Mutex};
+use rina_core::{ApplicationName, PortId};
+
+/// Whether a flow carries a byte stream or datagrams.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlowKind {
+    /// A reliable, in-order byte stream (`SOCK_STREAM`, an AF_UNIX stream socket).
+    Stream,
+    /// Datagrams with boundaries kept, unreliable (`SOCK_DGRAM`, AF_UNIX seqpacket).
+    Datagram,
+}
+
+/// Asks for a flow to `remote_app` whose data the runtime pumps through `socket`.
+#[derive(Debug)]
+pub struct ConnectRequest {
+    /// The normal DIF to allocate in.
+    pub dif: String,
+    /// The name of the local application (source of the flow).
+    pub local_app: ApplicationName,
+    /// The destination application.
+    pub remote_app: ApplicationName,
+    /// The runtime's end of the socket pair whose other end the application holds.
+    pub socket: OwnedFd,
+    /// Stream or datagram.
+    pub kind: FlowKind,
+    /// Upper bound on the whole allocation, including joining the DIF.
+    pub timeout: Duration,
+}
+
+/// Asks the runtime to register `app` in `dif` and to hand each incoming flow to the
+/// AF_UNIX listener bound at the abstract address `listener`.
+#[derive(Debug)]
+pub struct ListenRequest {
+    /// The normal DIF to register in.
+    pub dif: String,
+    /// The name to register.
+    pub app: ApplicationName,
+    /// The abstract socket address of the listener, without the leading NUL.
+    pub listener: Vec<u8>,
+    /// Stream or datagram.
+    pub kind: FlowKind,
+    /// Upper bound on the registration, including joining the DIF.
+    pub timeout: Duration,
+}
+
+/// A flow that was allocated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlowInfo {
+    /// The flow's port-id in this process.
+    pub port: PortId,
+}
+
+/// Why a flow or registration could not be made. Each maps to the errno a socket
+/// program expects (DESIGN.md D5).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FlowError {
+    /// No application is registered under the name.
+    #[error("no application is registered under that name")]
+    NoSuchApplication,
+    /// The destination cannot be reached, or this member could not join the DIF.
+    #[error("the DIF cannot reach the destination: {0}")]
+    Unreachable(String),
+    /// The allocation did not complete in time.
+    #[error("flow allocation timed out")]
+    TimedOut,
+    /// The name is already registered by this process.
+    #[error("the name is already registered")]
+    NameInUse,
+    /// The destination refused for lack of resources.
+    #[error("no resources")]
+    NoResources,
+    /// The destination refused access.
+    #[error("access denied")]
+    Denied,
+    /// The rules name a DIF this runtime does not have.
+    #[error("no DIF named {0:?}")]
+    NoSuchDif(String),
+    /// The runtime is not running (failed to start, or stopped).
+    #[error("the RINA runtime is not running: {0}")]
+    RuntimeDown(String),
+}
+
+impl FlowError {
+    /// The errno a socket program expects for this error.
+    pub fn errno(&self) -> i32 {
+        match self {
+            Self::NoSuchApplication => libc::ECONNREFUSED,
+            Self::Unreachable(_) | Self::NoSuchDif(_) => libc::ENETUNREACH,
+            Self::TimedOut => libc::ETIMEDOUT,
+            Self::NameInUse => libc::EADDRINUSE,
+            Self::NoResources => libc::ENOBUFS,
+            Self::Denied => libc::EACCES,
+            Self::RuntimeDown(_) => libc::ENETDOWN,
+        }
+    }
+}
+
+/// A command for the runtime thread.
+#[derive(Debug)]
+pub(crate) enum Command {
+    Connect(ConnectRequest, Reply<Result<FlowInfo, FlowError>>),
+    Listen(ListenRequest, Reply<Result<(), FlowError>>),
+    /// Drain every flow (bounded by `linger`), say goodbye to neighbours, stop.
+    Exit(Duration, Reply<()>),
+}
+
+/// A one-shot reply slot shared by the caller and the runtime thread.
+#[derive(Debug)]
+pub(crate) struct Reply<T>(Arc<(Mutex<Option<T>>, Condvar)>);
+
+impl<T> Clone for Reply<T> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+impl<T> Reply<T> {
+    pub(crate) fn new() -> Self {
+        Self(Arc::new((Mutex::new(None), Condvar::new())))
+    }
+
+    /// Delivers the value and wakes the caller.
+    pub(crate) fn send(&self, v: T) {
+        *self.0 .0.lock() = Some(v);
+        self.0 .1.notify_all();
+    }
+
+    /// Waits up to `timeout` for the value.
+    pub(crate) fn wait(&self, timeout: Duration) -> Option<T> {
+        let mut slot = self.0 .0.lock();
+        let deadline = std::time::Instant::now() + timeout;
+        while slot.is_none() {
+            if self.0 .1.wait_until(&mut slot, deadline).timed_out() {
+                break;
+            }
+        }
+        slot.take()
+    }
+}
+
+/// The stable synthetic IPv4 address and port under which a remote application
+/// appears to socket programs (`getpeername`, `accept`): `127.128.0.0/9` plus a hash of
+/// the name, so the same application always shows the same address.
+pub fn synthetic_peer(app: &ApplicationName) -> SocketAddrV4 {
+    // FNV-1a: stable across runs and processes.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in app.to_string().bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    let b = h.to_be_bytes();
+    let ip = Ipv4Addr::new(127, 128 | (b[0] & 0x7f), b[1], b[2].max(1));
+    let port = 1024 + (u16::from_be_bytes([b[3], b[4]]) % (65535 - 1024));
+    SocketAddrV4::new(ip, port)
+}
+
+/// The abstract AF_UNIX address (without the leading NUL) from which the runtime
+/// connects to a listener for the incoming flow `port` from `peer`. The interposer's
+/// `accept` reads it back with [`parse_incoming_name`].
+pub fn incoming_name(pid: u32, port: PortId, peer: SocketAddrV4) -> Vec<u8> {
+    format!("rina-flow/{pid}/{}/{peer}", port.0).into_bytes()
+}
+
+/// The flow port-id and synthetic peer encoded by [`incoming_name`].
+pub fn parse_incoming_name(name: &[u8]) -> Option<(u32, PortId, SocketAddrV4)> {
+    let s = core::str::from_utf8(name).ok()?;
+    let mut it = s.strip_prefix("rina-flow/")?.splitn(3, '/');
+    let pid = it.next()?.parse().ok()?;
+    let port = PortId(it.next()?.parse().ok()?);
+    let peer = it.next()?.parse().ok()?;
+    Some((pid, port, peer))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn incoming_name_round_trip() {
+        let peer = synthetic_peer(&ApplicationName::new("client"));
+        assert_eq!(peer, synthetic_peer(&ApplicationName::new("client")));
+        assert_ne!(peer, synthetic_peer(&ApplicationName::new("other")));
+        assert_eq!(peer.ip().octets()[0], 127);
+        let name = incoming_name(42, PortId(7), peer);
+        assert_eq!(parse_incoming_name(&name), Some((42, PortId(7), peer)));
+        assert_eq!(parse_incoming_name(b"something-else"), None);
+    }
+
+    #[test]
+    fn errno_mapping() {
+        assert_eq!(FlowError::NoSuchApplication.errno(), libc::ECONNREFUSED);
+        assert_eq!(FlowError::TimedOut.errno(), libc::ETIMEDOUT);
+        assert_eq!(FlowError::Unreachable(String::new()).errno(), libc::ENETUNREACH);
+        assert_eq!(FlowError::NameInUse.errno(), libc::EADDRINUSE);
+    }
+}

@@ -1,0 +1,205 @@
+//! Rules: the typed, validated form of a rules file.
+//!
+//! A rules file (TOML) describes the DIFs this process joins and which socket calls go
+//! to RINA. [`load`] reads and validates one; any mistake is a [`ConfigError`] that
+//! names the file, line, column and problem. [`Rules::match_connect`] and
+//! [`Rules::match_listen`] decide, for an address and port, whether a call goes to RINA
+//! and with which DIF and application name.
+//!
+//! The types here are the contract between the parser (`parse.rs`), the matcher
+//! (`rules.rs`), the runtime and the interposer.
+
+mod parse;
+mod rules;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rina_core::ApplicationName;
+
+pub use parse::{load, parse_str, ConfigError};
+pub use rules::{AddrPattern, Decision, PortRange, RuleTarget};
+
+/// A whole, validated rules file.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// Where it was read from (for messages).
+    pub path: PathBuf,
+    /// The DIFs this process joins, in file order; lower DIFs come before the DIFs
+    /// stacked over them.
+    pub difs: Vec<DifConfig>,
+    /// Rules for `connect` (and `sendto` on datagram sockets), first match wins.
+    pub connect: Vec<Rule>,
+    /// Rules for `bind` + `listen` (and `bind` of datagram sockets), first match wins.
+    pub listen: Vec<Rule>,
+    /// What happens to calls no rule matches.
+    pub default: DefaultPolicy,
+    /// Process-wide settings.
+    pub settings: Settings,
+}
+
+/// One DIF this process is a member of.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DifConfig {
+    /// The DIF's name (unique in the file).
+    pub name: String,
+    /// What kind of DIF, with its kind-specific settings.
+    pub kind: DifKind,
+}
+
+/// The kinds of DIF.
+#[derive(Clone, Debug, PartialEq)]
+pub enum DifKind {
+    /// A shim DIF over a UDP tunnel (IPv4 or IPv6).
+    Udp(UdpShimConfig),
+    /// A normal DIF.
+    Normal(NormalDifConfig),
+}
+
+/// A UDP tunnel shim DIF.
+#[derive(Clone, Debug, PartialEq)]
+pub struct UdpShimConfig {
+    /// The local UDP endpoint (`bind = "127.0.0.1:7000"`).
+    pub bind: SocketAddr,
+    /// Statically known peers: IPC process (or DIF) name -> UDP endpoint.
+    pub peers: Vec<(String, SocketAddr)>,
+    /// Largest datagram payload the shim sends (default 1452 for IPv4, 1432 for IPv6
+    /// on non-loopback addresses, 65000 on loopback).
+    pub mtu: usize,
+}
+
+/// A normal DIF.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NormalDifConfig {
+    /// Names of the DIFs below this one (each a DIF declared earlier in the file).
+    pub over: Vec<String>,
+    /// This member's IPC process name (default: `<program>.<pid>`, filled by the runtime
+    /// when `None`).
+    pub ipcp_name: Option<ApplicationName>,
+    /// How this member joins.
+    pub join: Join,
+    /// Enrollment settings.
+    pub enrollment_timeout: Duration,
+    /// Interval between keepalives on each N-1 flow.
+    pub keepalive_interval: Duration,
+    /// Keepalives missed before a neighbour is declared lost.
+    pub keepalive_misses: u32,
+}
+
+/// How a normal-DIF member joins its DIF.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Join {
+    /// This member is the first one: it assigns itself an address and serves as enroller.
+    Bootstrap {
+        /// Its address (default 1).
+        address: u32,
+    },
+    /// Enroll through a neighbour that is already a member.
+    Enroll {
+        /// The DIF below through which the neighbour is reached (one of `over`).
+        via: String,
+        /// The neighbour: a peer name from the shim's `peers`, or a literal endpoint.
+        neighbor: Neighbor,
+    },
+}
+
+/// How a neighbour to enroll through is named.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Neighbor {
+    /// A UDP endpoint.
+    Endpoint(SocketAddr),
+    /// A peer name (from the shim's `peers` table).
+    Name(String),
+}
+
+/// One rule: which addresses it matches, and where matching calls go.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rule {
+    /// The addresses and ports it matches.
+    pub pattern: AddrPattern,
+    /// Where a match goes.
+    pub target: RuleTarget,
+    /// 1-based line of the rule in the file (for `rina check` and messages).
+    pub line: usize,
+}
+
+/// Where unmatched calls go.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DefaultPolicy {
+    /// To libc, as if there were no interposer (the default).
+    #[default]
+    Pass,
+    /// Refused: `connect` fails with ECONNREFUSED, `bind` with EACCES.
+    Deny,
+}
+
+/// Process-wide settings (`[settings]`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Settings {
+    /// How long `connect` waits for a flow (including joining the DIF).
+    pub connect_timeout: Duration,
+    /// How long a process waits at exit for its flows to deliver what was written.
+    pub linger: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(10),
+            linger: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Config {
+    /// The DIF with this name.
+    pub fn dif(&self, name: &str) -> Option<&DifConfig> {
+        self.difs.iter().find(|d| d.name == name)
+    }
+
+    /// Where a `connect` to `addr` goes.
+    pub fn match_connect(&self, addr: SocketAddr) -> Decision {
+        rules::decide(&self.connect, self.default, addr)
+    }
+
+    /// Where a `bind`/`listen` on `addr` goes.
+    pub fn match_listen(&self, addr: SocketAddr) -> Decision {
+        rules::decide(&self.listen, self.default, addr)
+    }
+
+    /// A human-readable account of what this file makes a process do (`rina check`).
+    pub fn describe(&self) -> String {
+        rules::describe(self)
+    }
+}
+
+/// Finds the rules file for a program, in the order of DESIGN.md D4: `RINA_CONFIG`,
+/// then `$XDG_CONFIG_HOME/rina/<program>.toml` (or `~/.config/...`), then
+/// `/etc/rina/<program>.toml`, then the same two places with `default.toml`.
+/// `None`: no rules, everything passes to libc.
+pub fn locate(program: &str, env: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> {
+    if let Some(p) = env("RINA_CONFIG").filter(|p| !p.is_empty()) {
+        return Some(PathBuf::from(p));
+    }
+    let xdg = env("XDG_CONFIG_HOME")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| env("HOME").map(|h| Path::new(&h).join(".config")));
+    let mut dirs: Vec<PathBuf> = xdg.into_iter().map(|d| d.join("rina")).collect();
+    dirs.push(PathBuf::from("/etc/rina"));
+    for file in [format!("{program}.toml"), "default.toml".to_owned()] {
+        for d in &dirs {
+            let p = d.join(&file);
+            if p.is_file() {
+                return Some(p);
+            }
+        }
+    }
+    None
+}
+
+/// True if `ip` is a loopback address (used for MTU defaults).
+pub fn is_loopback(ip: IpAddr) -> bool {
+    ip.is_loopback()
+}

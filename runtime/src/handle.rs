@@ -1,0 +1,88 @@
+//! [`Handle`]: the application threads' side of the runtime.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::api::{Command, ConnectRequest, FlowError, FlowInfo, ListenRequest, Reply};
+use crate::config::Config;
+use crate::driver;
+
+/// A running runtime (one per process). Cheap to clone; safe to use from any thread.
+#[derive(Clone, Debug)]
+pub struct Handle {
+    inner: Arc<driver::Shared>,
+    pid: u32,
+    config: Arc<Config>,
+}
+
+impl Handle {
+    /// Starts the runtime thread for `config` in this process. `program` names the
+    /// process in default IPC process names and the management socket.
+    ///
+    /// # Errors
+    /// [`FlowError::RuntimeDown`] if a shim cannot be opened (port in use, no
+    /// permission) or the thread cannot be started.
+    pub fn start(config: Arc<Config>, program: &str) -> Result<Self, FlowError> {
+        let inner = driver::spawn(config.clone(), program)?;
+        Ok(Self {
+            inner,
+            pid: std::process::id(),
+            config,
+        })
+    }
+
+    /// The process that started this runtime (a fork child must start its own).
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// The rules this runtime runs.
+    pub fn config(&self) -> &Arc<Config> {
+        &self.config
+    }
+
+    /// Allocates a flow and pumps it through `req.socket`. Blocks up to `req.timeout`.
+    ///
+    /// # Errors
+    /// A [`FlowError`] whose [`FlowError::errno`] the hook returns.
+    pub fn connect(&self, req: ConnectRequest) -> Result<FlowInfo, FlowError> {
+        let timeout = req.timeout;
+        self.call(timeout, |r| Command::Connect(req, r))
+    }
+
+    /// Registers a name and hands incoming flows to the listener. Blocks up to
+    /// `req.timeout`.
+    ///
+    /// # Errors
+    /// A [`FlowError`] whose [`FlowError::errno`] the hook returns.
+    pub fn listen(&self, req: ListenRequest) -> Result<(), FlowError> {
+        let timeout = req.timeout;
+        self.call(timeout, |r| Command::Listen(req, r))
+    }
+
+    /// Called at process exit: lets every flow deliver what the application wrote
+    /// (bounded by the rules' `linger`), says goodbye to the neighbours, and stops.
+    pub fn exit(&self) {
+        let linger = self.config.settings.linger;
+        let reply = Reply::new();
+        if self.inner.post(Command::Exit(linger, reply.clone())) {
+            let _ = reply.wait(linger + Duration::from_secs(1));
+        }
+    }
+
+    fn call<T>(
+        &self,
+        timeout: Duration,
+        make: impl FnOnce(Reply<Result<T, FlowError>>) -> Command,
+    ) -> Result<T, FlowError> {
+        let reply = Reply::new();
+        if !self.inner.post(make(reply.clone())) {
+            return Err(FlowError::RuntimeDown("the runtime thread has stopped".into()));
+        }
+        // The runtime enforces `timeout` itself; the extra second only guards against
+        // a runtime thread that died.
+        reply
+            .wait(timeout + Duration::from_secs(1))
+            .unwrap_or(Err(FlowError::TimedOut))
+    }
+}

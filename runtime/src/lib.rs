@@ -1,0 +1,16 @@
+//! # runtime: one thread that runs the RINA stack inside a process
+//!
+//! The runtime is the one place with a thread, a clock and an event loop (DESIGN.md
+//! D3). It loads the rules ([`config`]), starts lazily on the first call a rule
+//! matches, drives the rina-core IPC processes and the shims, and pumps bytes between
+//! each flow and the application's socket with back-pressure. The interposer talks to
+//! it only through [`Handle`] ([`api`]).
+
+pub mod api;
+pub mod config;
+
+pub use api::{ConnectRequest, FlowError, FlowInfo, FlowKind, ListenRequest};
+mod driver;
+mod handle;
+
+pub use handle::Handle;

@@ -1,0 +1,1 @@
+//! Shim I/O (in progress).
