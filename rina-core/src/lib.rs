@@ -38,11 +38,13 @@
 #![forbid(unsafe_code)]
 
 pub mod efcp;
+
+#[cfg(any())]
 pub mod ipcp;
 pub mod name;
 pub mod rand;
 pub mod shim;
-#[cfg(feature = "sim")]
+#[cfg(all(feature = "sim", any()))]
 pub mod sim;
 pub mod time;
 pub mod wire;

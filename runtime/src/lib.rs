@@ -8,9 +8,9 @@
 
 pub mod api;
 pub mod config;
-
-pub use api::{ConnectRequest, FlowError, FlowInfo, FlowKind, ListenRequest};
 mod driver;
 mod handle;
+mod log;
 
+pub use api::{ConnectRequest, FlowError, FlowInfo, FlowKind, ListenRequest};
 pub use handle::Handle;

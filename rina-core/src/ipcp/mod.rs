@@ -1,1 +1,449 @@
-//! The IPC process facade (in progress).
+//! The IPC process: one member of one normal DIF.
+//!
+//! [`IpcProcess`] is the facade the driver talks to. It owns the per-neighbour
+//! management connections and enrollment ([`neighbor`]), the replicated directory
+//! ([`directory`]), the link-state database and forwarding table ([`routing`]), and the
+//! flows with their EFCP connections ([`flows`]).
+//!
+//! ## How to drive it
+//!
+//! 1. Give it N-1 ports as the DIFs below provide them: [`IpcProcess::add_n1_port`]
+//!    (with `initiate = true` on the side that asked for the N-1 flow, which then
+//!    enrolls or says hello), and [`IpcProcess::remove_n1_port`] when one goes away.
+//! 2. Feed every PDU that arrives on an N-1 port to [`IpcProcess::handle_pdu`] and
+//!    call [`IpcProcess::handle_timeout`] when [`IpcProcess::poll_timeout`] is due.
+//! 3. After any input, drain [`IpcProcess::poll_transmit`] (PDUs to send, each with
+//!    its N-1 port) and then [`IpcProcess::poll_event`].
+//! 4. Commands: [`IpcProcess::register`], [`IpcProcess::allocate_flow`],
+//!    [`IpcProcess::write`], [`IpcProcess::read`], [`IpcProcess::close_write`],
+//!    [`IpcProcess::deallocate`].
+
+pub mod directory;
+mod flows;
+mod neighbor;
+pub mod routing;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
+
+use crate::efcp::EfcpConfig;
+use crate::rand::Rng;
+use crate::time::{earliest, Instant};
+use crate::wire::mgmt::MgmtMessage;
+use crate::wire::{Pci, PduType};
+use crate::{Address, ApplicationName, CepId, N1Port, PortId};
+
+pub use flows::{FlowSummary, ReadResult, WriteError};
+use directory::Directory;
+use flows::Flow;
+use neighbor::Neighbor;
+use routing::Lsdb;
+
+/// Configuration of one IPC process.
+#[derive(Clone, Debug)]
+pub struct IpcpConfig {
+    /// The DIF's name.
+    pub dif: String,
+    /// This IPC process's name.
+    pub name: ApplicationName,
+    /// `Some(address)`: this member bootstraps the DIF with that address.
+    pub bootstrap: Option<Address>,
+    /// Seed for CEP-ids, addresses and jitter.
+    pub seed: u64,
+    /// EFCP settings of reliable data flows (`max_pdu_size` is set per path).
+    pub data_efcp: EfcpConfig,
+    /// EFCP settings of the per-neighbour management connections.
+    pub mgmt_efcp: EfcpConfig,
+    /// How long an enrollee waits for its enroller.
+    pub enrollment_timeout: Duration,
+    /// Interval between keepalives on each N-1 port.
+    pub keepalive_interval: Duration,
+    /// Keepalive intervals without any traffic before a neighbour is declared lost.
+    pub keepalive_misses: u32,
+    /// Interval between retries of an unanswered flow request.
+    pub flow_request_retry: Duration,
+    /// How long a gracefully closed connection lingers to answer retransmissions.
+    pub close_linger: Duration,
+}
+
+impl IpcpConfig {
+    /// Defaults for a member of `dif` named `name`.
+    pub fn new(dif: impl Into<String>, name: ApplicationName, seed: u64) -> Self {
+        Self {
+            dif: dif.into(),
+            name,
+            bootstrap: None,
+            seed,
+            data_efcp: EfcpConfig::default(),
+            mgmt_efcp: EfcpConfig {
+                initial_credit: 64,
+                ..EfcpConfig::default()
+            },
+            enrollment_timeout: Duration::from_secs(5),
+            keepalive_interval: Duration::from_secs(2),
+            keepalive_misses: 3,
+            flow_request_retry: Duration::from_millis(500),
+            close_linger: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Why a flow could not be allocated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AllocError {
+    /// No application is registered under the destination name.
+    #[error("no application registered under that name")]
+    NoSuchApplication,
+    /// The destination (or the DIF itself) cannot be reached.
+    #[error("destination unreachable")]
+    Unreachable,
+    /// No answer in time.
+    #[error("timed out")]
+    TimedOut,
+    /// The destination denied access.
+    #[error("access denied")]
+    Denied,
+    /// The destination has no resources for another flow.
+    #[error("no resources")]
+    NoResources,
+}
+
+/// Why a registration failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RegisterError {
+    /// This IPC process already registered the name.
+    #[error("already registered")]
+    AlreadyRegistered,
+}
+
+/// Something the driver must know about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// This member has joined the DIF.
+    Enrolled {
+        /// The address it was given.
+        address: Address,
+    },
+    /// Joining through a neighbour failed.
+    EnrollmentFailed {
+        /// The N-1 port of the enroller.
+        port: N1Port,
+        /// What went wrong.
+        reason: String,
+    },
+    /// An adjacency is up.
+    NeighborUp {
+        /// Its N-1 port.
+        port: N1Port,
+        /// The neighbour's name.
+        name: ApplicationName,
+    },
+    /// A neighbour was lost (keepalives missed, or it said goodbye).
+    NeighborLost {
+        /// Its N-1 port (the driver should release it).
+        port: N1Port,
+    },
+    /// A flow this member asked for is up.
+    FlowAllocated {
+        /// The flow.
+        port: PortId,
+    },
+    /// A flow this member asked for could not be made.
+    FlowAllocationFailed {
+        /// The flow (now gone).
+        port: PortId,
+        /// Why.
+        error: AllocError,
+    },
+    /// A flow to a registered application arrived.
+    IncomingFlow {
+        /// The new flow.
+        port: PortId,
+        /// The registered application it is for.
+        local_app: ApplicationName,
+        /// The application at the other end.
+        remote_app: ApplicationName,
+    },
+    /// The flow has data (or end of stream) to read.
+    Readable {
+        /// The flow.
+        port: PortId,
+    },
+    /// The flow can take more data after a write was refused.
+    Writable {
+        /// The flow.
+        port: PortId,
+    },
+    /// The flow is gone.
+    FlowClosed {
+        /// The flow.
+        port: PortId,
+        /// True if it broke (peer vanished or deallocated before finishing).
+        reset: bool,
+    },
+}
+
+/// Counters for observability.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// PDUs received on N-1 ports.
+    pub pdus_in: u64,
+    /// PDUs handed to N-1 ports.
+    pub pdus_out: u64,
+    /// PDUs relayed to another member.
+    pub pdus_relayed: u64,
+    /// PDUs that could not be parsed.
+    pub pdus_malformed: u64,
+    /// PDUs dropped: no route, TTL exhausted, or no such connection.
+    pub pdus_dropped: u64,
+}
+
+/// One member of one normal DIF. See the [module docs](self).
+#[derive(Debug)]
+pub struct IpcProcess {
+    cfg: IpcpConfig,
+    rng: Rng,
+    address: Option<Address>,
+    neighbors: BTreeMap<N1Port, Neighbor>,
+    directory: Directory,
+    lsdb: Lsdb,
+    lsa_seq: u64,
+    /// Destination -> N-1 port of the next hop.
+    pft: BTreeMap<Address, N1Port>,
+    registered: BTreeSet<ApplicationName>,
+    flows: BTreeMap<PortId, Flow>,
+    cep_to_port: BTreeMap<CepId, PortId>,
+    next_port: u32,
+    /// Round-robin cursor over flows in `poll_transmit`.
+    tx_cursor: u32,
+    /// PDUs ready to go out (routed management, relayed PDUs).
+    out: VecDeque<(N1Port, Vec<u8>)>,
+    /// PDUs addressed to this member by itself.
+    loopback: VecDeque<Vec<u8>>,
+    events: VecDeque<Event>,
+    counters: Counters,
+    scratch: Vec<u8>,
+}
+
+impl IpcProcess {
+    /// A new member; with `cfg.bootstrap` set it is enrolled at once.
+    pub fn new(cfg: IpcpConfig, now: Instant) -> Self {
+        let rng = Rng::new(cfg.seed);
+        let mut me = Self {
+            rng,
+            address: None,
+            neighbors: BTreeMap::new(),
+            directory: Directory::default(),
+            lsdb: Lsdb::default(),
+            lsa_seq: 0,
+            pft: BTreeMap::new(),
+            registered: BTreeSet::new(),
+            flows: BTreeMap::new(),
+            cep_to_port: BTreeMap::new(),
+            next_port: 1,
+            tx_cursor: 0,
+            out: VecDeque::new(),
+            loopback: VecDeque::new(),
+            events: VecDeque::new(),
+            counters: Counters::default(),
+            scratch: Vec::new(),
+            cfg,
+        };
+        if let Some(a) = me.cfg.bootstrap {
+            me.become_enrolled(now, a);
+        }
+        me
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &IpcpConfig {
+        &self.cfg
+    }
+
+    /// This member's address, once enrolled.
+    pub fn address(&self) -> Option<Address> {
+        self.address
+    }
+
+    /// True once this member has joined the DIF.
+    pub fn is_enrolled(&self) -> bool {
+        self.address.is_some()
+    }
+
+    /// Counters.
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// The directory.
+    pub fn directory(&self) -> &Directory {
+        &self.directory
+    }
+
+    /// The forwarding table: destination -> N-1 port.
+    pub fn forwarding_table(&self) -> &BTreeMap<Address, N1Port> {
+        &self.pft
+    }
+
+    /// Enrolled neighbours: N-1 port, name and address.
+    pub fn neighbors(&self) -> Vec<(N1Port, ApplicationName, Address)> {
+        self.neighbors
+            .values()
+            .filter_map(|n| Some((n.port, n.name.clone()?, n.address?)))
+            .collect()
+    }
+
+    /// The next event for the driver.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// The next time [`IpcProcess::handle_timeout`] must be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let mut t = None;
+        for n in self.neighbors.values() {
+            t = earliest(t, n.poll_timeout(&self.cfg));
+        }
+        for f in self.flows.values() {
+            t = earliest(t, f.poll_timeout());
+        }
+        t
+    }
+
+    /// Runs every timer that is due.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.neighbors_timeout(now);
+        self.flows_timeout(now);
+    }
+
+    /// Handles a PDU that arrived on N-1 port `port`.
+    pub fn handle_pdu(&mut self, now: Instant, port: N1Port, pdu: &[u8]) {
+        self.counters.pdus_in += 1;
+        let Ok((pci, payload)) = Pci::parse(pdu) else {
+            self.counters.pdus_malformed += 1;
+            return;
+        };
+        if let Some(n) = self.neighbors.get_mut(&port) {
+            n.last_heard = now;
+        }
+        if pci.dst_addr == Address::NONE {
+            self.on_neighbor_pdu(now, port, &pci, payload);
+        } else if Some(pci.dst_addr) == self.address {
+            self.on_local_pdu(now, &pci, payload);
+        } else {
+            self.relay(pdu);
+        }
+    }
+
+    fn on_local_pdu(&mut self, now: Instant, pci: &Pci, payload: &[u8]) {
+        match pci.pdu_type {
+            PduType::Management => match MgmtMessage::decode(payload) {
+                Ok(m) => self.on_routed_mgmt(now, pci.src_addr, m),
+                Err(_) => self.counters.pdus_malformed += 1,
+            },
+            PduType::Data | PduType::Control => self.on_flow_pdu(now, pci, payload),
+        }
+    }
+
+    /// Forwards a PDU for another member (TTL decremented).
+    fn relay(&mut self, pdu: &[u8]) {
+        let mut v = pdu.to_vec();
+        let Ok((pci, _)) = Pci::parse(&v) else { return };
+        match (self.pft.get(&pci.dst_addr), crate::wire::pci::decrement_ttl(&mut v)) {
+            (Some(&p), Some(_)) => {
+                self.counters.pdus_relayed += 1;
+                self.out.push_back((p, v));
+            }
+            _ => self.counters.pdus_dropped += 1,
+        }
+    }
+
+    /// Sends a whole PDU toward its destination address (or to this member itself).
+    fn route(&mut self, pdu: Vec<u8>, dst: Address) -> bool {
+        if Some(dst) == self.address {
+            self.loopback.push_back(pdu);
+            return true;
+        }
+        match self.pft.get(&dst) {
+            Some(&p) => {
+                self.out.push_back((p, pdu));
+                true
+            }
+            None => {
+                self.counters.pdus_dropped += 1;
+                false
+            }
+        }
+    }
+
+    /// Sends a routed management message to `dst`.
+    fn send_routed(&mut self, dst: Address, msg: &MgmtMessage) -> bool {
+        let Some(src) = self.address else { return false };
+        let pci = Pci {
+            pdu_type: PduType::Management,
+            flags: 0,
+            ttl: crate::wire::pci::DEFAULT_TTL,
+            dst_addr: dst,
+            src_addr: src,
+            dst_cep: CepId(0),
+            src_cep: CepId(0),
+            seq: 0,
+        };
+        let pdu = pci.to_pdu(&msg.encode());
+        self.route(pdu, dst)
+    }
+
+    /// The next PDU to send: clears `buf`, writes the PDU into it and returns the N-1
+    /// port to send it on; `None` when nothing is ready.
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<N1Port> {
+        // PDUs this member sent to itself are handled first (no N-1 port involved).
+        while let Some(pdu) = self.loopback.pop_front() {
+            if let Ok((pci, payload)) = Pci::parse(&pdu) {
+                self.on_local_pdu(now, &pci, payload);
+            }
+        }
+        if let Some((p, pdu)) = self.out.pop_front() {
+            buf.clear();
+            buf.extend_from_slice(&pdu);
+            self.counters.pdus_out += 1;
+            return Some(p);
+        }
+        if let Some(p) = self.poll_neighbors_transmit(now, buf) {
+            self.counters.pdus_out += 1;
+            return Some(p);
+        }
+        loop {
+            let (port, dst) = self.poll_flows_transmit(now, buf)?;
+            if Some(dst) == self.address {
+                self.loopback.push_back(buf.clone());
+                return self.poll_transmit(now, buf);
+            }
+            if let Some(&p) = self.pft.get(&dst) {
+                self.counters.pdus_out += 1;
+                return Some(p);
+            }
+            // No route right now: EFCP will retransmit once there is one.
+            let _ = port;
+            self.counters.pdus_dropped += 1;
+        }
+    }
+
+    fn fresh_cep(&mut self) -> CepId {
+        loop {
+            let c = CepId(self.rng.next_u32());
+            if c.0 != 0 && !self.cep_to_port.contains_key(&c) {
+                return c;
+            }
+        }
+    }
+
+    fn fresh_port(&mut self) -> PortId {
+        loop {
+            let p = PortId(self.next_port);
+            self.next_port = self.next_port.wrapping_add(1).max(1);
+            if !self.flows.contains_key(&p) {
+                return p;
+            }
+        }
+    }
+}

@@ -1,1 +1,250 @@
-//! Deterministic network simulator (in progress).
+//! A deterministic network simulator for IPC processes (DESIGN.md D2).
+//!
+//! [`Sim`] holds IPC processes joined by links that delay, jitter (which reorders),
+//! lose, duplicate and corrupt PDUs, limit their size and go up and down. Each
+//! direction of each link has its own RNG seeded from (seed, link, direction), so
+//! adding a link does not change the dice of the others. Virtual time jumps to the
+//! next event: a frame arrival or a protocol deadline. Nothing reads a clock, so a
+//! failing case replays exactly from its seed.
+
+mod scenario;
+
+pub use scenario::{transfer, TransferReport};
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+use std::time::Duration;
+
+use crate::ipcp::{Event, IpcProcess, IpcpConfig};
+use crate::rand::Rng;
+use crate::time::{earliest, Instant};
+use crate::N1Port;
+
+/// Impairments of one link (both directions).
+#[derive(Clone, Debug)]
+pub struct LinkConfig {
+    /// One-way delay.
+    pub delay: Duration,
+    /// Extra random delay in `0..jitter` per frame (reorders frames).
+    pub jitter: Duration,
+    /// Probability a frame is lost.
+    pub loss: f64,
+    /// Probability a frame is delivered twice.
+    pub duplicate: f64,
+    /// Probability one bit of a frame is flipped.
+    pub corrupt: f64,
+    /// Largest frame; larger ones are dropped.
+    pub mtu: usize,
+}
+
+impl Default for LinkConfig {
+    fn default() -> Self {
+        Self {
+            delay: Duration::from_millis(1),
+            jitter: Duration::ZERO,
+            loss: 0.0,
+            duplicate: 0.0,
+            corrupt: 0.0,
+            mtu: 1500,
+        }
+    }
+}
+
+/// A node of the simulation.
+#[derive(Debug)]
+pub struct Node {
+    /// Its IPC process.
+    pub ipcp: IpcProcess,
+    /// Events it emitted, oldest first (the scenario consumes them).
+    pub events: VecDeque<Event>,
+    /// N-1 port -> (link, direction index of the far end).
+    ports: Vec<(N1Port, usize, usize)>,
+}
+
+#[derive(Debug)]
+struct Link {
+    ends: [(usize, N1Port); 2],
+    cfg: LinkConfig,
+    rng: [Rng; 2],
+    up: bool,
+}
+
+/// Why [`Sim::run_until`] gave up.
+#[derive(Clone, Debug)]
+pub struct Stalled {
+    /// Virtual time reached.
+    pub now: Instant,
+    /// The last trace lines.
+    pub trace: Vec<String>,
+}
+
+/// The simulator.
+#[derive(Debug)]
+pub struct Sim {
+    now: Instant,
+    seed: u64,
+    nodes: Vec<Node>,
+    links: Vec<Link>,
+    /// Frames in flight: (arrival, order, node, port, bytes).
+    queue: BinaryHeap<Reverse<(Instant, u64, usize, N1Port, Vec<u8>)>>,
+    order: u64,
+    trace: VecDeque<String>,
+    buf: Vec<u8>,
+    /// Frames delivered, dropped by the link.
+    pub frames: (u64, u64),
+}
+
+impl Sim {
+    /// An empty simulation whose randomness derives from `seed`.
+    pub fn new(seed: u64) -> Self {
+        Self {
+            now: Instant::ZERO,
+            seed,
+            nodes: Vec::new(),
+            links: Vec::new(),
+            queue: BinaryHeap::new(),
+            order: 0,
+            trace: VecDeque::new(),
+            buf: Vec::new(),
+            frames: (0, 0),
+        }
+    }
+
+    /// Virtual time now.
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// The seed (print it when a test fails).
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// Adds an IPC process; returns its index.
+    pub fn add_node(&mut self, mut cfg: IpcpConfig) -> usize {
+        cfg.seed ^= self.seed.rotate_left(17) ^ (self.nodes.len() as u64).wrapping_mul(0xA24B_AED4_963E_E407);
+        self.nodes.push(Node {
+            ipcp: IpcProcess::new(cfg, self.now),
+            events: VecDeque::new(),
+            ports: Vec::new(),
+        });
+        self.nodes.len() - 1
+    }
+
+    /// The node at `i`.
+    pub fn node(&mut self, i: usize) -> &mut Node {
+        &mut self.nodes[i]
+    }
+
+    /// Joins `a` and `b` with a link; `a` initiates (enrolls or says hello).
+    pub fn link(&mut self, a: usize, b: usize, cfg: LinkConfig) -> usize {
+        let id = self.links.len();
+        let pa = N1Port(self.nodes[a].ports.len() as u32 + 1);
+        let pb = N1Port(self.nodes[b].ports.len() as u32 + 1);
+        self.nodes[a].ports.push((pa, id, 1));
+        self.nodes[b].ports.push((pb, id, 0));
+        let mut r = Rng::new(self.seed ^ (id as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03));
+        let mtu = cfg.mtu;
+        self.links.push(Link { ends: [(a, pa), (b, pb)], cfg, rng: [r.fork(0), r.fork(1)], up: true });
+        let now = self.now;
+        self.nodes[b].ipcp.add_n1_port(now, pb, mtu, false);
+        self.nodes[a].ipcp.add_n1_port(now, pa, mtu, true);
+        id
+    }
+
+    /// Takes a link down (frames are lost) or brings it back.
+    pub fn set_link_up(&mut self, link: usize, up: bool) {
+        self.links[link].up = up;
+    }
+
+    fn log(&mut self, s: String) {
+        if self.trace.len() == 64 {
+            self.trace.pop_front();
+        }
+        self.trace.push_back(s);
+    }
+
+    /// Sends what every node has to send, schedules arrivals, collects events.
+    fn flush(&mut self) {
+        for n in 0..self.nodes.len() {
+            while let Some(port) = self.nodes[n].ipcp.poll_transmit(self.now, &mut self.buf) {
+                let Some(&(_, link, far)) = self.nodes[n].ports.iter().find(|p| p.0 == port) else { continue };
+                let frame = std::mem::take(&mut self.buf);
+                self.transmit(link, far, frame);
+            }
+            while let Some(ev) = self.nodes[n].ipcp.poll_event() {
+                let line = format!("{} node {n}: {ev:?}", self.now);
+                self.log(line);
+                self.nodes[n].events.push_back(ev);
+            }
+        }
+    }
+
+    fn transmit(&mut self, link: usize, far: usize, mut frame: Vec<u8>) {
+        let now = self.now;
+        let l = &mut self.links[link];
+        let rng = &mut l.rng[far];
+        let (node, port) = l.ends[far];
+        if !l.up || frame.len() > l.cfg.mtu || rng.chance(l.cfg.loss) {
+            self.frames.1 += 1;
+            return;
+        }
+        if rng.chance(l.cfg.corrupt) && !frame.is_empty() {
+            let bit = rng.below(frame.len() as u64 * 8);
+            frame[(bit / 8) as usize] ^= 1 << (bit % 8);
+        }
+        let copies = if rng.chance(l.cfg.duplicate) { 2 } else { 1 };
+        for _ in 0..copies {
+            let jitter = if l.cfg.jitter.is_zero() {
+                Duration::ZERO
+            } else {
+                Duration::from_micros(rng.below(l.cfg.jitter.as_micros() as u64))
+            };
+            self.order += 1;
+            self.queue.push(Reverse((now + l.cfg.delay + jitter, self.order, node, port, frame.clone())));
+        }
+    }
+
+    /// Advances to the next event and handles everything due then. False when idle
+    /// (nothing in flight and no deadline).
+    pub fn step(&mut self) -> bool {
+        self.flush();
+        let mut next = self.queue.peek().map(|Reverse(f)| f.0);
+        for n in &self.nodes {
+            next = earliest(next, n.ipcp.poll_timeout());
+        }
+        let Some(next) = next else { return false };
+        self.now = self.now.max(next);
+        while self.queue.peek().is_some_and(|Reverse(f)| f.0 <= self.now) {
+            let Some(Reverse((_, _, node, port, frame))) = self.queue.pop() else { break };
+            self.frames.0 += 1;
+            self.nodes[node].ipcp.handle_pdu(self.now, port, &frame);
+        }
+        for n in &mut self.nodes {
+            if n.ipcp.poll_timeout().is_some_and(|t| t <= self.now) {
+                n.ipcp.handle_timeout(self.now);
+            }
+        }
+        self.flush();
+        true
+    }
+
+    /// Steps until `done` holds, failing past virtual time `limit` or `max_steps`.
+    ///
+    /// # Errors
+    /// [`Stalled`] with the time reached and the tail of the trace.
+    pub fn run_until(&mut self, limit: Instant, max_steps: u64, mut done: impl FnMut(&mut Self) -> bool) -> Result<(), Stalled> {
+        for _ in 0..max_steps {
+            if done(self) {
+                return Ok(());
+            }
+            if self.now > limit || !self.step() {
+                break;
+            }
+        }
+        if done(self) {
+            return Ok(());
+        }
+        Err(Stalled { now: self.now, trace: self.trace.iter().cloned().collect() })
+    }
+}

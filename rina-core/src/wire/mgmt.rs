@@ -1,1 +1,393 @@
-//! Management messages (filled in by the IPCP work).
+//! Management messages: enrollment, directory, routing, liveness and flow allocation.
+//!
+//! Encoding (version 1, network byte order): `version: u8`, `tag: u8`, then the body of
+//! that message as written by [`MgmtMessage::encode`]. Names are four `str8` parts.
+//! Lists carry a `u16` count checked against the bytes left, so hostile counts cannot
+//! make the decoder allocate. Trailing bytes are an error.
+//!
+//! Neighbour-scope messages (enrollment, directory, link state, keepalive, goodbye)
+//! travel as SDUs of the reliable per-neighbour management connection (CEP-id 0,
+//! address 0), so EFCP gives them order, retransmission and fragmentation: none is
+//! limited by the N-1 MTU. Routed messages (flow allocation) travel as single
+//! [`PduType::Management`](super::PduType::Management) PDUs between addresses and must
+//! fit one PDU; their names are bounded to keep them small.
+
+use super::codec::{Reader, Writer};
+use super::Error;
+use crate::name::ApplicationName;
+
+/// The management encoding version.
+pub const MGMT_VERSION: u8 = 1;
+
+/// One directory entry: `app` is registered at the member `address`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirEntry {
+    /// The application name.
+    pub app: ApplicationName,
+    /// The member where it is registered.
+    pub address: u32,
+    /// Version of this (app, address) pair; the higher wins.
+    pub seq: u64,
+    /// False for a removal (tombstone).
+    pub present: bool,
+}
+
+/// A link-state advertisement: the adjacencies of `origin`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lsa {
+    /// The member that advertises.
+    pub origin: u32,
+    /// Version; the higher wins.
+    pub seq: u64,
+    /// Addresses of the origin's enrolled neighbours.
+    pub neighbors: Vec<u32>,
+}
+
+/// Result codes of enrollment and flow allocation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResultCode {
+    /// Success.
+    Ok,
+    /// No application registered under the name.
+    NoSuchName,
+    /// Access denied.
+    Denied,
+    /// No resources.
+    NoResources,
+    /// Wrong DIF (enrollment).
+    WrongDif,
+}
+
+impl ResultCode {
+    fn code(self) -> u8 {
+        match self {
+            Self::Ok => 0,
+            Self::NoSuchName => 1,
+            Self::Denied => 2,
+            Self::NoResources => 3,
+            Self::WrongDif => 4,
+        }
+    }
+    fn from_code(c: u8) -> Result<Self, Error> {
+        Ok(match c {
+            0 => Self::Ok,
+            1 => Self::NoSuchName,
+            2 => Self::Denied,
+            3 => Self::NoResources,
+            4 => Self::WrongDif,
+            _ => return Err(Error::Malformed),
+        })
+    }
+}
+
+/// A management message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MgmtMessage {
+    /// Enrollee -> enroller: join `dif` as `ipcp`; `address` is the one held before
+    /// (re-enrollment) or 0.
+    EnrollRequest {
+        /// The enrollee's IPC process name.
+        ipcp: ApplicationName,
+        /// The DIF it wants to join.
+        dif: String,
+        /// The address it held before, or 0.
+        address: u32,
+        /// True for a leaf member that needs no link-state database.
+        leaf: bool,
+    },
+    /// Enroller -> enrollee: the outcome and the assigned address. On success the
+    /// enroller then sends its state and [`MgmtMessage::EnrollDone`].
+    EnrollResponse {
+        /// Outcome.
+        result: ResultCode,
+        /// The enrollee's address.
+        address: u32,
+        /// The enroller's IPC process name.
+        enroller: ApplicationName,
+        /// The enroller's address.
+        enroller_address: u32,
+    },
+    /// An already-enrolled member opens an adjacency with another member.
+    Hello {
+        /// Its IPC process name.
+        ipcp: ApplicationName,
+        /// Its DIF.
+        dif: String,
+        /// Its address.
+        address: u32,
+    },
+    /// The enroller has sent all its state.
+    EnrollDone,
+    /// Directory entries (registration, removal, or a snapshot chunk).
+    Directory(Vec<DirEntry>),
+    /// Link-state advertisements.
+    LinkState(Vec<Lsa>),
+    /// Liveness probe; any traffic counts as a sign of life.
+    Keepalive,
+    /// The sender is leaving the DIF.
+    Goodbye {
+        /// Its address.
+        address: u32,
+    },
+    /// Routed: allocate a flow from `src_app` at the source to `dst_app`.
+    FlowRequest {
+        /// Requesting application.
+        src_app: ApplicationName,
+        /// Destination application.
+        dst_app: ApplicationName,
+        /// The requester's CEP-id.
+        src_cep: u32,
+        /// Reliable (stream) or unreliable (datagram) flow.
+        reliable: bool,
+    },
+    /// Routed: the answer to a [`MgmtMessage::FlowRequest`].
+    FlowResponse {
+        /// Outcome.
+        result: ResultCode,
+        /// The requester's CEP-id (echoed).
+        src_cep: u32,
+        /// The responder's CEP-id.
+        dst_cep: u32,
+    },
+    /// Routed: the flow whose connection ends at `dst_cep` is gone at the sender.
+    FlowDeallocate {
+        /// The receiver's CEP-id.
+        dst_cep: u32,
+    },
+}
+
+mod tag {
+    pub(super) const ENROLL_REQUEST: u8 = 1;
+    pub(super) const ENROLL_RESPONSE: u8 = 2;
+    pub(super) const HELLO: u8 = 3;
+    pub(super) const ENROLL_DONE: u8 = 4;
+    pub(super) const DIRECTORY: u8 = 5;
+    pub(super) const LINK_STATE: u8 = 6;
+    pub(super) const KEEPALIVE: u8 = 7;
+    pub(super) const GOODBYE: u8 = 8;
+    pub(super) const FLOW_REQUEST: u8 = 16;
+    pub(super) const FLOW_RESPONSE: u8 = 17;
+    pub(super) const FLOW_DEALLOCATE: u8 = 18;
+}
+
+fn put_name(w: &mut Writer, n: &ApplicationName) {
+    for p in n.parts() {
+        w.str8(p);
+    }
+}
+
+fn get_name(r: &mut Reader<'_>) -> Result<ApplicationName, Error> {
+    let n = ApplicationName {
+        process_name: r.str8()?.to_owned(),
+        process_instance: r.str8()?.to_owned(),
+        entity_name: r.str8()?.to_owned(),
+        entity_instance: r.str8()?.to_owned(),
+    };
+    n.validate().map_err(|_| Error::Malformed)?;
+    Ok(n)
+}
+
+impl MgmtMessage {
+    /// Encodes the message.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.u8(MGMT_VERSION);
+        match self {
+            Self::EnrollRequest { ipcp, dif, address, leaf } => {
+                w.u8(tag::ENROLL_REQUEST);
+                put_name(&mut w, ipcp);
+                w.str8(dif);
+                w.u32(*address);
+                w.bool(*leaf);
+            }
+            Self::EnrollResponse { result, address, enroller, enroller_address } => {
+                w.u8(tag::ENROLL_RESPONSE);
+                w.u8(result.code());
+                w.u32(*address);
+                put_name(&mut w, enroller);
+                w.u32(*enroller_address);
+            }
+            Self::Hello { ipcp, dif, address } => {
+                w.u8(tag::HELLO);
+                put_name(&mut w, ipcp);
+                w.str8(dif);
+                w.u32(*address);
+            }
+            Self::EnrollDone => w.u8(tag::ENROLL_DONE),
+            Self::Directory(entries) => {
+                w.u8(tag::DIRECTORY);
+                w.u16(entries.len().min(usize::from(u16::MAX)) as u16);
+                for e in entries.iter().take(usize::from(u16::MAX)) {
+                    put_name(&mut w, &e.app);
+                    w.u32(e.address);
+                    w.u64(e.seq);
+                    w.bool(e.present);
+                }
+            }
+            Self::LinkState(lsas) => {
+                w.u8(tag::LINK_STATE);
+                w.u16(lsas.len().min(usize::from(u16::MAX)) as u16);
+                for l in lsas.iter().take(usize::from(u16::MAX)) {
+                    w.u32(l.origin);
+                    w.u64(l.seq);
+                    w.u16(l.neighbors.len().min(usize::from(u16::MAX)) as u16);
+                    for n in l.neighbors.iter().take(usize::from(u16::MAX)) {
+                        w.u32(*n);
+                    }
+                }
+            }
+            Self::Keepalive => w.u8(tag::KEEPALIVE),
+            Self::Goodbye { address } => {
+                w.u8(tag::GOODBYE);
+                w.u32(*address);
+            }
+            Self::FlowRequest { src_app, dst_app, src_cep, reliable } => {
+                w.u8(tag::FLOW_REQUEST);
+                put_name(&mut w, src_app);
+                put_name(&mut w, dst_app);
+                w.u32(*src_cep);
+                w.bool(*reliable);
+            }
+            Self::FlowResponse { result, src_cep, dst_cep } => {
+                w.u8(tag::FLOW_RESPONSE);
+                w.u8(result.code());
+                w.u32(*src_cep);
+                w.u32(*dst_cep);
+            }
+            Self::FlowDeallocate { dst_cep } => {
+                w.u8(tag::FLOW_DEALLOCATE);
+                w.u32(*dst_cep);
+            }
+        }
+        w.into_inner()
+    }
+
+    /// Decodes a message; never panics.
+    pub fn decode(bytes: &[u8]) -> Result<Self, Error> {
+        let mut r = Reader::new(bytes);
+        let v = r.u8()?;
+        if v != MGMT_VERSION {
+            return Err(Error::Version(v));
+        }
+        let t = r.u8()?;
+        let msg = match t {
+            tag::ENROLL_REQUEST => Self::EnrollRequest {
+                ipcp: get_name(&mut r)?,
+                dif: r.str8()?.to_owned(),
+                address: r.u32()?,
+                leaf: r.bool()?,
+            },
+            tag::ENROLL_RESPONSE => Self::EnrollResponse {
+                result: ResultCode::from_code(r.u8()?)?,
+                address: r.u32()?,
+                enroller: get_name(&mut r)?,
+                enroller_address: r.u32()?,
+            },
+            tag::HELLO => Self::Hello {
+                ipcp: get_name(&mut r)?,
+                dif: r.str8()?.to_owned(),
+                address: r.u32()?,
+            },
+            tag::ENROLL_DONE => Self::EnrollDone,
+            tag::DIRECTORY => {
+                // name (4 length bytes + at least 1) + address + seq + present
+                let n = r.count(5 + 4 + 8 + 1)?;
+                let mut v = Vec::with_capacity(n);
+                for _ in 0..n {
+                    v.push(DirEntry {
+                        app: get_name(&mut r)?,
+                        address: r.u32()?,
+                        seq: r.u64()?,
+                        present: r.bool()?,
+                    });
+                }
+                Self::Directory(v)
+            }
+            tag::LINK_STATE => {
+                let n = r.count(4 + 8 + 2)?;
+                let mut v = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let origin = r.u32()?;
+                    let seq = r.u64()?;
+                    let k = r.count(4)?;
+                    let mut neighbors = Vec::with_capacity(k);
+                    for _ in 0..k {
+                        neighbors.push(r.u32()?);
+                    }
+                    v.push(Lsa { origin, seq, neighbors });
+                }
+                Self::LinkState(v)
+            }
+            tag::KEEPALIVE => Self::Keepalive,
+            tag::GOODBYE => Self::Goodbye { address: r.u32()? },
+            tag::FLOW_REQUEST => Self::FlowRequest {
+                src_app: get_name(&mut r)?,
+                dst_app: get_name(&mut r)?,
+                src_cep: r.u32()?,
+                reliable: r.bool()?,
+            },
+            tag::FLOW_RESPONSE => Self::FlowResponse {
+                result: ResultCode::from_code(r.u8()?)?,
+                src_cep: r.u32()?,
+                dst_cep: r.u32()?,
+            },
+            tag::FLOW_DEALLOCATE => Self::FlowDeallocate { dst_cep: r.u32()? },
+            other => return Err(Error::UnknownType(other)),
+        };
+        r.finish()?;
+        Ok(msg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn samples() -> Vec<MgmtMessage> {
+        let n = ApplicationName::with_instance("a", "1");
+        vec![
+            MgmtMessage::EnrollRequest { ipcp: n.clone(), dif: "net".into(), address: 0, leaf: true },
+            MgmtMessage::EnrollResponse { result: ResultCode::Ok, address: 7, enroller: n.clone(), enroller_address: 1 },
+            MgmtMessage::Hello { ipcp: n.clone(), dif: "net".into(), address: 3 },
+            MgmtMessage::EnrollDone,
+            MgmtMessage::Directory(vec![DirEntry { app: n.clone(), address: 2, seq: 9, present: true }]),
+            MgmtMessage::LinkState(vec![Lsa { origin: 1, seq: 2, neighbors: vec![3, 4] }]),
+            MgmtMessage::Keepalive,
+            MgmtMessage::Goodbye { address: 5 },
+            MgmtMessage::FlowRequest { src_app: n.clone(), dst_app: n, src_cep: 11, reliable: true },
+            MgmtMessage::FlowResponse { result: ResultCode::NoSuchName, src_cep: 11, dst_cep: 12 },
+            MgmtMessage::FlowDeallocate { dst_cep: 12 },
+        ]
+    }
+
+    #[test]
+    fn hand_written_flow_response() {
+        let bytes = [1, 17, 1, 0, 0, 0, 11, 0, 0, 0, 12];
+        let m = MgmtMessage::FlowResponse { result: ResultCode::NoSuchName, src_cep: 11, dst_cep: 12 };
+        assert_eq!(m.encode(), bytes);
+        assert_eq!(MgmtMessage::decode(&bytes).unwrap(), m);
+    }
+
+    #[test]
+    fn round_trips_and_truncations() {
+        for m in samples() {
+            let b = m.encode();
+            assert_eq!(MgmtMessage::decode(&b).unwrap(), m);
+            for cut in 0..b.len() {
+                assert!(MgmtMessage::decode(&b[..cut]).is_err(), "{m:?} cut at {cut}");
+            }
+            let mut long = b.clone();
+            long.push(0);
+            assert_eq!(MgmtMessage::decode(&long), Err(Error::Trailing));
+        }
+        assert_eq!(MgmtMessage::decode(&[2, 1]), Err(Error::Version(2)));
+        assert_eq!(MgmtMessage::decode(&[1, 99]), Err(Error::UnknownType(99)));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn decode_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
+            let _ = MgmtMessage::decode(&bytes);
+        }
+    }
+}

@@ -1,0 +1,514 @@
+//! Flows: allocation (request/response between the two members), the EFCP connection
+//! that carries each flow, reading, writing, half-close and deallocation.
+//!
+//! The requester looks the destination up in the directory (no entry: the flow is
+//! refused at once with [`AllocError::NoSuchApplication`]), sends a routed
+//! `FlowRequest` carrying both names and its CEP-id, and retries every
+//! `flow_request_retry` until its deadline. The responder answers with its own CEP-id,
+//! or a refusal, and answers a repeated request with the same response.
+
+use crate::efcp::{Connection, Delivery, Endpoint, SendError};
+use crate::time::{earliest, Instant};
+use crate::wire::mgmt::{MgmtMessage, ResultCode};
+use crate::wire::{Pci, PduType};
+use crate::{Address, ApplicationName, CepId, PortId};
+
+use super::{AllocError, Event, IpcProcess};
+
+/// Why a write was not taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum WriteError {
+    /// The send queue is full: wait for [`Event::Writable`].
+    #[error("the flow cannot take more data now")]
+    WouldBlock,
+    /// The SDU is larger than the flow's largest SDU.
+    #[error("SDU too large")]
+    TooLarge,
+    /// The flow is closed for writing, broken, or does not exist.
+    #[error("the flow is closed")]
+    Closed,
+}
+
+/// What a read returned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReadResult {
+    /// An SDU.
+    Sdu(Vec<u8>),
+    /// The peer finished sending.
+    Eof,
+    /// Nothing now: wait for [`Event::Readable`].
+    WouldBlock,
+    /// The flow is broken or does not exist.
+    Closed,
+}
+
+/// A one-line view of a flow for observability.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FlowSummary {
+    /// The flow.
+    pub port: PortId,
+    /// Local application.
+    pub local_app: ApplicationName,
+    /// Remote application.
+    pub remote_app: ApplicationName,
+    /// Remote member, when known.
+    pub remote_addr: Option<Address>,
+    /// State name.
+    pub state: &'static str,
+}
+
+#[derive(Debug)]
+pub(super) enum FlowState {
+    /// Waiting for the responder.
+    Requested { deadline: Instant, next_try: Instant, sent: bool },
+    /// Carrying data.
+    Up(Box<Connection>),
+    /// Closed gracefully; lingers to answer retransmissions until the instant.
+    Lingering(Box<Connection>, Instant),
+}
+
+#[derive(Debug)]
+pub(super) struct Flow {
+    pub(super) local_app: ApplicationName,
+    pub(super) remote_app: ApplicationName,
+    pub(super) local_cep: CepId,
+    pub(super) remote_addr: Option<Address>,
+    pub(super) reliable: bool,
+    pub(super) state: FlowState,
+    /// A `Readable` event is outstanding (not yet answered by a read that found nothing).
+    readable_signalled: bool,
+    /// A write was refused; signal `Writable` when room appears.
+    want_writable: bool,
+}
+
+impl Flow {
+    pub(super) fn poll_timeout(&self) -> Option<Instant> {
+        match &self.state {
+            FlowState::Requested { deadline, next_try, .. } => Some((*deadline).min(*next_try)),
+            FlowState::Up(c) => c.poll_timeout(),
+            FlowState::Lingering(c, until) => earliest(c.poll_timeout(), Some(*until)),
+        }
+    }
+
+    fn conn_mut(&mut self) -> Option<&mut Connection> {
+        match &mut self.state {
+            FlowState::Up(c) | FlowState::Lingering(c, _) => Some(c),
+            FlowState::Requested { .. } => None,
+        }
+    }
+}
+
+impl IpcProcess {
+    /// Starts allocating a flow from `local_app` to `remote_app`; the outcome comes as
+    /// [`Event::FlowAllocated`] or [`Event::FlowAllocationFailed`] by `deadline`.
+    pub fn allocate_flow(
+        &mut self,
+        now: Instant,
+        local_app: ApplicationName,
+        remote_app: ApplicationName,
+        reliable: bool,
+        deadline: Instant,
+    ) -> PortId {
+        let port = self.fresh_port();
+        let cep = self.fresh_cep();
+        self.cep_to_port.insert(cep, port);
+        self.flows.insert(
+            port,
+            Flow {
+                local_app,
+                remote_app,
+                local_cep: cep,
+                remote_addr: None,
+                reliable,
+                state: FlowState::Requested { deadline, next_try: now, sent: false },
+                readable_signalled: false,
+                want_writable: false,
+            },
+        );
+        self.try_request(now, port);
+        port
+    }
+
+    /// Sends (or re-sends) the flow request of `port` if it is due.
+    fn try_request(&mut self, now: Instant, port: PortId) {
+        let retry = self.cfg.flow_request_retry;
+        let Some(f) = self.flows.get(&port) else { return };
+        let FlowState::Requested { deadline, next_try, sent } = f.state else { return };
+        if now >= deadline {
+            let error = if !self.is_enrolled() {
+                AllocError::Unreachable
+            } else if sent {
+                AllocError::TimedOut
+            } else {
+                AllocError::Unreachable
+            };
+            self.fail_flow(port, error);
+            return;
+        }
+        if !self.is_enrolled() {
+            // Wait for enrollment (which kicks every request) or the deadline.
+            if let Some(f) = self.flows.get_mut(&port) {
+                f.state = FlowState::Requested { deadline, next_try: deadline, sent };
+            }
+            return;
+        }
+        if now < next_try {
+            return;
+        }
+        let candidates = self.directory.lookup(&f.remote_app);
+        if candidates.is_empty() {
+            self.fail_flow(port, AllocError::NoSuchApplication);
+            return;
+        }
+        // Spread flows over a pool of registrants: pick by CEP-id.
+        let dst = candidates[f.local_cep.0 as usize % candidates.len()];
+        let msg = MgmtMessage::FlowRequest {
+            src_app: f.local_app.clone(),
+            dst_app: f.remote_app.clone(),
+            src_cep: f.local_cep.0,
+            reliable: f.reliable,
+        };
+        let routed = self.send_routed(dst, &msg);
+        if let Some(f) = self.flows.get_mut(&port) {
+            f.remote_addr = Some(dst);
+            f.state = FlowState::Requested { deadline, next_try: now + retry, sent: sent || routed };
+        }
+    }
+
+    /// Sends every pending flow request now (after enrollment).
+    pub(super) fn kick_flow_requests(&mut self, now: Instant) {
+        let pending: Vec<PortId> = self
+            .flows
+            .iter()
+            .filter(|(_, f)| matches!(f.state, FlowState::Requested { .. }))
+            .map(|(&p, _)| p)
+            .collect();
+        for port in pending {
+            if let Some(FlowState::Requested { next_try, .. }) = self.flows.get_mut(&port).map(|f| &mut f.state) {
+                *next_try = now;
+            }
+            self.try_request(now, port);
+        }
+    }
+
+    fn fail_flow(&mut self, port: PortId, error: AllocError) {
+        if let Some(f) = self.flows.remove(&port) {
+            self.cep_to_port.remove(&f.local_cep);
+        }
+        self.events.push_back(Event::FlowAllocationFailed { port, error });
+    }
+
+    pub(super) fn on_routed_mgmt(&mut self, now: Instant, src: Address, msg: MgmtMessage) {
+        match msg {
+            MgmtMessage::FlowRequest { src_app, dst_app, src_cep, reliable } => {
+                self.on_flow_request(now, src, src_app, dst_app, CepId(src_cep), reliable);
+            }
+            MgmtMessage::FlowResponse { result, src_cep, dst_cep } => {
+                self.on_flow_response(now, src, result, CepId(src_cep), CepId(dst_cep));
+            }
+            MgmtMessage::FlowDeallocate { dst_cep } => {
+                if let Some(&port) = self.cep_to_port.get(&CepId(dst_cep)) {
+                    let lingering = matches!(
+                        self.flows.get(&port).map(|f| &f.state),
+                        Some(FlowState::Lingering(..))
+                    );
+                    self.drop_flow(port);
+                    if !lingering {
+                        self.events.push_back(Event::FlowClosed { port, reset: true });
+                    }
+                }
+            }
+            _ => self.counters.pdus_dropped += 1,
+        }
+    }
+
+    fn on_flow_request(
+        &mut self,
+        now: Instant,
+        src: Address,
+        src_app: ApplicationName,
+        dst_app: ApplicationName,
+        src_cep: CepId,
+        reliable: bool,
+    ) {
+        // A repeated request gets the same answer.
+        let existing = self.flows.iter().find(|(_, f)| {
+            f.remote_addr == Some(src)
+                && matches!(&f.state, FlowState::Up(c) if c.remote().cep == src_cep)
+        });
+        if let Some((_, f)) = existing {
+            let resp = MgmtMessage::FlowResponse {
+                result: ResultCode::Ok,
+                src_cep: src_cep.0,
+                dst_cep: f.local_cep.0,
+            };
+            self.send_routed(src, &resp);
+            return;
+        }
+        if !self.registered.contains(&dst_app) {
+            let resp = MgmtMessage::FlowResponse {
+                result: ResultCode::NoSuchName,
+                src_cep: src_cep.0,
+                dst_cep: 0,
+            };
+            self.send_routed(src, &resp);
+            return;
+        }
+        let (Some(me), port, cep) = (self.address, self.fresh_port(), self.fresh_cep()) else {
+            return;
+        };
+        let conn = self.new_connection(now, Endpoint { addr: me, cep }, Endpoint { addr: src, cep: src_cep }, reliable);
+        self.cep_to_port.insert(cep, port);
+        self.flows.insert(
+            port,
+            Flow {
+                local_app: dst_app.clone(),
+                remote_app: src_app.clone(),
+                local_cep: cep,
+                remote_addr: Some(src),
+                reliable,
+                state: FlowState::Up(Box::new(conn)),
+                readable_signalled: false,
+                want_writable: false,
+            },
+        );
+        let resp = MgmtMessage::FlowResponse { result: ResultCode::Ok, src_cep: src_cep.0, dst_cep: cep.0 };
+        self.send_routed(src, &resp);
+        self.events.push_back(Event::IncomingFlow { port, local_app: dst_app, remote_app: src_app });
+    }
+
+    fn on_flow_response(&mut self, now: Instant, src: Address, result: ResultCode, my_cep: CepId, their_cep: CepId) {
+        let Some(&port) = self.cep_to_port.get(&my_cep) else { return };
+        let Some(f) = self.flows.get(&port) else { return };
+        if !matches!(f.state, FlowState::Requested { .. }) {
+            return;
+        }
+        let error = match result {
+            ResultCode::Ok => None,
+            ResultCode::NoSuchName => Some(AllocError::NoSuchApplication),
+            ResultCode::Denied | ResultCode::WrongDif => Some(AllocError::Denied),
+            ResultCode::NoResources => Some(AllocError::NoResources),
+        };
+        if let Some(e) = error {
+            self.fail_flow(port, e);
+            return;
+        }
+        let (Some(me), reliable) = (self.address, f.reliable) else { return };
+        let conn = self.new_connection(now, Endpoint { addr: me, cep: my_cep }, Endpoint { addr: src, cep: their_cep }, reliable);
+        if let Some(f) = self.flows.get_mut(&port) {
+            f.remote_addr = Some(src);
+            f.state = FlowState::Up(Box::new(conn));
+        }
+        self.events.push_back(Event::FlowAllocated { port });
+    }
+
+    fn new_connection(&self, now: Instant, local: Endpoint, remote: Endpoint, reliable: bool) -> Connection {
+        let mut cfg = self.cfg.data_efcp.clone();
+        cfg.reliable = reliable;
+        // The smallest MTU among the N-1 ports bounds the PDU size on any path.
+        if let Some(m) = self.path_mtu() {
+            cfg.max_pdu_size = m;
+        }
+        Connection::new(cfg, local, remote, now)
+    }
+
+    /// The largest PDU every N-1 port carries.
+    fn path_mtu(&self) -> Option<usize> {
+        self.neighbors.values().map(|n| n.mgmt_mtu()).min()
+    }
+
+    pub(super) fn on_flow_pdu(&mut self, now: Instant, pci: &Pci, payload: &[u8]) {
+        let Some(&port) = self.cep_to_port.get(&pci.dst_cep) else {
+            self.counters.pdus_dropped += 1;
+            return;
+        };
+        let Some(f) = self.flows.get_mut(&port) else { return };
+        let Some(c) = f.conn_mut() else {
+            self.counters.pdus_dropped += 1;
+            return;
+        };
+        if c.remote().addr != pci.src_addr || c.remote().cep != pci.src_cep {
+            self.counters.pdus_dropped += 1;
+            return;
+        }
+        c.handle_pdu(now, pci, payload);
+        self.after_flow_input(port);
+    }
+
+    /// Emits `Readable`, `Writable` and `FlowClosed` as the connection's state changed.
+    fn after_flow_input(&mut self, port: PortId) {
+        let Some(f) = self.flows.get_mut(&port) else { return };
+        let FlowState::Up(c) = &mut f.state else { return };
+        if c.failure().is_some() {
+            self.drop_flow(port);
+            self.events.push_back(Event::FlowClosed { port, reset: true });
+            return;
+        }
+        if c.has_delivery() && !f.readable_signalled {
+            f.readable_signalled = true;
+            self.events.push_back(Event::Readable { port });
+        }
+        if f.want_writable && c.can_send() {
+            f.want_writable = false;
+            self.events.push_back(Event::Writable { port });
+        }
+    }
+
+    /// Writes one SDU to the flow.
+    ///
+    /// # Errors
+    /// [`WriteError::WouldBlock`] when the send queue is full ([`Event::Writable`]
+    /// follows), [`WriteError::TooLarge`], or [`WriteError::Closed`].
+    pub fn write(&mut self, now: Instant, port: PortId, sdu: &[u8]) -> Result<(), WriteError> {
+        let Some(f) = self.flows.get_mut(&port) else { return Err(WriteError::Closed) };
+        let FlowState::Up(c) = &mut f.state else { return Err(WriteError::Closed) };
+        match c.send(now, sdu) {
+            Ok(()) => Ok(()),
+            Err(SendError::WouldBlock) => {
+                f.want_writable = true;
+                Err(WriteError::WouldBlock)
+            }
+            Err(SendError::TooLarge) => Err(WriteError::TooLarge),
+            Err(SendError::Closed) => Err(WriteError::Closed),
+        }
+    }
+
+    /// True if the flow can take another SDU now.
+    pub fn can_write(&self, port: PortId) -> bool {
+        matches!(self.flows.get(&port).map(|f| &f.state), Some(FlowState::Up(c)) if c.can_send())
+    }
+
+    /// Marks the end of what this side sends (a half-close): the peer reads EOF after
+    /// the data written before.
+    pub fn close_write(&mut self, now: Instant, port: PortId) {
+        if let Some(FlowState::Up(c)) = self.flows.get_mut(&port).map(|f| &mut f.state) {
+            c.close_send(now);
+        }
+    }
+
+    /// Reads the next SDU of the flow.
+    pub fn read(&mut self, now: Instant, port: PortId) -> ReadResult {
+        let Some(f) = self.flows.get_mut(&port) else { return ReadResult::Closed };
+        let FlowState::Up(c) = &mut f.state else { return ReadResult::Closed };
+        match c.recv(now) {
+            Some(Delivery::Sdu(v)) => ReadResult::Sdu(v),
+            Some(Delivery::Eof) => ReadResult::Eof,
+            None => {
+                f.readable_signalled = false;
+                ReadResult::WouldBlock
+            }
+        }
+    }
+
+    /// True when everything written (and the end-of-stream mark) was acknowledged and
+    /// the peer's end of stream was read: the flow can be deallocated gracefully.
+    pub fn is_finished(&self, port: PortId) -> bool {
+        matches!(self.flows.get(&port).map(|f| &f.state), Some(FlowState::Up(c)) if c.is_send_done() && c.is_recv_done())
+    }
+
+    /// True when everything written and the end-of-stream mark were acknowledged.
+    pub fn is_send_done(&self, port: PortId) -> bool {
+        matches!(self.flows.get(&port).map(|f| &f.state), Some(FlowState::Up(c)) if c.is_send_done())
+    }
+
+    /// Releases the flow. A finished flow lingers briefly to answer retransmissions; an
+    /// unfinished one is reset and the peer is told.
+    pub fn deallocate(&mut self, now: Instant, port: PortId) {
+        let finished = self.is_finished(port);
+        let linger = self.cfg.close_linger;
+        let Some(f) = self.flows.get_mut(&port) else { return };
+        let state = core::mem::replace(&mut f.state, FlowState::Requested { deadline: now, next_try: now, sent: false });
+        match state {
+            FlowState::Up(c) if finished => f.state = FlowState::Lingering(c, now + linger),
+            FlowState::Up(c) => {
+                let (dst, cep) = (c.remote().addr, c.remote().cep);
+                self.drop_flow(port);
+                self.send_routed(dst, &MgmtMessage::FlowDeallocate { dst_cep: cep.0 });
+            }
+            _ => self.drop_flow(port),
+        }
+    }
+
+    fn drop_flow(&mut self, port: PortId) {
+        if let Some(f) = self.flows.remove(&port) {
+            self.cep_to_port.remove(&f.local_cep);
+        }
+    }
+
+    /// Every flow, for observability.
+    pub fn flows(&self) -> Vec<FlowSummary> {
+        self.flows
+            .iter()
+            .map(|(&port, f)| FlowSummary {
+                port,
+                local_app: f.local_app.clone(),
+                remote_app: f.remote_app.clone(),
+                remote_addr: f.remote_addr,
+                state: match f.state {
+                    FlowState::Requested { .. } => "allocating",
+                    FlowState::Up(_) => "up",
+                    FlowState::Lingering(..) => "closing",
+                },
+            })
+            .collect()
+    }
+
+    /// EFCP statistics of a flow.
+    pub fn flow_stats(&self, port: PortId) -> Option<crate::efcp::ConnectionStats> {
+        match &self.flows.get(&port)?.state {
+            FlowState::Up(c) | FlowState::Lingering(c, _) => Some(c.stats()),
+            FlowState::Requested { .. } => None,
+        }
+    }
+
+    pub(super) fn flows_timeout(&mut self, now: Instant) {
+        let ports: Vec<PortId> = self.flows.keys().copied().collect();
+        for port in ports {
+            let Some(f) = self.flows.get_mut(&port) else { continue };
+            match &mut f.state {
+                FlowState::Requested { .. } => self.try_request(now, port),
+                FlowState::Up(c) => {
+                    c.handle_timeout(now);
+                    self.after_flow_input(port);
+                }
+                FlowState::Lingering(c, until) => {
+                    c.handle_timeout(now);
+                    if now >= *until || c.failure().is_some() {
+                        self.drop_flow(port);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The next PDU of any flow, round-robin: the PDU is in `buf`; returns the flow and
+    /// the destination address.
+    pub(super) fn poll_flows_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<(PortId, Address)> {
+        let start = self.tx_cursor;
+        let order = self
+            .flows
+            .range(PortId(start)..)
+            .chain(self.flows.range(..PortId(start)))
+            .map(|(&p, _)| p)
+            .collect::<Vec<_>>();
+        for port in order {
+            let f = self.flows.get_mut(&port)?;
+            let Some(c) = f.conn_mut() else { continue };
+            if c.poll_transmit(now, buf) {
+                let dst = c.remote().addr;
+                self.tx_cursor = port.0.wrapping_add(1);
+                // Sending may have freed room in the send queue.
+                self.after_flow_input(port);
+                return Some((port, dst));
+            }
+        }
+        None
+    }
+}
+
+impl super::neighbor::Neighbor {
+    /// The N-1 MTU of this neighbour's port.
+    pub(super) fn mgmt_mtu(&self) -> usize {
+        self.mtu
+    }
+}

@@ -1,0 +1,489 @@
+//! Neighbours: the per-N-1-port management connection, enrollment, adjacencies,
+//! flooding of directory and link state, keepalives and goodbyes.
+//!
+//! Each N-1 port carries one reliable EFCP connection (CEP-id 0 at both ends, address
+//! 0) whose SDUs are management messages, so enrollment state, directory snapshots and
+//! link-state advertisements are delivered in order, retransmitted, and fragmented to
+//! the N-1 MTU (IRATI#841 was a management message larger than the MTU).
+//!
+//! Enrollment (I = enrollee, S = enroller, already a member):
+//! I -> S `EnrollRequest{name, dif, old address}`; S assigns an address and answers
+//! `EnrollResponse`, then sends its link-state database and directory and
+//! `EnrollDone`. Both then advertise the new adjacency. A member that enrolled
+//! before opens further adjacencies with `Hello`. An `EnrollRequest` or `Hello`
+//! from a name that already has an adjacency replaces the stale one (IRATI#462).
+
+use std::time::Duration;
+
+use crate::efcp::{Connection, Delivery, Endpoint};
+use crate::time::Instant;
+use crate::wire::mgmt::{DirEntry, Lsa, MgmtMessage, ResultCode};
+use crate::wire::{Pci, PduType};
+use crate::{Address, ApplicationName, CepId, N1Port};
+
+use super::{Event, IpcProcess, IpcpConfig, RegisterError};
+
+/// Entries per directory or link-state message in a snapshot.
+const SNAPSHOT_CHUNK: usize = 64;
+
+/// Where an adjacency stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Stage {
+    /// We asked to enroll and wait for the enroller (deadline).
+    Enrolling(Instant),
+    /// We said hello (already a member) and wait for the answer.
+    Greeting,
+    /// The other side opened the N-1 flow; we wait for its request or hello.
+    Awaiting,
+    /// The adjacency is up.
+    Up,
+}
+
+/// One neighbour on one N-1 port.
+#[derive(Debug)]
+pub(super) struct Neighbor {
+    pub(super) port: N1Port,
+    /// The largest PDU the N-1 port carries.
+    pub(super) mtu: usize,
+    pub(super) mgmt: Connection,
+    pub(super) stage: Stage,
+    pub(super) name: Option<ApplicationName>,
+    pub(super) address: Option<Address>,
+    pub(super) last_heard: Instant,
+    pub(super) last_keepalive: Instant,
+}
+
+impl Neighbor {
+    pub(super) fn poll_timeout(&self, cfg: &IpcpConfig) -> Option<Instant> {
+        let mut t = self.mgmt.poll_timeout();
+        t = crate::time::earliest(t, Some(self.last_keepalive + cfg.keepalive_interval));
+        t = crate::time::earliest(t, Some(self.lost_at(cfg)));
+        if let Stage::Enrolling(deadline) = self.stage {
+            t = crate::time::earliest(t, Some(deadline));
+        }
+        t
+    }
+
+    fn lost_at(&self, cfg: &IpcpConfig) -> Instant {
+        self.last_heard + cfg.keepalive_interval * cfg.keepalive_misses.max(1)
+    }
+}
+
+impl IpcProcess {
+    /// A new N-1 port (an N-1 flow to a neighbour) with the given MTU (largest PDU).
+    /// `initiate`: this side asked for the N-1 flow, so it speaks first (enrolls if it
+    /// is not yet a member, else says hello).
+    pub fn add_n1_port(&mut self, now: Instant, port: N1Port, mtu: usize, initiate: bool) {
+        let ep = Endpoint { addr: Address::NONE, cep: CepId(0) };
+        let mut efcp = self.cfg.mgmt_efcp.clone();
+        efcp.max_pdu_size = mtu;
+        let mut n = Neighbor {
+            port,
+            mtu,
+            mgmt: Connection::new(efcp, ep, ep, now),
+            stage: Stage::Awaiting,
+            name: None,
+            address: None,
+            last_heard: now,
+            last_keepalive: now,
+        };
+        if initiate {
+            let msg = match self.address {
+                None => {
+                    n.stage = Stage::Enrolling(now + self.cfg.enrollment_timeout);
+                    MgmtMessage::EnrollRequest {
+                        ipcp: self.cfg.name.clone(),
+                        dif: self.cfg.dif.clone(),
+                        address: 0,
+                        leaf: false,
+                    }
+                }
+                Some(a) => {
+                    n.stage = Stage::Greeting;
+                    self.hello(a)
+                }
+            };
+            let _ = n.mgmt.send(now, &msg.encode());
+        }
+        self.neighbors.insert(port, n);
+        // The first PDU on this port has no route to wait for: flush at once.
+    }
+
+    /// The N-1 port is gone (released by the layer below).
+    pub fn remove_n1_port(&mut self, now: Instant, port: N1Port) {
+        if let Some(n) = self.neighbors.remove(&port) {
+            self.neighbor_gone(now, n);
+        }
+    }
+
+    /// Leaves the DIF: says goodbye to every neighbour (best effort: the messages are
+    /// queued for the next `poll_transmit`).
+    pub fn leave(&mut self, now: Instant) {
+        if let Some(a) = self.address {
+            let msg = MgmtMessage::Goodbye { address: a.0 };
+            self.send_to_neighbors(now, &msg, None);
+        }
+    }
+
+    /// Registers an application name at this member and floods it to the DIF.
+    ///
+    /// # Errors
+    /// [`RegisterError::AlreadyRegistered`] if this member registered it before.
+    pub fn register(&mut self, now: Instant, app: ApplicationName) -> Result<(), RegisterError> {
+        if !self.registered.insert(app.clone()) {
+            return Err(RegisterError::AlreadyRegistered);
+        }
+        if let Some(a) = self.address {
+            self.publish_registration(now, &app, a, true);
+        }
+        Ok(())
+    }
+
+    /// Withdraws a registration.
+    pub fn unregister(&mut self, now: Instant, app: &ApplicationName) {
+        if self.registered.remove(app) {
+            if let Some(a) = self.address {
+                self.publish_registration(now, app, a, false);
+            }
+        }
+    }
+
+    /// True if this member registered `app`.
+    pub fn is_registered(&self, app: &ApplicationName) -> bool {
+        self.registered.contains(app)
+    }
+
+    fn publish_registration(&mut self, now: Instant, app: &ApplicationName, a: Address, present: bool) {
+        let e = DirEntry {
+            app: app.clone(),
+            address: a.0,
+            seq: self.directory.seq(app, a) + 1,
+            present,
+        };
+        self.directory.apply(&e);
+        self.send_to_neighbors(now, &MgmtMessage::Directory(vec![e]), None);
+    }
+
+    fn hello(&self, a: Address) -> MgmtMessage {
+        MgmtMessage::Hello {
+            ipcp: self.cfg.name.clone(),
+            dif: self.cfg.dif.clone(),
+            address: a.0,
+        }
+    }
+
+    pub(super) fn become_enrolled(&mut self, now: Instant, a: Address) {
+        self.address = Some(a);
+        self.events.push_back(Event::Enrolled { address: a });
+        self.kick_flow_requests(now);
+        let apps: Vec<_> = self.registered.iter().cloned().collect();
+        for app in apps {
+            self.publish_registration(now, &app, a, true);
+        }
+        self.advertise(now);
+    }
+
+    /// Re-advertises this member's adjacencies and recomputes routes.
+    fn advertise(&mut self, now: Instant) {
+        let Some(me) = self.address else { return };
+        self.lsa_seq = self.lsa_seq.max(self.lsdb.get(me).map_or(0, |l| l.seq)) + 1;
+        let lsa = Lsa {
+            origin: me.0,
+            seq: self.lsa_seq,
+            neighbors: self
+                .neighbors
+                .values()
+                .filter(|n| n.stage == Stage::Up)
+                .filter_map(|n| n.address.map(|a| a.0))
+                .collect(),
+        };
+        self.lsdb.apply(&lsa);
+        self.recompute_routes();
+        self.send_to_neighbors(now, &MgmtMessage::LinkState(vec![lsa]), None);
+    }
+
+    pub(super) fn recompute_routes(&mut self) {
+        let Some(me) = self.address else { return };
+        let hops = self.lsdb.next_hops(me);
+        let by_addr: std::collections::BTreeMap<Address, N1Port> = self
+            .neighbors
+            .values()
+            .filter(|n| n.stage == Stage::Up)
+            .filter_map(|n| Some((n.address?, n.port)))
+            .collect();
+        self.pft = hops
+            .into_iter()
+            .filter_map(|(dst, hop)| Some((dst, *by_addr.get(&hop)?)))
+            .collect();
+    }
+
+    /// Queues `msg` on the management connection of every neighbour that is up,
+    /// except `except`.
+    fn send_to_neighbors(&mut self, now: Instant, msg: &MgmtMessage, except: Option<N1Port>) {
+        let bytes = msg.encode();
+        for n in self.neighbors.values_mut() {
+            if n.stage == Stage::Up && Some(n.port) != except {
+                let _ = n.mgmt.send(now, &bytes);
+            }
+        }
+    }
+
+    fn send_to(&mut self, now: Instant, port: N1Port, msg: &MgmtMessage) {
+        if let Some(n) = self.neighbors.get_mut(&port) {
+            let _ = n.mgmt.send(now, &msg.encode());
+        }
+    }
+
+    /// A PDU with destination address 0: for the management connection of `port`.
+    pub(super) fn on_neighbor_pdu(&mut self, now: Instant, port: N1Port, pci: &Pci, payload: &[u8]) {
+        if pci.pdu_type == PduType::Management || pci.dst_cep != CepId(0) {
+            self.counters.pdus_dropped += 1;
+            return;
+        }
+        let Some(n) = self.neighbors.get_mut(&port) else {
+            self.counters.pdus_dropped += 1;
+            return;
+        };
+        n.mgmt.handle_pdu(now, pci, payload);
+        while let Some(d) = self.neighbors.get_mut(&port).and_then(|n| n.mgmt.recv(now)) {
+            match d {
+                Delivery::Sdu(bytes) => match MgmtMessage::decode(&bytes) {
+                    Ok(m) => self.on_neighbor_msg(now, port, m),
+                    Err(_) => self.counters.pdus_malformed += 1,
+                },
+                Delivery::Eof => {}
+            }
+        }
+    }
+
+    fn on_neighbor_msg(&mut self, now: Instant, port: N1Port, msg: MgmtMessage) {
+        match msg {
+            MgmtMessage::EnrollRequest { ipcp, dif, address, .. } => {
+                self.on_enroll_request(now, port, ipcp, &dif, address);
+            }
+            MgmtMessage::EnrollResponse { result, address, enroller, enroller_address } => {
+                let Some(n) = self.neighbors.get_mut(&port) else { return };
+                if !matches!(n.stage, Stage::Enrolling(_)) {
+                    return;
+                }
+                if result != ResultCode::Ok || address == 0 {
+                    n.stage = Stage::Awaiting;
+                    self.events.push_back(Event::EnrollmentFailed {
+                        port,
+                        reason: format!("the enroller refused: {result:?}"),
+                    });
+                    return;
+                }
+                n.name = Some(enroller);
+                n.address = Some(Address(enroller_address));
+                self.address = Some(Address(address));
+            }
+            MgmtMessage::EnrollDone => {
+                let Some(n) = self.neighbors.get_mut(&port) else { return };
+                if !matches!(n.stage, Stage::Enrolling(_)) {
+                    return;
+                }
+                let Some(a) = self.address else { return };
+                n.stage = Stage::Up;
+                let name = n.name.clone().unwrap_or_default();
+                self.events.push_back(Event::NeighborUp { port, name });
+                self.become_enrolled(now, a);
+            }
+            MgmtMessage::Hello { ipcp, dif, address } => self.on_hello(now, port, ipcp, &dif, address),
+            MgmtMessage::Directory(entries) => {
+                let fresh: Vec<_> = entries.into_iter().filter(|e| self.directory.apply(e)).collect();
+                if !fresh.is_empty() {
+                    self.send_to_neighbors(now, &MgmtMessage::Directory(fresh), Some(port));
+                }
+            }
+            MgmtMessage::LinkState(lsas) => {
+                let me = self.address;
+                let fresh: Vec<_> = lsas
+                    .into_iter()
+                    .filter(|l| Some(Address(l.origin)) != me && self.lsdb.apply(l))
+                    .collect();
+                if !fresh.is_empty() {
+                    self.recompute_routes();
+                    self.send_to_neighbors(now, &MgmtMessage::LinkState(fresh), Some(port));
+                }
+            }
+            MgmtMessage::Keepalive => {}
+            MgmtMessage::Goodbye { address } => {
+                if let Some(n) = self.neighbors.remove(&port) {
+                    self.neighbor_gone(now, n);
+                }
+                self.forget_member(Address(address));
+            }
+            // Routed messages never travel on the neighbour connection.
+            MgmtMessage::FlowRequest { .. }
+            | MgmtMessage::FlowResponse { .. }
+            | MgmtMessage::FlowDeallocate { .. } => self.counters.pdus_dropped += 1,
+        }
+    }
+
+    fn on_enroll_request(&mut self, now: Instant, port: N1Port, ipcp: ApplicationName, dif: &str, old: u32) {
+        let Some(me) = self.address else {
+            // Not a member ourselves: cannot enroll anyone.
+            self.send_to(now, port, &self.enroll_refusal(ResultCode::NoResources));
+            return;
+        };
+        if dif != self.cfg.dif {
+            self.send_to(now, port, &self.enroll_refusal(ResultCode::WrongDif));
+            return;
+        }
+        self.replace_stale(now, port, &ipcp);
+        let address = self.assign_address(old);
+        let Some(n) = self.neighbors.get_mut(&port) else { return };
+        n.name = Some(ipcp.clone());
+        n.address = Some(address);
+        n.stage = Stage::Up;
+        let resp = MgmtMessage::EnrollResponse {
+            result: ResultCode::Ok,
+            address: address.0,
+            enroller: self.cfg.name.clone(),
+            enroller_address: me.0,
+        };
+        self.send_to(now, port, &resp);
+        self.send_snapshot(now, port);
+        self.send_to(now, port, &MgmtMessage::EnrollDone);
+        self.events.push_back(Event::NeighborUp { port, name: ipcp });
+        self.advertise(now);
+    }
+
+    fn on_hello(&mut self, now: Instant, port: N1Port, ipcp: ApplicationName, dif: &str, address: u32) {
+        let Some(me) = self.address else { return };
+        if dif != self.cfg.dif || address == 0 {
+            return;
+        }
+        self.replace_stale(now, port, &ipcp);
+        let Some(n) = self.neighbors.get_mut(&port) else { return };
+        let answer = n.stage == Stage::Awaiting;
+        n.name = Some(ipcp.clone());
+        n.address = Some(Address(address));
+        n.stage = Stage::Up;
+        if answer {
+            let h = self.hello(me);
+            self.send_to(now, port, &h);
+        }
+        self.send_snapshot(now, port);
+        self.events.push_back(Event::NeighborUp { port, name: ipcp });
+        self.advertise(now);
+    }
+
+    fn enroll_refusal(&self, result: ResultCode) -> MgmtMessage {
+        MgmtMessage::EnrollResponse {
+            result,
+            address: 0,
+            enroller: self.cfg.name.clone(),
+            enroller_address: self.address.map_or(0, |a| a.0),
+        }
+    }
+
+    /// A new enrollment or hello from `name` replaces any adjacency it had elsewhere.
+    fn replace_stale(&mut self, now: Instant, port: N1Port, name: &ApplicationName) {
+        let stale: Vec<N1Port> = self
+            .neighbors
+            .values()
+            .filter(|n| n.port != port && n.name.as_ref() == Some(name))
+            .map(|n| n.port)
+            .collect();
+        for p in stale {
+            if let Some(n) = self.neighbors.remove(&p) {
+                self.neighbor_gone(now, n);
+            }
+        }
+    }
+
+    fn assign_address(&mut self, wanted: u32) -> Address {
+        let taken = |s: &Self, a: u32| {
+            Some(Address(a)) == s.address
+                || s.lsdb.get(Address(a)).is_some()
+                || s.neighbors.values().any(|n| n.address == Some(Address(a)))
+        };
+        if wanted != 0 && !taken(self, wanted) {
+            return Address(wanted);
+        }
+        loop {
+            let a = 2 + self.rng.below(0x7fff_fff0) as u32;
+            if !taken(self, a) {
+                return Address(a);
+            }
+        }
+    }
+
+    /// Sends the link-state database and the directory to a new neighbour.
+    fn send_snapshot(&mut self, now: Instant, port: N1Port) {
+        let lsas: Vec<Lsa> = self.lsdb.all().cloned().collect();
+        for chunk in lsas.chunks(SNAPSHOT_CHUNK) {
+            self.send_to(now, port, &MgmtMessage::LinkState(chunk.to_vec()));
+        }
+        let dir = self.directory.snapshot();
+        for chunk in dir.chunks(SNAPSHOT_CHUNK) {
+            self.send_to(now, port, &MgmtMessage::Directory(chunk.to_vec()));
+        }
+    }
+
+    fn neighbor_gone(&mut self, now: Instant, n: Neighbor) {
+        self.events.push_back(Event::NeighborLost { port: n.port });
+        if let Stage::Enrolling(_) = n.stage {
+            self.events.push_back(Event::EnrollmentFailed {
+                port: n.port,
+                reason: "the enroller went away".into(),
+            });
+        }
+        if n.stage == Stage::Up {
+            self.advertise(now);
+        }
+    }
+
+    /// A member left for good: its advertisement and registrations go.
+    fn forget_member(&mut self, a: Address) {
+        self.lsdb.remove(a);
+        self.directory.purge_address(a);
+        self.recompute_routes();
+    }
+
+    pub(super) fn neighbors_timeout(&mut self, now: Instant) {
+        let ports: Vec<N1Port> = self.neighbors.keys().copied().collect();
+        for port in ports {
+            let cfg = &self.cfg;
+            let Some(n) = self.neighbors.get_mut(&port) else { continue };
+            n.mgmt.handle_timeout(now);
+            let lost = now >= n.lost_at(cfg) || n.mgmt.failure().is_some();
+            if let Stage::Enrolling(deadline) = n.stage {
+                if now >= deadline {
+                    n.stage = Stage::Awaiting;
+                    self.events.push_back(Event::EnrollmentFailed {
+                        port,
+                        reason: "no answer from the enroller".into(),
+                    });
+                    continue;
+                }
+            }
+            if lost {
+                if let Some(n) = self.neighbors.remove(&port) {
+                    self.neighbor_gone(now, n);
+                }
+                continue;
+            }
+            if now >= n.last_keepalive + cfg.keepalive_interval {
+                n.last_keepalive = now;
+                let _ = n.mgmt.send(now, &MgmtMessage::Keepalive.encode());
+            }
+        }
+    }
+
+    pub(super) fn poll_neighbors_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<N1Port> {
+        for n in self.neighbors.values_mut() {
+            if n.mgmt.poll_transmit(now, buf) {
+                return Some(n.port);
+            }
+        }
+        None
+    }
+
+    /// How long before a lost neighbour is noticed.
+    pub fn liveness_bound(&self) -> Duration {
+        self.cfg.keepalive_interval * self.cfg.keepalive_misses.max(1)
+    }
+}
