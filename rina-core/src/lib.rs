@@ -39,12 +39,11 @@
 
 pub mod efcp;
 
-#[cfg(any())]
 pub mod ipcp;
 pub mod name;
 pub mod rand;
 pub mod shim;
-#[cfg(all(feature = "sim", any()))]
+#[cfg(feature = "sim")]
 pub mod sim;
 pub mod time;
 pub mod wire;

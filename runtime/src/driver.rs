@@ -1,22 +1,585 @@
-//! The runtime thread's event loop (in progress).
+//! The runtime thread: one event loop per process (DESIGN.md D3).
+//!
+//! It waits on an epoll set holding the command eventfd, every shim socket and every
+//! application-side socket (edge-triggered), with the earliest protocol deadline as
+//! its time-out. Each turn feeds inputs to the shims and IPC processes, then repeats
+//! "pump sockets, send PDUs, handle events" until nothing moves. Application threads
+//! reach it only through [`Shared::post`].
 
+use std::collections::{BTreeMap, VecDeque};
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
-use crate::api::{Command, FlowError};
+use parking_lot::Mutex;
+use rina_core::ipcp::{AllocError, Event};
+use rina_core::shim::ShimEvent;
+use rina_core::{Instant, PortId};
+use rustix::event::{epoll, eventfd, EventfdFlags};
+
+use crate::api::{self, Command, ConnectRequest, FlowError, FlowInfo, FlowKind, ListenRequest, Reply};
 use crate::config::Config;
+use crate::pump::AppFlow;
+use crate::stack::Stack;
+
+const TOKEN_WAKER: u64 = 0;
+const TOKEN_SHIM: u64 = 1 << 56;
+const TOKEN_FLOW: u64 = 2 << 56;
+const TOKEN_MASK: u64 = (1 << 56) - 1;
 
 /// State shared between the runtime thread and application threads.
 #[derive(Debug)]
-pub(crate) struct Shared {}
+pub(crate) struct Shared {
+    commands: Mutex<VecDeque<Command>>,
+    waker: OwnedFd,
+    alive: AtomicBool,
+}
 
 impl Shared {
     /// Posts a command; false if the runtime thread is gone.
-    pub(crate) fn post(&self, _cmd: Command) -> bool {
-        false
+    pub(crate) fn post(&self, cmd: Command) -> bool {
+        if !self.alive.load(Ordering::Acquire) {
+            return false;
+        }
+        self.commands.lock().push_back(cmd);
+        let _ = rustix::io::write(&self.waker, &1u64.to_ne_bytes());
+        true
     }
 }
 
 /// Starts the runtime thread.
-pub(crate) fn spawn(_config: Arc<Config>, _program: &str) -> Result<Arc<Shared>, FlowError> {
-    Err(FlowError::RuntimeDown("not yet implemented".into()))
+pub(crate) fn spawn(config: Arc<Config>, program: &str) -> Result<Arc<Shared>, FlowError> {
+    crate::log::init();
+    let down = |what: &str, e: rustix::io::Errno| FlowError::RuntimeDown(format!("{what}: {e}"));
+    let waker = eventfd(0, EventfdFlags::NONBLOCK | EventfdFlags::CLOEXEC).map_err(|e| down("eventfd", e))?;
+    let shared = Arc::new(Shared {
+        commands: Mutex::new(VecDeque::new()),
+        waker,
+        alive: AtomicBool::new(true),
+    });
+    let clock = std::time::Instant::now();
+    let seed = seed();
+    let stack = Stack::build(&config, program, Instant::ZERO, seed)?;
+    let epoll = epoll::create(epoll::CreateFlags::CLOEXEC).map_err(|e| down("epoll", e))?;
+    epoll::add(&epoll, &shared.waker, epoll::EventData::new_u64(TOKEN_WAKER), epoll::EventFlags::IN)
+        .map_err(|e| down("epoll", e))?;
+    for (i, s) in stack.shims.iter().enumerate() {
+        epoll::add(&epoll, s.link.fd(), epoll::EventData::new_u64(TOKEN_SHIM | i as u64), epoll::EventFlags::IN)
+            .map_err(|e| down("epoll", e))?;
+    }
+    let mut driver = Driver {
+        shared: shared.clone(),
+        config,
+        epoll,
+        clock,
+        stack,
+        flows: BTreeMap::new(),
+        by_port: BTreeMap::new(),
+        next_flow: 1,
+        pending_connects: BTreeMap::new(),
+        pending_listens: Vec::new(),
+        listeners: BTreeMap::new(),
+        exiting: None,
+        rx: vec![0u8; 65536],
+        tx: Vec::with_capacity(65536),
+        io: vec![0u8; 65536],
+    };
+    std::thread::Builder::new()
+        .name("rina-runtime".into())
+        .spawn(move || {
+            driver.run();
+            driver.shared.alive.store(false, Ordering::Release);
+        })
+        .map_err(|e| FlowError::RuntimeDown(format!("cannot start the runtime thread: {e}")))?;
+    Ok(shared)
+}
+
+fn seed() -> u64 {
+    let mut b = [0u8; 8];
+    if rustix::rand::getrandom(&mut b, rustix::rand::GetRandomFlags::empty()).is_err() {
+        return u64::from(std::process::id()) ^ 0x5eed;
+    }
+    u64::from_ne_bytes(b)
+}
+
+struct PendingConnect {
+    dif: usize,
+    socket: OwnedFd,
+    kind: FlowKind,
+    reply: Reply<Result<FlowInfo, FlowError>>,
+}
+
+struct PendingListen {
+    dif: usize,
+    req: ListenRequest,
+    deadline: Instant,
+    reply: Reply<Result<(), FlowError>>,
+}
+
+struct Driver {
+    shared: Arc<Shared>,
+    config: Arc<Config>,
+    epoll: OwnedFd,
+    clock: std::time::Instant,
+    stack: Stack,
+    /// Application flows by token.
+    flows: BTreeMap<u64, AppFlow>,
+    /// (DIF, port-id) -> token.
+    by_port: BTreeMap<(usize, PortId), u64>,
+    next_flow: u64,
+    pending_connects: BTreeMap<(usize, PortId), PendingConnect>,
+    pending_listens: Vec<PendingListen>,
+    /// (DIF, application) -> the listener's abstract address.
+    listeners: BTreeMap<(usize, rina_core::ApplicationName), Vec<u8>>,
+    /// Set when the process exits: the deadline and who waits.
+    exiting: Option<(Instant, Reply<()>)>,
+    rx: Vec<u8>,
+    tx: Vec<u8>,
+    io: Vec<u8>,
+}
+
+impl Driver {
+    fn now(&self) -> Instant {
+        Instant::from_micros(self.clock.elapsed().as_micros() as u64)
+    }
+
+    fn run(&mut self) {
+        let mut events = Vec::with_capacity(256);
+        loop {
+            let now = self.now();
+            self.turn(now);
+            if self.exit_done(now) {
+                return;
+            }
+            let timeout = self.next_deadline().map(|t| t.saturating_duration_since(self.now()));
+            let ts = timeout.map(|d| rustix::time::Timespec {
+                tv_sec: d.as_secs() as i64,
+                tv_nsec: i64::from(d.subsec_nanos()),
+            });
+            events.clear();
+            match epoll::wait(&self.epoll, spare(&mut events), ts.as_ref()) {
+                Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                Err(e) => {
+                    tracing::error!("epoll_wait failed: {e}; the runtime stops");
+                    return;
+                }
+            }
+            let now = self.now();
+            for ev in &events {
+                let token = ev.data.u64();
+                match token & !TOKEN_MASK {
+                    TOKEN_WAKER if token == TOKEN_WAKER => self.take_commands(now),
+                    TOKEN_SHIM => self.receive_shim(now, (token & TOKEN_MASK) as usize),
+                    TOKEN_FLOW => {
+                        if let Some(f) = self.flows.get_mut(&token) {
+                            let fl = ev.flags;
+                            if fl.intersects(epoll::EventFlags::IN | epoll::EventFlags::RDHUP | epoll::EventFlags::HUP | epoll::EventFlags::ERR) {
+                                f.readable = true;
+                            }
+                            if fl.intersects(epoll::EventFlags::OUT | epoll::EventFlags::HUP | epoll::EventFlags::ERR) {
+                                f.writable = true;
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let mut t = None;
+        for s in &self.stack.shims {
+            t = rina_core::time::earliest(t, s.proto.poll_timeout());
+        }
+        for d in &self.stack.difs {
+            t = rina_core::time::earliest(t, d.ipcp.poll_timeout());
+            t = rina_core::time::earliest(t, d.retry_at);
+        }
+        for l in &self.pending_listens {
+            t = rina_core::time::earliest(t, Some(l.deadline));
+        }
+        if let Some((deadline, _)) = &self.exiting {
+            t = rina_core::time::earliest(t, Some(*deadline));
+        }
+        t
+    }
+
+    /// Timers, then work until nothing moves (bounded, so commands and I/O get turns).
+    fn turn(&mut self, now: Instant) {
+        self.stack.start_enrollments(now);
+        for s in &mut self.stack.shims {
+            s.proto.handle_timeout(now);
+        }
+        for d in &mut self.stack.difs {
+            if d.ipcp.poll_timeout().is_some_and(|t| t <= now) {
+                d.ipcp.handle_timeout(now);
+            }
+        }
+        self.expire_listens(now);
+        for _ in 0..256 {
+            let mut progress = self.handle_shim_events(now);
+            progress |= self.handle_ipcp_events(now);
+            progress |= self.pump_flows(now);
+            progress |= self.flush(now);
+            if !progress {
+                break;
+            }
+        }
+    }
+
+    fn take_commands(&mut self, now: Instant) {
+        let mut b = [0u8; 8];
+        let _ = rustix::io::read(&self.shared.waker, &mut b);
+        let cmds: Vec<Command> = self.shared.commands.lock().drain(..).collect();
+        for c in cmds {
+            match c {
+                Command::Connect(req, reply) => self.connect(now, req, reply),
+                Command::Listen(req, reply) => self.listen(now, req, reply),
+                Command::Exit(linger, reply) => {
+                    for f in self.flows.values_mut() {
+                        f.readable = true;
+                    }
+                    self.exiting = Some((now + linger, reply));
+                }
+            }
+        }
+    }
+
+    fn connect(&mut self, now: Instant, req: ConnectRequest, reply: Reply<Result<FlowInfo, FlowError>>) {
+        let Some(dif) = self.stack.dif_index(&req.dif) else {
+            reply.send(Err(FlowError::NoSuchDif(req.dif)));
+            return;
+        };
+        let d = &mut self.stack.difs[dif];
+        if !d.ipcp.is_enrolled() && d.enrolling.is_none() {
+            if let Some(why) = &d.last_failure {
+                reply.send(Err(FlowError::Unreachable(why.clone())));
+                return;
+            }
+        }
+        let reliable = req.kind == FlowKind::Stream;
+        let port = d.ipcp.allocate_flow(now, req.local_app, req.remote_app, reliable, now + req.timeout);
+        self.pending_connects.insert(
+            (dif, port),
+            PendingConnect { dif, socket: req.socket, kind: req.kind, reply },
+        );
+    }
+
+    fn listen(&mut self, now: Instant, req: ListenRequest, reply: Reply<Result<(), FlowError>>) {
+        let Some(dif) = self.stack.dif_index(&req.dif) else {
+            reply.send(Err(FlowError::NoSuchDif(req.dif)));
+            return;
+        };
+        let deadline = now + req.timeout;
+        self.pending_listens.push(PendingListen { dif, req, deadline, reply });
+        self.expire_listens(now);
+    }
+
+    /// Registers the pending listens whose DIF is joined; fails the expired ones.
+    fn expire_listens(&mut self, now: Instant) {
+        let pending = std::mem::take(&mut self.pending_listens);
+        for l in pending {
+            let d = &mut self.stack.difs[l.dif];
+            if d.ipcp.is_enrolled() {
+                let result = match d.ipcp.register(now, l.req.app.clone()) {
+                    Ok(()) => {
+                        self.listeners.insert((l.dif, l.req.app), l.req.listener);
+                        Ok(())
+                    }
+                    Err(_) => {
+                        // Re-registering behind a new listener (the old one closed) is fine.
+                        self.listeners.insert((l.dif, l.req.app), l.req.listener);
+                        Ok(())
+                    }
+                };
+                l.reply.send(result);
+            } else if now >= l.deadline || (d.enrolling.is_none() && d.last_failure.is_some()) {
+                let why = d.last_failure.clone().unwrap_or_else(|| "not enrolled in time".into());
+                l.reply.send(Err(FlowError::Unreachable(why)));
+            } else {
+                self.pending_listens.push(l);
+            }
+        }
+    }
+
+    fn receive_shim(&mut self, now: Instant, shim: usize) {
+        // Bounded, so one busy link cannot starve the rest of the loop.
+        for _ in 0..256 {
+            let Some(s) = self.stack.shims.get_mut(shim) else { return };
+            let (n, from) = match s.link.recv(&mut self.rx) {
+                Ok(Some(r)) => r,
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::warn!("shim {}: receive failed: {e}", s.name);
+                    return;
+                }
+            };
+            let Some((id, pdu)) = s.proto.handle_datagram(now, from, &self.rx[..n]) else { continue };
+            if let Some(&port) = self.stack.by_shim_flow.get(&(shim, id)) {
+                if let Some(&(dif, _, _)) = self.stack.n1.get(&port) {
+                    self.stack.difs[dif].ipcp.handle_pdu(now, port, pdu);
+                }
+            }
+        }
+        // More may be waiting; come back after the rest of the loop has had a turn.
+        let _ = rustix::io::write(&self.shared.waker, &1u64.to_ne_bytes());
+    }
+
+    fn handle_shim_events(&mut self, now: Instant) -> bool {
+        let mut progress = false;
+        for shim in 0..self.stack.shims.len() {
+            while let Some(ev) = self.stack.shims[shim].proto.poll_event() {
+                progress = true;
+                match ev {
+                    ShimEvent::Allocated { id } => {
+                        let Some(dif) = self.stack.difs.iter().position(|d| d.enrolling == Some((shim, id))) else {
+                            self.stack.shims[shim].proto.deallocate(id);
+                            continue;
+                        };
+                        let port = self.stack.bind_n1(dif, shim, id);
+                        let mtu = self.stack.shims[shim].proto.max_sdu();
+                        let d = &mut self.stack.difs[dif];
+                        d.ipcp.add_n1_port(now, port, mtu, true);
+                    }
+                    ShimEvent::AllocationFailed { id, refused } => {
+                        if let Some(d) = self.stack.difs.iter_mut().find(|d| d.enrolling == Some((shim, id))) {
+                            let why = if refused {
+                                format!("the neighbour does not serve DIF {:?}", d.name)
+                            } else {
+                                "no answer from the neighbour".to_owned()
+                            };
+                            d.schedule_retry(now, why);
+                            self.fail_pending(now);
+                        }
+                    }
+                    ShimEvent::Incoming { id, local, .. } => {
+                        let Some(dif) = self.stack.dif_index(&local.process_name) else {
+                            self.stack.shims[shim].proto.deallocate(id);
+                            continue;
+                        };
+                        let port = self.stack.bind_n1(dif, shim, id);
+                        let mtu = self.stack.shims[shim].proto.max_sdu();
+                        self.stack.difs[dif].ipcp.add_n1_port(now, port, mtu, false);
+                    }
+                    ShimEvent::Deallocated { id } => {
+                        if let Some(port) = self.stack.by_shim_flow.remove(&(shim, id)) {
+                            if let Some((dif, _, _)) = self.stack.n1.remove(&port) {
+                                self.stack.difs[dif].ipcp.remove_n1_port(now, port);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        progress
+    }
+
+    /// Fails pending connects and listens of DIFs that cannot currently join.
+    fn fail_pending(&mut self, now: Instant) {
+        let keys: Vec<(usize, PortId)> = self.pending_connects.keys().copied().collect();
+        for (dif, port) in keys {
+            let d = &mut self.stack.difs[dif];
+            if d.ipcp.is_enrolled() || d.enrolling.is_some() {
+                continue;
+            }
+            let why = d.last_failure.clone().unwrap_or_default();
+            d.ipcp.deallocate(now, port);
+            if let Some(p) = self.pending_connects.remove(&(dif, port)) {
+                p.reply.send(Err(FlowError::Unreachable(why)));
+            }
+        }
+        self.expire_listens(now);
+    }
+
+    fn handle_ipcp_events(&mut self, now: Instant) -> bool {
+        let mut progress = false;
+        for dif in 0..self.stack.difs.len() {
+            while let Some(ev) = self.stack.difs[dif].ipcp.poll_event() {
+                progress = true;
+                self.on_ipcp_event(now, dif, ev);
+            }
+        }
+        progress
+    }
+
+    fn on_ipcp_event(&mut self, now: Instant, dif: usize, ev: Event) {
+        match ev {
+            Event::Enrolled { address } => {
+                let d = &mut self.stack.difs[dif];
+                tracing::info!("enrolled in DIF {} with address {address}", d.name);
+                d.enrolling = None;
+                d.last_failure = None;
+                d.backoff = Duration::from_millis(500);
+                self.expire_listens(now);
+            }
+            Event::EnrollmentFailed { port, reason } => {
+                self.stack.release_n1(port);
+                self.stack.difs[dif].schedule_retry(now, reason);
+                self.fail_pending(now);
+            }
+            Event::NeighborUp { port, name } => tracing::info!("neighbour {name} up on N-1 port {port}"),
+            Event::NeighborLost { port } => {
+                tracing::info!("neighbour on N-1 port {port} lost");
+                self.stack.release_n1(port);
+                let d = &mut self.stack.difs[dif];
+                // An enrollee that lost its way into the DIF tries again (D7).
+                if d.enroll.is_some() && d.ipcp.neighbors().is_empty() && d.enrolling.is_none() && d.retry_at.is_none() {
+                    d.schedule_retry(now, "lost the neighbour".into());
+                }
+            }
+            Event::FlowAllocated { port } => {
+                if let Some(p) = self.pending_connects.remove(&(dif, port)) {
+                    self.add_flow(dif, port, p.socket, p.kind);
+                    p.reply.send(Ok(FlowInfo { port }));
+                } else {
+                    self.stack.difs[dif].ipcp.deallocate(now, port);
+                }
+            }
+            Event::FlowAllocationFailed { port, error } => {
+                if let Some(p) = self.pending_connects.remove(&(dif, port)) {
+                    let why = self.stack.difs[p.dif].last_failure.clone().unwrap_or_else(|| error.to_string());
+                    p.reply.send(Err(match error {
+                        AllocError::NoSuchApplication => FlowError::NoSuchApplication,
+                        AllocError::Unreachable => FlowError::Unreachable(why),
+                        AllocError::TimedOut => FlowError::TimedOut,
+                        AllocError::Denied => FlowError::Denied,
+                        AllocError::NoResources => FlowError::NoResources,
+                    }));
+                }
+            }
+            Event::IncomingFlow { port, local_app, remote_app } => self.incoming(now, dif, port, local_app, &remote_app),
+            Event::Readable { .. } | Event::Writable { .. } => {}
+            Event::FlowClosed { port, reset } => {
+                if let Some(token) = self.by_port.remove(&(dif, port)) {
+                    if let Some(f) = self.flows.remove(&token) {
+                        tracing::debug!("flow {port} closed (reset: {reset})");
+                        let _ = epoll::delete(&self.epoll, &f.sock);
+                        let _ = rustix::net::shutdown(&f.sock, rustix::net::Shutdown::Both);
+                    }
+                }
+            }
+        }
+    }
+
+    fn incoming(
+        &mut self,
+        now: Instant,
+        dif: usize,
+        port: PortId,
+        local_app: rina_core::ApplicationName,
+        remote_app: &rina_core::ApplicationName,
+    ) {
+        let Some(listener) = self.listeners.get(&(dif, local_app.clone())).cloned() else {
+            self.stack.difs[dif].ipcp.deallocate(now, port);
+            return;
+        };
+        let peer = api::synthetic_peer(remote_app);
+        match connect_to_listener(&listener, &api::incoming_name(std::process::id(), port, peer)) {
+            Ok(sock) => self.add_flow(dif, port, sock, FlowKind::Stream),
+            Err(e) => {
+                tracing::info!("listener for {local_app} is gone ({e}); unregistering");
+                self.listeners.remove(&(dif, local_app.clone()));
+                self.stack.difs[dif].ipcp.unregister(now, &local_app);
+                self.stack.difs[dif].ipcp.deallocate(now, port);
+            }
+        }
+    }
+
+    fn add_flow(&mut self, dif: usize, port: PortId, sock: OwnedFd, kind: FlowKind) {
+        let token = TOKEN_FLOW | (self.next_flow & TOKEN_MASK);
+        self.next_flow += 1;
+        let _ = rustix::io::ioctl_fionbio(&sock, true);
+        let flags = epoll::EventFlags::IN
+            | epoll::EventFlags::OUT
+            | epoll::EventFlags::RDHUP
+            | epoll::EventFlags::ET;
+        if let Err(e) = epoll::add(&self.epoll, &sock, epoll::EventData::new_u64(token), flags) {
+            tracing::warn!("cannot watch a flow socket: {e}");
+        }
+        self.flows.insert(token, AppFlow::new(dif, port, sock, kind));
+        self.by_port.insert((dif, port), token);
+    }
+
+    fn pump_flows(&mut self, now: Instant) -> bool {
+        let exiting = self.exiting.is_some();
+        let mut progress = false;
+        let mut finished = Vec::new();
+        for (&token, f) in &mut self.flows {
+            let d = &mut self.stack.difs[f.dif];
+            let out = f.pump(now, &mut d.ipcp, &mut self.io, d.chunk, exiting);
+            progress |= out.progress;
+            if out.broken || f.is_finished(&d.ipcp) || (f.app_gone && f.app_eof) {
+                finished.push(token);
+            }
+        }
+        for token in finished {
+            if let Some(f) = self.flows.remove(&token) {
+                self.by_port.remove(&(f.dif, f.port));
+                let _ = epoll::delete(&self.epoll, &f.sock);
+                self.stack.difs[f.dif].ipcp.deallocate(now, f.port);
+                progress = true;
+            }
+        }
+        progress
+    }
+
+    /// Sends every PDU and shim message that is ready.
+    fn flush(&mut self, now: Instant) -> bool {
+        let mut progress = false;
+        for dif in 0..self.stack.difs.len() {
+            while let Some(port) = self.stack.difs[dif].ipcp.poll_transmit(now, &mut self.tx) {
+                progress = true;
+                let Some(&(_, shim, id)) = self.stack.n1.get(&port) else { continue };
+                let s = &self.stack.shims[shim];
+                let Some((peer, hdr)) = s.proto.data_header(id) else { continue };
+                if let Err(e) = s.link.send(peer, &hdr, &self.tx) {
+                    tracing::debug!("shim {}: send to {peer} failed: {e}", s.name);
+                }
+            }
+        }
+        for s in &mut self.stack.shims {
+            while let Some((peer, dgram)) = s.proto.poll_transmit() {
+                progress = true;
+                let _ = s.link.send(peer, &[], &dgram);
+            }
+        }
+        progress
+    }
+
+    /// True when the exit drain is over (everything sent, or the linger ran out).
+    fn exit_done(&mut self, now: Instant) -> bool {
+        let Some((deadline, _)) = &self.exiting else { return false };
+        let drained = self.flows.values().all(|f| {
+            let d = &self.stack.difs[f.dif];
+            f.app_eof && d.ipcp.is_send_done(f.port)
+        });
+        if !drained && now < *deadline {
+            return false;
+        }
+        for d in &mut self.stack.difs {
+            d.ipcp.leave(now);
+        }
+        let _ = self.flush(now);
+        if let Some((_, reply)) = self.exiting.take() {
+            reply.send(());
+        }
+        true
+    }
+}
+
+/// A nonblocking AF_UNIX stream socket bound to the abstract `name`, connected to the
+/// abstract `listener`.
+fn connect_to_listener(listener: &[u8], name: &[u8]) -> rustix::io::Result<OwnedFd> {
+    use rustix::net::{self, AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+    let sock = net::socket_with(AddressFamily::UNIX, SocketType::STREAM, SocketFlags::CLOEXEC, None)?;
+    net::bind(&sock, &SocketAddrUnix::new_abstract_name(name)?)?;
+    net::connect(&sock, &SocketAddrUnix::new_abstract_name(listener)?)?;
+    Ok(sock)
+}
+
+/// An epoll event buffer with spare capacity.
+fn spare(v: &mut Vec<epoll::Event>) -> rustix::buffer::SpareCapacity<'_, epoll::Event> {
+    rustix::buffer::spare_capacity(v)
 }

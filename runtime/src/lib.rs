@@ -11,6 +11,8 @@ pub mod config;
 mod driver;
 mod handle;
 mod log;
+mod pump;
+mod stack;
 
 pub use api::{ConnectRequest, FlowError, FlowInfo, FlowKind, ListenRequest};
 pub use handle::Handle;

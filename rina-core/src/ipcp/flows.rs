@@ -10,7 +10,7 @@
 use crate::efcp::{Connection, Delivery, Endpoint, SendError};
 use crate::time::{earliest, Instant};
 use crate::wire::mgmt::{MgmtMessage, ResultCode};
-use crate::wire::{Pci, PduType};
+use crate::wire::Pci;
 use crate::{Address, ApplicationName, CepId, PortId};
 
 use super::{AllocError, Event, IpcProcess};
@@ -484,19 +484,15 @@ impl IpcProcess {
     /// The next PDU of any flow, round-robin: the PDU is in `buf`; returns the flow and
     /// the destination address.
     pub(super) fn poll_flows_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<(PortId, Address)> {
-        let start = self.tx_cursor;
-        let order = self
-            .flows
-            .range(PortId(start)..)
-            .chain(self.flows.range(..PortId(start)))
-            .map(|(&p, _)| p)
-            .collect::<Vec<_>>();
-        for port in order {
-            let f = self.flows.get_mut(&port)?;
-            let Some(c) = f.conn_mut() else { continue };
+        let mut cursor = self.tx_cursor;
+        for _ in 0..self.flows.len() {
+            let next = self.flows.range(PortId(cursor)..).next().or_else(|| self.flows.iter().next());
+            let Some((&port, _)) = next else { return None };
+            cursor = port.0.wrapping_add(1);
+            let Some(c) = self.flows.get_mut(&port).and_then(Flow::conn_mut) else { continue };
             if c.poll_transmit(now, buf) {
                 let dst = c.remote().addr;
-                self.tx_cursor = port.0.wrapping_add(1);
+                self.tx_cursor = cursor;
                 // Sending may have freed room in the send queue.
                 self.after_flow_input(port);
                 return Some((port, dst));

@@ -23,6 +23,9 @@ use crate::{Address, ApplicationName, CepId, N1Port};
 
 use super::{Event, IpcProcess, IpcpConfig, RegisterError};
 
+/// Pause before asking an enroller that is not yet a member again.
+const ENROLL_RETRY: Duration = Duration::from_millis(200);
+
 /// Entries per directory or link-state message in a snapshot.
 const SNAPSHOT_CHUNK: usize = 64;
 
@@ -51,6 +54,8 @@ pub(super) struct Neighbor {
     pub(super) address: Option<Address>,
     pub(super) last_heard: Instant,
     pub(super) last_keepalive: Instant,
+    /// When to ask again after the enroller said it is not a member yet.
+    pub(super) enroll_retry: Option<Instant>,
 }
 
 impl Neighbor {
@@ -60,6 +65,7 @@ impl Neighbor {
         t = crate::time::earliest(t, Some(self.lost_at(cfg)));
         if let Stage::Enrolling(deadline) = self.stage {
             t = crate::time::earliest(t, Some(deadline));
+            t = crate::time::earliest(t, self.enroll_retry);
         }
         t
     }
@@ -86,6 +92,7 @@ impl IpcProcess {
             address: None,
             last_heard: now,
             last_keepalive: now,
+            enroll_retry: None,
         };
         if initiate {
             let msg = match self.address {
@@ -264,6 +271,12 @@ impl IpcProcess {
             MgmtMessage::EnrollResponse { result, address, enroller, enroller_address } => {
                 let Some(n) = self.neighbors.get_mut(&port) else { return };
                 if !matches!(n.stage, Stage::Enrolling(_)) {
+                    return;
+                }
+                if result == ResultCode::NoResources {
+                    // The enroller is not a member yet (it is enrolling itself): ask
+                    // again shortly, until the enrollment deadline.
+                    n.enroll_retry = Some(now + ENROLL_RETRY);
                     return;
                 }
                 if result != ResultCode::Ok || address == 0 {
@@ -451,6 +464,16 @@ impl IpcProcess {
             n.mgmt.handle_timeout(now);
             let lost = now >= n.lost_at(cfg) || n.mgmt.failure().is_some();
             if let Stage::Enrolling(deadline) = n.stage {
+                if n.enroll_retry.is_some_and(|t| now >= t) {
+                    n.enroll_retry = None;
+                    let msg = MgmtMessage::EnrollRequest {
+                        ipcp: self.cfg.name.clone(),
+                        dif: self.cfg.dif.clone(),
+                        address: self.address.map_or(0, |a| a.0),
+                        leaf: false,
+                    };
+                    let _ = n.mgmt.send(now, &msg.encode());
+                }
                 if now >= deadline {
                     n.stage = Stage::Awaiting;
                     self.events.push_back(Event::EnrollmentFailed {

@@ -214,7 +214,7 @@ impl<A: Copy + Ord> ShimProcess<A> {
         }
     }
 
-    fn on_mgmt(&mut self, now: Instant, from: A, body: &[u8]) -> Result<(), Error> {
+    fn on_mgmt(&mut self, _now: Instant, from: A, body: &[u8]) -> Result<(), Error> {
         let mut r = Reader::new(body);
         let v = r.u8()?;
         if v != MGMT_VERSION {

@@ -71,7 +71,8 @@ fn enrollment_over_lossy_link() {
         let mut sim = Sim::new(seed);
         let a = sim.add_node(member("a", true));
         let b = sim.add_node(member("b", false));
-        sim.node(a).ipcp.register(sim.now(), ApplicationName::new("early")).unwrap();
+        let now = sim.now();
+        sim.node(a).ipcp.register(now, ApplicationName::new("early")).unwrap();
         sim.link(b, a, LinkConfig { loss: 0.3, ..lossy() });
         sim.run_until(rina_core::Instant::from_micros(60_000_000), u64::MAX, |s| {
             !s.node(b).ipcp.directory().lookup(&ApplicationName::new("early")).is_empty()

@@ -1,0 +1,211 @@
+//! The stack of one process: its UDP shim DIFs and normal DIFs, built from the rules,
+//! and the glue between shim flows and the N-1 ports of the normal IPC processes.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use rina_core::efcp::EfcpConfig;
+use rina_core::ipcp::{IpcProcess, IpcpConfig};
+use rina_core::shim::{ShimConfig, ShimFlowId, ShimProcess, HEADER_LEN};
+use rina_core::wire::PCI_LEN;
+use rina_core::{Address, ApplicationName, Instant, N1Port};
+use shims::udp::UdpLink;
+
+use crate::api::FlowError;
+use crate::config::{Config, DifKind, Join, Neighbor};
+
+/// A UDP shim DIF: its socket and protocol state.
+#[derive(Debug)]
+pub(crate) struct UdpShim {
+    pub(crate) name: String,
+    pub(crate) link: UdpLink,
+    pub(crate) proto: ShimProcess<SocketAddr>,
+    pub(crate) peers: Vec<(String, SocketAddr)>,
+}
+
+/// How a normal DIF joins, resolved to a shim and an endpoint.
+#[derive(Clone, Debug)]
+pub(crate) struct EnrollPlan {
+    pub(crate) shim: usize,
+    pub(crate) peer: SocketAddr,
+}
+
+/// A normal DIF: its IPC process and its N-1 ports.
+#[derive(Debug)]
+pub(crate) struct NormalDif {
+    pub(crate) name: String,
+    pub(crate) ipcp: IpcProcess,
+    pub(crate) shims: Vec<usize>,
+    pub(crate) enroll: Option<EnrollPlan>,
+    /// The shim flow being allocated to enroll, if any.
+    pub(crate) enrolling: Option<(usize, ShimFlowId)>,
+    /// When to try enrolling again, and the back-off that follows.
+    pub(crate) retry_at: Option<Instant>,
+    pub(crate) backoff: Duration,
+    /// Set once an enrollment attempt failed (pending calls fail at once).
+    pub(crate) last_failure: Option<String>,
+    /// The stream SDU size: a whole number of PDU payloads, about 64 KiB.
+    pub(crate) chunk: usize,
+}
+
+/// Every DIF of the process, plus the N-1 port table.
+#[derive(Debug, Default)]
+pub(crate) struct Stack {
+    pub(crate) shims: Vec<UdpShim>,
+    pub(crate) difs: Vec<NormalDif>,
+    /// N-1 port -> (DIF, shim, shim flow).
+    pub(crate) n1: BTreeMap<N1Port, (usize, usize, ShimFlowId)>,
+    /// (shim, shim flow) -> N-1 port.
+    pub(crate) by_shim_flow: BTreeMap<(usize, ShimFlowId), N1Port>,
+    next_n1: u32,
+}
+
+impl Stack {
+    /// Opens every shim and creates every IPC process of `config`.
+    pub(crate) fn build(config: &Config, program: &str, now: Instant, seed: u64) -> Result<Self, FlowError> {
+        let mut stack = Self::default();
+        let mut shim_index = BTreeMap::new();
+        for (i, dif) in config.difs.iter().enumerate() {
+            let seed = seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            match &dif.kind {
+                DifKind::Udp(u) => {
+                    let link = UdpLink::bind(u.bind).map_err(|e| {
+                        FlowError::RuntimeDown(format!("shim DIF {:?}: cannot bind UDP {}: {e}", dif.name, u.bind))
+                    })?;
+                    let cfg = ShimConfig { mtu: u.mtu, ..ShimConfig::default() };
+                    shim_index.insert(dif.name.clone(), stack.shims.len());
+                    stack.shims.push(UdpShim {
+                        name: dif.name.clone(),
+                        link,
+                        proto: ShimProcess::new(cfg, seed),
+                        peers: u.peers.clone(),
+                    });
+                }
+                DifKind::Normal(n) => {
+                    let shims: Vec<usize> = n.over.iter().filter_map(|o| shim_index.get(o).copied()).collect();
+                    if shims.len() != n.over.len() {
+                        return Err(FlowError::RuntimeDown(format!(
+                            "DIF {:?}: only normal DIFs over UDP shims are supported yet",
+                            dif.name
+                        )));
+                    }
+                    let name = n.ipcp_name.clone().unwrap_or_else(|| {
+                        ApplicationName::with_instance(format!("{program}.{}", dif.name), std::process::id().to_string())
+                    });
+                    let mut cfg = IpcpConfig::new(dif.name.clone(), name, seed);
+                    cfg.enrollment_timeout = n.enrollment_timeout;
+                    cfg.keepalive_interval = n.keepalive_interval;
+                    cfg.keepalive_misses = n.keepalive_misses;
+                    let mtu = shims.iter().map(|&s| stack.shims[s].proto.max_sdu()).min().unwrap_or(1400);
+                    cfg.data_efcp = data_efcp(mtu);
+                    let enroll = match &n.join {
+                        Join::Bootstrap { address } => {
+                            cfg.bootstrap = Some(Address(*address));
+                            None
+                        }
+                        Join::Enroll { via, neighbor } => {
+                            let shim = *shim_index.get(via).ok_or_else(|| {
+                                FlowError::RuntimeDown(format!("DIF {:?}: no shim {via:?}", dif.name))
+                            })?;
+                            let peer = match neighbor {
+                                Neighbor::Endpoint(a) => *a,
+                                Neighbor::Name(p) => stack.shims[shim]
+                                    .peers
+                                    .iter()
+                                    .find(|(n, _)| n == p)
+                                    .map(|(_, a)| *a)
+                                    .ok_or_else(|| FlowError::RuntimeDown(format!("no peer {p:?} in shim {via:?}")))?,
+                            };
+                            Some(EnrollPlan { shim, peer })
+                        }
+                    };
+                    // Peers reach this member's IPC process through each shim by DIF name.
+                    for &s in &shims {
+                        stack.shims[s].proto.register(ApplicationName::new(dif.name.clone()));
+                    }
+                    let payload = mtu - PCI_LEN;
+                    stack.difs.push(NormalDif {
+                        name: dif.name.clone(),
+                        ipcp: IpcProcess::new(cfg, now),
+                        shims,
+                        retry_at: enroll.as_ref().map(|_| now),
+                        enroll,
+                        enrolling: None,
+                        backoff: Duration::from_millis(500),
+                        last_failure: None,
+                        chunk: payload * (65536 / payload).max(1),
+                    });
+                }
+            }
+        }
+        Ok(stack)
+    }
+
+    /// A new N-1 port for a shim flow of `dif`.
+    pub(crate) fn bind_n1(&mut self, dif: usize, shim: usize, id: ShimFlowId) -> N1Port {
+        self.next_n1 += 1;
+        let port = N1Port(self.next_n1);
+        self.n1.insert(port, (dif, shim, id));
+        self.by_shim_flow.insert((shim, id), port);
+        port
+    }
+
+    /// Forgets an N-1 port and releases its shim flow.
+    pub(crate) fn release_n1(&mut self, port: N1Port) {
+        if let Some((_, shim, id)) = self.n1.remove(&port) {
+            self.by_shim_flow.remove(&(shim, id));
+            self.shims[shim].proto.deallocate(id);
+        }
+    }
+
+    /// The DIF with this name.
+    pub(crate) fn dif_index(&self, name: &str) -> Option<usize> {
+        self.difs.iter().position(|d| d.name == name)
+    }
+
+    /// Starts enrolling every DIF whose retry is due.
+    pub(crate) fn start_enrollments(&mut self, now: Instant) {
+        for d in &mut self.difs {
+            let (Some(plan), Some(at)) = (&d.enroll, d.retry_at) else { continue };
+            if now < at || d.enrolling.is_some() {
+                continue;
+            }
+            d.retry_at = None;
+            let id = self.shims[plan.shim].proto.allocate(
+                now,
+                plan.peer,
+                d.ipcp.config().name.clone(),
+                ApplicationName::new(d.name.clone()),
+            );
+            d.enrolling = Some((plan.shim, id));
+        }
+    }
+}
+
+impl NormalDif {
+    /// Schedules another enrollment attempt with exponential back-off.
+    pub(crate) fn schedule_retry(&mut self, now: Instant, why: String) {
+        self.enrolling = None;
+        self.last_failure = Some(why);
+        self.retry_at = Some(now + self.backoff);
+        self.backoff = (self.backoff * 2).min(Duration::from_secs(30));
+    }
+}
+
+/// EFCP settings for data flows over a path whose largest PDU is `mtu`.
+fn data_efcp(mtu: usize) -> EfcpConfig {
+    // Keep about 8 MiB in flight at most, at least 64 PDUs.
+    let credit = ((8usize << 20) / mtu).clamp(64, 4096) as u64;
+    EfcpConfig {
+        max_pdu_size: mtu,
+        initial_credit: credit,
+        send_queue_pdus: credit as usize,
+        ..EfcpConfig::default()
+    }
+}
+
+/// The largest PDU a shim carries for the DIF above.
+pub(crate) fn shim_pdu_limit(mtu: usize) -> usize {
+    mtu.saturating_sub(HEADER_LEN)
+}
