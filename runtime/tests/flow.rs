@@ -1,0 +1,144 @@
+//! The runtime end to end, without the interposer: two runtimes (a bootstrap member
+//! and a member that enrolls through it over the UDP shim on loopback) carry a flow
+//! between a socket pair and an abstract AF_UNIX listener, both directions, with
+//! half-close; and the errors a refused or unreachable allocation gives.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::OwnedFd;
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::{SocketAddr as UnixAddr, UnixListener, UnixStream};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rina_core::ApplicationName;
+use runtime::api::parse_incoming_name;
+use runtime::config::{
+    Config, DefaultPolicy, DifConfig, DifKind, Join, Neighbor, NormalDifConfig, Settings, UdpShimConfig,
+};
+use runtime::{ConnectRequest, FlowError, FlowKind, Handle, ListenRequest};
+
+fn free_udp() -> SocketAddr {
+    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+}
+
+fn config(bind: SocketAddr, join: Join) -> Arc<Config> {
+    Arc::new(Config {
+        path: PathBuf::from("test.toml"),
+        difs: vec![
+            DifConfig {
+                name: "udp".into(),
+                kind: DifKind::Udp(UdpShimConfig { bind, peers: vec![], mtu: 65000 }),
+            },
+            DifConfig {
+                name: "net".into(),
+                kind: DifKind::Normal(NormalDifConfig {
+                    over: vec!["udp".into()],
+                    ipcp_name: None,
+                    join,
+                    enrollment_timeout: Duration::from_secs(3),
+                    keepalive_interval: Duration::from_secs(1),
+                    keepalive_misses: 3,
+                }),
+            },
+        ],
+        connect: vec![],
+        listen: vec![],
+        default: DefaultPolicy::Pass,
+        settings: Settings { connect_timeout: Duration::from_secs(5), linger: Duration::from_secs(5) },
+    })
+}
+
+fn listener(name: &str) -> UnixListener {
+    UnixListener::bind_addr(&UnixAddr::from_abstract_name(name.as_bytes()).unwrap()).unwrap()
+}
+
+fn connect(h: &Handle, app: &str, timeout: Duration) -> (Result<runtime::FlowInfo, FlowError>, UnixStream) {
+    let (app_end, rt) = UnixStream::pair().unwrap();
+    let r = h.connect(ConnectRequest {
+        dif: "net".into(),
+        local_app: ApplicationName::new("client"),
+        remote_app: ApplicationName::new(app),
+        socket: OwnedFd::from(rt),
+        kind: FlowKind::Stream,
+        timeout,
+    });
+    (r, app_end)
+}
+
+#[test]
+fn flow_through_two_runtimes() {
+    let server_addr = free_udp();
+    let server = Handle::start(config(server_addr, Join::Bootstrap { address: 1 }), "server").unwrap();
+    let lname = format!("rina-test-listen/{}/{}", std::process::id(), server_addr.port());
+    let l = listener(&lname);
+    server
+        .listen(ListenRequest {
+            dif: "net".into(),
+            app: ApplicationName::new("echo"),
+            listener: lname.into_bytes(),
+            kind: FlowKind::Stream,
+            timeout: Duration::from_secs(5),
+        })
+        .unwrap();
+    let client_cfg = config(free_udp(), Join::Enroll { via: "udp".into(), neighbor: Neighbor::Endpoint(server_addr) });
+    let client = Handle::start(client_cfg, "client").unwrap();
+    let (r, app) = connect(&client, "echo", Duration::from_secs(5));
+    r.unwrap();
+    let (mut srv, peer) = l.accept().unwrap();
+    let name = peer.as_abstract_name().expect("the runtime connects from an abstract name");
+    let (_, _, synthetic) = parse_incoming_name(name).expect("incoming name");
+    assert_eq!(synthetic, runtime::api::synthetic_peer(&ApplicationName::new("client")));
+
+    // 4 MiB each way at once, then half-closes.
+    let up: Vec<u8> = (0..4u32 << 20).map(|i| (i * 7) as u8).collect();
+    let down: Vec<u8> = (0..4u32 << 20).map(|i| (i * 13) as u8).collect();
+    let mut app_w = app.try_clone().unwrap();
+    let mut srv_w = srv.try_clone().unwrap();
+    let (up2, down2) = (up.clone(), down.clone());
+    let w1 = std::thread::spawn(move || {
+        app_w.write_all(&up2).unwrap();
+        app_w.shutdown(std::net::Shutdown::Write).unwrap();
+    });
+    let w2 = std::thread::spawn(move || {
+        srv_w.write_all(&down2).unwrap();
+        srv_w.shutdown(std::net::Shutdown::Write).unwrap();
+    });
+    let mut app_r = app;
+    let r1 = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        app_r.read_to_end(&mut v).unwrap();
+        v
+    });
+    let mut got_up = Vec::new();
+    srv.read_to_end(&mut got_up).unwrap();
+    let got_down = r1.join().unwrap();
+    w1.join().unwrap();
+    w2.join().unwrap();
+    assert!(got_up == up, "server got {} bytes", got_up.len());
+    assert!(got_down == down, "client got {} bytes", got_down.len());
+}
+
+#[test]
+fn refusal_and_unreachable_errors() {
+    let server_addr = free_udp();
+    let _server = Handle::start(config(server_addr, Join::Bootstrap { address: 1 }), "server").unwrap();
+    let client = Handle::start(
+        config(free_udp(), Join::Enroll { via: "udp".into(), neighbor: Neighbor::Endpoint(server_addr) }),
+        "client",
+    )
+    .unwrap();
+    assert_eq!(connect(&client, "nobody", Duration::from_secs(8)).0, Err(FlowError::NoSuchApplication));
+
+    // Nobody at the neighbour's address.
+    let lonely = Handle::start(
+        config(free_udp(), Join::Enroll { via: "udp".into(), neighbor: Neighbor::Endpoint(free_udp()) }),
+        "lonely",
+    )
+    .unwrap();
+    let start = std::time::Instant::now();
+    let err = connect(&lonely, "nobody", Duration::from_secs(8)).0.unwrap_err();
+    assert!(matches!(err, FlowError::Unreachable(_)), "{err:?}");
+    assert!(start.elapsed() < Duration::from_secs(8), "took {:?}", start.elapsed());
+}
