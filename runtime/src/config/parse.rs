@@ -1,26 +1,491 @@
-//! TOML -> [`Config`] (placeholder until the parser lands).
+//! TOML -> [`Config`], validated. Every mistake is a [`ConfigError`] that names the
+//! file, line and column, and says what was expected.
+//!
+//! The format:
+//!
+//! ```toml
+//! [[dif]]                          # a UDP tunnel shim DIF
+//! name = "udp0"
+//! type = "udp"
+//! bind = "127.0.0.1:7000"          # or "[::1]:7000"
+//! mtu = 65000                      # optional: default 65000 on loopback, else 1452 (IPv4) / 1432 (IPv6)
+//! [dif.peers]                      # optional static peers: name = "ip:port"
+//! server = "127.0.0.1:7000"
+//!
+//! [[dif]]                          # a normal DIF over it
+//! name = "net"
+//! type = "normal"
+//! over = ["udp0"]                  # or over = "udp0"; DIFs declared earlier in the file
+//! ipcp = "server.net"              # optional IPC process name
+//! bootstrap = true                 # the first member (optional `address = 1`)
+//! # or: enroll-via = { dif = "udp0", neighbor = "127.0.0.1:7000" }  (or a peer name)
+//! enrollment-timeout = "5s"        # optional; durations: "500ms", "5s", "2m"
+//! keepalive-interval = "2s"
+//! keepalive-misses = 3
+//!
+//! [[connect]]                      # first match wins
+//! to = "127.0.0.1:5000"            # HOST:PORTS: *, 10.0.0.0/8, [fd00::/8]; *, 80, 8000-8099
+//! dif = "net"
+//! app = "echo"                     # "{port}" and "{addr}" are filled in
+//! local-app = "nc-client"          # optional
+//!
+//! [[listen]]
+//! on = "127.0.0.1:5000"
+//! dif = "net"
+//! app = "echo"
+//!
+//! [default]
+//! action = "pass"                  # or "deny": what happens when no rule matches
+//!
+//! [settings]
+//! connect-timeout = "10s"
+//! linger = "30s"
+//! ```
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use super::Config;
+use rina_core::ApplicationName;
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::rules::{AddrPattern, RuleTarget};
+use super::{
+    Config, DefaultPolicy, DifConfig, DifKind, Join, Neighbor, NormalDifConfig, Rule, Settings, UdpShimConfig,
+};
 
 /// A rules file could not be read or is invalid.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ConfigError(String);
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{}{}: {message}", path.display(), position(*line, *column))]
+pub struct ConfigError {
+    /// The file.
+    pub path: PathBuf,
+    /// 1-based line, 0 if the error has no position (the file cannot be read).
+    pub line: usize,
+    /// 1-based column, 0 if none.
+    pub column: usize,
+    /// What is wrong.
+    pub message: String,
+}
+
+fn position(line: usize, column: usize) -> String {
+    if line == 0 {
+        String::new()
+    } else {
+        format!(":{line}:{column}")
+    }
+}
 
 /// Reads and validates a rules file.
 ///
 /// # Errors
-/// Always, until the parser lands.
+/// A [`ConfigError`] naming the file, line, column and problem.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    Err(ConfigError(format!("{}: parser not yet implemented", path.display())))
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        path: path.to_path_buf(),
+        line: 0,
+        column: 0,
+        message: format!("cannot read: {e}"),
+    })?;
+    parse_str(&text, path)
 }
 
-/// Parses rules from a string.
+/// Parses and validates rules from `text` (read from `path`, named in errors).
 ///
 /// # Errors
-/// Always, until the parser lands.
-pub fn parse_str(_text: &str, path: &Path) -> Result<Config, ConfigError> {
-    load(path)
+/// A [`ConfigError`] naming the file, line, column and problem.
+pub fn parse_str(text: &str, path: &Path) -> Result<Config, ConfigError> {
+    let v = Validator { text, path };
+    let raw: RawFile = toml::from_str(text).map_err(|e| {
+        let span = e.span().unwrap_or(0..0);
+        v.error(span, e.message().trim_end().to_owned())
+    })?;
+    v.build(raw)
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    dif: Vec<Spanned<RawDif>>,
+    #[serde(default)]
+    connect: Vec<Spanned<RawConnect>>,
+    #[serde(default)]
+    listen: Vec<Spanned<RawListen>>,
+    default: Option<RawDefault>,
+    settings: Option<RawSettings>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawDif {
+    name: Spanned<String>,
+    #[serde(rename = "type")]
+    kind: Spanned<String>,
+    bind: Option<Spanned<String>>,
+    mtu: Option<Spanned<i64>>,
+    peers: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
+    over: Option<Spanned<OneOrMany>>,
+    ipcp: Option<Spanned<String>>,
+    bootstrap: Option<Spanned<bool>>,
+    address: Option<Spanned<i64>>,
+    enroll_via: Option<Spanned<RawEnroll>>,
+    enrollment_timeout: Option<Spanned<String>>,
+    keepalive_interval: Option<Spanned<String>>,
+    keepalive_misses: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEnroll {
+    dif: Option<Spanned<String>>,
+    neighbor: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawConnect {
+    to: Spanned<String>,
+    dif: Spanned<String>,
+    app: Spanned<String>,
+    local_app: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawListen {
+    on: Spanned<String>,
+    dif: Spanned<String>,
+    app: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDefault {
+    action: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawSettings {
+    connect_timeout: Option<Spanned<String>>,
+    linger: Option<Spanned<String>>,
+}
+
+struct Validator<'a> {
+    text: &'a str,
+    path: &'a Path,
+}
+
+type R<T> = Result<T, ConfigError>;
+
+impl Validator<'_> {
+    fn error(&self, span: Range<usize>, message: impl Into<String>) -> ConfigError {
+        let at = span.start.min(self.text.len());
+        let before = &self.text[..at];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        ConfigError { path: self.path.to_path_buf(), line, column, message: message.into() }
+    }
+
+    fn line_of(&self, span: &Range<usize>) -> usize {
+        self.text[..span.start.min(self.text.len())].matches('\n').count() + 1
+    }
+
+    fn build(&self, raw: RawFile) -> R<Config> {
+        let mut difs: Vec<DifConfig> = Vec::new();
+        for d in raw.dif {
+            let span = d.span();
+            let d = d.into_inner();
+            if difs.iter().any(|x| x.name == *d.name.get_ref()) {
+                return Err(self.error(d.name.span(), format!("DIF {:?} is declared twice", d.name.get_ref())));
+            }
+            if d.name.get_ref().is_empty() {
+                return Err(self.error(d.name.span(), "a DIF name cannot be empty"));
+            }
+            let kind = match d.kind.get_ref().as_str() {
+                "udp" => DifKind::Udp(self.udp(&d, &span)?),
+                "normal" => DifKind::Normal(self.normal(&d, &span, &difs)?),
+                other => {
+                    return Err(self.error(
+                        d.kind.span(),
+                        format!("unknown DIF type {other:?} (expected \"udp\" or \"normal\")"),
+                    ))
+                }
+            };
+            difs.push(DifConfig { name: d.name.into_inner(), kind });
+        }
+        let normal = |dif: &Spanned<String>| -> R<String> {
+            match difs.iter().find(|d| d.name == *dif.get_ref()) {
+                Some(DifConfig { kind: DifKind::Normal(_), .. }) => Ok(dif.get_ref().clone()),
+                Some(_) => Err(self.error(
+                    dif.span(),
+                    format!("DIF {:?} is a shim DIF; rules must name a normal DIF", dif.get_ref()),
+                )),
+                None => Err(self.error(
+                    dif.span(),
+                    format!(
+                        "unknown DIF {:?} (declared DIFs: {})",
+                        dif.get_ref(),
+                        difs.iter().map(|d| d.name.as_str()).collect::<Vec<_>>().join(", ")
+                    ),
+                )),
+            }
+        };
+        let mut connect = Vec::new();
+        for r in raw.connect {
+            let line = self.line_of(&r.span());
+            let r = r.into_inner();
+            let pattern = self.pattern(&r.to)?;
+            let dif = normal(&r.dif)?;
+            self.template(&r.app)?;
+            if let Some(l) = &r.local_app {
+                self.name(l)?;
+            }
+            connect.push(Rule {
+                pattern,
+                target: RuleTarget {
+                    dif,
+                    app: r.app.into_inner(),
+                    local_app: r.local_app.map(Spanned::into_inner),
+                },
+                line,
+            });
+        }
+        let mut listen = Vec::new();
+        for r in raw.listen {
+            let line = self.line_of(&r.span());
+            let r = r.into_inner();
+            let pattern = self.pattern(&r.on)?;
+            let dif = normal(&r.dif)?;
+            self.template(&r.app)?;
+            listen.push(Rule { pattern, target: RuleTarget { dif, app: r.app.into_inner(), local_app: None }, line });
+        }
+        let default = match raw.default.and_then(|d| d.action) {
+            None => DefaultPolicy::Pass,
+            Some(a) => match a.get_ref().as_str() {
+                "pass" => DefaultPolicy::Pass,
+                "deny" => DefaultPolicy::Deny,
+                other => {
+                    return Err(self.error(a.span(), format!("unknown action {other:?} (expected \"pass\" or \"deny\")")))
+                }
+            },
+        };
+        let mut settings = Settings::default();
+        if let Some(s) = raw.settings {
+            if let Some(t) = &s.connect_timeout {
+                settings.connect_timeout = self.duration(t)?;
+            }
+            if let Some(t) = &s.linger {
+                settings.linger = self.duration(t)?;
+            }
+        }
+        Ok(Config { path: self.path.to_path_buf(), difs, connect, listen, default, settings })
+    }
+
+    fn not_for(&self, present: Option<Range<usize>>, key: &str, kind: &str) -> R<()> {
+        match present {
+            Some(span) => Err(self.error(span, format!("`{key}` does not apply to a {kind} DIF"))),
+            None => Ok(()),
+        }
+    }
+
+    fn udp(&self, d: &RawDif, span: &Range<usize>) -> R<UdpShimConfig> {
+        self.not_for(d.over.as_ref().map(Spanned::span), "over", "udp")?;
+        self.not_for(d.ipcp.as_ref().map(Spanned::span), "ipcp", "udp")?;
+        self.not_for(d.bootstrap.as_ref().map(Spanned::span), "bootstrap", "udp")?;
+        self.not_for(d.address.as_ref().map(Spanned::span), "address", "udp")?;
+        self.not_for(d.enroll_via.as_ref().map(Spanned::span), "enroll-via", "udp")?;
+        self.not_for(d.enrollment_timeout.as_ref().map(Spanned::span), "enrollment-timeout", "udp")?;
+        self.not_for(d.keepalive_interval.as_ref().map(Spanned::span), "keepalive-interval", "udp")?;
+        self.not_for(d.keepalive_misses.as_ref().map(Spanned::span), "keepalive-misses", "udp")?;
+        let bind = d
+            .bind
+            .as_ref()
+            .ok_or_else(|| self.error(span.clone(), format!("UDP DIF {:?} needs `bind = \"IP:PORT\"`", d.name.get_ref())))?;
+        let bind_addr = self.endpoint(bind)?;
+        let mtu = match &d.mtu {
+            None if bind_addr.ip().is_loopback() => 65000,
+            None if bind_addr.is_ipv4() => 1452,
+            None => 1432,
+            Some(m) => {
+                let v = *m.get_ref();
+                if !(576..=65000).contains(&v) {
+                    return Err(self.error(m.span(), format!("mtu {v} is out of range (576..=65000)")));
+                }
+                v as usize
+            }
+        };
+        let mut peers = Vec::new();
+        if let Some(p) = &d.peers {
+            for (name, addr) in p.get_ref() {
+                peers.push((name.clone(), self.endpoint(addr)?));
+            }
+        }
+        Ok(UdpShimConfig { bind: bind_addr, peers, mtu })
+    }
+
+    fn normal(&self, d: &RawDif, span: &Range<usize>, earlier: &[DifConfig]) -> R<NormalDifConfig> {
+        self.not_for(d.bind.as_ref().map(Spanned::span), "bind", "normal")?;
+        self.not_for(d.mtu.as_ref().map(Spanned::span), "mtu", "normal")?;
+        self.not_for(d.peers.as_ref().map(Spanned::span), "peers", "normal")?;
+        let Some(over) = &d.over else {
+            return Err(self.error(span.clone(), format!("normal DIF {:?} needs `over = [\"<lower DIF>\"]`", d.name.get_ref())));
+        };
+        let names = match over.get_ref() {
+            OneOrMany::One(s) => vec![s.clone()],
+            OneOrMany::Many(v) => v.clone(),
+        };
+        if names.is_empty() {
+            return Err(self.error(over.span(), "`over` names no DIF"));
+        }
+        for n in &names {
+            if !earlier.iter().any(|e| &e.name == n) {
+                return Err(self.error(
+                    over.span(),
+                    format!("`over` names {n:?}, which is not a DIF declared above this one"),
+                ));
+            }
+        }
+        let ipcp_name = d.ipcp.as_ref().map(|n| self.name(n)).transpose()?;
+        let join = match (&d.bootstrap, &d.enroll_via) {
+            (Some(b), Some(_)) if *b.get_ref() => {
+                return Err(self.error(b.span(), "a member either bootstraps the DIF or enrolls (`enroll-via`), not both"))
+            }
+            (Some(b), _) if *b.get_ref() => {
+                let address = match &d.address {
+                    None => 1,
+                    Some(a) => {
+                        let v = *a.get_ref();
+                        if !(1..=i64::from(u32::MAX)).contains(&v) {
+                            return Err(self.error(a.span(), "address must be 1..=4294967295"));
+                        }
+                        v as u32
+                    }
+                };
+                Join::Bootstrap { address }
+            }
+            (_, Some(e)) => {
+                self.not_for(d.address.as_ref().map(Spanned::span), "address", "enrolling (only a bootstrap member sets its address)")?;
+                let e_ref = e.get_ref();
+                let via = match &e_ref.dif {
+                    Some(v) => {
+                        if !names.contains(v.get_ref()) {
+                            return Err(self.error(v.span(), format!("`enroll-via.dif` {:?} is not in `over`", v.get_ref())));
+                        }
+                        v.get_ref().clone()
+                    }
+                    None if names.len() == 1 => names[0].clone(),
+                    None => return Err(self.error(e.span(), "`enroll-via` needs `dif = ...` when `over` names several DIFs")),
+                };
+                let nb = &e_ref.neighbor;
+                let neighbor = match nb.get_ref().parse::<SocketAddr>() {
+                    Ok(a) => Neighbor::Endpoint(a),
+                    Err(_) => {
+                        let known = earlier.iter().find(|x| x.name == via).is_some_and(|x| match &x.kind {
+                            DifKind::Udp(u) => u.peers.iter().any(|(p, _)| p == nb.get_ref()),
+                            DifKind::Normal(_) => false,
+                        });
+                        if !known {
+                            return Err(self.error(
+                                nb.span(),
+                                format!("neighbor {:?} is neither IP:PORT nor a peer of DIF {via:?}", nb.get_ref()),
+                            ));
+                        }
+                        Neighbor::Name(nb.get_ref().clone())
+                    }
+                };
+                Join::Enroll { via, neighbor }
+            }
+            _ => {
+                return Err(self.error(
+                    span.clone(),
+                    format!("normal DIF {:?} needs `bootstrap = true` or `enroll-via = {{ ... }}`", d.name.get_ref()),
+                ))
+            }
+        };
+        let enrollment_timeout = d.enrollment_timeout.as_ref().map_or(Ok(Duration::from_secs(5)), |t| self.duration(t))?;
+        let keepalive_interval = d.keepalive_interval.as_ref().map_or(Ok(Duration::from_secs(2)), |t| self.duration(t))?;
+        let keepalive_misses = match &d.keepalive_misses {
+            None => 3,
+            Some(m) => {
+                let v = *m.get_ref();
+                if !(1..=1000).contains(&v) {
+                    return Err(self.error(m.span(), "keepalive-misses must be 1..=1000"));
+                }
+                v as u32
+            }
+        };
+        Ok(NormalDifConfig {
+            over: names,
+            ipcp_name,
+            join,
+            enrollment_timeout,
+            keepalive_interval,
+            keepalive_misses,
+        })
+    }
+
+    fn endpoint(&self, s: &Spanned<String>) -> R<SocketAddr> {
+        s.get_ref()
+            .parse()
+            .map_err(|_| self.error(s.span(), format!("{:?} is not an IP:PORT endpoint (e.g. \"127.0.0.1:7000\", \"[::1]:7000\")", s.get_ref())))
+    }
+
+    fn pattern(&self, s: &Spanned<String>) -> R<AddrPattern> {
+        AddrPattern::parse(s.get_ref()).map_err(|e| self.error(s.span(), format!("invalid address: {e}")))
+    }
+
+    fn name(&self, s: &Spanned<String>) -> R<ApplicationName> {
+        s.get_ref()
+            .parse()
+            .map_err(|e| self.error(s.span(), format!("invalid application name {:?}: {e}", s.get_ref())))
+    }
+
+    /// Checks an application-name template by filling it with sample values.
+    fn template(&self, s: &Spanned<String>) -> R<()> {
+        let t = s.get_ref();
+        let rest = t.replace("{port}", "").replace("{addr}", "");
+        if rest.contains('{') || rest.contains('}') {
+            return Err(self.error(s.span(), format!("{t:?}: only {{port}} and {{addr}} can be filled in")));
+        }
+        let target = RuleTarget { dif: String::new(), app: t.clone(), local_app: None };
+        for sample in ["127.0.0.1:1", "[fd00::1]:65535"] {
+            target
+                .app_for(sample.parse().expect("sample address"))
+                .map_err(|e| self.error(s.span(), format!("invalid application name {t:?}: {e}")))?;
+        }
+        Ok(())
+    }
+
+    fn duration(&self, s: &Spanned<String>) -> R<Duration> {
+        parse_duration(s.get_ref())
+            .ok_or_else(|| self.error(s.span(), format!("{:?} is not a duration (e.g. \"500ms\", \"5s\", \"2m\")", s.get_ref())))
+    }
+}
+
+fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit())?;
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n.parse().ok()?;
+    match unit.trim() {
+        "ms" => Some(Duration::from_millis(n)),
+        "s" => Some(Duration::from_secs(n)),
+        "m" => Some(Duration::from_secs(n.checked_mul(60)?)),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests;

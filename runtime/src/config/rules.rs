@@ -1,10 +1,15 @@
-//! Rule matching: address patterns, port ranges, application-name templates.
+//! Rule matching: address patterns, port ranges, application-name templates, and the
+//! account `rina check` prints.
+//!
+//! Matching is on the path of every `connect` and `bind` of an INET socket: it does
+//! not allocate unless a rule matches (then only the application name is built).
 
+use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 
 use rina_core::ApplicationName;
 
-use super::{Config, DefaultPolicy, Rule};
+use super::{Config, DefaultPolicy, DifKind, Join, Neighbor, Rule};
 
 /// A set of ports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,19 +62,282 @@ pub enum Decision<'a> {
     },
 }
 
-/// Decides where a call to `addr` goes (placeholder until the matcher lands).
-pub(super) fn decide<'a>(rules: &'a [Rule], default: DefaultPolicy, addr: SocketAddr) -> Decision<'a> {
-    let _ = (rules, addr, IpAddr::from([0u8; 4]));
+impl AddrPattern {
+    /// Parses `HOST:PORTS`.
+    ///
+    /// # Errors
+    /// A sentence saying what is wrong.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let (host, ports, bracketed) = if let Some(rest) = s.strip_prefix('[') {
+            let (h, p) = rest
+                .split_once(']')
+                .ok_or_else(|| format!("{s:?}: missing ']' after an IPv6 address"))?;
+            let p = p
+                .strip_prefix(':')
+                .ok_or_else(|| format!("{s:?}: expected ':PORT' after ']'"))?;
+            (h, p, true)
+        } else {
+            let (h, p) = s
+                .rsplit_once(':')
+                .ok_or_else(|| format!("{s:?}: expected HOST:PORT (e.g. \"127.0.0.1:5000\", \"[::1]:80\", \"*:*\")"))?;
+            (h, p, false)
+        };
+        let net = if host == "*" {
+            None
+        } else {
+            let (ip, len) = match host.split_once('/') {
+                Some((ip, len)) => (ip, Some(len)),
+                None => (host, None),
+            };
+            let ip: IpAddr = ip.parse().map_err(|_| format!("{s:?}: {ip:?} is not an IP address"))?;
+            if ip.is_ipv6() != bracketed {
+                return Err(if bracketed {
+                    format!("{s:?}: only IPv6 addresses go in brackets")
+                } else {
+                    format!("{s:?}: write IPv6 addresses in brackets, e.g. \"[{ip}]:80\"")
+                });
+            }
+            let max = if ip.is_ipv4() { 32 } else { 128 };
+            let len = match len {
+                None => max,
+                Some(l) => l
+                    .parse::<u8>()
+                    .ok()
+                    .filter(|&l| l <= max)
+                    .ok_or_else(|| format!("{s:?}: prefix length must be 0..={max}"))?,
+            };
+            if masked(ip, len) != ip {
+                return Err(format!("{s:?}: host bits set beyond the /{len} prefix"));
+            }
+            Some((ip, len))
+        };
+        let ports = if ports == "*" {
+            PortRange { first: 0, last: u16::MAX }
+        } else {
+            let port = |p: &str| {
+                p.parse::<u16>()
+                    .ok()
+                    .filter(|&p| p > 0)
+                    .ok_or_else(|| format!("{s:?}: {p:?} is not a port (1-65535)"))
+            };
+            match ports.split_once('-') {
+                Some((a, b)) => {
+                    let (first, last) = (port(a)?, port(b)?);
+                    if first > last {
+                        return Err(format!("{s:?}: port range {first}-{last} is empty"));
+                    }
+                    PortRange { first, last }
+                }
+                None => {
+                    let p = port(ports)?;
+                    PortRange { first: p, last: p }
+                }
+            }
+        };
+        Ok(Self { net, ports })
+    }
+
+    /// True if `addr` is in the pattern. An IPv4 pattern also matches the same address
+    /// written IPv4-mapped in IPv6 (`::ffff:a.b.c.d`).
+    pub fn matches(&self, addr: SocketAddr) -> bool {
+        let port = addr.port();
+        if port < self.ports.first || port > self.ports.last {
+            return false;
+        }
+        let Some((net, len)) = self.net else { return true };
+        let ip = match (net, addr.ip()) {
+            (IpAddr::V4(_), IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+                Some(v4) => IpAddr::V4(v4),
+                None => return false,
+            },
+            (_, ip) => ip,
+        };
+        ip.is_ipv4() == net.is_ipv4() && masked(ip, len) == net
+    }
+}
+
+fn masked(ip: IpAddr, len: u8) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => {
+            let m = if len == 0 { 0 } else { u32::MAX << (32 - u32::from(len)) };
+            IpAddr::V4((u32::from(v4) & m).into())
+        }
+        IpAddr::V6(v6) => {
+            let m = if len == 0 { 0 } else { u128::MAX << (128 - u32::from(len)) };
+            IpAddr::V6((u128::from(v6) & m).into())
+        }
+    }
+}
+
+impl std::fmt::Display for AddrPattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.net {
+            None => f.write_str("*")?,
+            Some((IpAddr::V4(ip), 32)) => write!(f, "{ip}")?,
+            Some((IpAddr::V6(ip), 128)) => write!(f, "[{ip}]")?,
+            Some((IpAddr::V4(ip), l)) => write!(f, "{ip}/{l}")?,
+            Some((IpAddr::V6(ip), l)) => write!(f, "[{ip}/{l}]")?,
+        }
+        match self.ports {
+            PortRange { first: 0, last: u16::MAX } => f.write_str(":*"),
+            PortRange { first, last } if first == last => write!(f, ":{first}"),
+            PortRange { first, last } => write!(f, ":{first}-{last}"),
+        }
+    }
+}
+
+impl RuleTarget {
+    /// The application name for a call to `addr` (`{port}` and `{addr}` filled in).
+    ///
+    /// # Errors
+    /// If the filled-in text is not a valid name (templates are checked when the
+    /// rules load, so this means an unusual address made it invalid).
+    pub fn app_for(&self, addr: SocketAddr) -> Result<ApplicationName, rina_core::name::NameError> {
+        if self.app.contains('{') {
+            self.app
+                .replace("{port}", &addr.port().to_string())
+                .replace("{addr}", &addr.ip().to_string())
+                .parse()
+        } else {
+            self.app.parse()
+        }
+    }
+}
+
+/// Where a call to `addr` goes: the first matching rule, else the default.
+pub(super) fn decide(rules: &[Rule], default: DefaultPolicy, addr: SocketAddr) -> Decision<'_> {
+    for rule in rules {
+        if rule.pattern.matches(addr) {
+            if let Ok(app) = rule.target.app_for(addr) {
+                return Decision::Rina { rule, app };
+            }
+        }
+    }
     match default {
         DefaultPolicy::Pass => Decision::Pass,
         DefaultPolicy::Deny => Decision::Deny,
     }
 }
 
-/// Describes a config (placeholder).
-pub(super) fn describe(config: &Config) -> String {
-    format!("{config:?}")
+/// The account `rina check` prints.
+pub(super) fn describe(c: &Config) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "{}: valid", c.path.display());
+    let _ = writeln!(s, "DIFs ({}):", c.difs.len());
+    for d in &c.difs {
+        match &d.kind {
+            DifKind::Udp(u) => {
+                let _ = writeln!(s, "  {}: UDP shim bound to {} (MTU {})", d.name, u.bind, u.mtu);
+                for (name, addr) in &u.peers {
+                    let _ = writeln!(s, "    peer {name} at {addr}");
+                }
+            }
+            DifKind::Normal(n) => {
+                let who = n.ipcp_name.as_ref().map_or_else(|| "<program>.<pid>".to_owned(), ToString::to_string);
+                let join = match &n.join {
+                    Join::Bootstrap { address } => format!("bootstraps it (address {address})"),
+                    Join::Enroll { via, neighbor } => {
+                        let n = match neighbor {
+                            Neighbor::Endpoint(a) => a.to_string(),
+                            Neighbor::Name(p) => format!("peer {p}"),
+                        };
+                        format!("enrolls through {n} over {via}")
+                    }
+                };
+                let _ = writeln!(s, "  {}: normal DIF over {}; member {who} {join}", d.name, n.over.join(", "));
+                let _ = writeln!(
+                    s,
+                    "    enrollment timeout {:?}, keepalive every {:?}, lost after {} misses",
+                    n.enrollment_timeout, n.keepalive_interval, n.keepalive_misses
+                );
+            }
+        }
+    }
+    let _ = writeln!(s, "connect rules ({}), first match wins:", c.connect.len());
+    for r in &c.connect {
+        let local = r.target.local_app.as_ref().map_or(String::new(), |l| format!(" as {l:?}"));
+        let _ = writeln!(
+            s,
+            "  line {}: connect {} -> DIF {}, application {:?}{local}",
+            r.line, r.pattern, r.target.dif, r.target.app
+        );
+    }
+    let _ = writeln!(s, "listen rules ({}), first match wins:", c.listen.len());
+    for r in &c.listen {
+        let _ = writeln!(
+            s,
+            "  line {}: listen {} -> DIF {}, registers {:?}",
+            r.line, r.pattern, r.target.dif, r.target.app
+        );
+    }
+    let d = match c.default {
+        DefaultPolicy::Pass => "pass to TCP/IP",
+        DefaultPolicy::Deny => "refused",
+    };
+    let _ = writeln!(s, "anything else: {d}");
+    let _ = writeln!(
+        s,
+        "connect timeout {:?}, linger at exit {:?}",
+        c.settings.connect_timeout, c.settings.linger
+    );
+    s
 }
 
-#[allow(dead_code)]
-fn _uses(_: ApplicationName) {}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(p: &str, a: &str) -> bool {
+        AddrPattern::parse(p).unwrap().matches(a.parse().unwrap())
+    }
+
+    #[test]
+    fn patterns_match() {
+        assert!(m("127.0.0.1:5000", "127.0.0.1:5000"));
+        assert!(!m("127.0.0.1:5000", "127.0.0.1:5001"));
+        assert!(m("10.0.0.0/8:*", "10.9.8.7:1"));
+        assert!(!m("10.0.0.0/8:*", "11.0.0.1:1"));
+        assert!(m("10.0.0.0/8:8000-8099", "[::ffff:10.1.2.3]:8050"), "v4-mapped");
+        assert!(!m("10.0.0.0/8:8000-8099", "10.1.2.3:8100"));
+        assert!(m("[fd00::/8]:80", "[fd12::1]:80"));
+        assert!(!m("[fd00::/8]:80", "[fe80::1]:80"));
+        assert!(!m("[fd00::/8]:80", "10.0.0.1:80"));
+        assert!(m("*:*", "[::1]:1"));
+        assert!(m("*:443", "1.2.3.4:443"));
+        assert!(m("0.0.0.0/0:*", "1.2.3.4:9"));
+    }
+
+    #[test]
+    fn bad_patterns_say_why() {
+        for (p, why) in [
+            ("127.0.0.1", "HOST:PORT"),
+            ("127.0.0.1:0", "not a port"),
+            ("127.0.0.1:70000", "not a port"),
+            ("127.0.0.1:9-3", "empty"),
+            ("300.1.1.1:80", "not an IP"),
+            ("::1:80", "brackets"),
+            ("[127.0.0.1]:80", "brackets"),
+            ("10.0.0.1/8:80", "host bits"),
+            ("10.0.0.0/33:80", "prefix length"),
+            ("[::1]80", "':PORT'"),
+        ] {
+            let e = AddrPattern::parse(p).unwrap_err();
+            assert!(e.contains(why), "{p}: {e}");
+        }
+    }
+
+    #[test]
+    fn templates_fill() {
+        let t = RuleTarget { dif: "net".into(), app: "svc-{port}".into(), local_app: None };
+        assert_eq!(t.app_for("1.2.3.4:80".parse().unwrap()).unwrap().to_string(), "svc-80");
+        let t = RuleTarget { dif: "net".into(), app: "h{addr}".into(), local_app: None };
+        assert_eq!(t.app_for("1.2.3.4:80".parse().unwrap()).unwrap().to_string(), "h1.2.3.4");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parse_never_panics(s in ".{0,40}") {
+            let _ = AddrPattern::parse(&s);
+        }
+    }
+}
