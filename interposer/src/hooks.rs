@@ -1,0 +1,154 @@
+//! The `extern "C"` entry points that shadow libc's socket functions.
+//!
+//! Each hook: (1) passes straight to libc when this process has no rules, or when the
+//! thread is already inside a hook (no allocation, no lock, no logging on that path);
+//! (2) otherwise runs the decision in [`crate::ops`] inside `catch_unwind`. A panic
+//! becomes -1/EIO: it never unwinds into C, and never falls back to TCP/IP on a call a
+//! rule sent to RINA.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use libc::{c_int, c_void, sockaddr, socklen_t};
+
+use crate::guard::Guard;
+use crate::ops::{self, Outcome};
+use crate::real::real;
+use crate::state;
+
+fn set_errno(e: c_int) {
+    // SAFETY: __errno_location returns this thread's errno slot.
+    unsafe { *libc::__errno_location() = e };
+}
+
+/// Runs `decide` guarded; `pass` is the real call.
+#[inline]
+fn hooked(decide: impl FnOnce() -> Outcome, pass: impl FnOnce() -> c_int) -> c_int {
+    if !state::active() {
+        return pass();
+    }
+    let Some(_guard) = Guard::enter() else { return pass() };
+    match catch_unwind(AssertUnwindSafe(decide)) {
+        Ok(Outcome::Pass) => pass(),
+        Ok(Outcome::Done(v)) => v,
+        Ok(Outcome::Fail(e)) => {
+            set_errno(e);
+            -1
+        }
+        Err(_) => {
+            set_errno(libc::EIO);
+            -1
+        }
+    }
+}
+
+/// socket(2): passes through; forgets stale records for a reused inode.
+///
+/// # Safety
+/// As socket(2).
+#[no_mangle]
+pub unsafe extern "C" fn socket(domain: c_int, ty: c_int, protocol: c_int) -> c_int {
+    // SAFETY: forwarding the caller's arguments to libc.
+    let fd = unsafe { (real().socket)(domain, ty, protocol) };
+    if fd >= 0 && state::active() && !crate::sockets::is_empty() {
+        if let Some(_g) = Guard::enter() {
+            let _ = catch_unwind(|| ops::after_socket(fd));
+        }
+    }
+    fd
+}
+
+/// bind(2).
+///
+/// # Safety
+/// As bind(2).
+#[no_mangle]
+pub unsafe extern "C" fn bind(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int {
+    // SAFETY: the decision reads `addr` within `len`; the pass forwards the arguments.
+    hooked(|| unsafe { ops::bind(fd, addr, len) }, || unsafe { (real().bind)(fd, addr, len) })
+}
+
+/// listen(2).
+///
+/// # Safety
+/// As listen(2).
+#[no_mangle]
+pub unsafe extern "C" fn listen(fd: c_int, backlog: c_int) -> c_int {
+    // SAFETY: forwarding the caller's arguments to libc.
+    hooked(|| ops::listen(fd, backlog), || unsafe { (real().listen)(fd, backlog) })
+}
+
+/// connect(2).
+///
+/// # Safety
+/// As connect(2).
+#[no_mangle]
+pub unsafe extern "C" fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int {
+    // SAFETY: the decision reads `addr` within `len`; the pass forwards the arguments.
+    hooked(|| unsafe { ops::connect(fd, addr, len) }, || unsafe { (real().connect)(fd, addr, len) })
+}
+
+/// accept(2).
+///
+/// # Safety
+/// As accept(2).
+#[no_mangle]
+pub unsafe extern "C" fn accept(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int {
+    // SAFETY: the decision writes `addr` within `*len`; the pass forwards the arguments.
+    hooked(|| unsafe { ops::accept(fd, addr, len, 0) }, || unsafe { (real().accept)(fd, addr, len) })
+}
+
+/// accept4(2).
+///
+/// # Safety
+/// As accept4(2).
+#[no_mangle]
+pub unsafe extern "C" fn accept4(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t, flags: c_int) -> c_int {
+    // SAFETY: as for accept.
+    hooked(|| unsafe { ops::accept(fd, addr, len, flags) }, || unsafe { (real().accept4)(fd, addr, len, flags) })
+}
+
+/// getsockname(2).
+///
+/// # Safety
+/// As getsockname(2).
+#[no_mangle]
+pub unsafe extern "C" fn getsockname(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int {
+    // SAFETY: the decision writes `addr` within `*len`; the pass forwards the arguments.
+    hooked(|| unsafe { ops::name(fd, addr, len, false) }, || unsafe { (real().getsockname)(fd, addr, len) })
+}
+
+/// getpeername(2).
+///
+/// # Safety
+/// As getpeername(2).
+#[no_mangle]
+pub unsafe extern "C" fn getpeername(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int {
+    // SAFETY: as for getsockname.
+    hooked(|| unsafe { ops::name(fd, addr, len, true) }, || unsafe { (real().getpeername)(fd, addr, len) })
+}
+
+/// getsockopt(2).
+///
+/// # Safety
+/// As getsockopt(2).
+#[no_mangle]
+pub unsafe extern "C" fn getsockopt(fd: c_int, level: c_int, name: c_int, val: *mut c_void, len: *mut socklen_t) -> c_int {
+    // SAFETY: the decision writes `val` within `*len`; the pass forwards the arguments.
+    hooked(
+        || unsafe { ops::getsockopt(fd, level, name, val, len) },
+        || unsafe { (real().getsockopt)(fd, level, name, val, len) },
+    )
+}
+
+/// setsockopt(2).
+///
+/// # Safety
+/// As setsockopt(2).
+#[no_mangle]
+pub unsafe extern "C" fn setsockopt(fd: c_int, level: c_int, name: c_int, val: *const c_void, len: socklen_t) -> c_int {
+    // SAFETY: the decision reads `val` within `len`; the pass forwards the arguments.
+    hooked(
+        || unsafe { ops::setsockopt(fd, level, name, val, len) },
+        || unsafe { (real().setsockopt)(fd, level, name, val, len) },
+    )
+}

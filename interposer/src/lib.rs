@@ -1,0 +1,37 @@
+//! # rina-interposer: the LD_PRELOAD library
+//!
+//! Hooks the control-plane socket calls (`bind`, `listen`, `connect`, `accept`,
+//! `accept4`, `getsockname`, `getpeername`, `getsockopt`, `setsockopt`, `socket`)
+//! and asks the process's rules whether a call goes to RINA (DESIGN.md D1, D4).
+//! The fd an application holds is always a real kernel socket, so the data path
+//! (`read`, `write`, `poll`, `epoll`, ...) is not hooked at all.
+//!
+//! - [`hooks`]: the `extern "C"` entry points: a re-entrancy check, a fast
+//!   pass-through, then [`ops`] inside `catch_unwind`.
+//! - [`ops`]: the decisions, in safe code where it can be.
+//! - [`real`]: libc's own functions, resolved once.
+//! - [`sockets`]: what we know of the sockets we took over, keyed by inode.
+//! - [`state`]: the rules and the runtime of this process.
+//! - [`sockaddr`]: conversions between C socket addresses and Rust ones.
+
+pub mod guard;
+pub mod hooks;
+pub mod ops;
+pub mod real;
+pub mod sockaddr;
+pub mod sockets;
+pub mod state;
+
+/// Loads the rules when the library is loaded, so a bad rules file stops the
+/// program before it does anything (D4). Starts no thread.
+#[used]
+#[link_section = ".init_array"]
+static INIT: extern "C" fn() = init;
+
+extern "C" fn init() {
+    // Never unwind into the dynamic loader.
+    let _ = std::panic::catch_unwind(|| {
+        real::resolve();
+        state::load_rules();
+    });
+}

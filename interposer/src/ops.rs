@@ -1,0 +1,382 @@
+//! The decisions behind the hooks. Each function returns an [`Outcome`]: pass the call
+//! to libc, or the value (or errno) to return.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicU16, AtomicU32, Ordering};
+
+use libc::{c_int, c_void, sockaddr, socklen_t, AF_INET, AF_INET6, AF_UNIX, SOCK_STREAM};
+use rina_core::ApplicationName;
+use runtime::api::{parse_incoming_name, ConnectRequest, FlowKind, ListenRequest};
+use runtime::config::Decision;
+
+use crate::real::real;
+use crate::sockaddr as sa_conv;
+use crate::sockets::{self, Meta, Role};
+use crate::state;
+
+/// What a hook does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Call libc's function.
+    Pass,
+    /// Return this value.
+    Done(c_int),
+    /// Return -1 with this errno.
+    Fail(c_int),
+}
+
+/// Ports handed out for `bind(port 0)` and for local addresses of flows.
+static NEXT_PORT: AtomicU16 = AtomicU16::new(40000);
+static NEXT_LISTENER: AtomicU32 = AtomicU32::new(1);
+
+fn synthetic_port() -> u16 {
+    let p = NEXT_PORT.fetch_add(1, Ordering::Relaxed);
+    if p < 40000 {
+        NEXT_PORT.store(40001, Ordering::Relaxed);
+        40000
+    } else {
+        p
+    }
+}
+
+fn sockopt_int(fd: c_int, level: c_int, name: c_int) -> Option<c_int> {
+    let mut v: c_int = 0;
+    let mut len = std::mem::size_of::<c_int>() as socklen_t;
+    // SAFETY: v and len are ours and sized for an int option.
+    let r = unsafe { (real().getsockopt)(fd, level, name, (&raw mut v).cast(), &mut len) };
+    (r == 0).then_some(v)
+}
+
+/// The family of an INET stream socket, `None` for anything else.
+fn inet_stream(fd: c_int) -> Option<c_int> {
+    let family = sockopt_int(fd, libc::SOL_SOCKET, libc::SO_DOMAIN)?;
+    let ty = sockopt_int(fd, libc::SOL_SOCKET, libc::SO_TYPE)?;
+    ((family == AF_INET || family == AF_INET6) && ty == SOCK_STREAM).then_some(family)
+}
+
+/// Replaces `fd`'s file description with `new`'s, keeping O_NONBLOCK and FD_CLOEXEC.
+fn install(new: c_int, fd: c_int) -> Result<(), c_int> {
+    // SAFETY: fcntl on fds we were given; errors are return values.
+    unsafe {
+        let fl = libc::fcntl(fd, libc::F_GETFL);
+        let fdfl = libc::fcntl(fd, libc::F_GETFD);
+        if fl < 0 || fdfl < 0 {
+            return Err(errno());
+        }
+        if fl & libc::O_NONBLOCK != 0 {
+            libc::fcntl(new, libc::F_SETFL, libc::fcntl(new, libc::F_GETFL) | libc::O_NONBLOCK);
+        }
+        let flags = if fdfl & libc::FD_CLOEXEC != 0 { libc::O_CLOEXEC } else { 0 };
+        if libc::dup3(new, fd, flags) < 0 {
+            return Err(errno());
+        }
+        libc::close(new);
+    }
+    Ok(())
+}
+
+fn errno() -> c_int {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
+}
+
+fn loopback(family: c_int) -> IpAddr {
+    if family == AF_INET6 {
+        IpAddr::V6(Ipv6Addr::LOCALHOST)
+    } else {
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    }
+}
+
+/// `bind`: a listen rule's address is recorded, not bound.
+///
+/// # Safety
+/// `addr`/`len` as for bind(2).
+pub unsafe fn bind(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Outcome {
+    // SAFETY: forwarded from the caller.
+    let Some(mut sa) = (unsafe { sa_conv::read(addr, len) }) else { return Outcome::Pass };
+    let Some(rules) = state::rules() else { return Outcome::Pass };
+    let Some(family) = inet_stream(fd) else { return Outcome::Pass };
+    match rules.match_listen(sa) {
+        Decision::Pass => Outcome::Pass,
+        Decision::Deny => Outcome::Fail(libc::EACCES),
+        Decision::Rina { .. } => {
+            if sockets::get(fd).is_some() {
+                return Outcome::Fail(libc::EINVAL); // already bound
+            }
+            if sa.port() == 0 {
+                sa.set_port(synthetic_port());
+            }
+            sockets::set(fd, Meta { family, local: sa, role: Role::Bound, options: Default::default() });
+            Outcome::Done(0)
+        }
+    }
+}
+
+/// `listen`: register the name, and put an AF_UNIX listener behind the fd.
+pub fn listen(fd: c_int, backlog: c_int) -> Outcome {
+    let Some(meta) = sockets::get(fd) else { return Outcome::Pass };
+    match meta.role {
+        Role::Bound => {}
+        Role::Listening => return Outcome::Done(0),
+        Role::Connected { .. } => return Outcome::Fail(libc::EINVAL),
+    }
+    let Some(rules) = state::rules() else { return Outcome::Pass };
+    let Decision::Rina { rule, app } = rules.match_listen(meta.local) else {
+        return Outcome::Fail(libc::EACCES);
+    };
+    let handle = match state::runtime() {
+        Ok(h) => h,
+        Err(e) => return Outcome::Fail(e.errno()),
+    };
+    let name = format!(
+        "rina-listen/{}/{}",
+        std::process::id(),
+        NEXT_LISTENER.fetch_add(1, Ordering::Relaxed)
+    );
+    let lfd = match unix_listener(name.as_bytes(), backlog) {
+        Ok(l) => l,
+        Err(e) => return Outcome::Fail(e),
+    };
+    let req = ListenRequest {
+        dif: rule.target.dif.clone(),
+        app,
+        listener: name.into_bytes(),
+        kind: FlowKind::Stream,
+        timeout: rules.settings.connect_timeout,
+    };
+    if let Err(e) = handle.listen(req) {
+        // SAFETY: closing the listener we created.
+        unsafe { libc::close(lfd) };
+        return Outcome::Fail(e.errno());
+    }
+    if let Err(e) = install(lfd, fd) {
+        // SAFETY: as above.
+        unsafe { libc::close(lfd) };
+        return Outcome::Fail(e);
+    }
+    sockets::set(fd, Meta { role: Role::Listening, ..meta });
+    Outcome::Done(0)
+}
+
+fn unix_listener(name: &[u8], backlog: c_int) -> Result<c_int, c_int> {
+    // SAFETY: plain socket calls on values we own; errors are return values.
+    unsafe {
+        let s = (real().socket)(AF_UNIX, SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        if s < 0 {
+            return Err(errno());
+        }
+        let mut sun: libc::sockaddr_un = std::mem::zeroed();
+        sun.sun_family = AF_UNIX as libc::sa_family_t;
+        let n = name.len().min(sun.sun_path.len() - 1);
+        for (i, b) in name[..n].iter().enumerate() {
+            sun.sun_path[i + 1] = *b as libc::c_char;
+        }
+        let len = (std::mem::size_of::<libc::sa_family_t>() + 1 + n) as socklen_t;
+        if (real().bind)(s, (&raw const sun).cast(), len) != 0 || (real().listen)(s, backlog.max(16)) != 0 {
+            let e = errno();
+            libc::close(s);
+            return Err(e);
+        }
+        Ok(s)
+    }
+}
+
+/// `connect`: allocate a flow and put one end of a socket pair behind the fd.
+///
+/// # Safety
+/// `addr`/`len` as for connect(2).
+pub unsafe fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Outcome {
+    // SAFETY: forwarded from the caller.
+    let Some(sa) = (unsafe { sa_conv::read(addr, len) }) else { return Outcome::Pass };
+    let Some(rules) = state::rules() else { return Outcome::Pass };
+    let decision = rules.match_connect(sa);
+    if decision == Decision::Pass {
+        return Outcome::Pass;
+    }
+    let Some(family) = inet_stream(fd) else { return Outcome::Pass };
+    let (rule, app) = match decision {
+        Decision::Pass => return Outcome::Pass,
+        Decision::Deny => return Outcome::Fail(libc::ECONNREFUSED),
+        Decision::Rina { rule, app } => (rule, app),
+    };
+    if let Some(m) = sockets::get(fd) {
+        if matches!(m.role, Role::Connected { .. }) {
+            return Outcome::Fail(libc::EISCONN);
+        }
+    }
+    let handle = match state::runtime() {
+        Ok(h) => h,
+        Err(e) => return Outcome::Fail(e.errno()),
+    };
+    let mut pair = [0 as c_int; 2];
+    // SAFETY: socketpair writes two fds into our array.
+    if unsafe { libc::socketpair(AF_UNIX, SOCK_STREAM | libc::SOCK_CLOEXEC, 0, pair.as_mut_ptr()) } != 0 {
+        return Outcome::Fail(errno());
+    }
+    // SAFETY: pair[1] is a fresh fd we own; the runtime takes it.
+    let rt_end = unsafe { OwnedFd::from_raw_fd(pair[1]) };
+    let local_app = rule
+        .target
+        .local_app
+        .as_deref()
+        .and_then(|l| l.parse().ok())
+        .unwrap_or_else(|| ApplicationName::new(state::program_name()));
+    let req = ConnectRequest {
+        dif: rule.target.dif.clone(),
+        local_app,
+        remote_app: app,
+        socket: rt_end,
+        kind: FlowKind::Stream,
+        timeout: rules.settings.connect_timeout,
+    };
+    if let Err(e) = handle.connect(req) {
+        // SAFETY: closing our end of the pair.
+        unsafe { libc::close(pair[0]) };
+        return Outcome::Fail(e.errno());
+    }
+    if let Err(e) = install(pair[0], fd) {
+        // SAFETY: as above.
+        unsafe { libc::close(pair[0]) };
+        return Outcome::Fail(e);
+    }
+    let local = SocketAddr::new(loopback(family), synthetic_port());
+    sockets::set(fd, Meta { family, local, role: Role::Connected { peer: sa }, options: Default::default() });
+    Outcome::Done(0)
+}
+
+/// `accept`/`accept4` on a listener we installed: learn the flow's peer from the
+/// abstract address the runtime connected from.
+///
+/// # Safety
+/// `addr`/`len` as for accept(2).
+pub unsafe fn accept(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t, flags: c_int) -> Outcome {
+    let Some(meta) = sockets::get(fd) else { return Outcome::Pass };
+    if meta.role != Role::Listening {
+        return Outcome::Fail(libc::EINVAL);
+    }
+    // SAFETY: sockaddr_un is plain old data; the kernel fills it.
+    let mut sun: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    let mut sl = std::mem::size_of::<libc::sockaddr_un>() as socklen_t;
+    // SAFETY: buffers are ours and sized as declared.
+    let nfd = unsafe { (real().accept4)(fd, (&raw mut sun).cast(), &mut sl, flags) };
+    if nfd < 0 {
+        return Outcome::Fail(errno());
+    }
+    let off = std::mem::size_of::<libc::sa_family_t>();
+    let name: Vec<u8> = if (sl as usize) > off + 1 && sun.sun_path[0] == 0 {
+        sun.sun_path[1..(sl as usize - off)].iter().map(|&c| c as u8).collect()
+    } else {
+        Vec::new()
+    };
+    let peer = parse_incoming_name(&name)
+        .map_or(SocketAddr::new(loopback(AF_INET), 0), |(_, _, p)| SocketAddr::V4(p));
+    sockets::set(nfd, Meta { family: meta.family, local: meta.local, role: Role::Connected { peer }, options: Default::default() });
+    // SAFETY: forwarded from the caller (null allowed).
+    unsafe { sa_conv::write(peer, meta.family, addr, len) };
+    Outcome::Done(nfd)
+}
+
+/// `getsockname` / `getpeername` for our sockets.
+///
+/// # Safety
+/// `addr`/`len` as for getsockname(2).
+pub unsafe fn name(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t, peer: bool) -> Outcome {
+    let Some(meta) = sockets::get(fd) else { return Outcome::Pass };
+    if addr.is_null() || len.is_null() {
+        return Outcome::Fail(libc::EFAULT);
+    }
+    let sa = if peer {
+        match meta.role {
+            Role::Connected { peer } => peer,
+            _ => return Outcome::Fail(libc::ENOTCONN),
+        }
+    } else {
+        meta.local
+    };
+    // SAFETY: forwarded from the caller, checked non-null.
+    unsafe { sa_conv::write(sa, meta.family, addr, len) };
+    Outcome::Done(0)
+}
+
+fn tcp_level(level: c_int) -> bool {
+    level == libc::IPPROTO_TCP || level == libc::IPPROTO_IP || level == libc::IPPROTO_IPV6
+}
+
+/// `getsockopt` for our sockets: answer as a TCP socket would.
+///
+/// # Safety
+/// `val`/`len` as for getsockopt(2).
+pub unsafe fn getsockopt(fd: c_int, level: c_int, name: c_int, val: *mut c_void, len: *mut socklen_t) -> Outcome {
+    let Some(meta) = sockets::get(fd) else { return Outcome::Pass };
+    let int = |v: c_int| -> Outcome {
+        if val.is_null() || len.is_null() {
+            return Outcome::Fail(libc::EFAULT);
+        }
+        // SAFETY: checked non-null; we copy at most *len bytes.
+        unsafe {
+            let n = (*len as usize).min(std::mem::size_of::<c_int>());
+            std::ptr::copy_nonoverlapping((&raw const v).cast::<u8>(), val.cast::<u8>(), n);
+            *len = n as socklen_t;
+        }
+        Outcome::Done(0)
+    };
+    if level == libc::SOL_SOCKET {
+        return match name {
+            libc::SO_DOMAIN => int(meta.family),
+            libc::SO_TYPE => int(SOCK_STREAM),
+            libc::SO_PROTOCOL => int(libc::IPPROTO_TCP),
+            libc::SO_ACCEPTCONN => int(c_int::from(meta.role == Role::Listening)),
+            _ => Outcome::Pass,
+        };
+    }
+    if tcp_level(level) {
+        if let Some(v) = meta.options.get(&(level, name)) {
+            if val.is_null() || len.is_null() {
+                return Outcome::Fail(libc::EFAULT);
+            }
+            // SAFETY: checked non-null; at most *len bytes.
+            unsafe {
+                let n = (*len as usize).min(v.len());
+                std::ptr::copy_nonoverlapping(v.as_ptr(), val.cast::<u8>(), n);
+                *len = n as socklen_t;
+            }
+            return Outcome::Done(0);
+        }
+        return match (level, name) {
+            (libc::IPPROTO_TCP, libc::TCP_MAXSEG) => int(1448),
+            _ => int(0),
+        };
+    }
+    Outcome::Pass
+}
+
+/// `setsockopt` for our sockets: TCP- and IP-level options are remembered.
+///
+/// # Safety
+/// `val`/`len` as for setsockopt(2).
+pub unsafe fn setsockopt(fd: c_int, level: c_int, name: c_int, val: *const c_void, len: socklen_t) -> Outcome {
+    if !tcp_level(level) {
+        return Outcome::Pass;
+    }
+    if sockets::get(fd).is_none_or(|m| m.role == Role::Bound) {
+        return Outcome::Pass; // still a real INET socket
+    }
+    let bytes = if val.is_null() {
+        Vec::new()
+    } else {
+        // SAFETY: the caller guarantees `len` readable bytes at `val`.
+        unsafe { std::slice::from_raw_parts(val.cast::<u8>(), len as usize) }.to_vec()
+    };
+    sockets::update(fd, |m| {
+        m.options.insert((level, name), bytes);
+    });
+    Outcome::Done(0)
+}
+
+/// `socket`: forget anything recorded for a reused inode.
+pub fn after_socket(fd: c_int) {
+    if fd >= 0 && sockets::get(fd).is_some() {
+        sockets::remove(fd);
+    }
+}

@@ -1,0 +1,94 @@
+//! libc's own socket functions, found with `dlsym(RTLD_NEXT)` once.
+//!
+//! [`resolve`] runs from the library constructor; every accessor also resolves on
+//! first use, for hooks reached before the constructor (another preload's
+//! constructor). A lookup that returns our own hook is refused (it would loop).
+
+use std::ffi::CStr;
+
+use libc::{c_int, c_void, sockaddr, socklen_t};
+use once_cell::sync::OnceCell;
+
+type SocketFn = unsafe extern "C" fn(c_int, c_int, c_int) -> c_int;
+type AddrFn = unsafe extern "C" fn(c_int, *const sockaddr, socklen_t) -> c_int;
+type ListenFn = unsafe extern "C" fn(c_int, c_int) -> c_int;
+type AcceptFn = unsafe extern "C" fn(c_int, *mut sockaddr, *mut socklen_t) -> c_int;
+type Accept4Fn = unsafe extern "C" fn(c_int, *mut sockaddr, *mut socklen_t, c_int) -> c_int;
+type NameFn = unsafe extern "C" fn(c_int, *mut sockaddr, *mut socklen_t) -> c_int;
+type GetOptFn = unsafe extern "C" fn(c_int, c_int, c_int, *mut c_void, *mut socklen_t) -> c_int;
+type SetOptFn = unsafe extern "C" fn(c_int, c_int, c_int, *const c_void, socklen_t) -> c_int;
+
+/// The real functions.
+#[derive(Debug, Clone, Copy)]
+pub struct Real {
+    /// `socket`
+    pub socket: SocketFn,
+    /// `bind`
+    pub bind: AddrFn,
+    /// `connect`
+    pub connect: AddrFn,
+    /// `listen`
+    pub listen: ListenFn,
+    /// `accept`
+    pub accept: AcceptFn,
+    /// `accept4`
+    pub accept4: Accept4Fn,
+    /// `getsockname`
+    pub getsockname: NameFn,
+    /// `getpeername`
+    pub getpeername: NameFn,
+    /// `getsockopt`
+    pub getsockopt: GetOptFn,
+    /// `setsockopt`
+    pub setsockopt: SetOptFn,
+}
+
+static REAL: OnceCell<Real> = OnceCell::new();
+
+fn lookup(name: &CStr, ours: usize) -> *mut c_void {
+    // SAFETY: dlsym with RTLD_NEXT and a NUL-terminated name is always safe to call.
+    let p = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) };
+    if p.is_null() || p as usize == ours {
+        let msg = b"rina: cannot find libc's socket functions; stopping\n";
+        // SAFETY: writing a static buffer to stderr, then exiting without unwinding.
+        unsafe {
+            libc::write(2, msg.as_ptr().cast(), msg.len());
+            libc::_exit(127)
+        }
+    }
+    p
+}
+
+macro_rules! resolve_fn {
+    ($name:literal, $ty:ty, $ours:path) => {{
+        let p = lookup($name, $ours as usize);
+        // SAFETY: the symbol named `$name` in libc has exactly the C signature `$ty`.
+        unsafe { std::mem::transmute::<*mut c_void, $ty>(p) }
+    }};
+}
+
+/// Resolves every real function (idempotent).
+pub fn resolve() -> &'static Real {
+    use crate::hooks;
+    REAL.get_or_init(|| Real {
+        socket: resolve_fn!(c"socket", SocketFn, hooks::socket),
+        bind: resolve_fn!(c"bind", AddrFn, hooks::bind),
+        connect: resolve_fn!(c"connect", AddrFn, hooks::connect),
+        listen: resolve_fn!(c"listen", ListenFn, hooks::listen),
+        accept: resolve_fn!(c"accept", AcceptFn, hooks::accept),
+        accept4: resolve_fn!(c"accept4", Accept4Fn, hooks::accept4),
+        getsockname: resolve_fn!(c"getsockname", NameFn, hooks::getsockname),
+        getpeername: resolve_fn!(c"getpeername", NameFn, hooks::getpeername),
+        getsockopt: resolve_fn!(c"getsockopt", GetOptFn, hooks::getsockopt),
+        setsockopt: resolve_fn!(c"setsockopt", SetOptFn, hooks::setsockopt),
+    })
+}
+
+/// The real functions (resolving them on first use).
+#[inline]
+pub fn real() -> &'static Real {
+    match REAL.get() {
+        Some(r) => r,
+        None => resolve(),
+    }
+}

@@ -1,0 +1,101 @@
+//! The process's rules and runtime.
+//!
+//! The rules are loaded once, from the library constructor ([`load_rules`]); a bad
+//! rules file stops the program with the error (file:line:col), before it does
+//! anything (D4). The runtime is started lazily by the first call a rule matches
+//! ([`runtime`]), never in the constructor; a fork child that makes RINA calls starts
+//! its own. At exit the runtime drains what the application wrote.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use once_cell::sync::OnceCell;
+use parking_lot::Mutex;
+use runtime::config::{self, Config};
+use runtime::{FlowError, Handle};
+
+static RULES: OnceCell<Arc<Config>> = OnceCell::new();
+static ACTIVE: AtomicBool = AtomicBool::new(false);
+static RUNTIME: Mutex<Option<Handle>> = Mutex::new(None);
+static ATEXIT: std::sync::Once = std::sync::Once::new();
+
+/// True if this process has rules (otherwise every call passes to libc).
+#[inline]
+pub fn active() -> bool {
+    ACTIVE.load(Ordering::Acquire)
+}
+
+/// The rules, if any.
+pub fn rules() -> Option<&'static Arc<Config>> {
+    RULES.get()
+}
+
+/// The program's short name (argv\[0\]'s basename), for per-program rules.
+pub fn program_name() -> String {
+    extern "C" {
+        static program_invocation_short_name: *const libc::c_char;
+    }
+    // SAFETY: glibc sets this to a NUL-terminated string before constructors run;
+    // we only read it.
+    let p = unsafe { program_invocation_short_name };
+    if p.is_null() {
+        return "program".into();
+    }
+    // SAFETY: non-null and NUL-terminated, per glibc.
+    unsafe { std::ffi::CStr::from_ptr(p) }.to_string_lossy().into_owned()
+}
+
+/// Finds and loads the rules; exits the process on an invalid file.
+pub fn load_rules() {
+    if RULES.get().is_some() {
+        return;
+    }
+    let program = program_name();
+    let Some(path) = config::locate(&program, &|k| std::env::var(k).ok()) else { return };
+    match config::load(&path) {
+        Ok(c) => {
+            let _ = RULES.set(Arc::new(c));
+            ACTIVE.store(true, Ordering::Release);
+        }
+        Err(e) => {
+            let msg = format!("rina: {e}\nrina: {program} stopped: the rules are invalid, nothing was sent\n");
+            // SAFETY: writing an owned buffer to stderr, then leaving without running
+            // the program any further (fail closed).
+            unsafe {
+                libc::write(2, msg.as_ptr().cast(), msg.len());
+                libc::_exit(1);
+            }
+        }
+    }
+}
+
+/// The runtime of this process, started on first use.
+///
+/// # Errors
+/// [`FlowError::RuntimeDown`] if it cannot start (no rules, a shim cannot bind).
+pub fn runtime() -> Result<Handle, FlowError> {
+    let Some(rules) = rules() else {
+        return Err(FlowError::RuntimeDown("no rules".into()));
+    };
+    let mut slot = RUNTIME.lock();
+    let pid = std::process::id();
+    if let Some(h) = slot.as_ref().filter(|h| h.pid() == pid) {
+        return Ok(h.clone());
+    }
+    let h = Handle::start(rules.clone(), &program_name())?;
+    *slot = Some(h.clone());
+    ATEXIT.call_once(|| {
+        // SAFETY: registering a plain extern "C" function.
+        unsafe { libc::atexit(at_exit) };
+    });
+    Ok(h)
+}
+
+extern "C" fn at_exit() {
+    let _ = std::panic::catch_unwind(|| {
+        let h = RUNTIME.lock().clone();
+        if let Some(h) = h.filter(|h| h.pid() == std::process::id()) {
+            h.exit();
+        }
+    });
+}

@@ -1,0 +1,117 @@
+//! The benchmark: nc over RINA (UDP shim on loopback) against nc over kernel TCP on
+//! loopback, in one run, interleaved, several runs, medians.
+//!
+//! `cargo run --release -p rina-e2e --bin rina-bench -- [--mib 256] [--runs 5] [--rtt-count 10000]`
+//!
+//! Throughput: `nc -N` sends MiB of zeros into `nc -l` (output discarded); the time is
+//! from the client's start to both processes' exit. Round trip: `pingpong` sends 64-byte
+//! messages one at a time and reports the median.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rina_e2e::*;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let opt = |name: &str, default: usize| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let mib = opt("--mib", 256);
+    let runs = opt("--runs", 5);
+    let rtt_count = opt("--rtt-count", 10_000);
+    let dir = temp_dir();
+
+    let mut rina_tput = Vec::new();
+    let mut tcp_tput = Vec::new();
+    let mut rina_rtt = Vec::new();
+    let mut tcp_rtt = Vec::new();
+    for run in 0..runs {
+        tcp_tput.push(nc_throughput(&dir, mib, None));
+        rina_tput.push(nc_throughput(&dir, mib, Some(run)));
+        tcp_rtt.push(rtt(&dir, rtt_count, None));
+        rina_rtt.push(rtt(&dir, rtt_count, Some(run)));
+        eprintln!(
+            "run {run}: tcp {:.2} Gbit/s, rina {:.2} Gbit/s; rtt tcp {:.1} us, rina {:.1} us",
+            tcp_tput[run], rina_tput[run], tcp_rtt[run], rina_rtt[run]
+        );
+    }
+    let (rt, tt) = (median(&rina_tput), median(&tcp_tput));
+    let (rr, tr) = (median(&rina_rtt), median(&tcp_rtt));
+    println!("nc {mib} MiB over loopback, median of {runs} runs:");
+    println!("  throughput  TCP {tt:.2} Gbit/s   RINA/UDP shim {rt:.2} Gbit/s   ratio {:.2}", rt / tt);
+    println!("  64 B RTT    TCP {tr:.1} us   RINA/UDP shim {rr:.1} us   ratio {:.2}", rr / tr);
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    s[s.len() / 2]
+}
+
+/// Gbit/s of one nc transfer; `rina`: Some(run) to go over RINA.
+fn nc_throughput(dir: &tempfile::TempDir, mib: usize, rina: Option<usize>) -> f64 {
+    let port = free_tcp_port();
+    let p = port.to_string();
+    let bytes = mib << 20;
+    let shell_client = format!("head -c {bytes} /dev/zero | {{}} nc -N 127.0.0.1 {p}");
+    let (mut server, client_cmd) = match rina {
+        None => {
+            let s = Proc::spawn(
+                "nc -l",
+                Command::new("nc").args(["-l", "127.0.0.1", &p]).stdin(Stdio::null()).stdout(Stdio::null()),
+            );
+            assert!(wait_until(Duration::from_secs(5), || tcp_port_in_use(port)), "tcp nc did not listen");
+            (s, shell_client.replace("{}", ""))
+        }
+        Some(run) => {
+            let (s_rules, c_rules) = pair_rules(free_udp_port(), free_udp_port(), port, "bench");
+            let s_rules = rules(dir.path(), &format!("s{run}.toml"), &s_rules);
+            let c_rules = rules(dir.path(), &format!("c{run}.toml"), &c_rules);
+            let s = Proc::spawn("rina nc -l", &mut rina_run(&s_rules, &["nc", "-l", "127.0.0.1", &p], Stdio::null(), Stdio::null()));
+            assert!(wait_for_rina_listener(s.pid(), Duration::from_secs(10)), "rina nc did not listen");
+            let runner = format!("{} run -c {} --", rina_e2e::rina().display(), c_rules.display());
+            (s, shell_client.replace("{}", &runner))
+        }
+    };
+    let start = Instant::now();
+    let st = Command::new("sh").args(["-c", &client_cmd]).stdout(Stdio::null()).status().expect("client");
+    assert!(st.success(), "client failed");
+    server.expect_exit(Duration::from_secs(120));
+    let secs = start.elapsed().as_secs_f64();
+    (bytes as f64 * 8.0) / secs / 1e9
+}
+
+/// Median 64-byte round trip in µs.
+fn rtt(dir: &tempfile::TempDir, count: usize, rina: Option<usize>) -> f64 {
+    let pingpong = bin_dir().join("pingpong");
+    let port = free_tcp_port();
+    let addr = format!("127.0.0.1:{port}");
+    let pp = pingpong.to_str().expect("path");
+    let cnt = count.to_string();
+    let (_server, out) = match rina {
+        None => {
+            let s = Proc::spawn("pingpong server", Command::new(pp).args(["server", &addr]));
+            assert!(wait_until(Duration::from_secs(5), || tcp_port_in_use(port)), "pingpong did not listen");
+            (s, Command::new(pp).args(["client", &addr, &cnt]).output())
+        }
+        Some(run) => {
+            let (s_rules, c_rules) = pair_rules(free_udp_port(), free_udp_port(), port, "pingpong");
+            let s_rules = rules(dir.path(), &format!("ps{run}.toml"), &s_rules);
+            let c_rules = rules(dir.path(), &format!("pc{run}.toml"), &c_rules);
+            let s = Proc::spawn("rina pingpong server", &mut rina_run(&s_rules, &[pp, "server", &addr], Stdio::null(), Stdio::null()));
+            assert!(wait_for_rina_listener(s.pid(), Duration::from_secs(10)), "rina pingpong did not listen");
+            (s, rina_run(&c_rules, &[pp, "client", &addr, &cnt], Stdio::null(), Stdio::piped()).output())
+        }
+    };
+    let out = out.expect("pingpong client");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split_whitespace()
+        .find_map(|w| w.strip_prefix("median_us="))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("pingpong printed {text:?}, stderr {}", String::from_utf8_lossy(&out.stderr)))
+}

@@ -1,0 +1,272 @@
+//! Harness for end-to-end tests: finds the built `rina` command and interposer, runs
+//! programs under them with per-test rules, ports and temporary files, bounds every
+//! wait, and kills every process it started (by pid) when the test ends, even when it
+//! fails.
+
+use std::io::Read;
+use std::net::{TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// The directory holding the built binaries (`target/<profile>`).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/<profile>
+    exe.parent().and_then(Path::parent).expect("target dir").to_path_buf()
+}
+
+/// The `rina` command.
+pub fn rina() -> PathBuf {
+    let p = bin_dir().join("rina");
+    assert!(p.exists(), "{} not built: run the tests with `cargo test --workspace`", p.display());
+    p
+}
+
+/// The interposer library.
+pub fn interposer() -> PathBuf {
+    bin_dir().join("librina_interposer.so")
+}
+
+/// True if `program` is on PATH.
+pub fn have(program: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program} >/dev/null 2>&1")])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// A free UDP port on 127.0.0.1 (bound once and released).
+pub fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0").and_then(|s| s.local_addr()).expect("udp port").port()
+}
+
+/// A free TCP port on 127.0.0.1 (bound once and released).
+pub fn free_tcp_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|s| s.local_addr()).expect("tcp port").port()
+}
+
+/// A temporary directory for one test, removed when dropped.
+pub fn temp_dir() -> tempfile::TempDir {
+    tempfile::Builder::new().prefix("rina-e2e-").tempdir().expect("temp dir")
+}
+
+/// Deterministic pseudo-random bytes.
+pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 24) as u8
+        })
+        .collect()
+}
+
+/// A child process that is killed (SIGKILL, by pid) and reaped when dropped.
+#[derive(Debug)]
+pub struct Proc {
+    child: Option<Child>,
+    name: String,
+}
+
+impl Proc {
+    /// Starts `cmd`.
+    pub fn spawn(name: &str, cmd: &mut Command) -> Self {
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Self { child: Some(child), name: name.to_owned() }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// Waits up to `timeout` for the process to exit.
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        let child = self.child.as_mut()?;
+        loop {
+            if let Ok(Some(st)) = child.try_wait() {
+                return Some(st);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Waits for exit, panicking (after killing it) past `timeout`.
+    pub fn expect_exit(&mut self, timeout: Duration) -> ExitStatus {
+        match self.wait_timeout(timeout) {
+            Some(st) => st,
+            None => {
+                let stderr = self.kill_and_stderr();
+                panic!("{} did not exit within {timeout:?}; stderr: {stderr}", self.name)
+            }
+        }
+    }
+
+    /// Kills the process and returns what it wrote to a piped stderr.
+    pub fn kill_and_stderr(&mut self) -> String {
+        let mut s = String::new();
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+            if let Some(mut e) = c.stderr.take() {
+                let _ = e.read_to_string(&mut s);
+            }
+        }
+        s
+    }
+
+    /// What it wrote to a piped stderr (after it exited).
+    pub fn stderr(&mut self) -> String {
+        let mut s = String::new();
+        if let Some(e) = self.child.as_mut().and_then(|c| c.stderr.as_mut()) {
+            let _ = e.read_to_string(&mut s);
+        }
+        s
+    }
+
+    /// Takes a piped stdout.
+    pub fn take_stdout(&mut self) -> Option<std::process::ChildStdout> {
+        self.child.as_mut()?.stdout.take()
+    }
+
+    /// Resident memory (KiB) now, from /proc.
+    pub fn rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Polls `f` every 10 ms until it is true or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Abstract AF_UNIX sockets in the LISTEN state whose name starts with `prefix`
+/// (from /proc/net/unix; the interposer's listeners are named `rina-listen/<pid>/...`).
+pub fn abstract_listeners(prefix: &str) -> Vec<String> {
+    let Ok(t) = std::fs::read_to_string("/proc/net/unix") else { return Vec::new() };
+    t.lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            // Num RefCount Protocol Flags Type St Inode Path; Flags 00010000 = listening.
+            let (flags, path) = (f.get(3)?, f.get(7)?);
+            (flags.ends_with("10000") && path.starts_with('@') && path[1..].starts_with(prefix))
+                .then(|| path.to_string())
+        })
+        .collect()
+}
+
+/// Waits until the process `pid` has an interposer listener (its name is registered).
+pub fn wait_for_rina_listener(pid: u32, timeout: Duration) -> bool {
+    wait_until(timeout, || !abstract_listeners(&format!("rina-listen/{pid}/")).is_empty())
+}
+
+/// True if any TCP socket uses `port` (listening or connected), per `ss`.
+pub fn tcp_port_in_use(port: u16) -> bool {
+    let out = Command::new("ss")
+        .args(["-Htan", &format!("( sport = :{port} or dport = :{port} )")])
+        .output()
+        .expect("ss runs");
+    !String::from_utf8_lossy(&out.stdout).trim().is_empty()
+}
+
+/// Writes a rules file into `dir` and returns its path.
+pub fn rules(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).expect("write rules");
+    p
+}
+
+/// `rina run -c RULES -- args...`, with stdin/stdout from files and stderr piped.
+pub fn rina_run(rules: &Path, args: &[&str], stdin: Stdio, stdout: Stdio) -> Command {
+    let mut c = Command::new(rina());
+    c.arg("run").arg("-c").arg(rules).arg("--").args(args);
+    c.stdin(stdin).stdout(stdout).stderr(Stdio::piped());
+    c.env_remove("RINA_LOG");
+    c
+}
+
+/// Opens a file for a child's stdin.
+pub fn stdin_from(p: &Path) -> Stdio {
+    Stdio::from(std::fs::File::open(p).expect("open input"))
+}
+
+/// Creates a file for a child's stdout.
+pub fn stdout_to(p: &Path) -> Stdio {
+    Stdio::from(std::fs::File::create(p).expect("create output"))
+}
+
+/// Rules for a two-member DIF over a UDP shim on loopback: a bootstrap server that
+/// registers `app` behind `listen` and a client that enrolls through it and sends
+/// `connect` to `app`.
+pub fn pair_rules(server_udp: u16, client_udp: u16, tcp_port: u16, app: &str) -> (String, String) {
+    let server = format!(
+        r#"
+[[dif]]
+name = "udp"
+type = "udp"
+bind = "127.0.0.1:{server_udp}"
+
+[[dif]]
+name = "net"
+type = "normal"
+over = ["udp"]
+ipcp = "server.net"
+bootstrap = true
+
+[[listen]]
+on = "127.0.0.1:{tcp_port}"
+dif = "net"
+app = "{app}"
+"#
+    );
+    let client = format!(
+        r#"
+[[dif]]
+name = "udp"
+type = "udp"
+bind = "127.0.0.1:{client_udp}"
+
+[[dif]]
+name = "net"
+type = "normal"
+over = ["udp"]
+enroll-via = {{ dif = "udp", neighbor = "127.0.0.1:{server_udp}" }}
+
+[[connect]]
+to = "127.0.0.1:{tcp_port}"
+dif = "net"
+app = "{app}"
+"#
+    );
+    (server, client)
+}

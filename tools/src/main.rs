@@ -1,0 +1,97 @@
+//! The `rina` command.
+//!
+//! - `rina run -c RULES [--lib PATH] -- PROGRAM ARGS...`: validates RULES, then runs
+//!   PROGRAM with the interposer preloaded and the rules named in its environment.
+//! - `rina check RULES`: validates RULES and says what they make a process do.
+
+use std::ffi::OsString;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use runtime::config;
+
+/// Run unmodified programs over RINA.
+#[derive(Parser, Debug)]
+#[command(name = "rina", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Run a program with its socket calls going over RINA where the rules say so.
+    Run {
+        /// The rules file.
+        #[arg(short = 'c', long = "config", value_name = "RULES")]
+        config: PathBuf,
+        /// The interposer library (default: $RINA_LIB, else librina_interposer.so next to
+        /// this command).
+        #[arg(long, value_name = "PATH")]
+        lib: Option<PathBuf>,
+        /// The program and its arguments.
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "PROGRAM")]
+        program: Vec<OsString>,
+    },
+    /// Validate a rules file and print what it will do.
+    Check {
+        /// The rules file.
+        rules: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Cmd::Check { rules } => match config::load(&rules) {
+            Ok(c) => {
+                print!("{}", c.describe());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("rina: {e}");
+                ExitCode::from(2)
+            }
+        },
+        Cmd::Run { config: rules, lib, program } => run(&rules, lib, &program),
+    }
+}
+
+fn run(rules: &Path, lib: Option<PathBuf>, program: &[OsString]) -> ExitCode {
+    if let Err(e) = config::load(rules) {
+        eprintln!("rina: {e}");
+        eprintln!("rina: not running {}: the rules are invalid", program[0].to_string_lossy());
+        return ExitCode::from(2);
+    }
+    let lib = match lib.or_else(|| std::env::var_os("RINA_LIB").map(PathBuf::from)).or_else(beside_me) {
+        Some(l) if l.is_file() => l,
+        Some(l) => {
+            eprintln!("rina: the interposer library {} does not exist", l.display());
+            return ExitCode::from(2);
+        }
+        None => {
+            eprintln!("rina: cannot find librina_interposer.so next to this command; pass --lib PATH or set RINA_LIB");
+            return ExitCode::from(2);
+        }
+    };
+    let abs = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let mut preload = abs(&lib).into_os_string();
+    if let Some(old) = std::env::var_os("LD_PRELOAD").filter(|o| !o.is_empty()) {
+        preload.push(":");
+        preload.push(old);
+    }
+    let err = std::process::Command::new(&program[0])
+        .args(&program[1..])
+        .env("LD_PRELOAD", preload)
+        .env("RINA_CONFIG", abs(rules))
+        .exec();
+    eprintln!("rina: cannot run {}: {err}", program[0].to_string_lossy());
+    ExitCode::from(127)
+}
+
+/// `librina_interposer.so` in the directory of this executable.
+fn beside_me() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    Some(exe.parent()?.join("librina_interposer.so"))
+}
