@@ -105,7 +105,8 @@ fn slow_reader_back_pressure() {
                     std::thread::sleep(Duration::from_millis(20));
                     continue;
                 }
-                let n = server_out.read(&mut buf[..(allowed - budget).min(buf.len())]).unwrap();
+                let want = (allowed - budget).min(buf.len());
+                let n = server_out.read(&mut buf[..want]).unwrap();
                 if n == 0 {
                     break;
                 }
@@ -146,7 +147,7 @@ fn server_stdout(p: &mut Proc) -> std::process::ChildStdout {
 }
 
 /// A connect to an application nobody registered fails with "Connection refused"
-/// quickly; a connect where the DIF has no member fails as unreachable, not a hang.
+/// quickly (`nc -v` prints the reason, as it does for TCP); a connect where the DIF has no member fails as unreachable, not a hang.
 #[test]
 fn refused_and_unreachable() {
     require_nc();
@@ -166,7 +167,7 @@ fn refused_and_unreachable() {
     let start = Instant::now();
     let mut client = Proc::spawn(
         "nc client",
-        &mut rina_run(&c_rules, &["nc", "-N", "127.0.0.1", &port.to_string()], Stdio::null(), Stdio::null()),
+        &mut rina_run(&c_rules, &["nc", "-v", "-N", "127.0.0.1", &port.to_string()], Stdio::null(), Stdio::null()),
     );
     let st = client.expect_exit(Duration::from_secs(15));
     let err = client.stderr();
@@ -182,7 +183,7 @@ fn refused_and_unreachable() {
     let start = Instant::now();
     let mut client = Proc::spawn(
         "nc client",
-        &mut rina_run(&c_rules, &["nc", "-N", "127.0.0.1", &port.to_string()], Stdio::null(), Stdio::null()),
+        &mut rina_run(&c_rules, &["nc", "-v", "-N", "127.0.0.1", &port.to_string()], Stdio::null(), Stdio::null()),
     );
     let st = client.expect_exit(Duration::from_secs(20));
     let err = client.stderr();
