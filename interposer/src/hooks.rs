@@ -26,7 +26,9 @@ fn hooked(decide: impl FnOnce() -> Outcome, pass: impl FnOnce() -> c_int) -> c_i
     if !state::active() {
         return pass();
     }
-    let Some(_guard) = Guard::enter() else { return pass() };
+    let Some(_guard) = Guard::enter() else {
+        return pass();
+    };
     match catch_unwind(AssertUnwindSafe(decide)) {
         Ok(Outcome::Pass) => pass(),
         Ok(Outcome::Done(v)) => v,
@@ -64,7 +66,10 @@ pub unsafe extern "C" fn socket(domain: c_int, ty: c_int, protocol: c_int) -> c_
 #[no_mangle]
 pub unsafe extern "C" fn bind(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int {
     // SAFETY: the decision reads `addr` within `len`; the pass forwards the arguments.
-    hooked(|| unsafe { ops::bind(fd, addr, len) }, || unsafe { (real().bind)(fd, addr, len) })
+    hooked(
+        || unsafe { ops::bind(fd, addr, len) },
+        || unsafe { (real().bind)(fd, addr, len) },
+    )
 }
 
 /// listen(2).
@@ -74,7 +79,10 @@ pub unsafe extern "C" fn bind(fd: c_int, addr: *const sockaddr, len: socklen_t) 
 #[no_mangle]
 pub unsafe extern "C" fn listen(fd: c_int, backlog: c_int) -> c_int {
     // SAFETY: forwarding the caller's arguments to libc.
-    hooked(|| ops::listen(fd, backlog), || unsafe { (real().listen)(fd, backlog) })
+    hooked(
+        || ops::listen(fd, backlog),
+        || unsafe { (real().listen)(fd, backlog) },
+    )
 }
 
 /// connect(2).
@@ -84,7 +92,10 @@ pub unsafe extern "C" fn listen(fd: c_int, backlog: c_int) -> c_int {
 #[no_mangle]
 pub unsafe extern "C" fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int {
     // SAFETY: the decision reads `addr` within `len`; the pass forwards the arguments.
-    hooked(|| unsafe { ops::connect(fd, addr, len) }, || unsafe { (real().connect)(fd, addr, len) })
+    hooked(
+        || unsafe { ops::connect(fd, addr, len) },
+        || unsafe { (real().connect)(fd, addr, len) },
+    )
 }
 
 /// accept(2).
@@ -94,7 +105,10 @@ pub unsafe extern "C" fn connect(fd: c_int, addr: *const sockaddr, len: socklen_
 #[no_mangle]
 pub unsafe extern "C" fn accept(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int {
     // SAFETY: the decision writes `addr` within `*len`; the pass forwards the arguments.
-    hooked(|| unsafe { ops::accept(fd, addr, len, 0) }, || unsafe { (real().accept)(fd, addr, len) })
+    hooked(
+        || unsafe { ops::accept(fd, addr, len, 0) },
+        || unsafe { (real().accept)(fd, addr, len) },
+    )
 }
 
 /// accept4(2).
@@ -102,9 +116,17 @@ pub unsafe extern "C" fn accept(fd: c_int, addr: *mut sockaddr, len: *mut sockle
 /// # Safety
 /// As accept4(2).
 #[no_mangle]
-pub unsafe extern "C" fn accept4(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t, flags: c_int) -> c_int {
+pub unsafe extern "C" fn accept4(
+    fd: c_int,
+    addr: *mut sockaddr,
+    len: *mut socklen_t,
+    flags: c_int,
+) -> c_int {
     // SAFETY: as for accept.
-    hooked(|| unsafe { ops::accept(fd, addr, len, flags) }, || unsafe { (real().accept4)(fd, addr, len, flags) })
+    hooked(
+        || unsafe { ops::accept(fd, addr, len, flags) },
+        || unsafe { (real().accept4)(fd, addr, len, flags) },
+    )
 }
 
 /// getsockname(2).
@@ -114,7 +136,10 @@ pub unsafe extern "C" fn accept4(fd: c_int, addr: *mut sockaddr, len: *mut sockl
 #[no_mangle]
 pub unsafe extern "C" fn getsockname(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int {
     // SAFETY: the decision writes `addr` within `*len`; the pass forwards the arguments.
-    hooked(|| unsafe { ops::name(fd, addr, len, false) }, || unsafe { (real().getsockname)(fd, addr, len) })
+    hooked(
+        || unsafe { ops::name(fd, addr, len, false) },
+        || unsafe { (real().getsockname)(fd, addr, len) },
+    )
 }
 
 /// getpeername(2).
@@ -124,7 +149,10 @@ pub unsafe extern "C" fn getsockname(fd: c_int, addr: *mut sockaddr, len: *mut s
 #[no_mangle]
 pub unsafe extern "C" fn getpeername(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int {
     // SAFETY: as for getsockname.
-    hooked(|| unsafe { ops::name(fd, addr, len, true) }, || unsafe { (real().getpeername)(fd, addr, len) })
+    hooked(
+        || unsafe { ops::name(fd, addr, len, true) },
+        || unsafe { (real().getpeername)(fd, addr, len) },
+    )
 }
 
 /// getsockopt(2).
@@ -132,7 +160,13 @@ pub unsafe extern "C" fn getpeername(fd: c_int, addr: *mut sockaddr, len: *mut s
 /// # Safety
 /// As getsockopt(2).
 #[no_mangle]
-pub unsafe extern "C" fn getsockopt(fd: c_int, level: c_int, name: c_int, val: *mut c_void, len: *mut socklen_t) -> c_int {
+pub unsafe extern "C" fn getsockopt(
+    fd: c_int,
+    level: c_int,
+    name: c_int,
+    val: *mut c_void,
+    len: *mut socklen_t,
+) -> c_int {
     // SAFETY: the decision writes `val` within `*len`; the pass forwards the arguments.
     hooked(
         || unsafe { ops::getsockopt(fd, level, name, val, len) },
@@ -145,7 +179,13 @@ pub unsafe extern "C" fn getsockopt(fd: c_int, level: c_int, name: c_int, val: *
 /// # Safety
 /// As setsockopt(2).
 #[no_mangle]
-pub unsafe extern "C" fn setsockopt(fd: c_int, level: c_int, name: c_int, val: *const c_void, len: socklen_t) -> c_int {
+pub unsafe extern "C" fn setsockopt(
+    fd: c_int,
+    level: c_int,
+    name: c_int,
+    val: *const c_void,
+    len: socklen_t,
+) -> c_int {
     // SAFETY: the decision reads `val` within `len`; the pass forwards the arguments.
     hooked(
         || unsafe { ops::setsockopt(fd, level, name, val, len) },

@@ -42,7 +42,7 @@ fn synthetic_port() -> u16 {
 
 fn sockopt_int(fd: c_int, level: c_int, name: c_int) -> Option<c_int> {
     let mut v: c_int = 0;
-    let mut len = std::mem::size_of::<c_int>() as socklen_t;
+    let mut len = size_of::<c_int>() as socklen_t;
     // SAFETY: v and len are ours and sized for an int option.
     let r = unsafe { (real().getsockopt)(fd, level, name, (&raw mut v).cast(), &mut len) };
     (r == 0).then_some(v)
@@ -65,9 +65,17 @@ fn install(new: c_int, fd: c_int) -> Result<(), c_int> {
             return Err(errno());
         }
         if fl & libc::O_NONBLOCK != 0 {
-            libc::fcntl(new, libc::F_SETFL, libc::fcntl(new, libc::F_GETFL) | libc::O_NONBLOCK);
+            libc::fcntl(
+                new,
+                libc::F_SETFL,
+                libc::fcntl(new, libc::F_GETFL) | libc::O_NONBLOCK,
+            );
         }
-        let flags = if fdfl & libc::FD_CLOEXEC != 0 { libc::O_CLOEXEC } else { 0 };
+        let flags = if fdfl & libc::FD_CLOEXEC != 0 {
+            libc::O_CLOEXEC
+        } else {
+            0
+        };
         if libc::dup3(new, fd, flags) < 0 {
             return Err(errno());
         }
@@ -77,7 +85,9 @@ fn install(new: c_int, fd: c_int) -> Result<(), c_int> {
 }
 
 fn errno() -> c_int {
-    std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
+    std::io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
 }
 
 fn loopback(family: c_int) -> IpAddr {
@@ -94,9 +104,15 @@ fn loopback(family: c_int) -> IpAddr {
 /// `addr`/`len` as for bind(2).
 pub unsafe fn bind(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Outcome {
     // SAFETY: forwarded from the caller.
-    let Some(mut sa) = (unsafe { sa_conv::read(addr, len) }) else { return Outcome::Pass };
-    let Some(rules) = state::rules() else { return Outcome::Pass };
-    let Some(family) = inet_stream(fd) else { return Outcome::Pass };
+    let Some(mut sa) = (unsafe { sa_conv::read(addr, len) }) else {
+        return Outcome::Pass;
+    };
+    let Some(rules) = state::rules() else {
+        return Outcome::Pass;
+    };
+    let Some(family) = inet_stream(fd) else {
+        return Outcome::Pass;
+    };
     match rules.match_listen(sa) {
         Decision::Pass => Outcome::Pass,
         Decision::Deny => Outcome::Fail(libc::EACCES),
@@ -107,7 +123,15 @@ pub unsafe fn bind(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Outcome 
             if sa.port() == 0 {
                 sa.set_port(synthetic_port());
             }
-            sockets::set(fd, Meta { family, local: sa, role: Role::Bound, options: Default::default() });
+            sockets::set(
+                fd,
+                Meta {
+                    family,
+                    local: sa,
+                    role: Role::Bound,
+                    options: Default::default(),
+                },
+            );
             Outcome::Done(0)
         }
     }
@@ -115,13 +139,17 @@ pub unsafe fn bind(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Outcome 
 
 /// `listen`: register the name, and put an AF_UNIX listener behind the fd.
 pub fn listen(fd: c_int, backlog: c_int) -> Outcome {
-    let Some(meta) = sockets::get(fd) else { return Outcome::Pass };
+    let Some(meta) = sockets::get(fd) else {
+        return Outcome::Pass;
+    };
     match meta.role {
         Role::Bound => {}
         Role::Listening => return Outcome::Done(0),
         Role::Connected { .. } => return Outcome::Fail(libc::EINVAL),
     }
-    let Some(rules) = state::rules() else { return Outcome::Pass };
+    let Some(rules) = state::rules() else {
+        return Outcome::Pass;
+    };
     let Decision::Rina { rule, app } = rules.match_listen(meta.local) else {
         return Outcome::Fail(libc::EACCES);
     };
@@ -155,7 +183,13 @@ pub fn listen(fd: c_int, backlog: c_int) -> Outcome {
         unsafe { libc::close(lfd) };
         return Outcome::Fail(e);
     }
-    sockets::set(fd, Meta { role: Role::Listening, ..meta });
+    sockets::set(
+        fd,
+        Meta {
+            role: Role::Listening,
+            ..meta
+        },
+    );
     Outcome::Done(0)
 }
 
@@ -172,8 +206,10 @@ fn unix_listener(name: &[u8], backlog: c_int) -> Result<c_int, c_int> {
         for (i, b) in name[..n].iter().enumerate() {
             sun.sun_path[i + 1] = *b as libc::c_char;
         }
-        let len = (std::mem::size_of::<libc::sa_family_t>() + 1 + n) as socklen_t;
-        if (real().bind)(s, (&raw const sun).cast(), len) != 0 || (real().listen)(s, backlog.max(16)) != 0 {
+        let len = (size_of::<libc::sa_family_t>() + 1 + n) as socklen_t;
+        if (real().bind)(s, (&raw const sun).cast(), len) != 0
+            || (real().listen)(s, backlog.max(16)) != 0
+        {
             let e = errno();
             libc::close(s);
             return Err(e);
@@ -188,13 +224,19 @@ fn unix_listener(name: &[u8], backlog: c_int) -> Result<c_int, c_int> {
 /// `addr`/`len` as for connect(2).
 pub unsafe fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Outcome {
     // SAFETY: forwarded from the caller.
-    let Some(sa) = (unsafe { sa_conv::read(addr, len) }) else { return Outcome::Pass };
-    let Some(rules) = state::rules() else { return Outcome::Pass };
+    let Some(sa) = (unsafe { sa_conv::read(addr, len) }) else {
+        return Outcome::Pass;
+    };
+    let Some(rules) = state::rules() else {
+        return Outcome::Pass;
+    };
     let decision = rules.match_connect(sa);
     if decision == Decision::Pass {
         return Outcome::Pass;
     }
-    let Some(family) = inet_stream(fd) else { return Outcome::Pass };
+    let Some(family) = inet_stream(fd) else {
+        return Outcome::Pass;
+    };
     let (rule, app) = match decision {
         Decision::Pass => return Outcome::Pass,
         Decision::Deny => return Outcome::Fail(libc::ECONNREFUSED),
@@ -211,7 +253,15 @@ pub unsafe fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Outco
     };
     let mut pair = [0 as c_int; 2];
     // SAFETY: socketpair writes two fds into our array.
-    if unsafe { libc::socketpair(AF_UNIX, SOCK_STREAM | libc::SOCK_CLOEXEC, 0, pair.as_mut_ptr()) } != 0 {
+    if unsafe {
+        libc::socketpair(
+            AF_UNIX,
+            SOCK_STREAM | libc::SOCK_CLOEXEC,
+            0,
+            pair.as_mut_ptr(),
+        )
+    } != 0
+    {
         return Outcome::Fail(errno());
     }
     // SAFETY: pair[1] is a fresh fd we own; the runtime takes it.
@@ -241,7 +291,15 @@ pub unsafe fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Outco
         return Outcome::Fail(e);
     }
     let local = SocketAddr::new(loopback(family), synthetic_port());
-    sockets::set(fd, Meta { family, local, role: Role::Connected { peer: sa }, options: Default::default() });
+    sockets::set(
+        fd,
+        Meta {
+            family,
+            local,
+            role: Role::Connected { peer: sa },
+            options: Default::default(),
+        },
+    );
     Outcome::Done(0)
 }
 
@@ -251,27 +309,42 @@ pub unsafe fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Outco
 /// # Safety
 /// `addr`/`len` as for accept(2).
 pub unsafe fn accept(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t, flags: c_int) -> Outcome {
-    let Some(meta) = sockets::get(fd) else { return Outcome::Pass };
+    let Some(meta) = sockets::get(fd) else {
+        return Outcome::Pass;
+    };
     if meta.role != Role::Listening {
         return Outcome::Fail(libc::EINVAL);
     }
     // SAFETY: sockaddr_un is plain old data; the kernel fills it.
     let mut sun: libc::sockaddr_un = unsafe { std::mem::zeroed() };
-    let mut sl = std::mem::size_of::<libc::sockaddr_un>() as socklen_t;
+    let mut sl = size_of::<libc::sockaddr_un>() as socklen_t;
     // SAFETY: buffers are ours and sized as declared.
     let nfd = unsafe { (real().accept4)(fd, (&raw mut sun).cast(), &mut sl, flags) };
     if nfd < 0 {
         return Outcome::Fail(errno());
     }
-    let off = std::mem::size_of::<libc::sa_family_t>();
+    let off = size_of::<libc::sa_family_t>();
     let name: Vec<u8> = if (sl as usize) > off + 1 && sun.sun_path[0] == 0 {
-        sun.sun_path[1..(sl as usize - off)].iter().map(|&c| c as u8).collect()
+        sun.sun_path[1..(sl as usize - off)]
+            .iter()
+            .map(|&c| c as u8)
+            .collect()
     } else {
         Vec::new()
     };
     let peer = parse_incoming_name(&name)
-        .map_or(SocketAddr::new(loopback(AF_INET), 0), |(_, _, p)| SocketAddr::V4(p));
-    sockets::set(nfd, Meta { family: meta.family, local: meta.local, role: Role::Connected { peer }, options: Default::default() });
+        .map_or(SocketAddr::new(loopback(AF_INET), 0), |(_, _, p)| {
+            SocketAddr::V4(p)
+        });
+    sockets::set(
+        nfd,
+        Meta {
+            family: meta.family,
+            local: meta.local,
+            role: Role::Connected { peer },
+            options: Default::default(),
+        },
+    );
     // SAFETY: forwarded from the caller (null allowed).
     unsafe { sa_conv::write(peer, meta.family, addr, len) };
     Outcome::Done(nfd)
@@ -282,7 +355,9 @@ pub unsafe fn accept(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t, flags:
 /// # Safety
 /// `addr`/`len` as for getsockname(2).
 pub unsafe fn name(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t, peer: bool) -> Outcome {
-    let Some(meta) = sockets::get(fd) else { return Outcome::Pass };
+    let Some(meta) = sockets::get(fd) else {
+        return Outcome::Pass;
+    };
     if addr.is_null() || len.is_null() {
         return Outcome::Fail(libc::EFAULT);
     }
@@ -307,15 +382,23 @@ fn tcp_level(level: c_int) -> bool {
 ///
 /// # Safety
 /// `val`/`len` as for getsockopt(2).
-pub unsafe fn getsockopt(fd: c_int, level: c_int, name: c_int, val: *mut c_void, len: *mut socklen_t) -> Outcome {
-    let Some(meta) = sockets::get(fd) else { return Outcome::Pass };
+pub unsafe fn getsockopt(
+    fd: c_int,
+    level: c_int,
+    name: c_int,
+    val: *mut c_void,
+    len: *mut socklen_t,
+) -> Outcome {
+    let Some(meta) = sockets::get(fd) else {
+        return Outcome::Pass;
+    };
     let int = |v: c_int| -> Outcome {
         if val.is_null() || len.is_null() {
             return Outcome::Fail(libc::EFAULT);
         }
         // SAFETY: checked non-null; we copy at most *len bytes.
         unsafe {
-            let n = (*len as usize).min(std::mem::size_of::<c_int>());
+            let n = (*len as usize).min(size_of::<c_int>());
             std::ptr::copy_nonoverlapping((&raw const v).cast::<u8>(), val.cast::<u8>(), n);
             *len = n as socklen_t;
         }
@@ -355,7 +438,13 @@ pub unsafe fn getsockopt(fd: c_int, level: c_int, name: c_int, val: *mut c_void,
 ///
 /// # Safety
 /// `val`/`len` as for setsockopt(2).
-pub unsafe fn setsockopt(fd: c_int, level: c_int, name: c_int, val: *const c_void, len: socklen_t) -> Outcome {
+pub unsafe fn setsockopt(
+    fd: c_int,
+    level: c_int,
+    name: c_int,
+    val: *const c_void,
+    len: socklen_t,
+) -> Outcome {
     if !tcp_level(level) {
         return Outcome::Pass;
     }

@@ -61,7 +61,7 @@ fn lookup(name: &CStr, ours: usize) -> *mut c_void {
 
 macro_rules! resolve_fn {
     ($name:literal, $ty:ty, $ours:path) => {{
-        let p = lookup($name, $ours as usize);
+        let p = lookup($name, $ours as *const () as usize);
         // SAFETY: the symbol named `$name` in libc has exactly the C signature `$ty`.
         unsafe { std::mem::transmute::<*mut c_void, $ty>(p) }
     }};

@@ -11,21 +11,21 @@ use libc::{c_int, sockaddr, sockaddr_in, sockaddr_in6, socklen_t, AF_INET, AF_IN
 /// # Safety
 /// `addr` must be null or point to at least `len` readable bytes.
 pub unsafe fn read(addr: *const sockaddr, len: socklen_t) -> Option<SocketAddr> {
-    if addr.is_null() || (len as usize) < std::mem::size_of::<libc::sa_family_t>() {
+    if addr.is_null() || (len as usize) < size_of::<libc::sa_family_t>() {
         return None;
     }
     // SAFETY: the caller guarantees `len` readable bytes, and we checked the family
     // field fits; unaligned reads because C callers need not align their buffers.
     unsafe {
         match c_int::from((*addr).sa_family) {
-            AF_INET if len as usize >= std::mem::size_of::<sockaddr_in>() => {
+            AF_INET if len as usize >= size_of::<sockaddr_in>() => {
                 let a = std::ptr::read_unaligned(addr.cast::<sockaddr_in>());
                 Some(SocketAddr::V4(SocketAddrV4::new(
                     Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr)),
                     u16::from_be(a.sin_port),
                 )))
             }
-            AF_INET6 if len as usize >= std::mem::size_of::<sockaddr_in6>() => {
+            AF_INET6 if len as usize >= size_of::<sockaddr_in6>() => {
                 let a = std::ptr::read_unaligned(addr.cast::<sockaddr_in6>());
                 Some(SocketAddr::V6(SocketAddrV6::new(
                     Ipv6Addr::from(a.sin6_addr.s6_addr),
@@ -48,7 +48,9 @@ pub fn encode(sa: SocketAddr, family: c_int) -> (libc::sockaddr_storage, socklen
         sin6_family: AF_INET6 as libc::sa_family_t,
         sin6_port: port.to_be(),
         sin6_flowinfo: flow,
-        sin6_addr: libc::in6_addr { s6_addr: ip.octets() },
+        sin6_addr: libc::in6_addr {
+            s6_addr: ip.octets(),
+        },
         sin6_scope_id: scope,
     };
     let len = match (sa, family) {
@@ -56,24 +58,26 @@ pub fn encode(sa: SocketAddr, family: c_int) -> (libc::sockaddr_storage, socklen
             let s = v6(a.ip().to_ipv6_mapped(), a.port(), 0, 0);
             // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in6.
             unsafe { std::ptr::write((&raw mut st).cast::<sockaddr_in6>(), s) };
-            std::mem::size_of::<sockaddr_in6>()
+            size_of::<sockaddr_in6>()
         }
         (SocketAddr::V4(a), _) => {
             let s = sockaddr_in {
                 sin_family: AF_INET as libc::sa_family_t,
                 sin_port: a.port().to_be(),
-                sin_addr: libc::in_addr { s_addr: u32::from(*a.ip()).to_be() },
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from(*a.ip()).to_be(),
+                },
                 sin_zero: [0; 8],
             };
             // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in.
             unsafe { std::ptr::write((&raw mut st).cast::<sockaddr_in>(), s) };
-            std::mem::size_of::<sockaddr_in>()
+            size_of::<sockaddr_in>()
         }
         (SocketAddr::V6(a), _) => {
             let s = v6(*a.ip(), a.port(), a.flowinfo(), a.scope_id());
             // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in6.
             unsafe { std::ptr::write((&raw mut st).cast::<sockaddr_in6>(), s) };
-            std::mem::size_of::<sockaddr_in6>()
+            size_of::<sockaddr_in6>()
         }
     };
     (st, len as socklen_t)
@@ -114,7 +118,7 @@ mod tests {
         }
         let sa: SocketAddr = "10.1.2.3:9".parse().unwrap();
         let (st, len) = encode(sa, AF_INET6);
-        assert_eq!(len as usize, std::mem::size_of::<sockaddr_in6>());
+        assert_eq!(len as usize, size_of::<sockaddr_in6>());
         // SAFETY: as above.
         let back = unsafe { read((&raw const st).cast(), len) }.unwrap();
         assert_eq!(back.to_string(), "[::ffff:10.1.2.3]:9");
@@ -123,10 +127,11 @@ mod tests {
         let mut l: socklen_t = 4;
         // SAFETY: buf has 8 bytes, l says 4.
         unsafe { write(sa, AF_INET, buf.as_mut_ptr().cast(), &mut l) };
-        assert_eq!(l as usize, std::mem::size_of::<sockaddr_in>());
+        assert_eq!(l as usize, size_of::<sockaddr_in>());
         assert_eq!(&buf[4..], &[0xAA; 4]);
-        // SAFETY: a too-short length is rejected, a null pointer too.
+        // SAFETY: a too-short length is rejected before any read.
         assert_eq!(unsafe { read(buf.as_ptr().cast(), 1) }, None);
+        // SAFETY: a null pointer is rejected before any read.
         assert_eq!(unsafe { read(std::ptr::null(), 16) }, None);
     }
 }

@@ -3,7 +3,7 @@
 //! The rules are loaded once, from the library constructor ([`load_rules`]); a bad
 //! rules file stops the program with the error (file:line:col), before it does
 //! anything (D4). The runtime is started lazily by the first call a rule matches
-//! ([`runtime`]), never in the constructor; a fork child that makes RINA calls starts
+//! ([`runtime()`]), never in the constructor; a fork child that makes RINA calls starts
 //! its own. At exit the runtime drains what the application wrote.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -42,7 +42,9 @@ pub fn program_name() -> String {
         return "program".into();
     }
     // SAFETY: non-null and NUL-terminated, per glibc.
-    unsafe { std::ffi::CStr::from_ptr(p) }.to_string_lossy().into_owned()
+    unsafe { std::ffi::CStr::from_ptr(p) }
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// Finds and loads the rules; exits the process on an invalid file.
@@ -51,14 +53,18 @@ pub fn load_rules() {
         return;
     }
     let program = program_name();
-    let Some(path) = config::locate(&program, &|k| std::env::var(k).ok()) else { return };
+    let Some(path) = config::locate(&program, &|k| std::env::var(k).ok()) else {
+        return;
+    };
     match config::load(&path) {
         Ok(c) => {
             let _ = RULES.set(Arc::new(c));
             ACTIVE.store(true, Ordering::Release);
         }
         Err(e) => {
-            let msg = format!("rina: {e}\nrina: {program} stopped: the rules are invalid, nothing was sent\n");
+            let msg = format!(
+                "rina: {e}\nrina: {program} stopped: the rules are invalid, nothing was sent\n"
+            );
             // SAFETY: writing an owned buffer to stderr, then leaving without running
             // the program any further (fail closed).
             unsafe {

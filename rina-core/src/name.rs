@@ -129,9 +129,18 @@ mod tests {
         assert_eq!(n.process_instance, "1");
         assert_eq!(n.entity_name, "data");
         assert_eq!(n.to_string(), "server|1|data");
-        assert_eq!("echo".parse::<ApplicationName>().unwrap().to_string(), "echo");
+        assert_eq!(
+            "echo".parse::<ApplicationName>().unwrap().to_string(),
+            "echo"
+        );
         assert_eq!("".parse::<ApplicationName>(), Err(NameError::Empty));
-        assert_eq!("a|b|c|d|e".parse::<ApplicationName>(), Err(NameError::TooManyParts));
-        assert_eq!("a\n".parse::<ApplicationName>(), Err(NameError::ControlCharacter));
+        assert_eq!(
+            "a|b|c|d|e".parse::<ApplicationName>(),
+            Err(NameError::TooManyParts)
+        );
+        assert_eq!(
+            "a\n".parse::<ApplicationName>(),
+            Err(NameError::ControlCharacter)
+        );
     }
 }

@@ -80,10 +80,10 @@ mod tests {
         assert_eq!(Instant::ZERO - t, Duration::ZERO);
         assert_eq!(t - Instant::ZERO, Duration::from_micros(10));
         assert_eq!(earliest(Some(t), None), Some(t));
+        assert_eq!(earliest(Some(t), Some(Instant::ZERO)), Some(Instant::ZERO));
         assert_eq!(
-            earliest(Some(t), Some(Instant::ZERO)),
-            Some(Instant::ZERO)
+            Instant::from_micros(u64::MAX) + Duration::from_secs(1),
+            Instant::from_micros(u64::MAX)
         );
-        assert_eq!(Instant::from_micros(u64::MAX) + Duration::from_secs(1), Instant::from_micros(u64::MAX));
     }
 }

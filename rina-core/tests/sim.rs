@@ -37,15 +37,25 @@ fn lossy() -> LinkConfig {
 /// 10 MB byte-exact through 10% loss, 5% duplication and reordering, 50 seeds.
 #[test]
 fn ten_megabytes_through_loss_duplication_and_reordering() {
-    let size = if cfg!(debug_assertions) { 1 << 20 } else { 10_000_000 };
+    let size = if cfg!(debug_assertions) {
+        1 << 20
+    } else {
+        10_000_000
+    };
     for seed in seeds(50) {
         let mut sim = Sim::new(seed);
         let a = sim.add_node(member("a", true));
         let b = sim.add_node(member("b", false));
         sim.link(b, a, lossy());
-        let data: Vec<u8> = (0..size).map(|i| (i as u64).wrapping_mul(seed | 1).to_le_bytes()[1]).collect();
-        let report = transfer(&mut sim, b, a, "sink", &data, Duration::from_secs(3600)).unwrap_or_else(|e| panic!("{e}"));
-        assert!(report.retransmissions > 0, "seed {seed}: 10% loss must cause retransmissions");
+        let data: Vec<u8> = (0..size)
+            .map(|i| (i as u64).wrapping_mul(seed | 1).to_le_bytes()[1])
+            .collect();
+        let report = transfer(&mut sim, b, a, "sink", &data, Duration::from_secs(3600))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            report.retransmissions > 0,
+            "seed {seed}: 10% loss must cause retransmissions"
+        );
     }
 }
 
@@ -56,7 +66,14 @@ fn corruption_is_survived() {
         let mut sim = Sim::new(seed);
         let a = sim.add_node(member("a", true));
         let b = sim.add_node(member("b", false));
-        sim.link(b, a, LinkConfig { corrupt: 0.05, ..lossy() });
+        sim.link(
+            b,
+            a,
+            LinkConfig {
+                corrupt: 0.05,
+                ..lossy()
+            },
+        );
         let data = vec![7u8; 200_000];
         // Without a checksum a flipped bit in a payload may pass unnoticed; we only ask
         // that the stack survives and reports, not that it delivers.
@@ -72,14 +89,32 @@ fn enrollment_over_lossy_link() {
         let a = sim.add_node(member("a", true));
         let b = sim.add_node(member("b", false));
         let now = sim.now();
-        sim.node(a).ipcp.register(now, ApplicationName::new("early")).unwrap();
-        sim.link(b, a, LinkConfig { loss: 0.3, ..lossy() });
+        sim.node(a)
+            .ipcp
+            .register(now, ApplicationName::new("early"))
+            .unwrap();
+        sim.link(
+            b,
+            a,
+            LinkConfig {
+                loss: 0.3,
+                ..lossy()
+            },
+        );
         sim.run_until(rina_core::Instant::from_micros(60_000_000), u64::MAX, |s| {
-            !s.node(b).ipcp.directory().lookup(&ApplicationName::new("early")).is_empty()
+            !s.node(b)
+                .ipcp
+                .directory()
+                .lookup(&ApplicationName::new("early"))
+                .is_empty()
         })
         .unwrap_or_else(|e| panic!("seed {seed}: stalled at {}: {:#?}", e.now, e.trace));
         let ab = sim.node(b).ipcp.address().unwrap();
-        assert_ne!(ab, Address(1), "seed {seed}: the new member got a distinct address");
+        assert_ne!(
+            ab,
+            Address(1),
+            "seed {seed}: the new member got a distinct address"
+        );
     }
 }
 
@@ -90,9 +125,18 @@ fn unknown_application_is_refused() {
     let a = sim.add_node(member("a", true));
     let b = sim.add_node(member("b", false));
     sim.link(b, a, LinkConfig::default());
-    sim.run_until(rina_core::Instant::from_micros(10_000_000), u64::MAX, |s| s.node(b).ipcp.is_enrolled()).unwrap();
+    sim.run_until(rina_core::Instant::from_micros(10_000_000), u64::MAX, |s| {
+        s.node(b).ipcp.is_enrolled()
+    })
+    .unwrap();
     let now = sim.now();
-    let port = sim.node(b).ipcp.allocate_flow(now, ApplicationName::new("c"), ApplicationName::new("nobody"), true, now + Duration::from_secs(5));
+    let port = sim.node(b).ipcp.allocate_flow(
+        now,
+        ApplicationName::new("c"),
+        ApplicationName::new("nobody"),
+        true,
+        now + Duration::from_secs(5),
+    );
     sim.step();
     let failed = sim.node(b).events.iter().any(|e| matches!(e, Event::FlowAllocationFailed { port: p, error: rina_core::ipcp::AllocError::NoSuchApplication } if *p == port));
     assert!(failed, "events: {:?}", sim.node(b).events);
@@ -104,13 +148,25 @@ fn unknown_application_is_refused() {
 fn chain_of_five_relays() {
     for seed in seeds(5) {
         let mut sim = Sim::new(seed);
-        let n: Vec<usize> = (0..5).map(|i| sim.add_node(member(&format!("m{i}"), i == 0))).collect();
+        let n: Vec<usize> = (0..5)
+            .map(|i| sim.add_node(member(&format!("m{i}"), i == 0)))
+            .collect();
         for i in 1..5 {
-            sim.link(n[i], n[i - 1], LinkConfig { loss: 0.02, ..LinkConfig::default() });
+            sim.link(
+                n[i],
+                n[i - 1],
+                LinkConfig {
+                    loss: 0.02,
+                    ..LinkConfig::default()
+                },
+            );
         }
         let data = vec![42u8; 300_000];
-        transfer(&mut sim, n[4], n[0], "far", &data, Duration::from_secs(600)).unwrap_or_else(|e| panic!("{e}"));
-        let relayed: u64 = (1..4).map(|i| sim.node(n[i]).ipcp.counters().pdus_relayed).sum();
+        transfer(&mut sim, n[4], n[0], "far", &data, Duration::from_secs(600))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let relayed: u64 = (1..4)
+            .map(|i| sim.node(n[i]).ipcp.counters().pdus_relayed)
+            .sum();
         assert!(relayed > 0, "seed {seed}: the middle members relayed");
     }
 }

@@ -203,7 +203,10 @@ mod tests {
     fn errno_mapping() {
         assert_eq!(FlowError::NoSuchApplication.errno(), libc::ECONNREFUSED);
         assert_eq!(FlowError::TimedOut.errno(), libc::ETIMEDOUT);
-        assert_eq!(FlowError::Unreachable(String::new()).errno(), libc::ENETUNREACH);
+        assert_eq!(
+            FlowError::Unreachable(String::new()).errno(),
+            libc::ENETUNREACH
+        );
         assert_eq!(FlowError::NameInUse.errno(), libc::EADDRINUSE);
     }
 }

@@ -18,7 +18,9 @@ use rina_core::shim::ShimEvent;
 use rina_core::{Instant, PortId};
 use rustix::event::{epoll, eventfd, EventfdFlags};
 
-use crate::api::{self, Command, ConnectRequest, FlowError, FlowInfo, FlowKind, ListenRequest, Reply};
+use crate::api::{
+    self, Command, ConnectRequest, FlowError, FlowInfo, FlowKind, ListenRequest, Reply,
+};
 use crate::config::Config;
 use crate::pump::AppFlow;
 use crate::stack::Stack;
@@ -52,7 +54,8 @@ impl Shared {
 pub(crate) fn spawn(config: Arc<Config>, program: &str) -> Result<Arc<Shared>, FlowError> {
     crate::log::init();
     let down = |what: &str, e: rustix::io::Errno| FlowError::RuntimeDown(format!("{what}: {e}"));
-    let waker = eventfd(0, EventfdFlags::NONBLOCK | EventfdFlags::CLOEXEC).map_err(|e| down("eventfd", e))?;
+    let waker = eventfd(0, EventfdFlags::NONBLOCK | EventfdFlags::CLOEXEC)
+        .map_err(|e| down("eventfd", e))?;
     let shared = Arc::new(Shared {
         commands: Mutex::new(VecDeque::new()),
         waker,
@@ -62,15 +65,24 @@ pub(crate) fn spawn(config: Arc<Config>, program: &str) -> Result<Arc<Shared>, F
     let seed = seed();
     let stack = Stack::build(&config, program, Instant::ZERO, seed)?;
     let epoll = epoll::create(epoll::CreateFlags::CLOEXEC).map_err(|e| down("epoll", e))?;
-    epoll::add(&epoll, &shared.waker, epoll::EventData::new_u64(TOKEN_WAKER), epoll::EventFlags::IN)
-        .map_err(|e| down("epoll", e))?;
+    epoll::add(
+        &epoll,
+        &shared.waker,
+        epoll::EventData::new_u64(TOKEN_WAKER),
+        epoll::EventFlags::IN,
+    )
+    .map_err(|e| down("epoll", e))?;
     for (i, s) in stack.shims.iter().enumerate() {
-        epoll::add(&epoll, s.link.fd(), epoll::EventData::new_u64(TOKEN_SHIM | i as u64), epoll::EventFlags::IN)
-            .map_err(|e| down("epoll", e))?;
+        epoll::add(
+            &epoll,
+            s.link.fd(),
+            epoll::EventData::new_u64(TOKEN_SHIM | i as u64),
+            epoll::EventFlags::IN,
+        )
+        .map_err(|e| down("epoll", e))?;
     }
     let mut driver = Driver {
         shared: shared.clone(),
-        config,
         epoll,
         clock,
         stack,
@@ -119,7 +131,6 @@ struct PendingListen {
 
 struct Driver {
     shared: Arc<Shared>,
-    config: Arc<Config>,
     epoll: OwnedFd,
     clock: std::time::Instant,
     stack: Stack,
@@ -152,7 +163,9 @@ impl Driver {
             if self.exit_done(now) {
                 return;
             }
-            let timeout = self.next_deadline().map(|t| t.saturating_duration_since(self.now()));
+            let timeout = self
+                .next_deadline()
+                .map(|t| t.saturating_duration_since(self.now()));
             let ts = timeout.map(|d| rustix::time::Timespec {
                 tv_sec: d.as_secs() as i64,
                 tv_nsec: i64::from(d.subsec_nanos()),
@@ -174,10 +187,19 @@ impl Driver {
                     TOKEN_FLOW => {
                         if let Some(f) = self.flows.get_mut(&token) {
                             let fl = ev.flags;
-                            if fl.intersects(epoll::EventFlags::IN | epoll::EventFlags::RDHUP | epoll::EventFlags::HUP | epoll::EventFlags::ERR) {
+                            if fl.intersects(
+                                epoll::EventFlags::IN
+                                    | epoll::EventFlags::RDHUP
+                                    | epoll::EventFlags::HUP
+                                    | epoll::EventFlags::ERR,
+                            ) {
                                 f.readable = true;
                             }
-                            if fl.intersects(epoll::EventFlags::OUT | epoll::EventFlags::HUP | epoll::EventFlags::ERR) {
+                            if fl.intersects(
+                                epoll::EventFlags::OUT
+                                    | epoll::EventFlags::HUP
+                                    | epoll::EventFlags::ERR,
+                            ) {
                                 f.writable = true;
                             }
                         }
@@ -247,7 +269,12 @@ impl Driver {
         }
     }
 
-    fn connect(&mut self, now: Instant, req: ConnectRequest, reply: Reply<Result<FlowInfo, FlowError>>) {
+    fn connect(
+        &mut self,
+        now: Instant,
+        req: ConnectRequest,
+        reply: Reply<Result<FlowInfo, FlowError>>,
+    ) {
         let Some(dif) = self.stack.dif_index(&req.dif) else {
             reply.send(Err(FlowError::NoSuchDif(req.dif)));
             return;
@@ -260,10 +287,21 @@ impl Driver {
             }
         }
         let reliable = req.kind == FlowKind::Stream;
-        let port = d.ipcp.allocate_flow(now, req.local_app, req.remote_app, reliable, now + req.timeout);
+        let port = d.ipcp.allocate_flow(
+            now,
+            req.local_app,
+            req.remote_app,
+            reliable,
+            now + req.timeout,
+        );
         self.pending_connects.insert(
             (dif, port),
-            PendingConnect { dif, socket: req.socket, kind: req.kind, reply },
+            PendingConnect {
+                dif,
+                socket: req.socket,
+                kind: req.kind,
+                reply,
+            },
         );
     }
 
@@ -273,7 +311,12 @@ impl Driver {
             return;
         };
         let deadline = now + req.timeout;
-        self.pending_listens.push(PendingListen { dif, req, deadline, reply });
+        self.pending_listens.push(PendingListen {
+            dif,
+            req,
+            deadline,
+            reply,
+        });
         self.expire_listens(now);
     }
 
@@ -296,7 +339,10 @@ impl Driver {
                 };
                 l.reply.send(result);
             } else if now >= l.deadline || (d.enrolling.is_none() && d.last_failure.is_some()) {
-                let why = d.last_failure.clone().unwrap_or_else(|| "not enrolled in time".into());
+                let why = d
+                    .last_failure
+                    .clone()
+                    .unwrap_or_else(|| "not enrolled in time".into());
                 l.reply.send(Err(FlowError::Unreachable(why)));
             } else {
                 self.pending_listens.push(l);
@@ -307,7 +353,9 @@ impl Driver {
     fn receive_shim(&mut self, now: Instant, shim: usize) {
         // Bounded, so one busy link cannot starve the rest of the loop.
         for _ in 0..256 {
-            let Some(s) = self.stack.shims.get_mut(shim) else { return };
+            let Some(s) = self.stack.shims.get_mut(shim) else {
+                return;
+            };
             let (n, from) = match s.link.recv(&mut self.rx) {
                 Ok(Some(r)) => r,
                 Ok(None) => return,
@@ -316,7 +364,9 @@ impl Driver {
                     return;
                 }
             };
-            let Some((id, pdu)) = s.proto.handle_datagram(now, from, &self.rx[..n]) else { continue };
+            let Some((id, pdu)) = s.proto.handle_datagram(now, from, &self.rx[..n]) else {
+                continue;
+            };
             if let Some(&port) = self.stack.by_shim_flow.get(&(shim, id)) {
                 if let Some(&(dif, _, _)) = self.stack.n1.get(&port) {
                     self.stack.difs[dif].ipcp.handle_pdu(now, port, pdu);
@@ -334,7 +384,12 @@ impl Driver {
                 progress = true;
                 match ev {
                     ShimEvent::Allocated { id } => {
-                        let Some(dif) = self.stack.difs.iter().position(|d| d.enrolling == Some((shim, id))) else {
+                        let Some(dif) = self
+                            .stack
+                            .difs
+                            .iter()
+                            .position(|d| d.enrolling == Some((shim, id)))
+                        else {
                             self.stack.shims[shim].proto.deallocate(id);
                             continue;
                         };
@@ -344,7 +399,12 @@ impl Driver {
                         d.ipcp.add_n1_port(now, port, mtu, true);
                     }
                     ShimEvent::AllocationFailed { id, refused } => {
-                        if let Some(d) = self.stack.difs.iter_mut().find(|d| d.enrolling == Some((shim, id))) {
+                        if let Some(d) = self
+                            .stack
+                            .difs
+                            .iter_mut()
+                            .find(|d| d.enrolling == Some((shim, id)))
+                        {
                             let why = if refused {
                                 format!("the neighbour does not serve DIF {:?}", d.name)
                             } else {
@@ -419,13 +479,19 @@ impl Driver {
                 self.stack.difs[dif].schedule_retry(now, reason);
                 self.fail_pending(now);
             }
-            Event::NeighborUp { port, name } => tracing::info!("neighbour {name} up on N-1 port {port}"),
+            Event::NeighborUp { port, name } => {
+                tracing::info!("neighbour {name} up on N-1 port {port}")
+            }
             Event::NeighborLost { port } => {
                 tracing::info!("neighbour on N-1 port {port} lost");
                 self.stack.release_n1(port);
                 let d = &mut self.stack.difs[dif];
                 // An enrollee that lost its way into the DIF tries again (D7).
-                if d.enroll.is_some() && d.ipcp.neighbors().is_empty() && d.enrolling.is_none() && d.retry_at.is_none() {
+                if d.enroll.is_some()
+                    && d.ipcp.neighbors().is_empty()
+                    && d.enrolling.is_none()
+                    && d.retry_at.is_none()
+                {
                     d.schedule_retry(now, "lost the neighbour".into());
                 }
             }
@@ -439,7 +505,10 @@ impl Driver {
             }
             Event::FlowAllocationFailed { port, error } => {
                 if let Some(p) = self.pending_connects.remove(&(dif, port)) {
-                    let why = self.stack.difs[p.dif].last_failure.clone().unwrap_or_else(|| error.to_string());
+                    let why = self.stack.difs[p.dif]
+                        .last_failure
+                        .clone()
+                        .unwrap_or_else(|| error.to_string());
                     p.reply.send(Err(match error {
                         AllocError::NoSuchApplication => FlowError::NoSuchApplication,
                         AllocError::Unreachable => FlowError::Unreachable(why),
@@ -449,7 +518,11 @@ impl Driver {
                     }));
                 }
             }
-            Event::IncomingFlow { port, local_app, remote_app } => self.incoming(now, dif, port, local_app, &remote_app),
+            Event::IncomingFlow {
+                port,
+                local_app,
+                remote_app,
+            } => self.incoming(now, dif, port, local_app, &remote_app),
             Event::Readable { .. } | Event::Writable { .. } => {}
             Event::FlowClosed { port, reset } => {
                 if let Some(token) = self.by_port.remove(&(dif, port)) {
@@ -476,7 +549,10 @@ impl Driver {
             return;
         };
         let peer = api::synthetic_peer(remote_app);
-        match connect_to_listener(&listener, &api::incoming_name(std::process::id(), port, peer)) {
+        match connect_to_listener(
+            &listener,
+            &api::incoming_name(std::process::id(), port, peer),
+        ) {
             Ok(sock) => self.add_flow(dif, port, sock, FlowKind::Stream),
             Err(e) => {
                 tracing::info!("listener for {local_app} is gone ({e}); unregistering");
@@ -498,7 +574,8 @@ impl Driver {
         if let Err(e) = epoll::add(&self.epoll, &sock, epoll::EventData::new_u64(token), flags) {
             tracing::warn!("cannot watch a flow socket: {e}");
         }
-        self.flows.insert(token, AppFlow::new(dif, port, sock, kind));
+        self.flows
+            .insert(token, AppFlow::new(dif, port, sock, kind));
         self.by_port.insert((dif, port), token);
     }
 
@@ -531,9 +608,13 @@ impl Driver {
         for dif in 0..self.stack.difs.len() {
             while let Some(port) = self.stack.difs[dif].ipcp.poll_transmit(now, &mut self.tx) {
                 progress = true;
-                let Some(&(_, shim, id)) = self.stack.n1.get(&port) else { continue };
+                let Some(&(_, shim, id)) = self.stack.n1.get(&port) else {
+                    continue;
+                };
                 let s = &self.stack.shims[shim];
-                let Some((peer, hdr)) = s.proto.data_header(id) else { continue };
+                let Some((peer, hdr)) = s.proto.data_header(id) else {
+                    continue;
+                };
                 if let Err(e) = s.link.send(peer, &hdr, &self.tx) {
                     tracing::debug!("shim {}: send to {peer} failed: {e}", s.name);
                 }
@@ -550,7 +631,9 @@ impl Driver {
 
     /// True when the exit drain is over (everything sent, or the linger ran out).
     fn exit_done(&mut self, now: Instant) -> bool {
-        let Some((deadline, _)) = &self.exiting else { return false };
+        let Some((deadline, _)) = &self.exiting else {
+            return false;
+        };
         let drained = self.flows.values().all(|f| {
             let d = &self.stack.difs[f.dif];
             f.app_eof && d.ipcp.is_send_done(f.port)
@@ -573,7 +656,12 @@ impl Driver {
 /// abstract `listener`.
 fn connect_to_listener(listener: &[u8], name: &[u8]) -> rustix::io::Result<OwnedFd> {
     use rustix::net::{self, AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
-    let sock = net::socket_with(AddressFamily::UNIX, SocketType::STREAM, SocketFlags::CLOEXEC, None)?;
+    let sock = net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::STREAM,
+        SocketFlags::CLOEXEC,
+        None,
+    )?;
     net::bind(&sock, &SocketAddrUnix::new_abstract_name(name)?)?;
     net::connect(&sock, &SocketAddrUnix::new_abstract_name(listener)?)?;
     Ok(sock)

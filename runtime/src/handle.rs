@@ -77,7 +77,9 @@ impl Handle {
     ) -> Result<T, FlowError> {
         let reply = Reply::new();
         if !self.inner.post(make(reply.clone())) {
-            return Err(FlowError::RuntimeDown("the runtime thread has stopped".into()));
+            return Err(FlowError::RuntimeDown(
+                "the runtime thread has stopped".into(),
+            ));
         }
         // The runtime enforces `timeout` itself; the extra second only guards against
         // a runtime thread that died.

@@ -7,13 +7,24 @@ use std::sync::Once;
 pub(crate) fn init() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        let Ok(filter) = std::env::var("RINA_LOG") else { return };
+        let Ok(filter) = std::env::var("RINA_LOG") else {
+            return;
+        };
         let filter = tracing_subscriber::EnvFilter::new(filter);
-        let builder = tracing_subscriber::fmt().with_env_filter(filter).with_thread_names(true);
+        let builder = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_thread_names(true);
         match std::env::var("RINA_LOG_FILE") {
             Ok(path) => {
-                if let Ok(file) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
-                    let _ = builder.with_ansi(false).with_writer(std::sync::Mutex::new(file)).try_init();
+                if let Ok(file) = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                {
+                    let _ = builder
+                        .with_ansi(false)
+                        .with_writer(std::sync::Mutex::new(file))
+                        .try_init();
                 }
             }
             Err(_) => {

@@ -81,13 +81,13 @@ impl AppFlow {
         exiting: bool,
     ) -> PumpOutcome {
         let mut out = PumpOutcome::default();
-        self.to_app(now, ipcp, &mut out);
-        self.from_app(now, ipcp, buf, chunk, exiting, &mut out);
+        self.flow_to_app(now, ipcp, &mut out);
+        self.app_to_flow(now, ipcp, buf, chunk, exiting, &mut out);
         out
     }
 
     /// Flow -> application socket.
-    fn to_app(&mut self, now: Instant, ipcp: &mut IpcProcess, out: &mut PumpOutcome) {
+    fn flow_to_app(&mut self, now: Instant, ipcp: &mut IpcProcess, out: &mut PumpOutcome) {
         if self.peer_eof || self.app_gone {
             return;
         }
@@ -96,7 +96,11 @@ impl AppFlow {
                 return;
             }
             if self.held_at < self.held.len() {
-                match net::send(&self.sock, &self.held[self.held_at..], SendFlags::NOSIGNAL | SendFlags::DONTWAIT) {
+                match net::send(
+                    &self.sock,
+                    &self.held[self.held_at..],
+                    SendFlags::NOSIGNAL | SendFlags::DONTWAIT,
+                ) {
                     Ok(n) => {
                         out.progress = true;
                         self.held_at += n;
@@ -140,7 +144,7 @@ impl AppFlow {
     }
 
     /// Application socket -> flow.
-    fn from_app(
+    fn app_to_flow(
         &mut self,
         now: Instant,
         ipcp: &mut IpcProcess,

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use rina_core::efcp::EfcpConfig;
 use rina_core::ipcp::{IpcProcess, IpcpConfig};
-use rina_core::shim::{ShimConfig, ShimFlowId, ShimProcess, HEADER_LEN};
+use rina_core::shim::{ShimConfig, ShimFlowId, ShimProcess};
 use rina_core::wire::PCI_LEN;
 use rina_core::{Address, ApplicationName, Instant, N1Port};
 use shims::udp::UdpLink;
@@ -36,7 +36,6 @@ pub(crate) struct EnrollPlan {
 pub(crate) struct NormalDif {
     pub(crate) name: String,
     pub(crate) ipcp: IpcProcess,
-    pub(crate) shims: Vec<usize>,
     pub(crate) enroll: Option<EnrollPlan>,
     /// The shim flow being allocated to enroll, if any.
     pub(crate) enrolling: Option<(usize, ShimFlowId)>,
@@ -63,7 +62,12 @@ pub(crate) struct Stack {
 
 impl Stack {
     /// Opens every shim and creates every IPC process of `config`.
-    pub(crate) fn build(config: &Config, program: &str, now: Instant, seed: u64) -> Result<Self, FlowError> {
+    pub(crate) fn build(
+        config: &Config,
+        program: &str,
+        now: Instant,
+        seed: u64,
+    ) -> Result<Self, FlowError> {
         let mut stack = Self::default();
         let mut shim_index = BTreeMap::new();
         for (i, dif) in config.difs.iter().enumerate() {
@@ -71,9 +75,15 @@ impl Stack {
             match &dif.kind {
                 DifKind::Udp(u) => {
                     let link = UdpLink::bind(u.bind).map_err(|e| {
-                        FlowError::RuntimeDown(format!("shim DIF {:?}: cannot bind UDP {}: {e}", dif.name, u.bind))
+                        FlowError::RuntimeDown(format!(
+                            "shim DIF {:?}: cannot bind UDP {}: {e}",
+                            dif.name, u.bind
+                        ))
                     })?;
-                    let cfg = ShimConfig { mtu: u.mtu, ..ShimConfig::default() };
+                    let cfg = ShimConfig {
+                        mtu: u.mtu,
+                        ..ShimConfig::default()
+                    };
                     shim_index.insert(dif.name.clone(), stack.shims.len());
                     stack.shims.push(UdpShim {
                         name: dif.name.clone(),
@@ -83,7 +93,11 @@ impl Stack {
                     });
                 }
                 DifKind::Normal(n) => {
-                    let shims: Vec<usize> = n.over.iter().filter_map(|o| shim_index.get(o).copied()).collect();
+                    let shims: Vec<usize> = n
+                        .over
+                        .iter()
+                        .filter_map(|o| shim_index.get(o).copied())
+                        .collect();
                     if shims.len() != n.over.len() {
                         return Err(FlowError::RuntimeDown(format!(
                             "DIF {:?}: only normal DIFs over UDP shims are supported yet",
@@ -91,13 +105,20 @@ impl Stack {
                         )));
                     }
                     let name = n.ipcp_name.clone().unwrap_or_else(|| {
-                        ApplicationName::with_instance(format!("{program}.{}", dif.name), std::process::id().to_string())
+                        ApplicationName::with_instance(
+                            format!("{program}.{}", dif.name),
+                            std::process::id().to_string(),
+                        )
                     });
                     let mut cfg = IpcpConfig::new(dif.name.clone(), name, seed);
                     cfg.enrollment_timeout = n.enrollment_timeout;
                     cfg.keepalive_interval = n.keepalive_interval;
                     cfg.keepalive_misses = n.keepalive_misses;
-                    let mtu = shims.iter().map(|&s| stack.shims[s].proto.max_sdu()).min().unwrap_or(1400);
+                    let mtu = shims
+                        .iter()
+                        .map(|&s| stack.shims[s].proto.max_sdu())
+                        .min()
+                        .unwrap_or(1400);
                     cfg.data_efcp = data_efcp(mtu);
                     let enroll = match &n.join {
                         Join::Bootstrap { address } => {
@@ -106,7 +127,10 @@ impl Stack {
                         }
                         Join::Enroll { via, neighbor } => {
                             let shim = *shim_index.get(via).ok_or_else(|| {
-                                FlowError::RuntimeDown(format!("DIF {:?}: no shim {via:?}", dif.name))
+                                FlowError::RuntimeDown(format!(
+                                    "DIF {:?}: no shim {via:?}",
+                                    dif.name
+                                ))
                             })?;
                             let peer = match neighbor {
                                 Neighbor::Endpoint(a) => *a,
@@ -115,20 +139,25 @@ impl Stack {
                                     .iter()
                                     .find(|(n, _)| n == p)
                                     .map(|(_, a)| *a)
-                                    .ok_or_else(|| FlowError::RuntimeDown(format!("no peer {p:?} in shim {via:?}")))?,
+                                    .ok_or_else(|| {
+                                        FlowError::RuntimeDown(format!(
+                                            "no peer {p:?} in shim {via:?}"
+                                        ))
+                                    })?,
                             };
                             Some(EnrollPlan { shim, peer })
                         }
                     };
                     // Peers reach this member's IPC process through each shim by DIF name.
                     for &s in &shims {
-                        stack.shims[s].proto.register(ApplicationName::new(dif.name.clone()));
+                        stack.shims[s]
+                            .proto
+                            .register(ApplicationName::new(dif.name.clone()));
                     }
                     let payload = mtu - PCI_LEN;
                     stack.difs.push(NormalDif {
                         name: dif.name.clone(),
                         ipcp: IpcProcess::new(cfg, now),
-                        shims,
                         retry_at: enroll.as_ref().map(|_| now),
                         enroll,
                         enrolling: None,
@@ -167,7 +196,9 @@ impl Stack {
     /// Starts enrolling every DIF whose retry is due.
     pub(crate) fn start_enrollments(&mut self, now: Instant) {
         for d in &mut self.difs {
-            let (Some(plan), Some(at)) = (&d.enroll, d.retry_at) else { continue };
+            let (Some(plan), Some(at)) = (&d.enroll, d.retry_at) else {
+                continue;
+            };
             if now < at || d.enrolling.is_some() {
                 continue;
             }
@@ -203,9 +234,4 @@ fn data_efcp(mtu: usize) -> EfcpConfig {
         send_queue_pdus: credit as usize,
         ..EfcpConfig::default()
     }
-}
-
-/// The largest PDU a shim carries for the DIF above.
-pub(crate) fn shim_pdu_limit(mtu: usize) -> usize {
-    mtu.saturating_sub(HEADER_LEN)
 }

@@ -15,12 +15,16 @@ use std::time::Duration;
 use rina_core::ApplicationName;
 use runtime::api::parse_incoming_name;
 use runtime::config::{
-    Config, DefaultPolicy, DifConfig, DifKind, Join, Neighbor, NormalDifConfig, Settings, UdpShimConfig,
+    Config, DefaultPolicy, DifConfig, DifKind, Join, Neighbor, NormalDifConfig, Settings,
+    UdpShimConfig,
 };
 use runtime::{ConnectRequest, FlowError, FlowKind, Handle, ListenRequest};
 
 fn free_udp() -> SocketAddr {
-    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
 }
 
 fn config(bind: SocketAddr, join: Join) -> Arc<Config> {
@@ -29,7 +33,11 @@ fn config(bind: SocketAddr, join: Join) -> Arc<Config> {
         difs: vec![
             DifConfig {
                 name: "udp".into(),
-                kind: DifKind::Udp(UdpShimConfig { bind, peers: vec![], mtu: 65000 }),
+                kind: DifKind::Udp(UdpShimConfig {
+                    bind,
+                    peers: vec![],
+                    mtu: 65000,
+                }),
             },
             DifConfig {
                 name: "net".into(),
@@ -46,7 +54,10 @@ fn config(bind: SocketAddr, join: Join) -> Arc<Config> {
         connect: vec![],
         listen: vec![],
         default: DefaultPolicy::Pass,
-        settings: Settings { connect_timeout: Duration::from_secs(5), linger: Duration::from_secs(5) },
+        settings: Settings {
+            connect_timeout: Duration::from_secs(5),
+            linger: Duration::from_secs(5),
+        },
     })
 }
 
@@ -54,7 +65,11 @@ fn listener(name: &str) -> UnixListener {
     UnixListener::bind_addr(&UnixAddr::from_abstract_name(name.as_bytes()).unwrap()).unwrap()
 }
 
-fn connect(h: &Handle, app: &str, timeout: Duration) -> (Result<runtime::FlowInfo, FlowError>, UnixStream) {
+fn connect(
+    h: &Handle,
+    app: &str,
+    timeout: Duration,
+) -> (Result<runtime::FlowInfo, FlowError>, UnixStream) {
     let (app_end, rt) = UnixStream::pair().unwrap();
     let r = h.connect(ConnectRequest {
         dif: "net".into(),
@@ -70,8 +85,16 @@ fn connect(h: &Handle, app: &str, timeout: Duration) -> (Result<runtime::FlowInf
 #[test]
 fn flow_through_two_runtimes() {
     let server_addr = free_udp();
-    let server = Handle::start(config(server_addr, Join::Bootstrap { address: 1 }), "server").unwrap();
-    let lname = format!("rina-test-listen/{}/{}", std::process::id(), server_addr.port());
+    let server = Handle::start(
+        config(server_addr, Join::Bootstrap { address: 1 }),
+        "server",
+    )
+    .unwrap();
+    let lname = format!(
+        "rina-test-listen/{}/{}",
+        std::process::id(),
+        server_addr.port()
+    );
     let l = listener(&lname);
     server
         .listen(ListenRequest {
@@ -82,14 +105,25 @@ fn flow_through_two_runtimes() {
             timeout: Duration::from_secs(5),
         })
         .unwrap();
-    let client_cfg = config(free_udp(), Join::Enroll { via: "udp".into(), neighbor: Neighbor::Endpoint(server_addr) });
+    let client_cfg = config(
+        free_udp(),
+        Join::Enroll {
+            via: "udp".into(),
+            neighbor: Neighbor::Endpoint(server_addr),
+        },
+    );
     let client = Handle::start(client_cfg, "client").unwrap();
     let (r, app) = connect(&client, "echo", Duration::from_secs(5));
     r.unwrap();
     let (mut srv, peer) = l.accept().unwrap();
-    let name = peer.as_abstract_name().expect("the runtime connects from an abstract name");
+    let name = peer
+        .as_abstract_name()
+        .expect("the runtime connects from an abstract name");
     let (_, _, synthetic) = parse_incoming_name(name).expect("incoming name");
-    assert_eq!(synthetic, runtime::api::synthetic_peer(&ApplicationName::new("client")));
+    assert_eq!(
+        synthetic,
+        runtime::api::synthetic_peer(&ApplicationName::new("client"))
+    );
 
     // 4 MiB each way at once, then half-closes.
     let up: Vec<u8> = (0..4u32 << 20).map(|i| (i * 7) as u8).collect();
@@ -123,22 +157,47 @@ fn flow_through_two_runtimes() {
 #[test]
 fn refusal_and_unreachable_errors() {
     let server_addr = free_udp();
-    let _server = Handle::start(config(server_addr, Join::Bootstrap { address: 1 }), "server").unwrap();
+    let _server = Handle::start(
+        config(server_addr, Join::Bootstrap { address: 1 }),
+        "server",
+    )
+    .unwrap();
     let client = Handle::start(
-        config(free_udp(), Join::Enroll { via: "udp".into(), neighbor: Neighbor::Endpoint(server_addr) }),
+        config(
+            free_udp(),
+            Join::Enroll {
+                via: "udp".into(),
+                neighbor: Neighbor::Endpoint(server_addr),
+            },
+        ),
         "client",
     )
     .unwrap();
-    assert_eq!(connect(&client, "nobody", Duration::from_secs(8)).0, Err(FlowError::NoSuchApplication));
+    assert_eq!(
+        connect(&client, "nobody", Duration::from_secs(8)).0,
+        Err(FlowError::NoSuchApplication)
+    );
 
     // Nobody at the neighbour's address.
     let lonely = Handle::start(
-        config(free_udp(), Join::Enroll { via: "udp".into(), neighbor: Neighbor::Endpoint(free_udp()) }),
+        config(
+            free_udp(),
+            Join::Enroll {
+                via: "udp".into(),
+                neighbor: Neighbor::Endpoint(free_udp()),
+            },
+        ),
         "lonely",
     )
     .unwrap();
     let start = std::time::Instant::now();
-    let err = connect(&lonely, "nobody", Duration::from_secs(8)).0.unwrap_err();
+    let err = connect(&lonely, "nobody", Duration::from_secs(8))
+        .0
+        .unwrap_err();
     assert!(matches!(err, FlowError::Unreachable(_)), "{err:?}");
-    assert!(start.elapsed() < Duration::from_secs(8), "took {:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(8),
+        "took {:?}",
+        start.elapsed()
+    );
 }

@@ -29,7 +29,11 @@ impl UdpLink {
     /// # Errors
     /// The bind error (address in use, not available, no permission).
     pub fn bind(addr: SocketAddr) -> io::Result<Self> {
-        let family = if addr.is_ipv4() { AddressFamily::INET } else { AddressFamily::INET6 };
+        let family = if addr.is_ipv4() {
+            AddressFamily::INET
+        } else {
+            AddressFamily::INET6
+        };
         let fd = net::socket_with(
             family,
             SocketType::DGRAM,
@@ -38,8 +42,9 @@ impl UdpLink {
         )?;
         for force in [true, false] {
             let r = if force {
-                net::sockopt::set_socket_recv_buffer_size_force(&fd, SOCKET_BUFFER)
-                    .and_then(|()| net::sockopt::set_socket_send_buffer_size_force(&fd, SOCKET_BUFFER))
+                net::sockopt::set_socket_recv_buffer_size_force(&fd, SOCKET_BUFFER).and_then(|()| {
+                    net::sockopt::set_socket_send_buffer_size_force(&fd, SOCKET_BUFFER)
+                })
             } else {
                 net::sockopt::set_socket_recv_buffer_size(&fd, SOCKET_BUFFER)
                     .and_then(|()| net::sockopt::set_socket_send_buffer_size(&fd, SOCKET_BUFFER))

@@ -13,13 +13,20 @@ use std::time::{Duration, Instant};
 pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     // target/<profile>/deps/<test> -> target/<profile>
-    exe.parent().and_then(Path::parent).expect("target dir").to_path_buf()
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .to_path_buf()
 }
 
 /// The `rina` command.
 pub fn rina() -> PathBuf {
     let p = bin_dir().join("rina");
-    assert!(p.exists(), "{} not built: run the tests with `cargo test --workspace`", p.display());
+    assert!(
+        p.exists(),
+        "{} not built: run the tests with `cargo test --workspace`",
+        p.display()
+    );
     p
 }
 
@@ -38,17 +45,26 @@ pub fn have(program: &str) -> bool {
 
 /// A free UDP port on 127.0.0.1 (bound once and released).
 pub fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0").and_then(|s| s.local_addr()).expect("udp port").port()
+    UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("udp port")
+        .port()
 }
 
 /// A free TCP port on 127.0.0.1 (bound once and released).
 pub fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|s| s.local_addr()).expect("tcp port").port()
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("tcp port")
+        .port()
 }
 
 /// A temporary directory for one test, removed when dropped.
 pub fn temp_dir() -> tempfile::TempDir {
-    tempfile::Builder::new().prefix("rina-e2e-").tempdir().expect("temp dir")
+    tempfile::Builder::new()
+        .prefix("rina-e2e-")
+        .tempdir()
+        .expect("temp dir")
 }
 
 /// Deterministic pseudo-random bytes.
@@ -74,8 +90,13 @@ pub struct Proc {
 impl Proc {
     /// Starts `cmd`.
     pub fn spawn(name: &str, cmd: &mut Command) -> Self {
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-        Self { child: Some(child), name: name.to_owned() }
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Self {
+            child: Some(child),
+            name: name.to_owned(),
+        }
     }
 
     /// The process id.
@@ -104,7 +125,10 @@ impl Proc {
             Some(st) => st,
             None => {
                 let stderr = self.kill_and_stderr();
-                panic!("{} did not exit within {timeout:?}; stderr: {stderr}", self.name)
+                panic!(
+                    "{} did not exit within {timeout:?}; stderr: {stderr}",
+                    self.name
+                )
             }
         }
     }
@@ -172,7 +196,9 @@ pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
 /// Abstract AF_UNIX sockets in the LISTEN state whose name starts with `prefix`
 /// (from /proc/net/unix; the interposer's listeners are named `rina-listen/<pid>/...`).
 pub fn abstract_listeners(prefix: &str) -> Vec<String> {
-    let Ok(t) = std::fs::read_to_string("/proc/net/unix") else { return Vec::new() };
+    let Ok(t) = std::fs::read_to_string("/proc/net/unix") else {
+        return Vec::new();
+    };
     t.lines()
         .skip(1)
         .filter_map(|l| {
@@ -187,7 +213,9 @@ pub fn abstract_listeners(prefix: &str) -> Vec<String> {
 
 /// Waits until the process `pid` has an interposer listener (its name is registered).
 pub fn wait_for_rina_listener(pid: u32, timeout: Duration) -> bool {
-    wait_until(timeout, || !abstract_listeners(&format!("rina-listen/{pid}/")).is_empty())
+    wait_until(timeout, || {
+        !abstract_listeners(&format!("rina-listen/{pid}/")).is_empty()
+    })
 }
 
 /// True if any TCP socket uses `port` (listening or connected), per `ss`.

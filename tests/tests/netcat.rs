@@ -9,7 +9,10 @@ use rina_e2e::*;
 const MIB: usize = 1 << 20;
 
 fn require_nc() {
-    assert!(have("nc"), "netcat-openbsd is required (apt-get install netcat-openbsd)");
+    assert!(
+        have("nc"),
+        "netcat-openbsd is required (apt-get install netcat-openbsd)"
+    );
 }
 
 /// 8 MiB each way at once, byte-exact; the client's half-close (`nc -N`) reaches the
@@ -33,16 +36,32 @@ fn nc_pair_exchanges_8_mib_each_way() {
     let p = port.to_string();
     let mut server = Proc::spawn(
         "nc server",
-        &mut rina_run(&s_rules, &["nc", "-l", addr, &p], stdin_from(&s_in), stdout_to(&s_out)),
+        &mut rina_run(
+            &s_rules,
+            &["nc", "-l", addr, &p],
+            stdin_from(&s_in),
+            stdout_to(&s_out),
+        ),
     );
-    assert!(wait_for_rina_listener(server.pid(), Duration::from_secs(10)), "server never listened: {}", server.kill_and_stderr());
+    assert!(
+        wait_for_rina_listener(server.pid(), Duration::from_secs(10)),
+        "server never listened: {}",
+        server.kill_and_stderr()
+    );
     let mut client = Proc::spawn(
         "nc client",
-        &mut rina_run(&c_rules, &["nc", "-N", addr, &p], stdin_from(&c_in), stdout_to(&c_out)),
+        &mut rina_run(
+            &c_rules,
+            &["nc", "-N", addr, &p],
+            stdin_from(&c_in),
+            stdout_to(&c_out),
+        ),
     );
     // While they talk, nothing uses TCP on the port.
     let talking = wait_until(Duration::from_secs(10), || {
-        std::fs::metadata(&s_out).map(|m| m.len() > 0).unwrap_or(false)
+        std::fs::metadata(&s_out)
+            .map(|m| m.len() > 0)
+            .unwrap_or(false)
     });
     assert!(talking, "no data reached the server");
     assert!(!tcp_port_in_use(port), "a TCP socket uses port {port}");
@@ -73,7 +92,6 @@ fn slow_reader_back_pressure() {
     let total = 48 * MIB;
     let data = random_bytes(total, 3);
     let c_in = dir.path().join("c_in");
-    let s_out = dir.path().join("s_out");
     std::fs::write(&c_in, &data).unwrap();
     let empty = dir.path().join("empty");
     std::fs::write(&empty, b"").unwrap();
@@ -82,13 +100,26 @@ fn slow_reader_back_pressure() {
     let p = port.to_string();
     let mut server = Proc::spawn(
         "nc server",
-        &mut rina_run(&s_rules, &["nc", "-l", "127.0.0.1", &p], stdin_from(&empty), Stdio::piped()),
+        &mut rina_run(
+            &s_rules,
+            &["nc", "-l", "127.0.0.1", &p],
+            stdin_from(&empty),
+            Stdio::piped(),
+        ),
     );
     let mut server_out = server_stdout(&mut server);
-    assert!(wait_for_rina_listener(server.pid(), Duration::from_secs(10)), "server never listened");
+    assert!(
+        wait_for_rina_listener(server.pid(), Duration::from_secs(10)),
+        "server never listened"
+    );
     let mut client = Proc::spawn(
         "nc client",
-        &mut rina_run(&c_rules, &["nc", "-N", "127.0.0.1", &p], stdin_from(&c_in), Stdio::null()),
+        &mut rina_run(
+            &c_rules,
+            &["nc", "-N", "127.0.0.1", &p],
+            stdin_from(&c_in),
+            Stdio::null(),
+        ),
     );
     let reader = std::thread::spawn(move || {
         use std::io::Read;
@@ -138,7 +169,10 @@ fn slow_reader_back_pressure() {
     assert!(got == data, "delivered bytes differ");
     // 48 MiB were written; the stack may hold a bounded window (a few MiB), not the lot.
     assert!(max_rss > 0, "could not sample the client's memory");
-    assert!(max_rss < 40 * 1024, "client resident memory grew to {max_rss} KiB");
+    assert!(
+        max_rss < 40 * 1024,
+        "client resident memory grew to {max_rss} KiB"
+    );
     let _ = server.wait_timeout(Duration::from_secs(10));
 }
 
@@ -152,28 +186,50 @@ fn server_stdout(p: &mut Proc) -> std::process::ChildStdout {
 fn refused_and_unreachable() {
     require_nc();
     let dir = temp_dir();
-    let (su, cu, port, other) = (free_udp_port(), free_udp_port(), free_tcp_port(), free_tcp_port());
+    let (su, cu, port, other) = (
+        free_udp_port(),
+        free_udp_port(),
+        free_tcp_port(),
+        free_tcp_port(),
+    );
     // The server registers "registered" on `other`; the client's rule for `port` names
     // "nobody-here".
     let (s_rules, _) = pair_rules(su, cu, other, "registered");
     let (_, c_rules) = pair_rules(su, cu, port, "nobody-here");
     let s_rules = rules(dir.path(), "server.toml", &s_rules);
     let c_rules = rules(dir.path(), "client.toml", &c_rules);
-    let mut server = Proc::spawn(
+    let server = Proc::spawn(
         "nc server",
-        &mut rina_run(&s_rules, &["nc", "-l", "127.0.0.1", &other.to_string()], Stdio::null(), Stdio::null()),
+        &mut rina_run(
+            &s_rules,
+            &["nc", "-l", "127.0.0.1", &other.to_string()],
+            Stdio::null(),
+            Stdio::null(),
+        ),
     );
-    assert!(wait_for_rina_listener(server.pid(), Duration::from_secs(10)), "server never listened");
+    assert!(
+        wait_for_rina_listener(server.pid(), Duration::from_secs(10)),
+        "server never listened"
+    );
     let start = Instant::now();
     let mut client = Proc::spawn(
         "nc client",
-        &mut rina_run(&c_rules, &["nc", "-v", "-N", "127.0.0.1", &port.to_string()], Stdio::null(), Stdio::null()),
+        &mut rina_run(
+            &c_rules,
+            &["nc", "-v", "-N", "127.0.0.1", &port.to_string()],
+            Stdio::null(),
+            Stdio::null(),
+        ),
     );
     let st = client.expect_exit(Duration::from_secs(15));
     let err = client.stderr();
     assert!(!st.success());
     assert!(err.contains("Connection refused"), "stderr: {err}");
-    assert!(start.elapsed() < Duration::from_secs(10), "took {:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        start.elapsed()
+    );
     drop(server);
 
     // No member at all behind the neighbour address.
@@ -183,7 +239,12 @@ fn refused_and_unreachable() {
     let start = Instant::now();
     let mut client = Proc::spawn(
         "nc client",
-        &mut rina_run(&c_rules, &["nc", "-v", "-N", "127.0.0.1", &port.to_string()], Stdio::null(), Stdio::null()),
+        &mut rina_run(
+            &c_rules,
+            &["nc", "-v", "-N", "127.0.0.1", &port.to_string()],
+            Stdio::null(),
+            Stdio::null(),
+        ),
     );
     let st = client.expect_exit(Duration::from_secs(20));
     let err = client.stderr();
@@ -192,7 +253,11 @@ fn refused_and_unreachable() {
         err.contains("Network is unreachable") || err.contains("timed out"),
         "stderr: {err}"
     );
-    assert!(start.elapsed() < Duration::from_secs(15), "took {:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        start.elapsed()
+    );
 }
 
 /// In one interposed process, a connect no rule matches goes over ordinary TCP to a
@@ -209,9 +274,17 @@ fn unmatched_connect_uses_tcp_in_the_same_process() {
     std::fs::write(&reply, b"over-rina").unwrap();
     let mut server = Proc::spawn(
         "nc server",
-        &mut rina_run(&s_rules, &["nc", "-l", "127.0.0.1", &port.to_string()], stdin_from(&reply), Stdio::null()),
+        &mut rina_run(
+            &s_rules,
+            &["nc", "-l", "127.0.0.1", &port.to_string()],
+            stdin_from(&reply),
+            Stdio::null(),
+        ),
     );
-    assert!(wait_for_rina_listener(server.pid(), Duration::from_secs(10)), "server never listened");
+    assert!(
+        wait_for_rina_listener(server.pid(), Duration::from_secs(10)),
+        "server never listened"
+    );
     // A plain TCP server, not interposed.
     let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let tcp_port = tcp.local_addr().unwrap().port();
@@ -235,12 +308,21 @@ while True:
 print(data.decode())
 "#
     );
-    let out = rina_run(&c_rules, &["python3", "-c", &script], Stdio::null(), Stdio::piped())
-        .output()
-        .unwrap();
+    let out = rina_run(
+        &c_rules,
+        &["python3", "-c", &script],
+        Stdio::null(),
+        Stdio::piped(),
+    )
+    .output()
+    .unwrap();
     plain.join().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "python failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "python failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(text.lines().collect::<Vec<_>>(), ["over-tcp", "over-rina"]);
     let _ = server.wait_timeout(Duration::from_secs(10));
 }

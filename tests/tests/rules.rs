@@ -12,10 +12,34 @@ const GOOD_HEAD: &str = "[[dif]]\nname = \"udp\"\ntype = \"udp\"\nbind = \"127.0
 /// (file name, contents, line, expected words)
 fn bad_files() -> Vec<(&'static str, String, usize, &'static str)> {
     vec![
-        ("syntax.toml", format!("{GOOD_HEAD}\n[[connect]]\nto = \"127.0.0.1:80\ndif = \"net\"\n"), 13, "invalid basic string"),
-        ("unknown-key.toml", format!("{GOOD_HEAD}colour = \"blue\"\n"), 11, "unknown field `colour`"),
-        ("unknown-dif.toml", format!("{GOOD_HEAD}\n[[connect]]\nto = \"127.0.0.1:80\"\ndif = \"nett\"\napp = \"x\"\n"), 14, "unknown DIF \"nett\""),
-        ("bad-address.toml", format!("{GOOD_HEAD}\n[[listen]]\non = \"127.0.0.256:80\"\ndif = \"net\"\napp = \"x\"\n"), 13, "not an IP address"),
+        (
+            "syntax.toml",
+            format!("{GOOD_HEAD}\n[[connect]]\nto = \"127.0.0.1:80\ndif = \"net\"\n"),
+            13,
+            "invalid basic string",
+        ),
+        (
+            "unknown-key.toml",
+            format!("{GOOD_HEAD}colour = \"blue\"\n"),
+            11,
+            "unknown field `colour`",
+        ),
+        (
+            "unknown-dif.toml",
+            format!(
+                "{GOOD_HEAD}\n[[connect]]\nto = \"127.0.0.1:80\"\ndif = \"nett\"\napp = \"x\"\n"
+            ),
+            14,
+            "unknown DIF \"nett\"",
+        ),
+        (
+            "bad-address.toml",
+            format!(
+                "{GOOD_HEAD}\n[[listen]]\non = \"127.0.0.256:80\"\ndif = \"net\"\napp = \"x\"\n"
+            ),
+            13,
+            "not an IP address",
+        ),
     ]
 }
 
@@ -26,10 +50,17 @@ fn bad_rules_stop_check_run_and_preload() {
         let path = rules(dir.path(), name, &text);
         let want = format!("{}:{line}:", path.display());
 
-        let out = Command::new(rina()).arg("check").arg(&path).output().unwrap();
+        let out = Command::new(rina())
+            .arg("check")
+            .arg(&path)
+            .output()
+            .unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{name}: rina check accepted it");
-        assert!(err.contains(&want) && err.contains(words), "{name}: rina check said {err:?}");
+        assert!(
+            err.contains(&want) && err.contains(words),
+            "{name}: rina check said {err:?}"
+        );
 
         // rina run must not start the program: it would create the marker.
         let marker = dir.path().join(format!("{name}.ran"));
@@ -43,7 +74,10 @@ fn bad_rules_stop_check_run_and_preload() {
             .unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{name}: rina run succeeded");
-        assert!(err.contains(&want) && err.contains(words), "{name}: rina run said {err:?}");
+        assert!(
+            err.contains(&want) && err.contains(words),
+            "{name}: rina run said {err:?}"
+        );
         assert!(!marker.exists(), "{name}: the program ran");
 
         // Preloaded by hand: the program stops before its first instruction of work,
@@ -59,7 +93,10 @@ fn bad_rules_stop_check_run_and_preload() {
             .unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{name}: {err}");
-        assert!(err.contains(&want) && err.contains(words), "{name}: preload said {err:?}");
+        assert!(
+            err.contains(&want) && err.contains(words),
+            "{name}: preload said {err:?}"
+        );
         assert!(!marker.exists(), "{name}: the program ran");
         assert!(listener.accept().is_err(), "{name}: a connection was made");
     }
@@ -68,11 +105,21 @@ fn bad_rules_stop_check_run_and_preload() {
 #[test]
 fn check_describes_a_good_file() {
     let root = bin_dir().join("../..");
-    let out = Command::new(rina()).arg("check").arg(root.join("examples/netcat/client.toml")).output().unwrap();
+    let out = Command::new(rina())
+        .arg("check")
+        .arg(root.join("examples/netcat/client.toml"))
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success());
-    assert!(text.contains("enrolls through peer server over udp"), "{text}");
-    assert!(text.contains("connect 127.0.0.1:5000 -> DIF net, application \"nc-server\""), "{text}");
+    assert!(
+        text.contains("enrolls through peer server over udp"),
+        "{text}"
+    );
+    assert!(
+        text.contains("connect 127.0.0.1:5000 -> DIF net, application \"nc-server\""),
+        "{text}"
+    );
 }
 
 /// Without any rules file, a program under the interposer behaves exactly as without
@@ -102,7 +149,10 @@ sys.exit(3)
 "#;
     let run = |preload: bool| {
         let mut c = Command::new("python3");
-        c.args(["-c", script]).env_remove("RINA_CONFIG").env_remove("XDG_CONFIG_HOME").env("HOME", home.path());
+        c.args(["-c", script])
+            .env_remove("RINA_CONFIG")
+            .env_remove("XDG_CONFIG_HOME")
+            .env("HOME", home.path());
         if preload {
             c.env("LD_PRELOAD", interposer());
         }
@@ -117,6 +167,10 @@ sys.exit(3)
     let plain = run(false);
     let preloaded = run(true);
     assert_eq!(plain.0, Some(3));
-    assert!(plain.1.contains("HELLO TCP 127.0.0.1 AF_INET 1") && plain.1.contains("refused: 111"), "{}", plain.1);
+    assert!(
+        plain.1.contains("HELLO TCP 127.0.0.1 AF_INET 1") && plain.1.contains("refused: 111"),
+        "{}",
+        plain.1
+    );
     assert_eq!(plain, preloaded);
 }

@@ -32,7 +32,12 @@ enum Cmd {
         #[arg(long, value_name = "PATH")]
         lib: Option<PathBuf>,
         /// The program and its arguments.
-        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "PROGRAM")]
+        #[arg(
+            required = true,
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "PROGRAM"
+        )]
         program: Vec<OsString>,
     },
     /// Validate a rules file and print what it will do.
@@ -54,20 +59,33 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Cmd::Run { config: rules, lib, program } => run(&rules, lib, &program),
+        Cmd::Run {
+            config: rules,
+            lib,
+            program,
+        } => run(&rules, lib, &program),
     }
 }
 
 fn run(rules: &Path, lib: Option<PathBuf>, program: &[OsString]) -> ExitCode {
     if let Err(e) = config::load(rules) {
         eprintln!("rina: {e}");
-        eprintln!("rina: not running {}: the rules are invalid", program[0].to_string_lossy());
+        eprintln!(
+            "rina: not running {}: the rules are invalid",
+            program[0].to_string_lossy()
+        );
         return ExitCode::from(2);
     }
-    let lib = match lib.or_else(|| std::env::var_os("RINA_LIB").map(PathBuf::from)).or_else(beside_me) {
+    let lib = match lib
+        .or_else(|| std::env::var_os("RINA_LIB").map(PathBuf::from))
+        .or_else(beside_me)
+    {
         Some(l) if l.is_file() => l,
         Some(l) => {
-            eprintln!("rina: the interposer library {} does not exist", l.display());
+            eprintln!(
+                "rina: the interposer library {} does not exist",
+                l.display()
+            );
             return ExitCode::from(2);
         }
         None => {

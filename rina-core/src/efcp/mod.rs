@@ -153,7 +153,14 @@ impl Connection {
     pub fn new(cfg: EfcpConfig, local: Endpoint, remote: Endpoint, now: Instant) -> Self {
         let tx = Sender::new(&cfg, now);
         let rx = Receiver::new(&cfg);
-        Self { cfg, local, remote, tx, rx, ctrl_seq: 0 }
+        Self {
+            cfg,
+            local,
+            remote,
+            tx,
+            rx,
+            ctrl_seq: 0,
+        }
     }
 
     /// This end.
@@ -209,8 +216,7 @@ impl Connection {
     /// The next SDU (or the end of stream) for the application; consuming it may
     /// open the peer's window.
     pub fn recv(&mut self, now: Instant) -> Option<Delivery> {
-        let d = self.rx.recv(&self.cfg, now);
-        d
+        self.rx.recv(&self.cfg, now)
     }
 
     /// True if `recv` would return something.
@@ -259,7 +265,11 @@ impl Connection {
             if let Some(ctrl) = self.rx.poll_ack(now) {
                 self.ctrl_seq += 1;
                 buf.resize(PCI_LEN, 0);
-                Pci { seq: self.ctrl_seq, ..base }.emit(buf);
+                Pci {
+                    seq: self.ctrl_seq,
+                    ..base
+                }
+                .emit(buf);
                 ctrl.emit(buf);
                 return true;
             }

@@ -173,7 +173,11 @@ impl Receiver {
         if self.eof_delivered {
             return None;
         }
-        let d = if self.reliable { self.recv_reliable()? } else { self.deliveries.pop_front()? };
+        let d = if self.reliable {
+            self.recv_reliable()?
+        } else {
+            self.deliveries.pop_front()?
+        };
         match &d {
             Delivery::Eof => self.eof_delivered = true,
             Delivery::Sdu(_) => self.sdus_delivered += 1,
@@ -243,7 +247,11 @@ impl Receiver {
                 }
             }
         }
-        Some(ControlRepr { ack: self.rcv_next, rwe: self.advertised, sacks })
+        Some(ControlRepr {
+            ack: self.rcv_next,
+            rwe: self.advertised,
+            sacks,
+        })
     }
 
     pub(super) fn on_timeout(&mut self, _now: Instant) {}

@@ -97,7 +97,8 @@ impl Sender {
 
     pub(super) fn queue_sdu(&mut self, sdu: &[u8], payload: usize) {
         if sdu.is_empty() {
-            self.queue.push_back((flags::FIRST | flags::LAST, Vec::new()));
+            self.queue
+                .push_back((flags::FIRST | flags::LAST, Vec::new()));
             return;
         }
         let n = sdu.len().div_ceil(payload);
@@ -135,7 +136,9 @@ impl Sender {
 
     /// Handles an acknowledgement.
     pub(super) fn on_control(&mut self, cfg: &EfcpConfig, now: Instant, body: &[u8]) {
-        let Ok(c) = ControlRepr::parse(body) else { return };
+        let Ok(c) = ControlRepr::parse(body) else {
+            return;
+        };
         if c.ack > self.next_seq {
             return; // acknowledges what was never sent: ignore
         }
@@ -147,7 +150,9 @@ impl Sender {
         let mut sample: Option<Instant> = None;
         let advanced = c.ack > self.snd_una;
         while self.snd_una < c.ack {
-            let Some(s) = self.unacked.pop_front() else { break };
+            let Some(s) = self.unacked.pop_front() else {
+                break;
+            };
             if s.sacked {
                 self.sacked -= 1;
             } else {
@@ -196,7 +201,8 @@ impl Sender {
 
     fn base_rto(&self, cfg: &EfcpConfig) -> Duration {
         match self.srtt {
-            Some(srtt) => (srtt + (self.rttvar * 4).max(Duration::from_micros(100))).clamp(cfg.min_rto, cfg.max_rto),
+            Some(srtt) => (srtt + (self.rttvar * 4).max(Duration::from_micros(100)))
+                .clamp(cfg.min_rto, cfg.max_rto),
             None => cfg.initial_rto,
         }
     }
@@ -236,7 +242,9 @@ impl Sender {
     /// delivered (time order), or if three PDUs above it were selectively acknowledged
     /// (duplicate threshold, for PDUs sent in the same instant).
     fn detect_losses(&mut self) {
-        let Some((rack_time, rack_seq)) = self.rack else { return };
+        let Some((rack_time, rack_seq)) = self.rack else {
+            return;
+        };
         let reo = self.srtt.map_or(Duration::from_millis(1), |s| s / 4);
         let mut event = false;
         let top = rack_seq.min(self.next_seq.saturating_sub(1));
@@ -246,7 +254,10 @@ impl Sender {
             let Some(s) = self.get(seq) else { break };
             if s.sacked {
                 sacked_above += 1;
-            } else if !s.lost && seq < top && (s.sent_at + reo <= rack_time && s.sent_at < rack_time || sacked_above >= 3) {
+            } else if !s.lost
+                && seq < top
+                && (s.sent_at + reo <= rack_time && s.sent_at < rack_time || sacked_above >= 3)
+            {
                 s.lost = true;
                 self.lost.push_back(seq);
                 event |= seq >= self.recovery_until;
@@ -271,7 +282,9 @@ impl Sender {
     }
 
     pub(super) fn on_timeout(&mut self, cfg: &EfcpConfig, now: Instant) {
-        let Some(deadline) = self.rto_deadline else { return };
+        let Some(deadline) = self.rto_deadline else {
+            return;
+        };
         if now < deadline || !self.reliable {
             return;
         }
@@ -303,7 +316,8 @@ impl Sender {
         }
         if !any {
             // Everything outstanding is younger than the RTO: resend the oldest anyway.
-            let first = (self.snd_una..self.next_seq).find(|&q| self.get(q).is_some_and(|s| !s.sacked && !s.lost));
+            let first = (self.snd_una..self.next_seq)
+                .find(|&q| self.get(q).is_some_and(|s| !s.sacked && !s.lost));
             if let Some(seq) = first {
                 if let Some(s) = self.get(seq) {
                     s.lost = true;
@@ -323,7 +337,13 @@ impl Sender {
         self.rto_deadline
     }
 
-    pub(super) fn poll_transmit(&mut self, cfg: &EfcpConfig, now: Instant, base: Pci, buf: &mut Vec<u8>) -> bool {
+    pub(super) fn poll_transmit(
+        &mut self,
+        cfg: &EfcpConfig,
+        now: Instant,
+        base: Pci,
+        buf: &mut Vec<u8>,
+    ) -> bool {
         if self.failure.is_some() {
             return false;
         }
@@ -349,7 +369,8 @@ impl Sender {
             return false;
         }
         if self.reliable {
-            let window_open = self.next_seq < self.peer_rwe || (self.probe && self.unacked.is_empty());
+            let window_open =
+                self.next_seq < self.peer_rwe || (self.probe && self.unacked.is_empty());
             if !window_open || self.in_flight() >= self.cwnd {
                 if !window_open && self.unacked.is_empty() && self.rto_deadline.is_none() {
                     self.rto_deadline = Some(now + self.rto);
@@ -357,7 +378,9 @@ impl Sender {
                 return false;
             }
         }
-        let Some((mut f, data)) = self.queue.pop_front() else { return false };
+        let Some((mut f, data)) = self.queue.pop_front() else {
+            return false;
+        };
         let seq = self.next_seq;
         self.next_seq += 1;
         if seq == 0 {
@@ -367,7 +390,14 @@ impl Sender {
         self.pdus_sent += 1;
         if self.reliable {
             self.probe = false;
-            self.unacked.push_back(Sent { flags: f, data, sent_at: now, rtx: 0, sacked: false, lost: false });
+            self.unacked.push_back(Sent {
+                flags: f,
+                data,
+                sent_at: now,
+                rtx: 0,
+                sacked: false,
+                lost: false,
+            });
             if self.rto_deadline.is_none() {
                 self.rto_deadline = Some(now + self.rto);
             }
@@ -391,7 +421,13 @@ impl Sender {
 
 /// Records a delivered PDU: an RTT sample if it was never retransmitted (Karn), and
 /// the most recent send time among delivered PDUs (for loss detection).
-fn note(sample: &mut Option<Instant>, rack: &mut Option<(Instant, u64)>, sent_at: Instant, rtx: u32, seq: u64) {
+fn note(
+    sample: &mut Option<Instant>,
+    rack: &mut Option<(Instant, u64)>,
+    sent_at: Instant,
+    rtx: u32,
+    seq: u64,
+) {
     if rtx == 0 {
         *sample = Some(sample.map_or(sent_at, |t| t.max(sent_at)));
     }
@@ -403,6 +439,12 @@ fn note(sample: &mut Option<Instant>, rack: &mut Option<(Instant, u64)>, sent_at
 fn emit(buf: &mut Vec<u8>, base: Pci, seq: u64, f: u8, data: &[u8]) {
     buf.clear();
     buf.resize(PCI_LEN, 0);
-    Pci { pdu_type: PduType::Data, flags: f, seq, ..base }.emit(buf);
+    Pci {
+        pdu_type: PduType::Data,
+        flags: f,
+        seq,
+        ..base
+    }
+    .emit(buf);
     buf.extend_from_slice(data);
 }

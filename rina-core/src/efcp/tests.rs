@@ -10,14 +10,28 @@ use crate::rand::Rng;
 use crate::wire::pci::flags;
 
 fn pair(cfg: EfcpConfig) -> (Connection, Connection) {
-    let a = Endpoint { addr: Address(1), cep: CepId(10) };
-    let b = Endpoint { addr: Address(2), cep: CepId(20) };
-    (Connection::new(cfg.clone(), a, b, Instant::ZERO), Connection::new(cfg, b, a, Instant::ZERO))
+    let a = Endpoint {
+        addr: Address(1),
+        cep: CepId(10),
+    };
+    let b = Endpoint {
+        addr: Address(2),
+        cep: CepId(20),
+    };
+    (
+        Connection::new(cfg.clone(), a, b, Instant::ZERO),
+        Connection::new(cfg, b, a, Instant::ZERO),
+    )
 }
 
 /// Moves every PDU `from` has to send into `to`, except those `drop` picks; returns
 /// the number moved.
-fn deliver(now: Instant, from: &mut Connection, to: &mut Connection, mut drop: impl FnMut(&Pci) -> bool) -> usize {
+fn deliver(
+    now: Instant,
+    from: &mut Connection,
+    to: &mut Connection,
+    mut drop: impl FnMut(&Pci) -> bool,
+) -> usize {
     let mut buf = Vec::new();
     let mut n = 0;
     while from.poll_transmit(now, &mut buf) {
@@ -53,7 +67,10 @@ fn read_all(c: &mut Connection, now: Instant) -> (Vec<u8>, bool) {
 
 #[test]
 fn large_sdu_is_fragmented_and_reassembled() {
-    let (mut a, mut b) = pair(EfcpConfig { max_pdu_size: 1500, ..EfcpConfig::default() });
+    let (mut a, mut b) = pair(EfcpConfig {
+        max_pdu_size: 1500,
+        ..EfcpConfig::default()
+    });
     let sdu: Vec<u8> = (0..60 * 1024).map(|i| i as u8).collect();
     let mut t = Instant::ZERO;
     a.send(t, &sdu).unwrap();
@@ -76,7 +93,11 @@ fn large_sdu_is_fragmented_and_reassembled() {
 
 #[test]
 fn window_closes_without_reads_and_reopens() {
-    let cfg = EfcpConfig { initial_credit: 8, send_queue_pdus: 64, ..EfcpConfig::default() };
+    let cfg = EfcpConfig {
+        initial_credit: 8,
+        send_queue_pdus: 64,
+        ..EfcpConfig::default()
+    };
     let (mut a, mut b) = pair(cfg);
     let t = Instant::ZERO;
     for i in 0..20u8 {
@@ -132,7 +153,9 @@ fn sack_triggers_fast_retransmit_of_the_hole() {
         a.send(t, &[i]).unwrap();
     }
     // Drop seq 2 only.
-    deliver(t, &mut a, &mut b, |p| p.pdu_type == PduType::Data && p.seq == 2);
+    deliver(t, &mut a, &mut b, |p| {
+        p.pdu_type == PduType::Data && p.seq == 2
+    });
     t += Duration::from_millis(10);
     // The receiver's SACK shows 3..10 arrived: 2 is lost and resent before any RTO.
     exchange(t, &mut a, &mut b);
@@ -158,7 +181,10 @@ fn duplicates_are_delivered_once() {
 
 #[test]
 fn black_holed_peer_fails_after_max_rtx() {
-    let cfg = EfcpConfig { max_rtx: 3, ..EfcpConfig::default() };
+    let cfg = EfcpConfig {
+        max_rtx: 3,
+        ..EfcpConfig::default()
+    };
     let (mut a, _) = pair(cfg);
     let mut t = Instant::ZERO;
     a.send(t, b"void").unwrap();
@@ -179,7 +205,11 @@ fn black_holed_peer_fails_after_max_rtx() {
 
 #[test]
 fn unreliable_delivers_what_arrives_without_duplicates() {
-    let (mut a, mut b) = pair(EfcpConfig { reliable: false, max_pdu_size: 100 + PCI_LEN, ..EfcpConfig::default() });
+    let (mut a, mut b) = pair(EfcpConfig {
+        reliable: false,
+        max_pdu_size: 100 + PCI_LEN,
+        ..EfcpConfig::default()
+    });
     let t = Instant::ZERO;
     a.send(t, &[1; 50]).unwrap();
     a.send(t, &[2; 150]).unwrap(); // two fragments
@@ -206,9 +236,16 @@ type Flight = BinaryHeap<Reverse<(Instant, u64, bool, Vec<u8>)>>;
 
 fn lossy_transfer(seed: u64, size: usize) -> (Duration, u64) {
     let mut rng = Rng::new(seed);
-    let cfg = EfcpConfig { max_pdu_size: 1400, initial_credit: 512, send_queue_pdus: 512, ..EfcpConfig::default() };
+    let cfg = EfcpConfig {
+        max_pdu_size: 1400,
+        initial_credit: 512,
+        send_queue_pdus: 512,
+        ..EfcpConfig::default()
+    };
     let (mut a, mut b) = pair(cfg);
-    let data: Vec<u8> = (0..size).map(|i| (i as u64 ^ seed).wrapping_mul(31) as u8).collect();
+    let data: Vec<u8> = (0..size)
+        .map(|i| (i as u64 ^ seed).wrapping_mul(31) as u8)
+        .collect();
     let mut sent = 0;
     let mut got = Vec::with_capacity(size);
     let mut eof = false;
@@ -218,7 +255,11 @@ fn lossy_transfer(seed: u64, size: usize) -> (Duration, u64) {
     let mut buf = Vec::new();
     let limit = Instant::ZERO + Duration::from_secs(3600);
     while !(eof && a.is_send_done()) {
-        assert!(now < limit, "seed {seed}: no progress, {} of {size} bytes", got.len());
+        assert!(
+            now < limit,
+            "seed {seed}: no progress, {} of {size} bytes",
+            got.len()
+        );
         while sent < size && a.can_send() {
             let end = (sent + 8000).min(size);
             a.send(now, &data[sent..end]).unwrap();
@@ -246,16 +287,24 @@ fn lossy_transfer(seed: u64, size: usize) -> (Duration, u64) {
                 Delivery::Eof => eof = true,
             }
         }
-        let next = [flight.peek().map(|Reverse(f)| f.0), a.poll_timeout(), b.poll_timeout()]
-            .into_iter()
-            .flatten()
-            .min();
+        let next = [
+            flight.peek().map(|Reverse(f)| f.0),
+            a.poll_timeout(),
+            b.poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         let Some(next) = next else { break };
         now = now.max(next);
         while flight.peek().is_some_and(|Reverse(f)| f.0 <= now) {
             let Reverse((_, _, to_b, bytes)) = flight.pop().unwrap();
             let (pci, payload) = Pci::parse(&bytes).unwrap();
-            if to_b { b.handle_pdu(now, &pci, payload) } else { a.handle_pdu(now, &pci, payload) }
+            if to_b {
+                b.handle_pdu(now, &pci, payload)
+            } else {
+                a.handle_pdu(now, &pci, payload)
+            }
         }
         a.handle_timeout(now);
         b.handle_timeout(now);
@@ -268,7 +317,11 @@ fn lossy_transfer(seed: u64, size: usize) -> (Duration, u64) {
 
 #[test]
 fn megabytes_through_loss_duplication_and_reordering() {
-    let size = if cfg!(debug_assertions) { 2 << 20 } else { 10 << 20 };
+    let size = if cfg!(debug_assertions) {
+        2 << 20
+    } else {
+        10 << 20
+    };
     for seed in 0..20 {
         let (_, rtx) = lossy_transfer(seed, size);
         assert!(rtx > 0, "seed {seed}");

@@ -79,7 +79,12 @@ mod tests {
     use super::*;
 
     fn e(app: &str, address: u32, seq: u64, present: bool) -> DirEntry {
-        DirEntry { app: ApplicationName::new(app), address, seq, present }
+        DirEntry {
+            app: ApplicationName::new(app),
+            address,
+            seq,
+            present,
+        }
     }
 
     #[test]
@@ -88,9 +93,15 @@ mod tests {
         assert!(d.apply(&e("echo", 2, 1, true)));
         assert!(!d.apply(&e("echo", 2, 1, true)));
         assert!(d.apply(&e("echo", 3, 1, true)));
-        assert_eq!(d.lookup(&ApplicationName::new("echo")), vec![Address(2), Address(3)]);
+        assert_eq!(
+            d.lookup(&ApplicationName::new("echo")),
+            vec![Address(2), Address(3)]
+        );
         assert!(d.apply(&e("echo", 2, 2, false)));
-        assert!(!d.apply(&e("echo", 2, 1, true)), "an old registration must not resurrect");
+        assert!(
+            !d.apply(&e("echo", 2, 1, true)),
+            "an old registration must not resurrect"
+        );
         assert_eq!(d.lookup(&ApplicationName::new("echo")), vec![Address(3)]);
         d.purge_address(Address(3));
         assert!(d.lookup(&ApplicationName::new("echo")).is_empty());

@@ -60,7 +60,11 @@ pub struct FlowSummary {
 #[derive(Debug)]
 pub(super) enum FlowState {
     /// Waiting for the responder.
-    Requested { deadline: Instant, next_try: Instant, sent: bool },
+    Requested {
+        deadline: Instant,
+        next_try: Instant,
+        sent: bool,
+    },
     /// Carrying data.
     Up(Box<Connection>),
     /// Closed gracefully; lingers to answer retransmissions until the instant.
@@ -84,7 +88,9 @@ pub(super) struct Flow {
 impl Flow {
     pub(super) fn poll_timeout(&self) -> Option<Instant> {
         match &self.state {
-            FlowState::Requested { deadline, next_try, .. } => Some((*deadline).min(*next_try)),
+            FlowState::Requested {
+                deadline, next_try, ..
+            } => Some((*deadline).min(*next_try)),
             FlowState::Up(c) => c.poll_timeout(),
             FlowState::Lingering(c, until) => earliest(c.poll_timeout(), Some(*until)),
         }
@@ -120,7 +126,11 @@ impl IpcProcess {
                 local_cep: cep,
                 remote_addr: None,
                 reliable,
-                state: FlowState::Requested { deadline, next_try: now, sent: false },
+                state: FlowState::Requested {
+                    deadline,
+                    next_try: now,
+                    sent: false,
+                },
                 readable_signalled: false,
                 want_writable: false,
             },
@@ -132,8 +142,17 @@ impl IpcProcess {
     /// Sends (or re-sends) the flow request of `port` if it is due.
     fn try_request(&mut self, now: Instant, port: PortId) {
         let retry = self.cfg.flow_request_retry;
-        let Some(f) = self.flows.get(&port) else { return };
-        let FlowState::Requested { deadline, next_try, sent } = f.state else { return };
+        let Some(f) = self.flows.get(&port) else {
+            return;
+        };
+        let FlowState::Requested {
+            deadline,
+            next_try,
+            sent,
+        } = f.state
+        else {
+            return;
+        };
         if now >= deadline {
             let error = if !self.is_enrolled() {
                 AllocError::Unreachable
@@ -148,7 +167,11 @@ impl IpcProcess {
         if !self.is_enrolled() {
             // Wait for enrollment (which kicks every request) or the deadline.
             if let Some(f) = self.flows.get_mut(&port) {
-                f.state = FlowState::Requested { deadline, next_try: deadline, sent };
+                f.state = FlowState::Requested {
+                    deadline,
+                    next_try: deadline,
+                    sent,
+                };
             }
             return;
         }
@@ -171,7 +194,11 @@ impl IpcProcess {
         let routed = self.send_routed(dst, &msg);
         if let Some(f) = self.flows.get_mut(&port) {
             f.remote_addr = Some(dst);
-            f.state = FlowState::Requested { deadline, next_try: now + retry, sent: sent || routed };
+            f.state = FlowState::Requested {
+                deadline,
+                next_try: now + retry,
+                sent: sent || routed,
+            };
         }
     }
 
@@ -184,7 +211,9 @@ impl IpcProcess {
             .map(|(&p, _)| p)
             .collect();
         for port in pending {
-            if let Some(FlowState::Requested { next_try, .. }) = self.flows.get_mut(&port).map(|f| &mut f.state) {
+            if let Some(FlowState::Requested { next_try, .. }) =
+                self.flows.get_mut(&port).map(|f| &mut f.state)
+            {
                 *next_try = now;
             }
             self.try_request(now, port);
@@ -195,15 +224,25 @@ impl IpcProcess {
         if let Some(f) = self.flows.remove(&port) {
             self.cep_to_port.remove(&f.local_cep);
         }
-        self.events.push_back(Event::FlowAllocationFailed { port, error });
+        self.events
+            .push_back(Event::FlowAllocationFailed { port, error });
     }
 
     pub(super) fn on_routed_mgmt(&mut self, now: Instant, src: Address, msg: MgmtMessage) {
         match msg {
-            MgmtMessage::FlowRequest { src_app, dst_app, src_cep, reliable } => {
+            MgmtMessage::FlowRequest {
+                src_app,
+                dst_app,
+                src_cep,
+                reliable,
+            } => {
                 self.on_flow_request(now, src, src_app, dst_app, CepId(src_cep), reliable);
             }
-            MgmtMessage::FlowResponse { result, src_cep, dst_cep } => {
+            MgmtMessage::FlowResponse {
+                result,
+                src_cep,
+                dst_cep,
+            } => {
                 self.on_flow_response(now, src, result, CepId(src_cep), CepId(dst_cep));
             }
             MgmtMessage::FlowDeallocate { dst_cep } => {
@@ -214,7 +253,8 @@ impl IpcProcess {
                     );
                     self.drop_flow(port);
                     if !lingering {
-                        self.events.push_back(Event::FlowClosed { port, reset: true });
+                        self.events
+                            .push_back(Event::FlowClosed { port, reset: true });
                     }
                 }
             }
@@ -257,7 +297,15 @@ impl IpcProcess {
         let (Some(me), port, cep) = (self.address, self.fresh_port(), self.fresh_cep()) else {
             return;
         };
-        let conn = self.new_connection(now, Endpoint { addr: me, cep }, Endpoint { addr: src, cep: src_cep }, reliable);
+        let conn = self.new_connection(
+            now,
+            Endpoint { addr: me, cep },
+            Endpoint {
+                addr: src,
+                cep: src_cep,
+            },
+            reliable,
+        );
         self.cep_to_port.insert(cep, port);
         self.flows.insert(
             port,
@@ -272,14 +320,33 @@ impl IpcProcess {
                 want_writable: false,
             },
         );
-        let resp = MgmtMessage::FlowResponse { result: ResultCode::Ok, src_cep: src_cep.0, dst_cep: cep.0 };
+        let resp = MgmtMessage::FlowResponse {
+            result: ResultCode::Ok,
+            src_cep: src_cep.0,
+            dst_cep: cep.0,
+        };
         self.send_routed(src, &resp);
-        self.events.push_back(Event::IncomingFlow { port, local_app: dst_app, remote_app: src_app });
+        self.events.push_back(Event::IncomingFlow {
+            port,
+            local_app: dst_app,
+            remote_app: src_app,
+        });
     }
 
-    fn on_flow_response(&mut self, now: Instant, src: Address, result: ResultCode, my_cep: CepId, their_cep: CepId) {
-        let Some(&port) = self.cep_to_port.get(&my_cep) else { return };
-        let Some(f) = self.flows.get(&port) else { return };
+    fn on_flow_response(
+        &mut self,
+        now: Instant,
+        src: Address,
+        result: ResultCode,
+        my_cep: CepId,
+        their_cep: CepId,
+    ) {
+        let Some(&port) = self.cep_to_port.get(&my_cep) else {
+            return;
+        };
+        let Some(f) = self.flows.get(&port) else {
+            return;
+        };
         if !matches!(f.state, FlowState::Requested { .. }) {
             return;
         }
@@ -293,8 +360,21 @@ impl IpcProcess {
             self.fail_flow(port, e);
             return;
         }
-        let (Some(me), reliable) = (self.address, f.reliable) else { return };
-        let conn = self.new_connection(now, Endpoint { addr: me, cep: my_cep }, Endpoint { addr: src, cep: their_cep }, reliable);
+        let (Some(me), reliable) = (self.address, f.reliable) else {
+            return;
+        };
+        let conn = self.new_connection(
+            now,
+            Endpoint {
+                addr: me,
+                cep: my_cep,
+            },
+            Endpoint {
+                addr: src,
+                cep: their_cep,
+            },
+            reliable,
+        );
         if let Some(f) = self.flows.get_mut(&port) {
             f.remote_addr = Some(src);
             f.state = FlowState::Up(Box::new(conn));
@@ -302,7 +382,13 @@ impl IpcProcess {
         self.events.push_back(Event::FlowAllocated { port });
     }
 
-    fn new_connection(&self, now: Instant, local: Endpoint, remote: Endpoint, reliable: bool) -> Connection {
+    fn new_connection(
+        &self,
+        now: Instant,
+        local: Endpoint,
+        remote: Endpoint,
+        reliable: bool,
+    ) -> Connection {
         let mut cfg = self.cfg.data_efcp.clone();
         cfg.reliable = reliable;
         // The smallest MTU among the N-1 ports bounds the PDU size on any path.
@@ -322,7 +408,9 @@ impl IpcProcess {
             self.counters.pdus_dropped += 1;
             return;
         };
-        let Some(f) = self.flows.get_mut(&port) else { return };
+        let Some(f) = self.flows.get_mut(&port) else {
+            return;
+        };
         let Some(c) = f.conn_mut() else {
             self.counters.pdus_dropped += 1;
             return;
@@ -337,11 +425,16 @@ impl IpcProcess {
 
     /// Emits `Readable`, `Writable` and `FlowClosed` as the connection's state changed.
     fn after_flow_input(&mut self, port: PortId) {
-        let Some(f) = self.flows.get_mut(&port) else { return };
-        let FlowState::Up(c) = &mut f.state else { return };
+        let Some(f) = self.flows.get_mut(&port) else {
+            return;
+        };
+        let FlowState::Up(c) = &mut f.state else {
+            return;
+        };
         if c.failure().is_some() {
             self.drop_flow(port);
-            self.events.push_back(Event::FlowClosed { port, reset: true });
+            self.events
+                .push_back(Event::FlowClosed { port, reset: true });
             return;
         }
         if c.has_delivery() && !f.readable_signalled {
@@ -360,8 +453,12 @@ impl IpcProcess {
     /// [`WriteError::WouldBlock`] when the send queue is full ([`Event::Writable`]
     /// follows), [`WriteError::TooLarge`], or [`WriteError::Closed`].
     pub fn write(&mut self, now: Instant, port: PortId, sdu: &[u8]) -> Result<(), WriteError> {
-        let Some(f) = self.flows.get_mut(&port) else { return Err(WriteError::Closed) };
-        let FlowState::Up(c) = &mut f.state else { return Err(WriteError::Closed) };
+        let Some(f) = self.flows.get_mut(&port) else {
+            return Err(WriteError::Closed);
+        };
+        let FlowState::Up(c) = &mut f.state else {
+            return Err(WriteError::Closed);
+        };
         match c.send(now, sdu) {
             Ok(()) => Ok(()),
             Err(SendError::WouldBlock) => {
@@ -388,8 +485,12 @@ impl IpcProcess {
 
     /// Reads the next SDU of the flow.
     pub fn read(&mut self, now: Instant, port: PortId) -> ReadResult {
-        let Some(f) = self.flows.get_mut(&port) else { return ReadResult::Closed };
-        let FlowState::Up(c) = &mut f.state else { return ReadResult::Closed };
+        let Some(f) = self.flows.get_mut(&port) else {
+            return ReadResult::Closed;
+        };
+        let FlowState::Up(c) = &mut f.state else {
+            return ReadResult::Closed;
+        };
         match c.recv(now) {
             Some(Delivery::Sdu(v)) => ReadResult::Sdu(v),
             Some(Delivery::Eof) => ReadResult::Eof,
@@ -416,8 +517,17 @@ impl IpcProcess {
     pub fn deallocate(&mut self, now: Instant, port: PortId) {
         let finished = self.is_finished(port);
         let linger = self.cfg.close_linger;
-        let Some(f) = self.flows.get_mut(&port) else { return };
-        let state = core::mem::replace(&mut f.state, FlowState::Requested { deadline: now, next_try: now, sent: false });
+        let Some(f) = self.flows.get_mut(&port) else {
+            return;
+        };
+        let state = core::mem::replace(
+            &mut f.state,
+            FlowState::Requested {
+                deadline: now,
+                next_try: now,
+                sent: false,
+            },
+        );
         match state {
             FlowState::Up(c) if finished => f.state = FlowState::Lingering(c, now + linger),
             FlowState::Up(c) => {
@@ -464,7 +574,9 @@ impl IpcProcess {
     pub(super) fn flows_timeout(&mut self, now: Instant) {
         let ports: Vec<PortId> = self.flows.keys().copied().collect();
         for port in ports {
-            let Some(f) = self.flows.get_mut(&port) else { continue };
+            let Some(f) = self.flows.get_mut(&port) else {
+                continue;
+            };
             match &mut f.state {
                 FlowState::Requested { .. } => self.try_request(now, port),
                 FlowState::Up(c) => {
@@ -483,13 +595,23 @@ impl IpcProcess {
 
     /// The next PDU of any flow, round-robin: the PDU is in `buf`; returns the flow and
     /// the destination address.
-    pub(super) fn poll_flows_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<(PortId, Address)> {
+    pub(super) fn poll_flows_transmit(
+        &mut self,
+        now: Instant,
+        buf: &mut Vec<u8>,
+    ) -> Option<(PortId, Address)> {
         let mut cursor = self.tx_cursor;
         for _ in 0..self.flows.len() {
-            let next = self.flows.range(PortId(cursor)..).next().or_else(|| self.flows.iter().next());
-            let Some((&port, _)) = next else { return None };
+            let next = self
+                .flows
+                .range(PortId(cursor)..)
+                .next()
+                .or_else(|| self.flows.iter().next());
+            let (&port, _) = next?;
             cursor = port.0.wrapping_add(1);
-            let Some(c) = self.flows.get_mut(&port).and_then(Flow::conn_mut) else { continue };
+            let Some(c) = self.flows.get_mut(&port).and_then(Flow::conn_mut) else {
+                continue;
+            };
             if c.poll_transmit(now, buf) {
                 let dst = c.remote().addr;
                 self.tx_cursor = cursor;

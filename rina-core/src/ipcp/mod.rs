@@ -1,9 +1,9 @@
 //! The IPC process: one member of one normal DIF.
 //!
 //! [`IpcProcess`] is the facade the driver talks to. It owns the per-neighbour
-//! management connections and enrollment ([`neighbor`]), the replicated directory
+//! management connections and enrollment (`neighbor`), the replicated directory
 //! ([`directory`]), the link-state database and forwarding table ([`routing`]), and the
-//! flows with their EFCP connections ([`flows`]).
+//! flows with their EFCP connections (`flows`).
 //!
 //! ## How to drive it
 //!
@@ -33,9 +33,9 @@ use crate::wire::mgmt::MgmtMessage;
 use crate::wire::{Pci, PduType};
 use crate::{Address, ApplicationName, CepId, N1Port, PortId};
 
-pub use flows::{FlowSummary, ReadResult, WriteError};
 use directory::Directory;
 use flows::Flow;
+pub use flows::{FlowSummary, ReadResult, WriteError};
 use neighbor::Neighbor;
 use routing::Lsdb;
 
@@ -222,7 +222,6 @@ pub struct IpcProcess {
     loopback: VecDeque<Vec<u8>>,
     events: VecDeque<Event>,
     counters: Counters,
-    scratch: Vec<u8>,
 }
 
 impl IpcProcess {
@@ -246,7 +245,6 @@ impl IpcProcess {
             loopback: VecDeque::new(),
             events: VecDeque::new(),
             counters: Counters::default(),
-            scratch: Vec::new(),
             cfg,
         };
         if let Some(a) = me.cfg.bootstrap {
@@ -349,7 +347,10 @@ impl IpcProcess {
     fn relay(&mut self, pdu: &[u8]) {
         let mut v = pdu.to_vec();
         let Ok((pci, _)) = Pci::parse(&v) else { return };
-        match (self.pft.get(&pci.dst_addr), crate::wire::pci::decrement_ttl(&mut v)) {
+        match (
+            self.pft.get(&pci.dst_addr),
+            crate::wire::pci::decrement_ttl(&mut v),
+        ) {
             (Some(&p), Some(_)) => {
                 self.counters.pdus_relayed += 1;
                 self.out.push_back((p, v));
@@ -378,7 +379,9 @@ impl IpcProcess {
 
     /// Sends a routed management message to `dst`.
     fn send_routed(&mut self, dst: Address, msg: &MgmtMessage) -> bool {
-        let Some(src) = self.address else { return false };
+        let Some(src) = self.address else {
+            return false;
+        };
         let pci = Pci {
             pdu_type: PduType::Management,
             flags: 0,

@@ -80,7 +80,10 @@ impl IpcProcess {
     /// `initiate`: this side asked for the N-1 flow, so it speaks first (enrolls if it
     /// is not yet a member, else says hello).
     pub fn add_n1_port(&mut self, now: Instant, port: N1Port, mtu: usize, initiate: bool) {
-        let ep = Endpoint { addr: Address::NONE, cep: CepId(0) };
+        let ep = Endpoint {
+            addr: Address::NONE,
+            cep: CepId(0),
+        };
         let mut efcp = self.cfg.mgmt_efcp.clone();
         efcp.max_pdu_size = mtu;
         let mut n = Neighbor {
@@ -160,7 +163,13 @@ impl IpcProcess {
         self.registered.contains(app)
     }
 
-    fn publish_registration(&mut self, now: Instant, app: &ApplicationName, a: Address, present: bool) {
+    fn publish_registration(
+        &mut self,
+        now: Instant,
+        app: &ApplicationName,
+        a: Address,
+        present: bool,
+    ) {
         let e = DirEntry {
             app: app.clone(),
             address: a.0,
@@ -242,7 +251,13 @@ impl IpcProcess {
     }
 
     /// A PDU with destination address 0: for the management connection of `port`.
-    pub(super) fn on_neighbor_pdu(&mut self, now: Instant, port: N1Port, pci: &Pci, payload: &[u8]) {
+    pub(super) fn on_neighbor_pdu(
+        &mut self,
+        now: Instant,
+        port: N1Port,
+        pci: &Pci,
+        payload: &[u8],
+    ) {
         if pci.pdu_type == PduType::Management || pci.dst_cep != CepId(0) {
             self.counters.pdus_dropped += 1;
             return;
@@ -265,11 +280,20 @@ impl IpcProcess {
 
     fn on_neighbor_msg(&mut self, now: Instant, port: N1Port, msg: MgmtMessage) {
         match msg {
-            MgmtMessage::EnrollRequest { ipcp, dif, address, .. } => {
+            MgmtMessage::EnrollRequest {
+                ipcp, dif, address, ..
+            } => {
                 self.on_enroll_request(now, port, ipcp, &dif, address);
             }
-            MgmtMessage::EnrollResponse { result, address, enroller, enroller_address } => {
-                let Some(n) = self.neighbors.get_mut(&port) else { return };
+            MgmtMessage::EnrollResponse {
+                result,
+                address,
+                enroller,
+                enroller_address,
+            } => {
+                let Some(n) = self.neighbors.get_mut(&port) else {
+                    return;
+                };
                 if !matches!(n.stage, Stage::Enrolling(_)) {
                     return;
                 }
@@ -292,7 +316,9 @@ impl IpcProcess {
                 self.address = Some(Address(address));
             }
             MgmtMessage::EnrollDone => {
-                let Some(n) = self.neighbors.get_mut(&port) else { return };
+                let Some(n) = self.neighbors.get_mut(&port) else {
+                    return;
+                };
                 if !matches!(n.stage, Stage::Enrolling(_)) {
                     return;
                 }
@@ -302,9 +328,14 @@ impl IpcProcess {
                 self.events.push_back(Event::NeighborUp { port, name });
                 self.become_enrolled(now, a);
             }
-            MgmtMessage::Hello { ipcp, dif, address } => self.on_hello(now, port, ipcp, &dif, address),
+            MgmtMessage::Hello { ipcp, dif, address } => {
+                self.on_hello(now, port, ipcp, &dif, address)
+            }
             MgmtMessage::Directory(entries) => {
-                let fresh: Vec<_> = entries.into_iter().filter(|e| self.directory.apply(e)).collect();
+                let fresh: Vec<_> = entries
+                    .into_iter()
+                    .filter(|e| self.directory.apply(e))
+                    .collect();
                 if !fresh.is_empty() {
                     self.send_to_neighbors(now, &MgmtMessage::Directory(fresh), Some(port));
                 }
@@ -334,7 +365,14 @@ impl IpcProcess {
         }
     }
 
-    fn on_enroll_request(&mut self, now: Instant, port: N1Port, ipcp: ApplicationName, dif: &str, old: u32) {
+    fn on_enroll_request(
+        &mut self,
+        now: Instant,
+        port: N1Port,
+        ipcp: ApplicationName,
+        dif: &str,
+        old: u32,
+    ) {
         let Some(me) = self.address else {
             // Not a member ourselves: cannot enroll anyone.
             self.send_to(now, port, &self.enroll_refusal(ResultCode::NoResources));
@@ -346,7 +384,9 @@ impl IpcProcess {
         }
         self.replace_stale(now, port, &ipcp);
         let address = self.assign_address(old);
-        let Some(n) = self.neighbors.get_mut(&port) else { return };
+        let Some(n) = self.neighbors.get_mut(&port) else {
+            return;
+        };
         n.name = Some(ipcp.clone());
         n.address = Some(address);
         n.stage = Stage::Up;
@@ -359,17 +399,27 @@ impl IpcProcess {
         self.send_to(now, port, &resp);
         self.send_snapshot(now, port);
         self.send_to(now, port, &MgmtMessage::EnrollDone);
-        self.events.push_back(Event::NeighborUp { port, name: ipcp });
+        self.events
+            .push_back(Event::NeighborUp { port, name: ipcp });
         self.advertise(now);
     }
 
-    fn on_hello(&mut self, now: Instant, port: N1Port, ipcp: ApplicationName, dif: &str, address: u32) {
+    fn on_hello(
+        &mut self,
+        now: Instant,
+        port: N1Port,
+        ipcp: ApplicationName,
+        dif: &str,
+        address: u32,
+    ) {
         let Some(me) = self.address else { return };
         if dif != self.cfg.dif || address == 0 {
             return;
         }
         self.replace_stale(now, port, &ipcp);
-        let Some(n) = self.neighbors.get_mut(&port) else { return };
+        let Some(n) = self.neighbors.get_mut(&port) else {
+            return;
+        };
         let answer = n.stage == Stage::Awaiting;
         n.name = Some(ipcp.clone());
         n.address = Some(Address(address));
@@ -379,7 +429,8 @@ impl IpcProcess {
             self.send_to(now, port, &h);
         }
         self.send_snapshot(now, port);
-        self.events.push_back(Event::NeighborUp { port, name: ipcp });
+        self.events
+            .push_back(Event::NeighborUp { port, name: ipcp });
         self.advertise(now);
     }
 
@@ -460,7 +511,9 @@ impl IpcProcess {
         let ports: Vec<N1Port> = self.neighbors.keys().copied().collect();
         for port in ports {
             let cfg = &self.cfg;
-            let Some(n) = self.neighbors.get_mut(&port) else { continue };
+            let Some(n) = self.neighbors.get_mut(&port) else {
+                continue;
+            };
             n.mgmt.handle_timeout(now);
             let lost = now >= n.lost_at(cfg) || n.mgmt.failure().is_some();
             if let Stage::Enrolling(deadline) = n.stage {
@@ -496,7 +549,11 @@ impl IpcProcess {
         }
     }
 
-    pub(super) fn poll_neighbors_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<N1Port> {
+    pub(super) fn poll_neighbors_transmit(
+        &mut self,
+        now: Instant,
+        buf: &mut Vec<u8>,
+    ) -> Option<N1Port> {
         for n in self.neighbors.values_mut() {
             if n.mgmt.poll_transmit(now, buf) {
                 return Some(n.port);

@@ -99,7 +99,11 @@ mod tests {
     use crate::rand::Rng;
 
     fn lsa(origin: u32, seq: u64, n: &[u32]) -> Lsa {
-        Lsa { origin, seq, neighbors: n.to_vec() }
+        Lsa {
+            origin,
+            seq,
+            neighbors: n.to_vec(),
+        }
     }
 
     #[test]
@@ -135,7 +139,11 @@ mod tests {
             }
             let mut db = Lsdb::default();
             for a in 1..=n {
-                db.apply(&lsa(a, 1, &adj[a as usize].iter().copied().collect::<Vec<_>>()));
+                db.apply(&lsa(
+                    a,
+                    1,
+                    &adj[a as usize].iter().copied().collect::<Vec<_>>(),
+                ));
             }
             let inf = u32::MAX / 4;
             let mut d = vec![vec![inf; n as usize + 1]; n as usize + 1];

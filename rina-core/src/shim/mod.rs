@@ -98,8 +98,17 @@ pub struct ShimCounters {
 }
 
 #[derive(Debug)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "a shim has a handful of flows; boxing buys nothing"
+)]
 enum State {
-    Pending { local: ApplicationName, remote: ApplicationName, deadline: Instant, next_try: Instant },
+    Pending {
+        local: ApplicationName,
+        remote: ApplicationName,
+        deadline: Instant,
+        next_try: Instant,
+    },
     Up,
 }
 
@@ -155,14 +164,25 @@ impl<A: Copy + Ord> ShimProcess<A> {
     }
 
     /// Starts allocating a flow to `remote` at `peer`.
-    pub fn allocate(&mut self, now: Instant, peer: A, local: ApplicationName, remote: ApplicationName) -> ShimFlowId {
+    pub fn allocate(
+        &mut self,
+        now: Instant,
+        peer: A,
+        local: ApplicationName,
+        remote: ApplicationName,
+    ) -> ShimFlowId {
         let id = self.fresh_id();
         self.flows.insert(
             id,
             Flow {
                 peer,
                 remote_id: 0,
-                state: State::Pending { local, remote, deadline: now + self.cfg.alloc_timeout, next_try: now },
+                state: State::Pending {
+                    local,
+                    remote,
+                    deadline: now + self.cfg.alloc_timeout,
+                    next_try: now,
+                },
             },
         );
         self.retry(now, id);
@@ -192,7 +212,12 @@ impl<A: Copy + Ord> ShimProcess<A> {
 
     /// Handles a datagram from `from`: returns the flow and PDU if it carries data;
     /// management is handled here.
-    pub fn handle_datagram<'b>(&mut self, now: Instant, from: A, dgram: &'b [u8]) -> Option<(ShimFlowId, &'b [u8])> {
+    pub fn handle_datagram<'b>(
+        &mut self,
+        now: Instant,
+        from: A,
+        dgram: &'b [u8],
+    ) -> Option<(ShimFlowId, &'b [u8])> {
         if dgram.len() < HEADER_LEN {
             self.counters.dropped += 1;
             return None;
@@ -206,7 +231,9 @@ impl<A: Copy + Ord> ShimProcess<A> {
             return None;
         }
         match self.flows.get(&id) {
-            Some(f) if f.peer == from && matches!(f.state, State::Up) => Some((ShimFlowId(id), body)),
+            Some(f) if f.peer == from && matches!(f.state, State::Up) => {
+                Some((ShimFlowId(id), body))
+            }
             _ => {
                 self.counters.dropped += 1;
                 None
@@ -233,7 +260,14 @@ impl<A: Copy + Ord> ShimProcess<A> {
                     mine
                 } else if self.registered.contains(&dst_name) {
                     let mine = self.fresh_id();
-                    self.flows.insert(mine, Flow { peer: from, remote_id: src_id, state: State::Up });
+                    self.flows.insert(
+                        mine,
+                        Flow {
+                            peer: from,
+                            remote_id: src_id,
+                            state: State::Up,
+                        },
+                    );
                     self.by_remote.insert((from, src_id), mine);
                     self.events.push_back(ShimEvent::Incoming {
                         id: ShimFlowId(mine),
@@ -255,7 +289,9 @@ impl<A: Copy + Ord> ShimProcess<A> {
                 let their_id = r.u32()?;
                 let result = r.u8()?;
                 r.finish()?;
-                let Some(f) = self.flows.get_mut(&my_id) else { return Ok(()) };
+                let Some(f) = self.flows.get_mut(&my_id) else {
+                    return Ok(());
+                };
                 if f.peer != from || !matches!(f.state, State::Pending { .. }) {
                     return Ok(());
                 }
@@ -263,10 +299,15 @@ impl<A: Copy + Ord> ShimProcess<A> {
                     f.remote_id = their_id;
                     f.state = State::Up;
                     self.by_remote.insert((from, their_id), my_id);
-                    self.events.push_back(ShimEvent::Allocated { id: ShimFlowId(my_id) });
+                    self.events.push_back(ShimEvent::Allocated {
+                        id: ShimFlowId(my_id),
+                    });
                 } else {
                     self.flows.remove(&my_id);
-                    self.events.push_back(ShimEvent::AllocationFailed { id: ShimFlowId(my_id), refused: true });
+                    self.events.push_back(ShimEvent::AllocationFailed {
+                        id: ShimFlowId(my_id),
+                        refused: true,
+                    });
                 }
             }
             DEALLOCATE => {
@@ -276,7 +317,8 @@ impl<A: Copy + Ord> ShimProcess<A> {
                     if let Some(f) = self.flows.remove(&id) {
                         self.by_remote.remove(&(f.peer, f.remote_id));
                     }
-                    self.events.push_back(ShimEvent::Deallocated { id: ShimFlowId(id) });
+                    self.events
+                        .push_back(ShimEvent::Deallocated { id: ShimFlowId(id) });
                 }
             }
             other => return Err(Error::UnknownType(other)),
@@ -297,7 +339,9 @@ impl<A: Copy + Ord> ShimProcess<A> {
     /// When [`ShimProcess::handle_timeout`] must run next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.flows.values().fold(None, |t, f| match f.state {
-            State::Pending { deadline, next_try, .. } => earliest(t, Some(deadline.min(next_try))),
+            State::Pending {
+                deadline, next_try, ..
+            } => earliest(t, Some(deadline.min(next_try))),
             State::Up => t,
         })
     }
@@ -317,11 +361,24 @@ impl<A: Copy + Ord> ShimProcess<A> {
 
     fn retry(&mut self, now: Instant, id: u32) {
         let retry = self.cfg.alloc_retry;
-        let Some(f) = self.flows.get_mut(&id) else { return };
-        let State::Pending { local, remote, deadline, next_try } = &mut f.state else { return };
+        let Some(f) = self.flows.get_mut(&id) else {
+            return;
+        };
+        let State::Pending {
+            local,
+            remote,
+            deadline,
+            next_try,
+        } = &mut f.state
+        else {
+            return;
+        };
         if now >= *deadline {
             self.flows.remove(&id);
-            self.events.push_back(ShimEvent::AllocationFailed { id: ShimFlowId(id), refused: false });
+            self.events.push_back(ShimEvent::AllocationFailed {
+                id: ShimFlowId(id),
+                refused: false,
+            });
             return;
         }
         if now < *next_try {
@@ -388,11 +445,26 @@ mod tests {
         let mut a = ShimProcess::<u8>::new(ShimConfig::default(), 1);
         let mut b = ShimProcess::<u8>::new(ShimConfig::default(), 2);
         b.register(ApplicationName::new("net"));
-        let id = a.allocate(t, 2, ApplicationName::new("client"), ApplicationName::new("net"));
+        let id = a.allocate(
+            t,
+            2,
+            ApplicationName::new("client"),
+            ApplicationName::new("net"),
+        );
         assert!(a.data_header(id).is_none());
         pump(&mut a, 1, &mut b, t);
-        let Some(ShimEvent::Incoming { id: bid, local, remote }) = b.poll_event() else { panic!() };
-        assert_eq!((local.to_string(), remote.to_string()), ("net".into(), "client".into()));
+        let Some(ShimEvent::Incoming {
+            id: bid,
+            local,
+            remote,
+        }) = b.poll_event()
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (local.to_string(), remote.to_string()),
+            ("net".into(), "client".into())
+        );
         // The answer goes back to address 1.
         let (to, d) = b.poll_transmit().unwrap();
         assert_eq!(to, 1);
@@ -416,11 +488,19 @@ mod tests {
         let t = Instant::ZERO;
         let mut a = ShimProcess::<u8>::new(ShimConfig::default(), 1);
         let mut b = ShimProcess::<u8>::new(ShimConfig::default(), 2);
-        let id = a.allocate(t, 2, ApplicationName::new("c"), ApplicationName::new("nobody"));
+        let id = a.allocate(
+            t,
+            2,
+            ApplicationName::new("c"),
+            ApplicationName::new("nobody"),
+        );
         pump(&mut a, 1, &mut b, t);
         let (_, d) = b.poll_transmit().unwrap();
         a.handle_datagram(t, 2, &d);
-        assert_eq!(a.poll_event(), Some(ShimEvent::AllocationFailed { id, refused: true }));
+        assert_eq!(
+            a.poll_event(),
+            Some(ShimEvent::AllocationFailed { id, refused: true })
+        );
 
         let id = a.allocate(t, 2, ApplicationName::new("c"), ApplicationName::new("net"));
         let mut now = t;

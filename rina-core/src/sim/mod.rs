@@ -20,6 +20,9 @@ use crate::rand::Rng;
 use crate::time::{earliest, Instant};
 use crate::N1Port;
 
+/// A frame in flight: arrival, order of sending, node, N-1 port, bytes.
+type Frame = (Instant, u64, usize, N1Port, Vec<u8>);
+
 /// Impairments of one link (both directions).
 #[derive(Clone, Debug)]
 pub struct LinkConfig {
@@ -86,7 +89,7 @@ pub struct Sim {
     nodes: Vec<Node>,
     links: Vec<Link>,
     /// Frames in flight: (arrival, order, node, port, bytes).
-    queue: BinaryHeap<Reverse<(Instant, u64, usize, N1Port, Vec<u8>)>>,
+    queue: BinaryHeap<Reverse<Frame>>,
     order: u64,
     trace: VecDeque<String>,
     buf: Vec<u8>,
@@ -122,7 +125,8 @@ impl Sim {
 
     /// Adds an IPC process; returns its index.
     pub fn add_node(&mut self, mut cfg: IpcpConfig) -> usize {
-        cfg.seed ^= self.seed.rotate_left(17) ^ (self.nodes.len() as u64).wrapping_mul(0xA24B_AED4_963E_E407);
+        cfg.seed ^= self.seed.rotate_left(17)
+            ^ (self.nodes.len() as u64).wrapping_mul(0xA24B_AED4_963E_E407);
         self.nodes.push(Node {
             ipcp: IpcProcess::new(cfg, self.now),
             events: VecDeque::new(),
@@ -145,7 +149,12 @@ impl Sim {
         self.nodes[b].ports.push((pb, id, 0));
         let mut r = Rng::new(self.seed ^ (id as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03));
         let mtu = cfg.mtu;
-        self.links.push(Link { ends: [(a, pa), (b, pb)], cfg, rng: [r.fork(0), r.fork(1)], up: true });
+        self.links.push(Link {
+            ends: [(a, pa), (b, pb)],
+            cfg,
+            rng: [r.fork(0), r.fork(1)],
+            up: true,
+        });
         let now = self.now;
         self.nodes[b].ipcp.add_n1_port(now, pb, mtu, false);
         self.nodes[a].ipcp.add_n1_port(now, pa, mtu, true);
@@ -168,7 +177,9 @@ impl Sim {
     fn flush(&mut self) {
         for n in 0..self.nodes.len() {
             while let Some(port) = self.nodes[n].ipcp.poll_transmit(self.now, &mut self.buf) {
-                let Some(&(_, link, far)) = self.nodes[n].ports.iter().find(|p| p.0 == port) else { continue };
+                let Some(&(_, link, far)) = self.nodes[n].ports.iter().find(|p| p.0 == port) else {
+                    continue;
+                };
                 let frame = std::mem::take(&mut self.buf);
                 self.transmit(link, far, frame);
             }
@@ -201,7 +212,13 @@ impl Sim {
                 Duration::from_micros(rng.below(l.cfg.jitter.as_micros() as u64))
             };
             self.order += 1;
-            self.queue.push(Reverse((now + l.cfg.delay + jitter, self.order, node, port, frame.clone())));
+            self.queue.push(Reverse((
+                now + l.cfg.delay + jitter,
+                self.order,
+                node,
+                port,
+                frame.clone(),
+            )));
         }
     }
 
@@ -216,7 +233,9 @@ impl Sim {
         let Some(next) = next else { return false };
         self.now = self.now.max(next);
         while self.queue.peek().is_some_and(|Reverse(f)| f.0 <= self.now) {
-            let Some(Reverse((_, _, node, port, frame))) = self.queue.pop() else { break };
+            let Some(Reverse((_, _, node, port, frame))) = self.queue.pop() else {
+                break;
+            };
             self.frames.0 += 1;
             self.nodes[node].ipcp.handle_pdu(self.now, port, &frame);
         }
@@ -233,7 +252,12 @@ impl Sim {
     ///
     /// # Errors
     /// [`Stalled`] with the time reached and the tail of the trace.
-    pub fn run_until(&mut self, limit: Instant, max_steps: u64, mut done: impl FnMut(&mut Self) -> bool) -> Result<(), Stalled> {
+    pub fn run_until(
+        &mut self,
+        limit: Instant,
+        max_steps: u64,
+        mut done: impl FnMut(&mut Self) -> bool,
+    ) -> Result<(), Stalled> {
         for _ in 0..max_steps {
             if done(self) {
                 return Ok(());
@@ -245,6 +269,9 @@ impl Sim {
         if done(self) {
             return Ok(());
         }
-        Err(Stalled { now: self.now, trace: self.trace.iter().cloned().collect() })
+        Err(Stalled {
+            now: self.now,
+            trace: self.trace.iter().cloned().collect(),
+        })
     }
 }

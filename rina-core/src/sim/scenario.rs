@@ -23,21 +23,41 @@ pub struct TransferReport {
 ///
 /// # Errors
 /// A message with the seed and trace tail if anything fails or stalls.
-pub fn transfer(sim: &mut Sim, client: usize, server: usize, app: &str, data: &[u8], limit: Duration) -> Result<TransferReport, String> {
+pub fn transfer(
+    sim: &mut Sim,
+    client: usize,
+    server: usize,
+    app: &str,
+    data: &[u8],
+    limit: Duration,
+) -> Result<TransferReport, String> {
     let seed = sim.seed();
     let fail = |what: &str, s: &Sim, trace: Vec<String>| {
         format!("seed {seed}: {what} at {}\n{}", s.now(), trace.join("\n"))
     };
     let deadline = sim.now() + limit;
     let app = ApplicationName::new(app);
-    sim.run_until(deadline, u64::MAX, |s| s.nodes[client].ipcp.is_enrolled() && s.nodes[server].ipcp.is_enrolled())
-        .map_err(|e| fail("enrollment did not finish", sim, e.trace))?;
+    sim.run_until(deadline, u64::MAX, |s| {
+        s.nodes[client].ipcp.is_enrolled() && s.nodes[server].ipcp.is_enrolled()
+    })
+    .map_err(|e| fail("enrollment did not finish", sim, e.trace))?;
     let now = sim.now();
-    sim.nodes[server].ipcp.register(now, app.clone()).map_err(|e| e.to_string())?;
-    sim.run_until(deadline, u64::MAX, |s| !s.nodes[client].ipcp.directory().lookup(&app).is_empty())
-        .map_err(|e| fail("the registration did not reach the client", sim, e.trace))?;
+    sim.nodes[server]
+        .ipcp
+        .register(now, app.clone())
+        .map_err(|e| e.to_string())?;
+    sim.run_until(deadline, u64::MAX, |s| {
+        !s.nodes[client].ipcp.directory().lookup(&app).is_empty()
+    })
+    .map_err(|e| fail("the registration did not reach the client", sim, e.trace))?;
     let start = sim.now();
-    let port = sim.nodes[client].ipcp.allocate_flow(start, ApplicationName::new("client"), app, true, start + Duration::from_secs(30));
+    let port = sim.nodes[client].ipcp.allocate_flow(
+        start,
+        ApplicationName::new("client"),
+        app,
+        true,
+        start + Duration::from_secs(30),
+    );
     let mut up = false;
     let mut server_port = None;
     let mut sent = 0usize;
@@ -50,8 +70,13 @@ pub fn transfer(sim: &mut Sim, client: usize, server: usize, app: &str, data: &[
         while let Some(ev) = s.nodes[client].events.pop_front() {
             match ev {
                 Event::FlowAllocated { port: p } if p == port => up = true,
-                Event::FlowAllocationFailed { error: e, .. } => error = Some(format!("allocation failed: {e}")),
-                Event::FlowClosed { port: p, reset: true } if p == port => error = Some("flow reset".into()),
+                Event::FlowAllocationFailed { error: e, .. } => {
+                    error = Some(format!("allocation failed: {e}"))
+                }
+                Event::FlowClosed {
+                    port: p,
+                    reset: true,
+                } if p == port => error = Some("flow reset".into()),
                 _ => {}
             }
         }
@@ -95,11 +120,27 @@ pub fn transfer(sim: &mut Sim, client: usize, server: usize, app: &str, data: &[
     if let Some(e) = error {
         return Err(fail(&e, sim, Vec::new()));
     }
-    result.map_err(|e| fail(&format!("stalled after {} of {} bytes", received.len(), data.len()), sim, e.trace))?;
+    result.map_err(|e| {
+        fail(
+            &format!("stalled after {} of {} bytes", received.len(), data.len()),
+            sim,
+            e.trace,
+        )
+    })?;
     if received != data {
         let first = received.iter().zip(data).position(|(a, b)| a != b);
-        return Err(format!("seed {seed}: delivered bytes differ (len {} vs {}, first difference at {first:?})", received.len(), data.len()));
+        return Err(format!(
+            "seed {seed}: delivered bytes differ (len {} vs {}, first difference at {first:?})",
+            received.len(),
+            data.len()
+        ));
     }
-    let retransmissions = sim.nodes[client].ipcp.flow_stats(port).map_or(0, |s| s.pdus_retransmitted);
-    Ok(TransferReport { elapsed: sim.now() - start, retransmissions })
+    let retransmissions = sim.nodes[client]
+        .ipcp
+        .flow_stats(port)
+        .map_or(0, |s| s.pdus_retransmitted);
+    Ok(TransferReport {
+        elapsed: sim.now() - start,
+        retransmissions,
+    })
 }

@@ -192,7 +192,10 @@ mod tests {
         w.str8("héllo");
         w.sub(|w| w.bytes16(b"xy"));
         let bytes = w.into_inner();
-        assert_eq!(&bytes[..15], &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]);
+        assert_eq!(
+            &bytes[..15],
+            &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]
+        );
         let mut r = Reader::new(&bytes);
         assert_eq!(r.u8().unwrap(), 1);
         assert_eq!(r.u16().unwrap(), 0x0203);

@@ -79,10 +79,14 @@ mod tests {
     #[test]
     fn hand_written_bytes() {
         let bytes = [
-            0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0,
-            0, 0, 0, 0, 9,
+            0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0, 0,
+            0, 0, 0, 9,
         ];
-        let c = ControlRepr { ack: 5, rwe: 256, sacks: vec![(7, 9)] };
+        let c = ControlRepr {
+            ack: 5,
+            rwe: 256,
+            sacks: vec![(7, 9)],
+        };
         let mut v = Vec::new();
         c.emit(&mut v);
         assert_eq!(v, bytes);
@@ -100,10 +104,29 @@ mod tests {
             c.emit(&mut v);
             v
         };
-        assert!(ControlRepr::parse(&enc(&ControlRepr { ack: 5, rwe: 9, sacks: vec![(5, 6)] })).is_err());
-        assert!(ControlRepr::parse(&enc(&ControlRepr { ack: 1, rwe: 9, sacks: vec![(3, 3)] })).is_err());
-        assert!(ControlRepr::parse(&enc(&ControlRepr { ack: 1, rwe: 9, sacks: vec![(3, 5), (4, 6)] })).is_err());
-        let mut long = enc(&ControlRepr { ack: 1, rwe: 2, sacks: vec![] });
+        assert!(ControlRepr::parse(&enc(&ControlRepr {
+            ack: 5,
+            rwe: 9,
+            sacks: vec![(5, 6)]
+        }))
+        .is_err());
+        assert!(ControlRepr::parse(&enc(&ControlRepr {
+            ack: 1,
+            rwe: 9,
+            sacks: vec![(3, 3)]
+        }))
+        .is_err());
+        assert!(ControlRepr::parse(&enc(&ControlRepr {
+            ack: 1,
+            rwe: 9,
+            sacks: vec![(3, 5), (4, 6)]
+        }))
+        .is_err());
+        let mut long = enc(&ControlRepr {
+            ack: 1,
+            rwe: 2,
+            sacks: vec![],
+        });
         long.push(0);
         assert_eq!(ControlRepr::parse(&long), Err(Error::Trailing));
     }

@@ -193,14 +193,24 @@ impl MgmtMessage {
         let mut w = Writer::new();
         w.u8(MGMT_VERSION);
         match self {
-            Self::EnrollRequest { ipcp, dif, address, leaf } => {
+            Self::EnrollRequest {
+                ipcp,
+                dif,
+                address,
+                leaf,
+            } => {
                 w.u8(tag::ENROLL_REQUEST);
                 put_name(&mut w, ipcp);
                 w.str8(dif);
                 w.u32(*address);
                 w.bool(*leaf);
             }
-            Self::EnrollResponse { result, address, enroller, enroller_address } => {
+            Self::EnrollResponse {
+                result,
+                address,
+                enroller,
+                enroller_address,
+            } => {
                 w.u8(tag::ENROLL_RESPONSE);
                 w.u8(result.code());
                 w.u32(*address);
@@ -241,14 +251,23 @@ impl MgmtMessage {
                 w.u8(tag::GOODBYE);
                 w.u32(*address);
             }
-            Self::FlowRequest { src_app, dst_app, src_cep, reliable } => {
+            Self::FlowRequest {
+                src_app,
+                dst_app,
+                src_cep,
+                reliable,
+            } => {
                 w.u8(tag::FLOW_REQUEST);
                 put_name(&mut w, src_app);
                 put_name(&mut w, dst_app);
                 w.u32(*src_cep);
                 w.bool(*reliable);
             }
-            Self::FlowResponse { result, src_cep, dst_cep } => {
+            Self::FlowResponse {
+                result,
+                src_cep,
+                dst_cep,
+            } => {
                 w.u8(tag::FLOW_RESPONSE);
                 w.u8(result.code());
                 w.u32(*src_cep);
@@ -314,7 +333,11 @@ impl MgmtMessage {
                     for _ in 0..k {
                         neighbors.push(r.u32()?);
                     }
-                    v.push(Lsa { origin, seq, neighbors });
+                    v.push(Lsa {
+                        origin,
+                        seq,
+                        neighbors,
+                    });
                 }
                 Self::LinkState(v)
             }
@@ -346,16 +369,48 @@ mod tests {
     fn samples() -> Vec<MgmtMessage> {
         let n = ApplicationName::with_instance("a", "1");
         vec![
-            MgmtMessage::EnrollRequest { ipcp: n.clone(), dif: "net".into(), address: 0, leaf: true },
-            MgmtMessage::EnrollResponse { result: ResultCode::Ok, address: 7, enroller: n.clone(), enroller_address: 1 },
-            MgmtMessage::Hello { ipcp: n.clone(), dif: "net".into(), address: 3 },
+            MgmtMessage::EnrollRequest {
+                ipcp: n.clone(),
+                dif: "net".into(),
+                address: 0,
+                leaf: true,
+            },
+            MgmtMessage::EnrollResponse {
+                result: ResultCode::Ok,
+                address: 7,
+                enroller: n.clone(),
+                enroller_address: 1,
+            },
+            MgmtMessage::Hello {
+                ipcp: n.clone(),
+                dif: "net".into(),
+                address: 3,
+            },
             MgmtMessage::EnrollDone,
-            MgmtMessage::Directory(vec![DirEntry { app: n.clone(), address: 2, seq: 9, present: true }]),
-            MgmtMessage::LinkState(vec![Lsa { origin: 1, seq: 2, neighbors: vec![3, 4] }]),
+            MgmtMessage::Directory(vec![DirEntry {
+                app: n.clone(),
+                address: 2,
+                seq: 9,
+                present: true,
+            }]),
+            MgmtMessage::LinkState(vec![Lsa {
+                origin: 1,
+                seq: 2,
+                neighbors: vec![3, 4],
+            }]),
             MgmtMessage::Keepalive,
             MgmtMessage::Goodbye { address: 5 },
-            MgmtMessage::FlowRequest { src_app: n.clone(), dst_app: n, src_cep: 11, reliable: true },
-            MgmtMessage::FlowResponse { result: ResultCode::NoSuchName, src_cep: 11, dst_cep: 12 },
+            MgmtMessage::FlowRequest {
+                src_app: n.clone(),
+                dst_app: n,
+                src_cep: 11,
+                reliable: true,
+            },
+            MgmtMessage::FlowResponse {
+                result: ResultCode::NoSuchName,
+                src_cep: 11,
+                dst_cep: 12,
+            },
             MgmtMessage::FlowDeallocate { dst_cep: 12 },
         ]
     }
@@ -363,7 +418,11 @@ mod tests {
     #[test]
     fn hand_written_flow_response() {
         let bytes = [1, 17, 1, 0, 0, 0, 11, 0, 0, 0, 12];
-        let m = MgmtMessage::FlowResponse { result: ResultCode::NoSuchName, src_cep: 11, dst_cep: 12 };
+        let m = MgmtMessage::FlowResponse {
+            result: ResultCode::NoSuchName,
+            src_cep: 11,
+            dst_cep: 12,
+        };
         assert_eq!(m.encode(), bytes);
         assert_eq!(MgmtMessage::decode(&bytes).unwrap(), m);
     }
@@ -374,7 +433,10 @@ mod tests {
             let b = m.encode();
             assert_eq!(MgmtMessage::decode(&b).unwrap(), m);
             for cut in 0..b.len() {
-                assert!(MgmtMessage::decode(&b[..cut]).is_err(), "{m:?} cut at {cut}");
+                assert!(
+                    MgmtMessage::decode(&b[..cut]).is_err(),
+                    "{m:?} cut at {cut}"
+                );
             }
             let mut long = b.clone();
             long.push(0);

@@ -194,8 +194,8 @@ mod tests {
     #[test]
     fn hand_written_bytes() {
         let bytes: [u8; 30] = [
-            1, 0x80, 0x03, 64, 0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0, 9, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0,
-            1, 0, b'h', b'i',
+            1, 0x80, 0x03, 64, 0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0, 9, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 1,
+            0, b'h', b'i',
         ];
         let (pci, payload) = Pci::parse(&bytes).unwrap();
         assert_eq!(

@@ -2,8 +2,8 @@
 //!
 //! A rules file (TOML) describes the DIFs this process joins and which socket calls go
 //! to RINA. [`load`] reads and validates one; any mistake is a [`ConfigError`] that
-//! names the file, line, column and problem. [`Rules::match_connect`] and
-//! [`Rules::match_listen`] decide, for an address and port, whether a call goes to RINA
+//! names the file, line, column and problem. [`Config::match_connect`] and
+//! [`Config::match_listen`] decide, for an address and port, whether a call goes to RINA
 //! and with which DIF and application name.
 //!
 //! The types here are the contract between the parser (`parse.rs`), the matcher
@@ -159,12 +159,12 @@ impl Config {
     }
 
     /// Where a `connect` to `addr` goes.
-    pub fn match_connect(&self, addr: SocketAddr) -> Decision {
+    pub fn match_connect(&self, addr: SocketAddr) -> Decision<'_> {
         rules::decide(&self.connect, self.default, addr)
     }
 
     /// Where a `bind`/`listen` on `addr` goes.
-    pub fn match_listen(&self, addr: SocketAddr) -> Decision {
+    pub fn match_listen(&self, addr: SocketAddr) -> Decision<'_> {
         rules::decide(&self.listen, self.default, addr)
     }
 

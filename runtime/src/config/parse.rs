@@ -54,7 +54,8 @@ use toml::Spanned;
 
 use super::rules::{AddrPattern, RuleTarget};
 use super::{
-    Config, DefaultPolicy, DifConfig, DifKind, Join, Neighbor, NormalDifConfig, Rule, Settings, UdpShimConfig,
+    Config, DefaultPolicy, DifConfig, DifKind, Join, Neighbor, NormalDifConfig, Rule, Settings,
+    UdpShimConfig,
 };
 
 /// A rules file could not be read or is invalid.
@@ -195,11 +196,19 @@ impl Validator<'_> {
         let before = &self.text[..at];
         let line = before.matches('\n').count() + 1;
         let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-        ConfigError { path: self.path.to_path_buf(), line, column, message: message.into() }
+        ConfigError {
+            path: self.path.to_path_buf(),
+            line,
+            column,
+            message: message.into(),
+        }
     }
 
     fn line_of(&self, span: &Range<usize>) -> usize {
-        self.text[..span.start.min(self.text.len())].matches('\n').count() + 1
+        self.text[..span.start.min(self.text.len())]
+            .matches('\n')
+            .count()
+            + 1
     }
 
     fn build(&self, raw: RawFile) -> R<Config> {
@@ -208,7 +217,10 @@ impl Validator<'_> {
             let span = d.span();
             let d = d.into_inner();
             if difs.iter().any(|x| x.name == *d.name.get_ref()) {
-                return Err(self.error(d.name.span(), format!("DIF {:?} is declared twice", d.name.get_ref())));
+                return Err(self.error(
+                    d.name.span(),
+                    format!("DIF {:?} is declared twice", d.name.get_ref()),
+                ));
             }
             if d.name.get_ref().is_empty() {
                 return Err(self.error(d.name.span(), "a DIF name cannot be empty"));
@@ -223,21 +235,33 @@ impl Validator<'_> {
                     ))
                 }
             };
-            difs.push(DifConfig { name: d.name.into_inner(), kind });
+            difs.push(DifConfig {
+                name: d.name.into_inner(),
+                kind,
+            });
         }
         let normal = |dif: &Spanned<String>| -> R<String> {
             match difs.iter().find(|d| d.name == *dif.get_ref()) {
-                Some(DifConfig { kind: DifKind::Normal(_), .. }) => Ok(dif.get_ref().clone()),
+                Some(DifConfig {
+                    kind: DifKind::Normal(_),
+                    ..
+                }) => Ok(dif.get_ref().clone()),
                 Some(_) => Err(self.error(
                     dif.span(),
-                    format!("DIF {:?} is a shim DIF; rules must name a normal DIF", dif.get_ref()),
+                    format!(
+                        "DIF {:?} is a shim DIF; rules must name a normal DIF",
+                        dif.get_ref()
+                    ),
                 )),
                 None => Err(self.error(
                     dif.span(),
                     format!(
                         "unknown DIF {:?} (declared DIFs: {})",
                         dif.get_ref(),
-                        difs.iter().map(|d| d.name.as_str()).collect::<Vec<_>>().join(", ")
+                        difs.iter()
+                            .map(|d| d.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ),
                 )),
             }
@@ -269,7 +293,15 @@ impl Validator<'_> {
             let pattern = self.pattern(&r.on)?;
             let dif = normal(&r.dif)?;
             self.template(&r.app)?;
-            listen.push(Rule { pattern, target: RuleTarget { dif, app: r.app.into_inner(), local_app: None }, line });
+            listen.push(Rule {
+                pattern,
+                target: RuleTarget {
+                    dif,
+                    app: r.app.into_inner(),
+                    local_app: None,
+                },
+                line,
+            });
         }
         let default = match raw.default.and_then(|d| d.action) {
             None => DefaultPolicy::Pass,
@@ -277,7 +309,10 @@ impl Validator<'_> {
                 "pass" => DefaultPolicy::Pass,
                 "deny" => DefaultPolicy::Deny,
                 other => {
-                    return Err(self.error(a.span(), format!("unknown action {other:?} (expected \"pass\" or \"deny\")")))
+                    return Err(self.error(
+                        a.span(),
+                        format!("unknown action {other:?} (expected \"pass\" or \"deny\")"),
+                    ))
                 }
             },
         };
@@ -290,7 +325,14 @@ impl Validator<'_> {
                 settings.linger = self.duration(t)?;
             }
         }
-        Ok(Config { path: self.path.to_path_buf(), difs, connect, listen, default, settings })
+        Ok(Config {
+            path: self.path.to_path_buf(),
+            difs,
+            connect,
+            listen,
+            default,
+            settings,
+        })
     }
 
     fn not_for(&self, present: Option<Range<usize>>, key: &str, kind: &str) -> R<()> {
@@ -305,14 +347,32 @@ impl Validator<'_> {
         self.not_for(d.ipcp.as_ref().map(Spanned::span), "ipcp", "udp")?;
         self.not_for(d.bootstrap.as_ref().map(Spanned::span), "bootstrap", "udp")?;
         self.not_for(d.address.as_ref().map(Spanned::span), "address", "udp")?;
-        self.not_for(d.enroll_via.as_ref().map(Spanned::span), "enroll-via", "udp")?;
-        self.not_for(d.enrollment_timeout.as_ref().map(Spanned::span), "enrollment-timeout", "udp")?;
-        self.not_for(d.keepalive_interval.as_ref().map(Spanned::span), "keepalive-interval", "udp")?;
-        self.not_for(d.keepalive_misses.as_ref().map(Spanned::span), "keepalive-misses", "udp")?;
-        let bind = d
-            .bind
-            .as_ref()
-            .ok_or_else(|| self.error(span.clone(), format!("UDP DIF {:?} needs `bind = \"IP:PORT\"`", d.name.get_ref())))?;
+        self.not_for(
+            d.enroll_via.as_ref().map(Spanned::span),
+            "enroll-via",
+            "udp",
+        )?;
+        self.not_for(
+            d.enrollment_timeout.as_ref().map(Spanned::span),
+            "enrollment-timeout",
+            "udp",
+        )?;
+        self.not_for(
+            d.keepalive_interval.as_ref().map(Spanned::span),
+            "keepalive-interval",
+            "udp",
+        )?;
+        self.not_for(
+            d.keepalive_misses.as_ref().map(Spanned::span),
+            "keepalive-misses",
+            "udp",
+        )?;
+        let bind = d.bind.as_ref().ok_or_else(|| {
+            self.error(
+                span.clone(),
+                format!("UDP DIF {:?} needs `bind = \"IP:PORT\"`", d.name.get_ref()),
+            )
+        })?;
         let bind_addr = self.endpoint(bind)?;
         let mtu = match &d.mtu {
             None if bind_addr.ip().is_loopback() => 65000,
@@ -321,7 +381,9 @@ impl Validator<'_> {
             Some(m) => {
                 let v = *m.get_ref();
                 if !(576..=65000).contains(&v) {
-                    return Err(self.error(m.span(), format!("mtu {v} is out of range (576..=65000)")));
+                    return Err(
+                        self.error(m.span(), format!("mtu {v} is out of range (576..=65000)"))
+                    );
                 }
                 v as usize
             }
@@ -332,7 +394,11 @@ impl Validator<'_> {
                 peers.push((name.clone(), self.endpoint(addr)?));
             }
         }
-        Ok(UdpShimConfig { bind: bind_addr, peers, mtu })
+        Ok(UdpShimConfig {
+            bind: bind_addr,
+            peers,
+            mtu,
+        })
     }
 
     fn normal(&self, d: &RawDif, span: &Range<usize>, earlier: &[DifConfig]) -> R<NormalDifConfig> {
@@ -340,7 +406,13 @@ impl Validator<'_> {
         self.not_for(d.mtu.as_ref().map(Spanned::span), "mtu", "normal")?;
         self.not_for(d.peers.as_ref().map(Spanned::span), "peers", "normal")?;
         let Some(over) = &d.over else {
-            return Err(self.error(span.clone(), format!("normal DIF {:?} needs `over = [\"<lower DIF>\"]`", d.name.get_ref())));
+            return Err(self.error(
+                span.clone(),
+                format!(
+                    "normal DIF {:?} needs `over = [\"<lower DIF>\"]`",
+                    d.name.get_ref()
+                ),
+            ));
         };
         let names = match over.get_ref() {
             OneOrMany::One(s) => vec![s.clone()],
@@ -360,7 +432,10 @@ impl Validator<'_> {
         let ipcp_name = d.ipcp.as_ref().map(|n| self.name(n)).transpose()?;
         let join = match (&d.bootstrap, &d.enroll_via) {
             (Some(b), Some(_)) if *b.get_ref() => {
-                return Err(self.error(b.span(), "a member either bootstraps the DIF or enrolls (`enroll-via`), not both"))
+                return Err(self.error(
+                    b.span(),
+                    "a member either bootstraps the DIF or enrolls (`enroll-via`), not both",
+                ))
             }
             (Some(b), _) if *b.get_ref() => {
                 let address = match &d.address {
@@ -376,46 +451,75 @@ impl Validator<'_> {
                 Join::Bootstrap { address }
             }
             (_, Some(e)) => {
-                self.not_for(d.address.as_ref().map(Spanned::span), "address", "enrolling (only a bootstrap member sets its address)")?;
+                self.not_for(
+                    d.address.as_ref().map(Spanned::span),
+                    "address",
+                    "enrolling (only a bootstrap member sets its address)",
+                )?;
                 let e_ref = e.get_ref();
                 let via = match &e_ref.dif {
                     Some(v) => {
                         if !names.contains(v.get_ref()) {
-                            return Err(self.error(v.span(), format!("`enroll-via.dif` {:?} is not in `over`", v.get_ref())));
+                            return Err(self.error(
+                                v.span(),
+                                format!("`enroll-via.dif` {:?} is not in `over`", v.get_ref()),
+                            ));
                         }
                         v.get_ref().clone()
                     }
                     None if names.len() == 1 => names[0].clone(),
-                    None => return Err(self.error(e.span(), "`enroll-via` needs `dif = ...` when `over` names several DIFs")),
-                };
-                let nb = &e_ref.neighbor;
-                let neighbor = match nb.get_ref().parse::<SocketAddr>() {
-                    Ok(a) => Neighbor::Endpoint(a),
-                    Err(_) => {
-                        let known = earlier.iter().find(|x| x.name == via).is_some_and(|x| match &x.kind {
-                            DifKind::Udp(u) => u.peers.iter().any(|(p, _)| p == nb.get_ref()),
-                            DifKind::Normal(_) => false,
-                        });
-                        if !known {
-                            return Err(self.error(
-                                nb.span(),
-                                format!("neighbor {:?} is neither IP:PORT nor a peer of DIF {via:?}", nb.get_ref()),
-                            ));
-                        }
-                        Neighbor::Name(nb.get_ref().clone())
+                    None => {
+                        return Err(self.error(
+                            e.span(),
+                            "`enroll-via` needs `dif = ...` when `over` names several DIFs",
+                        ))
                     }
                 };
+                let nb = &e_ref.neighbor;
+                let neighbor =
+                    match nb.get_ref().parse::<SocketAddr>() {
+                        Ok(a) => Neighbor::Endpoint(a),
+                        Err(_) => {
+                            let known = earlier.iter().find(|x| x.name == via).is_some_and(|x| {
+                                match &x.kind {
+                                    DifKind::Udp(u) => {
+                                        u.peers.iter().any(|(p, _)| p == nb.get_ref())
+                                    }
+                                    DifKind::Normal(_) => false,
+                                }
+                            });
+                            if !known {
+                                return Err(self.error(
+                                    nb.span(),
+                                    format!(
+                                    "neighbor {:?} is neither IP:PORT nor a peer of DIF {via:?}",
+                                    nb.get_ref()
+                                ),
+                                ));
+                            }
+                            Neighbor::Name(nb.get_ref().clone())
+                        }
+                    };
                 Join::Enroll { via, neighbor }
             }
             _ => {
                 return Err(self.error(
                     span.clone(),
-                    format!("normal DIF {:?} needs `bootstrap = true` or `enroll-via = {{ ... }}`", d.name.get_ref()),
+                    format!(
+                        "normal DIF {:?} needs `bootstrap = true` or `enroll-via = {{ ... }}`",
+                        d.name.get_ref()
+                    ),
                 ))
             }
         };
-        let enrollment_timeout = d.enrollment_timeout.as_ref().map_or(Ok(Duration::from_secs(5)), |t| self.duration(t))?;
-        let keepalive_interval = d.keepalive_interval.as_ref().map_or(Ok(Duration::from_secs(2)), |t| self.duration(t))?;
+        let enrollment_timeout = d
+            .enrollment_timeout
+            .as_ref()
+            .map_or(Ok(Duration::from_secs(5)), |t| self.duration(t))?;
+        let keepalive_interval = d
+            .keepalive_interval
+            .as_ref()
+            .map_or(Ok(Duration::from_secs(2)), |t| self.duration(t))?;
         let keepalive_misses = match &d.keepalive_misses {
             None => 3,
             Some(m) => {
@@ -437,19 +541,29 @@ impl Validator<'_> {
     }
 
     fn endpoint(&self, s: &Spanned<String>) -> R<SocketAddr> {
-        s.get_ref()
-            .parse()
-            .map_err(|_| self.error(s.span(), format!("{:?} is not an IP:PORT endpoint (e.g. \"127.0.0.1:7000\", \"[::1]:7000\")", s.get_ref())))
+        s.get_ref().parse().map_err(|_| {
+            self.error(
+                s.span(),
+                format!(
+                    "{:?} is not an IP:PORT endpoint (e.g. \"127.0.0.1:7000\", \"[::1]:7000\")",
+                    s.get_ref()
+                ),
+            )
+        })
     }
 
     fn pattern(&self, s: &Spanned<String>) -> R<AddrPattern> {
-        AddrPattern::parse(s.get_ref()).map_err(|e| self.error(s.span(), format!("invalid address: {e}")))
+        AddrPattern::parse(s.get_ref())
+            .map_err(|e| self.error(s.span(), format!("invalid address: {e}")))
     }
 
     fn name(&self, s: &Spanned<String>) -> R<ApplicationName> {
-        s.get_ref()
-            .parse()
-            .map_err(|e| self.error(s.span(), format!("invalid application name {:?}: {e}", s.get_ref())))
+        s.get_ref().parse().map_err(|e| {
+            self.error(
+                s.span(),
+                format!("invalid application name {:?}: {e}", s.get_ref()),
+            )
+        })
     }
 
     /// Checks an application-name template by filling it with sample values.
@@ -457,20 +571,36 @@ impl Validator<'_> {
         let t = s.get_ref();
         let rest = t.replace("{port}", "").replace("{addr}", "");
         if rest.contains('{') || rest.contains('}') {
-            return Err(self.error(s.span(), format!("{t:?}: only {{port}} and {{addr}} can be filled in")));
+            return Err(self.error(
+                s.span(),
+                format!("{t:?}: only {{port}} and {{addr}} can be filled in"),
+            ));
         }
-        let target = RuleTarget { dif: String::new(), app: t.clone(), local_app: None };
+        let target = RuleTarget {
+            dif: String::new(),
+            app: t.clone(),
+            local_app: None,
+        };
         for sample in ["127.0.0.1:1", "[fd00::1]:65535"] {
             target
                 .app_for(sample.parse().expect("sample address"))
-                .map_err(|e| self.error(s.span(), format!("invalid application name {t:?}: {e}")))?;
+                .map_err(|e| {
+                    self.error(s.span(), format!("invalid application name {t:?}: {e}"))
+                })?;
         }
         Ok(())
     }
 
     fn duration(&self, s: &Spanned<String>) -> R<Duration> {
-        parse_duration(s.get_ref())
-            .ok_or_else(|| self.error(s.span(), format!("{:?} is not a duration (e.g. \"500ms\", \"5s\", \"2m\")", s.get_ref())))
+        parse_duration(s.get_ref()).ok_or_else(|| {
+            self.error(
+                s.span(),
+                format!(
+                    "{:?} is not a duration (e.g. \"500ms\", \"5s\", \"2m\")",
+                    s.get_ref()
+                ),
+            )
+        })
     }
 }
 

@@ -77,9 +77,11 @@ impl AddrPattern {
                 .ok_or_else(|| format!("{s:?}: expected ':PORT' after ']'"))?;
             (h, p, true)
         } else {
-            let (h, p) = s
-                .rsplit_once(':')
-                .ok_or_else(|| format!("{s:?}: expected HOST:PORT (e.g. \"127.0.0.1:5000\", \"[::1]:80\", \"*:*\")"))?;
+            let (h, p) = s.rsplit_once(':').ok_or_else(|| {
+                format!(
+                    "{s:?}: expected HOST:PORT (e.g. \"127.0.0.1:5000\", \"[::1]:80\", \"*:*\")"
+                )
+            })?;
             (h, p, false)
         };
         let net = if host == "*" {
@@ -89,7 +91,9 @@ impl AddrPattern {
                 Some((ip, len)) => (ip, Some(len)),
                 None => (host, None),
             };
-            let ip: IpAddr = ip.parse().map_err(|_| format!("{s:?}: {ip:?} is not an IP address"))?;
+            let ip: IpAddr = ip
+                .parse()
+                .map_err(|_| format!("{s:?}: {ip:?} is not an IP address"))?;
             if ip.is_ipv6() != bracketed {
                 return Err(if bracketed {
                     format!("{s:?}: only IPv6 addresses go in brackets")
@@ -112,7 +116,10 @@ impl AddrPattern {
             Some((ip, len))
         };
         let ports = if ports == "*" {
-            PortRange { first: 0, last: u16::MAX }
+            PortRange {
+                first: 0,
+                last: u16::MAX,
+            }
         } else {
             let port = |p: &str| {
                 p.parse::<u16>()
@@ -144,7 +151,9 @@ impl AddrPattern {
         if port < self.ports.first || port > self.ports.last {
             return false;
         }
-        let Some((net, len)) = self.net else { return true };
+        let Some((net, len)) = self.net else {
+            return true;
+        };
         let ip = match (net, addr.ip()) {
             (IpAddr::V4(_), IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
                 Some(v4) => IpAddr::V4(v4),
@@ -159,11 +168,19 @@ impl AddrPattern {
 fn masked(ip: IpAddr, len: u8) -> IpAddr {
     match ip {
         IpAddr::V4(v4) => {
-            let m = if len == 0 { 0 } else { u32::MAX << (32 - u32::from(len)) };
+            let m = if len == 0 {
+                0
+            } else {
+                u32::MAX << (32 - u32::from(len))
+            };
             IpAddr::V4((u32::from(v4) & m).into())
         }
         IpAddr::V6(v6) => {
-            let m = if len == 0 { 0 } else { u128::MAX << (128 - u32::from(len)) };
+            let m = if len == 0 {
+                0
+            } else {
+                u128::MAX << (128 - u32::from(len))
+            };
             IpAddr::V6((u128::from(v6) & m).into())
         }
     }
@@ -179,7 +196,10 @@ impl std::fmt::Display for AddrPattern {
             Some((IpAddr::V6(ip), l)) => write!(f, "[{ip}/{l}]")?,
         }
         match self.ports {
-            PortRange { first: 0, last: u16::MAX } => f.write_str(":*"),
+            PortRange {
+                first: 0,
+                last: u16::MAX,
+            } => f.write_str(":*"),
             PortRange { first, last } if first == last => write!(f, ":{first}"),
             PortRange { first, last } => write!(f, ":{first}-{last}"),
         }
@@ -227,13 +247,20 @@ pub(super) fn describe(c: &Config) -> String {
     for d in &c.difs {
         match &d.kind {
             DifKind::Udp(u) => {
-                let _ = writeln!(s, "  {}: UDP shim bound to {} (MTU {})", d.name, u.bind, u.mtu);
+                let _ = writeln!(
+                    s,
+                    "  {}: UDP shim bound to {} (MTU {})",
+                    d.name, u.bind, u.mtu
+                );
                 for (name, addr) in &u.peers {
                     let _ = writeln!(s, "    peer {name} at {addr}");
                 }
             }
             DifKind::Normal(n) => {
-                let who = n.ipcp_name.as_ref().map_or_else(|| "<program>.<pid>".to_owned(), ToString::to_string);
+                let who = n
+                    .ipcp_name
+                    .as_ref()
+                    .map_or_else(|| "<program>.<pid>".to_owned(), ToString::to_string);
                 let join = match &n.join {
                     Join::Bootstrap { address } => format!("bootstraps it (address {address})"),
                     Join::Enroll { via, neighbor } => {
@@ -244,7 +271,12 @@ pub(super) fn describe(c: &Config) -> String {
                         format!("enrolls through {n} over {via}")
                     }
                 };
-                let _ = writeln!(s, "  {}: normal DIF over {}; member {who} {join}", d.name, n.over.join(", "));
+                let _ = writeln!(
+                    s,
+                    "  {}: normal DIF over {}; member {who} {join}",
+                    d.name,
+                    n.over.join(", ")
+                );
                 let _ = writeln!(
                     s,
                     "    enrollment timeout {:?}, keepalive every {:?}, lost after {} misses",
@@ -255,7 +287,11 @@ pub(super) fn describe(c: &Config) -> String {
     }
     let _ = writeln!(s, "connect rules ({}), first match wins:", c.connect.len());
     for r in &c.connect {
-        let local = r.target.local_app.as_ref().map_or(String::new(), |l| format!(" as {l:?}"));
+        let local = r
+            .target
+            .local_app
+            .as_ref()
+            .map_or(String::new(), |l| format!(" as {l:?}"));
         let _ = writeln!(
             s,
             "  line {}: connect {} -> DIF {}, application {:?}{local}",
@@ -297,7 +333,10 @@ mod tests {
         assert!(!m("127.0.0.1:5000", "127.0.0.1:5001"));
         assert!(m("10.0.0.0/8:*", "10.9.8.7:1"));
         assert!(!m("10.0.0.0/8:*", "11.0.0.1:1"));
-        assert!(m("10.0.0.0/8:8000-8099", "[::ffff:10.1.2.3]:8050"), "v4-mapped");
+        assert!(
+            m("10.0.0.0/8:8000-8099", "[::ffff:10.1.2.3]:8050"),
+            "v4-mapped"
+        );
         assert!(!m("10.0.0.0/8:8000-8099", "10.1.2.3:8100"));
         assert!(m("[fd00::/8]:80", "[fd12::1]:80"));
         assert!(!m("[fd00::/8]:80", "[fe80::1]:80"));
@@ -328,10 +367,28 @@ mod tests {
 
     #[test]
     fn templates_fill() {
-        let t = RuleTarget { dif: "net".into(), app: "svc-{port}".into(), local_app: None };
-        assert_eq!(t.app_for("1.2.3.4:80".parse().unwrap()).unwrap().to_string(), "svc-80");
-        let t = RuleTarget { dif: "net".into(), app: "h{addr}".into(), local_app: None };
-        assert_eq!(t.app_for("1.2.3.4:80".parse().unwrap()).unwrap().to_string(), "h1.2.3.4");
+        let t = RuleTarget {
+            dif: "net".into(),
+            app: "svc-{port}".into(),
+            local_app: None,
+        };
+        assert_eq!(
+            t.app_for("1.2.3.4:80".parse().unwrap())
+                .unwrap()
+                .to_string(),
+            "svc-80"
+        );
+        let t = RuleTarget {
+            dif: "net".into(),
+            app: "h{addr}".into(),
+            local_app: None,
+        };
+        assert_eq!(
+            t.app_for("1.2.3.4:80".parse().unwrap())
+                .unwrap()
+                .to_string(),
+            "h1.2.3.4"
+        );
     }
 
     proptest::proptest! {

@@ -43,8 +43,14 @@ fn main() {
     let (rt, tt) = (median(&rina_tput), median(&tcp_tput));
     let (rr, tr) = (median(&rina_rtt), median(&tcp_rtt));
     println!("nc {mib} MiB over loopback, median of {runs} runs:");
-    println!("  throughput  TCP {tt:.2} Gbit/s   RINA/UDP shim {rt:.2} Gbit/s   ratio {:.2}", rt / tt);
-    println!("  64 B RTT    TCP {tr:.1} us   RINA/UDP shim {rr:.1} us   ratio {:.2}", rr / tr);
+    println!(
+        "  throughput  TCP {tt:.2} Gbit/s   RINA/UDP shim {rt:.2} Gbit/s   ratio {:.2}",
+        rt / tt
+    );
+    println!(
+        "  64 B RTT    TCP {tr:.1} us   RINA/UDP shim {rr:.1} us   ratio {:.2}",
+        rr / tr
+    );
 }
 
 fn median(v: &[f64]) -> f64 {
@@ -63,23 +69,48 @@ fn nc_throughput(dir: &tempfile::TempDir, mib: usize, rina: Option<usize>) -> f6
         None => {
             let s = Proc::spawn(
                 "nc -l",
-                Command::new("nc").args(["-l", "127.0.0.1", &p]).stdin(Stdio::null()).stdout(Stdio::null()),
+                Command::new("nc")
+                    .args(["-l", "127.0.0.1", &p])
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null()),
             );
-            assert!(wait_until(Duration::from_secs(5), || tcp_port_in_use(port)), "tcp nc did not listen");
+            assert!(
+                wait_until(Duration::from_secs(5), || tcp_port_in_use(port)),
+                "tcp nc did not listen"
+            );
             (s, shell_client.replace("{}", ""))
         }
         Some(run) => {
             let (s_rules, c_rules) = pair_rules(free_udp_port(), free_udp_port(), port, "bench");
             let s_rules = rules(dir.path(), &format!("s{run}.toml"), &s_rules);
             let c_rules = rules(dir.path(), &format!("c{run}.toml"), &c_rules);
-            let s = Proc::spawn("rina nc -l", &mut rina_run(&s_rules, &["nc", "-l", "127.0.0.1", &p], Stdio::null(), Stdio::null()));
-            assert!(wait_for_rina_listener(s.pid(), Duration::from_secs(10)), "rina nc did not listen");
-            let runner = format!("{} run -c {} --", rina_e2e::rina().display(), c_rules.display());
+            let s = Proc::spawn(
+                "rina nc -l",
+                &mut rina_run(
+                    &s_rules,
+                    &["nc", "-l", "127.0.0.1", &p],
+                    Stdio::null(),
+                    Stdio::null(),
+                ),
+            );
+            assert!(
+                wait_for_rina_listener(s.pid(), Duration::from_secs(10)),
+                "rina nc did not listen"
+            );
+            let runner = format!(
+                "{} run -c {} --",
+                rina_e2e::rina().display(),
+                c_rules.display()
+            );
             (s, shell_client.replace("{}", &runner))
         }
     };
     let start = Instant::now();
-    let st = Command::new("sh").args(["-c", &client_cmd]).stdout(Stdio::null()).status().expect("client");
+    let st = Command::new("sh")
+        .args(["-c", &client_cmd])
+        .stdout(Stdio::null())
+        .status()
+        .expect("client");
     assert!(st.success(), "client failed");
     server.expect_exit(Duration::from_secs(120));
     let secs = start.elapsed().as_secs_f64();
@@ -96,16 +127,39 @@ fn rtt(dir: &tempfile::TempDir, count: usize, rina: Option<usize>) -> f64 {
     let (_server, out) = match rina {
         None => {
             let s = Proc::spawn("pingpong server", Command::new(pp).args(["server", &addr]));
-            assert!(wait_until(Duration::from_secs(5), || tcp_port_in_use(port)), "pingpong did not listen");
+            assert!(
+                wait_until(Duration::from_secs(5), || tcp_port_in_use(port)),
+                "pingpong did not listen"
+            );
             (s, Command::new(pp).args(["client", &addr, &cnt]).output())
         }
         Some(run) => {
             let (s_rules, c_rules) = pair_rules(free_udp_port(), free_udp_port(), port, "pingpong");
             let s_rules = rules(dir.path(), &format!("ps{run}.toml"), &s_rules);
             let c_rules = rules(dir.path(), &format!("pc{run}.toml"), &c_rules);
-            let s = Proc::spawn("rina pingpong server", &mut rina_run(&s_rules, &[pp, "server", &addr], Stdio::null(), Stdio::null()));
-            assert!(wait_for_rina_listener(s.pid(), Duration::from_secs(10)), "rina pingpong did not listen");
-            (s, rina_run(&c_rules, &[pp, "client", &addr, &cnt], Stdio::null(), Stdio::piped()).output())
+            let s = Proc::spawn(
+                "rina pingpong server",
+                &mut rina_run(
+                    &s_rules,
+                    &[pp, "server", &addr],
+                    Stdio::null(),
+                    Stdio::null(),
+                ),
+            );
+            assert!(
+                wait_for_rina_listener(s.pid(), Duration::from_secs(10)),
+                "rina pingpong did not listen"
+            );
+            (
+                s,
+                rina_run(
+                    &c_rules,
+                    &[pp, "client", &addr, &cnt],
+                    Stdio::null(),
+                    Stdio::piped(),
+                )
+                .output(),
+            )
         }
     };
     let out = out.expect("pingpong client");
@@ -113,5 +167,10 @@ fn rtt(dir: &tempfile::TempDir, count: usize, rina: Option<usize>) -> f64 {
     text.split_whitespace()
         .find_map(|w| w.strip_prefix("median_us="))
         .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("pingpong printed {text:?}, stderr {}", String::from_utf8_lossy(&out.stderr)))
+        .unwrap_or_else(|| {
+            panic!(
+                "pingpong printed {text:?}, stderr {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
 }

@@ -45,25 +45,46 @@ fn assert_err(text: &str, line: usize, column: usize, needle: &str) {
     assert_eq!((e.line, e.column), (line, column), "{e}");
     assert!(e.message.contains(needle), "{e}");
     let shown = e.to_string();
-    assert!(shown.starts_with(&format!("bad.toml:{line}:{column}: ")), "{shown}");
+    assert!(
+        shown.starts_with(&format!("bad.toml:{line}:{column}: ")),
+        "{shown}"
+    );
 }
 
 #[test]
 fn good_file_parses() {
     let c = parse_str(GOOD, Path::new("good.toml")).unwrap();
     assert_eq!(c.difs.len(), 2);
-    let DifKind::Udp(u) = &c.difs[0].kind else { panic!() };
+    let DifKind::Udp(u) = &c.difs[0].kind else {
+        panic!()
+    };
     assert_eq!(u.mtu, 65000, "loopback default");
-    let DifKind::Normal(n) = &c.difs[1].kind else { panic!() };
-    assert_eq!(n.join, Join::Enroll { via: "udp0".into(), neighbor: Neighbor::Name("server".into()) });
+    let DifKind::Normal(n) = &c.difs[1].kind else {
+        panic!()
+    };
+    assert_eq!(
+        n.join,
+        Join::Enroll {
+            via: "udp0".into(),
+            neighbor: Neighbor::Name("server".into())
+        }
+    );
     assert_eq!(n.keepalive_interval, Duration::from_millis(500));
     assert_eq!(c.connect[0].line, 16);
     assert_eq!(c.default, DefaultPolicy::Deny);
     assert_eq!(c.settings.connect_timeout, Duration::from_secs(2));
-    assert!(matches!(c.match_connect("10.1.1.1:8042".parse().unwrap()), crate::config::Decision::Rina { app, .. } if app.to_string() == "svc-8042"));
-    assert_eq!(c.match_connect("10.1.1.1:9000".parse().unwrap()), crate::config::Decision::Deny);
+    assert!(
+        matches!(c.match_connect("10.1.1.1:8042".parse().unwrap()), crate::config::Decision::Rina { app, .. } if app.to_string() == "svc-8042")
+    );
+    assert_eq!(
+        c.match_connect("10.1.1.1:9000".parse().unwrap()),
+        crate::config::Decision::Deny
+    );
     let d = c.describe();
-    assert!(d.contains("udp0: UDP shim") && d.contains("line 16: connect 10.0.0.0/8:8000-8099"), "{d}");
+    assert!(
+        d.contains("udp0: UDP shim") && d.contains("line 16: connect 10.0.0.0/8:8000-8099"),
+        "{d}"
+    );
 }
 
 #[test]
@@ -73,17 +94,35 @@ fn syntax_error() {
 
 #[test]
 fn unknown_key() {
-    assert_err("[[dif]]\nname = \"u\"\nbogus = 1\n", 3, 1, "unknown field `bogus`");
-    assert_err("[settings]\nlinger = \"1s\"\nspeed = 3\n", 3, 1, "unknown field `speed`");
+    assert_err(
+        "[[dif]]\nname = \"u\"\nbogus = 1\n",
+        3,
+        1,
+        "unknown field `bogus`",
+    );
+    assert_err(
+        "[settings]\nlinger = \"1s\"\nspeed = 3\n",
+        3,
+        1,
+        "unknown field `speed`",
+    );
 }
 
 #[test]
 fn rule_naming_unknown_dif() {
     let t = format!("{GOOD}\n[[connect]]\nto = \"1.2.3.4:5\"\ndif = \"nett\"\napp = \"x\"\n");
     let line = t.lines().position(|l| l.contains("nett")).unwrap() + 1;
-    assert_err(&t, line, 7, "unknown DIF \"nett\" (declared DIFs: udp0, net)");
+    assert_err(
+        &t,
+        line,
+        7,
+        "unknown DIF \"nett\" (declared DIFs: udp0, net)",
+    );
     let t = format!("{GOOD}\n[[listen]]\non = \"1.2.3.4:5\"\ndif = \"udp0\"\napp = \"x\"\n");
-    let line = t.lines().position(|l| l.contains("dif = \"udp0\"") && !l.contains("enroll")).unwrap();
+    let line = t
+        .lines()
+        .position(|l| l.contains("dif = \"udp0\"") && !l.contains("enroll"))
+        .unwrap();
     let e = err(&t);
     assert!(e.message.contains("shim DIF"), "{e}");
     assert!(e.line > line, "{e}");
@@ -94,36 +133,96 @@ fn invalid_addresses() {
     let t = format!("{GOOD}\n[[connect]]\nto = \"300.1.2.3:80\"\ndif = \"net\"\napp = \"x\"\n");
     let line = t.lines().position(|l| l.contains("300.1.2.3")).unwrap() + 1;
     assert_err(&t, line, 6, "not an IP address");
-    assert_err("[[dif]]\nname = \"u\"\ntype = \"udp\"\nbind = \"localhost:80\"\n", 4, 8, "not an IP:PORT");
+    assert_err(
+        "[[dif]]\nname = \"u\"\ntype = \"udp\"\nbind = \"localhost:80\"\n",
+        4,
+        8,
+        "not an IP:PORT",
+    );
 }
 
 #[test]
 fn structural_mistakes() {
-    assert_err("[[dif]]\nname = \"u\"\ntype = \"tcp\"\n", 3, 8, "unknown DIF type");
-    assert_err("[[dif]]\nname = \"u\"\ntype = \"udp\"\nbind = \"127.0.0.1:1\"\nmtu = 10\n", 5, 7, "out of range");
+    assert_err(
+        "[[dif]]\nname = \"u\"\ntype = \"tcp\"\n",
+        3,
+        8,
+        "unknown DIF type",
+    );
+    assert_err(
+        "[[dif]]\nname = \"u\"\ntype = \"udp\"\nbind = \"127.0.0.1:1\"\nmtu = 10\n",
+        5,
+        7,
+        "out of range",
+    );
     assert_err(
         "[[dif]]\nname = \"u\"\ntype = \"udp\"\nbind = \"127.0.0.1:1\"\n[[dif]]\nname = \"u\"\ntype = \"udp\"\nbind = \"127.0.0.1:2\"\n",
         6,
         8,
         "declared twice",
     );
-    assert_err("[[dif]]\nname = \"n\"\ntype = \"normal\"\nover = [\"later\"]\nbootstrap = true\n", 4, 8, "not a DIF declared above");
+    assert_err(
+        "[[dif]]\nname = \"n\"\ntype = \"normal\"\nover = [\"later\"]\nbootstrap = true\n",
+        4,
+        8,
+        "not a DIF declared above",
+    );
     let base = "[[dif]]\nname = \"u\"\ntype = \"udp\"\nbind = \"127.0.0.1:1\"\n[[dif]]\nname = \"n\"\ntype = \"normal\"\nover = \"u\"\n";
-    assert_err(&format!("{base}bootstrap = true\nenroll-via = {{ neighbor = \"127.0.0.1:2\" }}\n"), 9, 13, "not both");
+    assert_err(
+        &format!("{base}bootstrap = true\nenroll-via = {{ neighbor = \"127.0.0.1:2\" }}\n"),
+        9,
+        13,
+        "not both",
+    );
     let e = err(base);
-    assert!(e.message.contains("needs `bootstrap = true` or `enroll-via"), "{e}");
-    assert_err(&format!("{base}enroll-via = {{ neighbor = \"who\" }}\n"), 9, 27, "neither IP:PORT nor a peer");
-    assert_err(&format!("{base}bootstrap = true\nipcp = \"a|b|c|d|e\"\n"), 10, 8, "invalid application name");
-    assert_err(&format!("{base}bootstrap = true\nkeepalive-interval = \"soon\"\n"), 10, 22, "not a duration");
-    assert_err(&format!("{base}bootstrap = true\nbind = \"1.2.3.4:5\"\n"), 10, 8, "does not apply");
-    assert_err(&format!("{base}bootstrap = true\n[[connect]]\nto = \"*:1\"\ndif = \"n\"\napp = \"{{host}}\"\n"), 13, 7, "only {port} and {addr}");
+    assert!(
+        e.message
+            .contains("needs `bootstrap = true` or `enroll-via"),
+        "{e}"
+    );
+    assert_err(
+        &format!("{base}enroll-via = {{ neighbor = \"who\" }}\n"),
+        9,
+        27,
+        "neither IP:PORT nor a peer",
+    );
+    assert_err(
+        &format!("{base}bootstrap = true\nipcp = \"a|b|c|d|e\"\n"),
+        10,
+        8,
+        "invalid application name",
+    );
+    assert_err(
+        &format!("{base}bootstrap = true\nkeepalive-interval = \"soon\"\n"),
+        10,
+        22,
+        "not a duration",
+    );
+    assert_err(
+        &format!("{base}bootstrap = true\nbind = \"1.2.3.4:5\"\n"),
+        10,
+        8,
+        "does not apply",
+    );
+    assert_err(
+        &format!(
+            "{base}bootstrap = true\n[[connect]]\nto = \"*:1\"\ndif = \"n\"\napp = \"{{host}}\"\n"
+        ),
+        13,
+        7,
+        "only {port} and {addr}",
+    );
 }
 
 #[test]
 fn unreadable_file() {
     let e = load(Path::new("/nonexistent/rules.toml")).unwrap_err();
     assert_eq!(e.line, 0);
-    assert!(e.to_string().starts_with("/nonexistent/rules.toml: cannot read"), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("/nonexistent/rules.toml: cannot read"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -133,7 +232,9 @@ fn every_shipped_rules_file_is_valid() {
     for dir in ["config", "examples"] {
         let mut stack = vec![root.join(dir)];
         while let Some(d) = stack.pop() {
-            let Ok(entries) = std::fs::read_dir(&d) else { continue };
+            let Ok(entries) = std::fs::read_dir(&d) else {
+                continue;
+            };
             for e in entries.flatten() {
                 let p = e.path();
                 if p.is_dir() {
