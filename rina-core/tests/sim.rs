@@ -170,3 +170,39 @@ fn chain_of_five_relays() {
         assert!(relayed > 0, "seed {seed}: the middle members relayed");
     }
 }
+
+/// A member that leaves (goodbye) resets the flows other members had with it, so
+/// nobody waits on a peer that is gone.
+#[test]
+fn goodbye_resets_flows_to_the_leaver() {
+    let mut sim = Sim::new(3);
+    let a = sim.add_node(member("a", true));
+    let b = sim.add_node(member("b", false));
+    sim.link(b, a, LinkConfig::default());
+    transfer(&mut sim, b, a, "sink", &[1, 2, 3], Duration::from_secs(10)).unwrap();
+    let now = sim.now();
+    let port = sim.node(b).ipcp.allocate_flow(
+        now,
+        ApplicationName::new("c"),
+        ApplicationName::new("sink"),
+        true,
+        now + Duration::from_secs(5),
+    );
+    sim.run_until(rina_core::Instant::from_micros(30_000_000), u64::MAX, |s| {
+        s.node(b)
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::FlowAllocated { port: p } if *p == port))
+    })
+    .unwrap();
+    sim.node(a).events.clear();
+    let now = sim.now();
+    sim.node(b).ipcp.leave(now);
+    sim.run_until(rina_core::Instant::from_micros(60_000_000), u64::MAX, |s| {
+        s.node(a)
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::FlowClosed { reset: true, .. }))
+    })
+    .unwrap_or_else(|e| panic!("no reset: {:#?}", e.trace));
+}

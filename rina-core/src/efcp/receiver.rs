@@ -112,7 +112,10 @@ impl Receiver {
             self.rcv_next += 1;
         }
         self.unacked += 1;
-        if had_gap || self.unacked >= (self.credit / 4).max(1) {
+        // The end of stream is acknowledged at once: the peer may be waiting on it to
+        // exit, and this side may exit right after reading it.
+        let eof = self.ready.back().is_some_and(|(f, _)| f & flags::EOF != 0);
+        if had_gap || eof || self.unacked >= (self.credit / 4).max(1) {
             self.ack_now = true;
         } else if self.ack_at.is_none() {
             self.ack_at = Some(now + self.ack_delay);

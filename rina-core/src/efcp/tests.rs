@@ -332,3 +332,17 @@ fn megabytes_through_loss_duplication_and_reordering() {
 fn eof_flag_constant_is_distinct() {
     assert_eq!(flags::ALL.count_ones(), 4);
 }
+
+/// The end of stream is acknowledged at once (not after the ack delay): a peer that
+/// exits right after reading it must not leave the sender waiting.
+#[test]
+fn end_of_stream_is_acknowledged_at_once() {
+    let (mut a, mut b) = pair(EfcpConfig::default());
+    let t = Instant::ZERO;
+    a.send(t, b"last words").unwrap();
+    a.close_send(t);
+    deliver(t, &mut a, &mut b, |_| false);
+    // Same instant: the ack goes out without waiting for the A timer.
+    assert!(deliver(t, &mut b, &mut a, |_| false) > 0);
+    assert!(a.is_send_done());
+}

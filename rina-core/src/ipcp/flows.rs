@@ -539,6 +539,24 @@ impl IpcProcess {
         }
     }
 
+    /// The member at `a` left: its flows can never finish. Lingering ones just go;
+    /// the others are reset.
+    pub(super) fn reset_flows_to(&mut self, a: Address) {
+        let gone: Vec<(PortId, bool)> = self
+            .flows
+            .iter()
+            .filter(|(_, f)| f.remote_addr == Some(a))
+            .map(|(&p, f)| (p, matches!(f.state, FlowState::Lingering(..))))
+            .collect();
+        for (port, lingering) in gone {
+            self.drop_flow(port);
+            if !lingering {
+                self.events
+                    .push_back(Event::FlowClosed { port, reset: true });
+            }
+        }
+    }
+
     fn drop_flow(&mut self, port: PortId) {
         if let Some(f) = self.flows.remove(&port) {
             self.cep_to_port.remove(&f.local_cep);

@@ -505,6 +505,7 @@ impl IpcProcess {
         self.lsdb.remove(a);
         self.directory.purge_address(a);
         self.recompute_routes();
+        self.reset_flows_to(a);
     }
 
     pub(super) fn neighbors_timeout(&mut self, now: Instant) {
