@@ -84,6 +84,21 @@ fn install(new: c_int, fd: c_int) -> Result<(), c_int> {
     Ok(())
 }
 
+/// Lets the application queue [`runtime::APP_SOCKET_BUFFER`] bytes toward the runtime,
+/// so that the two wake each other rarely (forced when privileged).
+fn set_send_buffer(fd: c_int) {
+    let v = runtime::APP_SOCKET_BUFFER as c_int;
+    let len = size_of::<c_int>() as socklen_t;
+    for opt in [libc::SO_SNDBUFFORCE, libc::SO_SNDBUF] {
+        // SAFETY: an int option from a local.
+        if unsafe { (real().setsockopt)(fd, libc::SOL_SOCKET, opt, (&raw const v).cast(), len) }
+            == 0
+        {
+            return;
+        }
+    }
+}
+
 fn errno() -> c_int {
     std::io::Error::last_os_error()
         .raw_os_error()
@@ -285,6 +300,7 @@ pub unsafe fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Outco
         unsafe { libc::close(pair[0]) };
         return Outcome::Fail(e.errno());
     }
+    set_send_buffer(pair[0]);
     if let Err(e) = install(pair[0], fd) {
         // SAFETY: as above.
         unsafe { libc::close(pair[0]) };
@@ -323,6 +339,7 @@ pub unsafe fn accept(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t, flags:
     if nfd < 0 {
         return Outcome::Fail(errno());
     }
+    set_send_buffer(nfd);
     let off = size_of::<libc::sa_family_t>();
     let name: Vec<u8> = if (sl as usize) > off + 1 && sun.sun_path[0] == 0 {
         sun.sun_path[1..(sl as usize - off)]

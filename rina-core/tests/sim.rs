@@ -206,3 +206,39 @@ fn goodbye_resets_flows_to_the_leaver() {
     })
     .unwrap_or_else(|e| panic!("no reset: {:#?}", e.trace));
 }
+
+/// Joining and allocating are cheap (D7): with 1 ms links, a new member that asks for
+/// a flow before it is enrolled has it within a few round trips, not after a retry
+/// interval: the enroller's snapshot already holds the new adjacency.
+#[test]
+fn enroll_then_allocate_takes_a_few_round_trips() {
+    let mut sim = Sim::new(9);
+    let a = sim.add_node(member("a", true));
+    let now = sim.now();
+    sim.node(a)
+        .ipcp
+        .register(now, ApplicationName::new("svc"))
+        .unwrap();
+    let b = sim.add_node(member("b", false));
+    sim.link(b, a, LinkConfig::default());
+    let port = sim.node(b).ipcp.allocate_flow(
+        now,
+        ApplicationName::new("c"),
+        ApplicationName::new("svc"),
+        true,
+        now + Duration::from_secs(5),
+    );
+    sim.run_until(rina_core::Instant::from_micros(5_000_000), u64::MAX, |s| {
+        s.node(b)
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::FlowAllocated { port: p } if *p == port))
+    })
+    .unwrap();
+    assert!(
+        sim.now() - now < Duration::from_millis(20),
+        "took {:?}: {:#?}",
+        sim.now() - now,
+        sim.trace()
+    );
+}

@@ -567,6 +567,7 @@ impl Driver {
         let token = TOKEN_FLOW | (self.next_flow & TOKEN_MASK);
         self.next_flow += 1;
         let _ = rustix::io::ioctl_fionbio(&sock, true);
+        set_send_buffer(&sock);
         let flags = epoll::EventFlags::IN
             | epoll::EventFlags::OUT
             | epoll::EventFlags::RDHUP
@@ -649,6 +650,18 @@ impl Driver {
             reply.send(());
         }
         true
+    }
+}
+
+/// Bytes an application-side socket may queue in the kernel: large enough that the
+/// runtime and the application wake each other rarely, bounded so memory is too.
+pub const APP_SOCKET_BUFFER: usize = 4 << 20;
+
+/// Raises the socket's send buffer to [`APP_SOCKET_BUFFER`] (forced when privileged).
+pub(crate) fn set_send_buffer(sock: &OwnedFd) {
+    use rustix::net::sockopt;
+    if sockopt::set_socket_send_buffer_size_force(sock, APP_SOCKET_BUFFER).is_err() {
+        let _ = sockopt::set_socket_send_buffer_size(sock, APP_SOCKET_BUFFER);
     }
 }
 

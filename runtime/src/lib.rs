@@ -15,4 +15,5 @@ mod pump;
 mod stack;
 
 pub use api::{ConnectRequest, FlowError, FlowInfo, FlowKind, ListenRequest};
+pub use driver::APP_SOCKET_BUFFER;
 pub use handle::Handle;

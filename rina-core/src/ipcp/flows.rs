@@ -15,6 +15,9 @@ use crate::{Address, ApplicationName, CepId, PortId};
 
 use super::{AllocError, Event, IpcProcess};
 
+/// How soon a flow request is retried while its destination has no route.
+const NO_ROUTE_RETRY: std::time::Duration = std::time::Duration::from_millis(20);
+
 /// Why a write was not taken.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum WriteError {
@@ -192,11 +195,19 @@ impl IpcProcess {
             reliable: f.reliable,
         };
         let routed = self.send_routed(dst, &msg);
+        // No route yet (routing is converging): look again soon rather than after a
+        // whole retry interval.
+        let next_try = now
+            + if routed {
+                retry
+            } else {
+                retry.min(NO_ROUTE_RETRY)
+            };
         if let Some(f) = self.flows.get_mut(&port) {
             f.remote_addr = Some(dst);
             f.state = FlowState::Requested {
                 deadline,
-                next_try: now + retry,
+                next_try,
                 sent: sent || routed,
             };
         }

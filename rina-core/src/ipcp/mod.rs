@@ -405,13 +405,15 @@ impl IpcProcess {
                 self.on_local_pdu(now, &pci, payload);
             }
         }
-        if let Some((p, pdu)) = self.out.pop_front() {
-            buf.clear();
-            buf.extend_from_slice(&pdu);
+        // Neighbour management first: a new adjacency's advertisement must reach the
+        // neighbour before routed messages that need it for the way back.
+        if let Some(p) = self.poll_neighbors_transmit(now, buf) {
             self.counters.pdus_out += 1;
             return Some(p);
         }
-        if let Some(p) = self.poll_neighbors_transmit(now, buf) {
+        if let Some((p, pdu)) = self.out.pop_front() {
+            buf.clear();
+            buf.extend_from_slice(&pdu);
             self.counters.pdus_out += 1;
             return Some(p);
         }

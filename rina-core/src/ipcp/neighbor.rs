@@ -191,12 +191,13 @@ impl IpcProcess {
     pub(super) fn become_enrolled(&mut self, now: Instant, a: Address) {
         self.address = Some(a);
         self.events.push_back(Event::Enrolled { address: a });
-        self.kick_flow_requests(now);
         let apps: Vec<_> = self.registered.iter().cloned().collect();
         for app in apps {
             self.publish_registration(now, &app, a, true);
         }
         self.advertise(now);
+        // Routes exist now: send the flow requests that waited for enrollment.
+        self.kick_flow_requests(now);
     }
 
     /// Re-advertises this member's adjacencies and recomputes routes.
@@ -397,11 +398,13 @@ impl IpcProcess {
             enroller_address: me.0,
         };
         self.send_to(now, port, &resp);
+        // Advertise the new adjacency first, so the snapshot already holds it and the
+        // new member has a two-way route to us the moment it is enrolled.
+        self.advertise(now);
         self.send_snapshot(now, port);
         self.send_to(now, port, &MgmtMessage::EnrollDone);
         self.events
             .push_back(Event::NeighborUp { port, name: ipcp });
-        self.advertise(now);
     }
 
     fn on_hello(
@@ -428,10 +431,10 @@ impl IpcProcess {
             let h = self.hello(me);
             self.send_to(now, port, &h);
         }
+        self.advertise(now);
         self.send_snapshot(now, port);
         self.events
             .push_back(Event::NeighborUp { port, name: ipcp });
-        self.advertise(now);
     }
 
     fn enroll_refusal(&self, result: ResultCode) -> MgmtMessage {

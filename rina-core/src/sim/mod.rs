@@ -118,6 +118,11 @@ impl Sim {
         self.now
     }
 
+    /// The last trace lines (events with their virtual times).
+    pub fn trace(&self) -> Vec<String> {
+        self.trace.iter().cloned().collect()
+    }
+
     /// The seed (print it when a test fails).
     pub fn seed(&self) -> u64 {
         self.seed
