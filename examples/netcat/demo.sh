@@ -32,6 +32,10 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 
+echo "== while the server listens: TCP sockets on port $PORT (none), and the UDP tunnel =="
+ss -Htan "( sport = :$PORT or dport = :$PORT )" | sed 's/^/  tcp: /'
+ss -Huanp "( sport = :7100 )" | sed 's/^/  udp: /'
+
 echo "== client sends, server replies =="
 printf 'hello from the client, over RINA\n' |
   $RINA run -c examples/netcat/client.toml -- nc -N 127.0.0.1 $PORT | sed 's/^/  client got: /'
@@ -39,6 +43,4 @@ wait "$server_pid" || true
 server_pid=
 sed 's/^/  server got: /' "$tmp/server.out"
 
-echo "== TCP sockets on port $PORT during the exchange: none =="
-ss -Htan "( sport = :$PORT or dport = :$PORT )" | sed 's/^/  /'
 echo "done."
