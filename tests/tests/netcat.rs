@@ -326,3 +326,76 @@ print(data.decode())
     assert_eq!(text.lines().collect::<Vec<_>>(), ["over-tcp", "over-rina"]);
     let _ = server.wait_timeout(Duration::from_secs(10));
 }
+
+/// The half-close of `nc -N` reaches the server as EOF, and a reply the server writes
+/// only after that EOF still reaches the client: the server (a Python program under
+/// the interposer) reads to EOF, then answers with what it counted.
+#[test]
+fn reply_after_half_close_arrives() {
+    require_nc();
+    let dir = temp_dir();
+    let (su, cu, port) = (free_udp_port(), free_udp_port(), free_tcp_port());
+    let (s_rules, c_rules) = pair_rules(su, cu, port, "counter");
+    let s_rules = rules(dir.path(), "server.toml", &s_rules);
+    let c_rules = rules(dir.path(), "client.toml", &c_rules);
+    let server_py = format!(
+        r#"
+import socket, hashlib
+l = socket.socket(); l.bind(("127.0.0.1", {port})); l.listen(1)
+c, peer = l.accept()
+h = hashlib.sha256(); n = 0
+while True:
+    b = c.recv(65536)
+    if not b: break
+    h.update(b); n += len(b)
+c.sendall(f"got {{n}} bytes sha256 {{h.hexdigest()}} from {{peer[0]}}\n".encode())
+c.close()
+"#
+    );
+    let mut server = Proc::spawn(
+        "python server",
+        &mut rina_run(
+            &s_rules,
+            &["python3", "-c", &server_py],
+            Stdio::null(),
+            Stdio::null(),
+        ),
+    );
+    assert!(
+        wait_for_rina_listener(server.pid(), Duration::from_secs(10)),
+        "server never listened"
+    );
+    let data = random_bytes(MIB, 5);
+    let c_in = dir.path().join("c_in");
+    std::fs::write(&c_in, &data).unwrap();
+    let out = rina_run(
+        &c_rules,
+        &["nc", "-N", "127.0.0.1", &port.to_string()],
+        stdin_from(&c_in),
+        Stdio::piped(),
+    )
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "client: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reply = String::from_utf8_lossy(&out.stdout);
+    let sha = {
+        let o = std::process::Command::new("sha256sum")
+            .arg(&c_in)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout)
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    assert!(
+        reply.starts_with(&format!("got {} bytes sha256 {sha} from 127.", MIB)),
+        "reply: {reply:?}"
+    );
+    assert!(server.expect_exit(Duration::from_secs(10)).success());
+}
