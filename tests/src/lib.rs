@@ -301,3 +301,36 @@ app = "{app}"
     );
     (server, client)
 }
+
+/// A server/client pair of rules files in `dir` for application `app` on a fresh TCP
+/// port, over fresh UDP ports (see [`pair_rules`]).
+#[derive(Debug)]
+pub struct Pair {
+    /// The TCP port the rules map.
+    pub port: u16,
+    /// The server's rules (bootstrap member, listen rule).
+    pub server: PathBuf,
+    /// The client's rules (enrolls through the server, connect rule).
+    pub client: PathBuf,
+}
+
+/// Writes a [`Pair`] of rules files.
+pub fn pair(dir: &Path, app: &str) -> Pair {
+    let port = free_tcp_port();
+    let (s, c) = pair_rules(free_udp_port(), free_udp_port(), port, app);
+    Pair {
+        port,
+        server: rules(dir, &format!("{app}-server.toml"), &s),
+        client: rules(dir, &format!("{app}-client.toml"), &c),
+    }
+}
+
+/// Runs a server under `rina run` and waits (bounded) until it has registered its name
+/// and listens; panics with its stderr otherwise.
+pub fn spawn_server(rules: &Path, args: &[&str], stdin: Stdio, stdout: Stdio) -> Proc {
+    let mut p = Proc::spawn(args[0], &mut rina_run(rules, args, stdin, stdout));
+    if !wait_for_rina_listener(p.pid(), Duration::from_secs(10)) {
+        panic!("{} never listened: {}", args[0], p.kill_and_stderr());
+    }
+    p
+}

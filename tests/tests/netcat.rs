@@ -21,10 +21,11 @@ fn require_nc() {
 fn nc_pair_exchanges_8_mib_each_way() {
     require_nc();
     let dir = temp_dir();
-    let (su, cu, port) = (free_udp_port(), free_udp_port(), free_tcp_port());
-    let (s_rules, c_rules) = pair_rules(su, cu, port, "nc-8mib");
-    let s_rules = rules(dir.path(), "server.toml", &s_rules);
-    let c_rules = rules(dir.path(), "client.toml", &c_rules);
+    let Pair {
+        port,
+        server: s_rules,
+        client: c_rules,
+    } = pair(dir.path(), "nc-8mib");
     let to_client = random_bytes(8 * MIB, 1);
     let to_server = random_bytes(8 * MIB, 2);
     let (s_in, c_in) = (dir.path().join("s_in"), dir.path().join("c_in"));
@@ -34,19 +35,11 @@ fn nc_pair_exchanges_8_mib_each_way() {
 
     let addr = "127.0.0.1";
     let p = port.to_string();
-    let mut server = Proc::spawn(
-        "nc server",
-        &mut rina_run(
-            &s_rules,
-            &["nc", "-l", addr, &p],
-            stdin_from(&s_in),
-            stdout_to(&s_out),
-        ),
-    );
-    assert!(
-        wait_for_rina_listener(server.pid(), Duration::from_secs(10)),
-        "server never listened: {}",
-        server.kill_and_stderr()
+    let mut server = spawn_server(
+        &s_rules,
+        &["nc", "-l", addr, &p],
+        stdin_from(&s_in),
+        stdout_to(&s_out),
     );
     let mut client = Proc::spawn(
         "nc client",
@@ -85,10 +78,11 @@ fn nc_pair_exchanges_8_mib_each_way() {
 fn slow_reader_back_pressure() {
     require_nc();
     let dir = temp_dir();
-    let (su, cu, port) = (free_udp_port(), free_udp_port(), free_tcp_port());
-    let (s_rules, c_rules) = pair_rules(su, cu, port, "nc-slow");
-    let s_rules = rules(dir.path(), "server.toml", &s_rules);
-    let c_rules = rules(dir.path(), "client.toml", &c_rules);
+    let Pair {
+        port,
+        server: s_rules,
+        client: c_rules,
+    } = pair(dir.path(), "nc-slow");
     let total = 48 * MIB;
     let data = random_bytes(total, 3);
     let c_in = dir.path().join("c_in");
@@ -198,18 +192,11 @@ fn refused_and_unreachable() {
     let (_, c_rules) = pair_rules(su, cu, port, "nobody-here");
     let s_rules = rules(dir.path(), "server.toml", &s_rules);
     let c_rules = rules(dir.path(), "client.toml", &c_rules);
-    let server = Proc::spawn(
-        "nc server",
-        &mut rina_run(
-            &s_rules,
-            &["nc", "-l", "127.0.0.1", &other.to_string()],
-            Stdio::null(),
-            Stdio::null(),
-        ),
-    );
-    assert!(
-        wait_for_rina_listener(server.pid(), Duration::from_secs(10)),
-        "server never listened"
+    let server = spawn_server(
+        &s_rules,
+        &["nc", "-l", "127.0.0.1", &other.to_string()],
+        Stdio::null(),
+        Stdio::null(),
     );
     let start = Instant::now();
     let mut client = Proc::spawn(
@@ -266,24 +253,18 @@ fn refused_and_unreachable() {
 fn unmatched_connect_uses_tcp_in_the_same_process() {
     require_nc();
     let dir = temp_dir();
-    let (su, cu, port) = (free_udp_port(), free_udp_port(), free_tcp_port());
-    let (s_rules, c_rules) = pair_rules(su, cu, port, "mixed");
-    let s_rules = rules(dir.path(), "server.toml", &s_rules);
-    let c_rules = rules(dir.path(), "client.toml", &c_rules);
+    let Pair {
+        port,
+        server: s_rules,
+        client: c_rules,
+    } = pair(dir.path(), "mixed");
     let reply = dir.path().join("reply");
     std::fs::write(&reply, b"over-rina").unwrap();
-    let mut server = Proc::spawn(
-        "nc server",
-        &mut rina_run(
-            &s_rules,
-            &["nc", "-l", "127.0.0.1", &port.to_string()],
-            stdin_from(&reply),
-            Stdio::null(),
-        ),
-    );
-    assert!(
-        wait_for_rina_listener(server.pid(), Duration::from_secs(10)),
-        "server never listened"
+    let mut server = spawn_server(
+        &s_rules,
+        &["nc", "-l", "127.0.0.1", &port.to_string()],
+        stdin_from(&reply),
+        Stdio::null(),
     );
     // A plain TCP server, not interposed.
     let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -334,10 +315,11 @@ print(data.decode())
 fn reply_after_half_close_arrives() {
     require_nc();
     let dir = temp_dir();
-    let (su, cu, port) = (free_udp_port(), free_udp_port(), free_tcp_port());
-    let (s_rules, c_rules) = pair_rules(su, cu, port, "counter");
-    let s_rules = rules(dir.path(), "server.toml", &s_rules);
-    let c_rules = rules(dir.path(), "client.toml", &c_rules);
+    let Pair {
+        port,
+        server: s_rules,
+        client: c_rules,
+    } = pair(dir.path(), "counter");
     let server_py = format!(
         r#"
 import socket, hashlib
@@ -352,18 +334,11 @@ c.sendall(f"got {{n}} bytes sha256 {{h.hexdigest()}} from {{peer[0]}}\n".encode(
 c.close()
 "#
     );
-    let mut server = Proc::spawn(
-        "python server",
-        &mut rina_run(
-            &s_rules,
-            &["python3", "-c", &server_py],
-            Stdio::null(),
-            Stdio::null(),
-        ),
-    );
-    assert!(
-        wait_for_rina_listener(server.pid(), Duration::from_secs(10)),
-        "server never listened"
+    let mut server = spawn_server(
+        &s_rules,
+        &["python3", "-c", &server_py],
+        Stdio::null(),
+        Stdio::null(),
     );
     let data = random_bytes(MIB, 5);
     let c_in = dir.path().join("c_in");

@@ -23,6 +23,7 @@ use std::time::Duration;
 use crate::rand::Rng;
 use crate::time::{earliest, Instant};
 use crate::wire::codec::{Reader, Writer};
+use crate::wire::mgmt::{get_name, put_name};
 use crate::wire::Error;
 use crate::ApplicationName;
 
@@ -409,23 +410,6 @@ fn mgmt_header(kind: u8) -> Writer {
     w.u8(MGMT_VERSION);
     w.u8(kind);
     w
-}
-
-fn put_name(w: &mut Writer, n: &ApplicationName) {
-    for p in n.parts() {
-        w.str8(p);
-    }
-}
-
-fn get_name(r: &mut Reader<'_>) -> Result<ApplicationName, Error> {
-    let n = ApplicationName {
-        process_name: r.str8()?.to_owned(),
-        process_instance: r.str8()?.to_owned(),
-        entity_name: r.str8()?.to_owned(),
-        entity_instance: r.str8()?.to_owned(),
-    };
-    n.validate().map_err(|_| Error::Malformed)?;
-    Ok(n)
 }
 
 #[cfg(test)]

@@ -170,13 +170,16 @@ mod tag {
     pub(super) const FLOW_DEALLOCATE: u8 = 18;
 }
 
-fn put_name(w: &mut Writer, n: &ApplicationName) {
+/// Writes an application name as four `str8` parts (shared by every format that
+/// carries names).
+pub(crate) fn put_name(w: &mut Writer, n: &ApplicationName) {
     for p in n.parts() {
         w.str8(p);
     }
 }
 
-fn get_name(r: &mut Reader<'_>) -> Result<ApplicationName, Error> {
+/// Reads an application name written by [`put_name`], and validates it.
+pub(crate) fn get_name(r: &mut Reader<'_>) -> Result<ApplicationName, Error> {
     let n = ApplicationName {
         process_name: r.str8()?.to_owned(),
         process_instance: r.str8()?.to_owned(),
