@@ -35,7 +35,13 @@ pub fn rina() -> PathBuf {
 
 /// The interposer library.
 pub fn interposer() -> PathBuf {
-    bin_dir().join("librina_interposer.so")
+    let p = bin_dir().join("librina_interposer.so");
+    assert!(
+        p.exists(),
+        "{} not built: run `cargo build --release --workspace` first (README)",
+        p.display()
+    );
+    p
 }
 
 /// True if `program` is on PATH.
