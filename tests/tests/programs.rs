@@ -145,3 +145,87 @@ fn socat_pair_and_fork_server() {
         assert_eq!(String::from_utf8_lossy(&out.stdout), msg, "client {i}");
     }
 }
+
+/// Per-program rules (D4): with no RINA_CONFIG, one rules directory
+/// (`$XDG_CONFIG_HOME/rina/`) gives `nc` and `curl` different rules by program name.
+/// The same address leads `nc` to the application "for-nc" and `curl` to "for-curl";
+/// a Python server registered under both answers with the name of each.
+#[test]
+fn per_program_rules_from_one_directory() {
+    require(&["nc", "curl", "python3"]);
+    let dir = temp_dir();
+    let (su, cu, a, b, target) = (
+        free_udp_port(),
+        free_udp_port(),
+        free_tcp_port(),
+        free_tcp_port(),
+        free_tcp_port(),
+    );
+    let (server_head, _) = pair_rules(su, cu, a, "for-nc");
+    let server = format!(
+        "{server_head}\n[[listen]]\non = \"127.0.0.1:{b}\"\ndif = \"net\"\napp = \"for-curl\"\n"
+    );
+    let server = rules(dir.path(), "server.toml", &server);
+    let xdg = dir.path().join("xdg");
+    std::fs::create_dir_all(xdg.join("rina")).unwrap();
+    for (program, app, udp) in [("nc", "for-nc", cu), ("curl", "for-curl", free_udp_port())] {
+        let (_, client) = pair_rules(su, udp, target, app);
+        std::fs::write(xdg.join("rina").join(format!("{program}.toml")), client).unwrap();
+    }
+    let script = format!(
+        r#"
+import socket, threading
+def serve(port, name, http):
+    l = socket.socket(); l.bind(("127.0.0.1", port)); l.listen(1)
+    c, _ = l.accept()
+    data = b""
+    while (b"\r\n\r\n" not in data) if http else True:
+        b = c.recv(4096)
+        if not b: break
+        data += b
+    body = name.encode()
+    c.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body) if http else body + b"\n")
+    c.close()
+ts = [threading.Thread(target=serve, args=({a}, "for-nc", False)), threading.Thread(target=serve, args=({b}, "for-curl", True))]
+[t.start() for t in ts]; [t.join() for t in ts]
+"#
+    );
+    let mut srv = spawn_server(
+        &server,
+        &["python3", "-c", &script],
+        Stdio::null(),
+        Stdio::null(),
+    );
+    assert!(wait_until(Duration::from_secs(10), || abstract_listeners(
+        &format!("rina-listen/{}/", srv.pid())
+    )
+    .len()
+        == 2));
+    let run = |args: &[&str]| {
+        std::process::Command::new(args[0])
+            .args(&args[1..])
+            .env("LD_PRELOAD", interposer())
+            .env("XDG_CONFIG_HOME", &xdg)
+            .env_remove("RINA_CONFIG")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let t = target.to_string();
+    let nc = run(&["nc", "-N", "127.0.0.1", &t]);
+    assert_eq!(
+        String::from_utf8_lossy(&nc.stdout),
+        "for-nc\n",
+        "nc: {}",
+        String::from_utf8_lossy(&nc.stderr)
+    );
+    let url = format!("http://127.0.0.1:{t}/");
+    let curl = run(&["curl", "-sS", "--max-time", "10", &url]);
+    assert_eq!(
+        String::from_utf8_lossy(&curl.stdout),
+        "for-curl",
+        "curl: {}",
+        String::from_utf8_lossy(&curl.stderr)
+    );
+    assert!(srv.expect_exit(Duration::from_secs(10)).success());
+}
