@@ -102,11 +102,13 @@ fn enrollment_over_lossy_link() {
             },
         );
         sim.run_until(rina_core::Instant::from_micros(60_000_000), u64::MAX, |s| {
-            !s.node(b)
-                .ipcp
-                .directory()
-                .lookup(&ApplicationName::new("early"))
-                .is_empty()
+            s.node(b).ipcp.is_enrolled()
+                && !s
+                    .node(b)
+                    .ipcp
+                    .directory()
+                    .lookup(&ApplicationName::new("early"))
+                    .is_empty()
         })
         .unwrap_or_else(|e| panic!("seed {seed}: stalled at {}: {:#?}", e.now, e.trace));
         let ab = sim.node(b).ipcp.address().unwrap();
@@ -240,5 +242,77 @@ fn enroll_then_allocate_takes_a_few_round_trips() {
         "took {:?}: {:#?}",
         sim.now() - now,
         sim.trace()
+    );
+}
+
+/// A pool: two members register the same name; flows to it are spread over both;
+/// when one vanishes (its link goes dark, keepalives run out), new flows go to the other.
+#[test]
+fn pool_spreads_flows_and_survives_a_member() {
+    let mut sim = Sim::new(21);
+    let a = sim.add_node(member("a", true));
+    let b = sim.add_node(member("b", false));
+    let c = sim.add_node(member("c", false));
+    sim.link(b, a, LinkConfig::default());
+    let lc = sim.link(c, a, LinkConfig::default());
+    let pool = ApplicationName::new("pool");
+    sim.run_until(rina_core::Instant::from_micros(10_000_000), u64::MAX, |s| {
+        s.node(b).ipcp.is_enrolled() && s.node(c).ipcp.is_enrolled()
+    })
+    .unwrap();
+    let now = sim.now();
+    sim.node(b).ipcp.register(now, pool.clone()).unwrap();
+    sim.node(c).ipcp.register(now, pool.clone()).unwrap();
+    sim.run_until(rina_core::Instant::from_micros(20_000_000), u64::MAX, |s| {
+        s.node(a)
+            .ipcp
+            .directory()
+            .lookup(&ApplicationName::new("pool"))
+            .len()
+            == 2
+    })
+    .unwrap();
+    let incoming = |sim: &mut Sim, n: usize| {
+        let k = sim
+            .node(n)
+            .events
+            .iter()
+            .filter(|e| matches!(e, Event::IncomingFlow { .. }))
+            .count();
+        sim.node(n).events.clear();
+        k
+    };
+    let allocate = |sim: &mut Sim, count: usize| {
+        for _ in 0..count {
+            let now = sim.now();
+            sim.node(a).ipcp.allocate_flow(
+                now,
+                ApplicationName::new("client"),
+                ApplicationName::new("pool"),
+                true,
+                now + Duration::from_secs(5),
+            );
+        }
+        let until = sim.now() + Duration::from_secs(1);
+        sim.run_until(until, u64::MAX, |s| s.now() >= until)
+            .unwrap();
+    };
+    allocate(&mut sim, 20);
+    let (on_b, on_c) = (incoming(&mut sim, b), incoming(&mut sim, c));
+    assert_eq!(on_b + on_c, 20);
+    assert!(on_b >= 3 && on_c >= 3, "spread: {on_b} / {on_c}");
+    // c goes dark; after the keepalive bound it is gone from a's directory.
+    sim.set_link_up(lc, false);
+    let bound = sim.node(a).ipcp.liveness_bound();
+    let until = sim.now() + bound + Duration::from_secs(1);
+    sim.run_until(until, u64::MAX, |s| s.now() >= until)
+        .unwrap();
+    assert_eq!(sim.node(a).ipcp.directory().lookup(&pool).len(), 1);
+    incoming(&mut sim, b);
+    allocate(&mut sim, 10);
+    assert_eq!(
+        incoming(&mut sim, b),
+        10,
+        "all new flows go to the member that is left"
     );
 }

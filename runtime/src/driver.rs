@@ -287,6 +287,7 @@ impl Driver {
             }
         }
         let reliable = req.kind == FlowKind::Stream;
+        tracing::debug!("allocating a flow to {} in DIF {}", req.remote_app, d.name);
         let port = d.ipcp.allocate_flow(
             now,
             req.local_app,
@@ -496,6 +497,7 @@ impl Driver {
                 }
             }
             Event::FlowAllocated { port } => {
+                tracing::debug!("flow {port} allocated");
                 if let Some(p) = self.pending_connects.remove(&(dif, port)) {
                     self.add_flow(dif, port, p.socket, p.kind);
                     p.reply.send(Ok(FlowInfo { port }));
@@ -504,6 +506,7 @@ impl Driver {
                 }
             }
             Event::FlowAllocationFailed { port, error } => {
+                tracing::debug!("flow {port} not allocated: {error}");
                 if let Some(p) = self.pending_connects.remove(&(dif, port)) {
                     let why = self.stack.difs[p.dif]
                         .last_failure

@@ -229,3 +229,99 @@ ts = [threading.Thread(target=serve, args=({a}, "for-nc", False)), threading.Thr
     );
     assert!(srv.expect_exit(Duration::from_secs(10)).success());
 }
+
+/// A server pool: two servers register the same name; nc clients are spread over
+/// both (flows to the second are relayed by the first); after the second is killed
+/// (SIGKILL, no goodbye) and its loss is detected, every new client reaches the first.
+#[test]
+fn server_pool_spreads_and_survives_a_kill() {
+    require(&["nc", "python3"]);
+    let dir = temp_dir();
+    let (u1, u2, uc, port) = (
+        free_udp_port(),
+        free_udp_port(),
+        free_udp_port(),
+        free_tcp_port(),
+    );
+    let member = |udp: u16, join: String, extra: &str| {
+        format!(
+            "[[dif]]\nname = \"udp\"\ntype = \"udp\"\nbind = \"127.0.0.1:{udp}\"\n\n[[dif]]\nname = \"net\"\ntype = \"normal\"\nover = [\"udp\"]\n{join}\nkeepalive-interval = \"300ms\"\nkeepalive-misses = 3\n\n{extra}"
+        )
+    };
+    let listen = format!("[[listen]]\non = \"127.0.0.1:{port}\"\ndif = \"net\"\napp = \"pool\"\n");
+    let via = format!("enroll-via = {{ neighbor = \"127.0.0.1:{u1}\" }}");
+    let r1 = rules(
+        dir.path(),
+        "one.toml",
+        &member(u1, "bootstrap = true".into(), &listen),
+    );
+    let r2 = rules(dir.path(), "two.toml", &member(u2, via.clone(), &listen));
+    let connect =
+        format!("[[connect]]\nto = \"127.0.0.1:{port}\"\ndif = \"net\"\napp = \"pool\"\n");
+    let rc = rules(dir.path(), "client.toml", &member(uc, via, &connect));
+    let server = |name: &str| {
+        format!(
+            "import socket\nl = socket.socket(); l.bind(('127.0.0.1', {port})); l.listen(8)\nwhile True:\n    c, _ = l.accept(); c.sendall(b'{name}\\n'); c.close()\n"
+        )
+    };
+    let log1 = dir.path().join("one.log");
+    let mut one_cmd = rina_run(
+        &r1,
+        &["python3", "-c", &server("one")],
+        Stdio::null(),
+        Stdio::null(),
+    );
+    one_cmd.env("RINA_LOG", "info").env("RINA_LOG_FILE", &log1);
+    let one = Proc::spawn("server one", &mut one_cmd);
+    assert!(wait_for_rina_listener(one.pid(), Duration::from_secs(10)));
+    let mut two = spawn_server(
+        &r2,
+        &["python3", "-c", &server("two")],
+        Stdio::null(),
+        Stdio::null(),
+    );
+    let ask = || {
+        let out = rina_run(
+            &rc,
+            &["nc", "-v", "-N", "127.0.0.1", &port.to_string()],
+            Stdio::null(),
+            Stdio::piped(),
+        )
+        .output()
+        .unwrap();
+        assert!(
+            out.status.success(),
+            "client: {}\nserver one's log:\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(&log1).unwrap_or_default(),
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    // The second server's registration reaches the DIF: wait until a client sees it.
+    assert!(
+        wait_until(Duration::from_secs(10), || ask() == "two"),
+        "the second server never answered"
+    );
+    let answers: Vec<String> = (0..16).map(|_| ask()).collect();
+    let ones = answers.iter().filter(|a| *a == "one").count();
+    assert!((2..=14).contains(&ones), "not spread: {answers:?}");
+    assert!(
+        answers.iter().all(|a| a == "one" || a == "two"),
+        "{answers:?}"
+    );
+
+    drop(two.kill_and_stderr());
+    let lost = wait_until(Duration::from_secs(10), || {
+        std::fs::read_to_string(&log1).is_ok_and(|l| l.contains("lost"))
+    });
+    assert!(
+        lost,
+        "server one never noticed: {}",
+        std::fs::read_to_string(&log1).unwrap_or_default()
+    );
+    let after: Vec<String> = (0..8).map(|_| ask()).collect();
+    assert!(
+        after.iter().all(|a| a == "one"),
+        "after the kill: {after:?}"
+    );
+}

@@ -56,6 +56,8 @@ pub(super) struct Neighbor {
     pub(super) last_keepalive: Instant,
     /// When to ask again after the enroller said it is not a member yet.
     pub(super) enroll_retry: Option<Instant>,
+    /// The address the enroller gave us, held until its state has arrived.
+    pub(super) assigned: Option<Address>,
 }
 
 impl Neighbor {
@@ -96,6 +98,7 @@ impl IpcProcess {
             last_heard: now,
             last_keepalive: now,
             enroll_retry: None,
+            assigned: None,
         };
         if initiate {
             let msg = match self.address {
@@ -228,10 +231,23 @@ impl IpcProcess {
             .filter(|n| n.stage == Stage::Up)
             .filter_map(|n| Some((n.address?, n.port)))
             .collect();
-        self.pft = hops
+        let pft: std::collections::BTreeMap<Address, N1Port> = hops
             .into_iter()
             .filter_map(|(dst, hop)| Some((dst, *by_addr.get(&hop)?)))
             .collect();
+        // A member that was reachable and is no more (it vanished, or the last link to
+        // it failed): its registrations go, so new flows go to the other registrants of
+        // a name. Existing flows are left to EFCP, as a route may come back.
+        let lost: Vec<Address> = self
+            .pft
+            .keys()
+            .filter(|a| !pft.contains_key(a))
+            .copied()
+            .collect();
+        for a in lost {
+            self.directory.purge_address(a);
+        }
+        self.pft = pft;
     }
 
     /// Queues `msg` on the management connection of every neighbour that is up,
@@ -314,7 +330,9 @@ impl IpcProcess {
                 }
                 n.name = Some(enroller);
                 n.address = Some(Address(enroller_address));
-                self.address = Some(Address(address));
+                // Not a member until the enroller's state has arrived (EnrollDone): a
+                // flow asked for in between would see a partial directory.
+                n.assigned = Some(Address(address));
             }
             MgmtMessage::EnrollDone => {
                 let Some(n) = self.neighbors.get_mut(&port) else {
@@ -323,7 +341,7 @@ impl IpcProcess {
                 if !matches!(n.stage, Stage::Enrolling(_)) {
                     return;
                 }
-                let Some(a) = self.address else { return };
+                let Some(a) = n.assigned.take() else { return };
                 n.stage = Stage::Up;
                 let name = n.name.clone().unwrap_or_default();
                 self.events.push_back(Event::NeighborUp { port, name });
