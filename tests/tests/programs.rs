@@ -325,3 +325,63 @@ fn server_pool_spreads_and_survives_a_kill() {
         "after the kill: {after:?}"
     );
 }
+
+/// 200 curl processes at once against one python http.server: every one joins the
+/// DIF (an ephemeral UDP port each), gets a flow and the right body.
+#[test]
+fn two_hundred_concurrent_curls() {
+    require(&["curl", "python3"]);
+    let dir = temp_dir();
+    let site = dir.path().join("site");
+    std::fs::create_dir(&site).unwrap();
+    std::fs::write(site.join("index.html"), "hello from one server\n").unwrap();
+    let (su, port) = (free_udp_port(), free_tcp_port());
+    let (s, c) = pair_rules(su, 0, port, "web200");
+    let server_rules = rules(dir.path(), "server.toml", &s);
+    let client_rules = rules(dir.path(), "client.toml", &c);
+    let p = port.to_string();
+    let _server = spawn_server(
+        &server_rules,
+        &[
+            "python3",
+            "-m",
+            "http.server",
+            &p,
+            "--bind",
+            "127.0.0.1",
+            "--directory",
+            site.to_str().unwrap(),
+        ],
+        Stdio::null(),
+        Stdio::null(),
+    );
+    let url = format!("http://127.0.0.1:{p}/index.html");
+    let mut clients: Vec<Proc> = (0..200)
+        .map(|i| {
+            let out = dir.path().join(format!("out{i}"));
+            Proc::spawn(
+                "curl",
+                &mut rina_run(
+                    &client_rules,
+                    &["curl", "-sS", "--max-time", "30", &url],
+                    Stdio::null(),
+                    stdout_to(&out),
+                ),
+            )
+        })
+        .collect();
+    let mut failures = Vec::new();
+    for (i, c) in clients.iter_mut().enumerate() {
+        let st = c.expect_exit(Duration::from_secs(60));
+        let body = std::fs::read_to_string(dir.path().join(format!("out{i}"))).unwrap_or_default();
+        if !st.success() || body != "hello from one server\n" {
+            failures.push(format!("{i}: {st:?} {body:?} {}", c.stderr()));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of 200 failed: {:#?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+}
