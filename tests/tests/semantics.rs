@@ -114,3 +114,45 @@ print("client ok")
     let st = srv.expect_exit(Duration::from_secs(10));
     assert!(st.success(), "server: {}", srv.stderr());
 }
+
+/// A program that closes every fd above stderr first (as ssh and daemons do) still
+/// gets its flow: the stack starts only at the first call a rule matches, so nothing
+/// of it exists yet to be closed.
+#[test]
+fn closing_every_fd_first_does_not_break_the_stack() {
+    assert!(have("python3") && have("nc"));
+    let dir = temp_dir();
+    let p = pair(dir.path(), "closeall");
+    let reply = dir.path().join("reply");
+    std::fs::write(&reply, b"still here\n").unwrap();
+    let _server = spawn_server(
+        &p.server,
+        &["nc", "-l", "127.0.0.1", &p.port.to_string()],
+        stdin_from(&reply),
+        Stdio::null(),
+    );
+    let client = format!(
+        r#"
+import os, socket
+os.closerange(3, 4096)
+s = socket.create_connection(("127.0.0.1", {}), timeout=10)
+s.shutdown(socket.SHUT_WR)
+print(s.makefile().read(), end="")
+"#,
+        p.port
+    );
+    let out = rina_run(
+        &p.client,
+        &["python3", "-c", &client],
+        Stdio::null(),
+        Stdio::piped(),
+    )
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "still here\n");
+}
