@@ -51,6 +51,88 @@ fn main() {
         "  64 B RTT    TCP {tr:.1} us   RINA/UDP shim {rr:.1} us   ratio {:.2}",
         rr / tr
     );
+
+    // Pass-through: a program doing only plain TCP under the interposer (rules loaded,
+    // none matching) against the same program without it.
+    let rules = pair(dir.path(), "unmatched").client;
+    let (mut plain_c, mut pre_c, mut plain_t, mut pre_t) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..runs {
+        plain_c.push(connect_rate(None));
+        pre_c.push(connect_rate(Some(&rules)));
+        plain_t.push(plain_nc(mib, None));
+        pre_t.push(plain_nc(mib, Some(&rules)));
+    }
+    let (pc, ic) = (median(&plain_c), median(&pre_c));
+    let (pt, it) = (median(&plain_t), median(&pre_t));
+    println!("pass-through (plain TCP, rules loaded but not matching), median of {runs} runs:");
+    println!(
+        "  connect+close   without {pc:.0}/s   with interposer {ic:.0}/s   ratio {:.3}",
+        ic / pc
+    );
+    println!(
+        "  nc {mib} MiB      without {pt:.2} Gbit/s   with interposer {it:.2} Gbit/s   ratio {:.3}",
+        it / pt
+    );
+}
+
+/// Connections per second of a Python loop doing connect + close to a local TCP
+/// listener, optionally under the interposer with `rules`.
+fn connect_rate(rules: Option<&std::path::Path>) -> f64 {
+    let script = r#"
+import socket, time
+l = socket.socket(); l.bind(("127.0.0.1", 0)); l.listen(4096)
+addr = l.getsockname(); n = 3000
+t = time.perf_counter()
+for _ in range(n):
+    s = socket.create_connection(addr); s.close(); l.accept()[0].close()
+print(n / (time.perf_counter() - t))
+"#;
+    let mut c = Command::new("python3");
+    c.args(["-c", script]);
+    if let Some(r) = rules {
+        c.env("LD_PRELOAD", interposer()).env("RINA_CONFIG", r);
+    }
+    let out = c.output().expect("python3");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("connect_rate: {}", String::from_utf8_lossy(&out.stderr)))
+}
+
+/// Gbit/s of nc over plain TCP, optionally with both ends under the interposer.
+fn plain_nc(mib: usize, rules: Option<&std::path::Path>) -> f64 {
+    let port = free_tcp_port();
+    let p = port.to_string();
+    let bytes = mib << 20;
+    let mut server = Command::new("nc");
+    server
+        .args(["-l", "127.0.0.1", &p])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    let mut env = String::new();
+    if let Some(r) = rules {
+        server.env("LD_PRELOAD", interposer()).env("RINA_CONFIG", r);
+        env = format!(
+            "LD_PRELOAD={} RINA_CONFIG={} ",
+            interposer().display(),
+            r.display()
+        );
+    }
+    let mut server = Proc::spawn("nc -l", &mut server);
+    assert!(
+        wait_until(Duration::from_secs(5), || tcp_port_in_use(port)),
+        "nc did not listen"
+    );
+    let start = Instant::now();
+    let cmd = format!("head -c {bytes} /dev/zero | {env}nc -N 127.0.0.1 {p}");
+    assert!(Command::new("sh")
+        .args(["-c", &cmd])
+        .status()
+        .expect("client")
+        .success());
+    server.expect_exit(Duration::from_secs(120));
+    (bytes as f64 * 8.0) / start.elapsed().as_secs_f64() / 1e9
 }
 
 fn median(v: &[f64]) -> f64 {
