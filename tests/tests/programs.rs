@@ -385,3 +385,62 @@ fn two_hundred_concurrent_curls() {
         &failures[..failures.len().min(5)]
     );
 }
+
+/// busybox nc and ncat as clients, ncat as a server: 1 MB byte-exact into each server.
+/// busybox nc half-closes and exits at once; the stack's exit drain delivers the rest,
+/// and the server side keeps what arrived although the client said goodbye.
+#[test]
+fn busybox_and_ncat_pairings() {
+    require(&["nc", "ncat", "busybox"]);
+    let dir = temp_dir();
+    let data = random_bytes(1_000_000, 13);
+    let input = dir.path().join("in");
+    std::fs::write(&input, &data).unwrap();
+    // (ncat -l --recv-only fed by busybox nc loses data over kernel TCP too: ncat stops
+    // reading early. That pairing is left out: the stack matches TCP, not better.)
+    let cases: [(&[&str], &[&str]); 3] = [
+        (
+            &["nc", "-l", "127.0.0.1", "{p}"],
+            &["busybox", "nc", "127.0.0.1", "{p}"],
+        ),
+        (
+            &["nc", "-l", "127.0.0.1", "{p}"],
+            &["ncat", "--send-only", "127.0.0.1", "{p}"],
+        ),
+        (
+            &["ncat", "-l", "--recv-only", "127.0.0.1", "{p}"],
+            &["nc", "-N", "127.0.0.1", "{p}"],
+        ),
+    ];
+    for (i, (server, client)) in cases.iter().enumerate() {
+        let p = pair(dir.path(), &format!("pairing{i}"));
+        let port = p.port.to_string();
+        let fill = |args: &[&str]| {
+            args.iter()
+                .map(|a| a.replace("{p}", &port))
+                .collect::<Vec<_>>()
+        };
+        let (sargs, cargs) = (fill(server), fill(client));
+        let output = dir.path().join(format!("out{i}"));
+        let sref: Vec<&str> = sargs.iter().map(String::as_str).collect();
+        let mut srv = spawn_server(&p.server, &sref, Stdio::null(), stdout_to(&output));
+        let cref: Vec<&str> = cargs.iter().map(String::as_str).collect();
+        let out = rina_run(&p.client, &cref, stdin_from(&input), Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{cargs:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let st = srv.expect_exit(Duration::from_secs(20));
+        assert!(st.success(), "{sargs:?}: {st:?}");
+        let got = std::fs::read(&output).unwrap();
+        assert!(
+            got == data,
+            "{sargs:?} <- {cargs:?}: {} of {} bytes",
+            got.len(),
+            data.len()
+        );
+    }
+}

@@ -288,6 +288,12 @@ impl Connection {
         self.rx.eof_delivered()
     }
 
+    /// The peer's end of stream has arrived (everything it sent is here), whether or
+    /// not the application has read it yet.
+    pub fn is_recv_complete(&self) -> bool {
+        self.rx.eof_received()
+    }
+
     /// Why the connection failed, if it did.
     pub fn failure(&self) -> Option<Failure> {
         self.tx.failure

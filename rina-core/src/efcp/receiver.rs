@@ -34,6 +34,8 @@ pub(super) struct Receiver {
     ack_at: Option<Instant>,
     unacked: u64,
     eof_delivered: bool,
+    /// The end of stream arrived (in order, for reliable flows); it may not be read yet.
+    eof_received: bool,
     /// Unreliable: deliveries in arrival order, the SDU being reassembled, and the
     /// recently seen sequence numbers.
     deliveries: VecDeque<Delivery>,
@@ -60,6 +62,7 @@ impl Receiver {
             ack_at: None,
             unacked: 0,
             eof_delivered: false,
+            eof_received: false,
             deliveries: VecDeque::new(),
             partial: None,
             seen: BTreeSet::new(),
@@ -126,6 +129,9 @@ impl Receiver {
         if f & (flags::LAST | flags::EOF) != 0 {
             self.complete += 1;
         }
+        if f & flags::EOF != 0 {
+            self.eof_received = true;
+        }
         self.ready.push_back((f, data));
     }
 
@@ -141,6 +147,7 @@ impl Receiver {
             return; // the application is not reading: drop, as an unreliable flow may
         }
         if f & flags::EOF != 0 {
+            self.eof_received = true;
             self.deliveries.push_back(Delivery::Eof);
             return;
         }
@@ -226,6 +233,10 @@ impl Receiver {
 
     pub(super) fn eof_delivered(&self) -> bool {
         self.eof_delivered
+    }
+
+    pub(super) fn eof_received(&self) -> bool {
+        self.eof_received
     }
 
     /// The acknowledgement to send now, if one is due.

@@ -86,6 +86,9 @@ pub(super) struct Flow {
     readable_signalled: bool,
     /// A write was refused; signal `Writable` when room appears.
     want_writable: bool,
+    /// The peer left after sending everything: what this side sends cannot be
+    /// delivered, so its sending side counts as done.
+    peer_left: bool,
 }
 
 impl Flow {
@@ -136,6 +139,7 @@ impl IpcProcess {
                 },
                 readable_signalled: false,
                 want_writable: false,
+                peer_left: false,
             },
         );
         self.try_request(now, port);
@@ -329,6 +333,7 @@ impl IpcProcess {
                 state: FlowState::Up(Box::new(conn)),
                 readable_signalled: false,
                 want_writable: false,
+                peer_left: false,
             },
         );
         let resp = MgmtMessage::FlowResponse {
@@ -515,12 +520,17 @@ impl IpcProcess {
     /// True when everything written (and the end-of-stream mark) was acknowledged and
     /// the peer's end of stream was read: the flow can be deallocated gracefully.
     pub fn is_finished(&self, port: PortId) -> bool {
-        matches!(self.flows.get(&port).map(|f| &f.state), Some(FlowState::Up(c)) if c.is_send_done() && c.is_recv_done())
+        self.is_send_done(port)
+            && matches!(self.flows.get(&port).map(|f| &f.state), Some(FlowState::Up(c)) if c.is_recv_done())
     }
 
-    /// True when everything written and the end-of-stream mark were acknowledged.
+    /// True when everything written and the end-of-stream mark were acknowledged, or
+    /// the peer left after sending everything (nothing more can be delivered to it).
     pub fn is_send_done(&self, port: PortId) -> bool {
-        matches!(self.flows.get(&port).map(|f| &f.state), Some(FlowState::Up(c)) if c.is_send_done())
+        match self.flows.get(&port) {
+            Some(f) => matches!(&f.state, FlowState::Up(c) if c.is_send_done() || f.peer_left),
+            None => false,
+        }
     }
 
     /// Releases the flow. A finished flow lingers briefly to answer retransmissions; an
@@ -550,15 +560,20 @@ impl IpcProcess {
         }
     }
 
-    /// The member at `a` left: its flows can never finish. Lingering ones just go;
-    /// the others are reset.
+    /// The member at `a` left. Lingering flows just go; flows whose peer had finished
+    /// sending (its end of stream is here) stay, so the application reads everything
+    /// that arrived; the others are reset.
     pub(super) fn reset_flows_to(&mut self, a: Address) {
         let gone: Vec<(PortId, bool)> = self
             .flows
             .iter()
             .filter(|(_, f)| f.remote_addr == Some(a))
+            .filter(|(_, f)| !matches!(&f.state, FlowState::Up(c) if c.is_recv_complete()))
             .map(|(&p, f)| (p, matches!(f.state, FlowState::Lingering(..))))
             .collect();
+        for f in self.flows.values_mut().filter(|f| f.remote_addr == Some(a)) {
+            f.peer_left = true;
+        }
         for (port, lingering) in gone {
             self.drop_flow(port);
             if !lingering {
