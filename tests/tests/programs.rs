@@ -444,3 +444,59 @@ fn busybox_and_ncat_pairings() {
         );
     }
 }
+
+/// curl (nonblocking connect) to an application nobody registered reports "Connection
+/// refused" (with -v, as curl 7.88 does for a closed TCP port) and exits 7; python's
+/// nonblocking connect_ex reports ECONNREFUSED.
+#[test]
+fn curl_reports_connection_refused() {
+    require(&["curl", "nc", "python3"]);
+    let dir = temp_dir();
+    let p = pair(dir.path(), "registered-elsewhere");
+    // The server registers a different name on another port; the client's rule names
+    // an application nobody registered.
+    let other = free_tcp_port();
+    let server_text = std::fs::read_to_string(&p.server).unwrap();
+    std::fs::write(
+        &p.server,
+        server_text.replace(&format!(":{}\"", p.port), &format!(":{other}\"")),
+    )
+    .unwrap();
+    let client_text = std::fs::read_to_string(&p.client).unwrap();
+    std::fs::write(
+        &p.client,
+        client_text.replace("app = \"registered-elsewhere\"", "app = \"nobody-here\""),
+    )
+    .unwrap();
+    let _server = spawn_server(
+        &p.server,
+        &["nc", "-l", "127.0.0.1", &other.to_string()],
+        Stdio::null(),
+        Stdio::null(),
+    );
+    let url = format!("http://127.0.0.1:{}/", p.port);
+    let out = rina_run(
+        &p.client,
+        &["curl", "-v", "-sS", "--max-time", "10", &url],
+        Stdio::null(),
+        Stdio::null(),
+    )
+    .output()
+    .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(7), "{err}");
+    assert!(err.contains("Connection refused"), "{err}");
+    let script = format!(
+        "import socket, errno\ns = socket.socket(); s.setblocking(False)\ne = s.connect_ex(('127.0.0.1', {}))\nprint(errno.errorcode.get(e, e))",
+        p.port
+    );
+    let out = rina_run(
+        &p.client,
+        &["python3", "-c", &script],
+        Stdio::null(),
+        Stdio::piped(),
+    )
+    .output()
+    .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ECONNREFUSED");
+}
