@@ -1,46 +1,68 @@
 //! TOML -> [`Config`], validated. Every mistake is a [`ConfigError`] that names the
-//! file, line and column, and says what was expected.
+//! file, line and column, and says what was expected (DESIGN.md D4: rules fail closed).
 //!
-//! The format:
+//! # The format
 //!
 //! ```toml
-//! [[dif]]                          # a UDP tunnel shim DIF
+//! # A UDP tunnel shim DIF.
+//! [[dif]]
 //! name = "udp0"
 //! type = "udp"
-//! bind = "127.0.0.1:7000"          # or "[::1]:7000"
-//! mtu = 65000                      # optional: default 65000 on loopback, else 1452 (IPv4) / 1432 (IPv6)
+//! bind = "127.0.0.1:7000"          # or "[::1]:7000"; port 0 picks a free port
+//! mtu = 65000                      # optional, 576..=65000; default 65000 if the bind address
+//!                                  # is loopback, else 1452 (IPv4) / 1432 (IPv6)
 //! [dif.peers]                      # optional static peers: name = "ip:port"
 //! server = "127.0.0.1:7000"
 //!
-//! [[dif]]                          # a normal DIF over it
+//! # A normal DIF over it.
+//! [[dif]]
 //! name = "net"
 //! type = "normal"
-//! over = ["udp0"]                  # or over = "udp0"; DIFs declared earlier in the file
-//! ipcp = "server.net"              # optional IPC process name
-//! bootstrap = true                 # the first member (optional `address = 1`)
-//! # or: enroll-via = { dif = "udp0", neighbor = "127.0.0.1:7000" }  (or a peer name)
-//! enrollment-timeout = "5s"        # optional; durations: "500ms", "5s", "2m"
-//! keepalive-interval = "2s"
-//! keepalive-misses = 3
+//! over = ["udp0"]                  # or over = "udp0"; each a DIF declared EARLIER in the file
+//! ipcp = "server.net"              # optional IPC process name (application-name text form)
+//! bootstrap = true                 # the first member; optional `address = 1` (default 1, > 0)
+//! # or, instead of bootstrap:
+//! # enroll-via = { dif = "udp0", neighbor = "127.0.0.1:7000" }
+//! #   neighbor: "ip:port" or a name from that shim's peers; `dif` may be left out when
+//! #   `over` names exactly one DIF
+//! enrollment-timeout = "5s"        # optional; durations are "500ms", "5s", "2m"; default 5s
+//! keepalive-interval = "2s"        # default 2s
+//! keepalive-misses = 3             # default 3, 1..=1000
 //!
-//! [[connect]]                      # first match wins
-//! to = "127.0.0.1:5000"            # HOST:PORTS: *, 10.0.0.0/8, [fd00::/8]; *, 80, 8000-8099
-//! dif = "net"
-//! app = "echo"                     # "{port}" and "{addr}" are filled in
-//! local-app = "nc-client"          # optional
+//! [[connect]]                      # first match wins, in file order
+//! to = "127.0.0.1:5000"            # HOST:PORTS, see below
+//! dif = "net"                      # must name a normal DIF
+//! app = "echo"                     # remote application; "{port}" and "{addr}" are filled in
+//! local-app = "nc-client"          # optional: the name this side presents
 //!
-//! [[listen]]
+//! [[listen]]                       # first match wins, in file order
 //! on = "127.0.0.1:5000"
 //! dif = "net"
-//! app = "echo"
+//! app = "echo"                     # the name registered; templates as for connect
 //!
 //! [default]
-//! action = "pass"                  # or "deny": what happens when no rule matches
+//! action = "pass"                  # or "deny": what happens to a call no rule matches
+//!                                  # (connect and listen alike); default "pass"
 //!
 //! [settings]
-//! connect-timeout = "10s"
-//! linger = "30s"
+//! connect-timeout = "10s"          # default 10s
+//! linger = "30s"                   # default 30s
 //! ```
+//!
+//! `HOST:PORTS`: HOST is `*` (any address of either family), an IPv4 address, an IPv4
+//! prefix (`10.0.0.0/8`), an IPv6 address in brackets (`[::1]`) or an IPv6 prefix in
+//! brackets (`[fd00::/8]`); bits beyond the prefix must be zero. PORTS is `*`, a port
+//! `N` or a range `A-B` (1..=65535, A <= B). An IPv4 pattern also matches the same
+//! address written IPv4-mapped (`::ffff:10.0.0.1`), as programs with AF_INET6 sockets do.
+//!
+//! Application-name templates: `{port}` becomes the call's port number and `{addr}` its
+//! IP address in text form (an IPv4-mapped IPv6 address is written as plain IPv4, so
+//! AF_INET and AF_INET6 programs reach the same name). Templates are checked when the
+//! file loads by filling them with the longest addresses and ports there are, so
+//! matching a call can never produce an invalid name.
+//!
+//! Peer and neighbour endpoints must be addresses one can send to (not `0.0.0.0`, not
+//! port 0) of the shim's address family.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -70,6 +92,28 @@ pub struct ConfigError {
     pub column: usize,
     /// What is wrong.
     pub message: String,
+}
+
+impl ConfigError {
+    /// The file the error is about.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// 1-based line, or `None` when the error has no position (the file cannot be read).
+    pub fn line(&self) -> Option<usize> {
+        (self.line > 0).then_some(self.line)
+    }
+
+    /// 1-based column (in characters), or `None` when the error has no position.
+    pub fn col(&self) -> Option<usize> {
+        (self.line > 0).then_some(self.column)
+    }
+
+    /// What is wrong, without the position.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
 }
 
 fn position(line: usize, column: usize) -> String {
@@ -102,7 +146,12 @@ pub fn parse_str(text: &str, path: &Path) -> Result<Config, ConfigError> {
     let v = Validator { text, path };
     let raw: RawFile = toml::from_str(text).map_err(|e| {
         let span = e.span().unwrap_or(0..0);
-        v.error(span, e.message().trim_end().to_owned())
+        let message = e
+            .message()
+            .trim_end()
+            .replace("expected i64", "expected an integer")
+            .replace("expected u32", "expected an integer");
+        v.error(span, message)
     })?;
     v.build(raw)
 }
@@ -139,11 +188,36 @@ struct RawDif {
     keepalive_misses: Option<Spanned<i64>>,
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
+/// `over = "udp0"` or `over = ["udp0", "eth0"]`, keeping each listed name's position.
 enum OneOrMany {
     One(String),
-    Many(Vec<String>),
+    Many(Vec<Spanned<String>>),
+}
+
+impl<'de> Deserialize<'de> for OneOrMany {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = OneOrMany;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a DIF name or a list of DIF names")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<OneOrMany, E> {
+                Ok(OneOrMany::One(v.to_owned()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<OneOrMany, A::Error> {
+                let mut v = Vec::new();
+                while let Some(n) = seq.next_element()? {
+                    v.push(n);
+                }
+                Ok(OneOrMany::Many(v))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[derive(Deserialize)]
@@ -191,27 +265,37 @@ struct Validator<'a> {
 type R<T> = Result<T, ConfigError>;
 
 impl Validator<'_> {
+    /// The text before byte `at` (clamped to the text and to a character boundary).
+    fn before(&self, at: usize) -> &str {
+        let mut at = at.min(self.text.len());
+        while !self.text.is_char_boundary(at) {
+            at -= 1;
+        }
+        &self.text[..at]
+    }
+
     fn error(&self, span: Range<usize>, message: impl Into<String>) -> ConfigError {
-        let at = span.start.min(self.text.len());
-        let before = &self.text[..at];
+        let before = self.before(span.start);
         let line = before.matches('\n').count() + 1;
         let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
         ConfigError {
             path: self.path.to_path_buf(),
             line,
             column,
-            message: message.into(),
+            message: one_line(&message.into()),
         }
     }
 
     fn line_of(&self, span: &Range<usize>) -> usize {
-        self.text[..span.start.min(self.text.len())]
-            .matches('\n')
-            .count()
-            + 1
+        self.before(span.start).matches('\n').count() + 1
     }
 
     fn build(&self, raw: RawFile) -> R<Config> {
+        let all: Vec<String> = raw
+            .dif
+            .iter()
+            .map(|d| d.get_ref().name.get_ref().clone())
+            .collect();
         let mut difs: Vec<DifConfig> = Vec::new();
         for d in raw.dif {
             let span = d.span();
@@ -227,7 +311,7 @@ impl Validator<'_> {
             }
             let kind = match d.kind.get_ref().as_str() {
                 "udp" => DifKind::Udp(self.udp(&d, &span)?),
-                "normal" => DifKind::Normal(self.normal(&d, &span, &difs)?),
+                "normal" => DifKind::Normal(self.normal(&d, &span, &difs, &all)?),
                 other => {
                     return Err(self.error(
                         d.kind.span(),
@@ -258,10 +342,7 @@ impl Validator<'_> {
                     format!(
                         "unknown DIF {:?} (declared DIFs: {})",
                         dif.get_ref(),
-                        difs.iter()
-                            .map(|d| d.name.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
+                        list_or_none(difs.iter().map(|d| d.name.as_str()))
                     ),
                 )),
             }
@@ -319,7 +400,7 @@ impl Validator<'_> {
         let mut settings = Settings::default();
         if let Some(s) = raw.settings {
             if let Some(t) = &s.connect_timeout {
-                settings.connect_timeout = self.duration(t)?;
+                settings.connect_timeout = self.positive_duration(t)?;
             }
             if let Some(t) = &s.linger {
                 settings.linger = self.duration(t)?;
@@ -391,7 +472,7 @@ impl Validator<'_> {
         let mut peers = Vec::new();
         if let Some(p) = &d.peers {
             for (name, addr) in p.get_ref() {
-                peers.push((name.clone(), self.endpoint(addr)?));
+                peers.push((name.clone(), self.remote(addr, bind_addr)?));
             }
         }
         Ok(UdpShimConfig {
@@ -401,7 +482,13 @@ impl Validator<'_> {
         })
     }
 
-    fn normal(&self, d: &RawDif, span: &Range<usize>, earlier: &[DifConfig]) -> R<NormalDifConfig> {
+    fn normal(
+        &self,
+        d: &RawDif,
+        span: &Range<usize>,
+        earlier: &[DifConfig],
+        all: &[String],
+    ) -> R<NormalDifConfig> {
         self.not_for(d.bind.as_ref().map(Spanned::span), "bind", "normal")?;
         self.not_for(d.mtu.as_ref().map(Spanned::span), "mtu", "normal")?;
         self.not_for(d.peers.as_ref().map(Spanned::span), "peers", "normal")?;
@@ -414,20 +501,32 @@ impl Validator<'_> {
                 ),
             ));
         };
-        let names = match over.get_ref() {
-            OneOrMany::One(s) => vec![s.clone()],
-            OneOrMany::Many(v) => v.clone(),
+        let listed: Vec<(String, Range<usize>)> = match over.get_ref() {
+            OneOrMany::One(s) => vec![(s.clone(), over.span())],
+            OneOrMany::Many(v) => v.iter().map(|n| (n.get_ref().clone(), n.span())).collect(),
         };
-        if names.is_empty() {
+        if listed.is_empty() {
             return Err(self.error(over.span(), "`over` names no DIF"));
         }
-        for n in &names {
-            if !earlier.iter().any(|e| &e.name == n) {
-                return Err(self.error(
-                    over.span(),
-                    format!("`over` names {n:?}, which is not a DIF declared above this one"),
-                ));
+        let mut names: Vec<String> = Vec::with_capacity(listed.len());
+        for (n, at) in listed {
+            if names.contains(&n) {
+                return Err(self.error(at, format!("`over` names {n:?} twice")));
             }
+            if !earlier.iter().any(|e| e.name == n) {
+                let why = if n == *d.name.get_ref() {
+                    "a DIF cannot be over itself".to_owned()
+                } else if all.contains(&n) {
+                    "it is declared below this one; declare lower DIFs first".to_owned()
+                } else {
+                    format!(
+                        "no such DIF (declared above: {})",
+                        list_or_none(earlier.iter().map(|e| e.name.as_str()))
+                    )
+                };
+                return Err(self.error(at, format!("`over` names {n:?}: {why}")));
+            }
+            names.push(n);
         }
         let ipcp_name = d.ipcp.as_ref().map(|n| self.name(n)).transpose()?;
         let join = match (&d.bootstrap, &d.enroll_via) {
@@ -476,9 +575,21 @@ impl Validator<'_> {
                     }
                 };
                 let nb = &e_ref.neighbor;
+                let via_bind = earlier
+                    .iter()
+                    .find(|x| x.name == via)
+                    .and_then(|x| match &x.kind {
+                        DifKind::Udp(u) => Some(u.bind),
+                        DifKind::Normal(_) => None,
+                    });
                 let neighbor =
                     match nb.get_ref().parse::<SocketAddr>() {
-                        Ok(a) => Neighbor::Endpoint(a),
+                        Ok(a) => {
+                            if let Some(bind) = via_bind {
+                                self.remote(nb, bind)?;
+                            }
+                            Neighbor::Endpoint(a)
+                        }
                         Err(_) => {
                             let known = earlier.iter().find(|x| x.name == via).is_some_and(|x| {
                                 match &x.kind {
@@ -515,11 +626,11 @@ impl Validator<'_> {
         let enrollment_timeout = d
             .enrollment_timeout
             .as_ref()
-            .map_or(Ok(Duration::from_secs(5)), |t| self.duration(t))?;
+            .map_or(Ok(Duration::from_secs(5)), |t| self.positive_duration(t))?;
         let keepalive_interval = d
             .keepalive_interval
             .as_ref()
-            .map_or(Ok(Duration::from_secs(2)), |t| self.duration(t))?;
+            .map_or(Ok(Duration::from_secs(2)), |t| self.positive_duration(t))?;
         let keepalive_misses = match &d.keepalive_misses {
             None => 3,
             Some(m) => {
@@ -552,6 +663,30 @@ impl Validator<'_> {
         })
     }
 
+    /// An endpoint to send to from a shim bound to `bind`.
+    fn remote(&self, s: &Spanned<String>, bind: SocketAddr) -> R<SocketAddr> {
+        let a = self.endpoint(s)?;
+        let problem = if a.port() == 0 {
+            Some("port 0 cannot be sent to".to_owned())
+        } else if a.ip().is_unspecified() {
+            Some(format!("{} is not an address to send to", a.ip()))
+        } else if a.is_ipv6() && bind.is_ipv4() {
+            Some(format!(
+                "an IPv6 endpoint cannot be reached from a shim bound to IPv4 {bind}"
+            ))
+        } else if a.is_ipv4() && bind.is_ipv6() && !bind.ip().is_unspecified() {
+            Some(format!(
+                "an IPv4 endpoint cannot be reached from a shim bound to IPv6 {bind}"
+            ))
+        } else {
+            None
+        };
+        match problem {
+            Some(p) => Err(self.error(s.span(), format!("{:?}: {p}", s.get_ref()))),
+            None => Ok(a),
+        }
+    }
+
     fn pattern(&self, s: &Spanned<String>) -> R<AddrPattern> {
         AddrPattern::parse(s.get_ref())
             .map_err(|e| self.error(s.span(), format!("invalid address: {e}")))
@@ -581,7 +716,12 @@ impl Validator<'_> {
             app: t.clone(),
             local_app: None,
         };
-        for sample in ["127.0.0.1:1", "[fd00::1]:65535"] {
+        // The longest text any address and port fill in: if these give a valid name,
+        // every call does (names only fail on length, `|` or control characters).
+        for sample in [
+            "255.255.255.255:65535",
+            "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535",
+        ] {
             target
                 .app_for(sample.parse().expect("sample address"))
                 .map_err(|e| {
@@ -589,6 +729,14 @@ impl Validator<'_> {
                 })?;
         }
         Ok(())
+    }
+
+    fn positive_duration(&self, s: &Spanned<String>) -> R<Duration> {
+        let d = self.duration(s)?;
+        if d.is_zero() {
+            return Err(self.error(s.span(), "this duration must be more than zero"));
+        }
+        Ok(d)
     }
 
     fn duration(&self, s: &Spanned<String>) -> R<Duration> {
@@ -601,6 +749,26 @@ impl Validator<'_> {
                 ),
             )
         })
+    }
+}
+
+/// Joins a multi-line message (toml writes some) into one line: `a; b`.
+fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// `a, b, c`, or `none`.
+fn list_or_none<'a>(names: impl Iterator<Item = &'a str>) -> String {
+    let v: Vec<&str> = names.collect();
+    if v.is_empty() {
+        "none".to_owned()
+    } else {
+        v.join(", ")
     }
 }
 

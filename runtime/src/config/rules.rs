@@ -207,16 +207,18 @@ impl std::fmt::Display for AddrPattern {
 }
 
 impl RuleTarget {
-    /// The application name for a call to `addr` (`{port}` and `{addr}` filled in).
+    /// The application name for a call to `addr` (`{port}` and `{addr}` filled in;
+    /// an IPv4-mapped IPv6 address fills in as plain IPv4 text).
     ///
     /// # Errors
-    /// If the filled-in text is not a valid name (templates are checked when the
-    /// rules load, so this means an unusual address made it invalid).
+    /// If the filled-in text is not a valid name. For a target from a loaded rules file
+    /// this cannot happen: templates are checked at load time with the longest
+    /// addresses and ports there are.
     pub fn app_for(&self, addr: SocketAddr) -> Result<ApplicationName, rina_core::name::NameError> {
         if self.app.contains('{') {
             self.app
                 .replace("{port}", &addr.port().to_string())
-                .replace("{addr}", &addr.ip().to_string())
+                .replace("{addr}", &addr.ip().to_canonical().to_string())
                 .parse()
         } else {
             self.app.parse()
@@ -225,17 +227,20 @@ impl RuleTarget {
 }
 
 /// Where a call to `addr` goes: the first matching rule, else the default.
+///
+/// Allocates nothing unless a rule matches (then only the application name). A rule's
+/// name cannot fail to fill (see [`RuleTarget::app_for`]); if it ever did, the call is
+/// denied rather than passed to TCP/IP, since a rule said RINA (D4).
 pub(super) fn decide(rules: &[Rule], default: DefaultPolicy, addr: SocketAddr) -> Decision<'_> {
-    for rule in rules {
-        if rule.pattern.matches(addr) {
-            if let Ok(app) = rule.target.app_for(addr) {
-                return Decision::Rina { rule, app };
-            }
-        }
-    }
-    match default {
-        DefaultPolicy::Pass => Decision::Pass,
-        DefaultPolicy::Deny => Decision::Deny,
+    match rules.iter().find(|r| r.pattern.matches(addr)) {
+        Some(rule) => match rule.target.app_for(addr) {
+            Ok(app) => Decision::Rina { rule, app },
+            Err(_) => Decision::Deny,
+        },
+        None => match default {
+            DefaultPolicy::Pass => Decision::Pass,
+            DefaultPolicy::Deny => Decision::Deny,
+        },
     }
 }
 
@@ -388,6 +393,19 @@ mod tests {
                 .unwrap()
                 .to_string(),
             "h1.2.3.4"
+        );
+        assert_eq!(
+            t.app_for("[::ffff:1.2.3.4]:80".parse().unwrap())
+                .unwrap()
+                .to_string(),
+            "h1.2.3.4",
+            "a mapped address fills in as IPv4"
+        );
+        assert_eq!(
+            t.app_for("[fd00::1]:80".parse().unwrap())
+                .unwrap()
+                .to_string(),
+            "hfd00::1"
         );
     }
 

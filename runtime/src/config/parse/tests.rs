@@ -164,8 +164,8 @@ fn structural_mistakes() {
     assert_err(
         "[[dif]]\nname = \"n\"\ntype = \"normal\"\nover = [\"later\"]\nbootstrap = true\n",
         4,
-        8,
-        "not a DIF declared above",
+        9,
+        "no such DIF",
     );
     let base = "[[dif]]\nname = \"u\"\ntype = \"udp\"\nbind = \"127.0.0.1:1\"\n[[dif]]\nname = \"n\"\ntype = \"normal\"\nover = \"u\"\n";
     assert_err(
