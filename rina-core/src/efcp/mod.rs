@@ -1,158 +1,95 @@
-//! EFCP: one connection, the data transfer (DTP) and its control (DTCP).
+//! EFCP: one connection, the data transfer protocol (DTP) and its control (DTCP).
 //!
-//! A [`Connection`] joins two CEP-ids. In reliable mode it gives in-order, exactly-once
-//! delivery of SDUs: 64-bit sequence numbers (one per PDU; a fragment is a PDU; the
-//! end-of-stream mark is a PDU), cumulative and selective acknowledgements, loss
-//! detection by time order of delivery (a PDU sent before one that was delivered, by
-//! more than a quarter of the smoothed RTT, is lost) plus a retransmission timer with
-//! RFC 6298 estimates and Karn's rule, window flow control driven by the receiving
-//! application's reads, and a congestion window (slow start, then additive increase,
-//! halved on a loss event at most once per window). In unreliable mode it sends
-//! without acknowledgements and delivers complete SDUs in arrival order, without
-//! duplicates.
+//! A [`Connection`] joins two connection endpoints ([`Endpoint`]: address and
+//! CEP-id). Every SDU becomes one or more DT PDUs (`FIRST`/`LAST` flags) of at most
+//! `max_pdu_size` bytes; each PDU takes the next 64-bit sequence number from 0, and
+//! the first carries `DRF`. [`Connection::close_send`] adds an end-of-stream mark, a
+//! PDU of its own with the `EOF` flag.
 //!
-//! SDUs larger than a PDU's payload are fragmented (`FIRST`/`LAST` flags) and
-//! reassembled. Memory is bounded: the send queue by `send_queue_pdus`, the
-//! retransmission queue by the window, the receive side by the credit.
+//! **Reliable mode** (`EfcpConfig::reliable`): in-order, exactly-once delivery.
+//! - Acknowledgements are control PDUs ([`ControlRepr`](crate::wire::control)):
+//!   cumulative ack, right window edge, up to 16 SACK ranges (see `receiver.rs`).
+//! - Retransmission: fast retransmit on SACK evidence and a retransmission timer
+//!   (RFC 6298 estimates, Karn's rule, back-off); see `sender.rs`.
+//! - Flow control is driven by the reading application: the peer may send up to
+//!   `credit` PDUs past the first PDU not yet consumed (see `reassembly.rs`); a closed
+//!   window is probed after an RTO.
+//! - Congestion control: a window in PDUs, slow start then additive increase,
+//!   halved per loss event (see `congestion.rs`).
+//! - `max_rtx` timeouts in a row without progress fail the connection.
 //!
-//! Sans-I/O: inputs [`Connection::send`], [`Connection::recv`],
-//! [`Connection::handle_pdu`], [`Connection::handle_timeout`]; outputs
-//! [`Connection::poll_transmit`] and [`Connection::poll_timeout`].
+//! **Unreliable mode**: no acknowledgements, retransmissions or windows; complete
+//! SDUs are delivered in arrival order without duplicates (see `unreliable.rs`).
+//!
+//! Memory is bounded by the configuration: the send queue by `send_queue_pdus` (plus
+//! one SDU), what is in flight by the peer's window and the congestion window, the
+//! receive side by the credit (plus one SDU being reassembled).
+//!
+//! Sans-I/O. Inputs: [`Connection::send`], [`Connection::close_send`],
+//! [`Connection::recv`], [`Connection::handle_pdu`], [`Connection::handle_timeout`].
+//! Outputs: [`Connection::poll_transmit`] (call until it returns false after every
+//! input) and [`Connection::poll_timeout`].
 
+mod buffer;
+mod config;
+mod congestion;
+mod ranges;
+mod reassembly;
 mod receiver;
 mod sender;
+mod unreliable;
+
+#[cfg(test)]
+mod lossy_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod window_tests;
 
-use std::time::Duration;
+pub use config::{ConnectionStats, Delivery, EfcpConfig, Endpoint, Failure, SendError};
 
 use crate::time::{earliest, Instant};
+use crate::wire::pci::DEFAULT_TTL;
 use crate::wire::{Pci, PduType, PCI_LEN};
-use crate::{Address, CepId};
 
 use receiver::Receiver;
 use sender::Sender;
+use unreliable::Unreliable;
 
-/// One end of a connection.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Endpoint {
-    /// The IPC process address.
-    pub addr: Address,
-    /// The connection endpoint id.
-    pub cep: CepId,
-}
-
-/// Settings of one connection.
-#[derive(Clone, Debug)]
-pub struct EfcpConfig {
-    /// Retransmission, in-order delivery, flow and congestion control.
-    pub reliable: bool,
-    /// Largest whole PDU (PCI and payload) the path carries.
-    pub max_pdu_size: usize,
-    /// Largest SDU `send` takes.
-    pub max_sdu_size: usize,
-    /// Receive window, in PDUs.
-    pub initial_credit: u64,
-    /// Retransmission timeout before any RTT sample.
-    pub initial_rto: Duration,
-    /// Lower bound of the retransmission timeout.
-    pub min_rto: Duration,
-    /// Upper bound of the retransmission timeout.
-    pub max_rto: Duration,
-    /// Longest an acknowledgement is delayed (the A timer).
-    pub ack_delay: Duration,
-    /// Retransmissions of one PDU without progress before the connection fails.
-    pub max_rtx: u32,
-    /// PDUs `send` may queue beyond what the windows let out.
-    pub send_queue_pdus: usize,
-}
-
-impl Default for EfcpConfig {
-    fn default() -> Self {
-        Self {
-            reliable: true,
-            max_pdu_size: 1452,
-            max_sdu_size: 1 << 20,
-            initial_credit: 256,
-            initial_rto: Duration::from_millis(200),
-            min_rto: Duration::from_millis(10),
-            max_rto: Duration::from_secs(4),
-            ack_delay: Duration::from_millis(2),
-            max_rtx: 12,
-            send_queue_pdus: 256,
-        }
-    }
-}
-
-/// Why `send` refused an SDU.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum SendError {
-    /// The send queue is full; try again after the peer acknowledges.
-    #[error("send queue full")]
-    WouldBlock,
-    /// Larger than `max_sdu_size`.
-    #[error("SDU too large")]
-    TooLarge,
-    /// The sending side was closed, or the connection failed.
-    #[error("connection closed for sending")]
-    Closed,
-}
-
-/// What `recv` hands to the application.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Delivery {
-    /// A whole SDU.
-    Sdu(Vec<u8>),
-    /// The peer finished sending; nothing follows.
-    Eof,
-}
-
-/// Why a connection failed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Failure {
-    /// A PDU was retransmitted `max_rtx` times with no progress: the peer is gone.
-    RetransmissionsExhausted,
-}
-
-/// Counters and estimates.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ConnectionStats {
-    /// PDUs sent (first transmissions and retransmissions, control excluded).
-    pub pdus_sent: u64,
-    /// Retransmissions.
-    pub pdus_retransmitted: u64,
-    /// DT PDUs received.
-    pub pdus_received: u64,
-    /// DT PDUs received more than once.
-    pub duplicates: u64,
-    /// SDUs handed to the application.
-    pub sdus_delivered: u64,
-    /// Smoothed round-trip time.
-    pub srtt: Option<Duration>,
-    /// Current retransmission timeout.
-    pub rto: Duration,
-    /// Congestion window, PDUs.
-    pub cwnd: u64,
-    /// PDUs sent and not yet acknowledged.
-    pub in_flight: u64,
+/// The receiving half, per mode.
+#[derive(Debug)]
+enum Rx {
+    Reliable(Receiver),
+    Unreliable(Unreliable),
 }
 
 /// One EFCP connection. See the [module docs](self).
+///
+/// Driving it: after any input, call [`poll_transmit`](Self::poll_transmit) until it
+/// returns false and send each PDU; call [`handle_timeout`](Self::handle_timeout) at
+/// [`poll_timeout`](Self::poll_timeout) (then `poll_transmit` again); read with
+/// [`recv`](Self::recv) while [`has_delivery`](Self::has_delivery).
 #[derive(Debug)]
 pub struct Connection {
     cfg: EfcpConfig,
     local: Endpoint,
     remote: Endpoint,
     tx: Sender,
-    rx: Receiver,
+    rx: Rx,
     ctrl_seq: u64,
+    malformed: u64,
 }
 
 impl Connection {
     /// A connection from `local` to `remote`.
     pub fn new(cfg: EfcpConfig, local: Endpoint, remote: Endpoint, now: Instant) -> Self {
-        let tx = Sender::new(&cfg, now);
-        let rx = Receiver::new(&cfg);
+        let _ = now; // nothing is timed before the first PDU
+        let tx = Sender::new(&cfg);
+        let rx = if cfg.reliable {
+            Rx::Reliable(Receiver::new(&cfg))
+        } else {
+            Rx::Unreliable(Unreliable::new(&cfg))
+        };
         Self {
             cfg,
             local,
@@ -160,6 +97,7 @@ impl Connection {
             tx,
             rx,
             ctrl_seq: 0,
+            malformed: 0,
         }
     }
 
@@ -173,136 +111,165 @@ impl Connection {
         self.remote
     }
 
-    /// Changes the largest PDU (new PDUs only).
+    /// Changes the largest PDU. It applies to SDUs queued from now on; PDUs already
+    /// queued keep their size.
     pub fn set_max_pdu_size(&mut self, n: usize) {
-        self.cfg.max_pdu_size = n.max(PCI_LEN + 1);
+        self.cfg.max_pdu_size = n;
     }
 
+    /// Payload bytes per PDU.
     fn payload_size(&self) -> usize {
         self.cfg.max_pdu_size.saturating_sub(PCI_LEN).max(1)
     }
 
-    /// Room for another SDU in the send queue.
+    /// Room for at least one more SDU (of up to one PDU's payload) in the send queue.
     pub fn can_send(&self) -> bool {
-        self.tx.can_send(&self.cfg)
+        self.tx.can_send()
     }
 
     /// Queues an SDU, fragmenting it to the PDU size.
     ///
     /// # Errors
-    /// [`SendError::WouldBlock`] when the queue is full, [`SendError::TooLarge`],
-    /// [`SendError::Closed`] after `close_send` or a failure.
+    /// [`SendError::TooLarge`] above `max_sdu_size`; [`SendError::Closed`] after
+    /// [`close_send`](Self::close_send) or a failure; [`SendError::WouldBlock`] while
+    /// [`can_send`](Self::can_send) is false.
     pub fn send(&mut self, now: Instant, sdu: &[u8]) -> Result<(), SendError> {
-        let _ = now;
+        let _ = now; // transmission times are taken in poll_transmit
         if sdu.len() > self.cfg.max_sdu_size {
             return Err(SendError::TooLarge);
         }
-        if self.tx.closed() || self.tx.failure.is_some() {
+        if self.tx.is_closed() {
             return Err(SendError::Closed);
         }
-        if !self.can_send() {
+        if !self.tx.can_send() {
             return Err(SendError::WouldBlock);
         }
-        self.tx.queue_sdu(sdu, self.payload_size());
+        let payload = self.payload_size();
+        self.tx.queue_sdu(sdu, payload);
         Ok(())
     }
 
-    /// Queues the end-of-stream mark after everything queued so far.
+    /// Queues the end-of-stream mark after everything queued so far; `send` fails
+    /// with [`SendError::Closed`] from now on.
     pub fn close_send(&mut self, now: Instant) {
         let _ = now;
         self.tx.queue_eof();
     }
 
-    /// The next SDU (or the end of stream) for the application; consuming it may
-    /// open the peer's window.
+    /// The next complete SDU (in order when reliable, in arrival order otherwise), or
+    /// [`Delivery::Eof`] once after the last one. Consuming opens the peer's window.
     pub fn recv(&mut self, now: Instant) -> Option<Delivery> {
-        self.rx.recv(&self.cfg, now)
-    }
-
-    /// True if `recv` would return something.
-    pub fn has_delivery(&self) -> bool {
-        self.rx.has_delivery()
-    }
-
-    /// Handles a DT or control PDU addressed to this connection.
-    pub fn handle_pdu(&mut self, now: Instant, pci: &Pci, payload: &[u8]) {
-        match pci.pdu_type {
-            PduType::Data => self.rx.on_data(&self.cfg, now, pci, payload),
-            PduType::Control => {
-                if self.cfg.reliable {
-                    self.tx.on_control(&self.cfg, now, payload);
-                }
-            }
-            PduType::Management => {}
+        match &mut self.rx {
+            Rx::Reliable(r) => r.recv(now),
+            Rx::Unreliable(u) => u.recv(),
         }
     }
 
-    /// Runs the timers that are due.
+    /// True if [`recv`](Self::recv) would return something.
+    pub fn has_delivery(&self) -> bool {
+        match &self.rx {
+            Rx::Reliable(r) => r.has_delivery(),
+            Rx::Unreliable(u) => u.has_delivery(),
+        }
+    }
+
+    /// Handles a DT or control PDU addressed to this connection. Anything else, or a
+    /// malformed body, is counted ([`ConnectionStats::malformed`]) and ignored.
+    pub fn handle_pdu(&mut self, now: Instant, pci: &Pci, payload: &[u8]) {
+        match (pci.pdu_type, &mut self.rx) {
+            (PduType::Data, Rx::Reliable(r)) => r.on_data(now, pci.seq, pci.flags, payload),
+            (PduType::Data, Rx::Unreliable(u)) => u.on_data(pci.seq, pci.flags, payload),
+            (PduType::Control, Rx::Reliable(_)) => self.tx.on_control(now, payload),
+            _ => self.malformed += 1,
+        }
+    }
+
+    /// Runs the timers that are due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.tx.on_timeout(&self.cfg, now);
-        self.rx.on_timeout(now);
+        self.tx.on_timeout(now);
+        // A due acknowledgement goes out through poll_transmit.
     }
 
-    /// When `handle_timeout` must run next.
+    /// When [`handle_timeout`](Self::handle_timeout) must run next (it may be in the
+    /// past when an acknowledgement is due: then `poll_transmit` sends it).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        earliest(self.tx.poll_timeout(), self.rx.poll_timeout())
+        let ack = match &self.rx {
+            Rx::Reliable(r) => r.poll_timeout(),
+            Rx::Unreliable(_) => None,
+        };
+        earliest(self.tx.poll_timeout(), ack)
     }
 
-    /// Writes the next PDU to send into `buf` (cleared first); false if none is ready.
+    /// Writes the next PDU to send into `buf` (cleared first): a due acknowledgement,
+    /// else a retransmission, else new data the windows allow. False if none is ready.
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> bool {
         buf.clear();
         let base = Pci {
-            pdu_type: PduType::Control,
+            pdu_type: PduType::Data,
             flags: 0,
-            ttl: crate::wire::pci::DEFAULT_TTL,
+            ttl: DEFAULT_TTL,
             dst_addr: self.remote.addr,
             src_addr: self.local.addr,
             dst_cep: self.remote.cep,
             src_cep: self.local.cep,
             seq: 0,
         };
-        if self.cfg.reliable {
-            if let Some(ctrl) = self.rx.poll_ack(now) {
-                self.ctrl_seq += 1;
+        if let Rx::Reliable(r) = &mut self.rx {
+            if let Some(ctrl) = r.poll_ack(now) {
                 buf.resize(PCI_LEN, 0);
                 Pci {
+                    pdu_type: PduType::Control,
                     seq: self.ctrl_seq,
                     ..base
                 }
                 .emit(buf);
                 ctrl.emit(buf);
+                self.ctrl_seq += 1;
                 return true;
             }
         }
-        self.tx.poll_transmit(&self.cfg, now, base, buf)
+        self.tx.poll_transmit(now, &base, buf)
     }
 
-    /// Everything queued, and the end-of-stream mark, was acknowledged (reliable) or
-    /// sent (unreliable).
+    /// `close_send` was called and everything, the end-of-stream mark included, was
+    /// acknowledged (reliable) or sent (unreliable). False after a failure.
     pub fn is_send_done(&self) -> bool {
         self.tx.is_done()
     }
 
-    /// `recv` returned the end of stream.
+    /// [`recv`](Self::recv) returned [`Delivery::Eof`].
     pub fn is_recv_done(&self) -> bool {
-        self.rx.eof_delivered()
+        match &self.rx {
+            Rx::Reliable(r) => r.eof_delivered(),
+            Rx::Unreliable(u) => u.eof_delivered(),
+        }
     }
 
-    /// The peer's end of stream has arrived (everything it sent is here), whether or
-    /// not the application has read it yet.
+    /// The peer's end of stream arrived (in order, when reliable: everything it sent
+    /// is here), whether or not the application has read it yet.
     pub fn is_recv_complete(&self) -> bool {
-        self.rx.eof_received()
+        match &self.rx {
+            Rx::Reliable(r) => r.eof_received(),
+            Rx::Unreliable(u) => u.eof_received(),
+        }
     }
 
-    /// Why the connection failed, if it did.
+    /// Why the connection failed, if it did. A failed connection sends nothing more.
     pub fn failure(&self) -> Option<Failure> {
-        self.tx.failure
+        self.tx.failure()
     }
 
     /// Counters and estimates.
     pub fn stats(&self) -> ConnectionStats {
-        let mut s = self.tx.stats();
-        self.rx.fill_stats(&mut s);
+        let mut s = ConnectionStats {
+            malformed: self.malformed,
+            ..ConnectionStats::default()
+        };
+        self.tx.fill_stats(&mut s);
+        match &self.rx {
+            Rx::Reliable(r) => r.fill_stats(&mut s),
+            Rx::Unreliable(u) => u.fill_stats(&mut s),
+        }
         s
     }
 }

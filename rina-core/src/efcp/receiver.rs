@@ -1,46 +1,55 @@
-//! The receiving side: duplicate detection, reordering, reassembly, the receive window
-//! (advanced by the application's reads) and acknowledgements.
+//! The reliable receiving side (DTP receive half and DTCP receiver): duplicate
+//! detection, reordering, the receive window and acknowledgements.
+//!
+//! - `rcv_next` is the next sequence number expected in order; PDUs above it wait in
+//!   `ooo` (their seqs also in `held`, a [`RangeSet`], which yields the SACK ranges).
+//! - The window: a PDU is accepted only if `seq < rwe`, `rwe = released + credit`
+//!   ([`Reassembly`] says what is released), so `ooo` never holds more than the
+//!   credit. Buffers of PDUs taken out of `ooo` are recycled.
+//! - Duplicates (below `rcv_next` or already held) are counted and dropped, and make
+//!   an acknowledgement go out at once: the sender may have missed the last one.
+//! - Acknowledgements: at once on a PDU out of order (a gap), one filling a gap, a
+//!   duplicate, one past the window, the end of stream, or when a quarter of the
+//!   credit is unacknowledged; otherwise after `ack_delay` (the A timer). Reading that
+//!   grows the window by a quarter of the credit since the last advertised edge sends
+//!   a window update. The SACK ranges are the lowest [`MAX_SACKS`] held runs, the ones
+//!   whose holes block delivery first.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::time::Instant;
 use crate::wire::control::{ControlRepr, MAX_SACKS};
-use crate::wire::pci::flags;
-use crate::wire::Pci;
 
+use super::ranges::RangeSet;
+use super::reassembly::Reassembly;
 use super::{ConnectionStats, Delivery, EfcpConfig};
 
-/// How many recent sequence numbers an unreliable receiver remembers for duplicates.
-const SEEN_WINDOW: usize = 4096;
+/// Recycled PDU buffers kept at most.
+const POOL_MAX: usize = 64;
+
+/// A PDU received above the in-order edge.
+#[derive(Debug)]
+struct Held {
+    flags: u8,
+    data: Vec<u8>,
+}
 
 #[derive(Debug)]
 pub(super) struct Receiver {
-    reliable: bool,
     credit: u64,
     ack_delay: Duration,
-    /// Reliable: the next sequence number expected in order.
     rcv_next: u64,
-    /// Reliable: PDUs received above `rcv_next`.
-    ooo: BTreeMap<u64, (u8, Vec<u8>)>,
-    /// In-order PDUs not yet read by the application.
-    ready: VecDeque<(u8, Vec<u8>)>,
-    /// Complete SDUs (or end marks) in `ready`.
-    complete: usize,
-    /// PDUs the application consumed: the window's left edge.
-    consumed: u64,
-    advertised: u64,
-    ack_now: bool,
+    ooo: BTreeMap<u64, Held>,
+    held: RangeSet,
+    pool: Vec<Vec<u8>>,
+    asm: Reassembly,
+    /// When the next acknowledgement is due.
     ack_at: Option<Instant>,
+    /// In-order PDUs since the last acknowledgement.
     unacked: u64,
-    eof_delivered: bool,
-    /// The end of stream arrived (in order, for reliable flows); it may not be read yet.
-    eof_received: bool,
-    /// Unreliable: deliveries in arrival order, the SDU being reassembled, and the
-    /// recently seen sequence numbers.
-    deliveries: VecDeque<Delivery>,
-    partial: Option<(u64, Vec<u8>)>,
-    seen: BTreeSet<u64>,
+    advertised: u64,
+    ctrl: ControlRepr,
     pdus_received: u64,
     duplicates: u64,
     sdus_delivered: u64,
@@ -48,24 +57,19 @@ pub(super) struct Receiver {
 
 impl Receiver {
     pub(super) fn new(cfg: &EfcpConfig) -> Self {
+        let credit = cfg.initial_credit.max(1);
         Self {
-            reliable: cfg.reliable,
-            credit: cfg.initial_credit.max(1),
+            credit,
             ack_delay: cfg.ack_delay,
             rcv_next: 0,
             ooo: BTreeMap::new(),
-            ready: VecDeque::new(),
-            complete: 0,
-            consumed: 0,
-            advertised: cfg.initial_credit.max(1),
-            ack_now: false,
+            held: RangeSet::default(),
+            pool: Vec::new(),
+            asm: Reassembly::new(cfg.max_sdu_size),
             ack_at: None,
             unacked: 0,
-            eof_delivered: false,
-            eof_received: false,
-            deliveries: VecDeque::new(),
-            partial: None,
-            seen: BTreeSet::new(),
+            advertised: credit,
+            ctrl: ControlRepr::default(),
             pdus_received: 0,
             duplicates: 0,
             sdus_delivered: 0,
@@ -73,208 +77,109 @@ impl Receiver {
     }
 
     fn rwe(&self) -> u64 {
-        self.consumed + self.credit
+        self.asm.released().saturating_add(self.credit)
     }
 
-    pub(super) fn on_data(&mut self, _cfg: &EfcpConfig, now: Instant, pci: &Pci, payload: &[u8]) {
+    /// A quarter of the credit, at least one PDU.
+    fn quarter(&self) -> u64 {
+        (self.credit / 4).max(1)
+    }
+
+    fn ack_now(&mut self, now: Instant) {
+        self.ack_at = Some(self.ack_at.map_or(now, |t| t.min(now)));
+    }
+
+    /// Handles a DT PDU.
+    pub(super) fn on_data(&mut self, now: Instant, seq: u64, f: u8, payload: &[u8]) {
         self.pdus_received += 1;
-        if pci.flags & !(flags::FIRST | flags::LAST | flags::EOF | flags::DRF) != 0 {
-            return;
-        }
-        if self.reliable {
-            self.on_reliable(now, pci.seq, pci.flags, payload);
-        } else {
-            self.on_unreliable(pci.seq, pci.flags, payload);
-        }
-    }
-
-    fn on_reliable(&mut self, now: Instant, seq: u64, f: u8, payload: &[u8]) {
         if seq < self.rcv_next || self.ooo.contains_key(&seq) {
             self.duplicates += 1;
-            self.ack_now = true; // the sender may have missed our ack
+            self.ack_now(now);
             return;
         }
         if seq >= self.rwe() {
-            self.ack_now = true; // beyond the window (a probe): tell the sender where it is
+            // Past the window (a probe, or a broken peer): say where the window is.
+            self.ack_now(now);
             return;
         }
         if seq > self.rcv_next {
-            self.ooo.insert(seq, (f, payload.to_vec()));
-            self.ack_now = true;
+            let mut data = self.pool.pop().unwrap_or_default();
+            data.clear();
+            data.extend_from_slice(payload);
+            self.ooo.insert(seq, Held { flags: f, data });
+            self.held.insert(seq, seq + 1, |_, _| {});
+            self.ack_now(now);
             return;
         }
-        self.push_ready(f, payload.to_vec());
+        self.asm.push(f, payload);
         self.rcv_next += 1;
-        let had_gap = !self.ooo.is_empty();
+        self.unacked += 1;
+        let filled = !self.ooo.is_empty();
         while let Some(e) = self.ooo.first_entry() {
             if *e.key() != self.rcv_next {
                 break;
             }
-            let (f, data) = e.remove();
-            self.push_ready(f, data);
+            let h = e.remove();
+            self.asm.push(h.flags, &h.data);
+            if self.pool.len() < POOL_MAX {
+                self.pool.push(h.data);
+            }
             self.rcv_next += 1;
+            self.unacked += 1;
         }
-        self.unacked += 1;
-        // The end of stream is acknowledged at once: the peer may be waiting on it to
-        // exit, and this side may exit right after reading it.
-        let eof = self.ready.back().is_some_and(|(f, _)| f & flags::EOF != 0);
-        if had_gap || eof || self.unacked >= (self.credit / 4).max(1) {
-            self.ack_now = true;
+        if filled {
+            self.held.remove_below(self.rcv_next);
+        }
+        // The end of stream is acknowledged at once: the peer may be waiting for it to
+        // finish, and this side may go away right after reading it.
+        if filled || self.asm.eof_received() || self.unacked >= self.quarter() {
+            self.ack_now(now);
         } else if self.ack_at.is_none() {
             self.ack_at = Some(now + self.ack_delay);
         }
     }
 
-    fn push_ready(&mut self, f: u8, data: Vec<u8>) {
-        if f & (flags::LAST | flags::EOF) != 0 {
-            self.complete += 1;
-        }
-        if f & flags::EOF != 0 {
-            self.eof_received = true;
-        }
-        self.ready.push_back((f, data));
-    }
-
-    fn on_unreliable(&mut self, seq: u64, f: u8, payload: &[u8]) {
-        if !self.seen.insert(seq) {
-            self.duplicates += 1;
-            return;
-        }
-        if self.seen.len() > SEEN_WINDOW {
-            self.seen.pop_first();
-        }
-        if self.deliveries.len() as u64 >= self.credit {
-            return; // the application is not reading: drop, as an unreliable flow may
-        }
-        if f & flags::EOF != 0 {
-            self.eof_received = true;
-            self.deliveries.push_back(Delivery::Eof);
-            return;
-        }
-        if f & flags::FIRST != 0 {
-            self.partial = Some((seq + 1, payload.to_vec()));
-        } else if let Some((next, data)) = &mut self.partial {
-            if *next == seq {
-                data.extend_from_slice(payload);
-                *next += 1;
-            } else {
-                self.partial = None;
-            }
-        }
-        if f & flags::LAST != 0 {
-            if let Some((_, data)) = self.partial.take() {
-                self.deliveries.push_back(Delivery::Sdu(data));
-            }
-        }
-    }
-
     pub(super) fn has_delivery(&self) -> bool {
-        if self.eof_delivered {
-            return false;
-        }
-        if self.reliable {
-            self.complete > 0
-        } else {
-            !self.deliveries.is_empty()
-        }
+        self.asm.has_delivery()
     }
 
-    pub(super) fn recv(&mut self, _cfg: &EfcpConfig, _now: Instant) -> Option<Delivery> {
-        if self.eof_delivered {
-            return None;
+    /// The next SDU in order; consuming it may send a window update.
+    pub(super) fn recv(&mut self, now: Instant) -> Option<Delivery> {
+        let d = self.asm.pop()?;
+        if matches!(d, Delivery::Sdu(_)) {
+            self.sdus_delivered += 1;
         }
-        let d = if self.reliable {
-            self.recv_reliable()?
-        } else {
-            self.deliveries.pop_front()?
-        };
-        match &d {
-            Delivery::Eof => self.eof_delivered = true,
-            Delivery::Sdu(_) => self.sdus_delivered += 1,
+        if self.rwe() >= self.advertised.saturating_add(self.quarter()) {
+            self.ack_now(now);
         }
         Some(d)
     }
 
-    fn recv_reliable(&mut self) -> Option<Delivery> {
-        if self.complete == 0 {
-            return None;
-        }
-        let mut sdu: Option<Vec<u8>> = None;
-        while let Some((f, data)) = self.ready.pop_front() {
-            self.consumed += 1;
-            if f & flags::EOF != 0 {
-                self.complete -= 1;
-                self.window_update();
-                if let Some(s) = sdu {
-                    // An end mark inside an SDU is a protocol error: deliver what came.
-                    return Some(Delivery::Sdu(s));
-                }
-                return Some(Delivery::Eof);
-            }
-            match &mut sdu {
-                None => sdu = Some(data),
-                Some(s) => s.extend_from_slice(&data),
-            }
-            if f & flags::LAST != 0 {
-                self.complete -= 1;
-                break;
-            }
-        }
-        self.window_update();
-        sdu.map(Delivery::Sdu)
-    }
-
-    /// Reading opened the window: tell the sender once it grew by a quarter.
-    fn window_update(&mut self) {
-        if self.rwe() >= self.advertised + (self.credit / 4).max(1) {
-            self.ack_now = true;
-        }
+    pub(super) fn eof_received(&self) -> bool {
+        self.asm.eof_received()
     }
 
     pub(super) fn eof_delivered(&self) -> bool {
-        self.eof_delivered
+        self.asm.eof_delivered()
     }
 
-    pub(super) fn eof_received(&self) -> bool {
-        self.eof_received
+    pub(super) fn poll_timeout(&self) -> Option<Instant> {
+        self.ack_at
     }
 
     /// The acknowledgement to send now, if one is due.
-    pub(super) fn poll_ack(&mut self, now: Instant) -> Option<ControlRepr> {
-        let due = self.ack_now || self.ack_at.is_some_and(|t| t <= now);
-        if !due {
+    pub(super) fn poll_ack(&mut self, now: Instant) -> Option<&ControlRepr> {
+        if self.ack_at.is_none_or(|t| t > now) {
             return None;
         }
-        self.ack_now = false;
         self.ack_at = None;
         self.unacked = 0;
         self.advertised = self.rwe();
-        let mut sacks: Vec<(u64, u64)> = Vec::new();
-        for &seq in self.ooo.keys() {
-            match sacks.last_mut() {
-                Some((_, end)) if *end == seq => *end += 1,
-                _ => {
-                    if sacks.len() == MAX_SACKS {
-                        break;
-                    }
-                    sacks.push((seq, seq + 1));
-                }
-            }
-        }
-        Some(ControlRepr {
-            ack: self.rcv_next,
-            rwe: self.advertised,
-            sacks,
-        })
-    }
-
-    pub(super) fn on_timeout(&mut self, _now: Instant) {}
-
-    pub(super) fn poll_timeout(&self) -> Option<Instant> {
-        if self.ack_now {
-            return Some(Instant::ZERO);
-        }
-        self.ack_at
+        self.ctrl.ack = self.rcv_next;
+        self.ctrl.rwe = self.advertised;
+        self.ctrl.sacks.clear();
+        self.ctrl.sacks.extend(self.held.iter().take(MAX_SACKS));
+        Some(&self.ctrl)
     }
 
     pub(super) fn fill_stats(&self, s: &mut ConnectionStats) {

@@ -1,108 +1,173 @@
-//! The sending side: the send queue, sequence numbers, the retransmission queue, loss
-//! detection, RTT estimation and the congestion window.
+//! The sending side (DTP send half and DTCP sender): the send queue, sequence
+//! numbers, the retransmission state, loss detection and the windows.
+//!
+//! Every PDU from the oldest unacknowledged one (`snd_una`) to the last queued one
+//! has a [`Slot`] in `slots` (index = seq − `snd_una`) and its payload in a
+//! [`ByteQueue`]. Slots below `next_seq` were sent; the rest wait for the windows.
+//!
+//! Invariants (reliable mode):
+//! - `sacked` holds exactly the selectively acknowledged seqs in `snd_una..next_seq`,
+//!   and those slots have `sacked` set;
+//! - `lost` holds exactly the slots with `lost` set: sent, not acknowledged, deemed
+//!   lost and waiting for retransmission;
+//! - in flight = sent − acknowledged − SACKed − lost.
+//!
+//! Loss detection, timers and failure live in `sender/loss.rs`.
 
-use std::collections::VecDeque;
-use std::time::Duration;
+use std::collections::{BTreeSet, VecDeque};
 
 use crate::time::Instant;
 use crate::wire::control::ControlRepr;
 use crate::wire::pci::flags;
 use crate::wire::{Pci, PduType, PCI_LEN};
 
+use super::buffer::ByteQueue;
+use super::congestion::{Congestion, RttEstimator};
+use super::ranges::RangeSet;
 use super::{ConnectionStats, EfcpConfig, Failure};
 
-/// Initial congestion window, PDUs.
-const INITIAL_CWND: u64 = 16;
-/// Congestion window bounds, PDUs.
-const MIN_CWND: u64 = 2;
-const MAX_CWND: u64 = 65536;
+mod loss;
 
-/// A PDU sent and not yet cumulatively acknowledged.
-#[derive(Debug)]
-struct Sent {
+/// Fast-retransmit threshold before any reordering is seen.
+const MIN_DUPTHRESH: u64 = 3;
+/// Largest fast-retransmit threshold reordering can raise it to.
+const MAX_DUPTHRESH: u64 = 256;
+
+/// One PDU, queued or sent.
+#[derive(Clone, Copy, Debug)]
+struct Slot {
+    /// Offset of the payload in the byte queue.
+    off: u64,
+    len: u32,
     flags: u8,
-    data: Vec<u8>,
-    sent_at: Instant,
-    rtx: u32,
     sacked: bool,
     lost: bool,
+    rtx: u32,
+    /// Time of the last transmission.
+    sent_at: Instant,
+}
+
+/// What one acknowledgement taught.
+#[derive(Default)]
+struct AckEvent {
+    newly: u64,
+    /// Latest send time of a newly delivered, never retransmitted PDU (Karn).
+    sample: Option<Instant>,
+    /// Reordering distance seen.
+    reorder: u64,
 }
 
 #[derive(Debug)]
 pub(super) struct Sender {
     reliable: bool,
-    /// PDUs not yet sent: (flags, payload).
-    queue: VecDeque<(u8, Vec<u8>)>,
-    /// Sent PDUs from `snd_una` on, one per sequence number.
-    unacked: VecDeque<Sent>,
+    max_rtx: u32,
+    send_queue_pdus: usize,
+    bytes: ByteQueue,
+    slots: VecDeque<Slot>,
     snd_una: u64,
     next_seq: u64,
     peer_rwe: u64,
-    sacked: u64,
-    /// Sequence numbers to retransmit, oldest first.
-    lost: VecDeque<u64>,
-    cwnd: u64,
-    cwnd_acc: u64,
-    ssthresh: u64,
-    /// Losses of PDUs below this belong to the loss event already counted.
-    recovery_until: u64,
-    srtt: Option<Duration>,
-    rttvar: Duration,
-    rto: Duration,
-    rto_deadline: Option<Instant>,
-    /// The send time of the most recently sent PDU known to be delivered, and its seq.
-    rack: Option<(Instant, u64)>,
+    sacked: RangeSet,
+    lost: BTreeSet<u64>,
+    /// Retransmissions not yet acknowledged: (seq, next_seq when resent, rtx count).
+    rtx_watch: VecDeque<(u64, u64, u32)>,
+    loss_floor: u64,
+    dupthresh: u64,
+    rtt: RttEstimator,
+    cc: Congestion,
+    /// The retransmission timer, or the window probe timer when nothing is in flight.
+    timer: Option<Instant>,
     probe: bool,
+    /// The lowest seq sent past the peer's window (a probe), while unacknowledged.
+    probed: Option<u64>,
+    /// Timeouts in a row without progress.
+    stalled: u32,
     closing: bool,
-    pub(super) failure: Option<Failure>,
+    failure: Option<Failure>,
+    scratch: Vec<(u64, u64)>,
     pdus_sent: u64,
     pdus_retransmitted: u64,
+    spurious: u64,
+    malformed: u64,
+    timeouts: u64,
+    loss_events: u64,
 }
 
 impl Sender {
-    pub(super) fn new(cfg: &EfcpConfig, _now: Instant) -> Self {
+    pub(super) fn new(cfg: &EfcpConfig) -> Self {
         Self {
             reliable: cfg.reliable,
-            queue: VecDeque::new(),
-            unacked: VecDeque::new(),
+            max_rtx: cfg.max_rtx,
+            send_queue_pdus: cfg.send_queue_pdus.max(1),
+            bytes: ByteQueue::default(),
+            slots: VecDeque::new(),
             snd_una: 0,
             next_seq: 0,
-            peer_rwe: cfg.initial_credit,
-            sacked: 0,
-            lost: VecDeque::new(),
-            cwnd: INITIAL_CWND,
-            cwnd_acc: 0,
-            ssthresh: MAX_CWND,
-            recovery_until: 0,
-            srtt: None,
-            rttvar: Duration::ZERO,
-            rto: cfg.initial_rto,
-            rto_deadline: None,
-            rack: None,
+            peer_rwe: cfg.initial_credit.max(1),
+            sacked: RangeSet::default(),
+            lost: BTreeSet::new(),
+            rtx_watch: VecDeque::new(),
+            loss_floor: 0,
+            dupthresh: MIN_DUPTHRESH,
+            rtt: RttEstimator::new(cfg.initial_rto, cfg.min_rto, cfg.max_rto, cfg.ack_delay),
+            cc: Congestion::new(),
+            timer: None,
             probe: false,
+            probed: None,
+            stalled: 0,
             closing: false,
             failure: None,
+            scratch: Vec::new(),
             pdus_sent: 0,
             pdus_retransmitted: 0,
+            spurious: 0,
+            malformed: 0,
+            timeouts: 0,
+            loss_events: 0,
         }
     }
 
-    pub(super) fn can_send(&self, cfg: &EfcpConfig) -> bool {
-        !self.closing && self.failure.is_none() && self.queue.len() < cfg.send_queue_pdus.max(1)
+    /// PDUs accepted and not yet sent.
+    fn queued(&self) -> usize {
+        self.slots.len() - self.outstanding() as usize
     }
 
-    pub(super) fn closed(&self) -> bool {
-        self.closing
+    /// PDUs sent and not cumulatively acknowledged.
+    fn outstanding(&self) -> u64 {
+        self.next_seq - self.snd_una
     }
 
+    fn in_flight(&self) -> u64 {
+        self.outstanding()
+            .saturating_sub(self.sacked.count() + self.lost.len() as u64)
+    }
+
+    fn slot_mut(&mut self, seq: u64) -> Option<&mut Slot> {
+        let i = usize::try_from(seq.checked_sub(self.snd_una)?).ok()?;
+        self.slots.get_mut(i)
+    }
+
+    pub(super) fn can_send(&self) -> bool {
+        !self.is_closed() && self.queued() < self.send_queue_pdus
+    }
+
+    /// `close_send` was called or the connection failed.
+    pub(super) fn is_closed(&self) -> bool {
+        self.closing || self.failure.is_some()
+    }
+
+    pub(super) fn failure(&self) -> Option<Failure> {
+        self.failure
+    }
+
+    /// Queues `sdu` as fragments of at most `payload` bytes.
     pub(super) fn queue_sdu(&mut self, sdu: &[u8], payload: usize) {
-        if sdu.is_empty() {
-            self.queue
-                .push_back((flags::FIRST | flags::LAST, Vec::new()));
-            return;
-        }
-        let n = sdu.len().div_ceil(payload);
-        for (i, chunk) in sdu.chunks(payload).enumerate() {
+        let payload = payload.clamp(1, u32::MAX as usize);
+        let at = self.bytes.push(sdu);
+        let n = sdu.len().div_ceil(payload).max(1);
+        for i in 0..n {
+            let start = i * payload;
+            let len = payload.min(sdu.len() - start);
             let mut f = 0;
             if i == 0 {
                 f |= flags::FIRST;
@@ -110,341 +175,238 @@ impl Sender {
             if i + 1 == n {
                 f |= flags::LAST;
             }
-            self.queue.push_back((f, chunk.to_vec()));
+            self.push_slot(at + start as u64, len as u32, f);
         }
     }
 
+    /// Queues the end-of-stream mark (once).
     pub(super) fn queue_eof(&mut self) {
-        if !self.closing {
+        if !self.is_closed() {
             self.closing = true;
-            self.queue.push_back((flags::EOF, Vec::new()));
+            let at = self.bytes.end();
+            self.push_slot(at, 0, flags::EOF);
         }
     }
 
+    fn push_slot(&mut self, off: u64, len: u32, flags: u8) {
+        self.slots.push_back(Slot {
+            off,
+            len,
+            flags,
+            sacked: false,
+            lost: false,
+            rtx: 0,
+            sent_at: Instant::ZERO,
+        });
+    }
+
+    /// Everything including the end-of-stream mark was acknowledged (reliable) or
+    /// sent (unreliable).
     pub(super) fn is_done(&self) -> bool {
-        self.closing && self.queue.is_empty() && self.unacked.is_empty()
+        self.closing && self.failure.is_none() && self.slots.is_empty()
     }
 
-    fn in_flight(&self) -> u64 {
-        (self.unacked.len() as u64).saturating_sub(self.sacked + self.lost.len() as u64)
-    }
-
-    fn get(&mut self, seq: u64) -> Option<&mut Sent> {
-        let i = usize::try_from(seq.checked_sub(self.snd_una)?).ok()?;
-        self.unacked.get_mut(i)
-    }
-
-    /// Handles an acknowledgement.
-    pub(super) fn on_control(&mut self, cfg: &EfcpConfig, now: Instant, body: &[u8]) {
+    /// Handles the body of a control PDU.
+    pub(super) fn on_control(&mut self, now: Instant, body: &[u8]) {
         let Ok(c) = ControlRepr::parse(body) else {
+            self.malformed += 1;
             return;
         };
+        if self.failure.is_some() {
+            return;
+        }
         if c.ack > self.next_seq {
-            return; // acknowledges what was never sent: ignore
+            // Acknowledges what was never sent: garbage.
+            self.malformed += 1;
+            return;
         }
-        self.peer_rwe = self.peer_rwe.max(c.rwe);
-        if self.peer_rwe > self.next_seq {
-            self.probe = false;
-        }
-        let mut newly = 0u64;
-        let mut sample: Option<Instant> = None;
-        let advanced = c.ack > self.snd_una;
+        let in_flight = self.in_flight();
+        let fack = self.sacked.max_end().unwrap_or(0);
+        let mut ev = AckEvent::default();
+        let progress = c.ack > self.snd_una;
         while self.snd_una < c.ack {
-            let Some(s) = self.unacked.pop_front() else {
+            let Some(slot) = self.slots.pop_front() else {
                 break;
             };
-            if s.sacked {
-                self.sacked -= 1;
-            } else {
-                newly += 1;
-                if s.lost {
-                    // Delivered after all: no retransmission needed.
-                    self.lost.retain(|&q| q != self.snd_una);
-                }
-                note(&mut sample, &mut self.rack, s.sent_at, s.rtx, self.snd_una);
-            }
+            let seq = self.snd_una;
             self.snd_una += 1;
+            if slot.lost {
+                self.lost.remove(&seq);
+            }
+            if !slot.sacked {
+                self.on_delivered(&mut ev, now, seq, &slot, fack);
+            }
+            self.bytes.release_to(slot.off + u64::from(slot.len));
         }
-        for &(start, end) in &c.sacks {
-            for seq in start.max(self.snd_una)..end.min(self.next_seq) {
-                let Some(s) = self.get(seq) else { break };
-                if s.sacked {
-                    continue;
-                }
-                s.sacked = true;
-                let (sent_at, rtx, was_lost) = (s.sent_at, s.rtx, s.lost);
-                s.lost = false;
+        self.sacked.remove_below(self.snd_una);
+        self.loss_floor = self.loss_floor.max(self.snd_una);
+        self.on_sacks(&mut ev, now, &c.sacks, fack);
+        if let Some(t) = ev.sample {
+            self.rtt.sample(now - t);
+        }
+        if ev.reorder > 0 {
+            self.dupthresh = self.dupthresh.max(ev.reorder + 1).min(MAX_DUPTHRESH);
+        }
+        self.peer_rwe = self.peer_rwe.max(c.rwe);
+        self.on_window_opened();
+        if progress || ev.newly > 0 || c.rwe <= self.snd_una {
+            // The peer is there: it took data, or told us its window is closed.
+            self.stalled = 0;
+        }
+        if progress {
+            // RFC 6298 §5.3: restart the timer when new data is acknowledged.
+            self.timer = None;
+        }
+        self.cc.on_ack(ev.newly, in_flight, self.snd_una);
+        self.detect_losses(now);
+        self.detect_lost_retransmissions(now);
+        self.update_timer(now);
+    }
+
+    fn on_sacks(&mut self, ev: &mut AckEvent, now: Instant, sacks: &[(u64, u64)], fack: u64) {
+        let mut fresh = std::mem::take(&mut self.scratch);
+        fresh.clear();
+        for &(s, e) in sacks {
+            let (s, e) = (s.max(self.snd_una), e.min(self.next_seq));
+            self.sacked.insert(s, e, |a, b| fresh.push((a, b)));
+        }
+        for &(a, b) in &fresh {
+            for seq in a..b {
+                let Some(slot) = self.slot_mut(seq) else {
+                    break;
+                };
+                slot.sacked = true;
+                let was_lost = std::mem::replace(&mut slot.lost, false);
+                let slot = *slot;
                 if was_lost {
-                    self.lost.retain(|&q| q != seq);
+                    self.lost.remove(&seq);
                 }
-                newly += 1;
-                self.sacked += 1;
-                note(&mut sample, &mut self.rack, sent_at, rtx, seq);
+                self.on_delivered(ev, now, seq, &slot, fack);
             }
         }
-        if let Some(t) = sample {
-            self.on_rtt_sample(cfg, now - t);
-        }
-        if advanced || newly > 0 {
-            self.rto_deadline = (!self.unacked.is_empty()).then(|| now + self.rto);
-            if advanced {
-                // Progress resets the back-off.
-                self.rto = self.base_rto(cfg);
+        self.scratch = fresh;
+    }
+
+    /// A PDU was newly acknowledged, cumulatively or selectively.
+    fn on_delivered(&mut self, ev: &mut AckEvent, now: Instant, seq: u64, slot: &Slot, fack: u64) {
+        ev.newly += 1;
+        if slot.rtx == 0 {
+            ev.sample = Some(ev.sample.map_or(slot.sent_at, |t| t.max(slot.sent_at)));
+            if seq < fack {
+                // It arrived after PDUs sent later: reordering, not loss.
+                ev.reorder = ev.reorder.max(fack - seq);
             }
-        }
-        self.grow_cwnd(newly);
-        self.detect_losses();
-        if self.queue.is_empty() && self.unacked.is_empty() {
-            self.rto_deadline = None;
+        } else if self
+            .rtt
+            .min_rtt()
+            .is_some_and(|m| now - slot.sent_at < m / 2)
+        {
+            // Acknowledged too soon after the retransmission to be about it.
+            self.spurious += 1;
         }
     }
 
-    fn base_rto(&self, cfg: &EfcpConfig) -> Duration {
-        match self.srtt {
-            Some(srtt) => (srtt + (self.rttvar * 4).max(Duration::from_micros(100)))
-                .clamp(cfg.min_rto, cfg.max_rto),
-            None => cfg.initial_rto,
-        }
-    }
-
-    /// RFC 6298 estimates (Karn's rule is applied by the caller: no retransmitted PDU).
-    fn on_rtt_sample(&mut self, cfg: &EfcpConfig, r: Duration) {
-        match self.srtt {
-            None => {
-                self.srtt = Some(r);
-                self.rttvar = r / 2;
-            }
-            Some(srtt) => {
-                let diff = srtt.abs_diff(r);
-                self.rttvar = (self.rttvar * 3 + diff) / 4;
-                self.srtt = Some((srtt * 7 + r) / 8);
-            }
-        }
-        self.rto = self.base_rto(cfg);
-    }
-
-    fn grow_cwnd(&mut self, newly: u64) {
-        if newly == 0 || self.snd_una < self.recovery_until {
-            return;
-        }
-        if self.cwnd < self.ssthresh {
-            self.cwnd = (self.cwnd + newly).min(MAX_CWND);
-        } else {
-            self.cwnd_acc += newly;
-            while self.cwnd_acc >= self.cwnd {
-                self.cwnd_acc -= self.cwnd;
-                self.cwnd = (self.cwnd + 1).min(MAX_CWND);
-            }
-        }
-    }
-
-    /// A PDU is lost if it was sent more than a quarter RTT before a PDU that was
-    /// delivered (time order), or if three PDUs above it were selectively acknowledged
-    /// (duplicate threshold, for PDUs sent in the same instant).
-    fn detect_losses(&mut self) {
-        let Some((rack_time, rack_seq)) = self.rack else {
-            return;
-        };
-        let reo = self.srtt.map_or(Duration::from_millis(1), |s| s / 4);
-        let mut event = false;
-        let top = rack_seq.min(self.next_seq.saturating_sub(1));
-        let mut sacked_above = 0u32;
-        let mut seq = top;
-        while seq >= self.snd_una {
-            let Some(s) = self.get(seq) else { break };
-            if s.sacked {
-                sacked_above += 1;
-            } else if !s.lost
-                && seq < top
-                && (s.sent_at + reo <= rack_time && s.sent_at < rack_time || sacked_above >= 3)
-            {
-                s.lost = true;
-                self.lost.push_back(seq);
-                event |= seq >= self.recovery_until;
-            }
-            if seq == 0 {
-                break;
-            }
-            seq -= 1;
-        }
-        if event {
-            // Oldest first.
-            self.lost.make_contiguous().sort_unstable();
-            self.enter_recovery(false);
-        }
-    }
-
-    fn enter_recovery(&mut self, timeout: bool) {
-        self.ssthresh = (self.cwnd / 2).max(MIN_CWND);
-        self.cwnd = if timeout { MIN_CWND } else { self.ssthresh };
-        self.cwnd_acc = 0;
-        self.recovery_until = self.next_seq;
-    }
-
-    pub(super) fn on_timeout(&mut self, cfg: &EfcpConfig, now: Instant) {
-        let Some(deadline) = self.rto_deadline else {
-            return;
-        };
-        if now < deadline || !self.reliable {
-            return;
-        }
-        if self.unacked.is_empty() {
-            // Window closed and nothing in flight: probe with the next PDU.
-            if !self.queue.is_empty() {
-                self.probe = true;
-            }
-            self.rto_deadline = None;
-            return;
-        }
-        let oldest_rtx = self.unacked.iter().find(|s| !s.sacked).map_or(0, |s| s.rtx);
-        if oldest_rtx >= cfg.max_rtx {
-            self.failure = Some(Failure::RetransmissionsExhausted);
-            self.queue.clear();
-            self.lost.clear();
-            self.rto_deadline = None;
-            return;
-        }
-        let rto = self.rto;
-        let mut any = false;
-        for seq in self.snd_una..self.next_seq {
-            let Some(s) = self.get(seq) else { break };
-            if !s.sacked && !s.lost && s.sent_at + rto <= now {
-                s.lost = true;
-                self.lost.push_back(seq);
-                any = true;
-            }
-        }
-        if !any {
-            // Everything outstanding is younger than the RTO: resend the oldest anyway.
-            let first = (self.snd_una..self.next_seq)
-                .find(|&q| self.get(q).is_some_and(|s| !s.sacked && !s.lost));
-            if let Some(seq) = first {
-                if let Some(s) = self.get(seq) {
-                    s.lost = true;
-                }
-                self.lost.push_back(seq);
-            }
-        }
-        self.enter_recovery(true);
-        self.rto = (self.rto * 2).min(cfg.max_rto);
-        self.rto_deadline = Some(now + self.rto);
-    }
-
-    pub(super) fn poll_timeout(&self) -> Option<Instant> {
-        if self.failure.is_some() {
-            return None;
-        }
-        self.rto_deadline
-    }
-
-    pub(super) fn poll_transmit(
-        &mut self,
-        cfg: &EfcpConfig,
-        now: Instant,
-        base: Pci,
-        buf: &mut Vec<u8>,
-    ) -> bool {
+    /// Writes the next DT PDU into `buf`: a retransmission, else a new PDU if the
+    /// windows allow. `base` carries the addresses and CEP-ids.
+    pub(super) fn poll_transmit(&mut self, now: Instant, base: &Pci, buf: &mut Vec<u8>) -> bool {
         if self.failure.is_some() {
             return false;
         }
-        while let Some(seq) = self.lost.pop_front() {
-            let rto = self.rto;
-            let Some(s) = self.get(seq) else { continue };
-            if s.sacked || !s.lost {
-                continue;
-            }
-            s.lost = false;
-            s.rtx += 1;
-            s.sent_at = now;
-            let (f, data) = (s.flags, &s.data);
-            emit(buf, base, seq, f, data);
+        if !self.reliable {
+            let Some(slot) = self.slots.pop_front() else {
+                return false;
+            };
+            self.emit(base, self.next_seq, &slot, buf);
+            self.next_seq += 1;
+            self.snd_una = self.next_seq;
+            self.bytes.release_to(slot.off + u64::from(slot.len));
             self.pdus_sent += 1;
-            self.pdus_retransmitted += 1;
-            if self.rto_deadline.is_none() {
-                self.rto_deadline = Some(now + rto);
-            }
             return true;
         }
-        if self.queue.is_empty() {
+        let cwnd = self.cc.window();
+        if self.in_flight() < cwnd && self.retransmit(now, base, buf) {
+            return true;
+        }
+        let queued = self.queued();
+        if queued == 0 {
             return false;
         }
-        if self.reliable {
-            let window_open =
-                self.next_seq < self.peer_rwe || (self.probe && self.unacked.is_empty());
-            if !window_open || self.in_flight() >= self.cwnd {
-                if !window_open && self.unacked.is_empty() && self.rto_deadline.is_none() {
-                    self.rto_deadline = Some(now + self.rto);
-                }
-                return false;
-            }
+        if self.next_seq >= self.peer_rwe && !self.probe {
+            self.update_timer(now);
+            return false;
         }
-        let Some((mut f, data)) = self.queue.pop_front() else {
+        if self.in_flight() >= cwnd {
+            return false;
+        }
+        let seq = self.next_seq;
+        let Some(slot) = self.slot_mut(seq) else {
             return false;
         };
-        let seq = self.next_seq;
+        slot.sent_at = now;
+        let slot = *slot;
+        self.emit(base, seq, &slot, buf);
+        if seq >= self.peer_rwe {
+            self.probed.get_or_insert(seq);
+        }
         self.next_seq += 1;
-        if seq == 0 {
-            f |= flags::DRF;
-        }
-        emit(buf, base, seq, f, &data);
+        self.probe = false;
         self.pdus_sent += 1;
-        if self.reliable {
-            self.probe = false;
-            self.unacked.push_back(Sent {
-                flags: f,
-                data,
-                sent_at: now,
-                rtx: 0,
-                sacked: false,
-                lost: false,
-            });
-            if self.rto_deadline.is_none() {
-                self.rto_deadline = Some(now + self.rto);
-            }
-        }
-        let _ = cfg;
+        self.timer.get_or_insert(now + self.rtt.rto());
         true
     }
 
-    pub(super) fn stats(&self) -> ConnectionStats {
-        ConnectionStats {
-            pdus_sent: self.pdus_sent,
-            pdus_retransmitted: self.pdus_retransmitted,
-            srtt: self.srtt,
-            rto: self.rto,
-            cwnd: self.cwnd,
-            in_flight: self.in_flight(),
-            ..ConnectionStats::default()
+    fn retransmit(&mut self, now: Instant, base: &Pci, buf: &mut Vec<u8>) -> bool {
+        while let Some(seq) = self.lost.pop_first() {
+            let Some(slot) = self.slot_mut(seq) else {
+                continue;
+            };
+            if slot.sacked || !slot.lost {
+                continue;
+            }
+            slot.lost = false;
+            slot.rtx += 1;
+            slot.sent_at = now;
+            let slot = *slot;
+            self.emit(base, seq, &slot, buf);
+            self.rtx_watch.push_back((seq, self.next_seq, slot.rtx));
+            self.pdus_sent += 1;
+            self.pdus_retransmitted += 1;
+            if seq == self.snd_una || self.timer.is_none() {
+                self.timer = Some(now + self.rtt.rto());
+            }
+            return true;
         }
+        false
     }
-}
 
-/// Records a delivered PDU: an RTT sample if it was never retransmitted (Karn), and
-/// the most recent send time among delivered PDUs (for loss detection).
-fn note(
-    sample: &mut Option<Instant>,
-    rack: &mut Option<(Instant, u64)>,
-    sent_at: Instant,
-    rtx: u32,
-    seq: u64,
-) {
-    if rtx == 0 {
-        *sample = Some(sample.map_or(sent_at, |t| t.max(sent_at)));
+    fn emit(&self, base: &Pci, seq: u64, slot: &Slot, buf: &mut Vec<u8>) {
+        let mut f = slot.flags;
+        if seq == 0 {
+            f |= flags::DRF;
+        }
+        buf.clear();
+        buf.reserve(PCI_LEN + slot.len as usize);
+        buf.resize(PCI_LEN, 0);
+        Pci {
+            pdu_type: PduType::Data,
+            flags: f,
+            seq,
+            ..*base
+        }
+        .emit(buf);
+        self.bytes.copy_to(slot.off, slot.len as usize, buf);
     }
-    if rack.is_none_or(|(t, q)| sent_at > t || (sent_at == t && seq > q)) {
-        *rack = Some((sent_at, seq));
-    }
-}
 
-fn emit(buf: &mut Vec<u8>, base: Pci, seq: u64, f: u8, data: &[u8]) {
-    buf.clear();
-    buf.resize(PCI_LEN, 0);
-    Pci {
-        pdu_type: PduType::Data,
-        flags: f,
-        seq,
-        ..base
+    pub(super) fn fill_stats(&self, s: &mut ConnectionStats) {
+        s.pdus_sent = self.pdus_sent;
+        s.pdus_retransmitted = self.pdus_retransmitted;
+        s.srtt = self.rtt.srtt();
+        s.rto = self.rtt.rto();
+        s.cwnd = self.cc.window();
+        s.in_flight = self.in_flight();
+        s.malformed += self.malformed;
+        s.spurious_retransmissions = self.spurious;
+        s.timeouts = self.timeouts;
+        s.loss_events = self.loss_events;
     }
-    .emit(buf);
-    buf.extend_from_slice(data);
 }
