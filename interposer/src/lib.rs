@@ -9,11 +9,14 @@
 //! - [`hooks`]: the `extern "C"` entry points: a re-entrancy check, a fast
 //!   pass-through, then [`ops`] inside `catch_unwind`.
 //! - [`ops`]: the decisions, in safe code where it can be.
+//! - [`dgram`]: datagram sockets, which keep their UDP socket and reach flows through
+//!   proxies on loopback.
 //! - [`real`]: libc's own functions, resolved once.
 //! - [`sockets`]: what we know of the sockets we took over, keyed by inode.
 //! - [`state`]: the rules and the runtime of this process.
 //! - [`sockaddr`]: conversions between C socket addresses and Rust ones.
 
+pub mod dgram;
 pub mod guard;
 pub mod hooks;
 pub mod ops;
@@ -21,6 +24,25 @@ pub mod real;
 pub mod sockaddr;
 pub mod sockets;
 pub mod state;
+
+/// Registers `pthread_atfork` handlers that take `$lock` (a `parking_lot::Mutex`)
+/// before `fork` and release it in both processes after, so a child never inherits
+/// it held by a thread that does not exist there.
+#[macro_export]
+macro_rules! hold_across_fork {
+    ($lock:expr) => {{
+        extern "C" fn prepare() {
+            std::mem::forget($lock.lock());
+        }
+        extern "C" fn release() {
+            // SAFETY: `prepare` took the lock in this thread and forgot the guard;
+            // this is the matching unlock, in the parent and in the child.
+            unsafe { $lock.force_unlock() };
+        }
+        // SAFETY: registering plain extern "C" functions.
+        unsafe { libc::pthread_atfork(Some(prepare), Some(release), Some(release)) };
+    }};
+}
 
 /// Loads the rules when the library is loaded, so a bad rules file stops the
 /// program before it does anything (D4). Starts no thread.
@@ -33,5 +55,10 @@ extern "C" fn init() {
     let _ = std::panic::catch_unwind(|| {
         real::resolve();
         state::load_rules();
+        if state::active() {
+            sockets::register_atfork();
+            dgram::register_atfork();
+            state::register_atfork();
+        }
     });
 }

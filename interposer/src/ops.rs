@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicU16, AtomicU32, Ordering};
 
 use libc::{c_int, c_void, sockaddr, socklen_t, AF_INET, AF_INET6, AF_UNIX, SOCK_STREAM};
 use rina_core::ApplicationName;
-use runtime::api::{parse_incoming_name, ConnectRequest, FlowKind, ListenRequest};
-use runtime::config::Decision;
+use runtime::api::{parse_incoming_name, AppEnd, ConnectRequest, ListenRequest, ListenTarget};
+use runtime::config::{Decision, Proto};
 
 use crate::real::real;
 use crate::sockaddr as sa_conv;
@@ -40,7 +40,7 @@ fn synthetic_port() -> u16 {
     }
 }
 
-fn sockopt_int(fd: c_int, level: c_int, name: c_int) -> Option<c_int> {
+pub(crate) fn sockopt_int(fd: c_int, level: c_int, name: c_int) -> Option<c_int> {
     let mut v: c_int = 0;
     let mut len = size_of::<c_int>() as socklen_t;
     // SAFETY: v and len are ours and sized for an int option.
@@ -48,11 +48,13 @@ fn sockopt_int(fd: c_int, level: c_int, name: c_int) -> Option<c_int> {
     (r == 0).then_some(v)
 }
 
-/// The family of an INET stream socket, `None` for anything else.
-fn inet_stream(fd: c_int) -> Option<c_int> {
+/// The family and type (`SOCK_STREAM` or `SOCK_DGRAM`) of an INET socket, `None`
+/// for anything else.
+pub(crate) fn inet_socket(fd: c_int) -> Option<(c_int, c_int)> {
     let family = sockopt_int(fd, libc::SOL_SOCKET, libc::SO_DOMAIN)?;
     let ty = sockopt_int(fd, libc::SOL_SOCKET, libc::SO_TYPE)?;
-    ((family == AF_INET || family == AF_INET6) && ty == SOCK_STREAM).then_some(family)
+    ((family == AF_INET || family == AF_INET6) && (ty == SOCK_STREAM || ty == libc::SOCK_DGRAM))
+        .then_some((family, ty))
 }
 
 /// Replaces `fd`'s file description with `new`'s, keeping O_NONBLOCK and FD_CLOEXEC.
@@ -99,7 +101,7 @@ fn set_send_buffer(fd: c_int) {
     }
 }
 
-fn errno() -> c_int {
+pub(crate) fn errno() -> c_int {
     std::io::Error::last_os_error()
         .raw_os_error()
         .unwrap_or(libc::EIO)
@@ -111,6 +113,15 @@ fn loopback(family: c_int) -> IpAddr {
     } else {
         IpAddr::V4(Ipv4Addr::LOCALHOST)
     }
+}
+
+/// The name this process presents as the source of flows made by `rule`.
+pub(crate) fn local_app(rule: &runtime::config::Rule) -> ApplicationName {
+    rule.target
+        .local_app
+        .as_deref()
+        .and_then(|l| l.parse().ok())
+        .unwrap_or_else(|| ApplicationName::new(state::program_name()))
 }
 
 /// `bind`: a listen rule's address is recorded, not bound.
@@ -125,10 +136,13 @@ pub unsafe fn bind(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Outcome 
     let Some(rules) = state::rules() else {
         return Outcome::Pass;
     };
-    let Some(family) = inet_stream(fd) else {
+    let Some((family, ty)) = inet_socket(fd) else {
         return Outcome::Pass;
     };
-    match rules.match_listen(sa) {
+    if ty == libc::SOCK_DGRAM {
+        return crate::dgram::bind(fd, family, sa, rules);
+    }
+    match rules.match_listen(sa, Proto::Tcp) {
         Decision::Pass => Outcome::Pass,
         Decision::Deny => Outcome::Fail(libc::EACCES),
         Decision::Rina { .. } => {
@@ -161,11 +175,12 @@ pub fn listen(fd: c_int, backlog: c_int) -> Outcome {
         Role::Bound => {}
         Role::Listening => return Outcome::Done(0),
         Role::Connected { .. } => return Outcome::Fail(libc::EINVAL),
+        Role::Datagram(_) => return Outcome::Pass, // the kernel says EOPNOTSUPP
     }
     let Some(rules) = state::rules() else {
         return Outcome::Pass;
     };
-    let Decision::Rina { rule, app } = rules.match_listen(meta.local) else {
+    let Decision::Rina { rule, app } = rules.match_listen(meta.local, Proto::Tcp) else {
         return Outcome::Fail(libc::EACCES);
     };
     let handle = match state::runtime() {
@@ -184,8 +199,7 @@ pub fn listen(fd: c_int, backlog: c_int) -> Outcome {
     let req = ListenRequest {
         dif: rule.target.dif.clone(),
         app,
-        listener: name.into_bytes(),
-        kind: FlowKind::Stream,
+        target: ListenTarget::Stream(name.into_bytes()),
         timeout: rules.settings.connect_timeout,
     };
     if let Err(e) = handle.listen(req) {
@@ -245,13 +259,23 @@ pub unsafe fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Outco
     let Some(rules) = state::rules() else {
         return Outcome::Pass;
     };
-    let decision = rules.match_connect(sa);
-    if decision == Decision::Pass {
+    // Matching costs no system call: calls no rule matches leave at once.
+    if rules.match_connect(sa, Proto::Tcp) == Decision::Pass
+        && rules.match_connect(sa, Proto::Udp) == Decision::Pass
+    {
         return Outcome::Pass;
     }
-    let Some(family) = inet_stream(fd) else {
+    let Some((family, ty)) = inet_socket(fd) else {
         return Outcome::Pass;
     };
+    if ty == libc::SOCK_DGRAM {
+        if crate::dgram::is_proxy_range(sa) {
+            return Outcome::Pass; // a flow's proxy: the kernel connects to it
+        }
+        let decision = rules.match_connect(sa, Proto::Udp);
+        return crate::dgram::connect(fd, family, sa, decision, rules);
+    }
+    let decision = rules.match_connect(sa, Proto::Tcp);
     let (rule, app) = match decision {
         Decision::Pass => return Outcome::Pass,
         Decision::Deny => return Outcome::Fail(libc::ECONNREFUSED),
@@ -281,18 +305,11 @@ pub unsafe fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Outco
     }
     // SAFETY: pair[1] is a fresh fd we own; the runtime takes it.
     let rt_end = unsafe { OwnedFd::from_raw_fd(pair[1]) };
-    let local_app = rule
-        .target
-        .local_app
-        .as_deref()
-        .and_then(|l| l.parse().ok())
-        .unwrap_or_else(|| ApplicationName::new(state::program_name()));
     let req = ConnectRequest {
         dif: rule.target.dif.clone(),
-        local_app,
+        local_app: local_app(rule),
         remote_app: app,
-        socket: rt_end,
-        kind: FlowKind::Stream,
+        end: AppEnd::Stream(rt_end),
         timeout: rules.settings.connect_timeout,
     };
     if let Err(e) = handle.connect(req) {
@@ -328,8 +345,10 @@ pub unsafe fn accept(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t, flags:
     let Some(meta) = sockets::get(fd) else {
         return Outcome::Pass;
     };
-    if meta.role != Role::Listening {
-        return Outcome::Fail(libc::EINVAL);
+    match meta.role {
+        Role::Listening => {}
+        Role::Datagram(_) => return Outcome::Pass, // the kernel says EOPNOTSUPP
+        _ => return Outcome::Fail(libc::EINVAL),
     }
     // SAFETY: sockaddr_un is plain old data; the kernel fills it.
     let mut sun: libc::sockaddr_un = unsafe { std::mem::zeroed() };
@@ -378,13 +397,14 @@ pub unsafe fn name(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t, peer: bo
     if addr.is_null() || len.is_null() {
         return Outcome::Fail(libc::EFAULT);
     }
-    let sa = if peer {
-        match meta.role {
-            Role::Connected { peer } => peer,
-            _ => return Outcome::Fail(libc::ENOTCONN),
-        }
-    } else {
-        meta.local
+    let sa = match (&meta.role, peer) {
+        (Role::Datagram(d), _) => match crate::dgram::name(d, meta.local, peer) {
+            Some(sa) => sa,
+            None => return Outcome::Pass,
+        },
+        (Role::Connected { peer }, true) => *peer,
+        (_, true) => return Outcome::Fail(libc::ENOTCONN),
+        (_, false) => meta.local,
     };
     // SAFETY: forwarded from the caller, checked non-null.
     unsafe { sa_conv::write(sa, meta.family, addr, len) };
@@ -406,8 +426,8 @@ pub unsafe fn getsockopt(
     val: *mut c_void,
     len: *mut socklen_t,
 ) -> Outcome {
-    let Some(meta) = sockets::get(fd) else {
-        return Outcome::Pass;
+    let Some(meta) = sockets::get(fd).filter(|m| !matches!(m.role, Role::Datagram(_))) else {
+        return Outcome::Pass; // not ours, or a real UDP socket
     };
     let int = |v: c_int| -> Outcome {
         if val.is_null() || len.is_null() {
@@ -465,7 +485,7 @@ pub unsafe fn setsockopt(
     if !tcp_level(level) {
         return Outcome::Pass;
     }
-    if sockets::get(fd).is_none_or(|m| m.role == Role::Bound) {
+    if sockets::get(fd).is_none_or(|m| matches!(m.role, Role::Bound | Role::Datagram(_))) {
         return Outcome::Pass; // still a real INET socket
     }
     let bytes = if val.is_null() {

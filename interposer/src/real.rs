@@ -6,7 +6,7 @@
 
 use std::ffi::CStr;
 
-use libc::{c_int, c_void, sockaddr, socklen_t};
+use libc::{c_int, c_void, msghdr, size_t, sockaddr, socklen_t, ssize_t};
 use once_cell::sync::OnceCell;
 
 type SocketFn = unsafe extern "C" fn(c_int, c_int, c_int) -> c_int;
@@ -17,6 +17,25 @@ type Accept4Fn = unsafe extern "C" fn(c_int, *mut sockaddr, *mut socklen_t, c_in
 type NameFn = unsafe extern "C" fn(c_int, *mut sockaddr, *mut socklen_t) -> c_int;
 type GetOptFn = unsafe extern "C" fn(c_int, c_int, c_int, *mut c_void, *mut socklen_t) -> c_int;
 type SetOptFn = unsafe extern "C" fn(c_int, c_int, c_int, *const c_void, socklen_t) -> c_int;
+type SendToFn = unsafe extern "C" fn(
+    c_int,
+    *const c_void,
+    size_t,
+    c_int,
+    *const sockaddr,
+    socklen_t,
+) -> ssize_t;
+type RecvFromFn = unsafe extern "C" fn(
+    c_int,
+    *mut c_void,
+    size_t,
+    c_int,
+    *mut sockaddr,
+    *mut socklen_t,
+) -> ssize_t;
+type SendMsgFn = unsafe extern "C" fn(c_int, *const msghdr, c_int) -> ssize_t;
+type RecvMsgFn = unsafe extern "C" fn(c_int, *mut msghdr, c_int) -> ssize_t;
+type CloseFn = unsafe extern "C" fn(c_int) -> c_int;
 
 /// The real functions.
 #[derive(Debug, Clone, Copy)]
@@ -41,6 +60,16 @@ pub struct Real {
     pub getsockopt: GetOptFn,
     /// `setsockopt`
     pub setsockopt: SetOptFn,
+    /// `sendto`
+    pub sendto: SendToFn,
+    /// `recvfrom`
+    pub recvfrom: RecvFromFn,
+    /// `sendmsg`
+    pub sendmsg: SendMsgFn,
+    /// `recvmsg`
+    pub recvmsg: RecvMsgFn,
+    /// `close`
+    pub close: CloseFn,
 }
 
 static REAL: OnceCell<Real> = OnceCell::new();
@@ -81,6 +110,11 @@ pub fn resolve() -> &'static Real {
         getpeername: resolve_fn!(c"getpeername", NameFn, hooks::getpeername),
         getsockopt: resolve_fn!(c"getsockopt", GetOptFn, hooks::getsockopt),
         setsockopt: resolve_fn!(c"setsockopt", SetOptFn, hooks::setsockopt),
+        sendto: resolve_fn!(c"sendto", SendToFn, hooks::sendto),
+        recvfrom: resolve_fn!(c"recvfrom", RecvFromFn, hooks::recvfrom),
+        sendmsg: resolve_fn!(c"sendmsg", SendMsgFn, hooks::sendmsg),
+        recvmsg: resolve_fn!(c"recvmsg", RecvMsgFn, hooks::recvmsg),
+        close: resolve_fn!(c"close", CloseFn, hooks::close),
     })
 }
 

@@ -2,10 +2,13 @@
 //! st_ino), not its fd number: dup, fork, F_DUPFD and SCM_RIGHTS share an inode,
 //! so they all stay correct without hooks (DESIGN.md D1).
 //!
-//! [`is_empty`] is a lock-free check, so calls on other sockets pay nothing while the
-//! process has none of ours.
+//! [`is_empty`] and [`has_datagrams`] are lock-free checks, so calls on other sockets
+//! pay nothing while the process has none of ours. Entries of sockets that were
+//! closed are swept when the table has doubled since the last sweep (the live
+//! sockets are read from `/proc/self/fd`), so a long-running server's table stays
+//! the size of its open sockets.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -23,11 +26,27 @@ pub enum Role {
     Bound,
     /// An AF_UNIX listener stands in for the application's socket.
     Listening,
-    /// One end of a flow.
+    /// One end of a stream flow.
     Connected {
         /// The peer as the application sees it.
         peer: SocketAddr,
     },
+    /// The application's own UDP socket, carrying datagram flows through proxies.
+    Datagram(Datagram),
+}
+
+/// A UDP socket with datagram flows (see `runtime::datagram`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Datagram {
+    /// The socket's address as the proxies reach it.
+    pub app: Option<SocketAddr>,
+    /// Bound through a listen rule: its name is registered, and `getsockname`
+    /// answers the rule's address.
+    pub registered: bool,
+    /// Connected through a connect rule: the address the application connected to.
+    pub peer: Option<SocketAddr>,
+    /// Destination as the application names it -> the proxy of its flow.
+    pub routes: BTreeMap<SocketAddr, SocketAddr>,
 }
 
 /// What we know of one socket.
@@ -43,13 +62,33 @@ pub struct Meta {
     pub options: BTreeMap<(c_int, c_int), Vec<u8>>,
 }
 
-static TABLE: Lazy<Mutex<BTreeMap<Key, Meta>>> = Lazy::new(|| Mutex::new(BTreeMap::new()));
+struct Table {
+    entries: BTreeMap<Key, Meta>,
+    /// Size at which the next sweep of closed sockets runs.
+    sweep_at: usize,
+}
+
+const FIRST_SWEEP: usize = 64;
+
+static TABLE: Lazy<Mutex<Table>> = Lazy::new(|| {
+    Mutex::new(Table {
+        entries: BTreeMap::new(),
+        sweep_at: FIRST_SWEEP,
+    })
+});
 static COUNT: AtomicUsize = AtomicUsize::new(0);
+static DATAGRAMS: AtomicUsize = AtomicUsize::new(0);
 
 /// True if no socket is ours (no lock taken).
 #[inline]
 pub fn is_empty() -> bool {
     COUNT.load(Ordering::Acquire) == 0
+}
+
+/// True if some socket of ours carries datagram flows (no lock taken).
+#[inline]
+pub fn has_datagrams() -> bool {
+    DATAGRAMS.load(Ordering::Acquire) != 0
 }
 
 /// The identity of the socket behind `fd`.
@@ -63,37 +102,120 @@ pub fn key(fd: c_int) -> Option<Key> {
     Some((st.st_dev, st.st_ino))
 }
 
+fn publish(t: &Table) {
+    COUNT.store(t.entries.len(), Ordering::Release);
+    let d = t
+        .entries
+        .values()
+        .filter(|m| matches!(m.role, Role::Datagram(_)))
+        .count();
+    DATAGRAMS.store(d, Ordering::Release);
+}
+
 /// What we know of `fd`, if it is ours.
 pub fn get(fd: c_int) -> Option<Meta> {
     if is_empty() {
         return None;
     }
     let k = key(fd)?;
-    TABLE.lock().get(&k).cloned()
+    TABLE.lock().entries.get(&k).cloned()
 }
 
 /// Records (or replaces) what we know of `fd`.
 pub fn set(fd: c_int, meta: Meta) {
-    if let Some(k) = key(fd) {
-        let mut t = TABLE.lock();
-        t.insert(k, meta);
-        COUNT.store(t.len(), Ordering::Release);
-    }
-}
-
-/// Updates the entry of `fd` in place.
-pub fn update(fd: c_int, f: impl FnOnce(&mut Meta)) {
     let Some(k) = key(fd) else { return };
-    if let Some(m) = TABLE.lock().get_mut(&k) {
-        f(m);
+    let sweep = {
+        let t = TABLE.lock();
+        t.entries.len() + 1 >= t.sweep_at
+    };
+    // Read the open sockets before taking the lock (reading /proc closes a directory
+    // fd, which comes back through our close hook).
+    let live = sweep.then(open_socket_inodes);
+    let mut t = TABLE.lock();
+    if let Some(live) = live {
+        t.entries.retain(|k, _| live.contains(&k.1));
+        t.sweep_at = (2 * (t.entries.len() + 1)).max(FIRST_SWEEP);
     }
+    t.entries.insert(k, meta);
+    publish(&t);
 }
 
-/// Forgets `fd` (its inode).
-pub fn remove(fd: c_int) {
-    if let Some(k) = key(fd) {
-        let mut t = TABLE.lock();
-        t.remove(&k);
-        COUNT.store(t.len(), Ordering::Release);
+/// Updates the entry of `fd` in place; returns what `f` returned, `None` if `fd` is
+/// not ours.
+pub fn update<R>(fd: c_int, f: impl FnOnce(&mut Meta) -> R) -> Option<R> {
+    let k = key(fd)?;
+    let mut t = TABLE.lock();
+    let r = t.entries.get_mut(&k).map(f);
+    publish(&t);
+    r
+}
+
+/// Forgets `fd` (its inode); returns what was known.
+pub fn remove(fd: c_int) -> Option<Meta> {
+    let k = key(fd)?;
+    remove_key(k)
+}
+
+/// Forgets a socket by its identity.
+pub fn remove_key(k: Key) -> Option<Meta> {
+    let mut t = TABLE.lock();
+    let m = t.entries.remove(&k);
+    publish(&t);
+    m
+}
+
+/// True if some fd of this process still refers to the socket with inode `ino`.
+pub fn is_open(ino: u64) -> bool {
+    open_socket_inodes().contains(&ino)
+}
+
+/// The inodes of every socket this process has open, from `/proc/self/fd`.
+fn open_socket_inodes() -> BTreeSet<u64> {
+    let mut live = BTreeSet::new();
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return live;
+    };
+    for e in dir.flatten() {
+        if let Ok(target) = std::fs::read_link(e.path()) {
+            let t = target.to_string_lossy();
+            if let Some(ino) = t
+                .strip_prefix("socket:[")
+                .and_then(|r| r.strip_suffix(']'))
+                .and_then(|n| n.parse().ok())
+            {
+                live.insert(ino);
+            }
+        }
+    }
+    live
+}
+
+/// Holds this module's lock across `fork` (see [`crate::hold_across_fork`]).
+pub fn register_atfork() {
+    crate::hold_across_fork!(TABLE);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn closed_sockets_are_swept() {
+        let meta = |port| Meta {
+            family: libc::AF_INET,
+            local: SocketAddr::from(([127, 0, 0, 1], port)),
+            role: Role::Bound,
+            options: BTreeMap::new(),
+        };
+        let kept = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        use std::os::fd::AsRawFd;
+        set(kept.as_raw_fd(), meta(1));
+        for i in 0..200u16 {
+            let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            set(s.as_raw_fd(), meta(i + 2));
+        }
+        let n = TABLE.lock().entries.len();
+        assert!(n < 2 * FIRST_SWEEP, "{n} entries for 1 open socket");
+        assert_eq!(get(kept.as_raw_fd()).map(|m| m.local.port()), Some(1));
     }
 }

@@ -97,6 +97,17 @@ pub fn runtime() -> Result<Handle, FlowError> {
     Ok(h)
 }
 
+/// The runtime of this process if it runs (never starts one).
+pub fn running_runtime() -> Option<Handle> {
+    let pid = std::process::id();
+    RUNTIME.lock().clone().filter(|h| h.pid() == pid)
+}
+
+/// Holds this module's lock across `fork` (see [`crate::hold_across_fork`]).
+pub fn register_atfork() {
+    crate::hold_across_fork!(RUNTIME);
+}
+
 extern "C" fn at_exit() {
     let _ = std::panic::catch_unwind(|| {
         let h = RUNTIME.lock().clone();

@@ -399,3 +399,126 @@ fn goodbye_after_end_of_stream_loses_nothing() {
     assert!(sim.node(a).ipcp.is_send_done(ap));
     assert!(sim.node(a).ipcp.is_finished(ap));
 }
+
+/// A name registered for one kind of flow refuses the other kind as if it were not
+/// registered (TCP and UDP ports of the same number are separate); a datagram flow
+/// keeps message boundaries; withdrawing one kind keeps the name, withdrawing the
+/// last one removes it from the directory.
+#[test]
+fn registrations_are_per_flow_kind() {
+    use rina_core::ipcp::{AllocError, FlowKinds, ReadResult};
+    let mut sim = Sim::new(5);
+    let a = sim.add_node(member("a", true));
+    let b = sim.add_node(member("b", false));
+    sim.link(b, a, LinkConfig::default());
+    let svc = ApplicationName::new("svc");
+    let now = sim.now();
+    sim.node(a)
+        .ipcp
+        .register_for(now, svc.clone(), FlowKinds::UNRELIABLE)
+        .unwrap();
+    let until = rina_core::Instant::from_micros(5_000_000);
+    sim.run_until(until, u64::MAX, |s| {
+        s.node(b).ipcp.is_enrolled() && !s.node(b).ipcp.directory().lookup(&svc).is_empty()
+    })
+    .unwrap();
+    let allocate = |sim: &mut Sim, reliable: bool| {
+        let now = sim.now();
+        let port = sim.node(b).ipcp.allocate_flow(
+            now,
+            ApplicationName::new("client"),
+            ApplicationName::new("svc"),
+            reliable,
+            now + Duration::from_secs(5),
+        );
+        let until = sim.now() + Duration::from_secs(5);
+        sim.run_until(until, u64::MAX, |s| {
+            s.node(b).events.iter().any(|e| {
+                matches!(e, Event::FlowAllocated { port: p } | Event::FlowAllocationFailed { port: p, .. } if *p == port)
+            })
+        })
+        .unwrap();
+        let ev = sim.node(b).events.drain(..).find(|e| {
+            matches!(e, Event::FlowAllocated { port: p } | Event::FlowAllocationFailed { port: p, .. } if *p == port)
+        });
+        (port, ev.unwrap())
+    };
+    let (_, refused) = allocate(&mut sim, true);
+    assert!(
+        matches!(
+            refused,
+            Event::FlowAllocationFailed {
+                error: AllocError::NoSuchApplication,
+                ..
+            }
+        ),
+        "{refused:?}"
+    );
+    let (port, ok) = allocate(&mut sim, false);
+    assert!(matches!(ok, Event::FlowAllocated { .. }), "{ok:?}");
+    let server_port = sim
+        .node(a)
+        .events
+        .iter()
+        .find_map(|e| match e {
+            Event::IncomingFlow { port, reliable, .. } => {
+                assert!(!reliable);
+                Some(*port)
+            }
+            _ => None,
+        })
+        .expect("incoming flow");
+    // Three datagrams of different sizes arrive as three SDUs.
+    let now = sim.now();
+    for n in [1usize, 3000, 17] {
+        sim.node(b)
+            .ipcp
+            .write(now, port, &vec![n as u8; n])
+            .unwrap();
+    }
+    let until = sim.now() + Duration::from_secs(1);
+    let mut got = Vec::new();
+    sim.run_until(until, u64::MAX, |s| {
+        let now = s.now();
+        while let ReadResult::Sdu(v) = s.node(a).ipcp.read(now, server_port) {
+            got.push(v.len());
+        }
+        got.len() == 3
+    })
+    .unwrap();
+    assert_eq!(got, [1, 3000, 17]);
+
+    // Adding the reliable kind: accepted now. Removing the unreliable kind keeps the
+    // name; removing the last kind withdraws it everywhere.
+    let now = sim.now();
+    sim.node(a)
+        .ipcp
+        .register_for(now, svc.clone(), FlowKinds::RELIABLE)
+        .unwrap();
+    assert!(sim
+        .node(a)
+        .ipcp
+        .register_for(now, svc.clone(), FlowKinds::ALL)
+        .is_err());
+    let (_, ok) = allocate(&mut sim, true);
+    assert!(matches!(ok, Event::FlowAllocated { .. }), "{ok:?}");
+    let now = sim.now();
+    sim.node(a)
+        .ipcp
+        .unregister_for(now, &svc, FlowKinds::UNRELIABLE);
+    assert!(sim.node(a).ipcp.is_registered(&svc));
+    let (_, refused) = allocate(&mut sim, false);
+    assert!(
+        matches!(refused, Event::FlowAllocationFailed { .. }),
+        "{refused:?}"
+    );
+    let now = sim.now();
+    sim.node(a)
+        .ipcp
+        .unregister_for(now, &svc, FlowKinds::RELIABLE);
+    let until = sim.now() + Duration::from_secs(1);
+    sim.run_until(until, u64::MAX, |s| {
+        s.node(b).ipcp.directory().lookup(&svc).is_empty()
+    })
+    .unwrap();
+}

@@ -7,7 +7,6 @@
 //! all I/O is done with raw system calls (rustix).
 
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,15 +14,38 @@ use parking_lot::{Condvar, Mutex};
 use rina_core::{ApplicationName, PortId};
 
 /// Whether a flow carries a byte stream or datagrams.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum FlowKind {
     /// A reliable, in-order byte stream (`SOCK_STREAM`, an AF_UNIX stream socket).
     Stream,
-    /// Datagrams with boundaries kept, unreliable (`SOCK_DGRAM`, AF_UNIX seqpacket).
+    /// Datagrams with boundaries kept, unreliable (`SOCK_DGRAM`, the application's own
+    /// UDP socket and a proxy socket on loopback; see `datagram.rs`).
     Datagram,
 }
 
-/// Asks for a flow to `remote_app` whose data the runtime pumps through `socket`.
+/// Where the data of a flow goes on the application's side.
+#[derive(Debug)]
+pub enum AppEnd {
+    /// A byte stream: the runtime's end of the socket pair whose other end the
+    /// application holds.
+    Stream(std::os::fd::OwnedFd),
+    /// Datagrams: the address of the application's UDP socket, as a proxy on loopback
+    /// reaches it (see [`crate::datagram::app_address`]). The reply carries the proxy's
+    /// address, which the application's socket sends to.
+    Datagram(std::net::SocketAddr),
+}
+
+impl AppEnd {
+    /// The kind of flow this end carries.
+    pub fn kind(&self) -> FlowKind {
+        match self {
+            Self::Stream(_) => FlowKind::Stream,
+            Self::Datagram(_) => FlowKind::Datagram,
+        }
+    }
+}
+
+/// Asks for a flow to `remote_app` whose data the runtime moves to and from `end`.
 #[derive(Debug)]
 pub struct ConnectRequest {
     /// The normal DIF to allocate in.
@@ -32,26 +54,43 @@ pub struct ConnectRequest {
     pub local_app: ApplicationName,
     /// The destination application.
     pub remote_app: ApplicationName,
-    /// The runtime's end of the socket pair whose other end the application holds.
-    pub socket: OwnedFd,
-    /// Stream or datagram.
-    pub kind: FlowKind,
+    /// The application's side of the flow (its kind is the flow's kind).
+    pub end: AppEnd,
     /// Upper bound on the whole allocation, including joining the DIF.
     pub timeout: Duration,
 }
 
-/// Asks the runtime to register `app` in `dif` and to hand each incoming flow to the
-/// AF_UNIX listener bound at the abstract address `listener`.
+/// Where incoming flows for a registered name go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ListenTarget {
+    /// Stream flows: the runtime connects to the AF_UNIX listener bound at this
+    /// abstract address (without the leading NUL) once per flow.
+    Stream(Vec<u8>),
+    /// Datagram flows: each gets a proxy socket sending to this application UDP
+    /// socket address.
+    Datagram(std::net::SocketAddr),
+}
+
+impl ListenTarget {
+    /// The kind of flow the target takes.
+    pub fn kind(&self) -> FlowKind {
+        match self {
+            Self::Stream(_) => FlowKind::Stream,
+            Self::Datagram(_) => FlowKind::Datagram,
+        }
+    }
+}
+
+/// Asks the runtime to register `app` in `dif` for one kind of flow and to hand each
+/// incoming flow of that kind to `target`.
 #[derive(Debug)]
 pub struct ListenRequest {
     /// The normal DIF to register in.
     pub dif: String,
     /// The name to register.
     pub app: ApplicationName,
-    /// The abstract socket address of the listener, without the leading NUL.
-    pub listener: Vec<u8>,
-    /// Stream or datagram.
-    pub kind: FlowKind,
+    /// Where incoming flows go.
+    pub target: ListenTarget,
     /// Upper bound on the registration, including joining the DIF.
     pub timeout: Duration,
 }
@@ -61,6 +100,9 @@ pub struct ListenRequest {
 pub struct FlowInfo {
     /// The flow's port-id in this process.
     pub port: PortId,
+    /// For a datagram flow: the proxy's address, which the application's socket
+    /// sends to (and receives from).
+    pub proxy: Option<std::net::SocketAddr>,
 }
 
 /// Why a flow or registration could not be made. Each maps to the errno a socket
@@ -113,6 +155,9 @@ impl FlowError {
 pub(crate) enum Command {
     Connect(ConnectRequest, Reply<Result<FlowInfo, FlowError>>),
     Listen(ListenRequest, Reply<Result<(), FlowError>>),
+    /// The application's datagram socket at this address is closed: release its flows
+    /// and registrations.
+    ReleaseDatagram(std::net::SocketAddr),
     /// Drain every flow (bounded by `linger`), say goodbye to neighbours, stop.
     Exit(Duration, Reply<()>),
 }

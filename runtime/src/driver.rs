@@ -19,16 +19,31 @@ use rina_core::{Instant, PortId};
 use rustix::event::{epoll, eventfd, EventfdFlags};
 
 use crate::api::{
-    self, Command, ConnectRequest, FlowError, FlowInfo, FlowKind, ListenRequest, Reply,
+    self, AppEnd, Command, ConnectRequest, FlowError, FlowInfo, FlowKind, ListenRequest,
+    ListenTarget, Reply,
 };
 use crate::config::Config;
+use crate::datagram::{self, DatagramFlow};
 use crate::pump::AppFlow;
 use crate::stack::Stack;
 
 const TOKEN_WAKER: u64 = 0;
 const TOKEN_SHIM: u64 = 1 << 56;
 const TOKEN_FLOW: u64 = 2 << 56;
+const TOKEN_DATAGRAM: u64 = 3 << 56;
 const TOKEN_MASK: u64 = (1 << 56) - 1;
+
+thread_local! {
+    static RUNTIME_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// True on a runtime thread. The interposer passes every call made there straight to
+/// libc: the runtime's own sockets are never the application's.
+pub fn on_runtime_thread() -> bool {
+    RUNTIME_THREAD
+        .try_with(std::cell::Cell::get)
+        .unwrap_or(false)
+}
 
 /// State shared between the runtime thread and application threads.
 #[derive(Debug)]
@@ -87,6 +102,7 @@ pub(crate) fn spawn(config: Arc<Config>, program: &str) -> Result<Arc<Shared>, F
         clock,
         stack,
         flows: BTreeMap::new(),
+        datagrams: BTreeMap::new(),
         by_port: BTreeMap::new(),
         next_flow: 1,
         pending_connects: BTreeMap::new(),
@@ -100,6 +116,7 @@ pub(crate) fn spawn(config: Arc<Config>, program: &str) -> Result<Arc<Shared>, F
     std::thread::Builder::new()
         .name("rina-runtime".into())
         .spawn(move || {
+            RUNTIME_THREAD.with(|t| t.set(true));
             driver.run();
             driver.shared.alive.store(false, Ordering::Release);
         })
@@ -117,8 +134,8 @@ fn seed() -> u64 {
 
 struct PendingConnect {
     dif: usize,
-    socket: OwnedFd,
-    kind: FlowKind,
+    remote_app: rina_core::ApplicationName,
+    end: AppEnd,
     reply: Reply<Result<FlowInfo, FlowError>>,
 }
 
@@ -134,15 +151,17 @@ struct Driver {
     epoll: OwnedFd,
     clock: std::time::Instant,
     stack: Stack,
-    /// Application flows by token.
+    /// Stream flows by token.
     flows: BTreeMap<u64, AppFlow>,
-    /// (DIF, port-id) -> token.
+    /// Datagram flows by token.
+    datagrams: BTreeMap<u64, DatagramFlow>,
+    /// (DIF, port-id) -> token (of either kind).
     by_port: BTreeMap<(usize, PortId), u64>,
     next_flow: u64,
     pending_connects: BTreeMap<(usize, PortId), PendingConnect>,
     pending_listens: Vec<PendingListen>,
-    /// (DIF, application) -> the listener's abstract address.
-    listeners: BTreeMap<(usize, rina_core::ApplicationName), Vec<u8>>,
+    /// (DIF, application, kind) -> where its incoming flows go.
+    listeners: BTreeMap<(usize, rina_core::ApplicationName, FlowKind), ListenTarget>,
     /// Set when the process exits: the deadline and who waits.
     exiting: Option<(Instant, Reply<()>)>,
     rx: Vec<u8>,
@@ -184,6 +203,15 @@ impl Driver {
                 match token & !TOKEN_MASK {
                     TOKEN_WAKER if token == TOKEN_WAKER => self.take_commands(now),
                     TOKEN_SHIM => self.receive_shim(now, (token & TOKEN_MASK) as usize),
+                    TOKEN_DATAGRAM => {
+                        if let Some(f) = self.datagrams.get_mut(&token) {
+                            let fl = ev.flags;
+                            f.readable |=
+                                fl.intersects(epoll::EventFlags::IN | epoll::EventFlags::ERR);
+                            f.writable |=
+                                fl.intersects(epoll::EventFlags::OUT | epoll::EventFlags::ERR);
+                        }
+                    }
                     TOKEN_FLOW => {
                         if let Some(f) = self.flows.get_mut(&token) {
                             let fl = ev.flags;
@@ -259,6 +287,7 @@ impl Driver {
             match c {
                 Command::Connect(req, reply) => self.connect(now, req, reply),
                 Command::Listen(req, reply) => self.listen(now, req, reply),
+                Command::ReleaseDatagram(app) => self.release_datagram(now, app),
                 Command::Exit(linger, reply) => {
                     for f in self.flows.values_mut() {
                         f.readable = true;
@@ -286,12 +315,12 @@ impl Driver {
                 return;
             }
         }
-        let reliable = req.kind == FlowKind::Stream;
+        let reliable = req.end.kind() == FlowKind::Stream;
         tracing::debug!("allocating a flow to {} in DIF {}", req.remote_app, d.name);
         let port = d.ipcp.allocate_flow(
             now,
             req.local_app,
-            req.remote_app,
+            req.remote_app.clone(),
             reliable,
             now + req.timeout,
         );
@@ -299,8 +328,8 @@ impl Driver {
             (dif, port),
             PendingConnect {
                 dif,
-                socket: req.socket,
-                kind: req.kind,
+                remote_app: req.remote_app,
+                end: req.end,
                 reply,
             },
         );
@@ -327,18 +356,13 @@ impl Driver {
         for l in pending {
             let d = &mut self.stack.difs[l.dif];
             if d.ipcp.is_enrolled() {
-                let result = match d.ipcp.register(now, l.req.app.clone()) {
-                    Ok(()) => {
-                        self.listeners.insert((l.dif, l.req.app), l.req.listener);
-                        Ok(())
-                    }
-                    Err(_) => {
-                        // Re-registering behind a new listener (the old one closed) is fine.
-                        self.listeners.insert((l.dif, l.req.app), l.req.listener);
-                        Ok(())
-                    }
-                };
-                l.reply.send(result);
+                let kind = l.req.target.kind();
+                let kinds = rina_core::ipcp::FlowKinds::of(kind == FlowKind::Stream);
+                // Registering again behind a new target (the old one closed) is fine.
+                let _ = d.ipcp.register_for(now, l.req.app.clone(), kinds);
+                self.listeners
+                    .insert((l.dif, l.req.app, kind), l.req.target);
+                l.reply.send(Ok(()));
             } else if now >= l.deadline || (d.enrolling.is_none() && d.last_failure.is_some()) {
                 let why = d
                     .last_failure
@@ -498,12 +522,26 @@ impl Driver {
             }
             Event::FlowAllocated { port } => {
                 tracing::debug!("flow {port} allocated");
-                if let Some(p) = self.pending_connects.remove(&(dif, port)) {
-                    self.add_flow(dif, port, p.socket, p.kind);
-                    p.reply.send(Ok(FlowInfo { port }));
-                } else {
+                let Some(p) = self.pending_connects.remove(&(dif, port)) else {
                     self.stack.difs[dif].ipcp.deallocate(now, port);
-                }
+                    return;
+                };
+                let proxy = match p.end {
+                    AppEnd::Stream(sock) => {
+                        self.add_flow(dif, port, sock);
+                        None
+                    }
+                    AppEnd::Datagram(app) => match datagram::bind_proxy(&p.remote_app, app) {
+                        Ok(proxy) => Some(self.add_datagram(dif, port, proxy, app)),
+                        Err(e) => {
+                            self.stack.difs[dif].ipcp.deallocate(now, port);
+                            p.reply.send(Err(FlowError::NoResources));
+                            tracing::warn!("cannot bind a datagram proxy: {e}");
+                            return;
+                        }
+                    },
+                };
+                p.reply.send(Ok(FlowInfo { port, proxy }));
             }
             Event::FlowAllocationFailed { port, error } => {
                 tracing::debug!("flow {port} not allocated: {error}");
@@ -525,14 +563,18 @@ impl Driver {
                 port,
                 local_app,
                 remote_app,
-            } => self.incoming(now, dif, port, local_app, &remote_app),
+                reliable,
+            } => self.incoming(now, dif, port, local_app, &remote_app, reliable),
             Event::Readable { .. } | Event::Writable { .. } => {}
             Event::FlowClosed { port, reset } => {
                 if let Some(token) = self.by_port.remove(&(dif, port)) {
+                    tracing::debug!("flow {port} closed (reset: {reset})");
                     if let Some(f) = self.flows.remove(&token) {
-                        tracing::debug!("flow {port} closed (reset: {reset})");
                         let _ = epoll::delete(&self.epoll, &f.sock);
                         let _ = rustix::net::shutdown(&f.sock, rustix::net::Shutdown::Both);
+                    }
+                    if let Some(f) = self.datagrams.remove(&token) {
+                        let _ = epoll::delete(&self.epoll, f.proxy.fd());
                     }
                 }
             }
@@ -546,27 +588,106 @@ impl Driver {
         port: PortId,
         local_app: rina_core::ApplicationName,
         remote_app: &rina_core::ApplicationName,
+        reliable: bool,
     ) {
-        let Some(listener) = self.listeners.get(&(dif, local_app.clone())).cloned() else {
+        let kind = if reliable {
+            FlowKind::Stream
+        } else {
+            FlowKind::Datagram
+        };
+        let key = (dif, local_app, kind);
+        let Some(target) = self.listeners.get(&key).cloned() else {
             self.stack.difs[dif].ipcp.deallocate(now, port);
             return;
         };
-        let peer = api::synthetic_peer(remote_app);
-        match connect_to_listener(
-            &listener,
-            &api::incoming_name(std::process::id(), port, peer),
-        ) {
-            Ok(sock) => self.add_flow(dif, port, sock, FlowKind::Stream),
-            Err(e) => {
-                tracing::info!("listener for {local_app} is gone ({e}); unregistering");
-                self.listeners.remove(&(dif, local_app.clone()));
-                self.stack.difs[dif].ipcp.unregister(now, &local_app);
-                self.stack.difs[dif].ipcp.deallocate(now, port);
+        let result = match &target {
+            ListenTarget::Stream(listener) => {
+                let peer = api::synthetic_peer(remote_app);
+                connect_to_listener(
+                    listener,
+                    &api::incoming_name(std::process::id(), port, peer),
+                )
+                .map(|sock| self.add_flow(dif, port, sock))
+                .map_err(std::io::Error::from)
+            }
+            ListenTarget::Datagram(app) => datagram::bind_proxy(remote_app, *app).map(|proxy| {
+                self.add_datagram(dif, port, proxy, *app);
+            }),
+        };
+        if let Err(e) = result {
+            tracing::info!(
+                "the application behind {} is gone ({e}); unregistering",
+                key.1
+            );
+            self.stack.difs[dif].ipcp.deallocate(now, port);
+            if matches!(target, ListenTarget::Stream(_)) {
+                self.unlisten(now, &key);
             }
         }
     }
 
-    fn add_flow(&mut self, dif: usize, port: PortId, sock: OwnedFd, kind: FlowKind) {
+    /// Withdraws a registration of one kind.
+    fn unlisten(&mut self, now: Instant, key: &(usize, rina_core::ApplicationName, FlowKind)) {
+        if self.listeners.remove(key).is_some() {
+            let kinds = rina_core::ipcp::FlowKinds::of(key.2 == FlowKind::Stream);
+            self.stack.difs[key.0]
+                .ipcp
+                .unregister_for(now, &key.1, kinds);
+        }
+    }
+
+    /// The application closed its datagram socket at `app`.
+    fn release_datagram(&mut self, now: Instant, app: std::net::SocketAddr) {
+        let gone: Vec<u64> = self
+            .datagrams
+            .iter()
+            .filter(|(_, f)| f.app == app)
+            .map(|(&t, _)| t)
+            .collect();
+        for token in gone {
+            if let Some(f) = self.datagrams.remove(&token) {
+                self.by_port.remove(&(f.dif, f.port));
+                let _ = epoll::delete(&self.epoll, f.proxy.fd());
+                self.stack.difs[f.dif].ipcp.deallocate(now, f.port);
+            }
+        }
+        let keys: Vec<_> = self
+            .listeners
+            .iter()
+            .filter(|(_, t)| **t == ListenTarget::Datagram(app))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in keys {
+            self.unlisten(now, &key);
+        }
+    }
+
+    fn add_datagram(
+        &mut self,
+        dif: usize,
+        port: PortId,
+        proxy: shims::udp::UdpLink,
+        app: std::net::SocketAddr,
+    ) -> std::net::SocketAddr {
+        let token = TOKEN_DATAGRAM | (self.next_flow & TOKEN_MASK);
+        self.next_flow += 1;
+        let local = proxy.local_addr();
+        let flags = epoll::EventFlags::IN | epoll::EventFlags::OUT | epoll::EventFlags::ET;
+        if let Err(e) = epoll::add(
+            &self.epoll,
+            proxy.fd(),
+            epoll::EventData::new_u64(token),
+            flags,
+        ) {
+            tracing::warn!("cannot watch a datagram proxy: {e}");
+        }
+        self.datagrams
+            .insert(token, DatagramFlow::new(dif, port, proxy, app));
+        self.by_port.insert((dif, port), token);
+        local
+    }
+
+    fn add_flow(&mut self, dif: usize, port: PortId, sock: OwnedFd) {
         let token = TOKEN_FLOW | (self.next_flow & TOKEN_MASK);
         self.next_flow += 1;
         let _ = rustix::io::ioctl_fionbio(&sock, true);
@@ -578,8 +699,7 @@ impl Driver {
         if let Err(e) = epoll::add(&self.epoll, &sock, epoll::EventData::new_u64(token), flags) {
             tracing::warn!("cannot watch a flow socket: {e}");
         }
-        self.flows
-            .insert(token, AppFlow::new(dif, port, sock, kind));
+        self.flows.insert(token, AppFlow::new(dif, port, sock));
         self.by_port.insert((dif, port), token);
     }
 
@@ -600,6 +720,22 @@ impl Driver {
                 self.by_port.remove(&(f.dif, f.port));
                 let _ = epoll::delete(&self.epoll, &f.sock);
                 self.stack.difs[f.dif].ipcp.deallocate(now, f.port);
+                progress = true;
+            }
+        }
+        let mut closed = Vec::new();
+        for (&token, f) in &mut self.datagrams {
+            let d = &mut self.stack.difs[f.dif];
+            let out = f.pump(now, &mut d.ipcp, &mut self.io);
+            progress |= out.progress;
+            if out.closed {
+                closed.push(token);
+            }
+        }
+        for token in closed {
+            if let Some(f) = self.datagrams.remove(&token) {
+                self.by_port.remove(&(f.dif, f.port));
+                let _ = epoll::delete(&self.epoll, f.proxy.fd());
                 progress = true;
             }
         }

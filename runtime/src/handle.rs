@@ -60,6 +60,13 @@ impl Handle {
         self.call(timeout, |r| Command::Listen(req, r))
     }
 
+    /// Tells the runtime that the application's datagram socket at `app` (as given
+    /// in [`crate::AppEnd::Datagram`]) is closed: its flows are deallocated and its
+    /// registrations withdrawn. Does not wait.
+    pub fn release_datagram(&self, app: std::net::SocketAddr) {
+        let _ = self.inner.post(Command::ReleaseDatagram(app));
+    }
+
     /// Called at process exit: lets every flow deliver what the application wrote
     /// (bounded by the rules' `linger`), says goodbye to the neighbours, and stops.
     pub fn exit(&self) {

@@ -8,12 +8,13 @@
 
 pub mod api;
 pub mod config;
+pub mod datagram;
 mod driver;
 mod handle;
 mod log;
 mod pump;
 mod stack;
 
-pub use api::{ConnectRequest, FlowError, FlowInfo, FlowKind, ListenRequest};
-pub use driver::APP_SOCKET_BUFFER;
+pub use api::{AppEnd, ConnectRequest, FlowError, FlowInfo, FlowKind, ListenRequest, ListenTarget};
+pub use driver::{on_runtime_thread, APP_SOCKET_BUFFER};
 pub use handle::Handle;

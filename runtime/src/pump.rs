@@ -1,4 +1,4 @@
-//! Application-side sockets: moving bytes between a flow and the kernel socket whose
+//! Application-side stream sockets: moving bytes between a flow and the kernel socket whose
 //! other end the application holds, with back-pressure both ways.
 //!
 //! The runtime reads from the socket only while the flow can take another SDU (EFCP's
@@ -14,15 +14,12 @@ use rina_core::{Instant, PortId};
 use rustix::io::Errno;
 use rustix::net::{self, RecvFlags, SendFlags, Shutdown};
 
-use crate::api::FlowKind;
-
 /// One flow's application-side socket.
 #[derive(Debug)]
 pub(crate) struct AppFlow {
     pub(crate) dif: usize,
     pub(crate) port: PortId,
     pub(crate) sock: OwnedFd,
-    pub(crate) kind: FlowKind,
     /// The socket may have data to read (edge-triggered: until a read would block).
     pub(crate) readable: bool,
     /// The socket may take data.
@@ -48,12 +45,11 @@ pub(crate) struct PumpOutcome {
 }
 
 impl AppFlow {
-    pub(crate) fn new(dif: usize, port: PortId, sock: OwnedFd, kind: FlowKind) -> Self {
+    pub(crate) fn new(dif: usize, port: PortId, sock: OwnedFd) -> Self {
         Self {
             dif,
             port,
             sock,
-            kind,
             readable: true,
             writable: true,
             app_eof: false,
@@ -156,10 +152,7 @@ impl AppFlow {
         if self.app_eof {
             return;
         }
-        let limit = match self.kind {
-            FlowKind::Stream => chunk.min(buf.len()),
-            FlowKind::Datagram => buf.len(),
-        };
+        let limit = chunk.min(buf.len());
         while self.readable && ipcp.can_write(self.port) {
             match net::recv(&self.sock, &mut buf[..limit], RecvFlags::DONTWAIT) {
                 Ok((_, 0)) => {

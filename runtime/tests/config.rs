@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use runtime::config::{
     load, locate, parse_str, AddrPattern, Config, ConfigError, Decision, DefaultPolicy, DifKind,
-    Join, Neighbor,
+    Join, Neighbor, Proto,
 };
 
 /// A shim and a bootstrapping normal DIF over it; 10 lines, so what follows starts on
@@ -552,8 +552,8 @@ fn defaults_when_sections_are_absent() {
     assert_eq!(c.default, DefaultPolicy::Pass);
     assert_eq!(c.settings.connect_timeout, Duration::from_secs(10));
     assert_eq!(c.settings.linger, Duration::from_secs(30));
-    assert_eq!(c.match_connect(sa("1.2.3.4:5")), Decision::Pass);
-    assert_eq!(c.match_listen(sa("[::1]:5")), Decision::Pass);
+    assert_eq!(c.match_connect(sa("1.2.3.4:5"), Proto::Tcp), Decision::Pass);
+    assert_eq!(c.match_listen(sa("[::1]:5"), Proto::Tcp), Decision::Pass);
     let c = ok(&format!("{HEAD}bootstrap = true\n"));
     let DifKind::Udp(u) = &c.difs[0].kind else {
         panic!()
@@ -588,35 +588,47 @@ fn enroll_via_defaults_to_the_only_lower_dif() {
 #[test]
 fn first_match_wins_templates_fill_default_denies() {
     let c = ok(FULL);
-    let d = c.match_connect(sa("127.0.0.1:5000"));
+    let d = c.match_connect(sa("127.0.0.1:5000"), Proto::Tcp);
     assert_eq!(app_of(&d), "echo");
     let Decision::Rina { rule, .. } = d else {
         panic!()
     };
     assert_eq!((rule.line, rule.target.dif.as_str()), (32, "net"));
-    assert_eq!(app_of(&c.match_connect(sa("10.9.8.7:8042"))), "svc-8042");
-    let Decision::Rina { rule, .. } = c.match_connect(sa("10.9.8.7:8000")) else {
+    assert_eq!(
+        app_of(&c.match_connect(sa("10.9.8.7:8042"), Proto::Tcp)),
+        "svc-8042"
+    );
+    let Decision::Rina { rule, .. } = c.match_connect(sa("10.9.8.7:8000"), Proto::Tcp) else {
         panic!()
     };
     assert_eq!(rule.target.dif, "top");
     assert_eq!(
-        app_of(&c.match_connect(sa("[fd12::9]:22"))),
+        app_of(&c.match_connect(sa("[fd12::9]:22"), Proto::Tcp)),
         "v6-fd12::9-22"
     );
     // Earlier rules win: 10.0.0.1:443 is not in 8000-8099, so the `*:443` rule.
-    assert_eq!(app_of(&c.match_connect(sa("10.0.0.1:443"))), "tls@10.0.0.1");
+    assert_eq!(
+        app_of(&c.match_connect(sa("10.0.0.1:443"), Proto::Tcp)),
+        "tls@10.0.0.1"
+    );
     // A mapped address fills in as IPv4 text.
     assert_eq!(
-        app_of(&c.match_connect(sa("[::ffff:10.0.0.1]:443"))),
+        app_of(&c.match_connect(sa("[::ffff:10.0.0.1]:443"), Proto::Tcp)),
         "tls@10.0.0.1"
     );
     assert_eq!(
-        app_of(&c.match_connect(sa("[::ffff:10.1.0.1]:8001"))),
+        app_of(&c.match_connect(sa("[::ffff:10.1.0.1]:8001"), Proto::Tcp)),
         "svc-8001"
     );
-    assert_eq!(c.match_connect(sa("127.0.0.1:5001")), Decision::Deny);
-    assert_eq!(c.match_connect(sa("11.0.0.1:8000")), Decision::Deny);
-    assert_eq!(app_of(&c.match_listen(sa("[::]:1"))), "any");
+    assert_eq!(
+        c.match_connect(sa("127.0.0.1:5001"), Proto::Tcp),
+        Decision::Deny
+    );
+    assert_eq!(
+        c.match_connect(sa("11.0.0.1:8000"), Proto::Tcp),
+        Decision::Deny
+    );
+    assert_eq!(app_of(&c.match_listen(sa("[::]:1"), Proto::Tcp)), "any");
 }
 
 #[test]
@@ -631,7 +643,7 @@ fn longest_addresses_fill_valid_names() {
         "[fe80::1%3]:1",
     ] {
         assert!(
-            matches!(c.match_connect(sa(a)), Decision::Rina { .. }),
+            matches!(c.match_connect(sa(a), Proto::Tcp), Decision::Rina { .. }),
             "{a}"
         );
     }
@@ -715,11 +727,11 @@ fn describe_mentions_every_dif_and_rule() {
         "peer a at [fd00::3]:7000",
         "normal DIF over udp6, udp4; member host|1 enrolls through 10.0.0.2:7000 over udp4",
         "bootstraps it (address 42)",
-        "line 32: connect 127.0.0.1:5000 -> DIF net, application \"echo\" as \"me|2\"",
-        "line 38: connect 10.0.0.0/8:8000-8099 -> DIF top, application \"svc-{port}\"",
-        "line 43: connect [fd00::/8]:* -> DIF net",
-        "line 48: connect *:443 -> DIF net",
-        "line 53: listen *:* -> DIF top, registers \"any\"",
+        "line 32: connect 127.0.0.1:5000 (tcp and udp) -> DIF net, application \"echo\" as \"me|2\"",
+        "line 38: connect 10.0.0.0/8:8000-8099 (tcp and udp) -> DIF top, application \"svc-{port}\"",
+        "line 43: connect [fd00::/8]:* (tcp and udp) -> DIF net",
+        "line 48: connect *:443 (tcp and udp) -> DIF net",
+        "line 53: listen *:* (tcp and udp) -> DIF top, registers \"any\"",
         "anything else: refused",
         "connect timeout 2s",
     ] {
@@ -862,14 +874,14 @@ fn netcat_example_pair_agrees() {
     let server = load(&root.join("server.toml")).unwrap();
     let client = load(&root.join("client.toml")).unwrap();
     let addr = sa("127.0.0.1:5000");
-    let s = app_of(&server.match_listen(addr));
-    let c = app_of(&client.match_connect(addr));
+    let s = app_of(&server.match_listen(addr, Proto::Tcp));
+    let c = app_of(&client.match_connect(addr, Proto::Tcp));
     assert_eq!((s.as_str(), c.as_str()), ("nc-server", "nc-server"));
     let (DifKind::Udp(su), DifKind::Udp(cu)) = (&server.difs[0].kind, &client.difs[0].kind) else {
         panic!()
     };
     assert_eq!(cu.peers, [("server".to_owned(), su.bind)]);
-    assert_eq!(server.match_connect(addr), Decision::Pass);
+    assert_eq!(server.match_connect(addr, Proto::Tcp), Decision::Pass);
 }
 
 // ---- never panics ------------------------------------------------------------------
@@ -912,7 +924,32 @@ proptest::proptest! {
         let c = ok(&format!(
             "{HEAD}bootstrap = true\n[[connect]]\nto = \"*:*\"\ndif = \"net\"\napp = \"x{{addr}}-{{port}}|{port}\"\n"
         ));
-        let matched = matches!(c.match_connect(a), Decision::Rina { .. });
+        let matched = matches!(c.match_connect(a, Proto::Tcp), Decision::Rina { .. });
         proptest::prop_assert!(matched, "{}", a);
     }
+}
+
+// ---- proto ---------------------------------------------------------------------------
+
+/// `proto` restricts a rule to stream (tcp) or datagram (udp) sockets; a wrong value
+/// names its line and column.
+#[test]
+fn proto_restricts_a_rule_to_one_kind_of_socket() {
+    let text = format!(
+        "{HEAD}bootstrap = true\n[[connect]]\nto = \"127.0.0.1:53\"\ndif = \"net\"\napp = \"dns-udp\"\nproto = \"udp\"\n\n[[connect]]\nto = \"127.0.0.1:53\"\ndif = \"net\"\napp = \"dns-tcp\"\nproto = \"tcp\"\n\n[[listen]]\non = \"*:53\"\ndif = \"net\"\napp = \"dns\"\nproto = \"udp\"\n"
+    );
+    let c = ok(&text);
+    assert_eq!(
+        app_of(&c.match_connect(sa("127.0.0.1:53"), Proto::Udp)),
+        "dns-udp"
+    );
+    assert_eq!(
+        app_of(&c.match_connect(sa("127.0.0.1:53"), Proto::Tcp)),
+        "dns-tcp"
+    );
+    assert_eq!(app_of(&c.match_listen(sa("[::]:53"), Proto::Udp)), "dns");
+    assert_eq!(c.match_listen(sa("[::]:53"), Proto::Tcp), Decision::Pass);
+    assert!(c.describe().contains("(udp only)"), "{}", c.describe());
+    let bad = text.replace("proto = \"tcp\"", "proto = \"sctp\"");
+    assert_err(&bad, 22, 9, "unknown proto \"sctp\"");
 }

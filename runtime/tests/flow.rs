@@ -18,7 +18,7 @@ use runtime::config::{
     Config, DefaultPolicy, DifConfig, DifKind, Join, Neighbor, NormalDifConfig, Settings,
     UdpShimConfig,
 };
-use runtime::{ConnectRequest, FlowError, FlowKind, Handle, ListenRequest};
+use runtime::{AppEnd, ConnectRequest, FlowError, Handle, ListenRequest, ListenTarget};
 
 fn free_udp() -> SocketAddr {
     UdpSocket::bind("127.0.0.1:0")
@@ -75,8 +75,7 @@ fn connect(
         dif: "net".into(),
         local_app: ApplicationName::new("client"),
         remote_app: ApplicationName::new(app),
-        socket: OwnedFd::from(rt),
-        kind: FlowKind::Stream,
+        end: AppEnd::Stream(OwnedFd::from(rt)),
         timeout,
     });
     (r, app_end)
@@ -100,8 +99,7 @@ fn flow_through_two_runtimes() {
         .listen(ListenRequest {
             dif: "net".into(),
             app: ApplicationName::new("echo"),
-            listener: lname.into_bytes(),
-            kind: FlowKind::Stream,
+            target: ListenTarget::Stream(lname.into_bytes()),
             timeout: Duration::from_secs(5),
         })
         .unwrap();
@@ -200,4 +198,66 @@ fn refusal_and_unreachable_errors() {
         "took {:?}",
         start.elapsed()
     );
+}
+
+/// A datagram flow: the server registers its UDP socket, the client's UDP socket
+/// talks to the proxy it was given; boundaries are kept, the server sees the client at
+/// its synthetic address, and a stream flow to the datagram-only name is refused.
+#[test]
+fn datagram_flow_through_two_runtimes() {
+    use std::net::UdpSocket;
+    let server_addr = free_udp();
+    let server = Handle::start(
+        config(server_addr, Join::Bootstrap { address: 1 }),
+        "server",
+    )
+    .unwrap();
+    let srv = UdpSocket::bind("127.0.0.1:0").unwrap();
+    srv.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    server
+        .listen(ListenRequest {
+            dif: "net".into(),
+            app: ApplicationName::new("dgram"),
+            target: ListenTarget::Datagram(srv.local_addr().unwrap()),
+            timeout: Duration::from_secs(5),
+        })
+        .unwrap();
+    let client = Handle::start(
+        config(
+            free_udp(),
+            Join::Enroll {
+                via: "udp".into(),
+                neighbor: Neighbor::Endpoint(server_addr),
+            },
+        ),
+        "client",
+    )
+    .unwrap();
+    let app = UdpSocket::bind("127.0.0.1:0").unwrap();
+    app.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let info = client
+        .connect(ConnectRequest {
+            dif: "net".into(),
+            local_app: ApplicationName::new("client"),
+            remote_app: ApplicationName::new("dgram"),
+            end: AppEnd::Datagram(app.local_addr().unwrap()),
+            timeout: Duration::from_secs(5),
+        })
+        .unwrap();
+    let proxy = info.proxy.expect("a datagram flow has a proxy");
+    let synthetic = runtime::api::synthetic_peer(&ApplicationName::new("client"));
+    let mut buf = [0u8; 70_000];
+    for size in [1usize, 1400, 9000, 60_000] {
+        let msg: Vec<u8> = (0..size).map(|i| (i * 31 + size) as u8).collect();
+        app.send_to(&msg, proxy).unwrap();
+        let (n, from) = srv.recv_from(&mut buf).expect("the datagram arrives");
+        assert_eq!(&buf[..n], &msg[..], "{size} bytes, one datagram");
+        assert_eq!(from.ip(), std::net::IpAddr::V4(*synthetic.ip()));
+        srv.send_to(&buf[..n], from).unwrap();
+        let (n, from) = app.recv_from(&mut buf).expect("the reply arrives");
+        assert_eq!(from, proxy);
+        assert_eq!(&buf[..n], &msg[..]);
+    }
+    let (r, _app_end) = connect(&client, "dgram", Duration::from_secs(5));
+    assert_eq!(r, Err(FlowError::NoSuchApplication));
 }

@@ -117,7 +117,7 @@ fn check_describes_a_good_file() {
         "{text}"
     );
     assert!(
-        text.contains("connect 127.0.0.1:5000 -> DIF net, application \"nc-server\""),
+        text.contains("connect 127.0.0.1:5000 (tcp and udp) -> DIF net, application \"nc-server\""),
         "{text}"
     );
 }

@@ -300,7 +300,11 @@ impl IpcProcess {
             self.send_routed(src, &resp);
             return;
         }
-        if !self.registered.contains(&dst_app) {
+        if !self
+            .registered
+            .get(&dst_app)
+            .is_some_and(|k| k.accepts(reliable))
+        {
             let resp = MgmtMessage::FlowResponse {
                 result: ResultCode::NoSuchName,
                 src_cep: src_cep.0,
@@ -346,6 +350,7 @@ impl IpcProcess {
             port,
             local_app: dst_app,
             remote_app: src_app,
+            reliable,
         });
     }
 

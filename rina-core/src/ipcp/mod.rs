@@ -23,7 +23,7 @@ mod flows;
 mod neighbor;
 pub mod routing;
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use crate::efcp::EfcpConfig;
@@ -108,10 +108,79 @@ pub enum AllocError {
     NoResources,
 }
 
+/// The kinds of flow a registered application accepts: reliable (byte streams) and
+/// unreliable (datagrams). A flow request of a kind the destination does not accept
+/// is refused as if the name were not registered, the way a TCP port and a UDP port
+/// of the same number are separate.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowKinds {
+    /// Reliable flows.
+    pub reliable: bool,
+    /// Unreliable flows.
+    pub unreliable: bool,
+}
+
+impl FlowKinds {
+    /// Both kinds.
+    pub const ALL: Self = Self {
+        reliable: true,
+        unreliable: true,
+    };
+    /// Reliable flows only.
+    pub const RELIABLE: Self = Self {
+        reliable: true,
+        unreliable: false,
+    };
+    /// Unreliable flows only.
+    pub const UNRELIABLE: Self = Self {
+        reliable: false,
+        unreliable: true,
+    };
+
+    /// The one kind a flow with this QoS is.
+    pub fn of(reliable: bool) -> Self {
+        if reliable {
+            Self::RELIABLE
+        } else {
+            Self::UNRELIABLE
+        }
+    }
+
+    /// True if a flow of this QoS is accepted.
+    pub fn accepts(self, reliable: bool) -> bool {
+        if reliable {
+            self.reliable
+        } else {
+            self.unreliable
+        }
+    }
+
+    /// Both sets together.
+    pub fn union(self, other: Self) -> Self {
+        Self {
+            reliable: self.reliable || other.reliable,
+            unreliable: self.unreliable || other.unreliable,
+        }
+    }
+
+    /// What is in `self` and not in `other`.
+    pub fn minus(self, other: Self) -> Self {
+        Self {
+            reliable: self.reliable && !other.reliable,
+            unreliable: self.unreliable && !other.unreliable,
+        }
+    }
+
+    /// True if no kind is in the set.
+    pub fn is_empty(self) -> bool {
+        !self.reliable && !self.unreliable
+    }
+}
+
 /// Why a registration failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum RegisterError {
-    /// This IPC process already registered the name.
+    /// This IPC process already registered the name for every kind asked for.
     #[error("already registered")]
     AlreadyRegistered,
 }
@@ -163,6 +232,8 @@ pub enum Event {
         local_app: ApplicationName,
         /// The application at the other end.
         remote_app: ApplicationName,
+        /// True for a reliable flow (a byte stream), false for datagrams.
+        reliable: bool,
     },
     /// The flow has data (or end of stream) to read.
     Readable {
@@ -210,7 +281,8 @@ pub struct IpcProcess {
     lsa_seq: u64,
     /// Destination -> N-1 port of the next hop.
     pft: BTreeMap<Address, N1Port>,
-    registered: BTreeSet<ApplicationName>,
+    /// Names registered at this member, with the kinds of flow each accepts.
+    registered: BTreeMap<ApplicationName, FlowKinds>,
     flows: BTreeMap<PortId, Flow>,
     cep_to_port: BTreeMap<CepId, PortId>,
     next_port: u32,
@@ -236,7 +308,7 @@ impl IpcProcess {
             lsdb: Lsdb::default(),
             lsa_seq: 0,
             pft: BTreeMap::new(),
-            registered: BTreeSet::new(),
+            registered: BTreeMap::new(),
             flows: BTreeMap::new(),
             cep_to_port: BTreeMap::new(),
             next_port: 1,

@@ -21,7 +21,7 @@ use crate::wire::mgmt::{DirEntry, Lsa, MgmtMessage, ResultCode};
 use crate::wire::{Pci, PduType};
 use crate::{Address, ApplicationName, CepId, N1Port};
 
-use super::{Event, IpcProcess, IpcpConfig, RegisterError};
+use super::{Event, FlowKinds, IpcProcess, IpcpConfig, RegisterError};
 
 /// Pause before asking an enroller that is not yet a member again.
 const ENROLL_RETRY: Duration = Duration::from_millis(200);
@@ -138,32 +138,64 @@ impl IpcProcess {
         }
     }
 
-    /// Registers an application name at this member and floods it to the DIF.
+    /// Registers an application name at this member, for both kinds of flow, and
+    /// floods it to the DIF.
     ///
     /// # Errors
     /// [`RegisterError::AlreadyRegistered`] if this member registered it before.
     pub fn register(&mut self, now: Instant, app: ApplicationName) -> Result<(), RegisterError> {
-        if !self.registered.insert(app.clone()) {
+        self.register_for(now, app, FlowKinds::ALL)
+    }
+
+    /// Registers an application name for the flow kinds `kinds` (adding to the kinds
+    /// it already accepts); the name is flooded to the DIF when first registered.
+    ///
+    /// # Errors
+    /// [`RegisterError::AlreadyRegistered`] if every kind in `kinds` was registered
+    /// before.
+    pub fn register_for(
+        &mut self,
+        now: Instant,
+        app: ApplicationName,
+        kinds: FlowKinds,
+    ) -> Result<(), RegisterError> {
+        let had = self.registered.get(&app).copied();
+        let before = had.unwrap_or_default();
+        if kinds.minus(before).is_empty() {
             return Err(RegisterError::AlreadyRegistered);
         }
-        if let Some(a) = self.address {
+        self.registered.insert(app.clone(), before.union(kinds));
+        if let (None, Some(a)) = (had, self.address) {
             self.publish_registration(now, &app, a, true);
         }
         Ok(())
     }
 
-    /// Withdraws a registration.
+    /// Withdraws a registration (every kind).
     pub fn unregister(&mut self, now: Instant, app: &ApplicationName) {
-        if self.registered.remove(app) {
-            if let Some(a) = self.address {
-                self.publish_registration(now, app, a, false);
-            }
+        self.unregister_for(now, app, FlowKinds::ALL);
+    }
+
+    /// Stops accepting flows of `kinds` for `app`; the name is withdrawn from the DIF
+    /// when no kind is left.
+    pub fn unregister_for(&mut self, now: Instant, app: &ApplicationName, kinds: FlowKinds) {
+        let Some(before) = self.registered.get(app).copied() else {
+            return;
+        };
+        let left = before.minus(kinds);
+        if !left.is_empty() {
+            self.registered.insert(app.clone(), left);
+            return;
+        }
+        self.registered.remove(app);
+        if let Some(a) = self.address {
+            self.publish_registration(now, app, a, false);
         }
     }
 
-    /// True if this member registered `app`.
+    /// True if this member registered `app` (for any kind of flow).
     pub fn is_registered(&self, app: &ApplicationName) -> bool {
-        self.registered.contains(app)
+        self.registered.contains_key(app)
     }
 
     fn publish_registration(
@@ -194,7 +226,7 @@ impl IpcProcess {
     pub(super) fn become_enrolled(&mut self, now: Instant, a: Address) {
         self.address = Some(a);
         self.events.push_back(Event::Enrolled { address: a });
-        let apps: Vec<_> = self.registered.iter().cloned().collect();
+        let apps: Vec<_> = self.registered.keys().cloned().collect();
         for app in apps {
             self.publish_registration(now, &app, a, true);
         }

@@ -19,7 +19,7 @@ use std::time::Duration;
 use rina_core::ApplicationName;
 
 pub use parse::{load, parse_str, ConfigError};
-pub use rules::{AddrPattern, Decision, PortRange, RuleTarget};
+pub use rules::{AddrPattern, Decision, PortRange, Proto, RuleTarget};
 
 /// A whole, validated rules file.
 #[derive(Clone, Debug, PartialEq)]
@@ -118,6 +118,8 @@ pub enum Neighbor {
 pub struct Rule {
     /// The addresses and ports it matches.
     pub pattern: AddrPattern,
+    /// The kind of socket it matches (`proto = "tcp"` or `"udp"`); `None`: both.
+    pub proto: Option<Proto>,
     /// Where a match goes.
     pub target: RuleTarget,
     /// 1-based line of the rule in the file (for `rina check` and messages).
@@ -158,14 +160,14 @@ impl Config {
         self.difs.iter().find(|d| d.name == name)
     }
 
-    /// Where a `connect` to `addr` goes.
-    pub fn match_connect(&self, addr: SocketAddr) -> Decision<'_> {
-        rules::decide(&self.connect, self.default, addr)
+    /// Where a `connect` (or a datagram's `sendto`) to `addr` on a `proto` socket goes.
+    pub fn match_connect(&self, addr: SocketAddr, proto: Proto) -> Decision<'_> {
+        rules::decide(&self.connect, self.default, addr, proto)
     }
 
-    /// Where a `bind`/`listen` on `addr` goes.
-    pub fn match_listen(&self, addr: SocketAddr) -> Decision<'_> {
-        rules::decide(&self.listen, self.default, addr)
+    /// Where a `bind`/`listen` on `addr` of a `proto` socket goes.
+    pub fn match_listen(&self, addr: SocketAddr, proto: Proto) -> Decision<'_> {
+        rules::decide(&self.listen, self.default, addr, proto)
     }
 
     /// A human-readable account of what this file makes a process do (`rina check`).

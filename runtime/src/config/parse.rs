@@ -34,11 +34,14 @@
 //! dif = "net"                      # must name a normal DIF
 //! app = "echo"                     # remote application; "{port}" and "{addr}" are filled in
 //! local-app = "nc-client"          # optional: the name this side presents
+//! proto = "tcp"                    # optional: "tcp" (stream sockets) or "udp" (datagram
+//!                                  # sockets); default: both
 //!
 //! [[listen]]                       # first match wins, in file order
 //! on = "127.0.0.1:5000"
 //! dif = "net"
 //! app = "echo"                     # the name registered; templates as for connect
+//! proto = "udp"                    # optional, as for connect
 //!
 //! [default]
 //! action = "pass"                  # or "deny": what happens to a call no rule matches
@@ -74,7 +77,7 @@ use rina_core::ApplicationName;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::rules::{AddrPattern, RuleTarget};
+use super::rules::{AddrPattern, Proto, RuleTarget};
 use super::{
     Config, DefaultPolicy, DifConfig, DifKind, Join, Neighbor, NormalDifConfig, Rule, Settings,
     UdpShimConfig,
@@ -234,6 +237,7 @@ struct RawConnect {
     dif: Spanned<String>,
     app: Spanned<String>,
     local_app: Option<Spanned<String>>,
+    proto: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -242,6 +246,7 @@ struct RawListen {
     on: Spanned<String>,
     dif: Spanned<String>,
     app: Spanned<String>,
+    proto: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -359,6 +364,7 @@ impl Validator<'_> {
             }
             connect.push(Rule {
                 pattern,
+                proto: self.proto(r.proto.as_ref())?,
                 target: RuleTarget {
                     dif,
                     app: r.app.into_inner(),
@@ -376,6 +382,7 @@ impl Validator<'_> {
             self.template(&r.app)?;
             listen.push(Rule {
                 pattern,
+                proto: self.proto(r.proto.as_ref())?,
                 target: RuleTarget {
                     dif,
                     app: r.app.into_inner(),
@@ -684,6 +691,20 @@ impl Validator<'_> {
         match problem {
             Some(p) => Err(self.error(s.span(), format!("{:?}: {p}", s.get_ref()))),
             None => Ok(a),
+        }
+    }
+
+    fn proto(&self, s: Option<&Spanned<String>>) -> R<Option<Proto>> {
+        let Some(s) = s else { return Ok(None) };
+        match s.get_ref().as_str() {
+            "tcp" => Ok(Some(Proto::Tcp)),
+            "udp" => Ok(Some(Proto::Udp)),
+            other => Err(self.error(
+                s.span(),
+                format!(
+                    "unknown proto {other:?} (expected \"tcp\" or \"udp\"; leave it out for both)"
+                ),
+            )),
         }
     }
 

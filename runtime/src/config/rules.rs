@@ -11,6 +11,25 @@ use rina_core::ApplicationName;
 
 use super::{Config, DefaultPolicy, DifKind, Join, Neighbor, Rule};
 
+/// The transport a socket stands for: a stream socket (TCP) or a datagram socket
+/// (UDP).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Proto {
+    /// `SOCK_STREAM`: reliable flows.
+    Tcp,
+    /// `SOCK_DGRAM`: unreliable flows.
+    Udp,
+}
+
+impl std::fmt::Display for Proto {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Tcp => "tcp",
+            Self::Udp => "udp",
+        })
+    }
+}
+
 /// A set of ports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PortRange {
@@ -226,13 +245,22 @@ impl RuleTarget {
     }
 }
 
-/// Where a call to `addr` goes: the first matching rule, else the default.
+/// Where a call to `addr` on a `proto` socket goes: the first matching rule, else the
+/// default.
 ///
 /// Allocates nothing unless a rule matches (then only the application name). A rule's
 /// name cannot fail to fill (see [`RuleTarget::app_for`]); if it ever did, the call is
 /// denied rather than passed to TCP/IP, since a rule said RINA (D4).
-pub(super) fn decide(rules: &[Rule], default: DefaultPolicy, addr: SocketAddr) -> Decision<'_> {
-    match rules.iter().find(|r| r.pattern.matches(addr)) {
+pub(super) fn decide(
+    rules: &[Rule],
+    default: DefaultPolicy,
+    addr: SocketAddr,
+    proto: Proto,
+) -> Decision<'_> {
+    match rules
+        .iter()
+        .find(|r| r.proto.is_none_or(|p| p == proto) && r.pattern.matches(addr))
+    {
         Some(rule) => match rule.target.app_for(addr) {
             Ok(app) => Decision::Rina { rule, app },
             Err(_) => Decision::Deny,
@@ -242,6 +270,10 @@ pub(super) fn decide(rules: &[Rule], default: DefaultPolicy, addr: SocketAddr) -
             DefaultPolicy::Deny => Decision::Deny,
         },
     }
+}
+
+fn proto_text(p: Option<Proto>) -> String {
+    p.map_or_else(|| " (tcp and udp)".to_owned(), |p| format!(" ({p} only)"))
 }
 
 /// The account `rina check` prints.
@@ -299,16 +331,24 @@ pub(super) fn describe(c: &Config) -> String {
             .map_or(String::new(), |l| format!(" as {l:?}"));
         let _ = writeln!(
             s,
-            "  line {}: connect {} -> DIF {}, application {:?}{local}",
-            r.line, r.pattern, r.target.dif, r.target.app
+            "  line {}: connect {}{} -> DIF {}, application {:?}{local}",
+            r.line,
+            r.pattern,
+            proto_text(r.proto),
+            r.target.dif,
+            r.target.app
         );
     }
     let _ = writeln!(s, "listen rules ({}), first match wins:", c.listen.len());
     for r in &c.listen {
         let _ = writeln!(
             s,
-            "  line {}: listen {} -> DIF {}, registers {:?}",
-            r.line, r.pattern, r.target.dif, r.target.app
+            "  line {}: listen {}{} -> DIF {}, registers {:?}",
+            r.line,
+            r.pattern,
+            proto_text(r.proto),
+            r.target.dif,
+            r.target.app
         );
     }
     let d = match c.default {

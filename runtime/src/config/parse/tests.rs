@@ -74,10 +74,10 @@ fn good_file_parses() {
     assert_eq!(c.default, DefaultPolicy::Deny);
     assert_eq!(c.settings.connect_timeout, Duration::from_secs(2));
     assert!(
-        matches!(c.match_connect("10.1.1.1:8042".parse().unwrap()), crate::config::Decision::Rina { app, .. } if app.to_string() == "svc-8042")
+        matches!(c.match_connect("10.1.1.1:8042".parse().unwrap(), Proto::Tcp), crate::config::Decision::Rina { app, .. } if app.to_string() == "svc-8042")
     );
     assert_eq!(
-        c.match_connect("10.1.1.1:9000".parse().unwrap()),
+        c.match_connect("10.1.1.1:9000".parse().unwrap(), Proto::Tcp),
         crate::config::Decision::Deny
     );
     let d = c.describe();

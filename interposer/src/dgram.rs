@@ -1,0 +1,386 @@
+//! Datagram sockets (`SOCK_DGRAM`): the application keeps its own UDP socket; each
+//! flow is reached through a proxy UDP socket on loopback that the runtime owns (see
+//! `runtime::datagram`).
+//!
+//! - `bind` on an address a listen rule matches registers the name and binds the
+//!   socket to a loopback address instead; each incoming flow's proxy sends from the
+//!   remote application's synthetic address (`127.128.0.0/9`), which `recvfrom` shows
+//!   and `sendto` or `connect` use natively.
+//! - `connect`, and `sendto`/`sendmsg` with an address, to an address a connect rule
+//!   matches allocate an unreliable flow (once per socket and destination) and send
+//!   to its proxy instead; `recvfrom`/`recvmsg` show the proxy as the address the
+//!   application sent to.
+//! - `close` of the last fd of such a socket releases its flows and registrations.
+//!
+//! Traffic never leaves loopback: a rule's address is never sent to over IP (D4).
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use libc::{c_int, sockaddr, socklen_t, AF_INET6};
+use once_cell::sync::Lazy;
+use parking_lot::Mutex;
+use runtime::api::{AppEnd, ConnectRequest, ListenRequest, ListenTarget};
+use runtime::config::{Config, Decision, Proto};
+use runtime::datagram::app_address;
+
+use crate::ops::{errno, local_app, sockopt_int, Outcome};
+use crate::real::real;
+use crate::sockaddr as sa_conv;
+use crate::sockets::{self, Datagram, Meta, Role};
+use crate::state;
+
+/// Proxy address -> the address the application sent to (for `recvfrom`).
+static PROXIES: Lazy<Mutex<BTreeMap<SocketAddr, SocketAddr>>> =
+    Lazy::new(|| Mutex::new(BTreeMap::new()));
+static PROXY_COUNT: AtomicUsize = AtomicUsize::new(0);
+
+/// True for an address a proxy may have: the synthetic range `127.128.0.0/9`
+/// (IPv4 or IPv4-mapped). Datagrams to these go to the kernel untouched.
+pub fn is_proxy_range(sa: SocketAddr) -> bool {
+    match canonical(sa).ip() {
+        IpAddr::V4(v4) => v4.octets()[0] == 127 && v4.octets()[1] & 0x80 != 0,
+        IpAddr::V6(_) => false,
+    }
+}
+
+/// An IPv4-mapped address as plain IPv4; anything else unchanged.
+fn canonical(sa: SocketAddr) -> SocketAddr {
+    match sa {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(IpAddr::V4(v4), v6.port()),
+            None => sa,
+        },
+        SocketAddr::V4(_) => sa,
+    }
+}
+
+fn v6_only(fd: c_int, family: c_int) -> bool {
+    family == AF_INET6 && sockopt_int(fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY) == Some(1)
+}
+
+fn real_name(fd: c_int) -> Result<SocketAddr, c_int> {
+    // SAFETY: sockaddr_storage is plain old data; the kernel fills it.
+    let mut st: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut len = size_of::<libc::sockaddr_storage>() as socklen_t;
+    // SAFETY: buffers are ours and sized as declared.
+    if unsafe { (real().getsockname)(fd, (&raw mut st).cast(), &mut len) } != 0 {
+        return Err(errno());
+    }
+    // SAFETY: the kernel wrote `len` bytes.
+    unsafe { sa_conv::read((&raw const st).cast(), len) }.ok_or(libc::EAFNOSUPPORT)
+}
+
+fn real_bind(fd: c_int, sa: SocketAddr, family: c_int) -> Result<(), c_int> {
+    let (st, len) = sa_conv::encode(sa, family);
+    // SAFETY: `st` holds `len` valid bytes.
+    if unsafe { (real().bind)(fd, (&raw const st).cast(), len) } != 0 {
+        return Err(errno());
+    }
+    Ok(())
+}
+
+/// The socket's address as a proxy reaches it, binding it first if it is not bound:
+/// to loopback when it is to receive a registered name's flows (`private`), else to
+/// the wildcard address, as the kernel's own automatic bind would.
+fn app_end(fd: c_int, family: c_int, private: bool) -> Result<SocketAddr, c_int> {
+    let v6_only = v6_only(fd, family);
+    let local = real_name(fd)?;
+    if local.port() == 0 {
+        let ip = match (private, family == AF_INET6, v6_only) {
+            (true, false, _) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            (true, true, false) => IpAddr::V6(Ipv4Addr::LOCALHOST.to_ipv6_mapped()),
+            (true, true, true) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            (false, false, _) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            (false, true, _) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        };
+        real_bind(fd, SocketAddr::new(ip, 0), family)?;
+        return Ok(app_address(real_name(fd)?, v6_only));
+    }
+    Ok(app_address(local, v6_only))
+}
+
+/// `bind` of a UDP socket: a listen rule's address registers the name; the socket is
+/// bound to a loopback address the proxies send to.
+pub fn bind(fd: c_int, family: c_int, sa: SocketAddr, rules: &Config) -> Outcome {
+    if sa.port() == 0 {
+        return Outcome::Pass;
+    }
+    let (rule, app) = match rules.match_listen(sa, Proto::Udp) {
+        Decision::Pass => return Outcome::Pass,
+        Decision::Deny => return Outcome::Fail(libc::EACCES),
+        Decision::Rina { rule, app } => (rule, app),
+    };
+    if sockets::get(fd).is_some() || real_name(fd).is_ok_and(|l| l.port() != 0) {
+        return Outcome::Fail(libc::EINVAL); // already bound
+    }
+    let handle = match state::runtime() {
+        Ok(h) => h,
+        Err(e) => return Outcome::Fail(e.errno()),
+    };
+    let app_addr = match app_end(fd, family, true) {
+        Ok(a) => a,
+        Err(e) => return Outcome::Fail(e),
+    };
+    let req = ListenRequest {
+        dif: rule.target.dif.clone(),
+        app,
+        target: ListenTarget::Datagram(app_addr),
+        timeout: rules.settings.connect_timeout,
+    };
+    if let Err(e) = handle.listen(req) {
+        return Outcome::Fail(e.errno());
+    }
+    sockets::set(
+        fd,
+        Meta {
+            family,
+            local: sa,
+            role: Role::Datagram(Datagram {
+                app: Some(app_addr),
+                registered: true,
+                ..Datagram::default()
+            }),
+            options: BTreeMap::new(),
+        },
+    );
+    Outcome::Done(0)
+}
+
+/// The proxy through which `fd` reaches `dst`, allocating the flow on first use.
+fn route(
+    fd: c_int,
+    family: c_int,
+    dst: SocketAddr,
+    rule: &runtime::config::Rule,
+    app: rina_core::ApplicationName,
+    rules: &Config,
+) -> Result<SocketAddr, c_int> {
+    let meta = sockets::get(fd);
+    let known = match &meta {
+        Some(Meta {
+            role: Role::Datagram(d),
+            ..
+        }) => d,
+        Some(_) => return Err(libc::EINVAL),
+        None => &Datagram::default(),
+    };
+    if let Some(&proxy) = known.routes.get(&dst) {
+        return Ok(proxy);
+    }
+    let handle = state::runtime().map_err(|e| e.errno())?;
+    let app_addr = match known.app {
+        Some(a) => a,
+        None => app_end(fd, family, false)?,
+    };
+    let info = handle
+        .connect(ConnectRequest {
+            dif: rule.target.dif.clone(),
+            local_app: local_app(rule),
+            remote_app: app,
+            end: AppEnd::Datagram(app_addr),
+            timeout: rules.settings.connect_timeout,
+        })
+        .map_err(|e| e.errno())?;
+    let proxy = info.proxy.ok_or(libc::EIO)?;
+    {
+        let mut p = PROXIES.lock();
+        p.insert(proxy, dst);
+        PROXY_COUNT.store(p.len(), Ordering::Release);
+    }
+    let updated = sockets::update(fd, |m| {
+        if let Role::Datagram(d) = &mut m.role {
+            d.routes.insert(dst, proxy);
+        }
+    });
+    if updated.is_none() {
+        let local = real_name(fd)?;
+        let mut routes = BTreeMap::new();
+        routes.insert(dst, proxy);
+        sockets::set(
+            fd,
+            Meta {
+                family,
+                local,
+                role: Role::Datagram(Datagram {
+                    app: Some(app_addr),
+                    routes,
+                    ..Datagram::default()
+                }),
+                options: BTreeMap::new(),
+            },
+        );
+    }
+    Ok(proxy)
+}
+
+/// `connect` of a UDP socket.
+pub fn connect(
+    fd: c_int,
+    family: c_int,
+    sa: SocketAddr,
+    decision: Decision<'_>,
+    rules: &Config,
+) -> Outcome {
+    let (rule, app) = match decision {
+        Decision::Pass => return Outcome::Pass,
+        Decision::Deny => return Outcome::Fail(libc::ECONNREFUSED),
+        Decision::Rina { rule, app } => (rule, app),
+    };
+    let proxy = match route(fd, family, sa, rule, app, rules) {
+        Ok(p) => p,
+        Err(e) => return Outcome::Fail(e),
+    };
+    let (st, len) = sa_conv::encode(proxy, family);
+    // SAFETY: `st` holds `len` valid bytes.
+    if unsafe { (real().connect)(fd, (&raw const st).cast(), len) } != 0 {
+        return Outcome::Fail(errno());
+    }
+    sockets::update(fd, |m| {
+        if let Role::Datagram(d) = &mut m.role {
+            d.peer = Some(sa);
+        }
+    });
+    Outcome::Done(0)
+}
+
+/// Where a datagram addressed to `addr` must really go.
+#[derive(Debug)]
+pub enum Target {
+    /// Send it as the application asked.
+    Pass,
+    /// Send it to this address (a proxy) instead.
+    Proxy(libc::sockaddr_storage, socklen_t),
+    /// Fail with this errno.
+    Fail(c_int),
+}
+
+/// The destination for `sendto`/`sendmsg` of `fd` to `addr`.
+///
+/// # Safety
+/// `addr` must be null or point to `len` readable bytes.
+pub unsafe fn send_target(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Target {
+    // SAFETY: forwarded from the caller.
+    let Some(sa) = (unsafe { sa_conv::read(addr, len) }) else {
+        return Target::Pass;
+    };
+    if is_proxy_range(sa) {
+        return Target::Pass;
+    }
+    let Some(rules) = state::rules() else {
+        return Target::Pass;
+    };
+    let decision = rules.match_connect(sa, Proto::Udp);
+    if decision == Decision::Pass {
+        return Target::Pass;
+    }
+    let Some((family, libc::SOCK_DGRAM)) = crate::ops::inet_socket(fd) else {
+        return Target::Pass;
+    };
+    let (rule, app) = match decision {
+        Decision::Pass => return Target::Pass,
+        Decision::Deny => return Target::Fail(libc::ECONNREFUSED),
+        Decision::Rina { rule, app } => (rule, app),
+    };
+    match route(fd, family, sa, rule, app, rules) {
+        Ok(proxy) => {
+            let (st, len) = sa_conv::encode(proxy, family);
+            Target::Proxy(st, len)
+        }
+        Err(e) => Target::Fail(e),
+    }
+}
+
+/// After `recvfrom`/`recvmsg`: if the datagram came from a proxy of a flow the
+/// application addressed by another name, show that name. `cap` is the size of the
+/// caller's buffer before the call.
+///
+/// # Safety
+/// If non-null, `len` must be valid and `addr` must have `cap` writable bytes.
+pub unsafe fn show_source(addr: *mut sockaddr, len: *mut socklen_t, cap: socklen_t) {
+    if PROXY_COUNT.load(Ordering::Acquire) == 0 || addr.is_null() || len.is_null() {
+        return;
+    }
+    // SAFETY: the kernel wrote `*len` bytes, at most `cap` of which are in the buffer.
+    let Some(sa) = (unsafe { sa_conv::read(addr, (*len).min(cap)) }) else {
+        return;
+    };
+    if !is_proxy_range(sa) {
+        return;
+    }
+    let Some(&shown) = PROXIES.lock().get(&canonical(sa)) else {
+        return;
+    };
+    let family = if sa.is_ipv6() {
+        AF_INET6
+    } else {
+        libc::AF_INET
+    };
+    let mut n = cap;
+    // SAFETY: `addr` has `cap` writable bytes; `n` starts at `cap`.
+    unsafe {
+        sa_conv::write(shown, family, addr, &mut n);
+        *len = n;
+    }
+}
+
+/// `getsockname`/`getpeername` of a datagram socket: `None` to ask the kernel.
+pub fn name(d: &Datagram, local: SocketAddr, peer: bool) -> Option<SocketAddr> {
+    if peer {
+        d.peer
+    } else {
+        d.registered.then_some(local)
+    }
+}
+
+/// Before `close(fd)`: what to release if `fd` is the last fd of a datagram socket
+/// of ours. Call [`release`] with it after the real close.
+pub fn before_close(fd: c_int) -> Option<(sockets::Key, Datagram)> {
+    let k = sockets::key(fd)?;
+    match sockets::get(fd)?.role {
+        Role::Datagram(d) => Some((k, d)),
+        _ => None,
+    }
+}
+
+/// After the real close: releases the socket's flows, unless another fd of this
+/// process still refers to it.
+pub fn release(k: sockets::Key, d: Datagram) {
+    if sockets::is_open(k.1) {
+        return;
+    }
+    sockets::remove_key(k);
+    {
+        let mut p = PROXIES.lock();
+        for proxy in d.routes.values() {
+            p.remove(proxy);
+        }
+        PROXY_COUNT.store(p.len(), Ordering::Release);
+    }
+    if let (Some(app), Some(h)) = (d.app, state::running_runtime()) {
+        h.release_datagram(app);
+    }
+}
+
+/// Holds this module's lock across `fork` (see [`crate::hold_across_fork`]).
+pub fn register_atfork() {
+    crate::hold_across_fork!(PROXIES);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proxy_range() {
+        let p = |s: &str| is_proxy_range(s.parse().unwrap());
+        assert!(p("127.128.0.1:9"));
+        assert!(p("127.255.1.1:9"));
+        assert!(p("[::ffff:127.200.1.1]:9"));
+        assert!(!p("127.0.0.1:9"));
+        assert!(!p("127.127.255.255:9"));
+        assert!(!p("10.128.0.1:9"));
+        assert!(!p("[::1]:9"));
+    }
+}

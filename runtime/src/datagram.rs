@@ -1,0 +1,218 @@
+//! Datagram flows: an unreliable RINA flow joined to the application's own UDP socket
+//! through a proxy UDP socket on loopback.
+//!
+//! The application keeps its real `SOCK_DGRAM` socket, bound to a loopback address.
+//! Each flow has a proxy socket owned by the runtime: SDUs from the flow are sent from
+//! the proxy to the application's address, and datagrams the application sends to the
+//! proxy go into the flow, one SDU each. So message boundaries, `recvfrom` addresses,
+//! `MSG_PEEK`, `connect` to a peer, poll and epoll are all the kernel's own.
+//!
+//! Addresses: a proxy for a flow from (or to) application `X` is bound to `X`'s
+//! synthetic address in `127.128.0.0/9` ([`crate::api::synthetic_peer`]) with a port the
+//! kernel picks, so a server sees each remote application at a stable address and each
+//! of its flows at its own port. A proxy for an IPv6-only application socket is bound
+//! to `[::1]`. Only datagrams from the application's address are taken into the flow.
+//!
+//! Back-pressure is the UDP kind: the proxy is read only while the flow can take an
+//! SDU (the kernel drops what overflows the proxy's buffer, as it would for any UDP
+//! socket); an SDU the application's socket cannot take is held until it can.
+
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+
+use rina_core::ipcp::{IpcProcess, ReadResult, WriteError};
+use rina_core::{ApplicationName, Instant, PortId};
+use shims::udp::UdpLink;
+
+use crate::api::synthetic_peer;
+
+/// One datagram flow and its proxy socket.
+#[derive(Debug)]
+pub(crate) struct DatagramFlow {
+    pub(crate) dif: usize,
+    pub(crate) port: PortId,
+    pub(crate) proxy: UdpLink,
+    /// The application socket's address, as the proxy sees it.
+    pub(crate) app: SocketAddr,
+    /// The proxy may have datagrams to read.
+    pub(crate) readable: bool,
+    /// The proxy may take a datagram.
+    pub(crate) writable: bool,
+    /// An SDU the application's socket has not taken yet.
+    held: Option<Vec<u8>>,
+    /// Datagrams from addresses other than the application's, or too large for the
+    /// flow (dropped).
+    pub(crate) dropped: u64,
+}
+
+/// What pumping a datagram flow found.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct DatagramOutcome {
+    /// Something moved.
+    pub(crate) progress: bool,
+    /// The flow is gone.
+    pub(crate) closed: bool,
+}
+
+/// Binds a proxy for a flow with `remote` for an application socket at `app`.
+pub(crate) fn bind_proxy(remote: &ApplicationName, app: SocketAddr) -> std::io::Result<UdpLink> {
+    let ip = match app {
+        SocketAddr::V4(_) => IpAddr::V4(*synthetic_peer(remote).ip()),
+        SocketAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+    };
+    UdpLink::bind(SocketAddr::new(ip, 0))
+}
+
+impl DatagramFlow {
+    pub(crate) fn new(dif: usize, port: PortId, proxy: UdpLink, app: SocketAddr) -> Self {
+        Self {
+            dif,
+            port,
+            proxy,
+            app,
+            readable: true,
+            writable: true,
+            held: None,
+            dropped: 0,
+        }
+    }
+
+    /// Moves what can move, both ways.
+    pub(crate) fn pump(
+        &mut self,
+        now: Instant,
+        ipcp: &mut IpcProcess,
+        buf: &mut [u8],
+    ) -> DatagramOutcome {
+        let mut out = DatagramOutcome::default();
+        self.flow_to_app(now, ipcp, &mut out);
+        self.app_to_flow(now, ipcp, buf, &mut out);
+        out
+    }
+
+    fn flow_to_app(&mut self, now: Instant, ipcp: &mut IpcProcess, out: &mut DatagramOutcome) {
+        while self.writable {
+            let sdu = match self.held.take() {
+                Some(sdu) => sdu,
+                None => match ipcp.read(now, self.port) {
+                    ReadResult::Sdu(sdu) => sdu,
+                    ReadResult::Eof | ReadResult::WouldBlock => return,
+                    ReadResult::Closed => {
+                        out.closed = true;
+                        return;
+                    }
+                },
+            };
+            match self.proxy.send(self.app, &[], &sdu) {
+                Ok(true) => out.progress = true,
+                Ok(false) => {
+                    self.writable = false;
+                    self.held = Some(sdu);
+                }
+                Err(e) => {
+                    // The application's socket is gone (or the datagram is too large
+                    // for it); UDP semantics: the datagram is lost.
+                    tracing::debug!("flow {}: datagram to {} lost: {e}", self.port, self.app);
+                    out.progress = true;
+                }
+            }
+        }
+    }
+
+    fn app_to_flow(
+        &mut self,
+        now: Instant,
+        ipcp: &mut IpcProcess,
+        buf: &mut [u8],
+        out: &mut DatagramOutcome,
+    ) {
+        while self.readable && ipcp.can_write(self.port) {
+            let (n, from) = match self.proxy.recv(buf) {
+                Ok(Some(r)) => r,
+                Ok(None) => {
+                    self.readable = false;
+                    return;
+                }
+                Err(e) => {
+                    tracing::debug!("flow {}: proxy receive failed: {e}", self.port);
+                    self.readable = false;
+                    return;
+                }
+            };
+            out.progress = true;
+            if from != self.app {
+                self.dropped += 1;
+                continue;
+            }
+            match ipcp.write(now, self.port, &buf[..n]) {
+                Ok(()) => {}
+                Err(WriteError::TooLarge) => self.dropped += 1,
+                Err(WriteError::WouldBlock) => {
+                    debug_assert!(false, "write refused after can_write");
+                    self.dropped += 1;
+                }
+                Err(WriteError::Closed) => {
+                    out.closed = true;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The address a proxy must send to for an application socket whose own address is
+/// `local` (as `getsockname` gives it), and whether that socket is IPv6-only: an
+/// unspecified address is reached on loopback, an IPv4-mapped one as IPv4.
+pub fn app_address(local: SocketAddr, v6_only: bool) -> SocketAddr {
+    let port = local.port();
+    match local.ip() {
+        IpAddr::V4(v4) if v4.is_unspecified() => SocketAddr::new(IpAddr::V4(v4_loopback()), port),
+        IpAddr::V4(_) => local,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) if v4.is_unspecified() => SocketAddr::new(IpAddr::V4(v4_loopback()), port),
+            Some(v4) => SocketAddr::new(IpAddr::V4(v4), port),
+            None if v6_only => {
+                let ip = if v6.is_unspecified() {
+                    Ipv6Addr::LOCALHOST
+                } else {
+                    v6
+                };
+                SocketAddr::new(IpAddr::V6(ip), port)
+            }
+            None if v6.is_unspecified() => SocketAddr::new(IpAddr::V4(v4_loopback()), port),
+            None => local,
+        },
+    }
+}
+
+fn v4_loopback() -> std::net::Ipv4Addr {
+    std::net::Ipv4Addr::LOCALHOST
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn app_addresses_as_a_proxy_reaches_them() {
+        let a = |s: &str, v6: bool| app_address(s.parse().unwrap(), v6).to_string();
+        assert_eq!(a("0.0.0.0:5", false), "127.0.0.1:5");
+        assert_eq!(a("127.0.0.1:5", false), "127.0.0.1:5");
+        assert_eq!(a("[::]:5", false), "127.0.0.1:5");
+        assert_eq!(a("[::ffff:127.0.0.1]:5", false), "127.0.0.1:5");
+        assert_eq!(a("[::]:5", true), "[::1]:5");
+        assert_eq!(a("[::1]:5", true), "[::1]:5");
+    }
+
+    #[test]
+    fn proxies_bind_to_the_remote_synthetic_address() {
+        let remote = ApplicationName::new("some-client");
+        let p = bind_proxy(&remote, "127.0.0.1:9".parse().unwrap()).unwrap();
+        assert_eq!(
+            p.local_addr().ip(),
+            IpAddr::V4(*synthetic_peer(&remote).ip())
+        );
+        assert_ne!(p.local_addr().port(), 0);
+        let p6 = bind_proxy(&remote, "[::1]:9".parse().unwrap()).unwrap();
+        assert_eq!(p6.local_addr().ip(), IpAddr::V6(Ipv6Addr::LOCALHOST));
+    }
+}

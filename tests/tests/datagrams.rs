@@ -1,0 +1,290 @@
+//! Datagram rules (issue 3): UDP programs over unreliable RINA flows. Each
+//! application keeps its own UDP socket; flows are reached through proxies on
+//! loopback. Message boundaries are kept, `recvfrom` shows the addresses programs
+//! expect, and nothing is sent to the rule's address over IP.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use rina_e2e::*;
+
+/// A member's rules: a UDP shim and a normal DIF (bootstrap, or enrolled through
+/// `via`), then `rules`.
+fn member(udp: u16, via: Option<u16>, rules: &str) -> String {
+    let join = match via {
+        None => "bootstrap = true".to_owned(),
+        Some(p) => format!("enroll-via = {{ dif = \"udp\", neighbor = \"127.0.0.1:{p}\" }}"),
+    };
+    format!(
+        "[[dif]]\nname = \"udp\"\ntype = \"udp\"\nbind = \"127.0.0.1:{udp}\"\n\n[[dif]]\nname = \"net\"\ntype = \"normal\"\nover = [\"udp\"]\n{join}\n\n{rules}"
+    )
+}
+
+fn rule(kind: &str, addr: &str, app: &str, extra: &str) -> String {
+    let key = if kind == "connect" { "to" } else { "on" };
+    format!("[[{kind}]]\n{key} = \"{addr}\"\ndif = \"net\"\napp = \"{app}\"\n{extra}\n")
+}
+
+fn read(p: &std::path::Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_default()
+}
+
+/// `nc -u -l` and `nc -u`: the server learns its peer with `recvfrom(MSG_PEEK)` and
+/// connects to it, then both sides use read/write; each line is one datagram.
+#[test]
+fn nc_udp_pair() {
+    assert!(have("nc"));
+    let dir = temp_dir();
+    let (su, port) = (free_udp_port(), free_udp_port());
+    let addr = format!("127.0.0.1:{port}");
+    let s = rules(
+        dir.path(),
+        "s.toml",
+        &member(
+            su,
+            None,
+            &rule("listen", &addr, "nc-udp", "proto = \"udp\""),
+        ),
+    );
+    let c = rules(
+        dir.path(),
+        "c.toml",
+        &member(
+            0,
+            Some(su),
+            &rule("connect", &addr, "nc-udp", "proto = \"udp\""),
+        ),
+    );
+    let (s_in, s_out, c_in, c_out) = (
+        dir.path().join("s_in"),
+        dir.path().join("s_out"),
+        dir.path().join("c_in"),
+        dir.path().join("c_out"),
+    );
+    std::fs::write(&s_in, "pong from the server\n").unwrap();
+    std::fs::write(&c_in, "ping from the client\n").unwrap();
+    let p = port.to_string();
+    let mut server = Proc::spawn(
+        "nc -u -l",
+        &mut rina_run(
+            &s,
+            &["nc", "-u", "-l", "127.0.0.1", &p],
+            stdin_from(&s_in),
+            stdout_to(&s_out),
+        ),
+    );
+    // The name is registered once bind returns; a UDP server has no listener to
+    // wait for, so wait until the client's datagram gets through.
+    let mut client = None;
+    let got = wait_until(Duration::from_secs(15), || {
+        if client.is_none() {
+            client = Some(Proc::spawn(
+                "nc -u",
+                &mut rina_run(
+                    &c,
+                    &["nc", "-u", "127.0.0.1", &p],
+                    stdin_from(&c_in),
+                    stdout_to(&c_out),
+                ),
+            ));
+        }
+        read(&c_out) == "pong from the server\n"
+    });
+    let client_err = client
+        .as_mut()
+        .map(Proc::kill_and_stderr)
+        .unwrap_or_default();
+    let server_err = server.kill_and_stderr();
+    assert!(
+        got,
+        "client got {:?}; client: {client_err}; server: {server_err}",
+        read(&c_out)
+    );
+    assert_eq!(read(&s_out), "ping from the client\n");
+}
+
+const ECHO_SERVER: &str = r#"
+import socket, sys
+name, port = sys.argv[1], int(sys.argv[2])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", port))
+assert s.getsockname() == ("127.0.0.1", port), s.getsockname()
+print("ready", flush=True)
+while True:
+    data, peer = s.recvfrom(65536)
+    print("peer", peer[0], peer[1], len(data), flush=True)
+    s.sendto(name.encode() + b":" + data, peer)
+"#;
+
+/// The client side: one unconnected socket talks to every server in `argv[1:]`
+/// (`port` each), datagrams of several sizes, each answered once by its server.
+const ECHO_CLIENT: &str = r#"
+import socket, sys
+ports = [int(p) for p in sys.argv[1:]]
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(10)
+for size in (1, 100, 1400, 9000, 60000):
+    for port in ports:
+        msg = bytes((i * 7 + size + port) % 256 for i in range(size))
+        s.sendto(msg, ("127.0.0.1", port))
+    got = {}
+    for _ in ports:
+        data, peer = s.recvfrom(65536)
+        assert peer[0] == "127.0.0.1", peer
+        name, _, body = data.partition(b":")
+        got[peer[1]] = (name.decode(), body)
+    for port in ports:
+        name, body = got[port]
+        want = bytes((i * 7 + size + port) % 256 for i in range(size))
+        assert body == want, (port, size, len(body))
+        print(port, name, size, flush=True)
+# A connected socket: send/recv and getpeername as for UDP.
+c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+c.settimeout(10)
+c.connect(("127.0.0.1", ports[0]))
+assert c.getpeername() == ("127.0.0.1", ports[0]), c.getpeername()
+c.send(b"connected")
+assert c.recv(100).endswith(b":connected")
+c.close(); s.close()
+print("closed", flush=True)
+sys.stdin.read()
+"#;
+
+/// Python UDP servers and clients: message boundaries kept from 1 byte to 60000;
+/// one unconnected client socket talks to two servers and tells their answers apart
+/// by source address; one server socket answers two client processes, which it sees
+/// at distinct synthetic addresses; closing a client's sockets releases its flows.
+#[test]
+fn python_udp_servers_and_clients() {
+    assert!(have("python3"));
+    let dir = temp_dir();
+    let (su, pa, pb) = (free_udp_port(), free_udp_port(), free_udp_port());
+    let listen = format!(
+        "{}{}",
+        rule("listen", &format!("127.0.0.1:{pa}"), "echo-a", ""),
+        rule("listen", &format!("127.0.0.1:{pb}"), "echo-b", "")
+    );
+    // Server a bootstraps the DIF; server b joins through it.
+    let sa = rules(dir.path(), "a.toml", &member(su, None, &listen));
+    let sb = rules(dir.path(), "b.toml", &member(0, Some(su), &listen));
+    let connect = |local: &str| {
+        format!(
+            "{}{}",
+            rule(
+                "connect",
+                &format!("127.0.0.1:{pa}"),
+                "echo-a",
+                &format!("local-app = \"{local}\"")
+            ),
+            rule(
+                "connect",
+                &format!("127.0.0.1:{pb}"),
+                "echo-b",
+                &format!("local-app = \"{local}\"")
+            )
+        )
+    };
+    let server_log = |n: &str| dir.path().join(format!("{n}.log"));
+    let mut servers = Vec::new();
+    for (name, port, s) in [("a", pa, &sa), ("b", pb, &sb)] {
+        let mut p = Proc::spawn(
+            "python udp server",
+            &mut rina_run(
+                s,
+                &["python3", "-c", ECHO_SERVER, name, &port.to_string()],
+                Stdio::null(),
+                stdout_to(&server_log(name)),
+            ),
+        );
+        if !wait_until(Duration::from_secs(10), || {
+            read(&server_log(name)).starts_with("ready")
+        }) {
+            panic!("server {name}: {}", p.kill_and_stderr());
+        }
+        servers.push(p);
+    }
+    // Two client processes at once, each under its own name.
+    let mut clients = Vec::new();
+    for who in ["one", "two"] {
+        let r = rules(
+            dir.path(),
+            &format!("{who}.toml"),
+            &member(0, Some(su), &connect(&format!("client-{who}"))),
+        );
+        let out = dir.path().join(format!("{who}.out"));
+        let mut cmd = rina_run(
+            &r,
+            &[
+                "python3",
+                "-c",
+                ECHO_CLIENT,
+                &pa.to_string(),
+                &pb.to_string(),
+            ],
+            Stdio::piped(), // held open: the client waits after closing its sockets
+            stdout_to(&out),
+        );
+        clients.push((Proc::spawn(who, &mut cmd), out));
+    }
+    for (c, out) in &mut clients {
+        let done = wait_until(Duration::from_secs(30), || read(out).contains("closed"));
+        assert!(
+            done,
+            "client output {:?}: {}",
+            read(out),
+            c.kill_and_stderr()
+        );
+        let text = read(out);
+        for size in [1, 100, 1400, 9000, 60000] {
+            assert!(text.contains(&format!("{pa} a {size}\n")), "{text}");
+            assert!(text.contains(&format!("{pb} b {size}\n")), "{text}");
+        }
+    }
+    // Server a saw both clients, each at one synthetic address of 127.128.0.0/9.
+    let log = read(&server_log("a"));
+    let peers: std::collections::BTreeSet<&str> = log
+        .lines()
+        .filter_map(|l| l.strip_prefix("peer "))
+        .filter_map(|l| l.split(' ').next())
+        .collect();
+    assert_eq!(peers.len(), 2, "{log}");
+    for p in &peers {
+        assert!(is_synthetic(p), "{p}");
+    }
+    // The clients closed their sockets (and still run): the servers' proxies for
+    // their flows are gone.
+    let proxies = |pid: u32| {
+        let out = std::process::Command::new("ss")
+            .args(["-Huanp"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.contains(&format!("pid={pid},")))
+            .filter_map(|l| l.split_whitespace().nth(3).map(str::to_owned))
+            .filter(|local| is_synthetic(local))
+            .count()
+    };
+    for s in &servers {
+        let pid = s.pid();
+        assert!(
+            wait_until(Duration::from_secs(10), || proxies(pid) == 0),
+            "server {pid} still has {} proxies",
+            proxies(pid)
+        );
+    }
+    // Nothing was sent to the rules' ports over IP: only the servers' loopback
+    // sockets (bound elsewhere) exist, nobody bound the ports themselves.
+    let out = std::process::Command::new("ss")
+        .args(["-Huan", &format!("( sport = :{pa} or sport = :{pb} )")])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).trim().is_empty());
+}
+
+/// True for `IP:PORT` with IP in the synthetic range 127.128.0.0/9.
+fn is_synthetic(addr: &str) -> bool {
+    let ip = addr.rsplit_once(':').map_or(addr, |(ip, _)| ip);
+    let o: Vec<u8> = ip.split('.').filter_map(|x| x.parse().ok()).collect();
+    o.len() == 4 && o[0] == 127 && o[1] >= 128
+}
