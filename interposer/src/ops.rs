@@ -2,7 +2,7 @@
 //! to libc, or the value (or errno) to return.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU16, AtomicU32, Ordering};
 
 use libc::{c_int, c_void, sockaddr, socklen_t, AF_INET, AF_INET6, AF_UNIX, SOCK_STREAM};
@@ -174,7 +174,9 @@ pub fn listen(fd: c_int, backlog: c_int) -> Outcome {
     match meta.role {
         Role::Bound => {}
         Role::Listening => return Outcome::Done(0),
-        Role::Connected { .. } => return Outcome::Fail(libc::EINVAL),
+        Role::Connected { .. } | Role::Connecting { .. } | Role::Refused { .. } => {
+            return Outcome::Fail(libc::EINVAL)
+        }
         Role::Datagram(_) => return Outcome::Pass, // the kernel says EOPNOTSUPP
     }
     let Some(rules) = state::rules() else {
@@ -265,27 +267,37 @@ pub unsafe fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Outco
     {
         return Outcome::Pass;
     }
-    let Some((family, ty)) = inet_socket(fd) else {
-        return Outcome::Pass;
-    };
-    if ty == libc::SOCK_DGRAM {
-        if crate::dgram::is_proxy_range(sa) {
-            return Outcome::Pass; // a flow's proxy: the kernel connects to it
+    // A socket we took over is no longer an INET socket: answer from its record.
+    match sockets::get(fd).map(|m| m.role) {
+        Some(Role::Connected { .. }) => return Outcome::Fail(libc::EISCONN),
+        Some(Role::Connecting { .. }) => return Outcome::Fail(libc::EALREADY),
+        Some(Role::Refused { error }) if error != 0 => {
+            // The result of the attempt, once, as TCP reports it; then a new try.
+            sockets::update(fd, |m| m.role = Role::Refused { error: 0 });
+            return Outcome::Fail(error);
         }
-        let decision = rules.match_connect(sa, Proto::Udp);
-        return crate::dgram::connect(fd, family, sa, decision, rules);
+        Some(Role::Listening) => return Outcome::Fail(libc::EISCONN),
+        _ => {}
     }
+    let family = match inet_socket(fd) {
+        Some((family, libc::SOCK_DGRAM)) => {
+            if crate::dgram::is_proxy_range(sa) {
+                return Outcome::Pass; // a flow's proxy: the kernel connects to it
+            }
+            let decision = rules.match_connect(sa, Proto::Udp);
+            return crate::dgram::connect(fd, family, sa, decision, rules);
+        }
+        Some((family, _)) => family,
+        // A socket that failed a nonblocking connect earlier, tried again.
+        None if sockets::get(fd).is_some() => sockets::get(fd).map_or(AF_INET, |m| m.family),
+        None => return Outcome::Pass,
+    };
     let decision = rules.match_connect(sa, Proto::Tcp);
     let (rule, app) = match decision {
         Decision::Pass => return Outcome::Pass,
         Decision::Deny => return Outcome::Fail(libc::ECONNREFUSED),
         Decision::Rina { rule, app } => (rule, app),
     };
-    if let Some(m) = sockets::get(fd) {
-        if matches!(m.role, Role::Connected { .. }) {
-            return Outcome::Fail(libc::EISCONN);
-        }
-    }
     let handle = match state::runtime() {
         Ok(h) => h,
         Err(e) => return Outcome::Fail(e.errno()),
@@ -312,6 +324,10 @@ pub unsafe fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Outco
         end: AppEnd::Stream(rt_end),
         timeout: rules.settings.connect_timeout,
     };
+    // SAFETY: F_GETFL on the caller's fd.
+    if unsafe { libc::fcntl(fd, libc::F_GETFL) } & libc::O_NONBLOCK != 0 {
+        return connect_in_progress(fd, family, sa, pair[0], req, &handle);
+    }
     if let Err(e) = handle.connect(req) {
         // SAFETY: closing our end of the pair.
         unsafe { libc::close(pair[0]) };
@@ -334,6 +350,58 @@ pub unsafe fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Outco
         },
     );
     Outcome::Done(0)
+}
+
+/// `connect` on a nonblocking socket: the fd becomes the application's end of the pair
+/// at once, held unwritable until the flow is up (`runtime::pending`), and connect
+/// fails with EINPROGRESS. The result goes into the socket's record (for `SO_ERROR`,
+/// `getpeername` and another `connect`) before the end turns writable.
+fn connect_in_progress(
+    fd: c_int,
+    family: c_int,
+    peer: SocketAddr,
+    app_end: c_int,
+    mut req: ConnectRequest,
+    handle: &runtime::Handle,
+) -> Outcome {
+    let fail = |e: c_int| {
+        // SAFETY: closing our end of the pair.
+        unsafe { libc::close(app_end) };
+        Outcome::Fail(e)
+    };
+    // SAFETY: app_end is a fresh fd we own, open for the duration of this call.
+    let held = match runtime::pending::hold(unsafe { BorrowedFd::borrow_raw(app_end) }) {
+        Ok(h) => h,
+        Err(e) => return fail(e.raw_os_error().unwrap_or(libc::EIO)),
+    };
+    let AppEnd::Stream(rt_end) = req.end else {
+        return fail(libc::EINVAL);
+    };
+    req.end = AppEnd::StreamHeld(rt_end, held);
+    if let Err(e) = install(app_end, fd) {
+        return fail(e);
+    }
+    let local = SocketAddr::new(loopback(family), synthetic_port());
+    sockets::set(
+        fd,
+        Meta {
+            family,
+            local,
+            role: Role::Connecting { peer },
+            options: Default::default(),
+        },
+    );
+    let Some(key) = sockets::key(fd) else {
+        return Outcome::Fail(libc::EBADF);
+    };
+    handle.connect_then(req, move |r| {
+        let role = match r {
+            Ok(_) => Role::Connected { peer },
+            Err(e) => Role::Refused { error: e.errno() },
+        };
+        sockets::update_key(key, |m| m.role = role);
+    });
+    Outcome::Fail(libc::EINPROGRESS)
 }
 
 /// `accept`/`accept4` on a listener we installed: learn the flow's peer from the
@@ -443,6 +511,14 @@ pub unsafe fn getsockopt(
     };
     if level == libc::SOL_SOCKET {
         return match name {
+            libc::SO_ERROR => match meta.role {
+                Role::Refused { error } => {
+                    sockets::update(fd, |m| m.role = Role::Refused { error: 0 });
+                    int(error)
+                }
+                Role::Connecting { .. } => int(0),
+                _ => Outcome::Pass,
+            },
             libc::SO_DOMAIN => int(meta.family),
             libc::SO_TYPE => int(SOCK_STREAM),
             libc::SO_PROTOCOL => int(libc::IPPROTO_TCP),

@@ -26,6 +26,16 @@ pub enum Role {
     Bound,
     /// An AF_UNIX listener stands in for the application's socket.
     Listening,
+    /// A nonblocking connect in progress (the flow is being allocated).
+    Connecting {
+        /// The peer as the application named it.
+        peer: SocketAddr,
+    },
+    /// A nonblocking connect failed; `error` is what `SO_ERROR` reports (once).
+    Refused {
+        /// The errno, 0 once reported.
+        error: c_int,
+    },
     /// One end of a stream flow.
     Connected {
         /// The peer as the application sees it.
@@ -148,6 +158,15 @@ pub fn update<R>(fd: c_int, f: impl FnOnce(&mut Meta) -> R) -> Option<R> {
     let r = t.entries.get_mut(&k).map(f);
     publish(&t);
     r
+}
+
+/// Updates the entry of the socket `k` in place, if it is known.
+pub fn update_key(k: Key, f: impl FnOnce(&mut Meta)) {
+    let mut t = TABLE.lock();
+    if let Some(m) = t.entries.get_mut(&k) {
+        f(m);
+    }
+    publish(&t);
 }
 
 /// Forgets `fd` (its inode); returns what was known.

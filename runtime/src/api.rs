@@ -29,6 +29,9 @@ pub enum AppEnd {
     /// A byte stream: the runtime's end of the socket pair whose other end the
     /// application holds.
     Stream(std::os::fd::OwnedFd),
+    /// A byte stream whose application end is held unwritable until the flow is up
+    /// (a nonblocking connect in progress; see [`crate::pending`]).
+    StreamHeld(std::os::fd::OwnedFd, crate::pending::Held),
     /// Datagrams: the address of the application's UDP socket, as a proxy on loopback
     /// reaches it (see [`crate::datagram::app_address`]). The reply carries the proxy's
     /// address, which the application's socket sends to.
@@ -39,7 +42,7 @@ impl AppEnd {
     /// The kind of flow this end carries.
     pub fn kind(&self) -> FlowKind {
         match self {
-            Self::Stream(_) => FlowKind::Stream,
+            Self::Stream(_) | Self::StreamHeld(..) => FlowKind::Stream,
             Self::Datagram(_) => FlowKind::Datagram,
         }
     }
@@ -162,9 +165,24 @@ pub(crate) enum Command {
     Exit(Duration, Reply<()>),
 }
 
+/// What the runtime does with a result: hand it to a caller waiting in
+/// [`Reply::wait`], or call a function with it (on the runtime thread).
+type Then<T> = Box<dyn FnOnce(T) + Send>;
+
 /// A one-shot reply slot shared by the caller and the runtime thread.
-#[derive(Debug)]
-pub(crate) struct Reply<T>(Arc<(Mutex<Option<T>>, Condvar)>);
+pub(crate) struct Reply<T>(Arc<ReplyInner<T>>);
+
+struct ReplyInner<T> {
+    slot: Mutex<Option<T>>,
+    ready: Condvar,
+    then: Mutex<Option<Then<T>>>,
+}
+
+impl<T> std::fmt::Debug for Reply<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Reply")
+    }
+}
 
 impl<T> Clone for Reply<T> {
     fn clone(&self) -> Self {
@@ -174,21 +192,36 @@ impl<T> Clone for Reply<T> {
 
 impl<T> Reply<T> {
     pub(crate) fn new() -> Self {
-        Self(Arc::new((Mutex::new(None), Condvar::new())))
+        Self(Arc::new(ReplyInner {
+            slot: Mutex::new(None),
+            ready: Condvar::new(),
+            then: Mutex::new(None),
+        }))
     }
 
-    /// Delivers the value and wakes the caller.
+    /// A reply that calls `f` with the value instead of waking a waiter.
+    pub(crate) fn then(f: impl FnOnce(T) + Send + 'static) -> Self {
+        let r = Self::new();
+        *r.0.then.lock() = Some(Box::new(f));
+        r
+    }
+
+    /// Delivers the value: calls the function, or wakes the caller.
     pub(crate) fn send(&self, v: T) {
-        *self.0 .0.lock() = Some(v);
-        self.0 .1.notify_all();
+        if let Some(f) = self.0.then.lock().take() {
+            f(v);
+            return;
+        }
+        *self.0.slot.lock() = Some(v);
+        self.0.ready.notify_all();
     }
 
     /// Waits up to `timeout` for the value.
     pub(crate) fn wait(&self, timeout: Duration) -> Option<T> {
-        let mut slot = self.0 .0.lock();
+        let mut slot = self.0.slot.lock();
         let deadline = std::time::Instant::now() + timeout;
         while slot.is_none() {
-            if self.0 .1.wait_until(&mut slot, deadline).timed_out() {
+            if self.0.ready.wait_until(&mut slot, deadline).timed_out() {
                 break;
             }
         }

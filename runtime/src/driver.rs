@@ -531,6 +531,14 @@ impl Driver {
                         self.add_flow(dif, port, sock);
                         None
                     }
+                    AppEnd::StreamHeld(sock, held) => {
+                        // Who waits learns the result before the application's end
+                        // turns writable.
+                        p.reply.send(Ok(FlowInfo { port, proxy: None }));
+                        crate::pending::release(held, &sock);
+                        self.add_flow(dif, port, sock);
+                        return;
+                    }
                     AppEnd::Datagram(app) => match datagram::bind_proxy(&p.remote_app, app) {
                         Ok(proxy) => Some(self.add_datagram(dif, port, proxy, app)),
                         Err(e) => {
@@ -797,7 +805,7 @@ impl Driver {
 pub const APP_SOCKET_BUFFER: usize = 4 << 20;
 
 /// Raises the socket's send buffer to [`APP_SOCKET_BUFFER`] (forced when privileged).
-pub(crate) fn set_send_buffer(sock: &OwnedFd) {
+pub(crate) fn set_send_buffer(sock: &impl std::os::fd::AsFd) {
     use rustix::net::sockopt;
     if sockopt::set_socket_send_buffer_size_force(sock, APP_SOCKET_BUFFER).is_err() {
         let _ = sockopt::set_socket_send_buffer_size(sock, APP_SOCKET_BUFFER);

@@ -50,6 +50,22 @@ impl Handle {
         self.call(timeout, |r| Command::Connect(req, r))
     }
 
+    /// Starts allocating a flow and returns at once; `done` is called with the result
+    /// (on the runtime thread, so it must be quick and must not call back into the
+    /// runtime). If the runtime is not running, `done` is called here.
+    pub fn connect_then(
+        &self,
+        req: ConnectRequest,
+        done: impl FnOnce(Result<FlowInfo, FlowError>) + Send + 'static,
+    ) {
+        let reply = Reply::then(done);
+        if !self.inner.post(Command::Connect(req, reply.clone())) {
+            reply.send(Err(FlowError::RuntimeDown(
+                "the runtime thread has stopped".into(),
+            )));
+        }
+    }
+
     /// Registers a name and hands incoming flows to the listener. Blocks up to
     /// `req.timeout`.
     ///

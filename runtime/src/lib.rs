@@ -12,6 +12,7 @@ pub mod datagram;
 mod driver;
 mod handle;
 mod log;
+pub mod pending;
 mod pump;
 mod stack;
 

@@ -445,9 +445,9 @@ fn busybox_and_ncat_pairings() {
     }
 }
 
-/// curl (nonblocking connect) to an application nobody registered reports "Connection
-/// refused" (with -v, as curl 7.88 does for a closed TCP port) and exits 7; python's
-/// nonblocking connect_ex reports ECONNREFUSED.
+/// curl (nonblocking connect: EINPROGRESS, poll, SO_ERROR) to an application nobody
+/// registered reports "Connection refused" (with -v, as curl 7.88 does for a closed TCP
+/// port) and exits 7; a blocking connect from Python reports ECONNREFUSED.
 #[test]
 fn curl_reports_connection_refused() {
     require(&["curl", "nc", "python3"]);
@@ -487,7 +487,7 @@ fn curl_reports_connection_refused() {
     assert_eq!(out.status.code(), Some(7), "{err}");
     assert!(err.contains("Connection refused"), "{err}");
     let script = format!(
-        "import socket, errno\ns = socket.socket(); s.setblocking(False)\ne = s.connect_ex(('127.0.0.1', {}))\nprint(errno.errorcode.get(e, e))",
+        "import socket, errno\ns = socket.socket()\ne = s.connect_ex(('127.0.0.1', {}))\nprint(errno.errorcode.get(e, e))",
         p.port
     );
     let out = rina_run(

@@ -156,3 +156,163 @@ print(s.makefile().read(), end="")
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "still here\n");
 }
+
+/// The Python side of [`nonblocking_connect_completes_through_poll_select_and_epoll`]:
+/// for each way of making a socket nonblocking and each way of waiting, connect gives
+/// EINPROGRESS, the socket turns writable when the flow is up (or refused), and
+/// SO_ERROR says which, once.
+const NONBLOCKING_CLIENT: &str = r#"
+import errno, fcntl, os, select, socket, struct, sys
+port, expect, hows, waits = int(sys.argv[1]), sys.argv[2], sys.argv[3].split(","), sys.argv[4].split(",")
+
+def make(how):
+    if how == "SOCK_NONBLOCK":
+        return socket.socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
+    s = socket.socket()
+    if how == "fcntl":
+        fcntl.fcntl(s, fcntl.F_SETFL, fcntl.fcntl(s, fcntl.F_GETFL) | os.O_NONBLOCK)
+    else:  # FIONBIO, as Python's own setblocking(False) does
+        fcntl.ioctl(s, 0x5421, struct.pack("i", 1))
+    return s
+
+def writable(s, wait, timeout):
+    if wait == "select":
+        return bool(select.select([], [s], [], timeout)[1])
+    if wait == "poll":
+        p = select.poll(); p.register(s, select.POLLOUT)
+        return bool(p.poll(timeout * 1000))
+    e = select.epoll(); e.register(s, select.EPOLLOUT | select.EPOLLET)
+    try:
+        return bool(e.poll(timeout))
+    finally:
+        e.close()
+
+for how in hows:
+    for wait in waits:
+        s = make(how)
+        assert fcntl.fcntl(s, fcntl.F_GETFL) & os.O_NONBLOCK
+        e = s.connect_ex(("127.0.0.1", port))
+        assert e == errno.EINPROGRESS, (how, errno.errorcode.get(e, e))
+        if expect == "ENETUNREACH":
+            # Still in progress: not writable, a second connect says EALREADY, and
+            # there is no peer yet.
+            assert not writable(s, wait, 0), "writable before the flow is up"
+            assert s.connect_ex(("127.0.0.1", port)) == errno.EALREADY
+            try:
+                s.getpeername(); assert False, "a peer while connecting"
+            except OSError as x:
+                assert x.errno == errno.ENOTCONN, x
+        assert writable(s, wait, 20), (how, wait, "never writable")
+        err = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        got = errno.errorcode.get(err, "ok") if err else "ok"
+        assert got == expect, (how, wait, got)
+        assert s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0, "reported twice"
+        if expect == "ok":
+            assert s.getpeername() == ("127.0.0.1", port)
+            s.setblocking(True)
+            s.sendall(("%s/%s" % (how, wait)).encode())
+            s.shutdown(socket.SHUT_WR)
+            assert s.makefile("rb").read() == ("echo %s/%s" % (how, wait)).encode()
+        s.close()
+        print(how, wait, got, flush=True)
+"#;
+
+/// Nonblocking connect (SOCK_NONBLOCK, fcntl O_NONBLOCK, ioctl FIONBIO) followed by
+/// select, poll or edge-triggered epoll and SO_ERROR: success, refusal (no such
+/// application) and unreachable (no member answers), with the in-progress state
+/// (not writable, EALREADY, ENOTCONN) seen while a flow is being made.
+#[test]
+fn nonblocking_connect_completes_through_poll_select_and_epoll() {
+    assert!(have("python3"));
+    let dir = temp_dir();
+    let p = pair(dir.path(), "nonblocking");
+    let server = format!(
+        r#"
+import socket, threading
+l = socket.socket(); l.bind(("127.0.0.1", {port})); l.listen(16)
+def serve(c):
+    data = c.makefile("rb").read()
+    c.sendall(b"echo " + data); c.close()
+for _ in range(9):
+    threading.Thread(target=serve, args=(l.accept()[0],)).start()
+"#,
+        port = p.port
+    );
+    let mut srv = Proc::spawn(
+        "python server",
+        rina_run(
+            &p.server,
+            &["python3", "-c", &server],
+            Stdio::null(),
+            Stdio::null(),
+        )
+        .stderr(Stdio::piped()),
+    );
+    assert!(
+        wait_for_rina_listener(srv.pid(), Duration::from_secs(10)),
+        "server: {}",
+        srv.kill_and_stderr()
+    );
+    let port = p.port.to_string();
+    let run = |rules: &std::path::Path, port: &str, expect: &str, hows: &str, waits: &str| {
+        let out = rina_run(
+            rules,
+            &[
+                "python3",
+                "-c",
+                NONBLOCKING_CLIENT,
+                port,
+                expect,
+                hows,
+                waits,
+            ],
+            Stdio::null(),
+            Stdio::piped(),
+        )
+        .output()
+        .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{expect}: {text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    };
+    let all = "SOCK_NONBLOCK,fcntl,FIONBIO";
+    let ok = run(&p.client, &port, "ok", all, "select,poll,epoll");
+    assert_eq!(ok.lines().count(), 9, "{ok}");
+    assert!(
+        srv.expect_exit(Duration::from_secs(10)).success(),
+        "{}",
+        srv.stderr()
+    );
+
+    // Refused: the rule names an application nobody registered.
+    let text = std::fs::read_to_string(&p.client).unwrap();
+    let refused = rules(
+        dir.path(),
+        "refused.toml",
+        &text.replace("app = \"nonblocking\"", "app = \"nobody-registered-this\""),
+    );
+    let _server_member = spawn_server(
+        &p.server,
+        &["nc", "-l", "127.0.0.1", &port],
+        Stdio::null(),
+        Stdio::null(),
+    );
+    let got = run(&refused, &port, "ECONNREFUSED", all, "poll");
+    assert_eq!(got.lines().count(), 3, "{got}");
+
+    // Unreachable: the member to enroll through does not answer.
+    let lonely = rules(
+        dir.path(),
+        "lonely.toml",
+        &text.replace(
+            "neighbor = \"127.0.0.1:",
+            &format!("neighbor = \"127.0.0.1:{}\" }} # ", free_udp_port()),
+        ),
+    );
+    let got = run(&lonely, &port, "ENETUNREACH", "SOCK_NONBLOCK", "epoll");
+    assert_eq!(got.lines().count(), 1, "{got}");
+}

@@ -1,0 +1,131 @@
+//! A stream socket whose flow is still being allocated, made to look like a TCP socket
+//! in SYN-SENT to a nonblocking application: not writable, nothing to read, until the
+//! flow is up (then writable) or refused (then writable and hung up, with the error
+//! in `SO_ERROR`, which the interposer answers).
+//!
+//! The application's end of the AF_UNIX socket pair is made unwritable by shrinking
+//! its send buffer to the minimum and filling it with filler bytes ([`hold`]); the
+//! kernel then reports neither `POLLOUT` (poll, select, epoll alike) nor lets a write
+//! through. When the allocation ends, the runtime reads the filler off its own end
+//! and gives the application's end its full buffer back ([`release`]), or closes its
+//! end. No readiness is faked: it is all the kernel's.
+
+use std::io;
+use std::os::fd::{BorrowedFd, OwnedFd};
+
+use rustix::io::Errno;
+use rustix::net::{self, RecvFlags, SendFlags};
+
+/// The application's end of a pair, held unwritable.
+#[derive(Debug)]
+pub struct Held {
+    /// A duplicate of the application's end (to restore its send buffer).
+    app_side: OwnedFd,
+    /// Filler bytes queued toward the runtime's end.
+    filler: usize,
+}
+
+/// Makes the application's end `app` unwritable (see the module docs).
+///
+/// # Errors
+/// A failed `dup`, `setsockopt` or `send`.
+pub fn hold(app: BorrowedFd<'_>) -> io::Result<Held> {
+    let app_side = app.try_clone_to_owned()?;
+    net::sockopt::set_socket_send_buffer_size(&app_side, 1)?; // the kernel's minimum
+    let filler = [0u8; 4096];
+    let mut queued = 0;
+    loop {
+        match net::send(
+            &app_side,
+            &filler,
+            SendFlags::DONTWAIT | SendFlags::NOSIGNAL,
+        ) {
+            Ok(n) => queued += n,
+            Err(Errno::AGAIN) => break,
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(Held {
+        app_side,
+        filler: queued,
+    })
+}
+
+/// The flow is up: reads the filler off the runtime's end `rt` (it is all there,
+/// ahead of anything the application can write) and restores the application's send
+/// buffer, which makes its end writable.
+pub(crate) fn release(held: Held, rt: &OwnedFd) {
+    let mut left = held.filler;
+    let mut buf = [0u8; 4096];
+    while left > 0 {
+        let n = left.min(buf.len());
+        match net::recv(rt, &mut buf[..n], RecvFlags::DONTWAIT) {
+            Ok((_, got)) if got > 0 => left -= got,
+            Err(Errno::INTR) => {}
+            _ => break, // cannot happen: the filler was queued before we were called
+        }
+    }
+    crate::driver::set_send_buffer(&held.app_side);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+
+    use rustix::event::{poll, PollFd, PollFlags};
+    use rustix::net::{socketpair, AddressFamily, SocketFlags, SocketType};
+
+    fn writable(fd: &OwnedFd) -> bool {
+        let mut fds = [PollFd::new(fd, PollFlags::OUT)];
+        poll(&mut fds, Some(&rustix::time::Timespec::default())).unwrap();
+        fds[0].revents().contains(PollFlags::OUT)
+    }
+
+    #[test]
+    fn held_end_is_unwritable_until_released() {
+        let (app, rt) = socketpair(
+            AddressFamily::UNIX,
+            SocketType::STREAM,
+            SocketFlags::CLOEXEC,
+            None,
+        )
+        .unwrap();
+        assert!(writable(&app));
+        let held = hold(app.as_fd()).unwrap();
+        assert!(!writable(&app), "held: no POLLOUT");
+        assert_eq!(
+            net::send(&app, b"x", SendFlags::DONTWAIT),
+            Err(Errno::AGAIN),
+            "held: writes would block"
+        );
+        release(held, &rt);
+        assert!(writable(&app), "released: POLLOUT");
+        net::send(&app, b"data", SendFlags::DONTWAIT).unwrap();
+        let mut buf = [0u8; 8];
+        let (_, n) = net::recv(&rt, &mut buf, RecvFlags::DONTWAIT).unwrap();
+        assert_eq!(&buf[..n], b"data", "no filler left ahead of the data");
+    }
+
+    #[test]
+    fn closing_the_runtime_end_makes_it_writable_and_hung_up() {
+        let (app, rt) = socketpair(
+            AddressFamily::UNIX,
+            SocketType::STREAM,
+            SocketFlags::CLOEXEC,
+            None,
+        )
+        .unwrap();
+        let held = hold(app.as_fd()).unwrap();
+        drop(rt);
+        drop(held);
+        let mut fds = [PollFd::new(&app, PollFlags::OUT | PollFlags::IN)];
+        poll(&mut fds, Some(&rustix::time::Timespec::default())).unwrap();
+        let r = fds[0].revents();
+        assert!(
+            r.contains(PollFlags::OUT) && r.contains(PollFlags::HUP),
+            "{r:?}"
+        );
+    }
+}
