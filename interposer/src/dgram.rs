@@ -271,7 +271,7 @@ pub unsafe fn send_target(fd: c_int, addr: *const sockaddr, len: socklen_t) -> T
     let Some(rules) = state::rules() else {
         return Target::Pass;
     };
-    let decision = rules.match_connect(sa, Proto::Udp);
+    let decision = crate::ops::decide_connect(rules, sa, Proto::Udp);
     if decision == Decision::Pass {
         return Target::Pass;
     }

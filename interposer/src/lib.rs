@@ -9,6 +9,7 @@
 //! - [`hooks`]: the `extern "C"` entry points: a re-entrancy check, a fast
 //!   pass-through, then [`ops`] inside `catch_unwind`.
 //! - [`ops`]: the decisions, in safe code where it can be.
+//! - [`lookups`], [`names`]: host names that name rules resolve, without DNS.
 //! - [`dgram`]: datagram sockets, which keep their UDP socket and reach flows through
 //!   proxies on loopback.
 //! - [`real`]: libc's own functions, resolved once.
@@ -19,6 +20,8 @@
 pub mod dgram;
 pub mod guard;
 pub mod hooks;
+pub mod lookups;
+pub mod names;
 pub mod ops;
 pub mod real;
 pub mod sockaddr;
@@ -58,6 +61,7 @@ extern "C" fn init() {
         if state::active() {
             sockets::register_atfork();
             dgram::register_atfork();
+            names::register_atfork();
             state::register_atfork();
         }
     });

@@ -115,6 +115,16 @@ fn loopback(family: c_int) -> IpAddr {
     }
 }
 
+/// Where a connect (or datagram) to `sa` on a `proto` socket goes: a resolved host
+/// name's rule, else the connect rules.
+pub(crate) fn decide_connect(
+    rules: &'static runtime::config::Config,
+    sa: SocketAddr,
+    proto: Proto,
+) -> Decision<'static> {
+    crate::names::decide(sa, proto).unwrap_or_else(|| rules.match_connect(sa, proto))
+}
+
 /// The name this process presents as the source of flows made by `rule`.
 pub(crate) fn local_app(rule: &runtime::config::Rule) -> ApplicationName {
     rule.target
@@ -262,8 +272,8 @@ pub unsafe fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Outco
         return Outcome::Pass;
     };
     // Matching costs no system call: calls no rule matches leave at once.
-    if rules.match_connect(sa, Proto::Tcp) == Decision::Pass
-        && rules.match_connect(sa, Proto::Udp) == Decision::Pass
+    if decide_connect(rules, sa, Proto::Tcp) == Decision::Pass
+        && decide_connect(rules, sa, Proto::Udp) == Decision::Pass
     {
         return Outcome::Pass;
     }
@@ -284,7 +294,7 @@ pub unsafe fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Outco
             if crate::dgram::is_proxy_range(sa) {
                 return Outcome::Pass; // a flow's proxy: the kernel connects to it
             }
-            let decision = rules.match_connect(sa, Proto::Udp);
+            let decision = decide_connect(rules, sa, Proto::Udp);
             return crate::dgram::connect(fd, family, sa, decision, rules);
         }
         Some((family, _)) => family,
@@ -292,7 +302,7 @@ pub unsafe fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Outco
         None if sockets::get(fd).is_some() => sockets::get(fd).map_or(AF_INET, |m| m.family),
         None => return Outcome::Pass,
     };
-    let decision = rules.match_connect(sa, Proto::Tcp);
+    let decision = decide_connect(rules, sa, Proto::Tcp);
     let (rule, app) = match decision {
         Decision::Pass => return Outcome::Pass,
         Decision::Deny => return Outcome::Fail(libc::ECONNREFUSED),

@@ -6,7 +6,9 @@
 
 use std::ffi::CStr;
 
-use libc::{c_int, c_void, msghdr, size_t, sockaddr, socklen_t, ssize_t};
+use libc::{
+    addrinfo, c_char, c_int, c_void, hostent, msghdr, size_t, sockaddr, socklen_t, ssize_t,
+};
 use once_cell::sync::OnceCell;
 
 type SocketFn = unsafe extern "C" fn(c_int, c_int, c_int) -> c_int;
@@ -36,6 +38,31 @@ type RecvFromFn = unsafe extern "C" fn(
 type SendMsgFn = unsafe extern "C" fn(c_int, *const msghdr, c_int) -> ssize_t;
 type RecvMsgFn = unsafe extern "C" fn(c_int, *mut msghdr, c_int) -> ssize_t;
 type CloseFn = unsafe extern "C" fn(c_int) -> c_int;
+type GetAddrInfoFn = unsafe extern "C" fn(
+    *const c_char,
+    *const c_char,
+    *const addrinfo,
+    *mut *mut addrinfo,
+) -> c_int;
+type GetHostByNameFn = unsafe extern "C" fn(*const c_char) -> *mut hostent;
+type GetHostByName2Fn = unsafe extern "C" fn(*const c_char, c_int) -> *mut hostent;
+type GetHostByNameRFn = unsafe extern "C" fn(
+    *const c_char,
+    *mut hostent,
+    *mut c_char,
+    size_t,
+    *mut *mut hostent,
+    *mut c_int,
+) -> c_int;
+type GetHostByName2RFn = unsafe extern "C" fn(
+    *const c_char,
+    c_int,
+    *mut hostent,
+    *mut c_char,
+    size_t,
+    *mut *mut hostent,
+    *mut c_int,
+) -> c_int;
 
 /// The real functions.
 #[derive(Debug, Clone, Copy)]
@@ -70,6 +97,16 @@ pub struct Real {
     pub recvmsg: RecvMsgFn,
     /// `close`
     pub close: CloseFn,
+    /// `getaddrinfo`
+    pub getaddrinfo: GetAddrInfoFn,
+    /// `gethostbyname`
+    pub gethostbyname: GetHostByNameFn,
+    /// `gethostbyname2`
+    pub gethostbyname2: GetHostByName2Fn,
+    /// `gethostbyname_r`
+    pub gethostbyname_r: GetHostByNameRFn,
+    /// `gethostbyname2_r`
+    pub gethostbyname2_r: GetHostByName2RFn,
 }
 
 static REAL: OnceCell<Real> = OnceCell::new();
@@ -98,7 +135,7 @@ macro_rules! resolve_fn {
 
 /// Resolves every real function (idempotent).
 pub fn resolve() -> &'static Real {
-    use crate::hooks;
+    use crate::{hooks, lookups};
     REAL.get_or_init(|| Real {
         socket: resolve_fn!(c"socket", SocketFn, hooks::socket),
         bind: resolve_fn!(c"bind", AddrFn, hooks::bind),
@@ -115,6 +152,19 @@ pub fn resolve() -> &'static Real {
         sendmsg: resolve_fn!(c"sendmsg", SendMsgFn, hooks::sendmsg),
         recvmsg: resolve_fn!(c"recvmsg", RecvMsgFn, hooks::recvmsg),
         close: resolve_fn!(c"close", CloseFn, hooks::close),
+        getaddrinfo: resolve_fn!(c"getaddrinfo", GetAddrInfoFn, lookups::getaddrinfo),
+        gethostbyname: resolve_fn!(c"gethostbyname", GetHostByNameFn, lookups::gethostbyname),
+        gethostbyname2: resolve_fn!(c"gethostbyname2", GetHostByName2Fn, lookups::gethostbyname2),
+        gethostbyname_r: resolve_fn!(
+            c"gethostbyname_r",
+            GetHostByNameRFn,
+            lookups::gethostbyname_r
+        ),
+        gethostbyname2_r: resolve_fn!(
+            c"gethostbyname2_r",
+            GetHostByName2RFn,
+            lookups::gethostbyname2_r
+        ),
     })
 }
 

@@ -953,3 +953,42 @@ fn proto_restricts_a_rule_to_one_kind_of_socket() {
     let bad = text.replace("proto = \"tcp\"", "proto = \"sctp\"");
     assert_err(&bad, 22, 9, "unknown proto \"sctp\"");
 }
+
+// ---- name rules ------------------------------------------------------------------------
+
+/// `[[name]]`: host names matching a regular expression fill an application-name
+/// template; a bad expression or a template field no group fills names its line and
+/// column.
+#[test]
+fn name_rules_resolve_and_say_what_is_wrong() {
+    let text = format!(
+        "{HEAD}bootstrap = true\n[[name]]\nmatch = '^(?P<app>[a-z0-9-]+)\\.rina$'\ndif = \"net\"\napp = \"{{app}}\"\n\n[[name]]\nmatch = '([a-z]+)\\.svc'\ndif = \"net\"\napp = \"svc-{{1}}-{{port}}\"\nproto = \"tcp\"\n"
+    );
+    let c = ok(&text);
+    assert_eq!(c.match_name("echo.rina"), Some((0, "echo".to_owned())));
+    assert_eq!(c.match_name("ECHO.rina"), Some((0, "echo".to_owned())));
+    assert_eq!(
+        c.match_name("web.svc"),
+        Some((1, "svc-web-{port}".to_owned()))
+    );
+    assert_eq!(c.match_name("example.com"), None);
+    assert_eq!(c.match_name("a.web.svc"), None, "the whole name must match");
+    assert!(
+        c.describe()
+            .contains("host names matching \"^(?P<app>[a-z0-9-]+)\\\\.rina$\""),
+        "{}",
+        c.describe()
+    );
+    assert_err(
+        &text.replace("[a-z]+)\\.svc", "[a-z+)\\.svc"),
+        18,
+        9,
+        "invalid regular expression",
+    );
+    assert_err(
+        &text.replace("svc-{1}", "svc-{2}"),
+        20,
+        7,
+        "{2} is not filled in",
+    );
+}

@@ -53,6 +53,7 @@ fn config(bind: SocketAddr, join: Join) -> Arc<Config> {
         ],
         connect: vec![],
         listen: vec![],
+        names: vec![],
         default: DefaultPolicy::Pass,
         settings: Settings {
             connect_timeout: Duration::from_secs(5),

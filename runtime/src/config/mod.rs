@@ -9,6 +9,7 @@
 //! The types here are the contract between the parser (`parse.rs`), the matcher
 //! (`rules.rs`), the runtime and the interposer.
 
+mod names;
 mod parse;
 mod rules;
 
@@ -18,6 +19,7 @@ use std::time::Duration;
 
 use rina_core::ApplicationName;
 
+pub use names::{is_synthetic_host, synthetic_host, NameRule};
 pub use parse::{load, parse_str, ConfigError};
 pub use rules::{AddrPattern, Decision, PortRange, Proto, RuleTarget};
 
@@ -33,6 +35,8 @@ pub struct Config {
     pub connect: Vec<Rule>,
     /// Rules for `bind` + `listen` (and `bind` of datagram sockets), first match wins.
     pub listen: Vec<Rule>,
+    /// Host-name rules (`[[name]]`), first match wins.
+    pub names: Vec<NameRule>,
     /// What happens to calls no rule matches.
     pub default: DefaultPolicy,
     /// Process-wide settings.
@@ -168,6 +172,15 @@ impl Config {
     /// Where a `bind`/`listen` on `addr` of a `proto` socket goes.
     pub fn match_listen(&self, addr: SocketAddr, proto: Proto) -> Decision<'_> {
         rules::decide(&self.listen, self.default, addr, proto)
+    }
+
+    /// The first name rule matching `host`, with its application-name template filled
+    /// in but for `{port}`.
+    pub fn match_name(&self, host: &str) -> Option<(usize, String)> {
+        self.names
+            .iter()
+            .enumerate()
+            .find_map(|(i, r)| r.resolve(host).map(|t| (i, t)))
     }
 
     /// A human-readable account of what this file makes a process do (`rina check`).

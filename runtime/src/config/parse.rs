@@ -43,6 +43,12 @@
 //! app = "echo"                     # the name registered; templates as for connect
 //! proto = "udp"                    # optional, as for connect
 //!
+//! [[name]]                         # host names resolved without DNS (getaddrinfo & co.)
+//! match = '^(?P<app>[a-z0-9-]+)\.rina$'  # a regular expression; the whole name must match
+//! dif = "net"
+//! app = "{app}"                    # captures by name or number, {name}, {port}
+//! # local-app, proto: as for connect
+//!
 //! [default]
 //! action = "pass"                  # or "deny": what happens to a call no rule matches
 //!                                  # (connect and listen alike); default "pass"
@@ -77,6 +83,7 @@ use rina_core::ApplicationName;
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::names::{self, NameRule};
 use super::rules::{AddrPattern, Proto, RuleTarget};
 use super::{
     Config, DefaultPolicy, DifConfig, DifKind, Join, Neighbor, NormalDifConfig, Rule, Settings,
@@ -168,6 +175,8 @@ struct RawFile {
     connect: Vec<Spanned<RawConnect>>,
     #[serde(default)]
     listen: Vec<Spanned<RawListen>>,
+    #[serde(default)]
+    name: Vec<Spanned<RawName>>,
     default: Option<RawDefault>,
     settings: Option<RawSettings>,
 }
@@ -246,6 +255,17 @@ struct RawListen {
     on: Spanned<String>,
     dif: Spanned<String>,
     app: Spanned<String>,
+    proto: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawName {
+    #[serde(rename = "match")]
+    pattern: Spanned<String>,
+    dif: Spanned<String>,
+    app: Spanned<String>,
+    local_app: Option<Spanned<String>>,
     proto: Option<Spanned<String>>,
 }
 
@@ -391,6 +411,44 @@ impl Validator<'_> {
                 line,
             });
         }
+        let mut names = Vec::new();
+        for r in raw.name {
+            let line = self.line_of(&r.span());
+            let r = r.into_inner();
+            let text = r.pattern.get_ref();
+            let pattern = regex::Regex::new(&format!("^(?:{text})$")).map_err(|e| {
+                self.error(
+                    r.pattern.span(),
+                    format!(
+                        "invalid regular expression {text:?}: {}",
+                        one_line(&e.to_string())
+                    ),
+                )
+            })?;
+            let dif = normal(&r.dif)?;
+            names::check_template(&pattern, r.app.get_ref()).map_err(|e| {
+                self.error(
+                    r.app.span(),
+                    format!("invalid application-name template: {e}"),
+                )
+            })?;
+            if let Some(l) = &r.local_app {
+                self.name(l)?;
+            }
+            names.push(NameRule {
+                pattern,
+                rule: Rule {
+                    pattern: AddrPattern::parse("*:*").expect("the any-address pattern"),
+                    proto: self.proto(r.proto.as_ref())?,
+                    target: RuleTarget {
+                        dif,
+                        app: r.app.into_inner(),
+                        local_app: r.local_app.map(Spanned::into_inner),
+                    },
+                    line,
+                },
+            });
+        }
         let default = match raw.default.and_then(|d| d.action) {
             None => DefaultPolicy::Pass,
             Some(a) => match a.get_ref().as_str() {
@@ -418,6 +476,7 @@ impl Validator<'_> {
             difs,
             connect,
             listen,
+            names,
             default,
             settings,
         })

@@ -351,6 +351,23 @@ pub(super) fn describe(c: &Config) -> String {
             r.target.app
         );
     }
+    let _ = writeln!(s, "name rules ({}), first match wins:", c.names.len());
+    for n in &c.names {
+        let r = &n.rule;
+        let re = n.pattern.as_str();
+        let re = re
+            .strip_prefix("^(?:")
+            .and_then(|x| x.strip_suffix(")$"))
+            .unwrap_or(re);
+        let _ = writeln!(
+            s,
+            "  line {}: host names matching {re:?}{} -> DIF {}, application {:?}",
+            r.line,
+            proto_text(r.proto),
+            r.target.dif,
+            r.target.app
+        );
+    }
     let d = match c.default {
         DefaultPolicy::Pass => "pass to TCP/IP",
         DefaultPolicy::Deny => "refused",

@@ -1,0 +1,208 @@
+//! Host-name rules (`[[name]]`): host names matching a regular expression resolve,
+//! without DNS, to a synthetic address that connects to a RINA application.
+//!
+//! ```toml
+//! [[name]]
+//! match = '^(?P<app>[a-z0-9-]+)\.rina$'   # the whole (lower-cased) host name must match
+//! dif = "net"
+//! app = "{app}"                           # captures by name or number, {name}, {port}
+//! ```
+//!
+//! The application name is filled when the name is resolved (`{name}` is the host
+//! name, `{app}` or `{1}` a capture) and completed when the program connects
+//! (`{port}`). The synthetic address is a function of the host name
+//! ([`synthetic_host`]), in `127.64.0.0/10`: it is only ever reached on loopback, and a
+//! `connect` to it goes to RINA through the rule.
+
+use std::net::Ipv4Addr;
+
+use regex::Regex;
+
+use super::Rule;
+
+/// One `[[name]]` rule.
+#[derive(Clone, Debug)]
+pub struct NameRule {
+    /// The host names it matches, anchored at both ends.
+    pub pattern: Regex,
+    /// Where a connect to a resolved name goes; `target.app` is the template.
+    pub rule: Rule,
+}
+
+impl PartialEq for NameRule {
+    fn eq(&self, other: &Self) -> bool {
+        self.pattern.as_str() == other.pattern.as_str() && self.rule == other.rule
+    }
+}
+
+/// Why a template cannot be filled from a pattern's captures.
+pub(super) fn check_template(pattern: &Regex, template: &str) -> Result<(), String> {
+    for field in fields(template)? {
+        let known = field == "port"
+            || field == "name"
+            || pattern.capture_names().flatten().any(|n| n == field)
+            || field
+                .parse::<usize>()
+                .is_ok_and(|i| i < pattern.captures_len());
+        if !known {
+            let groups: Vec<&str> = pattern.capture_names().flatten().collect();
+            return Err(format!(
+                "{{{field}}} is not filled in: use {{name}}, {{port}}, a group number below {}{}",
+                pattern.captures_len(),
+                if groups.is_empty() {
+                    String::new()
+                } else {
+                    format!(" or a named group ({})", groups.join(", "))
+                }
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The `{...}` fields of a template.
+fn fields(template: &str) -> Result<Vec<&str>, String> {
+    let mut out = Vec::new();
+    let mut rest = template;
+    while let Some(i) = rest.find(['{', '}']) {
+        if rest.as_bytes()[i] == b'}' {
+            return Err(format!("{template:?}: '}}' without '{{'"));
+        }
+        let after = &rest[i + 1..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| format!("{template:?}: '{{' without '}}'"))?;
+        out.push(&after[..end]);
+        rest = &after[end + 1..];
+    }
+    Ok(out)
+}
+
+impl NameRule {
+    /// The application-name template for `host` with everything but `{port}` filled
+    /// in, if the rule matches the host name (compared lower-case).
+    pub fn resolve(&self, host: &str) -> Option<String> {
+        let host = host.to_ascii_lowercase();
+        let host = host.strip_suffix('.').unwrap_or(&host);
+        let caps = self.pattern.captures(host)?;
+        let template = &self.rule.target.app;
+        let mut out = String::with_capacity(template.len() + host.len());
+        let mut rest = template.as_str();
+        while let Some(i) = rest.find('{') {
+            out.push_str(&rest[..i]);
+            let after = &rest[i + 1..];
+            let end = after.find('}')?; // checked at load
+            let field = &after[..end];
+            match field {
+                "port" => out.push_str("{port}"),
+                "name" => out.push_str(host),
+                _ => {
+                    let m = match field.parse::<usize>() {
+                        Ok(n) => caps.get(n),
+                        Err(_) => caps.name(field),
+                    };
+                    out.push_str(m.map_or("", |m| m.as_str()));
+                }
+            }
+            rest = &after[end + 1..];
+        }
+        out.push_str(rest);
+        Some(out)
+    }
+}
+
+/// The synthetic IPv4 address a host name resolves to: `127.64.0.0/10` plus a hash
+/// of the name, the same in every process.
+pub fn synthetic_host(host: &str) -> Ipv4Addr {
+    let host = host.to_ascii_lowercase();
+    let host = host.strip_suffix('.').unwrap_or(&host);
+    let mut h: u32 = 0x811c_9dc5; // FNV-1a
+    for b in host.bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    let bits = h & 0x003f_ffff; // 22 bits under the /10
+    let ip = u32::from(Ipv4Addr::new(127, 64, 0, 0)) | bits;
+    // Avoid .0 and .255 in the last octet (some programs treat them specially).
+    let ip = if ip & 0xff == 0 || ip & 0xff == 0xff {
+        ip ^ 0x01
+    } else {
+        ip
+    };
+    Ipv4Addr::from(ip)
+}
+
+/// True for an address in the host-name range `127.64.0.0/10`.
+pub fn is_synthetic_host(ip: Ipv4Addr) -> bool {
+    let o = ip.octets();
+    o[0] == 127 && (o[1] & 0xc0) == 0x40
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{AddrPattern, RuleTarget};
+
+    fn rule(pattern: &str, app: &str) -> NameRule {
+        NameRule {
+            pattern: Regex::new(&format!("^(?:{pattern})$")).unwrap(),
+            rule: Rule {
+                pattern: AddrPattern::parse("*:*").unwrap(),
+                proto: None,
+                target: RuleTarget {
+                    dif: "net".into(),
+                    app: app.into(),
+                    local_app: None,
+                },
+                line: 1,
+            },
+        }
+    }
+
+    #[test]
+    fn names_fill_templates() {
+        let r = rule(r"(?P<app>[a-z0-9-]+)\.rina", "{app}");
+        assert_eq!(r.resolve("echo.rina").as_deref(), Some("echo"));
+        assert_eq!(
+            r.resolve("Echo.RINA.").as_deref(),
+            Some("echo"),
+            "case, root dot"
+        );
+        assert_eq!(r.resolve("echo.rina.example"), None, "anchored");
+        assert_eq!(r.resolve("x.echo.rina"), None);
+        let r = rule(r"([a-z]+)\.([a-z]+)\.svc", "{2}-{1}:{port}@{name}");
+        assert_eq!(
+            r.resolve("web.prod.svc").as_deref(),
+            Some("prod-web:{port}@web.prod.svc")
+        );
+    }
+
+    #[test]
+    fn templates_are_checked() {
+        let re = Regex::new(r"^(?P<app>[a-z]+)\.rina$").unwrap();
+        assert!(check_template(&re, "{app}-{port}-{name}-{1}-{0}").is_ok());
+        let e = check_template(&re, "{host}").unwrap_err();
+        assert!(
+            e.contains("{host}") && e.contains("named group (app)"),
+            "{e}"
+        );
+        assert!(check_template(&re, "{2}").is_err());
+        assert!(check_template(&re, "{app").is_err());
+        assert!(check_template(&re, "app}").is_err());
+    }
+
+    #[test]
+    fn synthetic_hosts_are_stable_and_in_range() {
+        let a = synthetic_host("echo.rina");
+        assert_eq!(a, synthetic_host("ECHO.rina."));
+        assert_ne!(a, synthetic_host("other.rina"));
+        assert!(is_synthetic_host(a), "{a}");
+        assert!(!is_synthetic_host(Ipv4Addr::new(127, 128, 0, 1)));
+        assert!(!is_synthetic_host(Ipv4Addr::LOCALHOST));
+        for i in 0..1000 {
+            let ip = synthetic_host(&format!("h{i}.rina"));
+            assert!(is_synthetic_host(ip));
+            assert!(ip.octets()[3] != 0 && ip.octets()[3] != 255);
+        }
+    }
+}
