@@ -9,6 +9,7 @@
 //! - [`hooks`]: the `extern "C"` entry points: a re-entrancy check, a fast
 //!   pass-through, then [`ops`] inside `catch_unwind`.
 //! - [`ops`]: the decisions, in safe code where it can be.
+//! - [`exec`]: before an exec, flows go to a keeper process.
 //! - [`lookups`], [`names`]: host names that name rules resolve, without DNS.
 //! - [`dgram`]: datagram sockets, which keep their UDP socket and reach flows through
 //!   proxies on loopback.
@@ -18,6 +19,7 @@
 //! - [`sockaddr`]: conversions between C socket addresses and Rust ones.
 
 pub mod dgram;
+pub mod exec;
 pub mod guard;
 pub mod hooks;
 pub mod lookups;

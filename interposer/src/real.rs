@@ -38,6 +38,9 @@ type RecvFromFn = unsafe extern "C" fn(
 type SendMsgFn = unsafe extern "C" fn(c_int, *const msghdr, c_int) -> ssize_t;
 type RecvMsgFn = unsafe extern "C" fn(c_int, *mut msghdr, c_int) -> ssize_t;
 type CloseFn = unsafe extern "C" fn(c_int) -> c_int;
+type ExecveFn =
+    unsafe extern "C" fn(*const c_char, *const *const c_char, *const *const c_char) -> c_int;
+type ExecvFn = unsafe extern "C" fn(*const c_char, *const *const c_char) -> c_int;
 type GetAddrInfoFn = unsafe extern "C" fn(
     *const c_char,
     *const c_char,
@@ -97,6 +100,14 @@ pub struct Real {
     pub recvmsg: RecvMsgFn,
     /// `close`
     pub close: CloseFn,
+    /// `execve`
+    pub execve: ExecveFn,
+    /// `execv`
+    pub execv: ExecvFn,
+    /// `execvp`
+    pub execvp: ExecvFn,
+    /// `execvpe`
+    pub execvpe: ExecveFn,
     /// `getaddrinfo`
     pub getaddrinfo: GetAddrInfoFn,
     /// `gethostbyname`
@@ -135,7 +146,7 @@ macro_rules! resolve_fn {
 
 /// Resolves every real function (idempotent).
 pub fn resolve() -> &'static Real {
-    use crate::{hooks, lookups};
+    use crate::{exec, hooks, lookups};
     REAL.get_or_init(|| Real {
         socket: resolve_fn!(c"socket", SocketFn, hooks::socket),
         bind: resolve_fn!(c"bind", AddrFn, hooks::bind),
@@ -152,6 +163,10 @@ pub fn resolve() -> &'static Real {
         sendmsg: resolve_fn!(c"sendmsg", SendMsgFn, hooks::sendmsg),
         recvmsg: resolve_fn!(c"recvmsg", RecvMsgFn, hooks::recvmsg),
         close: resolve_fn!(c"close", CloseFn, hooks::close),
+        execve: resolve_fn!(c"execve", ExecveFn, exec::execve),
+        execv: resolve_fn!(c"execv", ExecvFn, exec::execv),
+        execvp: resolve_fn!(c"execvp", ExecvFn, exec::execvp),
+        execvpe: resolve_fn!(c"execvpe", ExecveFn, exec::execvpe),
         getaddrinfo: resolve_fn!(c"getaddrinfo", GetAddrInfoFn, lookups::getaddrinfo),
         gethostbyname: resolve_fn!(c"gethostbyname", GetHostByNameFn, lookups::gethostbyname),
         gethostbyname2: resolve_fn!(c"gethostbyname2", GetHostByName2Fn, lookups::gethostbyname2),

@@ -163,6 +163,8 @@ pub(crate) enum Command {
     ReleaseDatagram(std::net::SocketAddr),
     /// Drain every flow (bounded by `linger`), say goodbye to neighbours, stop.
     Exit(Duration, Reply<()>),
+    /// The process is about to exec: hand the flows to a keeper process, stop.
+    HandOver(Duration, Reply<()>),
 }
 
 /// What the runtime does with a result: hand it to a caller waiting in

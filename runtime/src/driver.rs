@@ -27,6 +27,8 @@ use crate::datagram::{self, DatagramFlow};
 use crate::pump::AppFlow;
 use crate::stack::Stack;
 
+mod keeper;
+
 const TOKEN_WAKER: u64 = 0;
 const TOKEN_SHIM: u64 = 1 << 56;
 const TOKEN_FLOW: u64 = 2 << 56;
@@ -109,6 +111,8 @@ pub(crate) fn spawn(config: Arc<Config>, program: &str) -> Result<Arc<Shared>, F
         pending_listens: Vec::new(),
         listeners: BTreeMap::new(),
         exiting: None,
+        stopped: false,
+        keeper: None,
         rx: vec![0u8; 65536],
         tx: Vec::with_capacity(65536),
         io: vec![0u8; 65536],
@@ -164,6 +168,11 @@ struct Driver {
     listeners: BTreeMap<(usize, rina_core::ApplicationName, FlowKind), ListenTarget>,
     /// Set when the process exits: the deadline and who waits.
     exiting: Option<(Instant, Reply<()>)>,
+    /// The process no longer needs this thread (the stack went to a keeper, or there
+    /// was nothing to keep).
+    stopped: bool,
+    /// Set in a keeper process (see `keeper.rs`).
+    keeper: Option<keeper::Keeper>,
     rx: Vec<u8>,
     tx: Vec<u8>,
     io: Vec<u8>,
@@ -177,10 +186,22 @@ impl Driver {
     fn run(&mut self) {
         let mut events = Vec::with_capacity(256);
         loop {
+            // After a hand-over, a keeper process owns the flows: this thread must not
+            // touch them again, not even for a turn.
+            if self.stopped {
+                return;
+            }
             let now = self.now();
             self.turn(now);
-            if self.exit_done(now) {
+            if self.stopped || self.exit_done(now) {
                 return;
+            }
+            if self.keeper_done(now) {
+                tracing::info!("keeper done: every flow delivered, no listener left");
+                self.leave(now);
+                // SAFETY: the keeper ends here, without the application's exit
+                // handlers (it is a copy of a process that already exited or exec'd).
+                unsafe { libc::_exit(0) };
             }
             let timeout = self
                 .next_deadline()
@@ -199,6 +220,9 @@ impl Driver {
             }
             let now = self.now();
             for ev in &events {
+                if self.stopped {
+                    return;
+                }
                 let token = ev.data.u64();
                 match token & !TOKEN_MASK {
                     TOKEN_WAKER if token == TOKEN_WAKER => self.take_commands(now),
@@ -253,7 +277,7 @@ impl Driver {
         if let Some((deadline, _)) = &self.exiting {
             t = rina_core::time::earliest(t, Some(*deadline));
         }
-        t
+        rina_core::time::earliest(t, self.keeper_deadline())
     }
 
     /// Timers, then work until nothing moves (bounded, so commands and I/O get turns).
@@ -284,16 +308,24 @@ impl Driver {
         let _ = rustix::io::read(&self.shared.waker, &mut b);
         let cmds: Vec<Command> = self.shared.commands.lock().drain(..).collect();
         for c in cmds {
+            if self.stopped {
+                return;
+            }
             match c {
                 Command::Connect(req, reply) => self.connect(now, req, reply),
                 Command::Listen(req, reply) => self.listen(now, req, reply),
                 Command::ReleaseDatagram(app) => self.release_datagram(now, app),
+                // Children may hold flows' sockets: they are served by a keeper.
+                Command::Exit(linger, reply) if self.has_streams() && keeper::has_children() => {
+                    self.hand_over(now, linger, reply);
+                }
                 Command::Exit(linger, reply) => {
                     for f in self.flows.values_mut() {
                         f.readable = true;
                     }
                     self.exiting = Some((now + linger, reply));
                 }
+                Command::HandOver(linger, reply) => self.hand_over(now, linger, reply),
             }
         }
     }
@@ -789,10 +821,7 @@ impl Driver {
         if !drained && now < *deadline {
             return false;
         }
-        for d in &mut self.stack.difs {
-            d.ipcp.leave(now);
-        }
-        let _ = self.flush(now);
+        self.leave(now);
         if let Some((_, reply)) = self.exiting.take() {
             reply.send(());
         }

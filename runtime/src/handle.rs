@@ -93,6 +93,17 @@ impl Handle {
         }
     }
 
+    /// Called before the process execs: the stack's stream flows and listeners go to
+    /// a keeper process that serves them while other processes (the new program
+    /// among them) hold their sockets; this process's runtime stops.
+    pub fn hand_over(&self) {
+        let linger = self.config.settings.linger;
+        let reply = Reply::new();
+        if self.inner.post(Command::HandOver(linger, reply.clone())) {
+            let _ = reply.wait(Duration::from_secs(5));
+        }
+    }
+
     fn call<T>(
         &self,
         timeout: Duration,

@@ -500,3 +500,92 @@ fn curl_reports_connection_refused() {
     .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ECONNREFUSED");
 }
+
+/// Servers whose connection outlives the process that accepted it: `busybox nc -l -e`
+/// and `socat ... EXEC:cat,nofork` exec the command in place with the socket on its
+/// stdin and stdout; a Python server forks a child for the connection and exits at
+/// once. The stack goes to a keeper process that serves the flow while the command
+/// or child holds it: 300 kB echoed byte-exact in each case, and the keeper goes away
+/// once the flow is done.
+#[test]
+fn servers_that_exec_or_exit_leave_flows_to_their_children() {
+    require(&["nc", "busybox", "socat", "python3"]);
+    let dir = temp_dir();
+    let data = random_bytes(300_000, 17);
+    let input = dir.path().join("in");
+    std::fs::write(&input, &data).unwrap();
+    let forking = r#"
+import os, socket, sys
+l = socket.socket(); l.bind(("127.0.0.1", int(sys.argv[1]))); l.listen(1)
+c, _ = l.accept()
+if os.fork() == 0:
+    l.close()
+    f = c.makefile("rb")
+    data = f.read()
+    c.sendall(data); c.close(); os._exit(0)
+sys.exit(0)
+"#;
+    let cases: [&[&str]; 3] = [
+        &["busybox", "nc", "-l", "-p", "{p}", "-e", "cat"],
+        &["socat", "TCP-LISTEN:{p},bind=127.0.0.1", "EXEC:cat,nofork"],
+        &["python3", "-c", forking, "{p}"],
+    ];
+    for (i, server) in cases.iter().enumerate() {
+        let p = pair(dir.path(), &format!("handover{i}"));
+        let port = p.port.to_string();
+        // busybox nc binds the wildcard address.
+        let text = std::fs::read_to_string(&p.server).unwrap();
+        std::fs::write(
+            &p.server,
+            text.replace(&format!("\"127.0.0.1:{port}\""), &format!("\"*:{port}\"")),
+        )
+        .unwrap();
+        let args: Vec<String> = server.iter().map(|a| a.replace("{p}", &port)).collect();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let log = dir.path().join(format!("server{i}.log"));
+        let mut cmd = rina_run(&p.server, &args, Stdio::null(), Stdio::null());
+        cmd.env("RINA_LOG", "info").env("RINA_LOG_FILE", &log);
+        let mut server = Proc::spawn(args[0], &mut cmd);
+        assert!(
+            wait_for_rina_listener(server.pid(), Duration::from_secs(10)),
+            "{args:?}: {}",
+            server.kill_and_stderr()
+        );
+        let out = rina_run(
+            &p.client,
+            &["nc", "-N", "127.0.0.1", &port],
+            stdin_from(&input),
+            Stdio::piped(),
+        )
+        .output()
+        .unwrap();
+        let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            log_text()
+        );
+        assert!(
+            out.stdout == data,
+            "{args:?}: {} of {} bytes echoed\n{}",
+            out.stdout.len(),
+            data.len(),
+            log_text()
+        );
+        assert!(
+            server.expect_exit(Duration::from_secs(10)).success(),
+            "{args:?}"
+        );
+        let handed = log_text();
+        let keeper: u32 = handed
+            .lines()
+            .find_map(|l| l.split("flows handed to keeper process ").nth(1))
+            .and_then(|pid| pid.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{args:?}: no keeper in the log:\n{handed}"));
+        assert!(
+            wait_until(Duration::from_secs(10), || has_exited(keeper)),
+            "{args:?}: keeper {keeper} still runs"
+        );
+    }
+}

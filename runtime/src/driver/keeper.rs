@@ -1,0 +1,256 @@
+//! The keeper: the stack outliving the process that made it, for as long as other
+//! processes hold its flows' sockets.
+//!
+//! The stack lives in the process (D3), but a flow's socket can be held by other
+//! processes: `ncat -e` forks a child that execs the command with the socket on its
+//! stdin and stdout, then exits; `busybox nc -l -e` execs in place; a daemon forks and
+//! lets its parent exit. When such a process exits (with live children) or execs, the
+//! runtime thread forks a **keeper**: a process holding only the runtime's own fds,
+//! running the same event loop. The original process goes on exiting or exec'ing at
+//! once. The keeper serves every stream flow until the other side of its socket is
+//! closed by every holder (a real end of stream, not a guess), delivers what was
+//! written (bounded by `linger`), withdraws a name once no process holds its listener,
+//! says goodbye to its neighbours and exits.
+//!
+//! Datagram flows are released at hand-over: the keeper cannot tell when a UDP socket
+//! held elsewhere is closed.
+
+use std::collections::BTreeSet;
+use std::os::fd::{AsRawFd, RawFd};
+use std::time::Duration;
+
+use rina_core::Instant;
+use rustix::event::epoll;
+
+use super::{Driver, TOKEN_FLOW, TOKEN_SHIM};
+use crate::api::{FlowError, FlowKind, ListenTarget, Reply};
+
+/// How often the keeper looks for listeners nobody holds any more.
+const LISTENER_CHECK: Duration = Duration::from_millis(250);
+
+/// The keeper's state.
+#[derive(Debug)]
+pub(super) struct Keeper {
+    linger: Duration,
+    /// When to look at the listeners again.
+    next_check: Instant,
+    /// Set once every flow's application side is closed: when to stop waiting for the
+    /// peers' acknowledgements.
+    drain_deadline: Option<Instant>,
+}
+
+/// True if this process has child processes (which may hold flows' sockets).
+pub(super) fn has_children() -> bool {
+    use rustix::process::{waitid, WaitId, WaitIdOptions};
+    let opts = WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT;
+    !matches!(waitid(WaitId::All, opts), Err(rustix::io::Errno::CHILD))
+}
+
+impl Driver {
+    /// Something a keeper would serve: a stream flow or a stream listener.
+    pub(super) fn has_streams(&self) -> bool {
+        !self.flows.is_empty() || self.listeners.keys().any(|k| k.2 == FlowKind::Stream)
+    }
+
+    /// Hands the stack over to a keeper process (see the module docs), or, when there
+    /// is nothing to keep, leaves the DIFs. `reply` is answered in this process once
+    /// it may exit or exec; this runtime thread then stops.
+    pub(super) fn hand_over(&mut self, now: Instant, linger: Duration, reply: Reply<()>) {
+        self.release_datagrams(now);
+        for (_, p) in std::mem::take(&mut self.pending_connects) {
+            p.reply
+                .send(Err(FlowError::RuntimeDown("the process is exiting".into())));
+        }
+        for l in std::mem::take(&mut self.pending_listens) {
+            l.reply
+                .send(Err(FlowError::RuntimeDown("the process is exiting".into())));
+        }
+        let _ = self.flush(now);
+        if !self.has_streams() {
+            self.leave(now);
+            reply.send(());
+            self.stopped = true;
+            return;
+        }
+        // SAFETY: fork from the runtime thread. The child runs only this thread's
+        // loop on the runtime's own state, leaves with _exit, and never returns into
+        // the application's code; locks the interposer holds are released by its
+        // atfork handlers, malloc's by glibc's.
+        match unsafe { libc::fork() } {
+            -1 => {
+                tracing::warn!(
+                    "cannot fork a keeper: {}; draining here",
+                    std::io::Error::last_os_error()
+                );
+                for f in self.flows.values_mut() {
+                    f.readable = true;
+                }
+                self.exiting = Some((now + linger, reply));
+            }
+            0 => self.become_keeper(now, linger),
+            pid => {
+                tracing::info!("flows handed to keeper process {pid}");
+                reply.send(());
+                self.stopped = true;
+            }
+        }
+    }
+
+    /// In the forked child: keep only the runtime's fds, detach, and go on serving.
+    fn become_keeper(&mut self, now: Instant, linger: Duration) {
+        let _ = rustix::process::setsid();
+        let mut keep: BTreeSet<RawFd> = self.flows.values().map(|f| f.sock.as_raw_fd()).collect();
+        keep.extend(self.stack.shims.iter().map(|s| s.link.fd().as_raw_fd()));
+        keep.insert(self.shared.waker.as_raw_fd());
+        keep.extend(crate::log::file_fd());
+        close_all_but(&keep);
+        // A fresh epoll instance, not shared with the exiting process. (Nobody posts
+        // commands to a keeper; the waker stays for the loop's own wake-ups.)
+        match epoll::create(epoll::CreateFlags::CLOEXEC) {
+            Ok(ep) => {
+                let waker = epoll::EventData::new_u64(super::TOKEN_WAKER);
+                let _ = epoll::add(&ep, &self.shared.waker, waker, epoll::EventFlags::IN);
+                for (i, s) in self.stack.shims.iter().enumerate() {
+                    let data = epoll::EventData::new_u64(TOKEN_SHIM | i as u64);
+                    let _ = epoll::add(&ep, s.link.fd(), data, epoll::EventFlags::IN);
+                }
+                let flags = epoll::EventFlags::IN
+                    | epoll::EventFlags::OUT
+                    | epoll::EventFlags::RDHUP
+                    | epoll::EventFlags::ET;
+                for (&token, f) in &mut self.flows {
+                    debug_assert_eq!(token & !super::TOKEN_MASK, TOKEN_FLOW);
+                    let _ = epoll::add(&ep, &f.sock, epoll::EventData::new_u64(token), flags);
+                    f.readable = true;
+                    f.writable = true;
+                }
+                // The old epoll fd was closed with everything else; forget it without
+                // closing it again.
+                std::mem::forget(std::mem::replace(&mut self.epoll, ep));
+            }
+            Err(_) => {
+                // SAFETY: leaving the keeper without running the application's exit
+                // handlers; the flows end as if the process had been killed.
+                unsafe { libc::_exit(1) };
+            }
+        }
+        self.keeper = Some(Keeper {
+            linger,
+            next_check: now,
+            drain_deadline: None,
+        });
+    }
+
+    /// In a keeper: withdraws names nobody listens for any more; true when nothing
+    /// is left to serve (or the last deliveries ran out of time).
+    pub(super) fn keeper_done(&mut self, now: Instant) -> bool {
+        let Some(k) = &mut self.keeper else {
+            return false;
+        };
+        if now >= k.next_check {
+            k.next_check = now + LISTENER_CHECK;
+            let live = live_listeners();
+            let gone: Vec<_> = self
+                .listeners
+                .iter()
+                .filter(|(_, t)| matches!(t, ListenTarget::Stream(n) if !live.contains(n)))
+                .map(|(key, _)| key.clone())
+                .collect();
+            for key in gone {
+                tracing::info!("nobody listens for {} any more; unregistering", key.1);
+                self.unlisten(now, &key);
+            }
+        }
+        if self.listeners.is_empty() && self.flows.values().all(|f| f.app_eof) {
+            let Some(k) = &mut self.keeper else {
+                return false;
+            };
+            let deadline = *k.drain_deadline.get_or_insert(now + k.linger);
+            let delivered = self
+                .flows
+                .values()
+                .all(|f| self.stack.difs[f.dif].ipcp.is_send_done(f.port));
+            return delivered || now >= deadline;
+        }
+        false
+    }
+
+    /// The keeper's next timer.
+    pub(super) fn keeper_deadline(&self) -> Option<Instant> {
+        let k = self.keeper.as_ref()?;
+        rina_core::time::earliest(Some(k.next_check), k.drain_deadline)
+    }
+
+    /// Says goodbye to every neighbour (best effort) and sends it.
+    pub(super) fn leave(&mut self, now: Instant) {
+        for d in &mut self.stack.difs {
+            d.ipcp.leave(now);
+        }
+        let _ = self.flush(now);
+    }
+
+    /// Deallocates every datagram flow and withdraws every datagram registration.
+    fn release_datagrams(&mut self, now: Instant) {
+        let apps: BTreeSet<std::net::SocketAddr> = self
+            .datagrams
+            .values()
+            .map(|f| f.app)
+            .chain(self.listeners.values().filter_map(|t| match t {
+                ListenTarget::Datagram(a) => Some(*a),
+                ListenTarget::Stream(_) => None,
+            }))
+            .collect();
+        for app in apps {
+            self.release_datagram(now, app);
+        }
+    }
+}
+
+/// Closes every fd of this process but `keep`, and puts /dev/null on 0, 1 and 2 (so
+/// that nothing the application left behind is held open, pipes to a parent shell
+/// or test harness included).
+fn close_all_but(keep: &BTreeSet<RawFd>) {
+    let fds: Vec<RawFd> = match std::fs::read_dir("/proc/self/fd") {
+        Ok(dir) => dir
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            .collect(),
+        Err(_) => (0..1024).collect(),
+    };
+    for fd in fds {
+        if !keep.contains(&fd) {
+            // SAFETY: closing fds of this (forked) process that the runtime does not
+            // own; nothing in the keeper uses them.
+            unsafe { libc::close(fd) };
+        }
+    }
+    // SAFETY: opening /dev/null; the lowest free fds are 0, 1 and 2 if they were closed.
+    unsafe {
+        for fd in 0..3 {
+            if !keep.contains(&fd) {
+                let n = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
+                if n >= 0 && n != fd {
+                    libc::dup2(n, fd);
+                    libc::close(n);
+                }
+            }
+        }
+    }
+}
+
+/// The abstract names of the AF_UNIX sockets listening on this host.
+fn live_listeners() -> BTreeSet<Vec<u8>> {
+    let Ok(t) = std::fs::read_to_string("/proc/net/unix") else {
+        return BTreeSet::new();
+    };
+    t.lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            // Num RefCount Protocol Flags Type St Inode Path; flag 00010000: listening.
+            let (flags, path) = (f.get(3)?, f.get(7)?);
+            (flags.ends_with("10000") && path.starts_with('@'))
+                .then(|| path.as_bytes()[1..].to_vec())
+        })
+        .collect()
+}
