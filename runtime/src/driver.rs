@@ -25,7 +25,7 @@ use crate::api::{
 use crate::config::Config;
 use crate::datagram::{self, DatagramFlow};
 use crate::pump::AppFlow;
-use crate::stack::Stack;
+use crate::stack::{BuildError, Stack};
 
 mod keeper;
 
@@ -80,7 +80,17 @@ pub(crate) fn spawn(config: Arc<Config>, program: &str) -> Result<Arc<Shared>, F
     });
     let clock = std::time::Instant::now();
     let seed = seed();
-    let stack = Stack::build(&config, program, Instant::ZERO, seed)?;
+    let stack = match Stack::build(&config, program, Instant::ZERO, seed) {
+        Ok(s) => s,
+        // Another process with these rules holds the endpoints (a fork child's parent,
+        // a second server of a pool): join as one more member, through it.
+        Err(BuildError::EndpointInUse(e)) => {
+            tracing::info!("{e}; joining through the member that holds it");
+            let child = config.for_fork_child(std::process::id());
+            Stack::build(&child, program, Instant::ZERO, seed)?
+        }
+        Err(e) => return Err(e.into()),
+    };
     let epoll = epoll::create(epoll::CreateFlags::CLOEXEC).map_err(|e| down("epoll", e))?;
     epoll::add(
         &epoll,

@@ -15,6 +15,30 @@ use shims::udp::UdpLink;
 use crate::api::FlowError;
 use crate::config::{Config, DifKind, Join, Neighbor};
 
+/// Why a stack could not be built.
+#[derive(Debug)]
+pub(crate) enum BuildError {
+    /// A shim's configured endpoint is taken (by another member with the same rules,
+    /// such as the parent of a fork child).
+    EndpointInUse(FlowError),
+    /// Anything else.
+    Other(FlowError),
+}
+
+impl From<FlowError> for BuildError {
+    fn from(e: FlowError) -> Self {
+        Self::Other(e)
+    }
+}
+
+impl From<BuildError> for FlowError {
+    fn from(e: BuildError) -> Self {
+        match e {
+            BuildError::EndpointInUse(e) | BuildError::Other(e) => e,
+        }
+    }
+}
+
 /// A UDP shim DIF: its socket and protocol state.
 #[derive(Debug)]
 pub(crate) struct UdpShim {
@@ -67,7 +91,7 @@ impl Stack {
         program: &str,
         now: Instant,
         seed: u64,
-    ) -> Result<Self, FlowError> {
+    ) -> Result<Self, BuildError> {
         let mut stack = Self::default();
         let mut shim_index = BTreeMap::new();
         for (i, dif) in config.difs.iter().enumerate() {
@@ -75,10 +99,15 @@ impl Stack {
             match &dif.kind {
                 DifKind::Udp(u) => {
                     let link = UdpLink::bind(u.bind).map_err(|e| {
-                        FlowError::RuntimeDown(format!(
+                        let err = FlowError::RuntimeDown(format!(
                             "shim DIF {:?}: cannot bind UDP {}: {e}",
                             dif.name, u.bind
-                        ))
+                        ));
+                        if e.kind() == std::io::ErrorKind::AddrInUse {
+                            BuildError::EndpointInUse(err)
+                        } else {
+                            BuildError::Other(err)
+                        }
                     })?;
                     let cfg = ShimConfig {
                         mtu: u.mtu,
@@ -102,7 +131,8 @@ impl Stack {
                         return Err(FlowError::RuntimeDown(format!(
                             "DIF {:?}: only normal DIFs over UDP shims are supported yet",
                             dif.name
-                        )));
+                        ))
+                        .into());
                     }
                     let name = n.ipcp_name.clone().unwrap_or_else(|| {
                         ApplicationName::with_instance(

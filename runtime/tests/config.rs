@@ -992,3 +992,40 @@ fn name_rules_resolve_and_say_what_is_wrong() {
         "{2} is not filled in",
     );
 }
+
+// ---- fork children -----------------------------------------------------------------
+
+/// A fork child's rules: free UDP ports, the parent's bootstrap DIF joined through the
+/// parent's endpoint, explicit member names made unique by pid.
+#[test]
+fn fork_child_rules_join_through_the_parent() {
+    let c = ok(&format!("{HEAD}bootstrap = true\nipcp = \"server.net\"\n"));
+    let child = c.for_fork_child(4242);
+    let DifKind::Udp(u) = &child.difs[0].kind else {
+        panic!()
+    };
+    assert_eq!(u.bind, sa("127.0.0.1:0"));
+    let DifKind::Normal(n) = &child.difs[1].kind else {
+        panic!()
+    };
+    assert_eq!(
+        n.join,
+        Join::Enroll {
+            via: "udp0".into(),
+            neighbor: Neighbor::Endpoint(sa("127.0.0.1:7000"))
+        }
+    );
+    assert_eq!(n.ipcp_name.as_ref().unwrap().to_string(), "server.net|4242");
+    // An enrollee keeps its neighbour.
+    let e = ok(&format!("{HEAD}enroll-via = {{ neighbor = \"server\" }}\n"));
+    let DifKind::Normal(n) = &e.for_fork_child(1).difs[1].kind else {
+        panic!()
+    };
+    assert_eq!(
+        n.join,
+        Join::Enroll {
+            via: "udp0".into(),
+            neighbor: Neighbor::Name("server".into())
+        }
+    );
+}

@@ -183,6 +183,53 @@ impl Config {
             .find_map(|(i, r)| r.resolve(host).map(|t| (i, t)))
     }
 
+    /// The rules for a fork child that makes RINA calls of its own while its parent's
+    /// stack holds the configured endpoints: the child becomes one more member of each
+    /// DIF. Its UDP shims bind a free port on the same address; a DIF the parent
+    /// bootstraps is joined through the parent's endpoint; an IPC process name given
+    /// in the rules gets the child's pid as its instance (member names are unique).
+    pub fn for_fork_child(&self, pid: u32) -> Config {
+        let mut c = self.clone();
+        let shims: Vec<(String, SocketAddr)> = self
+            .difs
+            .iter()
+            .filter_map(|d| match &d.kind {
+                DifKind::Udp(u) => Some((d.name.clone(), u.bind)),
+                DifKind::Normal(_) => None,
+            })
+            .collect();
+        for d in &mut c.difs {
+            match &mut d.kind {
+                DifKind::Udp(u) => u.bind.set_port(0),
+                DifKind::Normal(n) => {
+                    if let Some(name) = &mut n.ipcp_name {
+                        name.process_instance = pid.to_string();
+                    }
+                    if matches!(n.join, Join::Bootstrap { .. }) {
+                        let parent = n
+                            .over
+                            .iter()
+                            .find_map(|o| shims.iter().find(|(name, _)| name == o));
+                        if let Some((via, bind)) = parent {
+                            let mut at = *bind;
+                            if at.ip().is_unspecified() {
+                                at.set_ip(match at {
+                                    SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                                    SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+                                });
+                            }
+                            n.join = Join::Enroll {
+                                via: via.clone(),
+                                neighbor: Neighbor::Endpoint(at),
+                            };
+                        }
+                    }
+                }
+            }
+        }
+        c
+    }
+
     /// A human-readable account of what this file makes a process do (`rina check`).
     pub fn describe(&self) -> String {
         rules::describe(self)
