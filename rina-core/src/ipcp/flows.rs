@@ -148,6 +148,11 @@ impl IpcProcess {
 
     /// Sends (or re-sends) the flow request of `port` if it is due.
     fn try_request(&mut self, now: Instant, port: PortId) {
+        self.try_request_now(now, port);
+        self.reschedule(port);
+    }
+
+    fn try_request_now(&mut self, now: Instant, port: PortId) {
         let retry = self.cfg.flow_request_retry;
         let Some(f) = self.flows.get(&port) else {
             return;
@@ -236,6 +241,7 @@ impl IpcProcess {
     }
 
     fn fail_flow(&mut self, port: PortId, error: AllocError) {
+        self.schedule.remove(port);
         if let Some(f) = self.flows.remove(&port) {
             self.cep_to_port.remove(&f.local_cep);
         }
@@ -287,11 +293,12 @@ impl IpcProcess {
         reliable: bool,
     ) {
         // A repeated request gets the same answer.
-        let existing = self.flows.iter().find(|(_, f)| {
-            f.remote_addr == Some(src)
-                && matches!(&f.state, FlowState::Up(c) if c.remote().cep == src_cep)
-        });
-        if let Some((_, f)) = existing {
+        let existing = self
+            .incoming
+            .get(&(src, src_cep))
+            .and_then(|p| self.flows.get(p))
+            .filter(|f| matches!(&f.state, FlowState::Up(c) if c.remote().cep == src_cep));
+        if let Some(f) = existing {
             let resp = MgmtMessage::FlowResponse {
                 result: ResultCode::Ok,
                 src_cep: src_cep.0,
@@ -326,6 +333,7 @@ impl IpcProcess {
             reliable,
         );
         self.cep_to_port.insert(cep, port);
+        self.incoming.insert((src, src_cep), port);
         self.flows.insert(
             port,
             Flow {
@@ -346,6 +354,7 @@ impl IpcProcess {
             dst_cep: cep.0,
         };
         self.send_routed(src, &resp);
+        self.reschedule(port);
         self.events.push_back(Event::IncomingFlow {
             port,
             local_app: dst_app,
@@ -400,6 +409,7 @@ impl IpcProcess {
             f.remote_addr = Some(src);
             f.state = FlowState::Up(Box::new(conn));
         }
+        self.reschedule(port);
         self.events.push_back(Event::FlowAllocated { port });
     }
 
@@ -442,6 +452,16 @@ impl IpcProcess {
         }
         c.handle_pdu(now, pci, payload);
         self.after_flow_input(port);
+        self.reschedule(port);
+    }
+
+    /// Re-reads `port`'s timers and marks it ready to send: call after anything that
+    /// changed the flow.
+    fn reschedule(&mut self, port: PortId) {
+        match self.flows.get(&port) {
+            Some(f) => self.schedule.update(port, f.poll_timeout()),
+            None => self.schedule.remove(port),
+        }
     }
 
     /// Emits `Readable`, `Writable` and `FlowClosed` as the connection's state changed.
@@ -480,7 +500,7 @@ impl IpcProcess {
         let FlowState::Up(c) = &mut f.state else {
             return Err(WriteError::Closed);
         };
-        match c.send(now, sdu) {
+        let r = match c.send(now, sdu) {
             Ok(()) => Ok(()),
             Err(SendError::WouldBlock) => {
                 f.want_writable = true;
@@ -488,7 +508,11 @@ impl IpcProcess {
             }
             Err(SendError::TooLarge) => Err(WriteError::TooLarge),
             Err(SendError::Closed) => Err(WriteError::Closed),
+        };
+        if r.is_ok() {
+            self.reschedule(port);
         }
+        r
     }
 
     /// True if the flow can take another SDU now.
@@ -501,6 +525,7 @@ impl IpcProcess {
     pub fn close_write(&mut self, now: Instant, port: PortId) {
         if let Some(FlowState::Up(c)) = self.flows.get_mut(&port).map(|f| &mut f.state) {
             c.close_send(now);
+            self.reschedule(port);
         }
     }
 
@@ -512,14 +537,17 @@ impl IpcProcess {
         let FlowState::Up(c) = &mut f.state else {
             return ReadResult::Closed;
         };
-        match c.recv(now) {
+        let r = match c.recv(now) {
             Some(Delivery::Sdu(v)) => ReadResult::Sdu(v),
             Some(Delivery::Eof) => ReadResult::Eof,
             None => {
                 f.readable_signalled = false;
-                ReadResult::WouldBlock
+                return ReadResult::WouldBlock;
             }
-        }
+        };
+        // Consuming opens the window: an update may be due.
+        self.reschedule(port);
+        r
     }
 
     /// True when everything written (and the end-of-stream mark) was acknowledged and
@@ -563,6 +591,7 @@ impl IpcProcess {
             }
             _ => self.drop_flow(port),
         }
+        self.reschedule(port);
     }
 
     /// The member at `a` left. Lingering flows just go; flows whose peer had finished
@@ -589,8 +618,16 @@ impl IpcProcess {
     }
 
     fn drop_flow(&mut self, port: PortId) {
+        self.schedule.remove(port);
         if let Some(f) = self.flows.remove(&port) {
             self.cep_to_port.remove(&f.local_cep);
+            if let (Some(a), FlowState::Up(c) | FlowState::Lingering(c, _)) =
+                (f.remote_addr, &f.state)
+            {
+                if self.incoming.get(&(a, c.remote().cep)) == Some(&port) {
+                    self.incoming.remove(&(a, c.remote().cep));
+                }
+            }
         }
     }
 
@@ -621,8 +658,7 @@ impl IpcProcess {
     }
 
     pub(super) fn flows_timeout(&mut self, now: Instant) {
-        let ports: Vec<PortId> = self.flows.keys().copied().collect();
-        for port in ports {
+        for port in self.schedule.due(now) {
             let Some(f) = self.flows.get_mut(&port) else {
                 continue;
             };
@@ -639,6 +675,7 @@ impl IpcProcess {
                     }
                 }
             }
+            self.reschedule(port);
         }
     }
 
@@ -650,24 +687,25 @@ impl IpcProcess {
         buf: &mut Vec<u8>,
     ) -> Option<(PortId, Address)> {
         let mut cursor = self.tx_cursor;
-        for _ in 0..self.flows.len() {
-            let next = self
-                .flows
-                .range(PortId(cursor)..)
-                .next()
-                .or_else(|| self.flows.iter().next());
-            let (&port, _) = next?;
+        for _ in 0..self.schedule.ready_len() {
+            let port = self.schedule.next_ready(PortId(cursor))?;
             cursor = port.0.wrapping_add(1);
             let Some(c) = self.flows.get_mut(&port).and_then(Flow::conn_mut) else {
+                self.schedule.idle(port);
                 continue;
             };
             if c.poll_transmit(now, buf) {
                 let dst = c.remote().addr;
                 self.tx_cursor = cursor;
-                // Sending may have freed room in the send queue.
+                // Sending arms timers, and may have freed room in the send queue.
+                let deadline = self.flows.get(&port).and_then(Flow::poll_timeout);
+                self.schedule.set_deadline(port, deadline);
                 self.after_flow_input(port);
                 return Some((port, dst));
             }
+            let deadline = self.flows.get(&port).and_then(Flow::poll_timeout);
+            self.schedule.set_deadline(port, deadline);
+            self.schedule.idle(port);
         }
         None
     }

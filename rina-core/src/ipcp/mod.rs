@@ -22,6 +22,7 @@ pub mod directory;
 mod flows;
 mod neighbor;
 pub mod routing;
+mod schedule;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
@@ -38,6 +39,7 @@ use flows::Flow;
 pub use flows::{FlowSummary, ReadResult, WriteError};
 use neighbor::Neighbor;
 use routing::Lsdb;
+use schedule::FlowSchedule;
 
 /// Configuration of one IPC process.
 #[derive(Clone, Debug)]
@@ -285,6 +287,11 @@ pub struct IpcProcess {
     registered: BTreeMap<ApplicationName, FlowKinds>,
     flows: BTreeMap<PortId, Flow>,
     cep_to_port: BTreeMap<CepId, PortId>,
+    /// Flows' deadlines and readiness to send.
+    schedule: FlowSchedule,
+    /// Incoming flows by the requester's (address, CEP-id): a repeated request gets
+    /// the same answer.
+    incoming: BTreeMap<(Address, CepId), PortId>,
     next_port: u32,
     /// Round-robin cursor over flows in `poll_transmit`.
     tx_cursor: u32,
@@ -311,6 +318,8 @@ impl IpcProcess {
             registered: BTreeMap::new(),
             flows: BTreeMap::new(),
             cep_to_port: BTreeMap::new(),
+            schedule: FlowSchedule::default(),
+            incoming: BTreeMap::new(),
             next_port: 1,
             tx_cursor: 0,
             out: VecDeque::new(),
@@ -374,10 +383,7 @@ impl IpcProcess {
         for n in self.neighbors.values() {
             t = earliest(t, n.poll_timeout(&self.cfg));
         }
-        for f in self.flows.values() {
-            t = earliest(t, f.poll_timeout());
-        }
-        t
+        earliest(t, self.schedule.next())
     }
 
     /// Runs every timer that is due.

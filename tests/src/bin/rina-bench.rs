@@ -1,11 +1,14 @@
 //! The benchmark: nc over RINA (UDP shim on loopback) against nc over kernel TCP on
 //! loopback, in one run, interleaved, several runs, medians.
 //!
-//! `cargo run --release -p rina-e2e --bin rina-bench -- [--mib 256] [--runs 5] [--rtt-count 10000]`
+//! `cargo run --release -p rina-e2e --bin rina-bench -- [--mib 256] [--runs 5] [--rtt-count 10000] [--http-seconds 3]`
 //!
 //! Throughput: `nc -N` sends MiB of zeros into `nc -l` (output discarded); the time is
 //! from the client's start to both processes' exit. Round trip: `pingpong` sends 64-byte
-//! messages one at a time and reports the median.
+//! messages one at a time and reports the median. HTTP: `httpload` requests (one
+//! connection, over RINA one flow, per request) from 8 threads, and from 1 thread (one
+//! request at a time: a flow allocation plus a round trip each), and `curl` processes
+//! one after another. Each against the same over kernel TCP on loopback, interleaved.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -24,6 +27,7 @@ fn main() {
     let mib = opt("--mib", 256);
     let runs = opt("--runs", 5);
     let rtt_count = opt("--rtt-count", 10_000);
+    let http_seconds = opt("--http-seconds", 3);
     let dir = temp_dir();
 
     let mut rina_tput = Vec::new();
@@ -52,6 +56,8 @@ fn main() {
         rr / tr
     );
 
+    http_section(&dir, runs, http_seconds as u64);
+
     // Pass-through: a program doing only plain TCP under the interposer (rules loaded,
     // none matching) against the same program without it.
     let rules = pair(dir.path(), "unmatched").client;
@@ -74,6 +80,140 @@ fn main() {
         "  nc {mib} MiB      without {pt:.2} Gbit/s   with interposer {it:.2} Gbit/s   ratio {:.3}",
         it / pt
     );
+}
+
+/// Requests per second over HTTP (8 threads, 1 thread), curl processes per second:
+/// RINA against TCP, interleaved, medians.
+fn http_section(dir: &tempfile::TempDir, runs: usize, seconds: u64) {
+    let (mut rps, mut alloc, mut curls) = (
+        [Vec::new(), Vec::new()],
+        [Vec::new(), Vec::new()],
+        [Vec::new(), Vec::new()],
+    );
+    for run in 0..runs {
+        for (i, rina) in [false, true].into_iter().enumerate() {
+            let tag = format!("http{run}{i}");
+            rps[i].push(httpload(
+                dir,
+                &tag,
+                rina,
+                &["client", "{addr}", &seconds.to_string(), "8"],
+                "rps=",
+            ));
+            alloc[i].push(httpload(
+                dir,
+                &format!("{tag}c"),
+                rina,
+                &["client", "{addr}", &seconds.to_string(), "1"],
+                "rps=",
+            ));
+            curls[i].push(curl_rate(dir, &format!("{tag}u"), rina, 100));
+        }
+        eprintln!(
+            "run {run}: http x8 tcp {:.0} rina {:.0} req/s; x1 tcp {:.0} rina {:.0} req/s; curl tcp {:.1} rina {:.1}/s",
+            rps[0][run], rps[1][run], alloc[0][run], alloc[1][run], curls[0][run], curls[1][run]
+        );
+    }
+    println!("HTTP, one connection (one flow) per request, median of {runs} runs:");
+    for (what, v, unit) in [
+        ("8 client threads, 1 KiB answers", &rps, "req/s"),
+        ("1 client thread (one at a time) ", &alloc, "req/s"),
+        ("curl processes, one at a time   ", &curls, "req/s"),
+    ] {
+        let (t, r) = (median(&v[0]), median(&v[1]));
+        println!(
+            "  {what}  TCP {t:.1} {unit}   RINA {r:.1} {unit}   ratio {:.2}",
+            r / t
+        );
+    }
+}
+
+/// A server under rules (or plain) for `port`: the server process and, for RINA, the
+/// client's rules.
+fn serve(
+    dir: &tempfile::TempDir,
+    tag: &str,
+    rina: bool,
+    port: u16,
+    args: &[&str],
+) -> (Proc, Option<std::path::PathBuf>) {
+    if !rina {
+        let s = Proc::spawn(
+            args[0],
+            Command::new(args[0])
+                .args(&args[1..])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null()),
+        );
+        assert!(
+            wait_until(Duration::from_secs(5), || tcp_port_in_use(port)),
+            "{} did not listen",
+            args[0]
+        );
+        return (s, None);
+    }
+    let (s_rules, c_rules) = pair_rules(free_udp_port(), 0, port, tag);
+    let s_rules = rules(dir.path(), &format!("{tag}-s.toml"), &s_rules);
+    let c_rules = rules(dir.path(), &format!("{tag}-c.toml"), &c_rules);
+    let s = Proc::spawn(
+        args[0],
+        &mut rina_run(&s_rules, args, Stdio::null(), Stdio::null()),
+    );
+    assert!(
+        wait_for_rina_listener(s.pid(), Duration::from_secs(10)),
+        "{} did not listen",
+        args[0]
+    );
+    (s, Some(c_rules))
+}
+
+/// Runs `httpload` against an `httpload server`; returns the figure after `key`.
+fn httpload(dir: &tempfile::TempDir, tag: &str, rina: bool, client: &[&str], key: &str) -> f64 {
+    let load = bin_dir().join("httpload");
+    let load = load.to_str().expect("path");
+    let port = free_tcp_port();
+    let addr = format!("127.0.0.1:{port}");
+    let (_server, c_rules) = serve(dir, tag, rina, port, &[load, "server", &addr, "1024"]);
+    let mut args = vec![load];
+    let client: Vec<String> = client.iter().map(|a| a.replace("{addr}", &addr)).collect();
+    args.extend(client.iter().map(String::as_str));
+    let out = match &c_rules {
+        None => Command::new(args[0]).args(&args[1..]).output(),
+        Some(r) => rina_run(r, &args, Stdio::null(), Stdio::piped()).output(),
+    }
+    .expect("httpload client");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split_whitespace()
+        .find_map(|w| w.strip_prefix(key))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "httpload printed {text:?}, stderr {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+}
+
+/// `count` curl processes one after another (each starts, joins the DIF when over
+/// RINA, makes one flow, fetches 1 KiB): processes per second.
+fn curl_rate(dir: &tempfile::TempDir, tag: &str, rina: bool, count: usize) -> f64 {
+    let load = bin_dir().join("httpload");
+    let load = load.to_str().expect("path");
+    let port = free_tcp_port();
+    let addr = format!("127.0.0.1:{port}");
+    let (_server, c_rules) = serve(dir, tag, rina, port, &[load, "server", &addr, "1024"]);
+    let url = format!("http://{addr}/");
+    let args = ["curl", "-sS", "-o", "/dev/null", "--max-time", "10", &url];
+    let start = Instant::now();
+    for _ in 0..count {
+        let st = match &c_rules {
+            None => Command::new("curl").args(&args[1..]).status(),
+            Some(r) => rina_run(r, &args, Stdio::null(), Stdio::null()).status(),
+        }
+        .expect("curl");
+        assert!(st.success(), "curl failed");
+    }
+    count as f64 / start.elapsed().as_secs_f64()
 }
 
 /// Connections per second of a Python loop doing connect + close to a local TCP
