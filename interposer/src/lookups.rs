@@ -19,6 +19,10 @@ fn decide(name: *const c_char) -> Lookup {
     if name.is_null() || !state::active() || runtime::on_runtime_thread() {
         return Lookup::Pass;
     }
+    // Rules without host-name rules: nothing to decide (no guard, no unwinding frame).
+    if state::rules().is_none_or(|r| r.names.is_empty()) {
+        return Lookup::Pass;
+    }
     let Some(_guard) = Guard::enter() else {
         return Lookup::Pass;
     };

@@ -1029,3 +1029,23 @@ fn fork_child_rules_join_through_the_parent() {
         }
     );
 }
+
+/// The example in README.md is a valid rules file with every kind of entry.
+#[test]
+fn the_readme_example_parses() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
+            .unwrap();
+    let block = readme
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("a toml block in README.md");
+    let c = parse_str(block, Path::new("README.md")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.difs.len(), 2);
+    assert_eq!((c.connect.len(), c.listen.len(), c.names.len()), (1, 1, 1));
+    assert_eq!(
+        c.match_name("echo.rina").map(|(_, app)| app),
+        Some("echo".into())
+    );
+}

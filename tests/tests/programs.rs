@@ -607,3 +607,52 @@ sys.exit(0)
         );
     }
 }
+
+/// `ncat -l -e cat`: ncat runs the command behind pipes and relays between them and the
+/// socket (it stays alive); 20 kB echoed byte-exact to a client that reads the echo
+/// before it closes (ncat -e drops what the command still has to say once it reads end
+/// of stream, over kernel TCP too).
+#[test]
+fn ncat_exec_relays_through_a_command() {
+    require(&["ncat", "python3"]);
+    let dir = temp_dir();
+    let p = pair(dir.path(), "ncat-exec");
+    let port = p.port.to_string();
+    let mut server = spawn_server(
+        &p.server,
+        &["ncat", "-l", "127.0.0.1", &port, "-e", "/bin/cat"],
+        Stdio::null(),
+        Stdio::null(),
+    );
+    let client = format!(
+        r#"
+import socket
+data = bytes((i * 13 + 7) % 256 for i in range(20000))
+s = socket.create_connection(("127.0.0.1", {port}), timeout=10)
+s.sendall(data)
+got = b""
+while len(got) < len(data):
+    b = s.recv(65536)
+    if not b: break
+    got += b
+assert got == data, (len(got), len(data))
+s.close()
+print("echoed", len(got))
+"#
+    );
+    let out = rina_run(
+        &p.client,
+        &["python3", "-c", &client],
+        Stdio::null(),
+        Stdio::piped(),
+    )
+    .output()
+    .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "echoed 20000\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(server.expect_exit(Duration::from_secs(10)).success());
+}
