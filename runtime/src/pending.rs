@@ -7,7 +7,7 @@
 //! its send buffer to the minimum and filling it with filler bytes ([`hold`]); the
 //! kernel then reports neither `POLLOUT` (poll, select, epoll alike) nor lets a write
 //! through. When the allocation ends, the runtime reads the filler off its own end
-//! and gives the application's end its full buffer back ([`release`]), or closes its
+//! and gives the application's end its full buffer back (`release`), or closes its
 //! end. No readiness is faked: it is all the kernel's.
 
 use std::io;
