@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use libc::{c_int, sockaddr, socklen_t, AF_INET6};
 use once_cell::sync::Lazy;
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 use runtime::api::{AppEnd, ConnectRequest, ListenRequest, ListenTarget};
 use runtime::config::{Config, Decision, Proto};
 use runtime::datagram::app_address;
@@ -130,6 +130,9 @@ pub fn bind(fd: c_int, family: c_int, sa: SocketAddr, rules: &Config) -> Outcome
         timeout: rules.settings.connect_timeout,
     };
     if let Err(e) = handle.listen(req) {
+        // The socket was bound to loopback for the proxies: give the application an
+        // unbound one back, so that it can try again.
+        unbind(fd, family);
         return Outcome::Fail(e.errno());
     }
     sockets::set(
@@ -147,6 +150,25 @@ pub fn bind(fd: c_int, family: c_int, sa: SocketAddr, rules: &Config) -> Outcome
     );
     Outcome::Done(0)
 }
+
+/// Replaces `fd` with a fresh, unbound UDP socket of `family` (same O_NONBLOCK and
+/// FD_CLOEXEC).
+fn unbind(fd: c_int, family: c_int) {
+    // SAFETY: a new socket of ours, installed over the caller's fd or closed.
+    unsafe {
+        let s = (real().socket)(family, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if s >= 0 && crate::ops::install(s, fd).is_err() {
+            libc::close(s);
+        }
+    }
+}
+
+/// Routes being made: (socket, destination) -> the process making it. Two threads
+/// sending to a new destination at once must not make two flows: the second waits for
+/// the first. No lock is held while the runtime works (a fork from the runtime thread
+/// takes this one); a marker left by another process (a fork child's copy) is ignored.
+static ROUTING: Mutex<BTreeMap<(sockets::Key, SocketAddr), u32>> = Mutex::new(BTreeMap::new());
+static ROUTED: Condvar = Condvar::new();
 
 /// The proxy through which `fd` reaches `dst`, allocating the flow on first use.
 fn route(
@@ -169,8 +191,42 @@ fn route(
     if let Some(&proxy) = known.routes.get(&dst) {
         return Ok(proxy);
     }
+    let key = sockets::key(fd).ok_or(libc::EBADF)?;
+    let pid = std::process::id();
+    {
+        let mut making = ROUTING.lock();
+        let wait = rules.settings.connect_timeout;
+        while making.get(&(key, dst)) == Some(&pid) {
+            if ROUTED.wait_for(&mut making, wait).timed_out() {
+                return Err(libc::ETIMEDOUT);
+            }
+        }
+        // Another thread may have made the route while this one waited.
+        if let Some(Role::Datagram(d)) = sockets::get(fd).map(|m| m.role) {
+            if let Some(&proxy) = d.routes.get(&dst) {
+                return Ok(proxy);
+            }
+        }
+        making.insert((key, dst), pid);
+    }
+    let made = make_route(fd, family, dst, rule, app, rules, known.app);
+    ROUTING.lock().remove(&(key, dst));
+    ROUTED.notify_all();
+    made
+}
+
+/// Allocates the flow from `fd` to `dst` and records its proxy.
+fn make_route(
+    fd: c_int,
+    family: c_int,
+    dst: SocketAddr,
+    rule: &runtime::config::Rule,
+    app: rina_core::ApplicationName,
+    rules: &Config,
+    app_addr: Option<SocketAddr>,
+) -> Result<SocketAddr, c_int> {
     let handle = state::runtime().map_err(|e| e.errno())?;
-    let app_addr = match known.app {
+    let app_addr = match app_addr {
         Some(a) => a,
         None => app_end(fd, family, false)?,
     };

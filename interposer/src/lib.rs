@@ -7,7 +7,8 @@
 //! (`read`, `write`, `poll`, `epoll`, ...) is not hooked at all.
 //!
 //! - [`hooks`]: the `extern "C"` entry points: a re-entrancy check, a fast
-//!   pass-through, then [`ops`] inside `catch_unwind`.
+//!   pass-through, then [`ops`] inside `catch_unwind`; [`msg_hooks`] for the calls
+//!   that carry an address with each message.
 //! - [`ops`]: the decisions, in safe code where it can be.
 //! - [`exec`]: before an exec, flows go to a keeper process.
 //! - [`lookups`], [`names`]: host names that name rules resolve, without DNS.
@@ -23,6 +24,7 @@ pub mod exec;
 pub mod guard;
 pub mod hooks;
 pub mod lookups;
+pub mod msg_hooks;
 pub mod names;
 pub mod ops;
 pub mod real;

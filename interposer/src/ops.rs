@@ -58,7 +58,7 @@ pub(crate) fn inet_socket(fd: c_int) -> Option<(c_int, c_int)> {
 }
 
 /// Replaces `fd`'s file description with `new`'s, keeping O_NONBLOCK and FD_CLOEXEC.
-fn install(new: c_int, fd: c_int) -> Result<(), c_int> {
+pub(crate) fn install(new: c_int, fd: c_int) -> Result<(), c_int> {
     // SAFETY: fcntl on fds we were given; errors are return values.
     unsafe {
         let fl = libc::fcntl(fd, libc::F_GETFL);
@@ -427,6 +427,9 @@ pub unsafe fn accept(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t, flags:
         Role::Listening => {}
         Role::Datagram(_) => return Outcome::Pass, // the kernel says EOPNOTSUPP
         _ => return Outcome::Fail(libc::EINVAL),
+    }
+    if !addr.is_null() && len.is_null() {
+        return Outcome::Fail(libc::EFAULT);
     }
     // SAFETY: sockaddr_un is plain old data; the kernel fills it.
     let mut sun: libc::sockaddr_un = unsafe { std::mem::zeroed() };

@@ -7,7 +7,8 @@
 use std::ffi::CStr;
 
 use libc::{
-    addrinfo, c_char, c_int, c_void, hostent, msghdr, size_t, sockaddr, socklen_t, ssize_t,
+    addrinfo, c_char, c_int, c_uint, c_void, hostent, mmsghdr, msghdr, size_t, sockaddr, socklen_t,
+    ssize_t,
 };
 use once_cell::sync::OnceCell;
 
@@ -38,6 +39,9 @@ type RecvFromFn = unsafe extern "C" fn(
 type SendMsgFn = unsafe extern "C" fn(c_int, *const msghdr, c_int) -> ssize_t;
 type RecvMsgFn = unsafe extern "C" fn(c_int, *mut msghdr, c_int) -> ssize_t;
 type CloseFn = unsafe extern "C" fn(c_int) -> c_int;
+type SendMmsgFn = unsafe extern "C" fn(c_int, *mut mmsghdr, c_uint, c_int) -> c_int;
+type RecvMmsgFn =
+    unsafe extern "C" fn(c_int, *mut mmsghdr, c_uint, c_int, *mut libc::timespec) -> c_int;
 type ExecveFn =
     unsafe extern "C" fn(*const c_char, *const *const c_char, *const *const c_char) -> c_int;
 type ExecvFn = unsafe extern "C" fn(*const c_char, *const *const c_char) -> c_int;
@@ -98,6 +102,10 @@ pub struct Real {
     pub sendmsg: SendMsgFn,
     /// `recvmsg`
     pub recvmsg: RecvMsgFn,
+    /// `sendmmsg`
+    pub sendmmsg: SendMmsgFn,
+    /// `recvmmsg`
+    pub recvmmsg: RecvMmsgFn,
     /// `close`
     pub close: CloseFn,
     /// `execve`
@@ -146,7 +154,7 @@ macro_rules! resolve_fn {
 
 /// Resolves every real function (idempotent).
 pub fn resolve() -> &'static Real {
-    use crate::{exec, hooks, lookups};
+    use crate::{exec, hooks, lookups, msg_hooks};
     REAL.get_or_init(|| Real {
         socket: resolve_fn!(c"socket", SocketFn, hooks::socket),
         bind: resolve_fn!(c"bind", AddrFn, hooks::bind),
@@ -158,10 +166,12 @@ pub fn resolve() -> &'static Real {
         getpeername: resolve_fn!(c"getpeername", NameFn, hooks::getpeername),
         getsockopt: resolve_fn!(c"getsockopt", GetOptFn, hooks::getsockopt),
         setsockopt: resolve_fn!(c"setsockopt", SetOptFn, hooks::setsockopt),
-        sendto: resolve_fn!(c"sendto", SendToFn, hooks::sendto),
-        recvfrom: resolve_fn!(c"recvfrom", RecvFromFn, hooks::recvfrom),
-        sendmsg: resolve_fn!(c"sendmsg", SendMsgFn, hooks::sendmsg),
-        recvmsg: resolve_fn!(c"recvmsg", RecvMsgFn, hooks::recvmsg),
+        sendto: resolve_fn!(c"sendto", SendToFn, msg_hooks::sendto),
+        recvfrom: resolve_fn!(c"recvfrom", RecvFromFn, msg_hooks::recvfrom),
+        sendmsg: resolve_fn!(c"sendmsg", SendMsgFn, msg_hooks::sendmsg),
+        recvmsg: resolve_fn!(c"recvmsg", RecvMsgFn, msg_hooks::recvmsg),
+        sendmmsg: resolve_fn!(c"sendmmsg", SendMmsgFn, msg_hooks::sendmmsg),
+        recvmmsg: resolve_fn!(c"recvmmsg", RecvMmsgFn, msg_hooks::recvmmsg),
         close: resolve_fn!(c"close", CloseFn, hooks::close),
         execve: resolve_fn!(c"execve", ExecveFn, exec::execve),
         execv: resolve_fn!(c"execv", ExecvFn, exec::execv),

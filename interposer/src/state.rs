@@ -6,7 +6,7 @@
 //! ([`runtime()`]), never in the constructor; a fork child that makes RINA calls starts
 //! its own. At exit the runtime drains what the application wrote.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 
 use once_cell::sync::OnceCell;
@@ -17,6 +17,8 @@ use runtime::{FlowError, Handle};
 static RULES: OnceCell<Arc<Config>> = OnceCell::new();
 static ACTIVE: AtomicBool = AtomicBool::new(false);
 static RUNTIME: Mutex<Option<Handle>> = Mutex::new(None);
+/// The process whose runtime `RUNTIME` holds (0: none yet).
+static RUNTIME_PID: AtomicU32 = AtomicU32::new(0);
 static ATEXIT: std::sync::Once = std::sync::Once::new();
 
 /// True if this process has rules (otherwise every call passes to libc).
@@ -85,16 +87,26 @@ pub fn runtime() -> Result<Handle, FlowError> {
     };
     let mut slot = RUNTIME.lock();
     let pid = std::process::id();
-    if let Some(h) = slot.as_ref().filter(|h| h.pid() == pid) {
+    // A runtime that stopped (its flows went to a keeper before an exec that failed)
+    // is replaced; the new one joins through the keeper, which holds the endpoints.
+    if let Some(h) = slot.as_ref().filter(|h| h.pid() == pid && h.is_running()) {
         return Ok(h.clone());
     }
     let h = Handle::start(rules.clone(), &program_name())?;
     *slot = Some(h.clone());
+    RUNTIME_PID.store(pid, Ordering::Release);
     ATEXIT.call_once(|| {
         // SAFETY: registering a plain extern "C" function.
         unsafe { libc::atexit(at_exit) };
     });
     Ok(h)
+}
+
+/// True if this process started a runtime (not a fork or vfork child of one), without
+/// taking a lock.
+pub fn owns_runtime() -> bool {
+    let pid = RUNTIME_PID.load(Ordering::Acquire);
+    pid != 0 && pid == std::process::id()
 }
 
 /// The runtime of this process if it runs (never starts one).

@@ -177,7 +177,17 @@ pub(crate) struct Reply<T>(Arc<ReplyInner<T>>);
 struct ReplyInner<T> {
     slot: Mutex<Option<T>>,
     ready: Condvar,
-    then: Mutex<Option<Then<T>>>,
+    /// The function to call, and the value it gets if the reply is dropped unsent
+    /// (the command was dropped: the runtime stopped).
+    then: Mutex<Option<(Then<T>, T)>>,
+}
+
+impl<T> Drop for ReplyInner<T> {
+    fn drop(&mut self) {
+        if let Some((f, unsent)) = self.then.get_mut().take() {
+            f(unsent);
+        }
+    }
 }
 
 impl<T> std::fmt::Debug for Reply<T> {
@@ -201,16 +211,18 @@ impl<T> Reply<T> {
         }))
     }
 
-    /// A reply that calls `f` with the value instead of waking a waiter.
-    pub(crate) fn then(f: impl FnOnce(T) + Send + 'static) -> Self {
+    /// A reply that calls `f` with the value instead of waking a waiter; with
+    /// `unsent` if it is dropped without a value.
+    pub(crate) fn then(f: impl FnOnce(T) + Send + 'static, unsent: T) -> Self {
         let r = Self::new();
-        *r.0.then.lock() = Some(Box::new(f));
+        *r.0.then.lock() = Some((Box::new(f), unsent));
         r
     }
 
     /// Delivers the value: calls the function, or wakes the caller.
     pub(crate) fn send(&self, v: T) {
-        if let Some(f) = self.0.then.lock().take() {
+        let then = self.0.then.lock().take();
+        if let Some((f, _)) = then {
             f(v);
             return;
         }

@@ -56,6 +56,11 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// True while the runtime thread takes commands.
+    pub(crate) fn is_alive(&self) -> bool {
+        self.alive.load(Ordering::Acquire)
+    }
+
     /// Posts a command; false if the runtime thread is gone.
     pub(crate) fn post(&self, cmd: Command) -> bool {
         if !self.alive.load(Ordering::Acquire) {
@@ -317,8 +322,17 @@ impl Driver {
         let mut b = [0u8; 8];
         let _ = rustix::io::read(&self.shared.waker, &mut b);
         let cmds: Vec<Command> = self.shared.commands.lock().drain(..).collect();
-        for c in cmds {
-            if self.stopped {
+        let mut cmds = cmds.into_iter();
+        while let Some(c) = cmds.next() {
+            if self.stopped || self.keeper.is_some() {
+                // A hand-over happened: in this process the commands that follow are
+                // answered by dropping them (their replies say the runtime is down); a
+                // keeper must not touch them at all (their sockets were closed when it
+                // started, and they belong to the exiting process).
+                let rest: Vec<Command> = cmds.collect();
+                if self.keeper.is_some() {
+                    std::mem::forget(rest);
+                }
                 return;
             }
             match c {

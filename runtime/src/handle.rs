@@ -36,6 +36,12 @@ impl Handle {
         self.pid
     }
 
+    /// True while the runtime thread runs (false once it stopped, e.g. after its flows
+    /// were handed to a keeper before an exec that then failed).
+    pub fn is_running(&self) -> bool {
+        self.inner.is_alive()
+    }
+
     /// The rules this runtime runs.
     pub fn config(&self) -> &Arc<Config> {
         &self.config
@@ -58,11 +64,10 @@ impl Handle {
         req: ConnectRequest,
         done: impl FnOnce(Result<FlowInfo, FlowError>) + Send + 'static,
     ) {
-        let reply = Reply::then(done);
+        let down = || FlowError::RuntimeDown("the runtime thread has stopped".into());
+        let reply = Reply::then(done, Err(down()));
         if !self.inner.post(Command::Connect(req, reply.clone())) {
-            reply.send(Err(FlowError::RuntimeDown(
-                "the runtime thread has stopped".into(),
-            )));
+            reply.send(Err(down()));
         }
     }
 

@@ -288,3 +288,63 @@ fn is_synthetic(addr: &str) -> bool {
     let o: Vec<u8> = ip.split('.').filter_map(|x| x.parse().ok()).collect();
     o.len() == 4 && o[0] == 127 && o[1] >= 128
 }
+
+/// `sendmmsg` and `recvmmsg` (a Rust program): three datagrams to a rule's address in
+/// one call, three answers in one call, each shown from the rule's address.
+#[test]
+fn sendmmsg_and_recvmmsg_are_translated() {
+    assert!(have("python3"));
+    let dir = temp_dir();
+    let (su, port) = (free_udp_port(), free_udp_port());
+    let addr = format!("127.0.0.1:{port}");
+    let s = rules(
+        dir.path(),
+        "s.toml",
+        &member(su, None, &rule("listen", &addr, "mm", "")),
+    );
+    let c = rules(
+        dir.path(),
+        "c.toml",
+        &member(0, Some(su), &rule("connect", &addr, "mm", "")),
+    );
+    let log = dir.path().join("server.log");
+    let mut server = Proc::spawn(
+        "python udp server",
+        &mut rina_run(
+            &s,
+            &["python3", "-c", ECHO_SERVER, "mm", &port.to_string()],
+            Stdio::null(),
+            stdout_to(&log),
+        ),
+    );
+    if !wait_until(Duration::from_secs(10), || read(&log).starts_with("ready")) {
+        panic!("server: {}", server.kill_and_stderr());
+    }
+    let mmsg = bin_dir().join("mmsg");
+    let out = rina_run(
+        &c,
+        &[mmsg.to_str().unwrap(), &addr],
+        Stdio::null(),
+        Stdio::piped(),
+    )
+    .output()
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.starts_with("sent 10 sent 200 sent 3000"), "{text}");
+    let mut sizes: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("got "))
+        .map(|l| {
+            assert!(l.ends_with(&format!(" from {addr}")), "{l}");
+            l.split(' ').next().unwrap()
+        })
+        .collect();
+    sizes.sort_unstable();
+    // The server answers "mm:" + the datagram.
+    assert_eq!(sizes, ["13", "203", "3003"], "{text}");
+}

@@ -129,3 +129,51 @@ fn second_server_with_the_same_rules_joins_the_pool() {
     });
     assert!(both, "answers seen: {seen:?}");
 }
+
+/// An exec that fails after the stack was handed to a keeper: the process goes on
+/// with a new stack (joined through the keeper), and both its old and new flows work.
+#[test]
+fn failed_exec_keeps_the_process_working() {
+    assert!(have("python3"));
+    let dir = temp_dir();
+    let p = pair(dir.path(), "failed-exec");
+    let server = format!(
+        "import socket\nl = socket.socket(); l.bind(('127.0.0.1', {})); l.listen(4)\nfor _ in range(2):\n    c, _ = l.accept(); d = c.recv(100); c.sendall(b'echo ' + d); c.close()\n",
+        p.port
+    );
+    let mut srv = spawn_server(
+        &p.server,
+        &["python3", "-c", &server],
+        Stdio::null(),
+        Stdio::null(),
+    );
+    let client = format!(
+        r#"
+import os, socket
+a = socket.create_connection(("127.0.0.1", {port}), timeout=10)
+try:
+    os.execv("/nonexistent/program", ["program"])
+except OSError as e:
+    print("exec failed:", e.errno)
+b = socket.create_connection(("127.0.0.1", {port}), timeout=10)
+for s, m in ((a, b"old"), (b, b"new")):
+    s.sendall(m); print(s.recv(100).decode())
+"#,
+        port = p.port
+    );
+    let out = rina_run(
+        &p.client,
+        &["python3", "-c", &client],
+        Stdio::null(),
+        Stdio::piped(),
+    )
+    .output()
+    .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "exec failed: 2\necho old\necho new\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(srv.expect_exit(Duration::from_secs(10)).success());
+}

@@ -598,8 +598,8 @@ sys.exit(0)
         let handed = log_text();
         let keeper: u32 = handed
             .lines()
-            .find_map(|l| l.split("flows handed to keeper process ").nth(1))
-            .and_then(|pid| pid.trim().parse().ok())
+            .find_map(|l| l.split("keeper process ").nth(1))
+            .and_then(|rest| rest.split(' ').next()?.parse().ok())
             .unwrap_or_else(|| panic!("{args:?}: no keeper in the log:\n{handed}"));
         assert!(
             wait_until(Duration::from_secs(10), || has_exited(keeper)),

@@ -316,3 +316,42 @@ for _ in range(9):
     let got = run(&lonely, &port, "ENETUNREACH", "SOCK_NONBLOCK", "epoll");
     assert_eq!(got.lines().count(), 1, "{got}");
 }
+
+/// TCP Fast Open (`sendto` with `MSG_FASTOPEN` on a stream socket) to a rule's
+/// address connects through RINA and sends the data: never a TCP connection.
+#[test]
+fn fast_open_goes_through_rina() {
+    assert!(have("python3") && have("nc"));
+    let dir = temp_dir();
+    let p = pair(dir.path(), "fastopen");
+    let out_file = dir.path().join("out");
+    let mut server = spawn_server(
+        &p.server,
+        &["nc", "-l", "127.0.0.1", &p.port.to_string()],
+        Stdio::null(),
+        stdout_to(&out_file),
+    );
+    let client = format!(
+        "import socket\ns = socket.socket()\ns.sendto(b'sent with fast open', socket.MSG_FASTOPEN, ('127.0.0.1', {}))\ns.shutdown(socket.SHUT_WR)\ns.recv(1)\n",
+        p.port
+    );
+    let out = rina_run(
+        &p.client,
+        &["python3", "-c", &client],
+        Stdio::null(),
+        Stdio::piped(),
+    )
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(server.expect_exit(Duration::from_secs(10)).success());
+    assert_eq!(
+        std::fs::read_to_string(&out_file).unwrap(),
+        "sent with fast open"
+    );
+    assert!(!tcp_port_in_use(p.port));
+}

@@ -89,6 +89,8 @@ pub(super) struct Flow {
     /// The peer left after sending everything: what this side sends cannot be
     /// delivered, so its sending side counts as done.
     peer_left: bool,
+    /// For an incoming flow: the requester's CEP-id (its key in the incoming index).
+    requester_cep: Option<CepId>,
 }
 
 impl Flow {
@@ -140,6 +142,7 @@ impl IpcProcess {
                 readable_signalled: false,
                 want_writable: false,
                 peer_left: false,
+                requester_cep: None,
             },
         );
         self.try_request(now, port);
@@ -346,6 +349,7 @@ impl IpcProcess {
                 readable_signalled: false,
                 want_writable: false,
                 peer_left: false,
+                requester_cep: Some(src_cep),
             },
         );
         let resp = MgmtMessage::FlowResponse {
@@ -621,11 +625,9 @@ impl IpcProcess {
         self.schedule.remove(port);
         if let Some(f) = self.flows.remove(&port) {
             self.cep_to_port.remove(&f.local_cep);
-            if let (Some(a), FlowState::Up(c) | FlowState::Lingering(c, _)) =
-                (f.remote_addr, &f.state)
-            {
-                if self.incoming.get(&(a, c.remote().cep)) == Some(&port) {
-                    self.incoming.remove(&(a, c.remote().cep));
+            if let (Some(a), Some(cep)) = (f.remote_addr, f.requester_cep) {
+                if self.incoming.get(&(a, cep)) == Some(&port) {
+                    self.incoming.remove(&(a, cep));
                 }
             }
         }
@@ -715,5 +717,43 @@ impl super::neighbor::Neighbor {
     /// The N-1 MTU of this neighbour's port.
     pub(super) fn mgmt_mtu(&self) -> usize {
         self.mtu
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ipcp::IpcpConfig;
+
+    /// Every way an incoming flow goes (deallocated while up, after lingering, reset by
+    /// the peer) leaves no trace in the indexes: a long-running server does not grow.
+    #[test]
+    fn incoming_flows_leave_no_index_entries() {
+        let mut cfg = IpcpConfig::new("net", ApplicationName::new("srv"), 1);
+        cfg.bootstrap = Some(Address(1));
+        let now = Instant::ZERO;
+        let mut ipcp = IpcProcess::new(cfg, now);
+        ipcp.register(now, ApplicationName::new("svc")).unwrap();
+        let svc = || ApplicationName::new("svc");
+        let cli = || ApplicationName::new("cli");
+        let mut ports = Vec::new();
+        for i in 0..6u32 {
+            ipcp.on_flow_request(now, Address(9), cli(), svc(), CepId(100 + i), true);
+            ports.push(*ipcp.incoming.get(&(Address(9), CepId(100 + i))).unwrap());
+        }
+        // A repeated request finds the same flow.
+        ipcp.on_flow_request(now, Address(9), cli(), svc(), CepId(100), true);
+        assert_eq!(ipcp.flows.len(), 6);
+        ipcp.deallocate(now, ports[0]); // unfinished: reset
+        ipcp.deallocate(now, ports[1]);
+        let dealloc = MgmtMessage::FlowDeallocate {
+            dst_cep: ipcp.flows[&ports[2]].local_cep.0,
+        };
+        ipcp.on_routed_mgmt(now, Address(9), dealloc);
+        ipcp.reset_flows_to(Address(9));
+        assert!(ipcp.flows.is_empty());
+        assert!(ipcp.incoming.is_empty(), "{:?}", ipcp.incoming);
+        assert!(ipcp.cep_to_port.is_empty());
+        assert_eq!(ipcp.schedule.next(), None);
     }
 }

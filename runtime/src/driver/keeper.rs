@@ -19,10 +19,15 @@ use std::collections::BTreeSet;
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::Duration;
 
-use rina_core::Instant;
-use rustix::event::epoll;
+use std::collections::VecDeque;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
-use super::{Driver, TOKEN_FLOW, TOKEN_SHIM};
+use parking_lot::Mutex;
+use rina_core::Instant;
+use rustix::event::{epoll, eventfd, EventfdFlags};
+
+use super::{Driver, Shared, TOKEN_FLOW, TOKEN_SHIM};
 use crate::api::{FlowError, FlowKind, ListenTarget, Reply};
 
 /// How often the keeper looks for listeners nobody holds any more.
@@ -72,12 +77,15 @@ impl Driver {
             self.stopped = true;
             return;
         }
-        // SAFETY: fork from the runtime thread. The child runs only this thread's
-        // loop on the runtime's own state, leaves with _exit, and never returns into
-        // the application's code; locks the interposer holds are released by its
-        // atfork handlers, malloc's by glibc's.
-        match unsafe { libc::fork() } {
+        // The parent stops posting: a late command fails at once instead of waiting.
+        self.shared
+            .alive
+            .store(false, std::sync::atomic::Ordering::Release);
+        match fork_keeper() {
             -1 => {
+                self.shared
+                    .alive
+                    .store(true, std::sync::atomic::Ordering::Release);
                 tracing::warn!(
                     "cannot fork a keeper: {}; draining here",
                     std::io::Error::last_os_error()
@@ -87,9 +95,12 @@ impl Driver {
                 }
                 self.exiting = Some((now + linger, reply));
             }
-            0 => self.become_keeper(now, linger),
-            pid => {
-                tracing::info!("flows handed to keeper process {pid}");
+            0 => {
+                tracing::info!("keeper process {} serves the flows", std::process::id());
+                self.become_keeper(now, linger);
+            }
+            _ => {
+                tracing::info!("flows handed to a keeper process");
                 reply.send(());
                 self.stopped = true;
             }
@@ -101,11 +112,23 @@ impl Driver {
         let _ = rustix::process::setsid();
         let mut keep: BTreeSet<RawFd> = self.flows.values().map(|f| f.sock.as_raw_fd()).collect();
         keep.extend(self.stack.shims.iter().map(|s| s.link.fd().as_raw_fd()));
-        keep.insert(self.shared.waker.as_raw_fd());
         keep.extend(crate::log::file_fd());
         close_all_but(&keep);
-        // A fresh epoll instance, not shared with the exiting process. (Nobody posts
-        // commands to a keeper; the waker stays for the loop's own wake-ups.)
+        // The command queue and waker belong to the exiting process (its threads may
+        // still post to them, and a lock in the copied queue may be held by a thread
+        // that does not exist here): the keeper gets its own, and forgets the old ones
+        // without touching them (their fd was closed above).
+        let Ok(waker) = eventfd(0, EventfdFlags::NONBLOCK | EventfdFlags::CLOEXEC) else {
+            // SAFETY: leaving the keeper without the application's exit handlers.
+            unsafe { libc::_exit(1) };
+        };
+        let fresh = Arc::new(Shared {
+            commands: Mutex::new(VecDeque::new()),
+            waker,
+            alive: AtomicBool::new(true),
+        });
+        std::mem::forget(std::mem::replace(&mut self.shared, fresh));
+        // A fresh epoll instance, not shared with the exiting process.
         match epoll::create(epoll::CreateFlags::CLOEXEC) {
             Ok(ep) => {
                 let waker = epoll::EventData::new_u64(super::TOKEN_WAKER);
@@ -202,6 +225,34 @@ impl Driver {
             .collect();
         for app in apps {
             self.release_datagram(now, app);
+        }
+    }
+}
+
+/// Forks the keeper twice over, so that it is nobody's child (a program that execs
+/// or waits for its children must not find it): returns 0 in the keeper, its pid (of
+/// the intermediate process, already reaped) in this process, -1 on failure.
+fn fork_keeper() -> libc::pid_t {
+    // SAFETY: fork from the runtime thread. The child runs only this thread's code on
+    // the runtime's own state, leaves with _exit, and never returns into the
+    // application's code; locks the interposer holds are released by its atfork
+    // handlers, malloc's by glibc's.
+    match unsafe { libc::fork() } {
+        -1 => -1,
+        0 => {
+            // SAFETY: as above, once more; the intermediate process leaves at once.
+            match unsafe { libc::fork() } {
+                0 => 0,
+                // SAFETY: ending the intermediate process without exit handlers.
+                _ => unsafe { libc::_exit(0) },
+            }
+        }
+        pid => {
+            let mut status = 0;
+            // SAFETY: reaping our own child; a handler of the application's that reaped
+            // it first only makes this return ECHILD.
+            unsafe { libc::waitpid(pid, &mut status, 0) };
+            pid
         }
     }
 }
