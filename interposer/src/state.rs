@@ -60,20 +60,35 @@ pub fn load_rules() {
     };
     match config::load(&path) {
         Ok(c) => {
+            // Raw Ethernet needs CAP_NET_RAW: without it the program stops here, with
+            // the reason and how to grant it, rather than fail at its first call.
+            if let (Some(iface), Some(false)) =
+                (c.ethernet_interfaces().first(), config::has_net_raw())
+            {
+                let why = shims::eth::EthError::Permission {
+                    interface: (*iface).to_owned(),
+                };
+                stop(&format!(
+                    "rina: {}: {why}\nrina: {program} stopped: nothing was sent\n",
+                    path.display()
+                ));
+            }
             let _ = RULES.set(Arc::new(c));
             ACTIVE.store(true, Ordering::Release);
         }
-        Err(e) => {
-            let msg = format!(
-                "rina: {e}\nrina: {program} stopped: the rules are invalid, nothing was sent\n"
-            );
-            // SAFETY: writing an owned buffer to stderr, then leaving without running
-            // the program any further (fail closed).
-            unsafe {
-                libc::write(2, msg.as_ptr().cast(), msg.len());
-                libc::_exit(1);
-            }
-        }
+        Err(e) => stop(&format!(
+            "rina: {e}\nrina: {program} stopped: the rules are invalid, nothing was sent\n"
+        )),
+    }
+}
+
+/// Writes `msg` to stderr and ends the program (fail closed).
+fn stop(msg: &str) -> ! {
+    // SAFETY: writing a buffer we own to stderr, then leaving without running the
+    // program any further.
+    unsafe {
+        libc::write(2, msg.as_ptr().cast(), msg.len());
+        libc::_exit(1)
     }
 }
 

@@ -25,6 +25,7 @@ use crate::api::{
 use crate::config::Config;
 use crate::datagram::{self, DatagramFlow};
 use crate::pump::AppFlow;
+use crate::shim::ShimNotice;
 use crate::stack::{BuildError, Stack};
 
 mod keeper;
@@ -107,7 +108,7 @@ pub(crate) fn spawn(config: Arc<Config>, program: &str) -> Result<Arc<Shared>, F
     for (i, s) in stack.shims.iter().enumerate() {
         epoll::add(
             &epoll,
-            s.link.fd(),
+            s.fd(),
             epoll::EventData::new_u64(TOKEN_SHIM | i as u64),
             epoll::EventFlags::IN,
         )
@@ -280,7 +281,7 @@ impl Driver {
     fn next_deadline(&self) -> Option<Instant> {
         let mut t = None;
         for s in &self.stack.shims {
-            t = rina_core::time::earliest(t, s.proto.poll_timeout());
+            t = rina_core::time::earliest(t, s.poll_timeout());
         }
         for d in &self.stack.difs {
             t = rina_core::time::earliest(t, d.ipcp.poll_timeout());
@@ -299,7 +300,7 @@ impl Driver {
     fn turn(&mut self, now: Instant) {
         self.stack.start_enrollments(now);
         for s in &mut self.stack.shims {
-            s.proto.handle_timeout(now);
+            s.handle_timeout(now);
         }
         for d in &mut self.stack.difs {
             if d.ipcp.poll_timeout().is_some_and(|t| t <= now) {
@@ -365,7 +366,7 @@ impl Driver {
             return;
         };
         let d = &mut self.stack.difs[dif];
-        if !d.ipcp.is_enrolled() && d.enrolling.is_none() {
+        if !d.ipcp.is_enrolled() && !d.joining() {
             if let Some(why) = &d.last_failure {
                 reply.send(Err(FlowError::Unreachable(why.clone())));
                 return;
@@ -416,10 +417,11 @@ impl Driver {
                 let kinds = rina_core::ipcp::FlowKinds::of(kind == FlowKind::Stream);
                 // Registering again behind a new target (the old one closed) is fine.
                 let _ = d.ipcp.register_for(now, l.req.app.clone(), kinds);
+                self.stack.offer_enrollment(l.dif);
                 self.listeners
                     .insert((l.dif, l.req.app, kind), l.req.target);
                 l.reply.send(Ok(()));
-            } else if now >= l.deadline || (d.enrolling.is_none() && d.last_failure.is_some()) {
+            } else if now >= l.deadline || (!d.joining() && d.last_failure.is_some()) {
                 let why = d
                     .last_failure
                     .clone()
@@ -437,20 +439,20 @@ impl Driver {
             let Some(s) = self.stack.shims.get_mut(shim) else {
                 return;
             };
-            let (n, from) = match s.link.recv(&mut self.rx) {
-                Ok(Some(r)) => r,
+            let (id, pdu) = match s.receive(now, &mut self.rx) {
+                Ok(Some(Some(r))) => r,
+                Ok(Some(None)) => continue,
                 Ok(None) => return,
                 Err(e) => {
                     tracing::warn!("shim {}: receive failed: {e}", s.name);
                     return;
                 }
             };
-            let Some((id, pdu)) = s.proto.handle_datagram(now, from, &self.rx[..n]) else {
-                continue;
-            };
             if let Some(&port) = self.stack.by_shim_flow.get(&(shim, id)) {
                 if let Some(&(dif, _, _)) = self.stack.n1.get(&port) {
-                    self.stack.difs[dif].ipcp.handle_pdu(now, port, pdu);
+                    self.stack.difs[dif]
+                        .ipcp
+                        .handle_pdu(now, port, &self.rx[pdu]);
                 }
             }
         }
@@ -461,8 +463,20 @@ impl Driver {
     fn handle_shim_events(&mut self, now: Instant) -> bool {
         let mut progress = false;
         for shim in 0..self.stack.shims.len() {
-            while let Some(ev) = self.stack.shims[shim].proto.poll_event() {
+            while let Some(notice) = self.stack.shims[shim].poll_notice() {
                 progress = true;
+                let ev = match notice {
+                    ShimNotice::Flow(ev) => ev,
+                    ShimNotice::Resolved(name) => {
+                        self.stack.resolved(now, shim, &name);
+                        continue;
+                    }
+                    ShimNotice::Unresolved(name) => {
+                        self.stack.unresolved(now, shim, &name);
+                        self.fail_pending(now);
+                        continue;
+                    }
+                };
                 match ev {
                     ShimEvent::Allocated { id } => {
                         let Some(dif) = self
@@ -471,11 +485,11 @@ impl Driver {
                             .iter()
                             .position(|d| d.enrolling == Some((shim, id)))
                         else {
-                            self.stack.shims[shim].proto.deallocate(id);
+                            self.stack.shims[shim].deallocate(id);
                             continue;
                         };
                         let port = self.stack.bind_n1(dif, shim, id);
-                        let mtu = self.stack.shims[shim].proto.max_sdu();
+                        let mtu = self.stack.shims[shim].max_sdu();
                         let d = &mut self.stack.difs[dif];
                         d.ipcp.add_n1_port(now, port, mtu, true);
                     }
@@ -497,11 +511,11 @@ impl Driver {
                     }
                     ShimEvent::Incoming { id, local, .. } => {
                         let Some(dif) = self.stack.dif_index(&local.process_name) else {
-                            self.stack.shims[shim].proto.deallocate(id);
+                            self.stack.shims[shim].deallocate(id);
                             continue;
                         };
                         let port = self.stack.bind_n1(dif, shim, id);
-                        let mtu = self.stack.shims[shim].proto.max_sdu();
+                        let mtu = self.stack.shims[shim].max_sdu();
                         self.stack.difs[dif].ipcp.add_n1_port(now, port, mtu, false);
                     }
                     ShimEvent::Deallocated { id } => {
@@ -522,7 +536,7 @@ impl Driver {
         let keys: Vec<(usize, PortId)> = self.pending_connects.keys().copied().collect();
         for (dif, port) in keys {
             let d = &mut self.stack.difs[dif];
-            if d.ipcp.is_enrolled() || d.enrolling.is_some() {
+            if d.ipcp.is_enrolled() || d.joining() {
                 continue;
             }
             let why = d.last_failure.clone().unwrap_or_default();
@@ -553,6 +567,7 @@ impl Driver {
                 d.enrolling = None;
                 d.last_failure = None;
                 d.backoff = Duration::from_millis(500);
+                self.stack.offer_enrollment(dif);
                 self.expire_listens(now);
             }
             Event::EnrollmentFailed { port, reason } => {
@@ -570,7 +585,7 @@ impl Driver {
                 // An enrollee that lost its way into the DIF tries again (D7).
                 if d.enroll.is_some()
                     && d.ipcp.neighbors().is_empty()
-                    && d.enrolling.is_none()
+                    && !d.joining()
                     && d.retry_at.is_none()
                 {
                     d.schedule_retry(now, "lost the neighbour".into());
@@ -815,20 +830,11 @@ impl Driver {
                 let Some(&(_, shim, id)) = self.stack.n1.get(&port) else {
                     continue;
                 };
-                let s = &self.stack.shims[shim];
-                let Some((peer, hdr)) = s.proto.data_header(id) else {
-                    continue;
-                };
-                if let Err(e) = s.link.send(peer, &hdr, &self.tx) {
-                    tracing::debug!("shim {}: send to {peer} failed: {e}", s.name);
-                }
+                self.stack.shims[shim].send_pdu(id, &self.tx);
             }
         }
         for s in &mut self.stack.shims {
-            while let Some((peer, dgram)) = s.proto.poll_transmit() {
-                progress = true;
-                let _ = s.link.send(peer, &[], &dgram);
-            }
+            progress |= s.flush();
         }
         progress
     }

@@ -14,6 +14,7 @@ mod handle;
 mod log;
 pub mod pending;
 mod pump;
+mod shim;
 mod stack;
 
 pub use api::{AppEnd, ConnectRequest, FlowError, FlowInfo, FlowKind, ListenRequest, ListenTarget};

@@ -1,19 +1,21 @@
-//! The stack of one process: its UDP shim DIFs and normal DIFs, built from the rules,
-//! and the glue between shim flows and the N-1 ports of the normal IPC processes.
+//! The stack of one process: its shim DIFs (UDP and Ethernet) and normal DIFs, built
+//! from the rules, and the glue between shim flows and the N-1 ports of the normal IPC
+//! processes.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use rina_core::efcp::EfcpConfig;
 use rina_core::ipcp::{IpcProcess, IpcpConfig};
-use rina_core::shim::{ShimConfig, ShimFlowId, ShimProcess};
+use rina_core::shim::{ShimConfig, ShimFlowId};
 use rina_core::wire::PCI_LEN;
 use rina_core::{Address, ApplicationName, Instant, N1Port};
+use shims::eth::{EthError, EthLink};
 use shims::udp::UdpLink;
 
 use crate::api::FlowError;
 use crate::config::{Config, DifKind, Join, Neighbor};
+use crate::shim::{Allocation, PeerRef, Shim};
 
 /// Why a stack could not be built.
 #[derive(Debug)]
@@ -39,20 +41,11 @@ impl From<BuildError> for FlowError {
     }
 }
 
-/// A UDP shim DIF: its socket and protocol state.
-#[derive(Debug)]
-pub(crate) struct UdpShim {
-    pub(crate) name: String,
-    pub(crate) link: UdpLink,
-    pub(crate) proto: ShimProcess<SocketAddr>,
-    pub(crate) peers: Vec<(String, SocketAddr)>,
-}
-
-/// How a normal DIF joins, resolved to a shim and an endpoint.
+/// How a normal DIF joins: through a shim, to a neighbour.
 #[derive(Clone, Debug)]
 pub(crate) struct EnrollPlan {
     pub(crate) shim: usize,
-    pub(crate) peer: SocketAddr,
+    pub(crate) peer: PeerRef,
 }
 
 /// A normal DIF: its IPC process and its N-1 ports.
@@ -63,6 +56,10 @@ pub(crate) struct NormalDif {
     pub(crate) enroll: Option<EnrollPlan>,
     /// The shim flow being allocated to enroll, if any.
     pub(crate) enrolling: Option<(usize, ShimFlowId)>,
+    /// The neighbour's name is being resolved (Ethernet) before the shim flow.
+    pub(crate) resolving: bool,
+    /// The shims this DIF is over.
+    pub(crate) shims: Vec<usize>,
     /// When to try enrolling again, and the back-off that follows.
     pub(crate) retry_at: Option<Instant>,
     pub(crate) backoff: Duration,
@@ -75,7 +72,7 @@ pub(crate) struct NormalDif {
 /// Every DIF of the process, plus the N-1 port table.
 #[derive(Debug, Default)]
 pub(crate) struct Stack {
-    pub(crate) shims: Vec<UdpShim>,
+    pub(crate) shims: Vec<Shim>,
     pub(crate) difs: Vec<NormalDif>,
     /// N-1 port -> (DIF, shim, shim flow).
     pub(crate) n1: BTreeMap<N1Port, (usize, usize, ShimFlowId)>,
@@ -114,12 +111,23 @@ impl Stack {
                         ..ShimConfig::default()
                     };
                     shim_index.insert(dif.name.clone(), stack.shims.len());
-                    stack.shims.push(UdpShim {
-                        name: dif.name.clone(),
+                    stack.shims.push(Shim::udp(
+                        dif.name.clone(),
                         link,
-                        proto: ShimProcess::new(cfg, seed),
-                        peers: u.peers.clone(),
-                    });
+                        cfg,
+                        u.peers.clone(),
+                        seed,
+                    ));
+                }
+                DifKind::Ethernet(e) => {
+                    let link = EthLink::open(&e.interface).map_err(|err| {
+                        if let EthError::Permission { .. } = &err {
+                            tracing::error!("{err}");
+                        }
+                        FlowError::RuntimeDown(format!("shim DIF {:?}: {err}", dif.name))
+                    })?;
+                    shim_index.insert(dif.name.clone(), stack.shims.len());
+                    stack.shims.push(Shim::eth(dif.name.clone(), link, seed));
                 }
                 DifKind::Normal(n) => {
                     let shims: Vec<usize> = n
@@ -129,7 +137,7 @@ impl Stack {
                         .collect();
                     if shims.len() != n.over.len() {
                         return Err(FlowError::RuntimeDown(format!(
-                            "DIF {:?}: only normal DIFs over UDP shims are supported yet",
+                            "DIF {:?}: only normal DIFs over shim DIFs are supported yet",
                             dif.name
                         ))
                         .into());
@@ -146,7 +154,7 @@ impl Stack {
                     cfg.keepalive_misses = n.keepalive_misses;
                     let mtu = shims
                         .iter()
-                        .map(|&s| stack.shims[s].proto.max_sdu())
+                        .map(|&s| stack.shims[s].max_sdu())
                         .min()
                         .unwrap_or(1400);
                     cfg.data_efcp = data_efcp(mtu);
@@ -163,26 +171,29 @@ impl Stack {
                                 ))
                             })?;
                             let peer = match neighbor {
-                                Neighbor::Endpoint(a) => *a,
-                                Neighbor::Name(p) => stack.shims[shim]
-                                    .peers
-                                    .iter()
-                                    .find(|(n, _)| n == p)
-                                    .map(|(_, a)| *a)
-                                    .ok_or_else(|| {
+                                Neighbor::Endpoint(a) => PeerRef::Udp(*a),
+                                Neighbor::Name(p) => match stack.shims[shim].udp_peer(p) {
+                                    Some(a) => PeerRef::Udp(a),
+                                    None => PeerRef::Name(p.parse().map_err(|e| {
                                         FlowError::RuntimeDown(format!(
-                                            "no peer {p:?} in shim {via:?}"
+                                            "DIF {:?}: neighbour {p:?}: {e}",
+                                            dif.name
                                         ))
-                                    })?,
+                                    })?),
+                                },
                             };
                             Some(EnrollPlan { shim, peer })
                         }
                     };
-                    // Peers reach this member's IPC process through each shim by DIF name.
+                    // Peers reach this member's IPC process through each shim by its own
+                    // name and by the DIF's name; on Ethernet, where any member answering
+                    // for the DIF's name may be picked to enroll through, only once it can
+                    // take newcomers (see `Stack::offer_enrollment`).
                     for &s in &shims {
-                        stack.shims[s]
-                            .proto
-                            .register(ApplicationName::new(dif.name.clone()));
+                        stack.shims[s].register(cfg.name.clone());
+                        if !stack.shims[s].is_ethernet() {
+                            stack.shims[s].register(ApplicationName::new(dif.name.clone()));
+                        }
                     }
                     let payload = mtu - PCI_LEN;
                     stack.difs.push(NormalDif {
@@ -191,6 +202,8 @@ impl Stack {
                         retry_at: enroll.as_ref().map(|_| now),
                         enroll,
                         enrolling: None,
+                        resolving: false,
+                        shims,
                         backoff: Duration::from_millis(500),
                         last_failure: None,
                         chunk: payload * (65536 / payload).max(1),
@@ -214,7 +227,7 @@ impl Stack {
     pub(crate) fn release_n1(&mut self, port: N1Port) {
         if let Some((_, shim, id)) = self.n1.remove(&port) {
             self.by_shim_flow.remove(&(shim, id));
-            self.shims[shim].proto.deallocate(id);
+            self.shims[shim].deallocate(id);
         }
     }
 
@@ -229,22 +242,74 @@ impl Stack {
             let (Some(plan), Some(at)) = (&d.enroll, d.retry_at) else {
                 continue;
             };
-            if now < at || d.enrolling.is_some() {
+            if now < at || d.joining() {
                 continue;
             }
             d.retry_at = None;
-            let id = self.shims[plan.shim].proto.allocate(
+            match self.shims[plan.shim].allocate(
                 now,
-                plan.peer,
+                &plan.peer,
                 d.ipcp.config().name.clone(),
                 ApplicationName::new(d.name.clone()),
-            );
-            d.enrolling = Some((plan.shim, id));
+            ) {
+                Allocation::Started(id) => d.enrolling = Some((plan.shim, id)),
+                Allocation::Resolving => d.resolving = true,
+            }
+        }
+    }
+
+    /// Member `dif` may take newcomers: it is enrolled, and it bootstrapped the DIF or
+    /// serves a name (a short-lived client is no good neighbour to enroll through).
+    /// Its Ethernet shims answer for the DIF's name from then on.
+    pub(crate) fn offer_enrollment(&mut self, dif: usize) {
+        let d = &self.difs[dif];
+        if !d.ipcp.is_enrolled() || !(d.enroll.is_none() || d.ipcp.has_registrations()) {
+            return;
+        }
+        let name = ApplicationName::new(d.name.clone());
+        for &s in &self.difs[dif].shims {
+            if self.shims[s].is_ethernet() {
+                self.shims[s].register(name.clone());
+            }
+        }
+    }
+
+    /// The neighbour `name` was found on shim `shim`: the DIFs waiting for it go on.
+    pub(crate) fn resolved(&mut self, now: Instant, shim: usize, name: &ApplicationName) {
+        for d in &mut self.difs {
+            if d.resolving && d.enroll.as_ref().is_some_and(|p| p.waits_for(shim, name)) {
+                d.resolving = false;
+                d.retry_at = Some(now);
+            }
+        }
+        self.start_enrollments(now);
+    }
+
+    /// Nobody answered for `name` on shim `shim`: the DIFs waiting for it try later.
+    pub(crate) fn unresolved(&mut self, now: Instant, shim: usize, name: &ApplicationName) {
+        let link = self.shims[shim].describe();
+        for d in &mut self.difs {
+            if d.resolving && d.enroll.as_ref().is_some_and(|p| p.waits_for(shim, name)) {
+                d.resolving = false;
+                let why = format!("no member of DIF {} answered for {name} on {link}", d.name);
+                d.schedule_retry(now, why);
+            }
         }
     }
 }
 
+impl EnrollPlan {
+    fn waits_for(&self, shim: usize, name: &ApplicationName) -> bool {
+        self.shim == shim && matches!(&self.peer, PeerRef::Name(n) if n == name)
+    }
+}
+
 impl NormalDif {
+    /// An enrollment is under way (a name being resolved or a shim flow allocated).
+    pub(crate) fn joining(&self) -> bool {
+        self.enrolling.is_some() || self.resolving
+    }
+
     /// Schedules another enrollment attempt with exponential back-off.
     pub(crate) fn schedule_retry(&mut self, now: Instant, why: String) {
         self.enrolling = None;

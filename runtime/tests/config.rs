@@ -330,7 +330,7 @@ fn enroll_via_checks() {
         &format!("{HEAD}enroll-via = {{ dif = \"udp0\" }}\n"),
         11,
         14,
-        "missing field `neighbor`",
+        "needs `neighbor = \"IP:PORT\"` or a peer's name",
     );
 }
 
@@ -1047,5 +1047,79 @@ fn the_readme_example_parses() {
     assert_eq!(
         c.match_name("echo.rina").map(|(_, app)| app),
         Some("echo".into())
+    );
+}
+
+// ---- Ethernet shims ------------------------------------------------------------------
+
+const ETH: &str = "[[dif]]\nname = \"eth\"\ntype = \"ethernet\"\ninterface = \"veth0\"\n[[dif]]\nname = \"net\"\ntype = \"normal\"\nover = \"eth\"\n";
+
+/// An Ethernet shim names its interface; a normal DIF enrolls over it through a name
+/// found by broadcast (by default the DIF's own, which any member answers to).
+#[test]
+fn ethernet_shims() {
+    let c = ok(&format!("{ETH}enroll-via = {{ dif = \"eth\" }}\n"));
+    assert_eq!(
+        c.difs[0].kind,
+        DifKind::Ethernet(runtime::config::EthShimConfig {
+            interface: "veth0".into()
+        })
+    );
+    let DifKind::Normal(n) = &c.difs[1].kind else {
+        panic!()
+    };
+    assert_eq!(
+        n.join,
+        Join::Enroll {
+            via: "eth".into(),
+            neighbor: Neighbor::Name("net".into())
+        }
+    );
+    let c = ok(&format!(
+        "{ETH}enroll-via = {{ neighbor = \"server.net\" }}\n"
+    ));
+    let DifKind::Normal(n) = &c.difs[1].kind else {
+        panic!()
+    };
+    assert_eq!(
+        n.join,
+        Join::Enroll {
+            via: "eth".into(),
+            neighbor: Neighbor::Name("server.net".into())
+        }
+    );
+    assert!(
+        c.describe()
+            .contains("eth: Ethernet shim on interface veth0"),
+        "{}",
+        c.describe()
+    );
+    // A fork child keeps the interface (it gets its own demultiplexing id).
+    assert_eq!(c.for_fork_child(7).difs[0].kind, c.difs[0].kind);
+    let no_if = "[[dif]]\nname = \"eth\"\ntype = \"ethernet\"\n";
+    assert_err(no_if, 1, 1, "needs `interface = \"<name>\"`");
+    assert_err(
+        &format!("{no_if}interface = \"a/b\"\n"),
+        4,
+        13,
+        "not an interface name",
+    );
+    assert_err(
+        &format!("{no_if}interface = \"e0\"\nmtu = 9000\n"),
+        5,
+        7,
+        "the interface's MTU is used",
+    );
+    assert_err(
+        &format!("{no_if}interface = \"e0\"\nbind = \"127.0.0.1:1\"\n"),
+        5,
+        8,
+        "does not apply",
+    );
+    assert_err(
+        &format!("{ETH}enroll-via = {{ neighbor = \"a|b|c|d|e\" }}\n"),
+        9,
+        27,
+        "invalid application name",
     );
 }

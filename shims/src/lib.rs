@@ -6,5 +6,7 @@
 //! runtime's own I/O never re-enters the LD_PRELOAD hooks.
 //!
 //! - [`udp`]: the UDP tunnel (IPv4 and IPv6).
+//! - [`eth`]: raw Ethernet frames (`AF_PACKET`).
 
+pub mod eth;
 pub mod udp;

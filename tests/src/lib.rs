@@ -3,6 +3,8 @@
 //! wait, and kills every process it started (by pid) when the test ends, even when it
 //! fails.
 
+pub mod netns;
+
 use std::io::Read;
 use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -213,10 +215,11 @@ pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
 }
 
-/// Abstract AF_UNIX sockets in the LISTEN state whose name starts with `prefix`
-/// (from /proc/net/unix; the interposer's listeners are named `rina-listen/<pid>/...`).
-pub fn abstract_listeners(prefix: &str) -> Vec<String> {
-    let Ok(t) = std::fs::read_to_string("/proc/net/unix") else {
+/// Abstract AF_UNIX sockets in the LISTEN state whose name starts with `prefix`, in
+/// the network namespace of process `pid` (abstract names are per namespace; the
+/// interposer's listeners are named `rina-listen/<pid>/...`).
+pub fn abstract_listeners_of(pid: u32, prefix: &str) -> Vec<String> {
+    let Ok(t) = std::fs::read_to_string(format!("/proc/{pid}/net/unix")) else {
         return Vec::new();
     };
     t.lines()
@@ -231,10 +234,17 @@ pub fn abstract_listeners(prefix: &str) -> Vec<String> {
         .collect()
 }
 
-/// Waits until the process `pid` has an interposer listener (its name is registered).
+/// Abstract AF_UNIX listeners whose name starts with `prefix`, in this process's
+/// network namespace.
+pub fn abstract_listeners(prefix: &str) -> Vec<String> {
+    abstract_listeners_of(std::process::id(), prefix)
+}
+
+/// Waits until the process `pid` has an interposer listener (its name is registered),
+/// in whatever network namespace it runs.
 pub fn wait_for_rina_listener(pid: u32, timeout: Duration) -> bool {
     wait_until(timeout, || {
-        !abstract_listeners(&format!("rina-listen/{pid}/")).is_empty()
+        !abstract_listeners_of(pid, &format!("rina-listen/{pid}/")).is_empty()
     })
 }
 

@@ -193,6 +193,11 @@ impl IpcProcess {
         }
     }
 
+    /// True if this member registered any name.
+    pub fn has_registrations(&self) -> bool {
+        !self.registered.is_empty()
+    }
+
     /// True if this member registered `app` (for any kind of flow).
     pub fn is_registered(&self, app: &ApplicationName) -> bool {
         self.registered.contains_key(app)

@@ -1,5 +1,5 @@
 //! The shim DIF protocol: N-1 flows over a link that has addresses but no flows of its
-//! own (a UDP tunnel; later Ethernet).
+//! own (a UDP tunnel; Ethernet, see [`eth`]).
 //!
 //! [`ShimProcess`] is generic over the link address `A` (a UDP endpoint, or a MAC
 //! address and demultiplexing id). Each datagram starts with a 4-byte header, the
@@ -16,6 +16,8 @@
 //! A request is retried until answered or timed out; a repeated request from the same
 //! peer and id gets the same answer. Data from an address other than the flow's peer is
 //! dropped and counted. A flow's SDU limit is the link MTU less [`HEADER_LEN`].
+
+pub mod eth;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;

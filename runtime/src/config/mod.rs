@@ -57,6 +57,8 @@ pub struct DifConfig {
 pub enum DifKind {
     /// A shim DIF over a UDP tunnel (IPv4 or IPv6).
     Udp(UdpShimConfig),
+    /// A shim DIF straight over an Ethernet interface (`AF_PACKET`).
+    Ethernet(EthShimConfig),
     /// A normal DIF.
     Normal(NormalDifConfig),
 }
@@ -71,6 +73,14 @@ pub struct UdpShimConfig {
     /// Largest datagram payload the shim sends (default 1452 for IPv4, 1432 for IPv6
     /// on non-loopback addresses, 65000 on loopback).
     pub mtu: usize,
+}
+
+/// An Ethernet shim DIF.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EthShimConfig {
+    /// The interface (`interface = "eth0"`), in the process's network namespace. Its
+    /// MTU is the shim's.
+    pub interface: String,
 }
 
 /// A normal DIF.
@@ -113,7 +123,8 @@ pub enum Join {
 pub enum Neighbor {
     /// A UDP endpoint.
     Endpoint(SocketAddr),
-    /// A peer name (from the shim's `peers` table).
+    /// A peer name: from the UDP shim's `peers` table; over Ethernet, a name resolved
+    /// by broadcast (a member's IPC process name, or the DIF's name for any member).
     Name(String),
 }
 
@@ -174,6 +185,17 @@ impl Config {
         rules::decide(&self.listen, self.default, addr, proto)
     }
 
+    /// The interfaces of the Ethernet shim DIFs (which need `CAP_NET_RAW`).
+    pub fn ethernet_interfaces(&self) -> Vec<&str> {
+        self.difs
+            .iter()
+            .filter_map(|d| match &d.kind {
+                DifKind::Ethernet(e) => Some(e.interface.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The first name rule matching `host`, with its application-name template filled
     /// in but for `{port}`.
     pub fn match_name(&self, host: &str) -> Option<(usize, String)> {
@@ -195,12 +217,14 @@ impl Config {
             .iter()
             .filter_map(|d| match &d.kind {
                 DifKind::Udp(u) => Some((d.name.clone(), u.bind)),
-                DifKind::Normal(_) => None,
+                DifKind::Ethernet(_) | DifKind::Normal(_) => None,
             })
             .collect();
         for d in &mut c.difs {
             match &mut d.kind {
                 DifKind::Udp(u) => u.bind.set_port(0),
+                // Another process on the interface has its own demultiplexing id.
+                DifKind::Ethernet(_) => {}
                 DifKind::Normal(n) => {
                     if let Some(name) = &mut n.ipcp_name {
                         name.process_instance = pid.to_string();
@@ -259,6 +283,19 @@ pub fn locate(program: &str, env: &dyn Fn(&str) -> Option<String>) -> Option<Pat
         }
     }
     None
+}
+
+/// True if this process may open raw Ethernet sockets (`CAP_NET_RAW` in its effective
+/// set, from /proc/self/status); `None` if that cannot be told.
+pub fn has_net_raw() -> Option<bool> {
+    const CAP_NET_RAW: u32 = 13;
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let hex = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))?
+        .trim();
+    let eff = u64::from_str_radix(hex, 16).ok()?;
+    Some(eff & (1 << CAP_NET_RAW) != 0)
 }
 
 /// True if `ip` is a loopback address (used for MTU defaults).

@@ -14,6 +14,12 @@
 //! [dif.peers]                      # optional static peers: name = "ip:port"
 //! server = "127.0.0.1:7000"
 //!
+//! # A shim DIF straight over Ethernet (raw frames, Ethertype 0xD1F0; needs CAP_NET_RAW).
+//! [[dif]]
+//! name = "eth0dif"
+//! type = "ethernet"
+//! interface = "eth0"               # the interface's MTU is the shim's
+//!
 //! # A normal DIF over it.
 //! [[dif]]
 //! name = "net"
@@ -23,8 +29,9 @@
 //! bootstrap = true                 # the first member; optional `address = 1` (default 1, > 0)
 //! # or, instead of bootstrap:
 //! # enroll-via = { dif = "udp0", neighbor = "127.0.0.1:7000" }
-//! #   neighbor: "ip:port" or a name from that shim's peers; `dif` may be left out when
-//! #   `over` names exactly one DIF
+//! #   neighbor: "ip:port" or a name from that shim's peers; over an Ethernet DIF, a name
+//! #   found by broadcast (a member's IPC process name; left out: any member of the DIF);
+//! #   `dif` may be left out when `over` names exactly one DIF
 //! enrollment-timeout = "5s"        # optional; durations are "500ms", "5s", "2m"; default 5s
 //! keepalive-interval = "2s"        # default 2s
 //! keepalive-misses = 3             # default 3, 1..=1000
@@ -86,8 +93,8 @@ use toml::Spanned;
 use super::names::{self, NameRule};
 use super::rules::{AddrPattern, Proto, RuleTarget};
 use super::{
-    Config, DefaultPolicy, DifConfig, DifKind, Join, Neighbor, NormalDifConfig, Rule, Settings,
-    UdpShimConfig,
+    Config, DefaultPolicy, DifConfig, DifKind, EthShimConfig, Join, Neighbor, NormalDifConfig,
+    Rule, Settings, UdpShimConfig,
 };
 
 /// A rules file could not be read or is invalid.
@@ -188,6 +195,7 @@ struct RawDif {
     #[serde(rename = "type")]
     kind: Spanned<String>,
     bind: Option<Spanned<String>>,
+    interface: Option<Spanned<String>>,
     mtu: Option<Spanned<i64>>,
     peers: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
     over: Option<Spanned<OneOrMany>>,
@@ -236,7 +244,7 @@ impl<'de> Deserialize<'de> for OneOrMany {
 #[serde(deny_unknown_fields)]
 struct RawEnroll {
     dif: Option<Spanned<String>>,
-    neighbor: Spanned<String>,
+    neighbor: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -336,11 +344,14 @@ impl Validator<'_> {
             }
             let kind = match d.kind.get_ref().as_str() {
                 "udp" => DifKind::Udp(self.udp(&d, &span)?),
+                "ethernet" => DifKind::Ethernet(self.ethernet(&d, &span)?),
                 "normal" => DifKind::Normal(self.normal(&d, &span, &difs, &all)?),
                 other => {
                     return Err(self.error(
                         d.kind.span(),
-                        format!("unknown DIF type {other:?} (expected \"udp\" or \"normal\")"),
+                        format!(
+                        "unknown DIF type {other:?} (expected \"udp\", \"ethernet\" or \"normal\")"
+                    ),
                     ))
                 }
             };
@@ -489,31 +500,74 @@ impl Validator<'_> {
         }
     }
 
+    /// Keys of normal DIFs, which a shim DIF of `kind` must not have.
+    fn not_normal_keys(&self, d: &RawDif, kind: &str) -> R<()> {
+        for (span, key) in [
+            (d.over.as_ref().map(Spanned::span), "over"),
+            (d.ipcp.as_ref().map(Spanned::span), "ipcp"),
+            (d.bootstrap.as_ref().map(Spanned::span), "bootstrap"),
+            (d.address.as_ref().map(Spanned::span), "address"),
+            (d.enroll_via.as_ref().map(Spanned::span), "enroll-via"),
+            (
+                d.enrollment_timeout.as_ref().map(Spanned::span),
+                "enrollment-timeout",
+            ),
+            (
+                d.keepalive_interval.as_ref().map(Spanned::span),
+                "keepalive-interval",
+            ),
+            (
+                d.keepalive_misses.as_ref().map(Spanned::span),
+                "keepalive-misses",
+            ),
+        ] {
+            self.not_for(span, key, kind)?;
+        }
+        Ok(())
+    }
+
+    fn ethernet(&self, d: &RawDif, span: &Range<usize>) -> R<EthShimConfig> {
+        self.not_normal_keys(d, "ethernet")?;
+        self.not_for(d.bind.as_ref().map(Spanned::span), "bind", "ethernet")?;
+        self.not_for(
+            d.peers.as_ref().map(Spanned::span),
+            "peers",
+            "ethernet (peers are found by broadcast)",
+        )?;
+        self.not_for(
+            d.mtu.as_ref().map(Spanned::span),
+            "mtu",
+            "ethernet (the interface's MTU is used)",
+        )?;
+        let interface = d.interface.as_ref().ok_or_else(|| {
+            self.error(
+                span.clone(),
+                format!(
+                    "Ethernet DIF {:?} needs `interface = \"<name>\"`",
+                    d.name.get_ref()
+                ),
+            )
+        })?;
+        let name = interface.get_ref();
+        if name.is_empty()
+            || name.len() > 15
+            || name.contains(['/', ' '])
+            || name == "."
+            || name == ".."
+        {
+            return Err(self.error(
+                interface.span(),
+                format!("{name:?} is not an interface name (1 to 15 characters, no '/' or space)"),
+            ));
+        }
+        Ok(EthShimConfig {
+            interface: name.clone(),
+        })
+    }
+
     fn udp(&self, d: &RawDif, span: &Range<usize>) -> R<UdpShimConfig> {
-        self.not_for(d.over.as_ref().map(Spanned::span), "over", "udp")?;
-        self.not_for(d.ipcp.as_ref().map(Spanned::span), "ipcp", "udp")?;
-        self.not_for(d.bootstrap.as_ref().map(Spanned::span), "bootstrap", "udp")?;
-        self.not_for(d.address.as_ref().map(Spanned::span), "address", "udp")?;
-        self.not_for(
-            d.enroll_via.as_ref().map(Spanned::span),
-            "enroll-via",
-            "udp",
-        )?;
-        self.not_for(
-            d.enrollment_timeout.as_ref().map(Spanned::span),
-            "enrollment-timeout",
-            "udp",
-        )?;
-        self.not_for(
-            d.keepalive_interval.as_ref().map(Spanned::span),
-            "keepalive-interval",
-            "udp",
-        )?;
-        self.not_for(
-            d.keepalive_misses.as_ref().map(Spanned::span),
-            "keepalive-misses",
-            "udp",
-        )?;
+        self.not_normal_keys(d, "udp")?;
+        self.not_for(d.interface.as_ref().map(Spanned::span), "interface", "udp")?;
         let bind = d.bind.as_ref().ok_or_else(|| {
             self.error(
                 span.clone(),
@@ -556,6 +610,11 @@ impl Validator<'_> {
         all: &[String],
     ) -> R<NormalDifConfig> {
         self.not_for(d.bind.as_ref().map(Spanned::span), "bind", "normal")?;
+        self.not_for(
+            d.interface.as_ref().map(Spanned::span),
+            "interface",
+            "normal",
+        )?;
         self.not_for(d.mtu.as_ref().map(Spanned::span), "mtu", "normal")?;
         self.not_for(d.peers.as_ref().map(Spanned::span), "peers", "normal")?;
         let Some(over) = &d.over else {
@@ -640,43 +699,25 @@ impl Validator<'_> {
                         ))
                     }
                 };
-                let nb = &e_ref.neighbor;
-                let via_bind = earlier
-                    .iter()
-                    .find(|x| x.name == via)
-                    .and_then(|x| match &x.kind {
-                        DifKind::Udp(u) => Some(u.bind),
-                        DifKind::Normal(_) => None,
-                    });
-                let neighbor =
-                    match nb.get_ref().parse::<SocketAddr>() {
-                        Ok(a) => {
-                            if let Some(bind) = via_bind {
-                                self.remote(nb, bind)?;
-                            }
-                            Neighbor::Endpoint(a)
-                        }
-                        Err(_) => {
-                            let known = earlier.iter().find(|x| x.name == via).is_some_and(|x| {
-                                match &x.kind {
-                                    DifKind::Udp(u) => {
-                                        u.peers.iter().any(|(p, _)| p == nb.get_ref())
-                                    }
-                                    DifKind::Normal(_) => false,
-                                }
-                            });
-                            if !known {
-                                return Err(self.error(
-                                    nb.span(),
-                                    format!(
-                                    "neighbor {:?} is neither IP:PORT nor a peer of DIF {via:?}",
-                                    nb.get_ref()
-                                ),
-                                ));
-                            }
-                            Neighbor::Name(nb.get_ref().clone())
-                        }
-                    };
+                let via_kind = earlier.iter().find(|x| x.name == via).map(|x| &x.kind);
+                let neighbor = match (via_kind, &e_ref.neighbor) {
+                    // Over Ethernet: a name resolved by broadcast; by default the DIF's
+                    // own name, which every member answers to.
+                    (Some(DifKind::Ethernet(_)), None) => Neighbor::Name(d.name.get_ref().clone()),
+                    (Some(DifKind::Ethernet(_)), Some(nb)) => {
+                        self.name(nb)?;
+                        Neighbor::Name(nb.get_ref().clone())
+                    }
+                    (_, None) => {
+                        return Err(self.error(
+                            e.span(),
+                            format!(
+                                "`enroll-via` over {via:?} needs `neighbor = \"IP:PORT\"` or a peer's name"
+                            ),
+                        ))
+                    }
+                    (kind, Some(nb)) => self.udp_neighbor(nb, &via, kind)?,
+                };
                 Join::Enroll { via, neighbor }
             }
             _ => {
@@ -751,6 +792,30 @@ impl Validator<'_> {
             Some(p) => Err(self.error(s.span(), format!("{:?}: {p}", s.get_ref()))),
             None => Ok(a),
         }
+    }
+
+    /// A neighbour over a UDP shim: an endpoint of its family, or one of its peers.
+    fn udp_neighbor(&self, nb: &Spanned<String>, via: &str, kind: Option<&DifKind>) -> R<Neighbor> {
+        let udp = match kind {
+            Some(DifKind::Udp(u)) => Some(u),
+            _ => None,
+        };
+        if let Ok(a) = nb.get_ref().parse::<SocketAddr>() {
+            if let Some(u) = udp {
+                self.remote(nb, u.bind)?;
+            }
+            return Ok(Neighbor::Endpoint(a));
+        }
+        if udp.is_some_and(|u| u.peers.iter().any(|(p, _)| p == nb.get_ref())) {
+            return Ok(Neighbor::Name(nb.get_ref().clone()));
+        }
+        Err(self.error(
+            nb.span(),
+            format!(
+                "neighbor {:?} is neither IP:PORT nor a peer of DIF {via:?}",
+                nb.get_ref()
+            ),
+        ))
     }
 
     fn proto(&self, s: Option<&Spanned<String>>) -> R<Option<Proto>> {

@@ -293,6 +293,13 @@ pub(super) fn describe(c: &Config) -> String {
                     let _ = writeln!(s, "    peer {name} at {addr}");
                 }
             }
+            DifKind::Ethernet(e) => {
+                let _ = writeln!(
+                    s,
+                    "  {}: Ethernet shim on interface {} (its MTU; peers found by broadcast)",
+                    d.name, e.interface
+                );
+            }
             DifKind::Normal(n) => {
                 let who = n
                     .ipcp_name

@@ -111,7 +111,7 @@ impl Driver {
     fn become_keeper(&mut self, now: Instant, linger: Duration) {
         let _ = rustix::process::setsid();
         let mut keep: BTreeSet<RawFd> = self.flows.values().map(|f| f.sock.as_raw_fd()).collect();
-        keep.extend(self.stack.shims.iter().map(|s| s.link.fd().as_raw_fd()));
+        keep.extend(self.stack.shims.iter().map(|s| s.fd().as_raw_fd()));
         keep.extend(crate::log::file_fd());
         close_all_but(&keep);
         // The command queue and waker belong to the exiting process (its threads may
@@ -135,7 +135,7 @@ impl Driver {
                 let _ = epoll::add(&ep, &self.shared.waker, waker, epoll::EventFlags::IN);
                 for (i, s) in self.stack.shims.iter().enumerate() {
                     let data = epoll::EventData::new_u64(TOKEN_SHIM | i as u64);
-                    let _ = epoll::add(&ep, s.link.fd(), data, epoll::EventFlags::IN);
+                    let _ = epoll::add(&ep, s.fd(), data, epoll::EventFlags::IN);
                 }
                 let flags = epoll::EventFlags::IN
                     | epoll::EventFlags::OUT
