@@ -1038,9 +1038,10 @@ fn the_readme_example_parses() {
             .unwrap();
     let block = readme
         .split("```toml\n")
-        .nth(1)
-        .and_then(|b| b.split("```").next())
-        .expect("a toml block in README.md");
+        .skip(1)
+        .filter_map(|b| b.split("```").next())
+        .find(|b| b.contains("[[connect]]"))
+        .expect("the complete rules example in README.md");
     let c = parse_str(block, Path::new("README.md")).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(c.difs.len(), 2);
     assert_eq!((c.connect.len(), c.listen.len(), c.names.len()), (1, 1, 1));
@@ -1122,4 +1123,21 @@ fn ethernet_shims() {
         27,
         "invalid application name",
     );
+}
+
+/// The Ethernet snippet in README.md is valid inside a rules file.
+#[test]
+fn the_readme_ethernet_snippet_parses() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
+            .unwrap();
+    let snippet = readme
+        .split("```toml\n")
+        .skip(1)
+        .filter_map(|b| b.split("```").next())
+        .find(|b| b.contains("type = \"ethernet\""))
+        .expect("the Ethernet snippet in README.md");
+    let text = format!("{snippet}[[dif]]\nname = \"net\"\ntype = \"normal\"\nover = [\"eth\"]\nenroll-via = {{ dif = \"eth\" }}\n");
+    let c = parse_str(&text, Path::new("README.md")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.ethernet_interfaces(), ["eth0"]);
 }

@@ -451,3 +451,37 @@ fn without_cap_net_raw_the_program_stops() {
     assert!(err.contains("ambient"), "{err}");
     assert!(!marker.exists(), "the program ran");
 }
+
+/// `examples/ethernet/demo.sh` runs as documented: the two lines cross, only RINA
+/// frames are on the wire.
+#[test]
+fn the_ethernet_demo_runs() {
+    assert!(have("nc") && have("tcpdump"));
+    let root = bin_dir().join("../..");
+    let out = std::process::Command::new(root.join("examples/ethernet/demo.sh"))
+        .env("RINA_BIN", rina())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("client got: hello from the server, over RINA over Ethernet"),
+        "{text}"
+    );
+    assert!(
+        text.contains("server got: hello from the client, over RINA over Ethernet"),
+        "{text}"
+    );
+    assert!(text.contains("IP packets:                 0"), "{text}");
+    let frames: usize = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("frames of Ethertype 0xd1f0: "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(frames > 0, "{text}");
+}

@@ -1,11 +1,12 @@
 //! The benchmark: nc over RINA (UDP shim on loopback) against nc over kernel TCP on
 //! loopback, in one run, interleaved, several runs, medians.
 //!
-//! `cargo run --release -p rina-e2e --bin rina-bench -- [--mib 256] [--runs 5] [--rtt-count 10000] [--http-seconds 3]`
+//! `cargo run --release -p rina-e2e --bin rina-bench -- [--mib 256] [--runs 5] [--rtt-count 10000] [--http-seconds 3] [--sections loopback,http,ethernet,passthrough]`
 //!
 //! Throughput: `nc -N` sends MiB of zeros into `nc -l` (output discarded); the time is
 //! from the client's start to both processes' exit. Round trip: `pingpong` sends 64-byte
-//! messages one at a time and reports the median. HTTP: `httpload` requests (one
+//! messages one at a time and reports the median. Ethernet: the same two figures over
+//! the Ethernet shim between two network namespaces (see `ethernet.rs`). HTTP: `httpload` requests (one
 //! connection, over RINA one flow, per request) from 8 threads, and from 1 thread (one
 //! request at a time: a flow allocation plus a round trip each), and `curl` processes
 //! one after another. Each against the same over kernel TCP on loopback, interleaved.
@@ -14,6 +15,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rina_e2e::*;
+
+mod ethernet;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -30,15 +33,38 @@ fn main() {
     let http_seconds = opt("--http-seconds", 3);
     let dir = temp_dir();
 
+    let sections = args
+        .iter()
+        .position(|a| a == "--sections")
+        .and_then(|i| args.get(i + 1))
+        .map_or("loopback,http,ethernet,passthrough", String::as_str)
+        .to_owned();
+    let wants = |name: &str| sections.split(',').any(|s| s == name);
+    if wants("loopback") {
+        loopback_section(&dir, runs, mib, rtt_count);
+    }
+    if wants("http") {
+        http_section(&dir, runs, http_seconds as u64);
+    }
+    if wants("ethernet") {
+        ethernet::section(&dir, runs, mib, rtt_count);
+    }
+    if wants("passthrough") {
+        passthrough_section(&dir, runs, mib);
+    }
+}
+
+/// nc throughput and 64-byte round trips over the UDP shim on loopback, against TCP.
+fn loopback_section(dir: &tempfile::TempDir, runs: usize, mib: usize, rtt_count: usize) {
     let mut rina_tput = Vec::new();
     let mut tcp_tput = Vec::new();
     let mut rina_rtt = Vec::new();
     let mut tcp_rtt = Vec::new();
     for run in 0..runs {
-        tcp_tput.push(nc_throughput(&dir, mib, None));
-        rina_tput.push(nc_throughput(&dir, mib, Some(run)));
-        tcp_rtt.push(rtt(&dir, rtt_count, None));
-        rina_rtt.push(rtt(&dir, rtt_count, Some(run)));
+        tcp_tput.push(nc_throughput(dir, mib, None));
+        rina_tput.push(nc_throughput(dir, mib, Some(run)));
+        tcp_rtt.push(rtt(dir, rtt_count, None));
+        rina_rtt.push(rtt(dir, rtt_count, Some(run)));
         eprintln!(
             "run {run}: tcp {:.2} Gbit/s, rina {:.2} Gbit/s; rtt tcp {:.1} us, rina {:.1} us",
             tcp_tput[run], rina_tput[run], tcp_rtt[run], rina_rtt[run]
@@ -55,11 +81,11 @@ fn main() {
         "  64 B RTT    TCP {tr:.1} us   RINA/UDP shim {rr:.1} us   ratio {:.2}",
         rr / tr
     );
+}
 
-    http_section(&dir, runs, http_seconds as u64);
-
-    // Pass-through: a program doing only plain TCP under the interposer (rules loaded,
-    // none matching) against the same program without it.
+/// Pass-through: a program doing only plain TCP under the interposer (rules loaded,
+/// none matching) against the same program without it.
+fn passthrough_section(dir: &tempfile::TempDir, runs: usize, mib: usize) {
     let rules = pair(dir.path(), "unmatched").client;
     let (mut plain_c, mut pre_c, mut plain_t, mut pre_t) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
