@@ -312,6 +312,11 @@ impl NormalDif {
 
     /// Schedules another enrollment attempt with exponential back-off.
     pub(crate) fn schedule_retry(&mut self, now: Instant, why: String) {
+        tracing::info!(
+            "DIF {}: cannot join: {why}; trying again in {:?}",
+            self.name,
+            self.backoff
+        );
         self.enrolling = None;
         self.last_failure = Some(why);
         self.retry_at = Some(now + self.backoff);

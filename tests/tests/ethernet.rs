@@ -485,3 +485,44 @@ fn the_ethernet_demo_runs() {
         .unwrap_or(0);
     assert!(frames > 0, "{text}");
 }
+
+/// Nobody on the wire answers for the DIF: the client's connect fails with
+/// "Network is unreachable" within the bound, and the log says who did not answer.
+#[test]
+fn nobody_answering_is_a_clear_error() {
+    assert!(have("nc"));
+    let dir = temp_dir();
+    let hosts = Hosts::pair("eth-none");
+    let c = write_rules(
+        dir.path(),
+        "c.toml",
+        &member(false, &connect("10.9.0.1:5000", "x")),
+    );
+    let log = dir.path().join("c.log");
+    let start = std::time::Instant::now();
+    let out = hosts
+        .rina_run(
+            1,
+            &c,
+            &["nc", "-v", "-N", "10.9.0.1", "5000"],
+            Stdio::null(),
+            Stdio::null(),
+        )
+        .env("RINA_LOG", "info")
+        .env("RINA_LOG_FILE", &log)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("Network is unreachable"), "{err}");
+    assert!(
+        start.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        start.elapsed()
+    );
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        text.contains("no member of DIF net answered for net on interface eth0"),
+        "{text}"
+    );
+}
