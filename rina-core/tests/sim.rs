@@ -522,3 +522,185 @@ fn registrations_are_per_flow_kind() {
     })
     .unwrap();
 }
+
+/// The true shortest distances from every node of a graph (by node index).
+fn distances(n: usize, edges: &[(usize, usize)]) -> Vec<Vec<Option<usize>>> {
+    let mut adj = vec![Vec::new(); n];
+    for &(a, b) in edges {
+        adj[a].push(b);
+        adj[b].push(a);
+    }
+    (0..n)
+        .map(|s| {
+            let mut d = vec![None; n];
+            d[s] = Some(0);
+            let mut q = std::collections::VecDeque::from([s]);
+            while let Some(u) = q.pop_front() {
+                for &v in &adj[u] {
+                    if d[v].is_none() {
+                        d[v] = Some(d[u].unwrap() + 1);
+                        q.push_back(v);
+                    }
+                }
+            }
+            d
+        })
+        .collect()
+}
+
+/// Checks every member's forwarding table against the true topology: each reachable
+/// destination has an entry, and its next hop is a neighbour one step closer (so every
+/// path is a shortest path, hence loop-free). `Err` says which entry is wrong.
+fn check_tables(sim: &mut Sim, nodes: &[usize], edges: &[(usize, usize)]) -> Result<(), String> {
+    let dist = distances(nodes.len(), edges);
+    let addr: Vec<Address> = nodes
+        .iter()
+        .map(|&i| {
+            sim.node(i)
+                .ipcp
+                .address()
+                .ok_or(format!("node {i} not enrolled"))
+        })
+        .collect::<Result<_, _>>()?;
+    let index_of = |a: Address| addr.iter().position(|&x| x == a);
+    for (u, &node) in nodes.iter().enumerate() {
+        let ipcp = &sim.node(node).ipcp;
+        let via: std::collections::BTreeMap<rina_core::N1Port, Address> = ipcp
+            .neighbors()
+            .into_iter()
+            .map(|(p, _, a)| (p, a))
+            .collect();
+        for (d, _) in addr.iter().enumerate().filter(|&(d, _)| d != u) {
+            let Some(total) = dist[u][d] else { continue };
+            let port = ipcp
+                .forwarding_table()
+                .get(&addr[d])
+                .ok_or(format!("node {u} has no route to node {d}"))?;
+            let hop = via
+                .get(port)
+                .and_then(|&a| index_of(a))
+                .ok_or(format!("node {u}: route to {d} via an unknown port"))?;
+            if dist[hop][d] != Some(total - 1) {
+                return Err(format!(
+                    "node {u}: route to {d} ({total} hops) goes via {hop}, {:?} hops away",
+                    dist[hop][d]
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Builds a DIF over `edges` (node 0 bootstraps; each node enrolls over its first edge
+/// to an earlier node, the other edges are added once everybody is a member), and
+/// runs until every forwarding table matches the true shortest paths.
+fn converge(seed: u64, n: usize, edges: &[(usize, usize)]) -> (Sim, Vec<usize>) {
+    let mut sim = Sim::new(seed);
+    let nodes: Vec<usize> = (0..n)
+        .map(|i| sim.add_node(member(&format!("m{i}"), i == 0)))
+        .collect();
+    let mut later = Vec::new();
+    let mut joined = vec![false; n];
+    joined[0] = true;
+    for &(a, b) in edges {
+        let (new, old) = if a > b { (a, b) } else { (b, a) };
+        if !joined[new] && joined[old] {
+            joined[new] = true;
+            sim.link(nodes[new], nodes[old], LinkConfig::default());
+        } else {
+            later.push((a, b));
+        }
+    }
+    assert!(
+        joined.iter().all(|&j| j),
+        "seed {seed}: the edges must connect the graph in order"
+    );
+    let limit = rina_core::Instant::from_micros(600_000_000);
+    sim.run_until(limit, u64::MAX, |s| {
+        nodes.iter().all(|&i| s.node(i).ipcp.is_enrolled())
+    })
+    .unwrap_or_else(|e| panic!("seed {seed}: enrollment: {:#?}", e.trace));
+    for (a, b) in later {
+        sim.link(nodes[a], nodes[b], LinkConfig::default());
+    }
+    let mut last = Ok(());
+    let done = sim.run_until(limit, u64::MAX, |s| {
+        last = check_tables(s, &nodes, edges);
+        last.is_ok()
+    });
+    assert!(done.is_ok(), "seed {seed}, {n} members: {last:?}");
+    (sim, nodes)
+}
+
+/// Rings, meshes and random graphs up to 100 members converge to forwarding tables
+/// that match a brute-force shortest-path computation (so they are loop-free).
+#[test]
+fn routing_converges_to_shortest_paths() {
+    // A ring of 12 (each new member after the previous; the closing edge later).
+    let ring: Vec<(usize, usize)> = (1..12).map(|i| (i - 1, i)).chain([(11, 0)]).collect();
+    converge(1, 12, &ring);
+    // A 6x6 grid mesh.
+    let mut grid = Vec::new();
+    for r in 0..6 {
+        for c in 0..6 {
+            let i = r * 6 + c;
+            if c > 0 {
+                grid.push((i - 1, i));
+            }
+            if r > 0 {
+                grid.push((i - 6, i));
+            }
+        }
+    }
+    converge(2, 36, &grid);
+    // Random connected graphs up to 100 members: a random tree plus random chords.
+    for (seed, n) in seeds(4)
+        .into_iter()
+        .map(|s| (s, [30, 60, 80, 100][s as usize % 4]))
+    {
+        let mut rng = rina_core::rand::Rng::new(seed.wrapping_add(1000));
+        let mut edges: Vec<(usize, usize)> =
+            (1..n).map(|i| (rng.below(i as u64) as usize, i)).collect();
+        for _ in 0..n {
+            let (a, b) = (rng.below(n as u64) as usize, rng.below(n as u64) as usize);
+            if a != b && !edges.contains(&(a, b)) && !edges.contains(&(b, a)) {
+                edges.push((a, b));
+            }
+        }
+        converge(seed, n, &edges);
+    }
+}
+
+/// A ring of 16 loses a link (it goes dark: no goodbye): within the keepalive bound
+/// both ends withdraw it, and every table converges to the shortest paths of the ring
+/// without it; a new link between the two ends brings the tables back to the ring's.
+#[test]
+fn routes_heal_after_a_link_failure() {
+    let ring: Vec<(usize, usize)> = (1..16).map(|i| (i - 1, i)).chain([(15, 0)]).collect();
+    let (mut sim, nodes) = converge(3, 16, &ring);
+    // The link between members 7 and 8 is the 8th one created (index 7).
+    let broken = 7;
+    sim.set_link_up(broken, false);
+    let start = sim.now();
+    let without: Vec<(usize, usize)> = ring.iter().copied().filter(|&e| e != (7, 8)).collect();
+    let limit = start + Duration::from_secs(120);
+    let mut last = Ok(());
+    sim.run_until(limit, u64::MAX, |s| {
+        last = check_tables(s, &nodes, &without);
+        last.is_ok()
+    })
+    .unwrap_or_else(|_| panic!("no convergence after the failure: {last:?}"));
+    let took = sim.now() - start;
+    let bound = sim.node(nodes[7]).ipcp.liveness_bound();
+    assert!(
+        took <= bound + Duration::from_secs(1),
+        "took {took:?} (bound {bound:?})"
+    );
+    sim.link(nodes[8], nodes[7], LinkConfig::default());
+    let limit = sim.now() + Duration::from_secs(60);
+    sim.run_until(limit, u64::MAX, |s| {
+        last = check_tables(s, &nodes, &ring);
+        last.is_ok()
+    })
+    .unwrap_or_else(|_| panic!("no convergence after the repair: {last:?}"));
+}
