@@ -74,7 +74,11 @@ impl Shared {
 }
 
 /// Starts the runtime thread.
-pub(crate) fn spawn(config: Arc<Config>, program: &str) -> Result<Arc<Shared>, FlowError> {
+pub(crate) fn spawn(
+    config: Arc<Config>,
+    program: &str,
+    node: bool,
+) -> Result<Arc<Shared>, FlowError> {
     crate::log::init();
     let down = |what: &str, e: rustix::io::Errno| FlowError::RuntimeDown(format!("{what}: {e}"));
     let waker = eventfd(0, EventfdFlags::NONBLOCK | EventfdFlags::CLOEXEC)
@@ -87,13 +91,18 @@ pub(crate) fn spawn(config: Arc<Config>, program: &str) -> Result<Arc<Shared>, F
     let clock = std::time::Instant::now();
     let seed = seed();
     let stack = match Stack::build(&config, program, Instant::ZERO, seed) {
-        Ok(s) => s,
+        Ok(mut s) => {
+            s.node = node;
+            s
+        }
         // Another process with these rules holds the endpoints (a fork child's parent,
         // a second server of a pool): join as one more member, through it.
         Err(BuildError::EndpointInUse(e)) => {
             tracing::info!("{e}; joining through the member that holds it");
             let child = config.for_fork_child(std::process::id());
-            Stack::build(&child, program, Instant::ZERO, seed)?
+            let mut s = Stack::build(&child, program, Instant::ZERO, seed)?;
+            s.node = node;
+            s
         }
         Err(e) => return Err(e.into()),
     };

@@ -23,7 +23,20 @@ impl Handle {
     /// [`FlowError::RuntimeDown`] if a shim cannot be opened (port in use, no
     /// permission) or the thread cannot be started.
     pub fn start(config: Arc<Config>, program: &str) -> Result<Self, FlowError> {
-        let inner = driver::spawn(config.clone(), program)?;
+        Self::spawn(config, program, false)
+    }
+
+    /// Starts a node: a runtime with no application, a long-lived member of every DIF
+    /// of `config` that takes newcomers and relays (`rina node`). It joins at once.
+    ///
+    /// # Errors
+    /// As [`Handle::start`].
+    pub fn start_node(config: Arc<Config>, program: &str) -> Result<Self, FlowError> {
+        Self::spawn(config, program, true)
+    }
+
+    fn spawn(config: Arc<Config>, program: &str, node: bool) -> Result<Self, FlowError> {
+        let inner = driver::spawn(config.clone(), program, node)?;
         Ok(Self {
             inner,
             pid: std::process::id(),

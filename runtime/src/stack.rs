@@ -79,6 +79,8 @@ pub(crate) struct Stack {
     /// (shim, shim flow) -> N-1 port.
     pub(crate) by_shim_flow: BTreeMap<(usize, ShimFlowId), N1Port>,
     next_n1: u32,
+    /// A node (`rina node`): a long-lived member that takes newcomers in every DIF.
+    pub(crate) node: bool,
 }
 
 impl Stack {
@@ -258,12 +260,14 @@ impl Stack {
         }
     }
 
-    /// Member `dif` may take newcomers: it is enrolled, and it bootstrapped the DIF or
-    /// serves a name (a short-lived client is no good neighbour to enroll through).
+    /// Member `dif` may take newcomers: it is enrolled, and it bootstrapped the DIF,
+    /// serves a name, or is a node (a short-lived client is no good neighbour to enroll
+    /// through).
     /// Its Ethernet shims answer for the DIF's name from then on.
     pub(crate) fn offer_enrollment(&mut self, dif: usize) {
         let d = &self.difs[dif];
-        if !d.ipcp.is_enrolled() || !(d.enroll.is_none() || d.ipcp.has_registrations()) {
+        let long_lived = self.node || d.enroll.is_none() || d.ipcp.has_registrations();
+        if !d.ipcp.is_enrolled() || !long_lived {
             return;
         }
         let name = ApplicationName::new(d.name.clone());

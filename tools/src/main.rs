@@ -3,6 +3,8 @@
 //! - `rina run -c RULES [--lib PATH] -- PROGRAM ARGS...`: validates RULES, then runs
 //!   PROGRAM with the interposer preloaded and the rules named in its environment.
 //! - `rina check RULES`: validates RULES and says what they make a process do.
+//! - `rina node -c RULES`: runs a stack with no program under it (a relay, an enroller,
+//!   a bootstrap member) until SIGINT or SIGTERM, then says goodbye and exits.
 
 use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
@@ -45,6 +47,13 @@ enum Cmd {
         /// The rules file.
         rules: PathBuf,
     },
+    /// Run a member of the rules' DIFs with no program: it joins, relays and takes
+    /// newcomers until SIGINT or SIGTERM.
+    Node {
+        /// The rules file.
+        #[arg(short = 'c', long = "config", value_name = "RULES")]
+        config: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -64,7 +73,55 @@ fn main() -> ExitCode {
             lib,
             program,
         } => run(&rules, lib, &program),
+        Cmd::Node { config: rules } => node(&rules),
     }
+}
+
+fn node(rules: &Path) -> ExitCode {
+    let c = match config::load(rules) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("rina: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let (Some(iface), Some(false)) = (c.ethernet_interfaces().first(), config::has_net_raw()) {
+        let why = shims::eth::EthError::Permission {
+            interface: (*iface).to_owned(),
+        };
+        eprintln!("rina: {}: {why}", rules.display());
+        return ExitCode::from(1);
+    }
+    // SIGINT and SIGTERM are taken here, by sigwait: blocked before the runtime thread
+    // starts, so that it inherits the mask and never sees them.
+    // SAFETY: a signal set of our own, and the calling thread's mask.
+    let set = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    };
+    let difs: Vec<String> = c.difs.iter().map(|d| d.name.clone()).collect();
+    let handle = match runtime::Handle::start_node(std::sync::Arc::new(c), "node") {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("rina: cannot start: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    eprintln!(
+        "rina node {}: member of {}; SIGINT or SIGTERM stops it",
+        std::process::id(),
+        difs.join(", ")
+    );
+    let mut sig: libc::c_int = 0;
+    // SAFETY: waiting for one of the blocked signals of `set`.
+    unsafe { libc::sigwait(&set, &mut sig) };
+    eprintln!("rina node {}: stopping (signal {sig})", std::process::id());
+    handle.exit();
+    ExitCode::SUCCESS
 }
 
 fn run(rules: &Path, lib: Option<PathBuf>, program: &[OsString]) -> ExitCode {
