@@ -29,11 +29,13 @@ use crate::shim::ShimNotice;
 use crate::stack::{BuildError, Stack};
 
 mod keeper;
+mod mgmt;
 
 const TOKEN_WAKER: u64 = 0;
 const TOKEN_SHIM: u64 = 1 << 56;
 const TOKEN_FLOW: u64 = 2 << 56;
 const TOKEN_DATAGRAM: u64 = 3 << 56;
+const TOKEN_MGMT: u64 = 4 << 56;
 const TOKEN_MASK: u64 = (1 << 56) - 1;
 
 thread_local! {
@@ -123,8 +125,23 @@ pub(crate) fn spawn(
         )
         .map_err(|e| down("epoll", e))?;
     }
+    // The management socket: a stack that cannot serve one still runs.
+    let mgmt = mgmt::listener(std::process::id())
+        .inspect_err(|e| tracing::warn!("no management socket: {e}"))
+        .ok();
+    if let Some(m) = &mgmt {
+        epoll::add(
+            &epoll,
+            m,
+            epoll::EventData::new_u64(TOKEN_MGMT),
+            epoll::EventFlags::IN,
+        )
+        .map_err(|e| down("epoll", e))?;
+    }
     let mut driver = Driver {
         shared: shared.clone(),
+        program: program.to_owned(),
+        mgmt,
         epoll,
         clock,
         stack,
@@ -177,6 +194,10 @@ struct PendingListen {
 
 struct Driver {
     shared: Arc<Shared>,
+    /// The program's name, for reports.
+    program: String,
+    /// The management socket's listener.
+    mgmt: Option<OwnedFd>,
     epoll: OwnedFd,
     clock: std::time::Instant,
     stack: Stack,
@@ -252,6 +273,7 @@ impl Driver {
                 match token & !TOKEN_MASK {
                     TOKEN_WAKER if token == TOKEN_WAKER => self.take_commands(now),
                     TOKEN_SHIM => self.receive_shim(now, (token & TOKEN_MASK) as usize),
+                    TOKEN_MGMT => self.serve_mgmt(),
                     TOKEN_DATAGRAM => {
                         if let Some(f) = self.datagrams.get_mut(&token) {
                             let fl = ev.flags;

@@ -14,6 +14,7 @@ mod handle;
 mod log;
 pub mod pending;
 mod pump;
+pub mod report;
 mod shim;
 mod stack;
 

@@ -294,6 +294,18 @@ impl Shim {
         }
     }
 
+    /// Datagrams or frames the shim protocol dropped (malformed, unknown flow, wrong
+    /// sender, not ours).
+    pub(crate) fn protocol_dropped(&self) -> u64 {
+        match &self.link {
+            Link::Udp { proto, .. } => proto.counters().dropped,
+            Link::Eth { proto, .. } => {
+                let c = proto.counters();
+                c.malformed + c.unknown + c.not_ours + proto.shim_counters().dropped
+            }
+        }
+    }
+
     /// Where the link is, for messages.
     pub(crate) fn describe(&self) -> String {
         match &self.link {

@@ -257,6 +257,20 @@ pub fn tcp_port_in_use(port: u16) -> bool {
     !String::from_utf8_lossy(&out.stdout).trim().is_empty()
 }
 
+/// What `rina ctl PID --json` says of process `pid` (panics if it says nothing).
+pub fn ctl_json(pid: u32) -> serde_json::Value {
+    let out = Command::new(rina())
+        .args(["ctl", &pid.to_string(), "--json"])
+        .output()
+        .expect("rina ctl runs");
+    assert!(
+        out.status.success(),
+        "rina ctl {pid}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("rina ctl prints JSON")
+}
+
 /// Writes a rules file into `dir` and returns its path.
 pub fn rules(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);

@@ -108,6 +108,42 @@ fn nc_through_a_chain_of_three_relays() {
         std::fs::read(path("c.out")).unwrap() == down,
         "bytes to the client differ"
     );
+    // Every relay relayed, and `rina ctl` shows it: the middle one still has two
+    // neighbours (the server and the client at the ends said goodbye).
+    for (i, r) in relays.iter().enumerate() {
+        let state = ctl_json(r.pid());
+        let net = &state["difs"][0];
+        // 8 MiB each way in PDUs of about 64 KiB: at least 256 data PDUs.
+        let relayed = net["counters"]["pdus_relayed"].as_u64().unwrap();
+        assert!(relayed >= 256, "{state:#}");
+        let neighbours = net["neighbors"].as_array().unwrap().len();
+        assert_eq!(neighbours, if i == 1 { 2 } else { 1 }, "{state:#}");
+    }
+    let middle = ctl_json(relays[1].pid());
+    let net = &middle["difs"][0];
+    // The three relays are left.
+    assert_eq!(net["members"].as_array().unwrap().len(), 3, "{middle:#}");
+    assert_eq!(net["routes"].as_array().unwrap().len(), 2, "{middle:#}");
+    assert_eq!(middle["program"], "node");
+    let text = Command::new(rina())
+        .args(["ctl", &relays[1].pid().to_string()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    for want in [
+        "DIF net: member node.net|",
+        "neighbours:",
+        "routes:",
+        "directory:",
+        "relayed",
+    ] {
+        assert!(text.contains(want), "{want:?} missing in:\n{text}");
+    }
+    let list = Command::new(rina()).arg("ctl").output().unwrap();
+    let list = String::from_utf8_lossy(&list.stdout);
+    for r in &relays {
+        assert!(list.contains(&format!("{}  node", r.pid())), "{list}");
+    }
     // The nodes stop cleanly on SIGTERM.
     for mut r in relays {
         // SAFETY: SIGTERM to our own child.

@@ -5,6 +5,10 @@
 //! - `rina check RULES`: validates RULES and says what they make a process do.
 //! - `rina node -c RULES`: runs a stack with no program under it (a relay, an enroller,
 //!   a bootstrap member) until SIGINT or SIGTERM, then says goodbye and exits.
+//! - `rina ctl [PID] [--json]`: the processes of this host that run a stack, or what
+//!   one of them knows (members, neighbours, routes, directory, flows, counters).
+
+mod ctl;
 
 use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
@@ -54,6 +58,14 @@ enum Cmd {
         #[arg(short = 'c', long = "config", value_name = "RULES")]
         config: PathBuf,
     },
+    /// List the processes here that run a stack, or show what one of them knows.
+    Ctl {
+        /// The process to show (default: list them all).
+        pid: Option<u32>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -74,6 +86,7 @@ fn main() -> ExitCode {
             program,
         } => run(&rules, lib, &program),
         Cmd::Node { config: rules } => node(&rules),
+        Cmd::Ctl { pid, json } => ctl::ctl(pid, json),
     }
 }
 

@@ -364,6 +364,20 @@ impl IpcProcess {
         &self.pft
     }
 
+    /// The members this member can reach, itself included (the link-state database
+    /// may still hold advertisements of members that left without a goodbye to it).
+    pub fn members(&self) -> Vec<Address> {
+        self.address
+            .into_iter()
+            .chain(self.pft.keys().copied())
+            .collect()
+    }
+
+    /// The names registered at this member.
+    pub fn registrations(&self) -> Vec<ApplicationName> {
+        self.registered.keys().cloned().collect()
+    }
+
     /// Enrolled neighbours: N-1 port, name and address.
     pub fn neighbors(&self) -> Vec<(N1Port, ApplicationName, Address)> {
         self.neighbors

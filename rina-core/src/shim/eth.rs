@@ -212,6 +212,11 @@ impl EthShim {
         self.counters
     }
 
+    /// Counters of the flow protocol.
+    pub fn shim_counters(&self) -> super::ShimCounters {
+        self.shim.counters()
+    }
+
     /// Answers resolve requests for `name`, and accepts shim flows to it.
     pub fn register(&mut self, name: ApplicationName) {
         self.shim.register(name.clone());

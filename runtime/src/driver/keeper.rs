@@ -128,11 +128,18 @@ impl Driver {
             alive: AtomicBool::new(true),
         });
         std::mem::forget(std::mem::replace(&mut self.shared, fresh));
+        // The management socket was the exiting process's: the keeper has its own.
+        std::mem::forget(self.mgmt.take());
+        self.mgmt = super::mgmt::listener(std::process::id()).ok();
         // A fresh epoll instance, not shared with the exiting process.
         match epoll::create(epoll::CreateFlags::CLOEXEC) {
             Ok(ep) => {
                 let waker = epoll::EventData::new_u64(super::TOKEN_WAKER);
                 let _ = epoll::add(&ep, &self.shared.waker, waker, epoll::EventFlags::IN);
+                if let Some(m) = &self.mgmt {
+                    let data = epoll::EventData::new_u64(super::TOKEN_MGMT);
+                    let _ = epoll::add(&ep, m, data, epoll::EventFlags::IN);
+                }
                 for (i, s) in self.stack.shims.iter().enumerate() {
                     let data = epoll::EventData::new_u64(TOKEN_SHIM | i as u64);
                     let _ = epoll::add(&ep, s.fd(), data, epoll::EventFlags::IN);

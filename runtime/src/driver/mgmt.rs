@@ -1,0 +1,160 @@
+//! The management socket (DESIGN.md D8): the runtime answers every connection with
+//! its [`Report`] as JSON, then closes it. See `report.rs`.
+
+use std::os::fd::OwnedFd;
+
+use rustix::net::{self, AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+
+use super::Driver;
+use crate::report::{
+    mgmt_address, CountersReport, DifReport, DirectoryReport, FlowReport, NeighborReport, Report,
+    RouteReport, ShimReport,
+};
+
+/// A nonblocking listener at this process's management address.
+pub(super) fn listener(pid: u32) -> rustix::io::Result<OwnedFd> {
+    let sock = net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::STREAM,
+        SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
+        None,
+    )?;
+    net::bind(
+        &sock,
+        &SocketAddrUnix::new_abstract_name(mgmt_address(pid).as_bytes())?,
+    )?;
+    net::listen(&sock, 16)?;
+    Ok(sock)
+}
+
+impl Driver {
+    /// Answers every waiting connection.
+    pub(super) fn serve_mgmt(&mut self) {
+        let Some(l) = &self.mgmt else { return };
+        while let Ok(c) = net::accept_with(l, SocketFlags::NONBLOCK | SocketFlags::CLOEXEC) {
+            let text = serde_json::to_vec(&self.report()).unwrap_or_default();
+            // A report is a few kilobytes: it fits the socket's buffer (raised first);
+            // a client too slow to take it gets what fit.
+            let _ = net::sockopt::set_socket_send_buffer_size(&c, text.len() + 4096);
+            let mut sent = 0;
+            while sent < text.len() {
+                match rustix::io::write(&c, &text[sent..]) {
+                    Ok(n) if n > 0 => sent += n,
+                    Err(rustix::io::Errno::INTR) => {}
+                    _ => break,
+                }
+            }
+        }
+    }
+
+    /// The state of this stack.
+    pub(super) fn report(&self) -> Report {
+        let shims = self
+            .stack
+            .shims
+            .iter()
+            .map(|s| ShimReport {
+                name: s.name.clone(),
+                link: s.describe(),
+                max_sdu: s.max_sdu(),
+                dropped: s.dropped + s.protocol_dropped(),
+            })
+            .collect();
+        let difs = self
+            .stack
+            .difs
+            .iter()
+            .map(|d| {
+                let ipcp = &d.ipcp;
+                let neighbors: Vec<NeighborReport> = ipcp
+                    .neighbors()
+                    .into_iter()
+                    .map(|(port, name, a)| NeighborReport {
+                        port: port.0,
+                        name: name.to_string(),
+                        address: a.0,
+                    })
+                    .collect();
+                let routes = ipcp
+                    .forwarding_table()
+                    .iter()
+                    .map(|(dst, port)| RouteReport {
+                        destination: dst.0,
+                        next_hop: neighbors
+                            .iter()
+                            .find(|n| n.port == port.0)
+                            .map(|n| n.address),
+                        port: port.0,
+                    })
+                    .collect();
+                let mut directory: Vec<DirectoryReport> = Vec::new();
+                for (app, a) in ipcp.directory().live() {
+                    let app = app.to_string();
+                    match directory.last_mut() {
+                        Some(e) if e.app == app => e.members.push(a.0),
+                        _ => directory.push(DirectoryReport {
+                            app,
+                            members: vec![a.0],
+                        }),
+                    }
+                }
+                let flows = ipcp
+                    .flows()
+                    .into_iter()
+                    .map(|f| {
+                        let stats = ipcp.flow_stats(f.port);
+                        FlowReport {
+                            port: f.port.0,
+                            local_app: f.local_app.to_string(),
+                            remote_app: f.remote_app.to_string(),
+                            remote_address: f.remote_addr.map(|a| a.0),
+                            state: f.state.to_owned(),
+                            pdus_sent: stats.as_ref().map_or(0, |s| s.pdus_sent),
+                            pdus_retransmitted: stats.as_ref().map_or(0, |s| s.pdus_retransmitted),
+                            pdus_received: stats.as_ref().map_or(0, |s| s.pdus_received),
+                            srtt_us: stats.and_then(|s| s.srtt).map(|t| t.as_micros() as u64),
+                        }
+                    })
+                    .collect();
+                let c = ipcp.counters();
+                DifReport {
+                    name: d.name.clone(),
+                    member: ipcp.config().name.to_string(),
+                    address: ipcp.address().map(|a| a.0),
+                    enrolled: ipcp.is_enrolled(),
+                    last_failure: d.last_failure.clone(),
+                    over: d
+                        .shims
+                        .iter()
+                        .map(|&s| self.stack.shims[s].name.clone())
+                        .collect(),
+                    neighbors,
+                    members: ipcp.members().into_iter().map(|a| a.0).collect(),
+                    routes,
+                    directory,
+                    registered: ipcp
+                        .registrations()
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect(),
+                    flows,
+                    counters: CountersReport {
+                        pdus_in: c.pdus_in,
+                        pdus_out: c.pdus_out,
+                        pdus_relayed: c.pdus_relayed,
+                        pdus_malformed: c.pdus_malformed,
+                        pdus_dropped: c.pdus_dropped,
+                    },
+                }
+            })
+            .collect();
+        Report {
+            pid: std::process::id(),
+            program: self.program.clone(),
+            keeper: self.keeper.is_some(),
+            shims,
+            difs,
+            app_flows: self.flows.len() + self.datagrams.len(),
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! What a running stack says about itself (DESIGN.md D8): the report its management
+//! socket serves and `rina ctl` shows, as plain data with a JSON form.
+//!
+//! Each process with a runtime listens on the abstract AF_UNIX address
+//! [`mgmt_address`]`(pid)`; a client connects, reads the report (JSON) to the end of
+//! the stream, and closes. The socket is found through `/proc/net/unix`
+//! ([`list_processes`]).
+
+use serde::{Deserialize, Serialize};
+
+/// Everything a process's stack reports.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// The process.
+    pub pid: u32,
+    /// The program's name (or `node`).
+    pub program: String,
+    /// True in a keeper process (the stack of a program that exited or exec'd).
+    pub keeper: bool,
+    /// The shim DIFs.
+    pub shims: Vec<ShimReport>,
+    /// The normal DIFs.
+    pub difs: Vec<DifReport>,
+    /// Flows carried for the application (stream and datagram).
+    pub app_flows: usize,
+}
+
+/// One shim DIF.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ShimReport {
+    /// The DIF's name.
+    pub name: String,
+    /// Where its link is (`UDP 127.0.0.1:7000`, `interface eth0`).
+    pub link: String,
+    /// The largest SDU its flows carry.
+    pub max_sdu: usize,
+    /// Datagrams or frames dropped by the link (not ours, truncated).
+    pub dropped: u64,
+}
+
+/// One member of a normal DIF.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DifReport {
+    /// The DIF's name.
+    pub name: String,
+    /// This member's IPC process name.
+    pub member: String,
+    /// Its address, once enrolled.
+    pub address: Option<u32>,
+    /// True once it is a member.
+    pub enrolled: bool,
+    /// Why the last attempt to join failed, if it did.
+    pub last_failure: Option<String>,
+    /// The shims it is over.
+    pub over: Vec<String>,
+    /// Its neighbours (adjacencies).
+    pub neighbors: Vec<NeighborReport>,
+    /// Every member it knows of.
+    pub members: Vec<u32>,
+    /// The forwarding table: destination -> next hop.
+    pub routes: Vec<RouteReport>,
+    /// The directory: application -> members.
+    pub directory: Vec<DirectoryReport>,
+    /// Names registered here.
+    pub registered: Vec<String>,
+    /// Its flows.
+    pub flows: Vec<FlowReport>,
+    /// PDU counters.
+    pub counters: CountersReport,
+}
+
+/// A neighbour.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NeighborReport {
+    /// Its N-1 port here.
+    pub port: u32,
+    /// Its IPC process name.
+    pub name: String,
+    /// Its address.
+    pub address: u32,
+}
+
+/// A route.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RouteReport {
+    /// The destination member.
+    pub destination: u32,
+    /// The neighbour it goes through (its address).
+    pub next_hop: Option<u32>,
+    /// The N-1 port it leaves on.
+    pub port: u32,
+}
+
+/// A directory entry.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DirectoryReport {
+    /// The application.
+    pub app: String,
+    /// The members where it is registered.
+    pub members: Vec<u32>,
+}
+
+/// A flow.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FlowReport {
+    /// Its port-id.
+    pub port: u32,
+    /// The local application.
+    pub local_app: String,
+    /// The remote application.
+    pub remote_app: String,
+    /// The remote member.
+    pub remote_address: Option<u32>,
+    /// `allocating`, `up`, `closing`.
+    pub state: String,
+    /// DT PDUs sent (retransmissions included).
+    pub pdus_sent: u64,
+    /// DT PDUs retransmitted.
+    pub pdus_retransmitted: u64,
+    /// DT PDUs received.
+    pub pdus_received: u64,
+    /// Smoothed round trip, µs.
+    pub srtt_us: Option<u64>,
+}
+
+/// PDU counters of a member.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CountersReport {
+    /// Received on N-1 ports.
+    pub pdus_in: u64,
+    /// Sent on N-1 ports.
+    pub pdus_out: u64,
+    /// Relayed to another member.
+    pub pdus_relayed: u64,
+    /// Malformed.
+    pub pdus_malformed: u64,
+    /// Dropped (no route, TTL, no such connection).
+    pub pdus_dropped: u64,
+}
+
+/// The abstract address of process `pid`'s management socket (no leading NUL).
+pub fn mgmt_address(pid: u32) -> String {
+    format!("rina-mgmt/{pid}")
+}
+
+/// The processes with a stack in this network namespace (from `/proc/net/unix`).
+pub fn list_processes() -> Vec<u32> {
+    let Ok(t) = std::fs::read_to_string("/proc/net/unix") else {
+        return Vec::new();
+    };
+    let mut pids: Vec<u32> = t
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().nth(7))
+        .filter_map(|p| p.strip_prefix("@rina-mgmt/"))
+        .filter_map(|p| p.parse().ok())
+        .collect();
+    pids.sort_unstable();
+    pids.dedup();
+    pids
+}
+
+/// Fetches the report of process `pid`.
+///
+/// # Errors
+/// The process has no management socket here, or its answer does not parse.
+pub fn fetch(pid: u32) -> Result<Report, String> {
+    use std::io::Read;
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr, UnixStream};
+    let addr =
+        SocketAddr::from_abstract_name(mgmt_address(pid).as_bytes()).map_err(|e| e.to_string())?;
+    let mut s = UnixStream::connect_addr(&addr)
+        .map_err(|e| format!("process {pid} runs no stack here ({e})"))?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .map_err(|e| e.to_string())?;
+    let mut text = String::new();
+    s.read_to_string(&mut text)
+        .map_err(|e| format!("process {pid}: {e}"))?;
+    serde_json::from_str(&text).map_err(|e| format!("process {pid}: bad report: {e}"))
+}

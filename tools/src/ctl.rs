@@ -1,0 +1,160 @@
+//! `rina ctl`: the stacks running on this host (in this network namespace), and what
+//! one of them knows, read from each process's management socket
+//! (`runtime::report`).
+
+use std::fmt::Write as _;
+use std::process::ExitCode;
+
+use runtime::report::{self, Report};
+
+/// `rina ctl [PID] [--json]`.
+pub fn ctl(pid: Option<u32>, json: bool) -> ExitCode {
+    match pid {
+        Some(pid) => match report::fetch(pid) {
+            Ok(r) if json => {
+                println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+                ExitCode::SUCCESS
+            }
+            Ok(r) => {
+                print!("{}", show(&r));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("rina ctl: {e}");
+                ExitCode::from(1)
+            }
+        },
+        None => {
+            let reports: Vec<Report> = report::list_processes()
+                .into_iter()
+                .filter_map(|p| report::fetch(p).ok())
+                .collect();
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&reports).unwrap_or_default()
+                );
+            } else if reports.is_empty() {
+                println!("no process runs a RINA stack here");
+            } else {
+                for r in &reports {
+                    println!("{}", summary(r));
+                }
+            }
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+/// One line per process.
+fn summary(r: &Report) -> String {
+    let mut s = format!(
+        "{:>7}  {}{}",
+        r.pid,
+        r.program,
+        if r.keeper { " (keeper)" } else { "" }
+    );
+    for d in &r.difs {
+        let at = d
+            .address
+            .map_or_else(|| "not enrolled".to_owned(), |a| format!("address {a}"));
+        let _ = write!(
+            s,
+            "  {}: {at}, {} neighbours, {} members",
+            d.name,
+            d.neighbors.len(),
+            d.members.len()
+        );
+    }
+    let _ = write!(s, ", {} application flows", r.app_flows);
+    s
+}
+
+/// Everything about one process.
+fn show(r: &Report) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "process {} ({}){}",
+        r.pid,
+        r.program,
+        if r.keeper { ", a keeper" } else { "" }
+    );
+    for sh in &r.shims {
+        let _ = writeln!(
+            s,
+            "shim DIF {}: {}, largest SDU {} bytes, {} dropped",
+            sh.name, sh.link, sh.max_sdu, sh.dropped
+        );
+    }
+    for d in &r.difs {
+        let state = match (d.enrolled, d.address) {
+            (true, Some(a)) => format!("address {a}"),
+            _ => format!(
+                "not enrolled{}",
+                d.last_failure
+                    .as_ref()
+                    .map_or(String::new(), |f| format!(" ({f})"))
+            ),
+        };
+        let _ = writeln!(
+            s,
+            "DIF {}: member {}, {state}, over {}",
+            d.name,
+            d.member,
+            d.over.join(", ")
+        );
+        let _ = writeln!(s, "  neighbours:");
+        for n in &d.neighbors {
+            let _ = writeln!(
+                s,
+                "    {} (address {}) on port {}",
+                n.name, n.address, n.port
+            );
+        }
+        let members: Vec<String> = d.members.iter().map(u32::to_string).collect();
+        let _ = writeln!(s, "  members: {}", members.join(" "));
+        let _ = writeln!(s, "  routes:");
+        for rt in &d.routes {
+            let hop = rt
+                .next_hop
+                .map_or_else(|| "?".to_owned(), |h| h.to_string());
+            let _ = writeln!(s, "    {} via {hop} (port {})", rt.destination, rt.port);
+        }
+        let _ = writeln!(s, "  directory:");
+        for e in &d.directory {
+            let at: Vec<String> = e.members.iter().map(u32::to_string).collect();
+            let _ = writeln!(s, "    {} at {}", e.app, at.join(", "));
+        }
+        if !d.registered.is_empty() {
+            let _ = writeln!(s, "  registered here: {}", d.registered.join(", "));
+        }
+        let _ = writeln!(s, "  flows:");
+        for f in &d.flows {
+            let at = f
+                .remote_address
+                .map_or_else(String::new, |a| format!(" at {a}"));
+            let rtt = f
+                .srtt_us
+                .map_or_else(String::new, |t| format!(", srtt {t} us"));
+            let _ = writeln!(
+                s,
+                "    port {}: {} -> {}{at}, {}, {} PDUs sent ({} retransmitted), {} received{rtt}",
+                f.port,
+                f.local_app,
+                f.remote_app,
+                f.state,
+                f.pdus_sent,
+                f.pdus_retransmitted,
+                f.pdus_received
+            );
+        }
+        let c = d.counters;
+        let _ = writeln!(
+            s,
+            "  counters: {} PDUs in, {} out, {} relayed, {} malformed, {} dropped",
+            c.pdus_in, c.pdus_out, c.pdus_relayed, c.pdus_malformed, c.pdus_dropped
+        );
+    }
+    s
+}
