@@ -26,7 +26,7 @@ use crate::config::Config;
 use crate::datagram::{self, DatagramFlow};
 use crate::pump::AppFlow;
 use crate::shim::ShimNotice;
-use crate::stack::{BuildError, Stack};
+use crate::stack::{BuildError, KeepState, Stack};
 
 mod keeper;
 mod mgmt;
@@ -324,12 +324,14 @@ impl Driver {
         if let Some((deadline, _)) = &self.exiting {
             t = rina_core::time::earliest(t, Some(*deadline));
         }
+        t = rina_core::time::earliest(t, self.stack.keep_deadline());
         rina_core::time::earliest(t, self.keeper_deadline())
     }
 
     /// Timers, then work until nothing moves (bounded, so commands and I/O get turns).
     fn turn(&mut self, now: Instant) {
         self.stack.start_enrollments(now);
+        self.stack.maintain_adjacencies(now);
         for s in &mut self.stack.shims {
             s.handle_timeout(now);
         }
@@ -510,21 +512,34 @@ impl Driver {
                 };
                 match ev {
                     ShimEvent::Allocated { id } => {
-                        let Some(dif) = self
+                        let enrolling = self
                             .stack
                             .difs
                             .iter()
-                            .position(|d| d.enrolling == Some((shim, id)))
-                        else {
-                            self.stack.shims[shim].deallocate(id);
-                            continue;
+                            .position(|d| d.enrolling == Some((shim, id)));
+                        let (dif, keep) = match (enrolling, self.stack.keep_allocating(shim, id)) {
+                            // The adjacency enrolled through is the first one kept.
+                            (Some(dif), _) => {
+                                (dif, self.stack.difs[dif].enroll.as_ref().map(|_| 0))
+                            }
+                            (None, Some((dif, k))) => (dif, Some(k)),
+                            (None, None) => {
+                                self.stack.shims[shim].deallocate(id);
+                                continue;
+                            }
                         };
                         let port = self.stack.bind_n1(dif, shim, id);
                         let mtu = self.stack.shims[shim].max_sdu();
                         let d = &mut self.stack.difs[dif];
+                        if let Some(k) = keep.and_then(|k| d.keep.get_mut(k)) {
+                            k.state = KeepState::Up(port);
+                        }
                         d.ipcp.add_n1_port(now, port, mtu, true);
                     }
                     ShimEvent::AllocationFailed { id, refused } => {
+                        if self.stack.keep_failed(now, shim, id) {
+                            continue;
+                        }
                         if let Some(d) = self
                             .stack
                             .difs
@@ -607,11 +622,17 @@ impl Driver {
                 self.fail_pending(now);
             }
             Event::NeighborUp { port, name } => {
-                tracing::info!("neighbour {name} up on N-1 port {port}")
+                tracing::info!("neighbour {name} up on N-1 port {port}");
+                self.stack.keep_up(dif, port);
             }
             Event::NeighborLost { port } => {
                 tracing::info!("neighbour on N-1 port {port} lost");
                 self.stack.release_n1(port);
+                // A kept adjacency (the one enrolled through among them) is set up
+                // again by `maintain_adjacencies`.
+                if self.stack.keep_lost(now, dif, port) {
+                    return;
+                }
                 let d = &mut self.stack.difs[dif];
                 // An enrollee that lost its way into the DIF tries again (D7).
                 if d.enroll.is_some()

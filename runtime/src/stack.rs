@@ -48,6 +48,32 @@ pub(crate) struct EnrollPlan {
     pub(crate) peer: PeerRef,
 }
 
+/// An adjacency this member keeps: set up once it is a member (the one it enrolled
+/// through is up from the start), and set up again with back-off whenever it is lost.
+#[derive(Debug)]
+pub(crate) struct Keep {
+    pub(crate) plan: EnrollPlan,
+    pub(crate) state: KeepState,
+    pub(crate) retry_at: Instant,
+    pub(crate) backoff: Duration,
+}
+
+/// Where a kept adjacency stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum KeepState {
+    /// Not up; try at `retry_at`.
+    Down,
+    /// The neighbour's name is being resolved.
+    Resolving,
+    /// The shim flow is being allocated.
+    Allocating(ShimFlowId),
+    /// Up on this N-1 port.
+    Up(N1Port),
+}
+
+const KEEP_BACKOFF: Duration = Duration::from_millis(500);
+const KEEP_BACKOFF_MAX: Duration = Duration::from_secs(30);
+
 /// A normal DIF: its IPC process and its N-1 ports.
 #[derive(Debug)]
 pub(crate) struct NormalDif {
@@ -60,6 +86,8 @@ pub(crate) struct NormalDif {
     pub(crate) resolving: bool,
     /// The shims this DIF is over.
     pub(crate) shims: Vec<usize>,
+    /// Adjacencies kept: the one enrolled through first (if any), then `neighbors`.
+    pub(crate) keep: Vec<Keep>,
     /// When to try enrolling again, and the back-off that follows.
     pub(crate) retry_at: Option<Instant>,
     pub(crate) backoff: Duration,
@@ -166,27 +194,17 @@ impl Stack {
                             None
                         }
                         Join::Enroll { via, neighbor } => {
-                            let shim = *shim_index.get(via).ok_or_else(|| {
-                                FlowError::RuntimeDown(format!(
-                                    "DIF {:?}: no shim {via:?}",
-                                    dif.name
-                                ))
-                            })?;
-                            let peer = match neighbor {
-                                Neighbor::Endpoint(a) => PeerRef::Udp(*a),
-                                Neighbor::Name(p) => match stack.shims[shim].udp_peer(p) {
-                                    Some(a) => PeerRef::Udp(a),
-                                    None => PeerRef::Name(p.parse().map_err(|e| {
-                                        FlowError::RuntimeDown(format!(
-                                            "DIF {:?}: neighbour {p:?}: {e}",
-                                            dif.name
-                                        ))
-                                    })?),
-                                },
-                            };
-                            Some(EnrollPlan { shim, peer })
+                            Some(stack.plan(&dif.name, &shim_index, via, neighbor)?)
                         }
                     };
+                    let mut keep: Vec<Keep> = enroll
+                        .iter()
+                        .map(|plan| Keep::new(plan.clone(), now))
+                        .collect();
+                    for (via, neighbor) in &n.neighbors {
+                        let plan = stack.plan(&dif.name, &shim_index, via, neighbor)?;
+                        keep.push(Keep::new(plan, now));
+                    }
                     // Peers reach this member's IPC process through each shim by its own
                     // name and by the DIF's name; on Ethernet, where any member answering
                     // for the DIF's name may be picked to enroll through, only once it can
@@ -206,6 +224,7 @@ impl Stack {
                         enrolling: None,
                         resolving: false,
                         shims,
+                        keep,
                         backoff: Duration::from_millis(500),
                         last_failure: None,
                         chunk: payload * (65536 / payload).max(1),
@@ -214,6 +233,29 @@ impl Stack {
             }
         }
         Ok(stack)
+    }
+
+    /// How DIF `dif` reaches `neighbor` through the shim DIF `via`.
+    fn plan(
+        &self,
+        dif: &str,
+        shim_index: &BTreeMap<String, usize>,
+        via: &str,
+        neighbor: &Neighbor,
+    ) -> Result<EnrollPlan, FlowError> {
+        let shim = *shim_index
+            .get(via)
+            .ok_or_else(|| FlowError::RuntimeDown(format!("DIF {dif:?}: no shim {via:?}")))?;
+        let peer = match neighbor {
+            Neighbor::Endpoint(a) => PeerRef::Udp(*a),
+            Neighbor::Name(p) => match self.shims[shim].udp_peer(p) {
+                Some(a) => PeerRef::Udp(a),
+                None => PeerRef::Name(p.parse().map_err(|e| {
+                    FlowError::RuntimeDown(format!("DIF {dif:?}: neighbour {p:?}: {e}"))
+                })?),
+            },
+        };
+        Ok(EnrollPlan { shim, peer })
     }
 
     /// A new N-1 port for a shim flow of `dif`.
@@ -285,7 +327,14 @@ impl Stack {
                 d.resolving = false;
                 d.retry_at = Some(now);
             }
+            for k in &mut d.keep {
+                if k.state == KeepState::Resolving && k.plan.waits_for(shim, name) {
+                    k.state = KeepState::Down;
+                    k.retry_at = now;
+                }
+            }
         }
+        self.maintain_adjacencies(now);
         self.start_enrollments(now);
     }
 
@@ -293,11 +342,115 @@ impl Stack {
     pub(crate) fn unresolved(&mut self, now: Instant, shim: usize, name: &ApplicationName) {
         let link = self.shims[shim].describe();
         for d in &mut self.difs {
+            for k in &mut d.keep {
+                if k.state == KeepState::Resolving && k.plan.waits_for(shim, name) {
+                    k.down(now);
+                }
+            }
             if d.resolving && d.enroll.as_ref().is_some_and(|p| p.waits_for(shim, name)) {
                 d.resolving = false;
                 let why = format!("no member of DIF {} answered for {name} on {link}", d.name);
                 d.schedule_retry(now, why);
             }
+        }
+    }
+}
+
+impl Keep {
+    fn new(plan: EnrollPlan, now: Instant) -> Self {
+        Self {
+            plan,
+            state: KeepState::Down,
+            retry_at: now,
+            backoff: KEEP_BACKOFF,
+        }
+    }
+
+    /// Down, to be tried again after the back-off (which grows).
+    fn down(&mut self, now: Instant) {
+        self.state = KeepState::Down;
+        self.retry_at = now + self.backoff;
+        self.backoff = (self.backoff * 2).min(KEEP_BACKOFF_MAX);
+    }
+}
+
+impl Stack {
+    /// Sets up every kept adjacency that is down and due, in the DIFs this process is
+    /// a member of.
+    pub(crate) fn maintain_adjacencies(&mut self, now: Instant) {
+        for d in &mut self.difs {
+            if !d.ipcp.is_enrolled() {
+                continue;
+            }
+            for k in &mut d.keep {
+                if k.state != KeepState::Down || now < k.retry_at {
+                    continue;
+                }
+                k.state = match self.shims[k.plan.shim].allocate(
+                    now,
+                    &k.plan.peer,
+                    d.ipcp.config().name.clone(),
+                    ApplicationName::new(d.name.clone()),
+                ) {
+                    Allocation::Started(id) => KeepState::Allocating(id),
+                    Allocation::Resolving => KeepState::Resolving,
+                };
+            }
+        }
+    }
+
+    /// When [`Stack::maintain_adjacencies`] has something to do next.
+    pub(crate) fn keep_deadline(&self) -> Option<Instant> {
+        self.difs
+            .iter()
+            .filter(|d| d.ipcp.is_enrolled())
+            .flat_map(|d| &d.keep)
+            .filter(|k| k.state == KeepState::Down)
+            .map(|k| k.retry_at)
+            .min()
+    }
+
+    /// The kept adjacency (DIF, index) whose shim flow `id` on `shim` is being made.
+    pub(crate) fn keep_allocating(&self, shim: usize, id: ShimFlowId) -> Option<(usize, usize)> {
+        self.difs.iter().enumerate().find_map(|(di, d)| {
+            d.keep
+                .iter()
+                .position(|k| k.plan.shim == shim && k.state == KeepState::Allocating(id))
+                .map(|ki| (di, ki))
+        })
+    }
+
+    /// The shim flow of a kept adjacency could not be made: try later.
+    pub(crate) fn keep_failed(&mut self, now: Instant, shim: usize, id: ShimFlowId) -> bool {
+        let Some((d, k)) = self.keep_allocating(shim, id) else {
+            return false;
+        };
+        self.difs[d].keep[k].down(now);
+        true
+    }
+
+    /// N-1 port `port` of DIF `dif` is gone: if it carried a kept adjacency, that one
+    /// is set up again after its back-off. False if no kept adjacency used it.
+    pub(crate) fn keep_lost(&mut self, now: Instant, dif: usize, port: N1Port) -> bool {
+        let keep = &mut self.difs[dif].keep;
+        match keep.iter_mut().find(|k| k.state == KeepState::Up(port)) {
+            Some(k) => {
+                k.down(now);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The neighbour on N-1 port `port` of DIF `dif` is up: its kept adjacency, if any,
+    /// starts its back-off afresh.
+    pub(crate) fn keep_up(&mut self, dif: usize, port: N1Port) {
+        if let Some(k) = self.difs[dif]
+            .keep
+            .iter_mut()
+            .find(|k| k.state == KeepState::Up(port))
+        {
+            k.backoff = KEEP_BACKOFF;
         }
     }
 }

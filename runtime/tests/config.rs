@@ -1141,3 +1141,33 @@ fn the_readme_ethernet_snippet_parses() {
     let c = parse_str(&text, Path::new("README.md")).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(c.ethernet_interfaces(), ["eth0"]);
 }
+
+/// `neighbors`: more adjacencies to keep, in the form of `enroll-via`.
+#[test]
+fn neighbors_to_keep() {
+    let c = ok(&format!(
+        "{HEAD}enroll-via = {{ neighbor = \"server\" }}\nneighbors = [{{ neighbor = \"127.0.0.1:7009\" }}, {{ dif = \"udp0\", neighbor = \"server\" }}]\n"
+    ));
+    let DifKind::Normal(n) = &c.difs[1].kind else {
+        panic!()
+    };
+    assert_eq!(
+        n.neighbors,
+        [
+            ("udp0".to_owned(), Neighbor::Endpoint(sa("127.0.0.1:7009"))),
+            ("udp0".to_owned(), Neighbor::Name("server".into()))
+        ]
+    );
+    assert_err(
+        &format!("{HEAD}bootstrap = true\nneighbors = [{{ neighbor = \"nobody\" }}]\n"),
+        12,
+        27,
+        "neither IP:PORT nor a peer",
+    );
+    assert_err(
+        "[[dif]]\nname = \"u\"\ntype = \"udp\"\nbind = \"127.0.0.1:1\"\nneighbors = []\n",
+        5,
+        13,
+        "does not apply",
+    );
+}

@@ -93,6 +93,8 @@ pub struct NormalDifConfig {
     pub ipcp_name: Option<ApplicationName>,
     /// How this member joins.
     pub join: Join,
+    /// More members to keep an adjacency with once enrolled: (lower DIF, neighbour).
+    pub neighbors: Vec<(String, Neighbor)>,
     /// Enrollment settings.
     pub enrollment_timeout: Duration,
     /// Interval between keepalives on each N-1 flow.

@@ -32,6 +32,9 @@
 //! #   neighbor: "ip:port" or a name from that shim's peers; over an Ethernet DIF, a name
 //! #   found by broadcast (a member's IPC process name; left out: any member of the DIF);
 //! #   `dif` may be left out when `over` names exactly one DIF
+//! neighbors = [{ neighbor = "127.0.0.1:7002" }]  # optional: more members to keep an
+//! #   adjacency with once a member (same form as enroll-via); each adjacency, the one
+//! #   enrolled through included, is set up again when lost, with back-off
 //! enrollment-timeout = "5s"        # optional; durations are "500ms", "5s", "2m"; default 5s
 //! keepalive-interval = "2s"        # default 2s
 //! keepalive-misses = 3             # default 3, 1..=1000
@@ -203,6 +206,7 @@ struct RawDif {
     bootstrap: Option<Spanned<bool>>,
     address: Option<Spanned<i64>>,
     enroll_via: Option<Spanned<RawEnroll>>,
+    neighbors: Option<Spanned<Vec<Spanned<RawEnroll>>>>,
     enrollment_timeout: Option<Spanned<String>>,
     keepalive_interval: Option<Spanned<String>>,
     keepalive_misses: Option<Spanned<i64>>,
@@ -508,6 +512,7 @@ impl Validator<'_> {
             (d.bootstrap.as_ref().map(Spanned::span), "bootstrap"),
             (d.address.as_ref().map(Spanned::span), "address"),
             (d.enroll_via.as_ref().map(Spanned::span), "enroll-via"),
+            (d.neighbors.as_ref().map(Spanned::span), "neighbors"),
             (
                 d.enrollment_timeout.as_ref().map(Spanned::span),
                 "enrollment-timeout",
@@ -681,43 +686,8 @@ impl Validator<'_> {
                     "enrolling (only a bootstrap member sets its address)",
                 )?;
                 let e_ref = e.get_ref();
-                let via = match &e_ref.dif {
-                    Some(v) => {
-                        if !names.contains(v.get_ref()) {
-                            return Err(self.error(
-                                v.span(),
-                                format!("`enroll-via.dif` {:?} is not in `over`", v.get_ref()),
-                            ));
-                        }
-                        v.get_ref().clone()
-                    }
-                    None if names.len() == 1 => names[0].clone(),
-                    None => {
-                        return Err(self.error(
-                            e.span(),
-                            "`enroll-via` needs `dif = ...` when `over` names several DIFs",
-                        ))
-                    }
-                };
-                let via_kind = earlier.iter().find(|x| x.name == via).map(|x| &x.kind);
-                let neighbor = match (via_kind, &e_ref.neighbor) {
-                    // Over Ethernet: a name resolved by broadcast; by default the DIF's
-                    // own name, which every member answers to.
-                    (Some(DifKind::Ethernet(_)), None) => Neighbor::Name(d.name.get_ref().clone()),
-                    (Some(DifKind::Ethernet(_)), Some(nb)) => {
-                        self.name(nb)?;
-                        Neighbor::Name(nb.get_ref().clone())
-                    }
-                    (_, None) => {
-                        return Err(self.error(
-                            e.span(),
-                            format!(
-                                "`enroll-via` over {via:?} needs `neighbor = \"IP:PORT\"` or a peer's name"
-                            ),
-                        ))
-                    }
-                    (kind, Some(nb)) => self.udp_neighbor(nb, &via, kind)?,
-                };
+                let (via, neighbor) =
+                    self.adjacency(d, &names, earlier, e_ref, e.span(), "enroll-via")?;
                 Join::Enroll { via, neighbor }
             }
             _ => {
@@ -748,10 +718,24 @@ impl Validator<'_> {
                 v as u32
             }
         };
+        let mut neighbors = Vec::new();
+        if let Some(list) = &d.neighbors {
+            for n in list.get_ref() {
+                neighbors.push(self.adjacency(
+                    d,
+                    &names,
+                    earlier,
+                    n.get_ref(),
+                    n.span(),
+                    "neighbors",
+                )?);
+            }
+        }
         Ok(NormalDifConfig {
             over: names,
             ipcp_name,
             join,
+            neighbors,
             enrollment_timeout,
             keepalive_interval,
             keepalive_misses,
@@ -792,6 +776,56 @@ impl Validator<'_> {
             Some(p) => Err(self.error(s.span(), format!("{:?}: {p}", s.get_ref()))),
             None => Ok(a),
         }
+    }
+
+    /// A neighbour named by `{ dif = ..., neighbor = ... }` (`key` is `enroll-via` or
+    /// `neighbors`): the lower DIF (which may be left out when `over` names one) and how
+    /// the neighbour is reached in it.
+    fn adjacency(
+        &self,
+        d: &RawDif,
+        names: &[String],
+        earlier: &[DifConfig],
+        e: &RawEnroll,
+        at: Range<usize>,
+        key: &str,
+    ) -> R<(String, Neighbor)> {
+        let via = match &e.dif {
+            Some(v) => {
+                if !names.contains(v.get_ref()) {
+                    return Err(self.error(
+                        v.span(),
+                        format!("`{key}.dif` {:?} is not in `over`", v.get_ref()),
+                    ));
+                }
+                v.get_ref().clone()
+            }
+            None if names.len() == 1 => names[0].clone(),
+            None => {
+                return Err(self.error(
+                    at,
+                    format!("`{key}` needs `dif = ...` when `over` names several DIFs"),
+                ))
+            }
+        };
+        let via_kind = earlier.iter().find(|x| x.name == via).map(|x| &x.kind);
+        let neighbor = match (via_kind, &e.neighbor) {
+            // Over Ethernet: a name resolved by broadcast; by default the DIF's own
+            // name, which every member that takes newcomers answers to.
+            (Some(DifKind::Ethernet(_)), None) => Neighbor::Name(d.name.get_ref().clone()),
+            (Some(DifKind::Ethernet(_)), Some(nb)) => {
+                self.name(nb)?;
+                Neighbor::Name(nb.get_ref().clone())
+            }
+            (_, None) => {
+                return Err(self.error(
+                    at,
+                    format!("`{key}` over {via:?} needs `neighbor = \"IP:PORT\"` or a peer's name"),
+                ))
+            }
+            (kind, Some(nb)) => self.udp_neighbor(nb, &via, kind)?,
+        };
+        Ok((via, neighbor))
     }
 
     /// A neighbour over a UDP shim: an endpoint of its family, or one of its peers.
