@@ -45,6 +45,7 @@ fn config(bind: SocketAddr, join: Join) -> Arc<Config> {
                     over: vec!["udp".into()],
                     ipcp_name: None,
                     join,
+                    neighbors: vec![],
                     enrollment_timeout: Duration::from_secs(3),
                     keepalive_interval: Duration::from_secs(1),
                     keepalive_misses: 3,
