@@ -526,3 +526,94 @@ fn nobody_answering_is_a_clear_error() {
         "{text}"
     );
 }
+
+/// A DIF whose members are joined by different shims: A --Ethernet-- B --UDP-- C. B (a
+/// `rina node` in host 0, over both) relays; nc from A (host 1) to C (host 0, over UDP
+/// on loopback), 2 MiB each way, byte-exact.
+#[test]
+fn a_dif_over_ethernet_and_udp() {
+    assert!(have("nc"));
+    let dir = temp_dir();
+    let hosts = Hosts::pair("eth-mixed");
+    let udp_b = free_udp_port();
+    let b_rules = write_rules(
+        dir.path(),
+        "b.toml",
+        &format!(
+            "[[dif]]\nname = \"eth\"\ntype = \"ethernet\"\ninterface = \"{IFACE}\"\n\n[[dif]]\nname = \"udp\"\ntype = \"udp\"\nbind = \"127.0.0.1:{udp_b}\"\n\n[[dif]]\nname = \"net\"\ntype = \"normal\"\nover = [\"eth\", \"udp\"]\nbootstrap = true\n"
+        ),
+    );
+    let c_rules = write_rules(
+        dir.path(),
+        "c.toml",
+        &format!(
+            "[[dif]]\nname = \"udp\"\ntype = \"udp\"\nbind = \"127.0.0.1:0\"\n\n[[dif]]\nname = \"net\"\ntype = \"normal\"\nover = [\"udp\"]\nenroll-via = {{ neighbor = \"127.0.0.1:{udp_b}\" }}\n\n{}",
+            listen("10.9.0.3:5000", "far")
+        ),
+    );
+    let a_rules = write_rules(
+        dir.path(),
+        "a.toml",
+        &member(false, &connect("10.9.0.3:5000", "far")),
+    );
+    let rina_path = rina();
+    let b_log = dir.path().join("b.log");
+    let mut b = Proc::spawn(
+        "rina node",
+        hosts
+            .command(
+                0,
+                &[
+                    rina_path.to_str().unwrap(),
+                    "node",
+                    "-c",
+                    b_rules.to_str().unwrap(),
+                ],
+            )
+            .env("RINA_LOG", "info")
+            .env("RINA_LOG_FILE", &b_log),
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || std::fs::read_to_string(&b_log)
+            .is_ok_and(|t| t.contains("enrolled in DIF net"))),
+        "B: {}",
+        b.kill_and_stderr()
+    );
+    let (up, down) = (random_bytes(2 << 20, 91), random_bytes(2 << 20, 92));
+    let f: Vec<PathBuf> = ["up", "down", "c.out", "a.out"]
+        .iter()
+        .map(|n| dir.path().join(n))
+        .collect();
+    std::fs::write(&f[0], &up).unwrap();
+    std::fs::write(&f[1], &down).unwrap();
+    let mut c = server(
+        &hosts,
+        0,
+        &c_rules,
+        &["nc", "-l", "10.9.0.3", "5000"],
+        stdin_from(&f[1]),
+        stdout_to(&f[2]),
+    );
+    let mut a = Proc::spawn(
+        "nc",
+        &mut hosts.rina_run(
+            1,
+            &a_rules,
+            &["nc", "-N", "10.9.0.3", "5000"],
+            stdin_from(&f[0]),
+            stdout_to(&f[3]),
+        ),
+    );
+    assert!(
+        a.expect_exit(Duration::from_secs(30)).success(),
+        "A: {}",
+        a.stderr()
+    );
+    assert!(
+        c.expect_exit(Duration::from_secs(30)).success(),
+        "C: {}",
+        c.stderr()
+    );
+    assert!(std::fs::read(&f[2]).unwrap() == up, "bytes to C differ");
+    assert!(std::fs::read(&f[3]).unwrap() == down, "bytes to A differ");
+}

@@ -117,6 +117,14 @@ impl Connection {
         self.cfg.max_pdu_size = n;
     }
 
+    /// Lowers the largest PDU to `n` if it is larger (see
+    /// [`set_max_pdu_size`](Self::set_max_pdu_size)).
+    pub fn limit_max_pdu_size(&mut self, n: usize) {
+        if n < self.cfg.max_pdu_size {
+            self.cfg.max_pdu_size = n;
+        }
+    }
+
     /// Payload bytes per PDU.
     fn payload_size(&self) -> usize {
         self.cfg.max_pdu_size.saturating_sub(PCI_LEN).max(1)

@@ -433,9 +433,30 @@ impl IpcProcess {
         Connection::new(cfg, local, remote, now)
     }
 
-    /// The largest PDU every N-1 port carries.
-    fn path_mtu(&self) -> Option<usize> {
+    /// Cuts every connection's PDUs to at most `max` bytes from now on.
+    pub(super) fn limit_pdu_size(&mut self, max: usize) {
+        for f in self.flows.values_mut() {
+            if let Some(c) = f.conn_mut() {
+                c.limit_max_pdu_size(max);
+            }
+        }
+    }
+
+    /// The largest PDU every N-1 port of this member carries.
+    pub(super) fn local_max_pdu(&self) -> Option<usize> {
         self.neighbors.values().map(|n| n.mgmt_mtu()).min()
+    }
+
+    /// The largest PDU of the DIF: what every N-1 port of every member carries (as
+    /// advertised), so that a PDU fits whatever path it takes, now or after a change
+    /// of routes.
+    pub(super) fn path_mtu(&self) -> Option<usize> {
+        let advertised = self
+            .lsdb
+            .all()
+            .filter(|l| l.max_pdu > 0)
+            .map(|l| l.max_pdu as usize);
+        self.local_max_pdu().into_iter().chain(advertised).min()
     }
 
     pub(super) fn on_flow_pdu(&mut self, now: Instant, pci: &Pci, payload: &[u8]) {

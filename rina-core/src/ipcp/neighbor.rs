@@ -247,6 +247,9 @@ impl IpcProcess {
         let lsa = Lsa {
             origin: me.0,
             seq: self.lsa_seq,
+            max_pdu: self
+                .local_max_pdu()
+                .map_or(0, |m| u32::try_from(m).unwrap_or(u32::MAX)),
             neighbors: self
                 .neighbors
                 .values()
@@ -285,6 +288,11 @@ impl IpcProcess {
             self.directory.purge_address(a);
         }
         self.pft = pft;
+        // A member with a smaller PDU limit may have joined: SDUs queued from now on
+        // are cut to fit the DIF's (PDUs already queued keep their size).
+        if let Some(m) = self.path_mtu() {
+            self.limit_pdu_size(m);
+        }
     }
 
     /// Queues `msg` on the management connection of every neighbour that is up,

@@ -102,6 +102,7 @@ mod tests {
         Lsa {
             origin,
             seq,
+            max_pdu: 0,
             neighbors: n.to_vec(),
         }
     }

@@ -1,6 +1,6 @@
 //! Management messages: enrollment, directory, routing, liveness and flow allocation.
 //!
-//! Encoding (version 1, network byte order): `version: u8`, `tag: u8`, then the body of
+//! Encoding (version 2, network byte order): `version: u8`, `tag: u8`, then the body of
 //! that message as written by [`MgmtMessage::encode`]. Names are four `str8` parts.
 //! Lists carry a `u16` count checked against the bytes left, so hostile counts cannot
 //! make the decoder allocate. Trailing bytes are an error.
@@ -17,7 +17,7 @@ use super::Error;
 use crate::name::ApplicationName;
 
 /// The management encoding version.
-pub const MGMT_VERSION: u8 = 1;
+pub const MGMT_VERSION: u8 = 2;
 
 /// One directory entry: `app` is registered at the member `address`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -39,6 +39,9 @@ pub struct Lsa {
     pub origin: u32,
     /// Version; the higher wins.
     pub seq: u64,
+    /// The largest PDU every N-1 port of the origin carries (0: not known). The DIF's
+    /// PDUs are no larger than the smallest of these, so that any path carries them.
+    pub max_pdu: u32,
     /// Addresses of the origin's enrolled neighbours.
     pub neighbors: Vec<u32>,
 }
@@ -243,6 +246,7 @@ impl MgmtMessage {
                 for l in lsas.iter().take(usize::from(u16::MAX)) {
                     w.u32(l.origin);
                     w.u64(l.seq);
+                    w.u32(l.max_pdu);
                     w.u16(l.neighbors.len().min(usize::from(u16::MAX)) as u16);
                     for n in l.neighbors.iter().take(usize::from(u16::MAX)) {
                         w.u32(*n);
@@ -331,6 +335,7 @@ impl MgmtMessage {
                 for _ in 0..n {
                     let origin = r.u32()?;
                     let seq = r.u64()?;
+                    let max_pdu = r.u32()?;
                     let k = r.count(4)?;
                     let mut neighbors = Vec::with_capacity(k);
                     for _ in 0..k {
@@ -339,6 +344,7 @@ impl MgmtMessage {
                     v.push(Lsa {
                         origin,
                         seq,
+                        max_pdu,
                         neighbors,
                     });
                 }
@@ -399,6 +405,7 @@ mod tests {
             MgmtMessage::LinkState(vec![Lsa {
                 origin: 1,
                 seq: 2,
+                max_pdu: 1486,
                 neighbors: vec![3, 4],
             }]),
             MgmtMessage::Keepalive,
@@ -419,8 +426,30 @@ mod tests {
     }
 
     #[test]
+    fn hand_written_link_state() {
+        #[rustfmt::skip]
+        let bytes = [
+            2, 6,                       // version 2, link state
+            0, 1,                       // one advertisement
+            0, 0, 0, 7,                 // origin 7
+            0, 0, 0, 0, 0, 0, 0, 3,     // seq 3
+            0, 0, 0x05, 0xce,           // largest PDU 1486
+            0, 2,                       // two neighbours
+            0, 0, 0, 1, 0, 0, 0, 9,     // 1 and 9
+        ];
+        let m = MgmtMessage::LinkState(vec![Lsa {
+            origin: 7,
+            seq: 3,
+            max_pdu: 1486,
+            neighbors: vec![1, 9],
+        }]);
+        assert_eq!(m.encode(), bytes);
+        assert_eq!(MgmtMessage::decode(&bytes).unwrap(), m);
+    }
+
+    #[test]
     fn hand_written_flow_response() {
-        let bytes = [1, 17, 1, 0, 0, 0, 11, 0, 0, 0, 12];
+        let bytes = [2, 17, 1, 0, 0, 0, 11, 0, 0, 0, 12];
         let m = MgmtMessage::FlowResponse {
             result: ResultCode::NoSuchName,
             src_cep: 11,
@@ -445,8 +474,9 @@ mod tests {
             long.push(0);
             assert_eq!(MgmtMessage::decode(&long), Err(Error::Trailing));
         }
-        assert_eq!(MgmtMessage::decode(&[2, 1]), Err(Error::Version(2)));
-        assert_eq!(MgmtMessage::decode(&[1, 99]), Err(Error::UnknownType(99)));
+        assert_eq!(MgmtMessage::decode(&[1, 1]), Err(Error::Version(1)));
+        assert_eq!(MgmtMessage::decode(&[3, 1]), Err(Error::Version(3)));
+        assert_eq!(MgmtMessage::decode(&[2, 99]), Err(Error::UnknownType(99)));
     }
 
     proptest::proptest! {
