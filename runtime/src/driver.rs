@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use rina_core::ipcp::{AllocError, Event};
-use rina_core::shim::ShimEvent;
 use rina_core::{Instant, PortId};
 use rustix::event::{epoll, eventfd, EventfdFlags};
 
@@ -25,11 +24,11 @@ use crate::api::{
 use crate::config::Config;
 use crate::datagram::{self, DatagramFlow};
 use crate::pump::AppFlow;
-use crate::shim::ShimNotice;
-use crate::stack::{BuildError, KeepState, Stack};
+use crate::stack::{BuildError, Stack};
 
 mod keeper;
 mod mgmt;
+mod n1;
 
 const TOKEN_WAKER: u64 = 0;
 const TOKEN_SHIM: u64 = 1 << 56;
@@ -345,6 +344,7 @@ impl Driver {
             let mut progress = self.handle_shim_events(now);
             progress |= self.handle_ipcp_events(now);
             progress |= self.pump_flows(now);
+            progress |= self.receive_lower_dif(now);
             progress |= self.flush(now);
             if !progress {
                 break;
@@ -450,7 +450,7 @@ impl Driver {
                 let kinds = rina_core::ipcp::FlowKinds::of(kind == FlowKind::Stream);
                 // Registering again behind a new target (the old one closed) is fine.
                 let _ = d.ipcp.register_for(now, l.req.app.clone(), kinds);
-                self.stack.offer_enrollment(l.dif);
+                self.stack.offer_enrollment(now, l.dif);
                 self.listeners
                     .insert((l.dif, l.req.app, kind), l.req.target);
                 l.reply.send(Ok(()));
@@ -466,119 +466,9 @@ impl Driver {
         }
     }
 
-    fn receive_shim(&mut self, now: Instant, shim: usize) {
-        // Bounded, so one busy link cannot starve the rest of the loop.
-        for _ in 0..256 {
-            let Some(s) = self.stack.shims.get_mut(shim) else {
-                return;
-            };
-            let (id, pdu) = match s.receive(now, &mut self.rx) {
-                Ok(Some(Some(r))) => r,
-                Ok(Some(None)) => continue,
-                Ok(None) => return,
-                Err(e) => {
-                    tracing::warn!("shim {}: receive failed: {e}", s.name);
-                    return;
-                }
-            };
-            if let Some(&port) = self.stack.by_shim_flow.get(&(shim, id)) {
-                if let Some(&(dif, _, _)) = self.stack.n1.get(&port) {
-                    self.stack.difs[dif]
-                        .ipcp
-                        .handle_pdu(now, port, &self.rx[pdu]);
-                }
-            }
-        }
-        // More may be waiting; come back after the rest of the loop has had a turn.
-        let _ = rustix::io::write(&self.shared.waker, &1u64.to_ne_bytes());
-    }
-
-    fn handle_shim_events(&mut self, now: Instant) -> bool {
-        let mut progress = false;
-        for shim in 0..self.stack.shims.len() {
-            while let Some(notice) = self.stack.shims[shim].poll_notice() {
-                progress = true;
-                let ev = match notice {
-                    ShimNotice::Flow(ev) => ev,
-                    ShimNotice::Resolved(name) => {
-                        self.stack.resolved(now, shim, &name);
-                        continue;
-                    }
-                    ShimNotice::Unresolved(name) => {
-                        self.stack.unresolved(now, shim, &name);
-                        self.fail_pending(now);
-                        continue;
-                    }
-                };
-                match ev {
-                    ShimEvent::Allocated { id } => {
-                        let enrolling = self
-                            .stack
-                            .difs
-                            .iter()
-                            .position(|d| d.enrolling == Some((shim, id)));
-                        let (dif, keep) = match (enrolling, self.stack.keep_allocating(shim, id)) {
-                            // The adjacency enrolled through is the first one kept.
-                            (Some(dif), _) => {
-                                (dif, self.stack.difs[dif].enroll.as_ref().map(|_| 0))
-                            }
-                            (None, Some((dif, k))) => (dif, Some(k)),
-                            (None, None) => {
-                                self.stack.shims[shim].deallocate(id);
-                                continue;
-                            }
-                        };
-                        let port = self.stack.bind_n1(dif, shim, id);
-                        let mtu = self.stack.shims[shim].max_sdu();
-                        let d = &mut self.stack.difs[dif];
-                        if let Some(k) = keep.and_then(|k| d.keep.get_mut(k)) {
-                            k.state = KeepState::Up(port);
-                        }
-                        d.ipcp.add_n1_port(now, port, mtu, true);
-                    }
-                    ShimEvent::AllocationFailed { id, refused } => {
-                        if self.stack.keep_failed(now, shim, id) {
-                            continue;
-                        }
-                        if let Some(d) = self
-                            .stack
-                            .difs
-                            .iter_mut()
-                            .find(|d| d.enrolling == Some((shim, id)))
-                        {
-                            let why = if refused {
-                                format!("the neighbour does not serve DIF {:?}", d.name)
-                            } else {
-                                "no answer from the neighbour".to_owned()
-                            };
-                            d.schedule_retry(now, why);
-                            self.fail_pending(now);
-                        }
-                    }
-                    ShimEvent::Incoming { id, local, .. } => {
-                        let Some(dif) = self.stack.dif_index(&local.process_name) else {
-                            self.stack.shims[shim].deallocate(id);
-                            continue;
-                        };
-                        let port = self.stack.bind_n1(dif, shim, id);
-                        let mtu = self.stack.shims[shim].max_sdu();
-                        self.stack.difs[dif].ipcp.add_n1_port(now, port, mtu, false);
-                    }
-                    ShimEvent::Deallocated { id } => {
-                        if let Some(port) = self.stack.by_shim_flow.remove(&(shim, id)) {
-                            if let Some((dif, _, _)) = self.stack.n1.remove(&port) {
-                                self.stack.difs[dif].ipcp.remove_n1_port(now, port);
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        progress
-    }
-
     /// Fails pending connects and listens of DIFs that cannot currently join.
     fn fail_pending(&mut self, now: Instant) {
+        self.stack.lower_failed(now);
         let keys: Vec<(usize, PortId)> = self.pending_connects.keys().copied().collect();
         for (dif, port) in keys {
             let d = &mut self.stack.difs[dif];
@@ -606,6 +496,9 @@ impl Driver {
     }
 
     fn on_ipcp_event(&mut self, now: Instant, dif: usize, ev: Event) {
+        if self.on_lower_dif_event(now, dif, &ev) {
+            return;
+        }
         match ev {
             Event::Enrolled { address } => {
                 let d = &mut self.stack.difs[dif];
@@ -613,11 +506,12 @@ impl Driver {
                 d.enrolling = None;
                 d.last_failure = None;
                 d.backoff = Duration::from_millis(500);
-                self.stack.offer_enrollment(dif);
+                self.stack.offer_enrollment(now, dif);
+                self.stack.lower_joined(now, dif);
                 self.expire_listens(now);
             }
             Event::EnrollmentFailed { port, reason } => {
-                self.stack.release_n1(port);
+                self.stack.release_n1(now, port);
                 self.stack.difs[dif].schedule_retry(now, reason);
                 self.fail_pending(now);
             }
@@ -627,7 +521,7 @@ impl Driver {
             }
             Event::NeighborLost { port } => {
                 tracing::info!("neighbour on N-1 port {port} lost");
-                self.stack.release_n1(port);
+                self.stack.release_n1(now, port);
                 // A kept adjacency (the one enrolled through among them) is set up
                 // again by `maintain_adjacencies`.
                 if self.stack.keep_lost(now, dif, port) {
@@ -869,24 +763,6 @@ impl Driver {
                 let _ = epoll::delete(&self.epoll, f.proxy.fd());
                 progress = true;
             }
-        }
-        progress
-    }
-
-    /// Sends every PDU and shim message that is ready.
-    fn flush(&mut self, now: Instant) -> bool {
-        let mut progress = false;
-        for dif in 0..self.stack.difs.len() {
-            while let Some(port) = self.stack.difs[dif].ipcp.poll_transmit(now, &mut self.tx) {
-                progress = true;
-                let Some(&(_, shim, id)) = self.stack.n1.get(&port) else {
-                    continue;
-                };
-                self.stack.shims[shim].send_pdu(id, &self.tx);
-            }
-        }
-        for s in &mut self.stack.shims {
-            progress |= s.flush();
         }
         progress
     }

@@ -51,7 +51,7 @@ pub struct DifReport {
     pub enrolled: bool,
     /// Why the last attempt to join failed, if it did.
     pub last_failure: Option<String>,
-    /// The shims it is over.
+    /// The DIFs it is over (shims or normal DIFs).
     pub over: Vec<String>,
     /// Its neighbours (adjacencies).
     pub neighbors: Vec<NeighborReport>,

@@ -48,11 +48,11 @@ pub(crate) enum PeerRef {
     Name(ApplicationName),
 }
 
-/// What asking for a shim flow to a peer gave.
+/// What asking for an N-1 flow to a peer gave.
 #[derive(Debug)]
-pub(crate) enum Allocation {
+pub(crate) enum Allocation<T = ShimFlowId> {
     /// The allocation started.
-    Started(ShimFlowId),
+    Started(T),
     /// The peer's name is being resolved: ask again after [`ShimNotice::Resolved`].
     Resolving,
 }

@@ -9,7 +9,7 @@ use rina_core::efcp::EfcpConfig;
 use rina_core::ipcp::{IpcProcess, IpcpConfig};
 use rina_core::shim::{ShimConfig, ShimFlowId};
 use rina_core::wire::PCI_LEN;
-use rina_core::{Address, ApplicationName, Instant, N1Port};
+use rina_core::{Address, ApplicationName, Instant, N1Port, PortId};
 use shims::eth::{EthError, EthLink};
 use shims::udp::UdpLink;
 
@@ -41,10 +41,39 @@ impl From<BuildError> for FlowError {
     }
 }
 
-/// How a normal DIF joins: through a shim, to a neighbour.
+/// What carries a normal DIF's N-1 flows: a shim DIF, or a normal DIF below it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Lower {
+    /// A shim DIF (index into `Stack::shims`).
+    Shim(usize),
+    /// A normal DIF (index into `Stack::difs`).
+    Dif(usize),
+}
+
+/// One N-1 flow, in the layer that carries it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum LowerFlow {
+    /// A shim flow.
+    Shim(usize, ShimFlowId),
+    /// A flow of a normal DIF below.
+    Dif(usize, PortId),
+}
+
+impl LowerFlow {
+    /// The layer.
+    pub(crate) fn lower(self) -> Lower {
+        match self {
+            Self::Shim(s, _) => Lower::Shim(s),
+            Self::Dif(d, _) => Lower::Dif(d),
+        }
+    }
+}
+
+/// How a normal DIF joins, or keeps an adjacency: through a lower layer, to a
+/// neighbour.
 #[derive(Clone, Debug)]
 pub(crate) struct EnrollPlan {
-    pub(crate) shim: usize,
+    pub(crate) lower: Lower,
     pub(crate) peer: PeerRef,
 }
 
@@ -65,8 +94,8 @@ pub(crate) enum KeepState {
     Down,
     /// The neighbour's name is being resolved.
     Resolving,
-    /// The shim flow is being allocated.
-    Allocating(ShimFlowId),
+    /// The N-1 flow is being allocated.
+    Allocating(LowerFlow),
     /// Up on this N-1 port.
     Up(N1Port),
 }
@@ -80,12 +109,13 @@ pub(crate) struct NormalDif {
     pub(crate) name: String,
     pub(crate) ipcp: IpcProcess,
     pub(crate) enroll: Option<EnrollPlan>,
-    /// The shim flow being allocated to enroll, if any.
-    pub(crate) enrolling: Option<(usize, ShimFlowId)>,
-    /// The neighbour's name is being resolved (Ethernet) before the shim flow.
+    /// The N-1 flow being allocated to enroll, if any.
+    pub(crate) enrolling: Option<LowerFlow>,
+    /// The neighbour is not reachable yet (its name being resolved on Ethernet, or the
+    /// DIF below not joined yet): the attempt goes on when it is.
     pub(crate) resolving: bool,
-    /// The shims this DIF is over.
-    pub(crate) shims: Vec<usize>,
+    /// The layers this DIF is over.
+    pub(crate) over: Vec<Lower>,
     /// Adjacencies kept: the one enrolled through first (if any), then `neighbors`.
     pub(crate) keep: Vec<Keep>,
     /// When to try enrolling again, and the back-off that follows.
@@ -102,10 +132,10 @@ pub(crate) struct NormalDif {
 pub(crate) struct Stack {
     pub(crate) shims: Vec<Shim>,
     pub(crate) difs: Vec<NormalDif>,
-    /// N-1 port -> (DIF, shim, shim flow).
-    pub(crate) n1: BTreeMap<N1Port, (usize, usize, ShimFlowId)>,
-    /// (shim, shim flow) -> N-1 port.
-    pub(crate) by_shim_flow: BTreeMap<(usize, ShimFlowId), N1Port>,
+    /// N-1 port -> (DIF, the flow below that carries it).
+    pub(crate) n1: BTreeMap<N1Port, (usize, LowerFlow)>,
+    /// The flow below -> N-1 port.
+    pub(crate) by_lower: BTreeMap<LowerFlow, N1Port>,
     next_n1: u32,
     /// A node (`rina node`): a long-lived member that takes newcomers in every DIF.
     pub(crate) node: bool,
@@ -160,18 +190,18 @@ impl Stack {
                     stack.shims.push(Shim::eth(dif.name.clone(), link, seed));
                 }
                 DifKind::Normal(n) => {
-                    let shims: Vec<usize> = n
+                    let over: Vec<Lower> = n
                         .over
                         .iter()
-                        .filter_map(|o| shim_index.get(o).copied())
-                        .collect();
-                    if shims.len() != n.over.len() {
-                        return Err(FlowError::RuntimeDown(format!(
-                            "DIF {:?}: only normal DIFs over shim DIFs are supported yet",
-                            dif.name
-                        ))
-                        .into());
-                    }
+                        .map(|o| match (shim_index.get(o), stack.dif_index(o)) {
+                            (Some(&s), _) => Ok(Lower::Shim(s)),
+                            (None, Some(d)) => Ok(Lower::Dif(d)),
+                            (None, None) => Err(FlowError::RuntimeDown(format!(
+                                "DIF {:?}: no DIF {o:?} below it",
+                                dif.name
+                            ))),
+                        })
+                        .collect::<Result<_, _>>()?;
                     let name = n.ipcp_name.clone().unwrap_or_else(|| {
                         ApplicationName::with_instance(
                             format!("{program}.{}", dif.name),
@@ -182,9 +212,14 @@ impl Stack {
                     cfg.enrollment_timeout = n.enrollment_timeout;
                     cfg.keepalive_interval = n.keepalive_interval;
                     cfg.keepalive_misses = n.keepalive_misses;
-                    let mtu = shims
+                    // Over a normal DIF the largest PDU is known once that DIF is joined
+                    // (flows then use the DIF-wide figure); until then, a guess.
+                    let mtu = over
                         .iter()
-                        .map(|&s| stack.shims[s].max_sdu())
+                        .map(|l| match *l {
+                            Lower::Shim(s) => stack.shims[s].max_sdu(),
+                            Lower::Dif(_) => 1400,
+                        })
                         .min()
                         .unwrap_or(1400);
                     cfg.data_efcp = data_efcp(mtu);
@@ -208,11 +243,14 @@ impl Stack {
                     // Peers reach this member's IPC process through each shim by its own
                     // name and by the DIF's name; on Ethernet, where any member answering
                     // for the DIF's name may be picked to enroll through, only once it can
-                    // take newcomers (see `Stack::offer_enrollment`).
-                    for &s in &shims {
-                        stack.shims[s].register(cfg.name.clone());
-                        if !stack.shims[s].is_ethernet() {
-                            stack.shims[s].register(ApplicationName::new(dif.name.clone()));
+                    // take newcomers (see `Stack::offer_enrollment`). In a normal DIF
+                    // below, the names are registered once that DIF is joined.
+                    for l in &over {
+                        if let Lower::Shim(s) = *l {
+                            stack.shims[s].register(cfg.name.clone());
+                            if !stack.shims[s].is_ethernet() {
+                                stack.shims[s].register(ApplicationName::new(dif.name.clone()));
+                            }
                         }
                     }
                     let payload = mtu - PCI_LEN;
@@ -223,7 +261,7 @@ impl Stack {
                         enroll,
                         enrolling: None,
                         resolving: false,
-                        shims,
+                        over,
                         keep,
                         backoff: Duration::from_millis(500),
                         last_failure: None,
@@ -235,7 +273,7 @@ impl Stack {
         Ok(stack)
     }
 
-    /// How DIF `dif` reaches `neighbor` through the shim DIF `via`.
+    /// How DIF `dif` reaches `neighbor` through the DIF `via` below it.
     fn plan(
         &self,
         dif: &str,
@@ -243,35 +281,107 @@ impl Stack {
         via: &str,
         neighbor: &Neighbor,
     ) -> Result<EnrollPlan, FlowError> {
-        let shim = *shim_index
-            .get(via)
-            .ok_or_else(|| FlowError::RuntimeDown(format!("DIF {dif:?}: no shim {via:?}")))?;
-        let peer = match neighbor {
-            Neighbor::Endpoint(a) => PeerRef::Udp(*a),
-            Neighbor::Name(p) => match self.shims[shim].udp_peer(p) {
-                Some(a) => PeerRef::Udp(a),
-                None => PeerRef::Name(p.parse().map_err(|e| {
-                    FlowError::RuntimeDown(format!("DIF {dif:?}: neighbour {p:?}: {e}"))
-                })?),
-            },
+        let name = |p: &str| {
+            p.parse()
+                .map_err(|e| FlowError::RuntimeDown(format!("DIF {dif:?}: neighbour {p:?}: {e}")))
         };
-        Ok(EnrollPlan { shim, peer })
+        if let Some(&shim) = shim_index.get(via) {
+            let peer = match neighbor {
+                Neighbor::Endpoint(a) => PeerRef::Udp(*a),
+                Neighbor::Name(p) => match self.shims[shim].udp_peer(p) {
+                    Some(a) => PeerRef::Udp(a),
+                    None => PeerRef::Name(name(p)?),
+                },
+            };
+            return Ok(EnrollPlan {
+                lower: Lower::Shim(shim),
+                peer,
+            });
+        }
+        let lower = self
+            .dif_index(via)
+            .ok_or_else(|| FlowError::RuntimeDown(format!("DIF {dif:?}: no DIF {via:?}")))?;
+        let Neighbor::Name(p) = neighbor else {
+            return Err(FlowError::RuntimeDown(format!(
+                "DIF {dif:?}: a neighbour over the normal DIF {via:?} is an application name"
+            )));
+        };
+        Ok(EnrollPlan {
+            lower: Lower::Dif(lower),
+            peer: PeerRef::Name(name(p)?),
+        })
     }
 
-    /// A new N-1 port for a shim flow of `dif`.
-    pub(crate) fn bind_n1(&mut self, dif: usize, shim: usize, id: ShimFlowId) -> N1Port {
+    /// A new N-1 port of `dif` on the flow `below`.
+    pub(crate) fn bind_n1(&mut self, dif: usize, below: LowerFlow) -> N1Port {
         self.next_n1 += 1;
         let port = N1Port(self.next_n1);
-        self.n1.insert(port, (dif, shim, id));
-        self.by_shim_flow.insert((shim, id), port);
+        self.n1.insert(port, (dif, below));
+        self.by_lower.insert(below, port);
         port
     }
 
-    /// Forgets an N-1 port and releases its shim flow.
-    pub(crate) fn release_n1(&mut self, port: N1Port) {
-        if let Some((_, shim, id)) = self.n1.remove(&port) {
-            self.by_shim_flow.remove(&(shim, id));
-            self.shims[shim].deallocate(id);
+    /// Forgets an N-1 port and releases the flow below it.
+    pub(crate) fn release_n1(&mut self, now: Instant, port: N1Port) {
+        if let Some((_, below)) = self.n1.remove(&port) {
+            self.by_lower.remove(&below);
+            self.release_lower(now, below);
+        }
+    }
+
+    /// Releases a flow of the layer below.
+    pub(crate) fn release_lower(&mut self, now: Instant, below: LowerFlow) {
+        match below {
+            LowerFlow::Shim(s, id) => self.shims[s].deallocate(id),
+            LowerFlow::Dif(d, p) => self.difs[d].ipcp.deallocate(now, p),
+        }
+    }
+
+    /// The largest PDU a flow of layer `lower` carries whole.
+    pub(crate) fn lower_max_sdu(&self, lower: Lower) -> usize {
+        match lower {
+            Lower::Shim(s) => self.shims[s].max_sdu(),
+            Lower::Dif(d) => self.difs[d]
+                .ipcp
+                .max_pdu()
+                .map_or(1400, |m| m.saturating_sub(PCI_LEN)),
+        }
+    }
+
+    /// Asks layer `lower` for a flow from `local` to the neighbour `peer` (named
+    /// `remote` in it).
+    pub(crate) fn allocate_lower(
+        &mut self,
+        now: Instant,
+        lower: Lower,
+        peer: &PeerRef,
+        local: ApplicationName,
+        remote: ApplicationName,
+    ) -> Allocation<LowerFlow> {
+        match lower {
+            Lower::Shim(s) => match self.shims[s].allocate(now, peer, local, remote) {
+                Allocation::Started(id) => Allocation::Started(LowerFlow::Shim(s, id)),
+                Allocation::Resolving => Allocation::Resolving,
+            },
+            Lower::Dif(d) => {
+                let PeerRef::Name(name) = peer else {
+                    return Allocation::Resolving;
+                };
+                let ipcp = &mut self.difs[d].ipcp;
+                if !ipcp.is_enrolled() {
+                    return Allocation::Resolving; // goes on once that DIF is joined
+                }
+                // Unreliable: the DIF above has its own EFCP end to end, and an SDU
+                // per PDU keeps its boundaries.
+                let port = ipcp.allocate_flow(
+                    now,
+                    local,
+                    name.clone(),
+                    false,
+                    now + Duration::from_secs(5),
+                );
+                Allocation::Started(LowerFlow::Dif(d, port))
+            }
         }
     }
 
@@ -282,41 +392,140 @@ impl Stack {
 
     /// Starts enrolling every DIF whose retry is due.
     pub(crate) fn start_enrollments(&mut self, now: Instant) {
-        for d in &mut self.difs {
-            let (Some(plan), Some(at)) = (&d.enroll, d.retry_at) else {
+        for i in 0..self.difs.len() {
+            let d = &self.difs[i];
+            let (Some(_), Some(at)) = (&d.enroll, d.retry_at) else {
                 continue;
             };
             if now < at || d.joining() {
                 continue;
             }
-            d.retry_at = None;
-            match self.shims[plan.shim].allocate(
-                now,
-                &plan.peer,
-                d.ipcp.config().name.clone(),
-                ApplicationName::new(d.name.clone()),
-            ) {
-                Allocation::Started(id) => d.enrolling = Some((plan.shim, id)),
-                Allocation::Resolving => d.resolving = true,
+            self.difs[i].retry_at = None;
+            let d = &self.difs[i];
+            let plan = d.enroll.as_ref().expect("checked above");
+            let (lower, peer) = (plan.lower, plan.peer.clone());
+            let local = d.ipcp.config().name.clone();
+            let remote = ApplicationName::new(d.name.clone());
+            match self.allocate_lower(now, lower, &peer, local, remote) {
+                Allocation::Started(f) => self.difs[i].enrolling = Some(f),
+                Allocation::Resolving => self.difs[i].resolving = true,
             }
         }
     }
 
     /// Member `dif` may take newcomers: it is enrolled, and it bootstrapped the DIF,
     /// serves a name, or is a node (a short-lived client is no good neighbour to enroll
-    /// through).
-    /// Its Ethernet shims answer for the DIF's name from then on.
-    pub(crate) fn offer_enrollment(&mut self, dif: usize) {
+    /// through). Its Ethernet shims answer for the DIF's name from then on, and it
+    /// registers the DIF's name in the normal DIFs below it.
+    pub(crate) fn offer_enrollment(&mut self, now: Instant, dif: usize) {
+        self.publish_upper_names(now);
         let d = &self.difs[dif];
         let long_lived = self.node || d.enroll.is_none() || d.ipcp.has_registrations();
         if !d.ipcp.is_enrolled() || !long_lived {
             return;
         }
         let name = ApplicationName::new(d.name.clone());
-        for &s in &self.difs[dif].shims {
-            if self.shims[s].is_ethernet() {
-                self.shims[s].register(name.clone());
+        for l in self.difs[dif].over.clone() {
+            match l {
+                Lower::Shim(s) if self.shims[s].is_ethernet() => {
+                    self.shims[s].register(name.clone());
+                }
+                Lower::Shim(_) => {}
+                Lower::Dif(low) if self.difs[low].ipcp.is_enrolled() => {
+                    let _ = self.difs[low].ipcp.register_for(
+                        now,
+                        name.clone(),
+                        rina_core::ipcp::FlowKinds::UNRELIABLE,
+                    );
+                }
+                Lower::Dif(_) => {}
             }
+        }
+    }
+
+    /// Registers, in every normal DIF that is joined, the IPC process names of the
+    /// DIFs above it, so that their members can reach each other's (idempotent).
+    pub(crate) fn publish_upper_names(&mut self, now: Instant) {
+        for up in 0..self.difs.len() {
+            let name = self.difs[up].ipcp.config().name.clone();
+            for l in self.difs[up].over.clone() {
+                if let Lower::Dif(low) = l {
+                    if self.difs[low].ipcp.is_enrolled() {
+                        let _ = self.difs[low].ipcp.register_for(
+                            now,
+                            name.clone(),
+                            rina_core::ipcp::FlowKinds::UNRELIABLE,
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// The DIF above layer `low` that a flow arriving there for `app` is an N-1 flow
+    /// of (`app` is its name or its member's name).
+    pub(crate) fn upper_for(&self, low: Lower, app: &ApplicationName) -> Option<usize> {
+        self.difs.iter().position(|d| {
+            d.over.contains(&low)
+                && (d.name == app.process_name && app.process_instance.is_empty()
+                    || d.ipcp.config().name == *app)
+        })
+    }
+
+    /// True if `f` is being made for a DIF above to enroll or keep an adjacency.
+    pub(crate) fn is_n1_attempt(&self, f: LowerFlow) -> bool {
+        self.difs.iter().any(|d| d.enrolling == Some(f)) || self.keep_allocating(f).is_some()
+    }
+
+    /// The normal DIF `low` is joined: the DIFs above waiting for it go on.
+    pub(crate) fn lower_joined(&mut self, now: Instant, low: usize) {
+        for d in &mut self.difs {
+            let waits = |p: &EnrollPlan| p.lower == Lower::Dif(low);
+            let idle = d.resolving || (!d.ipcp.is_enrolled() && d.enrolling.is_none());
+            if idle && d.enroll.as_ref().is_some_and(waits) {
+                d.resolving = false;
+                d.retry_at = Some(now);
+            }
+            for k in &mut d.keep {
+                if k.state == KeepState::Resolving && waits(&k.plan) {
+                    k.state = KeepState::Down;
+                    k.retry_at = now;
+                }
+            }
+        }
+        for up in 0..self.difs.len() {
+            if self.difs[up].over.contains(&Lower::Dif(low)) {
+                self.offer_enrollment(now, up);
+            }
+        }
+        self.publish_upper_names(now);
+        self.maintain_adjacencies(now);
+        self.start_enrollments(now);
+    }
+
+    /// The DIFs above a normal DIF that cannot be joined now stop waiting for it: their
+    /// own attempt fails with its reason (and is made again once it is joined).
+    pub(crate) fn lower_failed(&mut self, now: Instant) {
+        for up in 0..self.difs.len() {
+            let d = &self.difs[up];
+            let Some(EnrollPlan {
+                lower: Lower::Dif(low),
+                ..
+            }) = d.enroll
+            else {
+                continue;
+            };
+            let l = &self.difs[low];
+            if !d.resolving || l.ipcp.is_enrolled() || l.joining() {
+                continue;
+            }
+            let Some(why) = l.last_failure.clone() else {
+                continue;
+            };
+            let why = format!("cannot join DIF {} below it: {why}", l.name);
+            let d = &mut self.difs[up];
+            d.resolving = false;
+            d.schedule_retry(now, why);
         }
     }
 
@@ -378,23 +587,24 @@ impl Stack {
     /// Sets up every kept adjacency that is down and due, in the DIFs this process is
     /// a member of.
     pub(crate) fn maintain_adjacencies(&mut self, now: Instant) {
-        for d in &mut self.difs {
-            if !d.ipcp.is_enrolled() {
+        for i in 0..self.difs.len() {
+            if !self.difs[i].ipcp.is_enrolled() {
                 continue;
             }
-            for k in &mut d.keep {
-                if k.state != KeepState::Down || now < k.retry_at {
+            for k in 0..self.difs[i].keep.len() {
+                let d = &self.difs[i];
+                let keep = &d.keep[k];
+                if keep.state != KeepState::Down || now < keep.retry_at {
                     continue;
                 }
-                k.state = match self.shims[k.plan.shim].allocate(
-                    now,
-                    &k.plan.peer,
-                    d.ipcp.config().name.clone(),
-                    ApplicationName::new(d.name.clone()),
-                ) {
-                    Allocation::Started(id) => KeepState::Allocating(id),
-                    Allocation::Resolving => KeepState::Resolving,
-                };
+                let (lower, peer) = (keep.plan.lower, keep.plan.peer.clone());
+                let local = d.ipcp.config().name.clone();
+                let remote = ApplicationName::new(d.name.clone());
+                self.difs[i].keep[k].state =
+                    match self.allocate_lower(now, lower, &peer, local, remote) {
+                        Allocation::Started(f) => KeepState::Allocating(f),
+                        Allocation::Resolving => KeepState::Resolving,
+                    };
             }
         }
     }
@@ -410,19 +620,19 @@ impl Stack {
             .min()
     }
 
-    /// The kept adjacency (DIF, index) whose shim flow `id` on `shim` is being made.
-    pub(crate) fn keep_allocating(&self, shim: usize, id: ShimFlowId) -> Option<(usize, usize)> {
+    /// The kept adjacency (DIF, index) whose N-1 flow `f` is being made.
+    pub(crate) fn keep_allocating(&self, f: LowerFlow) -> Option<(usize, usize)> {
         self.difs.iter().enumerate().find_map(|(di, d)| {
             d.keep
                 .iter()
-                .position(|k| k.plan.shim == shim && k.state == KeepState::Allocating(id))
+                .position(|k| k.state == KeepState::Allocating(f))
                 .map(|ki| (di, ki))
         })
     }
 
-    /// The shim flow of a kept adjacency could not be made: try later.
-    pub(crate) fn keep_failed(&mut self, now: Instant, shim: usize, id: ShimFlowId) -> bool {
-        let Some((d, k)) = self.keep_allocating(shim, id) else {
+    /// The N-1 flow of a kept adjacency could not be made: try later.
+    pub(crate) fn keep_failed(&mut self, now: Instant, f: LowerFlow) -> bool {
+        let Some((d, k)) = self.keep_allocating(f) else {
             return false;
         };
         self.difs[d].keep[k].down(now);
@@ -457,7 +667,7 @@ impl Stack {
 
 impl EnrollPlan {
     fn waits_for(&self, shim: usize, name: &ApplicationName) -> bool {
-        self.shim == shim && matches!(&self.peer, PeerRef::Name(n) if n == name)
+        self.lower == Lower::Shim(shim) && matches!(&self.peer, PeerRef::Name(n) if n == name)
     }
 }
 

@@ -373,6 +373,14 @@ impl IpcProcess {
             .collect()
     }
 
+    /// The largest PDU every path of the DIF carries, as far as this member knows (the
+    /// smallest of what its N-1 ports carry and what the other members advertise);
+    /// `None` before it has a neighbour. A DIF above this one fits its PDUs in SDUs of
+    /// this size less the PCI.
+    pub fn max_pdu(&self) -> Option<usize> {
+        self.path_mtu()
+    }
+
     /// The names registered at this member.
     pub fn registrations(&self) -> Vec<ApplicationName> {
         self.registered.keys().cloned().collect()

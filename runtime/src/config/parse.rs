@@ -812,8 +812,11 @@ impl Validator<'_> {
         let neighbor = match (via_kind, &e.neighbor) {
             // Over Ethernet: a name resolved by broadcast; by default the DIF's own
             // name, which every member that takes newcomers answers to.
-            (Some(DifKind::Ethernet(_)), None) => Neighbor::Name(d.name.get_ref().clone()),
-            (Some(DifKind::Ethernet(_)), Some(nb)) => {
+            // Over a normal DIF, the same: a name registered in it.
+            (Some(DifKind::Ethernet(_) | DifKind::Normal(_)), None) => {
+                Neighbor::Name(d.name.get_ref().clone())
+            }
+            (Some(DifKind::Ethernet(_) | DifKind::Normal(_)), Some(nb)) => {
                 self.name(nb)?;
                 Neighbor::Name(nb.get_ref().clone())
             }

@@ -10,6 +10,7 @@ use crate::report::{
     mgmt_address, CountersReport, DifReport, DirectoryReport, FlowReport, NeighborReport, Report,
     RouteReport, ShimReport,
 };
+use crate::stack::Lower;
 
 /// A nonblocking listener at this process's management address.
 pub(super) fn listener(pid: u32) -> rustix::io::Result<OwnedFd> {
@@ -124,9 +125,12 @@ impl Driver {
                     enrolled: ipcp.is_enrolled(),
                     last_failure: d.last_failure.clone(),
                     over: d
-                        .shims
+                        .over
                         .iter()
-                        .map(|&s| self.stack.shims[s].name.clone())
+                        .map(|l| match *l {
+                            Lower::Shim(s) => self.stack.shims[s].name.clone(),
+                            Lower::Dif(l) => self.stack.difs[l].name.clone(),
+                        })
                         .collect(),
                     neighbors,
                     members: ipcp.members().into_iter().map(|a| a.0).collect(),

@@ -1,0 +1,204 @@
+//! Recursion (issue 5): a normal DIF over a normal DIF over a UDP shim, with a relay
+//! in the middle layer; programs on top see nothing of it.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use rina_e2e::*;
+
+/// Two levels: a UDP shim at `udp` and "mid", a normal DIF over it (bootstrap, or
+/// enroll through the member at UDP port `via`).
+fn mid_member(udp: u16, via: Option<u16>) -> String {
+    let mid = match via {
+        None => "bootstrap = true".to_owned(),
+        Some(p) => format!("enroll-via = {{ neighbor = \"127.0.0.1:{p}\" }}"),
+    };
+    format!(
+        "[[dif]]\nname = \"udp\"\ntype = \"udp\"\nbind = \"127.0.0.1:{udp}\"\n\n\
+         [[dif]]\nname = \"mid\"\ntype = \"normal\"\nover = [\"udp\"]\n{mid}\n"
+    )
+}
+
+/// Three levels: [`mid_member`], and "top", a normal DIF over "mid" (bootstrap, or
+/// enroll through whichever member serves "top" in "mid"); then `extra`.
+fn member(udp: u16, via: Option<u16>, extra: &str) -> String {
+    let top = match via {
+        None => "bootstrap = true",
+        Some(_) => "enroll-via = { dif = \"mid\" }",
+    };
+    format!(
+        "{}\n[[dif]]\nname = \"top\"\ntype = \"normal\"\nover = [\"mid\"]\n{top}\n\n{extra}",
+        mid_member(udp, via)
+    )
+}
+
+/// A `rina node`, waited for until it has joined DIF `dif`.
+fn node(rules: &Path, log: &Path, dif: &str) -> Proc {
+    let mut cmd = Command::new(rina());
+    cmd.arg("node")
+        .arg("-c")
+        .arg(rules)
+        .env("RINA_LOG", "info")
+        .env("RINA_LOG_FILE", log)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut p = Proc::spawn("rina node", &mut cmd);
+    let joined = wait_until(Duration::from_secs(15), || {
+        std::fs::read_to_string(log).is_ok_and(|t| t.contains(&format!("enrolled in DIF {dif} ")))
+    });
+    if !joined {
+        panic!(
+            "node never joined: {}\n{}",
+            p.kill_and_stderr(),
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+    }
+    p
+}
+
+/// The report of DIF `name` in a `rina ctl --json` answer.
+fn dif<'a>(state: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    state["difs"]
+        .as_array()
+        .and_then(|d| d.iter().find(|d| d["name"] == name))
+        .unwrap_or_else(|| panic!("no DIF {name}: {state:#}"))
+}
+
+/// nc to nc through "top" over "mid" over UDP. The server bootstraps both normal
+/// DIFs; a `rina node` in "mid" only relays there (everyone joins "mid" through it);
+/// another node has all three levels; the client joins "mid" through the relay and
+/// "top" through whichever member serves it in "mid". 4 MiB each way byte-exact;
+/// `rina ctl` shows the relay relaying "mid" PDUs and the three levels of the other
+/// node, "top" over "mid", its names registered in "mid".
+#[test]
+fn nc_over_a_normal_dif_over_a_normal_dif() {
+    assert!(have("nc"));
+    let dir = temp_dir();
+    let path = |n: &str| dir.path().join(n);
+    let (ps, pr, pt, pc) = (
+        free_udp_port(),
+        free_udp_port(),
+        free_udp_port(),
+        free_udp_port(),
+    );
+    let tcp = free_tcp_port();
+    let listen = format!("[[listen]]\non = \"127.0.0.1:{tcp}\"\ndif = \"top\"\napp = \"far\"\n");
+    let connect = format!("[[connect]]\nto = \"127.0.0.1:{tcp}\"\ndif = \"top\"\napp = \"far\"\n");
+    let server_rules = rules(dir.path(), "s.toml", &member(ps, None, &listen));
+    let (up, down) = (random_bytes(4 << 20, 81), random_bytes(4 << 20, 82));
+    std::fs::write(path("up"), &up).unwrap();
+    std::fs::write(path("down"), &down).unwrap();
+    let mut server = spawn_server(
+        &server_rules,
+        &["nc", "-l", "127.0.0.1", &tcp.to_string()],
+        stdin_from(&path("down")),
+        stdout_to(&path("s.out")),
+    );
+    let relay_rules = rules(dir.path(), "r.toml", &mid_member(pr, Some(ps)));
+    let relay = node(&relay_rules, &path("r.log"), "mid");
+    let three_rules = rules(dir.path(), "t.toml", &member(pt, Some(pr), ""));
+    let three = node(&three_rules, &path("t.log"), "top");
+    let client_rules = rules(dir.path(), "c.toml", &member(pc, Some(pr), &connect));
+    let out = rina_run(
+        &client_rules,
+        &["nc", "-N", "127.0.0.1", &tcp.to_string()],
+        stdin_from(&path("up")),
+        stdout_to(&path("c.out")),
+    )
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "client: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(server.expect_exit(Duration::from_secs(30)).success());
+    assert!(
+        std::fs::read(path("s.out")).unwrap() == up,
+        "bytes to the server differ"
+    );
+    assert!(
+        std::fs::read(path("c.out")).unwrap() == down,
+        "bytes to the client differ"
+    );
+
+    // Every "mid" PDU between the server and anyone else went through the relay: 4 MiB
+    // each way in PDUs of about 64 KiB at least.
+    let state = ctl_json(relay.pid());
+    let mid = dif(&state, "mid");
+    let relayed = mid["counters"]["pdus_relayed"].as_u64().unwrap();
+    assert!(relayed >= 128, "{state:#}");
+    assert_eq!(state["difs"].as_array().unwrap().len(), 1, "{state:#}");
+
+    let state = ctl_json(three.pid());
+    let names: Vec<&str> = state["shims"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(state["difs"].as_array().unwrap())
+        .map(|d| d["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["udp", "mid", "top"], "{state:#}");
+    let (mid, top) = (dif(&state, "mid"), dif(&state, "top"));
+    assert_eq!(mid["over"], serde_json::json!(["udp"]), "{state:#}");
+    assert_eq!(top["over"], serde_json::json!(["mid"]), "{state:#}");
+    assert_eq!(top["enrolled"], true, "{state:#}");
+    // Its "top" member is reached in "mid" by its name, and by the DIF's (a node
+    // takes newcomers).
+    let registered = mid["registered"].to_string();
+    assert!(registered.contains("\"top\""), "{state:#}");
+    assert!(registered.contains("node.top"), "{state:#}");
+    let text = Command::new(rina())
+        .args(["ctl", &three.pid().to_string()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("DIF top: member node.top|"), "{text}");
+    assert!(text.contains("over mid"), "{text}");
+}
+
+/// A client whose "mid" cannot be joined (nobody at the neighbour's endpoint): its
+/// connect in "top" fails with ENETUNREACH in bounded time, and the log says why, down
+/// to the layer that failed.
+#[test]
+fn a_lower_dif_that_cannot_be_joined_fails_the_connect() {
+    assert!(have("nc"));
+    let dir = temp_dir();
+    let tcp = free_tcp_port();
+    let connect = format!("[[connect]]\nto = \"127.0.0.1:{tcp}\"\ndif = \"top\"\napp = \"far\"\n");
+    let nobody = free_udp_port();
+    let c = rules(
+        dir.path(),
+        "c.toml",
+        &member(free_udp_port(), Some(nobody), &connect),
+    );
+    let log = dir.path().join("c.log");
+    let start = std::time::Instant::now();
+    let out = rina_run(
+        &c,
+        &["nc", "-v", "-N", "127.0.0.1", &tcp.to_string()],
+        Stdio::null(),
+        Stdio::null(),
+    )
+    .env("RINA_LOG", "info")
+    .env("RINA_LOG_FILE", &log)
+    .output()
+    .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("Network is unreachable"), "{err}");
+    assert!(
+        start.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        start.elapsed()
+    );
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        text.contains(
+            "DIF top: cannot join: cannot join DIF mid below it: no answer from the neighbour"
+        ),
+        "{text}"
+    );
+}
