@@ -1171,3 +1171,36 @@ fn neighbors_to_keep() {
         "does not apply",
     );
 }
+
+/// The relays and recursion example in README.md is a valid rules file: a DIF over a
+/// DIF, with kept adjacencies.
+#[test]
+fn the_readme_recursion_example_parses() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
+            .unwrap();
+    let block = readme
+        .split("```toml\n")
+        .skip(1)
+        .filter_map(|b| b.split("```").next())
+        .find(|b| b.contains("over = [\"backbone\"]"))
+        .expect("the recursion example in README.md");
+    let c = parse_str(block, Path::new("README.md")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.difs.len(), 3);
+    let DifKind::Normal(apps) = &c.difs[2].kind else {
+        panic!("apps is a normal DIF")
+    };
+    assert_eq!(apps.over, ["backbone"]);
+    // Over a normal DIF the neighbour is, by default, whoever serves the DIF's name.
+    assert_eq!(
+        apps.join,
+        Join::Enroll {
+            via: "backbone".into(),
+            neighbor: Neighbor::Name("apps".into()),
+        }
+    );
+    let DifKind::Normal(backbone) = &c.difs[1].kind else {
+        panic!("backbone is a normal DIF")
+    };
+    assert_eq!(backbone.neighbors.len(), 1);
+}

@@ -297,11 +297,17 @@ pub struct IpcProcess {
     tx_cursor: u32,
     /// PDUs ready to go out (routed management, relayed PDUs).
     out: VecDeque<(N1Port, Vec<u8>)>,
+    /// Buffers of PDUs sent from `out`, for the next relayed PDUs: a relay copies each
+    /// PDU once, and allocates nothing in the steady state.
+    spare: Vec<Vec<u8>>,
     /// PDUs addressed to this member by itself.
     loopback: VecDeque<Vec<u8>>,
     events: VecDeque<Event>,
     counters: Counters,
 }
+
+/// Buffers kept for relayed PDUs (see `IpcProcess::spare`).
+const SPARE_PDUS: usize = 16;
 
 impl IpcProcess {
     /// A new member; with `cfg.bootstrap` set it is enrolled at once.
@@ -323,6 +329,7 @@ impl IpcProcess {
             next_port: 1,
             tx_cursor: 0,
             out: VecDeque::new(),
+            spare: Vec::new(),
             loopback: VecDeque::new(),
             events: VecDeque::new(),
             counters: Counters::default(),
@@ -445,7 +452,9 @@ impl IpcProcess {
 
     /// Forwards a PDU for another member (TTL decremented).
     fn relay(&mut self, pdu: &[u8]) {
-        let mut v = pdu.to_vec();
+        let mut v = self.spare.pop().unwrap_or_default();
+        v.clear();
+        v.extend_from_slice(pdu);
         let Ok((pci, _)) = Pci::parse(&v) else { return };
         match (
             self.pft.get(&pci.dst_addr),
@@ -511,9 +520,12 @@ impl IpcProcess {
             self.counters.pdus_out += 1;
             return Some(p);
         }
-        if let Some((p, pdu)) = self.out.pop_front() {
-            buf.clear();
-            buf.extend_from_slice(&pdu);
+        if let Some((p, mut pdu)) = self.out.pop_front() {
+            // The PDU's buffer becomes the caller's; the caller's is kept for reuse.
+            core::mem::swap(buf, &mut pdu);
+            if self.spare.len() < SPARE_PDUS {
+                self.spare.push(pdu);
+            }
             self.counters.pdus_out += 1;
             return Some(p);
         }

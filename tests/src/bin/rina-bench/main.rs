@@ -1,12 +1,13 @@
 //! The benchmark: nc over RINA (UDP shim on loopback) against nc over kernel TCP on
 //! loopback, in one run, interleaved, several runs, medians.
 //!
-//! `cargo run --release -p rina-e2e --bin rina-bench -- [--mib 256] [--runs 5] [--rtt-count 10000] [--http-seconds 3] [--sections loopback,http,ethernet,passthrough]`
+//! `cargo run --release -p rina-e2e --bin rina-bench -- [--mib 256] [--runs 5] [--rtt-count 10000] [--http-seconds 3] [--sections loopback,http,ethernet,relays,passthrough]`
 //!
 //! Throughput: `nc -N` sends MiB of zeros into `nc -l` (output discarded); the time is
 //! from the client's start to both processes' exit. Round trip: `pingpong` sends 64-byte
 //! messages one at a time and reports the median. Ethernet: the same two figures over
-//! the Ethernet shim between two network namespaces (see `ethernet.rs`). HTTP: `httpload` requests (one
+//! the Ethernet shim between two network namespaces (see `ethernet.rs`). Relays: the
+//! same through chains of relays, and routing convergence in a ring (see `relays.rs`). HTTP: `httpload` requests (one
 //! connection, over RINA one flow, per request) from 8 threads, and from 1 thread (one
 //! request at a time: a flow allocation plus a round trip each), and `curl` processes
 //! one after another. Each against the same over kernel TCP on loopback, interleaved.
@@ -17,6 +18,7 @@ use std::time::{Duration, Instant};
 use rina_e2e::*;
 
 mod ethernet;
+mod relays;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -37,7 +39,7 @@ fn main() {
         .iter()
         .position(|a| a == "--sections")
         .and_then(|i| args.get(i + 1))
-        .map_or("loopback,http,ethernet,passthrough", String::as_str)
+        .map_or("loopback,http,ethernet,relays,passthrough", String::as_str)
         .to_owned();
     let wants = |name: &str| sections.split(',').any(|s| s == name);
     if wants("loopback") {
@@ -48,6 +50,9 @@ fn main() {
     }
     if wants("ethernet") {
         ethernet::section(&dir, runs, mib, rtt_count);
+    }
+    if wants("relays") {
+        relays::section(&dir, runs, mib, rtt_count);
     }
     if wants("passthrough") {
         passthrough_section(&dir, runs, mib);
