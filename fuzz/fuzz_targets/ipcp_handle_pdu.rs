@@ -1,4 +1,5 @@
-//! Any sequence of PDUs into an enrolled IPC process with a neighbour: never a panic,
+//! Any sequence of PDUs into an enrolled IPC process with a neighbour (by reference
+//! and in place, alternately): never a panic,
 //! and it keeps producing output and deadlines.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
@@ -13,9 +14,13 @@ fuzz_target!(|data: &[u8]| {
     ipcp.add_n1_port(now, N1Port(1), 1500, false);
     let _ = ipcp.register(now, ApplicationName::new("app"));
     let mut buf = Vec::new();
-    for pdu in data.split(|&b| b == 0xfe) {
+    for (i, pdu) in data.split(|&b| b == 0xfe).enumerate() {
         now = Instant::from_micros(now.as_micros() + 1000);
-        ipcp.handle_pdu(now, N1Port(1), pdu);
+        if i % 2 == 1 {
+            let _ = ipcp.handle_pdu_in_place(now, N1Port(1), &mut pdu.to_vec());
+        } else {
+            ipcp.handle_pdu(now, N1Port(1), pdu);
+        }
         ipcp.handle_timeout(now);
         while ipcp.poll_transmit(now, &mut buf).is_some() {}
         while ipcp.poll_event().is_some() {}

@@ -704,3 +704,68 @@ fn routes_heal_after_a_link_failure() {
     })
     .unwrap_or_else(|_| panic!("no convergence after the repair: {last:?}"));
 }
+
+/// The TTL bounds every PDU's life: a relay decrements it, in place or on a copy, and
+/// drops a PDU whose TTL would reach zero, so no PDU loops forever.
+#[test]
+fn relays_decrement_the_ttl_and_drop_an_exhausted_pdu() {
+    use rina_core::wire::{Pci, PduType};
+    let mut sim = Sim::new(4);
+    let a = sim.add_node(member("a", true));
+    let b = sim.add_node(member("b", false));
+    let c = sim.add_node(member("c", false));
+    sim.link(b, a, LinkConfig::default());
+    sim.link(c, b, LinkConfig::default());
+    sim.run_until(rina_core::Instant::from_micros(10_000_000), u64::MAX, |s| {
+        s.node(c).ipcp.is_enrolled() && s.node(b).ipcp.forwarding_table().len() == 2
+    })
+    .unwrap();
+    let (from_a, to_c) = {
+        let n = sim.node(a).ipcp.address().unwrap();
+        let far = sim.node(c).ipcp.address().unwrap();
+        (n, far)
+    };
+    let pft = sim.node(b).ipcp.forwarding_table().clone();
+    let (port_a, port_c) = (pft[&from_a], pft[&to_c]);
+    let pdu = |ttl: u8| {
+        Pci {
+            pdu_type: PduType::Data,
+            flags: 0,
+            ttl,
+            dst_addr: to_c,
+            src_addr: from_a,
+            dst_cep: rina_core::CepId(9),
+            src_cep: rina_core::CepId(9),
+            seq: 1,
+        }
+        .to_pdu(b"payload")
+    };
+    let now = sim.now();
+    let ipcp = &mut sim.node(b).ipcp;
+    let before = ipcp.counters();
+    // In place: TTL 2 goes on toward c with TTL 1; TTL 1 is dropped.
+    let mut two = pdu(2);
+    assert_eq!(
+        ipcp.handle_pdu_in_place(now, port_a, &mut two),
+        Some(port_c)
+    );
+    assert_eq!(Pci::parse(&two).unwrap().0.ttl, 1);
+    let mut one = pdu(1);
+    assert_eq!(ipcp.handle_pdu_in_place(now, port_a, &mut one), None);
+    // On a copy: the same.
+    ipcp.handle_pdu(now, port_a, &pdu(2));
+    ipcp.handle_pdu(now, port_a, &pdu(1));
+    let mut buf = Vec::new();
+    let mut relayed = Vec::new();
+    while let Some(p) = ipcp.poll_transmit(now, &mut buf) {
+        if let Ok((pci, payload)) = Pci::parse(&buf) {
+            if pci.pdu_type == PduType::Data && payload == b"payload" {
+                relayed.push((p, pci.ttl));
+            }
+        }
+    }
+    assert_eq!(relayed, [(port_c, 1)]);
+    let after = ipcp.counters();
+    assert_eq!(after.pdus_relayed - before.pdus_relayed, 2);
+    assert_eq!(after.pdus_dropped - before.pdus_dropped, 2);
+}

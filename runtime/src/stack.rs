@@ -329,6 +329,20 @@ impl Stack {
         }
     }
 
+    /// Sends a PDU on N-1 port `port`. A full or closed flow below loses it, as a
+    /// link would: the DIF above recovers what it must.
+    pub(crate) fn send_n1(&mut self, now: Instant, port: N1Port, pdu: &[u8]) {
+        match self.n1.get(&port) {
+            Some(&(_, LowerFlow::Shim(shim, id))) => {
+                self.shims[shim].send_pdu(id, pdu);
+            }
+            Some(&(_, LowerFlow::Dif(low, p))) => {
+                let _ = self.difs[low].ipcp.write(now, p, pdu);
+            }
+            None => {}
+        }
+    }
+
     /// Releases a flow of the layer below.
     pub(crate) fn release_lower(&mut self, now: Instant, below: LowerFlow) {
         match below {

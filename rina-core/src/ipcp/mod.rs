@@ -440,6 +440,42 @@ impl IpcProcess {
         }
     }
 
+    /// Handles a PDU that arrived on N-1 port `port`, in a buffer the caller owns. A PDU
+    /// for another member is relayed without a copy: its TTL is decremented in place
+    /// and the N-1 port to send it on is returned, for the caller to send `pdu` as it
+    /// is now. Anything else is handled as by [`IpcProcess::handle_pdu`] (`None`).
+    pub fn handle_pdu_in_place(
+        &mut self,
+        now: Instant,
+        port: N1Port,
+        pdu: &mut [u8],
+    ) -> Option<N1Port> {
+        let dst = match Pci::parse(pdu) {
+            Ok((pci, _)) if pci.dst_addr != Address::NONE && Some(pci.dst_addr) != self.address => {
+                pci.dst_addr
+            }
+            _ => {
+                self.handle_pdu(now, port, pdu);
+                return None;
+            }
+        };
+        self.counters.pdus_in += 1;
+        if let Some(n) = self.neighbors.get_mut(&port) {
+            n.last_heard = now;
+        }
+        match (self.pft.get(&dst), crate::wire::pci::decrement_ttl(pdu)) {
+            (Some(&out), Some(_)) => {
+                self.counters.pdus_relayed += 1;
+                self.counters.pdus_out += 1;
+                Some(out)
+            }
+            _ => {
+                self.counters.pdus_dropped += 1;
+                None
+            }
+        }
+    }
+
     fn on_local_pdu(&mut self, now: Instant, pci: &Pci, payload: &[u8]) {
         match pci.pdu_type {
             PduType::Management => match MgmtMessage::decode(payload) {

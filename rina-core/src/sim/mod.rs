@@ -242,7 +242,19 @@ impl Sim {
                 break;
             };
             self.frames.0 += 1;
-            self.nodes[node].ipcp.handle_pdu(self.now, port, &frame);
+            // Odd nodes take PDUs in place, as the runtime does from a shim (relayed
+            // PDUs leave at once); even ones by reference, as from a DIF below.
+            if node % 2 == 1 {
+                let mut frame = frame;
+                let n = &mut self.nodes[node];
+                if let Some(out) = n.ipcp.handle_pdu_in_place(self.now, port, &mut frame) {
+                    if let Some(&(_, link, far)) = n.ports.iter().find(|p| p.0 == out) {
+                        self.transmit(link, far, frame);
+                    }
+                }
+            } else {
+                self.nodes[node].ipcp.handle_pdu(self.now, port, &frame);
+            }
         }
         for n in &mut self.nodes {
             if n.ipcp.poll_timeout().is_some_and(|t| t <= self.now) {

@@ -28,12 +28,19 @@ impl Driver {
                     return;
                 }
             };
-            if let Some(&port) = self.stack.by_lower.get(&LowerFlow::Shim(shim, id)) {
-                if let Some(&(dif, _)) = self.stack.n1.get(&port) {
-                    self.stack.difs[dif]
-                        .ipcp
-                        .handle_pdu(now, port, &self.rx[pdu]);
-                }
+            let Some(&port) = self.stack.by_lower.get(&LowerFlow::Shim(shim, id)) else {
+                continue;
+            };
+            let Some(&(dif, _)) = self.stack.n1.get(&port) else {
+                continue;
+            };
+            let pdu = &mut self.rx[pdu];
+            // A PDU for another member goes on at once, from this buffer.
+            if let Some(out) = self.stack.difs[dif]
+                .ipcp
+                .handle_pdu_in_place(now, port, pdu)
+            {
+                self.stack.send_n1(now, out, pdu);
             }
         }
         // More may be waiting; come back after the rest of the loop has had a turn.
@@ -74,17 +81,7 @@ impl Driver {
         for dif in (0..self.stack.difs.len()).rev() {
             while let Some(port) = self.stack.difs[dif].ipcp.poll_transmit(now, &mut self.tx) {
                 progress = true;
-                match self.stack.n1.get(&port) {
-                    Some(&(_, LowerFlow::Shim(shim, id))) => {
-                        self.stack.shims[shim].send_pdu(id, &self.tx);
-                    }
-                    // A full or closed flow below loses the PDU, as a link would: the
-                    // DIF above recovers what it must.
-                    Some(&(_, LowerFlow::Dif(low, p))) => {
-                        let _ = self.stack.difs[low].ipcp.write(now, p, &self.tx);
-                    }
-                    None => {}
-                }
+                self.stack.send_n1(now, port, &self.tx);
             }
         }
         for s in &mut self.stack.shims {

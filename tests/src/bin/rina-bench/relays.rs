@@ -360,8 +360,8 @@ fn ring_once(dir: &tempfile::TempDir, run: usize) -> (Duration, Duration) {
         {
             noticed = Some(cut_at.elapsed());
         }
-        if noticed.is_some() && right(&nodes, true) {
-            return (noticed.expect("set"), cut_at.elapsed());
+        if let Some(n) = noticed.filter(|_| right(&nodes, true)) {
+            return (n, cut_at.elapsed());
         }
         assert!(
             cut_at.elapsed() < Duration::from_secs(30),
