@@ -440,18 +440,27 @@ impl IpcProcess {
         }
     }
 
-    /// Handles a PDU that arrived on N-1 port `port`, in a buffer the caller owns. A PDU
-    /// for another member is relayed without a copy: its TTL is decremented in place
-    /// and the N-1 port to send it on is returned, for the caller to send `pdu` as it
-    /// is now. Anything else is handled as by [`IpcProcess::handle_pdu`] (`None`).
+    /// Handles a PDU that arrived on N-1 port `port`, in a buffer the caller owns. A
+    /// flow's PDU for another member is relayed without a copy: its TTL is decremented
+    /// in place and the N-1 port to send it on is returned, for the caller to send
+    /// `pdu` as it is now, before anything else. Anything else is handled as by
+    /// [`IpcProcess::handle_pdu`] (`None`).
     pub fn handle_pdu_in_place(
         &mut self,
         now: Instant,
         port: N1Port,
         pdu: &mut [u8],
     ) -> Option<N1Port> {
+        // Only flows' PDUs, and only when nothing waits in the queue: a relayed
+        // management message (a flow request, say) must not overtake this member's own
+        // advertisements that give the way back, nor a PDU relayed before it.
         let dst = match Pci::parse(pdu) {
-            Ok((pci, _)) if pci.dst_addr != Address::NONE && Some(pci.dst_addr) != self.address => {
+            Ok((pci, _))
+                if pci.dst_addr != Address::NONE
+                    && Some(pci.dst_addr) != self.address
+                    && pci.pdu_type != PduType::Management
+                    && self.out.is_empty() =>
+            {
                 pci.dst_addr
             }
             _ => {
