@@ -769,3 +769,53 @@ fn relays_decrement_the_ttl_and_drop_an_exhausted_pdu() {
     assert_eq!(after.pdus_relayed - before.pdus_relayed, 2);
     assert_eq!(after.pdus_dropped - before.pdus_dropped, 2);
 }
+
+/// A member that has just joined through a relay allocates a flow at once: its request,
+/// relayed (in place) by the member it joined through, does not overtake that member's
+/// advertisement of the new adjacency, so the answer finds its way back without a
+/// retry.
+#[test]
+fn a_flow_right_after_joining_through_a_relay_needs_no_retry() {
+    for seed in seeds(5) {
+        let mut sim = Sim::new(seed);
+        let a = sim.add_node(member("a", true));
+        let b = sim.add_node(member("b", false));
+        let c = sim.add_node(member("c", false));
+        sim.link(b, a, LinkConfig::default());
+        sim.run_until(rina_core::Instant::from_micros(10_000_000), u64::MAX, |s| {
+            s.node(b).ipcp.is_enrolled()
+        })
+        .unwrap();
+        let now = sim.now();
+        sim.node(a)
+            .ipcp
+            .register(now, ApplicationName::new("sink"))
+            .unwrap();
+        sim.link(c, b, LinkConfig::default());
+        sim.run_until(now + Duration::from_secs(10), u64::MAX, |s| {
+            s.node(c).ipcp.is_enrolled()
+        })
+        .unwrap();
+        let start = sim.now();
+        let port = sim.node(c).ipcp.allocate_flow(
+            start,
+            ApplicationName::new("c"),
+            ApplicationName::new("sink"),
+            true,
+            start + Duration::from_secs(5),
+        );
+        sim.run_until(start + Duration::from_secs(5), u64::MAX, |s| {
+            s.node(c)
+                .events
+                .iter()
+                .any(|e| matches!(e, Event::FlowAllocated { port: p } if *p == port))
+        })
+        .unwrap_or_else(|e| panic!("seed {seed}: stalled at {}: {:#?}", e.now, e.trace));
+        let took = sim.now().saturating_duration_since(start);
+        // Two hops of 1 ms each way: a few ms, not a 500 ms retry.
+        assert!(
+            took < Duration::from_millis(50),
+            "seed {seed}: took {took:?}"
+        );
+    }
+}
