@@ -819,3 +819,79 @@ fn a_flow_right_after_joining_through_a_relay_needs_no_retry() {
         );
     }
 }
+
+/// A flow "to another member" never comes back to the requester, even when it
+/// registered the name too (a DIF above asks for its N-1 flows this way); with no other
+/// registrant it is refused.
+#[test]
+fn a_flow_to_another_member_never_loops_back() {
+    let mut sim = Sim::new(5);
+    let a = sim.add_node(member("a", true));
+    let b = sim.add_node(member("b", false));
+    sim.link(b, a, LinkConfig::default());
+    sim.run_until(rina_core::Instant::from_micros(10_000_000), u64::MAX, |s| {
+        s.node(b).ipcp.is_enrolled()
+    })
+    .unwrap();
+    let now = sim.now();
+    let name = ApplicationName::new("top");
+    sim.node(b).ipcp.register(now, name.clone()).unwrap();
+    let ask = |sim: &mut Sim| {
+        let now = sim.now();
+        sim.node(b).ipcp.allocate_flow_to_other(
+            now,
+            ApplicationName::new("b.top"),
+            ApplicationName::new("top"),
+            false,
+            now + Duration::from_secs(5),
+        )
+    };
+    // Only b serves "top": refused, not a flow to itself.
+    let port = ask(&mut sim);
+    sim.run_until(now + Duration::from_secs(5), u64::MAX, |s| {
+        s.node(b).events.iter().any(|e| {
+            matches!(e, Event::FlowAllocationFailed { port: p, error: rina_core::ipcp::AllocError::NoSuchApplication } if *p == port)
+        })
+    })
+    .unwrap_or_else(|e| panic!("{:#?}", e.trace));
+    assert!(!sim
+        .node(b)
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::IncomingFlow { .. })));
+    // a serves it too: every such flow goes to a, whatever the CEP-id picks.
+    let now = sim.now();
+    sim.node(a).ipcp.register(now, name).unwrap();
+    sim.run_until(now + Duration::from_secs(5), u64::MAX, |s| {
+        s.node(b)
+            .ipcp
+            .directory()
+            .lookup(&ApplicationName::new("top"))
+            .len()
+            == 2
+    })
+    .unwrap();
+    for _ in 0..8 {
+        let port = ask(&mut sim);
+        let start = sim.now();
+        sim.run_until(start + Duration::from_secs(5), u64::MAX, |s| {
+            s.node(b)
+                .events
+                .iter()
+                .any(|e| matches!(e, Event::FlowAllocated { port: p } if *p == port))
+        })
+        .unwrap_or_else(|e| panic!("{:#?}", e.trace));
+    }
+    assert!(!sim
+        .node(b)
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::IncomingFlow { .. })));
+    let at_a = sim
+        .node(a)
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::IncomingFlow { .. }))
+        .count();
+    assert_eq!(at_a, 8);
+}

@@ -330,6 +330,10 @@ impl Driver {
     /// Timers, then work until nothing moves (bounded, so commands and I/O get turns).
     fn turn(&mut self, now: Instant) {
         self.stack.start_enrollments(now);
+        // A DIF above one that is waiting to try again fails at once, with its reason.
+        if self.stack.lower_failed(now) {
+            self.fail_pending(now);
+        }
         self.stack.maintain_adjacencies(now);
         for s in &mut self.stack.shims {
             s.handle_timeout(now);
@@ -468,7 +472,7 @@ impl Driver {
 
     /// Fails pending connects and listens of DIFs that cannot currently join.
     fn fail_pending(&mut self, now: Instant) {
-        self.stack.lower_failed(now);
+        let _ = self.stack.lower_failed(now);
         let keys: Vec<(usize, PortId)> = self.pending_connects.keys().copied().collect();
         for (dif, port) in keys {
             let d = &mut self.stack.difs[dif];

@@ -387,7 +387,8 @@ impl Stack {
                 }
                 // Unreliable: the DIF above has its own EFCP end to end, and an SDU
                 // per PDU keeps its boundaries.
-                let port = ipcp.allocate_flow(
+                // To another member: this one may serve the DIF's name too.
+                let port = ipcp.allocate_flow_to_other(
                     now,
                     local,
                     name.clone(),
@@ -434,7 +435,7 @@ impl Stack {
     pub(crate) fn offer_enrollment(&mut self, now: Instant, dif: usize) {
         self.publish_upper_names(now);
         let d = &self.difs[dif];
-        let long_lived = self.node || d.enroll.is_none() || d.ipcp.has_registrations();
+        let long_lived = self.node || d.enroll.is_none() || self.serves_applications(dif);
         if !d.ipcp.is_enrolled() || !long_lived {
             return;
         }
@@ -455,6 +456,16 @@ impl Stack {
                 Lower::Dif(_) => {}
             }
         }
+    }
+
+    /// True if applications registered names in DIF `dif` (not counting the names the
+    /// DIFs above it register there to reach each other).
+    fn serves_applications(&self, dif: usize) -> bool {
+        self.difs[dif]
+            .ipcp
+            .registrations()
+            .iter()
+            .any(|n| self.upper_for(Lower::Dif(dif), n).is_none())
     }
 
     /// Registers, in every normal DIF that is joined, the IPC process names of the
@@ -518,8 +529,10 @@ impl Stack {
     }
 
     /// The DIFs above a normal DIF that cannot be joined now stop waiting for it: their
-    /// own attempt fails with its reason (and is made again once it is joined).
-    pub(crate) fn lower_failed(&mut self, now: Instant) {
+    /// own attempt fails with its reason (and is made again once it is joined). True
+    /// if any did.
+    pub(crate) fn lower_failed(&mut self, now: Instant) -> bool {
+        let mut failed = false;
         for up in 0..self.difs.len() {
             let d = &self.difs[up];
             let Some(EnrollPlan {
@@ -540,7 +553,9 @@ impl Stack {
             let d = &mut self.difs[up];
             d.resolving = false;
             d.schedule_retry(now, why);
+            failed = true;
         }
+        failed
     }
 
     /// The neighbour `name` was found on shim `shim`: the DIFs waiting for it go on.

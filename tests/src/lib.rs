@@ -171,6 +171,11 @@ impl Proc {
         self.child.as_mut()?.stdout.take()
     }
 
+    /// Takes a piped stdin (dropping it closes the child's stdin).
+    pub fn take_stdin(&mut self) -> Option<std::process::ChildStdin> {
+        self.child.as_mut()?.stdin.take()
+    }
+
     /// Resident memory (KiB) now, from /proc.
     pub fn rss_kib(&self) -> Option<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;

@@ -202,3 +202,102 @@ fn a_lower_dif_that_cannot_be_joined_fails_the_connect() {
         "{text}"
     );
 }
+
+/// A member leaving a stack of DIFs (a program that exits normally): its neighbour in
+/// "top", reached through "mid", forgets it and its names at once, rather than after
+/// the keepalives run out (2 s x 3 by default).
+#[test]
+fn leaving_says_goodbye_in_every_level() {
+    assert!(have("python3"));
+    let dir = temp_dir();
+    let (pa, pb) = (free_udp_port(), free_udp_port());
+    let a_rules = rules(dir.path(), "a.toml", &member(pa, None, ""));
+    let a = node(&a_rules, &dir.path().join("a.log"), "top");
+    let tcp = free_tcp_port();
+    let listen = format!("[[listen]]\non = \"127.0.0.1:{tcp}\"\ndif = \"top\"\napp = \"far\"\n");
+    let b_rules = rules(dir.path(), "b.toml", &member(pb, Some(pa), &listen));
+    // Listens, then exits normally once its stdin closes.
+    let script = format!(
+        "import socket, sys\ns = socket.socket()\ns.bind(('127.0.0.1', {tcp}))\ns.listen()\nsys.stdin.read()\n"
+    );
+    let mut b = spawn_server(
+        &b_rules,
+        &["python3", "-c", &script],
+        Stdio::piped(),
+        Stdio::null(),
+    );
+    let top = |pid: u32| dif(&ctl_json(pid), "top").clone();
+    assert!(
+        wait_until(Duration::from_secs(10), || top(a.pid())["directory"]
+            .to_string()
+            .contains("\"far\"")),
+        "{:#}",
+        top(a.pid())
+    );
+    assert_eq!(top(a.pid())["neighbors"].as_array().unwrap().len(), 1);
+    drop(b.take_stdin());
+    assert!(b.expect_exit(Duration::from_secs(10)).success());
+    let gone = wait_until(Duration::from_millis(1500), || {
+        let t = top(a.pid());
+        !t["directory"].to_string().contains("\"far\"")
+            && t["neighbors"].as_array().is_some_and(Vec::is_empty)
+            && t["members"].as_array().is_some_and(|m| m.len() == 1)
+    });
+    assert!(gone, "{:#}", top(a.pid()));
+}
+
+/// Four levels: "base" over UDP, "mid" over "base", "top" over "mid"; bootstrap, or
+/// enroll through the member at UDP port `via` and then through each DIF below.
+fn four_levels(udp: u16, via: Option<u16>, extra: &str) -> String {
+    let join = |below: &str| match via {
+        None => "bootstrap = true".to_owned(),
+        Some(_) => format!("enroll-via = {{ dif = \"{below}\" }}"),
+    };
+    let base = match via {
+        None => "bootstrap = true".to_owned(),
+        Some(p) => format!("enroll-via = {{ neighbor = \"127.0.0.1:{p}\" }}"),
+    };
+    format!(
+        "[[dif]]\nname = \"udp\"\ntype = \"udp\"\nbind = \"127.0.0.1:{udp}\"\n\n\
+         [[dif]]\nname = \"base\"\ntype = \"normal\"\nover = [\"udp\"]\n{base}\n\n\
+         [[dif]]\nname = \"mid\"\ntype = \"normal\"\nover = [\"base\"]\n{}\n\n\
+         [[dif]]\nname = \"top\"\ntype = \"normal\"\nover = [\"mid\"]\n{}\n\n{extra}",
+        join("base"),
+        join("mid")
+    )
+}
+
+/// Who may be enrolled through: in a stack of four levels, a program serving a name in
+/// "top" offers "top" to newcomers (it registers the DIF's name in "mid"), but its
+/// "mid" member, which only carries "top", does not offer "mid" in "base": a newcomer
+/// must not join through a program that may exit at any time. Both register their
+/// members' names below, to be reached.
+#[test]
+fn only_members_serving_applications_take_newcomers() {
+    assert!(have("python3"));
+    let dir = temp_dir();
+    let (pa, pb) = (free_udp_port(), free_udp_port());
+    let a_rules = rules(dir.path(), "a.toml", &four_levels(pa, None, ""));
+    let _a = node(&a_rules, &dir.path().join("a.log"), "top");
+    let tcp = free_tcp_port();
+    let listen = format!("[[listen]]\non = \"127.0.0.1:{tcp}\"\ndif = \"top\"\napp = \"far\"\n");
+    let b_rules = rules(dir.path(), "b.toml", &four_levels(pb, Some(pa), &listen));
+    let script = format!(
+        "import socket, sys\ns = socket.socket()\ns.bind(('127.0.0.1', {tcp}))\ns.listen()\nsys.stdin.read()\n"
+    );
+    let mut b = spawn_server(
+        &b_rules,
+        &["python3", "-c", &script],
+        Stdio::piped(),
+        Stdio::null(),
+    );
+    let state = ctl_json(b.pid());
+    let registered = |d: &str| dif(&state, d)["registered"].to_string();
+    let (base, mid) = (registered("base"), registered("mid"));
+    assert!(mid.contains("\"top\""), "{state:#}");
+    assert!(mid.contains("python3.top|"), "{state:#}");
+    assert!(base.contains("python3.mid|"), "{state:#}");
+    assert!(!base.contains("\"mid\""), "{state:#}");
+    drop(b.take_stdin());
+    assert!(b.expect_exit(Duration::from_secs(10)).success());
+}

@@ -91,6 +91,9 @@ pub(super) struct Flow {
     peer_left: bool,
     /// For an incoming flow: the requester's CEP-id (its key in the incoming index).
     requester_cep: Option<CepId>,
+    /// A requested flow that must reach another member (see
+    /// [`IpcProcess::allocate_flow_to_other`]).
+    elsewhere: bool,
 }
 
 impl Flow {
@@ -123,6 +126,34 @@ impl IpcProcess {
         reliable: bool,
         deadline: Instant,
     ) -> PortId {
+        self.request_flow(now, local_app, remote_app, reliable, deadline, false)
+    }
+
+    /// As [`IpcProcess::allocate_flow`], to a registrant of `remote_app` on another
+    /// member: never this one, even if it registered the name too. A DIF above uses it
+    /// for its N-1 flows (its members register the DIF's name here, and a member is not
+    /// its own neighbour). With no other registrant the flow fails with
+    /// [`AllocError::NoSuchApplication`].
+    pub fn allocate_flow_to_other(
+        &mut self,
+        now: Instant,
+        local_app: ApplicationName,
+        remote_app: ApplicationName,
+        reliable: bool,
+        deadline: Instant,
+    ) -> PortId {
+        self.request_flow(now, local_app, remote_app, reliable, deadline, true)
+    }
+
+    fn request_flow(
+        &mut self,
+        now: Instant,
+        local_app: ApplicationName,
+        remote_app: ApplicationName,
+        reliable: bool,
+        deadline: Instant,
+        elsewhere: bool,
+    ) -> PortId {
         let port = self.fresh_port();
         let cep = self.fresh_cep();
         self.cep_to_port.insert(cep, port);
@@ -143,6 +174,7 @@ impl IpcProcess {
                 want_writable: false,
                 peer_left: false,
                 requester_cep: None,
+                elsewhere,
             },
         );
         self.try_request(now, port);
@@ -193,7 +225,10 @@ impl IpcProcess {
         if now < next_try {
             return;
         }
-        let candidates = self.directory.lookup(&f.remote_app);
+        let mut candidates = self.directory.lookup(&f.remote_app);
+        if f.elsewhere {
+            candidates.retain(|&a| Some(a) != self.address);
+        }
         if candidates.is_empty() {
             self.fail_flow(port, AllocError::NoSuchApplication);
             return;
@@ -350,6 +385,7 @@ impl IpcProcess {
                 want_writable: false,
                 peer_left: false,
                 requester_cep: Some(src_cep),
+                elsewhere: false,
             },
         );
         let resp = MgmtMessage::FlowResponse {

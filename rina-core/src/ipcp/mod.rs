@@ -497,10 +497,12 @@ impl IpcProcess {
 
     /// Forwards a PDU for another member (TTL decremented).
     fn relay(&mut self, pdu: &[u8]) {
+        let Ok((pci, _)) = Pci::parse(pdu) else {
+            return;
+        };
         let mut v = self.spare.pop().unwrap_or_default();
         v.clear();
         v.extend_from_slice(pdu);
-        let Ok((pci, _)) = Pci::parse(&v) else { return };
         match (
             self.pft.get(&pci.dst_addr),
             crate::wire::pci::decrement_ttl(&mut v),
@@ -509,7 +511,12 @@ impl IpcProcess {
                 self.counters.pdus_relayed += 1;
                 self.out.push_back((p, v));
             }
-            _ => self.counters.pdus_dropped += 1,
+            _ => {
+                self.counters.pdus_dropped += 1;
+                if self.spare.len() < SPARE_PDUS {
+                    self.spare.push(v);
+                }
+            }
         }
     }
 

@@ -211,12 +211,14 @@ impl Driver {
         rina_core::time::earliest(Some(k.next_check), k.drain_deadline)
     }
 
-    /// Says goodbye to every neighbour (best effort) and sends it.
+    /// Says goodbye to every neighbour (best effort) and sends it: top DIF first, each
+    /// goodbye sent before the DIF below says its own (after which the flows that
+    /// would carry the goodbyes above are gone at the neighbours).
     pub(super) fn leave(&mut self, now: Instant) {
-        for d in &mut self.stack.difs {
-            d.ipcp.leave(now);
+        for d in (0..self.stack.difs.len()).rev() {
+            self.stack.difs[d].ipcp.leave(now);
+            let _ = self.flush(now);
         }
-        let _ = self.flush(now);
     }
 
     /// Deallocates every datagram flow and withdraws every datagram registration.

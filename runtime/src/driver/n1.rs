@@ -149,12 +149,17 @@ impl Driver {
             Event::IncomingFlow {
                 port,
                 ref local_app,
+                ref remote_app,
                 reliable: false,
-                ..
             } => {
                 let Some(up) = self.stack.upper_for(Lower::Dif(low), local_app) else {
                     return false;
                 };
+                // A member is not its own neighbour.
+                if *remote_app == self.stack.difs[up].ipcp.config().name {
+                    self.stack.difs[low].ipcp.deallocate(now, port);
+                    return true;
+                }
                 self.n1_incoming(now, up, LowerFlow::Dif(low, port));
             }
             Event::FlowClosed { port, .. } => {
@@ -190,6 +195,12 @@ impl Driver {
         let d = &mut self.stack.difs[dif];
         if let Some(k) = keep.and_then(|k| d.keep.get_mut(k)) {
             k.state = KeepState::Up(port);
+        }
+        // A member already enrolled (joining again after losing every neighbour) says
+        // hello on the new port rather than enrolling: no `Enrolled` will end this
+        // attempt, so it ends here.
+        if d.ipcp.is_enrolled() && d.enrolling == Some(f) {
+            d.enrolling = None;
         }
         d.ipcp.add_n1_port(now, port, mtu, true);
     }
