@@ -16,6 +16,19 @@ fn member(name: &str, bootstrap: bool) -> IpcpConfig {
     c
 }
 
+/// A simulator with two members, `a` (bootstrap) and `b`, enrolled over a link.
+fn joined_pair(seed: u64) -> (Sim, usize, usize) {
+    let mut sim = Sim::new(seed);
+    let a = sim.add_node(member("a", true));
+    let b = sim.add_node(member("b", false));
+    sim.link(b, a, LinkConfig::default());
+    sim.run_until(rina_core::Instant::from_micros(10_000_000), u64::MAX, |s| {
+        s.node(b).ipcp.is_enrolled()
+    })
+    .unwrap();
+    (sim, a, b)
+}
+
 fn seeds(n: u64) -> Vec<u64> {
     match std::env::var("RINA_SIM_SEED") {
         Ok(s) => vec![s.parse().expect("RINA_SIM_SEED is a number")],
@@ -123,14 +136,7 @@ fn enrollment_over_lossy_link() {
 /// A flow to a name nobody registered is refused with NoSuchApplication.
 #[test]
 fn unknown_application_is_refused() {
-    let mut sim = Sim::new(1);
-    let a = sim.add_node(member("a", true));
-    let b = sim.add_node(member("b", false));
-    sim.link(b, a, LinkConfig::default());
-    sim.run_until(rina_core::Instant::from_micros(10_000_000), u64::MAX, |s| {
-        s.node(b).ipcp.is_enrolled()
-    })
-    .unwrap();
+    let (mut sim, _, b) = joined_pair(1);
     let now = sim.now();
     let port = sim.node(b).ipcp.allocate_flow(
         now,
@@ -321,14 +327,7 @@ fn pool_spreads_flows_and_survives_a_member() {
 /// receiver still reads every byte and the end of stream; nothing is reset.
 #[test]
 fn goodbye_after_end_of_stream_loses_nothing() {
-    let mut sim = Sim::new(5);
-    let a = sim.add_node(member("a", true));
-    let b = sim.add_node(member("b", false));
-    sim.link(b, a, LinkConfig::default());
-    sim.run_until(rina_core::Instant::from_micros(10_000_000), u64::MAX, |s| {
-        s.node(b).ipcp.is_enrolled()
-    })
-    .unwrap();
+    let (mut sim, a, b) = joined_pair(5);
     let now = sim.now();
     sim.node(a)
         .ipcp
@@ -777,15 +776,8 @@ fn relays_decrement_the_ttl_and_drop_an_exhausted_pdu() {
 #[test]
 fn a_flow_right_after_joining_through_a_relay_needs_no_retry() {
     for seed in seeds(5) {
-        let mut sim = Sim::new(seed);
-        let a = sim.add_node(member("a", true));
-        let b = sim.add_node(member("b", false));
+        let (mut sim, a, b) = joined_pair(seed);
         let c = sim.add_node(member("c", false));
-        sim.link(b, a, LinkConfig::default());
-        sim.run_until(rina_core::Instant::from_micros(10_000_000), u64::MAX, |s| {
-            s.node(b).ipcp.is_enrolled()
-        })
-        .unwrap();
         let now = sim.now();
         sim.node(a)
             .ipcp
@@ -825,14 +817,7 @@ fn a_flow_right_after_joining_through_a_relay_needs_no_retry() {
 /// registrant it is refused.
 #[test]
 fn a_flow_to_another_member_never_loops_back() {
-    let mut sim = Sim::new(5);
-    let a = sim.add_node(member("a", true));
-    let b = sim.add_node(member("b", false));
-    sim.link(b, a, LinkConfig::default());
-    sim.run_until(rina_core::Instant::from_micros(10_000_000), u64::MAX, |s| {
-        s.node(b).ipcp.is_enrolled()
-    })
-    .unwrap();
+    let (mut sim, a, b) = joined_pair(5);
     let now = sim.now();
     let name = ApplicationName::new("top");
     sim.node(b).ipcp.register(now, name.clone()).unwrap();

@@ -58,6 +58,20 @@ fn node(rules: &Path, log: &Path, dif: &str) -> Proc {
     p
 }
 
+/// A Python program under `rules` that listens on TCP port `tcp`, then exits normally
+/// once its stdin (piped) closes.
+fn listen_until_stdin_closes(rules: &Path, tcp: u16) -> Proc {
+    let script = format!(
+        "import socket, sys\ns = socket.socket()\ns.bind(('127.0.0.1', {tcp}))\ns.listen()\nsys.stdin.read()\n"
+    );
+    spawn_server(
+        rules,
+        &["python3", "-c", &script],
+        Stdio::piped(),
+        Stdio::null(),
+    )
+}
+
 /// The report of DIF `name` in a `rina ctl --json` answer.
 fn dif<'a>(state: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
     state["difs"]
@@ -216,16 +230,7 @@ fn leaving_says_goodbye_in_every_level() {
     let tcp = free_tcp_port();
     let listen = format!("[[listen]]\non = \"127.0.0.1:{tcp}\"\ndif = \"top\"\napp = \"far\"\n");
     let b_rules = rules(dir.path(), "b.toml", &member(pb, Some(pa), &listen));
-    // Listens, then exits normally once its stdin closes.
-    let script = format!(
-        "import socket, sys\ns = socket.socket()\ns.bind(('127.0.0.1', {tcp}))\ns.listen()\nsys.stdin.read()\n"
-    );
-    let mut b = spawn_server(
-        &b_rules,
-        &["python3", "-c", &script],
-        Stdio::piped(),
-        Stdio::null(),
-    );
+    let mut b = listen_until_stdin_closes(&b_rules, tcp);
     let top = |pid: u32| dif(&ctl_json(pid), "top").clone();
     assert!(
         wait_until(Duration::from_secs(10), || top(a.pid())["directory"]
@@ -282,15 +287,7 @@ fn only_members_serving_applications_take_newcomers() {
     let tcp = free_tcp_port();
     let listen = format!("[[listen]]\non = \"127.0.0.1:{tcp}\"\ndif = \"top\"\napp = \"far\"\n");
     let b_rules = rules(dir.path(), "b.toml", &four_levels(pb, Some(pa), &listen));
-    let script = format!(
-        "import socket, sys\ns = socket.socket()\ns.bind(('127.0.0.1', {tcp}))\ns.listen()\nsys.stdin.read()\n"
-    );
-    let mut b = spawn_server(
-        &b_rules,
-        &["python3", "-c", &script],
-        Stdio::piped(),
-        Stdio::null(),
-    );
+    let mut b = listen_until_stdin_closes(&b_rules, tcp);
     let state = ctl_json(b.pid());
     let registered = |d: &str| dif(&state, d)["registered"].to_string();
     let (base, mid) = (registered("base"), registered("mid"));
