@@ -380,3 +380,105 @@ pub fn spawn_server(rules: &Path, args: &[&str], stdin: Stdio, stdout: Stdio) ->
     }
     p
 }
+
+/// Random bytes both ways for an nc-to-nc exchange, in files of a test's directory:
+/// the client sends `up`, the server `down`.
+#[derive(Debug)]
+pub struct Exchange {
+    /// What the client sends.
+    pub up: Vec<u8>,
+    /// What the server sends.
+    pub down: Vec<u8>,
+    dir: PathBuf,
+}
+
+impl Exchange {
+    /// `len` bytes each way (seeds `seed` and `seed + 1`), written into `dir`.
+    pub fn new(dir: &Path, len: usize, seed: u64) -> Self {
+        let (up, down) = (random_bytes(len, seed), random_bytes(len, seed + 1));
+        std::fs::write(dir.join("up"), &up).expect("write up");
+        std::fs::write(dir.join("down"), &down).expect("write down");
+        Self {
+            up,
+            down,
+            dir: dir.to_owned(),
+        }
+    }
+
+    /// The server's stdin (what it sends) and stdout (what it received).
+    pub fn server_io(&self) -> (Stdio, Stdio) {
+        (
+            stdin_from(&self.dir.join("down")),
+            stdout_to(&self.dir.join("s.out")),
+        )
+    }
+
+    /// The client's stdin and stdout.
+    pub fn client_io(&self) -> (Stdio, Stdio) {
+        (
+            stdin_from(&self.dir.join("up")),
+            stdout_to(&self.dir.join("c.out")),
+        )
+    }
+
+    /// Both ends exit with success (bounded) and each received, byte for byte, what
+    /// the other sent.
+    pub fn check(&self, client: &mut Proc, server: &mut Proc) {
+        for (p, who) in [(client, "client"), (server, "server")] {
+            let st = p.expect_exit(Duration::from_secs(60));
+            assert!(st.success(), "{who}: {st:?}: {}", p.stderr());
+        }
+        let got = |f: &str| std::fs::read(self.dir.join(f)).expect("read output");
+        assert!(got("s.out") == self.up, "bytes to the server differ");
+        assert!(got("c.out") == self.down, "bytes to the client differ");
+    }
+}
+
+/// Runs `cmd` (a client under rules, logging to `log`) and checks that it fails the
+/// way an unreachable network does: nonzero exit, "Network is unreachable" from the
+/// program within 15 s, and `why` in the log.
+pub fn expect_unreachable(cmd: &mut Command, log: &Path, why: &str) {
+    let start = Instant::now();
+    let out = cmd
+        .env("RINA_LOG", "info")
+        .env("RINA_LOG_FILE", log)
+        .output()
+        .expect("run the client");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("Network is unreachable"), "{err}");
+    assert!(
+        start.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        start.elapsed()
+    );
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    assert!(text.contains(why), "{text}");
+}
+
+/// Starts `rina node -c RULES` (logging to `log`) and waits (bounded) until it has
+/// joined DIF `dif`; panics with its stderr and log otherwise.
+pub fn rina_node(rules: &Path, log: &Path, dif: &str) -> Proc {
+    let mut p = Proc::spawn(
+        "rina node",
+        Command::new(rina())
+            .args(["node", "-c"])
+            .arg(rules)
+            .env("RINA_LOG", "info")
+            .env("RINA_LOG_FILE", log)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped()),
+    );
+    let joined = wait_until(Duration::from_secs(15), || {
+        std::fs::read_to_string(log).is_ok_and(|t| t.contains(&format!("enrolled in DIF {dif} ")))
+    });
+    if !joined {
+        panic!(
+            "node never joined {dif}: {}\n{}",
+            p.kill_and_stderr(),
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+    }
+    p
+}

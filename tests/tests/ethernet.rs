@@ -108,14 +108,9 @@ fn nc_pair_over_a_veth_without_ip() {
         "c.toml",
         &member(false, &connect("10.9.0.1:5000", "nc-server")),
     );
-    let (up, down) = (random_bytes(8 << 20, 41), random_bytes(8 << 20, 42));
-    let files: Vec<PathBuf> = ["up", "down", "s.out", "c.out", "cap.pcap", "cap.err"]
-        .iter()
-        .map(|f| dir.path().join(f))
-        .collect();
-    std::fs::write(&files[0], &up).unwrap();
-    std::fs::write(&files[1], &down).unwrap();
-    let pcap = files[4].to_str().unwrap();
+    let ex = Exchange::new(dir.path(), 8 << 20, 41);
+    let (pcap, cap_err) = (dir.path().join("cap.pcap"), dir.path().join("cap.err"));
+    let pcap = pcap.to_str().unwrap();
     let mut capture = Proc::spawn(
         "tcpdump",
         hosts
@@ -124,56 +119,28 @@ fn nc_pair_over_a_veth_without_ip() {
                 &["tcpdump", "-i", IFACE, "-nn", "-U", "-s", "64", "-w", pcap],
             )
             .stdout(Stdio::null())
-            .stderr(stdout_to(&files[5])),
+            .stderr(stdout_to(&cap_err)),
     );
     assert!(
         wait_until(Duration::from_secs(10), || std::fs::read_to_string(
-            &files[5]
+            &cap_err
         )
         .is_ok_and(|t| t.contains("listening on"))),
         "tcpdump did not start"
     );
-    let mut srv = server(
-        &hosts,
-        0,
-        &s,
-        &["nc", "-l", "10.9.0.1", "5000"],
-        stdin_from(&files[1]),
-        stdout_to(&files[2]),
-    );
+    let (sin, sout) = ex.server_io();
+    let mut srv = server(&hosts, 0, &s, &["nc", "-l", "10.9.0.1", "5000"], sin, sout);
     let mut junk = junk_sender(&hosts, 1, &hosts.mac(0), 3000);
-    let out = hosts
-        .rina_run(
-            1,
-            &c,
-            &["nc", "-N", "10.9.0.1", "5000"],
-            stdin_from(&files[0]),
-            stdout_to(&files[3]),
-        )
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "client: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let (cin, cout) = ex.client_io();
+    let mut client = Proc::spawn(
+        "nc",
+        &mut hosts.rina_run(1, &c, &["nc", "-N", "10.9.0.1", "5000"], cin, cout),
     );
-    assert!(
-        srv.expect_exit(Duration::from_secs(30)).success(),
-        "server: {}",
-        srv.stderr()
-    );
+    ex.check(&mut client, &mut srv);
     assert!(
         junk.expect_exit(Duration::from_secs(30)).success(),
         "junk: {}",
         junk.stderr()
-    );
-    assert!(
-        std::fs::read(&files[2]).unwrap() == up,
-        "bytes to the server differ"
-    );
-    assert!(
-        std::fs::read(&files[3]).unwrap() == down,
-        "bytes to the client differ"
     );
     // SAFETY: SIGINT to our own child: tcpdump writes out what it captured and exits.
     unsafe { libc::kill(capture.pid() as i32, libc::SIGINT) };
@@ -498,32 +465,16 @@ fn nobody_answering_is_a_clear_error() {
         "c.toml",
         &member(false, &connect("10.9.0.1:5000", "x")),
     );
-    let log = dir.path().join("c.log");
-    let start = std::time::Instant::now();
-    let out = hosts
-        .rina_run(
+    expect_unreachable(
+        &mut hosts.rina_run(
             1,
             &c,
             &["nc", "-v", "-N", "10.9.0.1", "5000"],
             Stdio::null(),
             Stdio::null(),
-        )
-        .env("RINA_LOG", "info")
-        .env("RINA_LOG_FILE", &log)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{err}");
-    assert!(err.contains("Network is unreachable"), "{err}");
-    assert!(
-        start.elapsed() < Duration::from_secs(15),
-        "took {:?}",
-        start.elapsed()
-    );
-    let text = std::fs::read_to_string(&log).unwrap_or_default();
-    assert!(
-        text.contains("no member of DIF net answered for net on interface eth0"),
-        "{text}"
+        ),
+        &dir.path().join("c.log"),
+        "no member of DIF net answered for net on interface eth0",
     );
 }
 
@@ -579,41 +530,21 @@ fn a_dif_over_ethernet_and_udp() {
         "B: {}",
         b.kill_and_stderr()
     );
-    let (up, down) = (random_bytes(2 << 20, 91), random_bytes(2 << 20, 92));
-    let f: Vec<PathBuf> = ["up", "down", "c.out", "a.out"]
-        .iter()
-        .map(|n| dir.path().join(n))
-        .collect();
-    std::fs::write(&f[0], &up).unwrap();
-    std::fs::write(&f[1], &down).unwrap();
+    // A is the client, C the server.
+    let ex = Exchange::new(dir.path(), 2 << 20, 91);
+    let (sin, sout) = ex.server_io();
     let mut c = server(
         &hosts,
         0,
         &c_rules,
         &["nc", "-l", "10.9.0.3", "5000"],
-        stdin_from(&f[1]),
-        stdout_to(&f[2]),
+        sin,
+        sout,
     );
+    let (cin, cout) = ex.client_io();
     let mut a = Proc::spawn(
         "nc",
-        &mut hosts.rina_run(
-            1,
-            &a_rules,
-            &["nc", "-N", "10.9.0.3", "5000"],
-            stdin_from(&f[0]),
-            stdout_to(&f[3]),
-        ),
+        &mut hosts.rina_run(1, &a_rules, &["nc", "-N", "10.9.0.3", "5000"], cin, cout),
     );
-    assert!(
-        a.expect_exit(Duration::from_secs(30)).success(),
-        "A: {}",
-        a.stderr()
-    );
-    assert!(
-        c.expect_exit(Duration::from_secs(30)).success(),
-        "C: {}",
-        c.stderr()
-    );
-    assert!(std::fs::read(&f[2]).unwrap() == up, "bytes to C differ");
-    assert!(std::fs::read(&f[3]).unwrap() == down, "bytes to A differ");
+    ex.check(&mut a, &mut c);
 }

@@ -33,31 +33,6 @@ fn member(udp: u16, via: Option<u16>, extra: &str) -> String {
     )
 }
 
-/// A `rina node`, waited for until it has joined DIF `dif`.
-fn node(rules: &Path, log: &Path, dif: &str) -> Proc {
-    let mut cmd = Command::new(rina());
-    cmd.arg("node")
-        .arg("-c")
-        .arg(rules)
-        .env("RINA_LOG", "info")
-        .env("RINA_LOG_FILE", log)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut p = Proc::spawn("rina node", &mut cmd);
-    let joined = wait_until(Duration::from_secs(15), || {
-        std::fs::read_to_string(log).is_ok_and(|t| t.contains(&format!("enrolled in DIF {dif} ")))
-    });
-    if !joined {
-        panic!(
-            "node never joined: {}\n{}",
-            p.kill_and_stderr(),
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
-    }
-    p
-}
-
 /// A Python program under `rules` that listens on TCP port `tcp`, then exits normally
 /// once its stdin (piped) closes.
 fn listen_until_stdin_closes(rules: &Path, tcp: u16) -> Proc {
@@ -101,42 +76,30 @@ fn nc_over_a_normal_dif_over_a_normal_dif() {
     let listen = format!("[[listen]]\non = \"127.0.0.1:{tcp}\"\ndif = \"top\"\napp = \"far\"\n");
     let connect = format!("[[connect]]\nto = \"127.0.0.1:{tcp}\"\ndif = \"top\"\napp = \"far\"\n");
     let server_rules = rules(dir.path(), "s.toml", &member(ps, None, &listen));
-    let (up, down) = (random_bytes(4 << 20, 81), random_bytes(4 << 20, 82));
-    std::fs::write(path("up"), &up).unwrap();
-    std::fs::write(path("down"), &down).unwrap();
+    let ex = Exchange::new(dir.path(), 4 << 20, 81);
+    let (sin, sout) = ex.server_io();
     let mut server = spawn_server(
         &server_rules,
         &["nc", "-l", "127.0.0.1", &tcp.to_string()],
-        stdin_from(&path("down")),
-        stdout_to(&path("s.out")),
+        sin,
+        sout,
     );
     let relay_rules = rules(dir.path(), "r.toml", &mid_member(pr, Some(ps)));
-    let relay = node(&relay_rules, &path("r.log"), "mid");
+    let relay = rina_node(&relay_rules, &path("r.log"), "mid");
     let three_rules = rules(dir.path(), "t.toml", &member(pt, Some(pr), ""));
-    let three = node(&three_rules, &path("t.log"), "top");
+    let three = rina_node(&three_rules, &path("t.log"), "top");
     let client_rules = rules(dir.path(), "c.toml", &member(pc, Some(pr), &connect));
-    let out = rina_run(
-        &client_rules,
-        &["nc", "-N", "127.0.0.1", &tcp.to_string()],
-        stdin_from(&path("up")),
-        stdout_to(&path("c.out")),
-    )
-    .output()
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "client: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let (cin, cout) = ex.client_io();
+    let mut client = Proc::spawn(
+        "nc",
+        &mut rina_run(
+            &client_rules,
+            &["nc", "-N", "127.0.0.1", &tcp.to_string()],
+            cin,
+            cout,
+        ),
     );
-    assert!(server.expect_exit(Duration::from_secs(30)).success());
-    assert!(
-        std::fs::read(path("s.out")).unwrap() == up,
-        "bytes to the server differ"
-    );
-    assert!(
-        std::fs::read(path("c.out")).unwrap() == down,
-        "bytes to the client differ"
-    );
+    ex.check(&mut client, &mut server);
 
     // Every "mid" PDU between the server and anyone else went through the relay: 4 MiB
     // each way in PDUs of about 64 KiB at least.
@@ -188,32 +151,15 @@ fn a_lower_dif_that_cannot_be_joined_fails_the_connect() {
         "c.toml",
         &member(free_udp_port(), Some(nobody), &connect),
     );
-    let log = dir.path().join("c.log");
-    let start = std::time::Instant::now();
-    let out = rina_run(
-        &c,
-        &["nc", "-v", "-N", "127.0.0.1", &tcp.to_string()],
-        Stdio::null(),
-        Stdio::null(),
-    )
-    .env("RINA_LOG", "info")
-    .env("RINA_LOG_FILE", &log)
-    .output()
-    .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{err}");
-    assert!(err.contains("Network is unreachable"), "{err}");
-    assert!(
-        start.elapsed() < Duration::from_secs(15),
-        "took {:?}",
-        start.elapsed()
-    );
-    let text = std::fs::read_to_string(&log).unwrap_or_default();
-    assert!(
-        text.contains(
-            "DIF top: cannot join: cannot join DIF mid below it: no answer from the neighbour"
+    expect_unreachable(
+        &mut rina_run(
+            &c,
+            &["nc", "-v", "-N", "127.0.0.1", &tcp.to_string()],
+            Stdio::null(),
+            Stdio::null(),
         ),
-        "{text}"
+        &dir.path().join("c.log"),
+        "DIF top: cannot join: cannot join DIF mid below it: no answer from the neighbour",
     );
 }
 
@@ -226,7 +172,7 @@ fn leaving_says_goodbye_in_every_level() {
     let dir = temp_dir();
     let (pa, pb) = (free_udp_port(), free_udp_port());
     let a_rules = rules(dir.path(), "a.toml", &member(pa, None, ""));
-    let a = node(&a_rules, &dir.path().join("a.log"), "top");
+    let a = rina_node(&a_rules, &dir.path().join("a.log"), "top");
     let tcp = free_tcp_port();
     let listen = format!("[[listen]]\non = \"127.0.0.1:{tcp}\"\ndif = \"top\"\napp = \"far\"\n");
     let b_rules = rules(dir.path(), "b.toml", &member(pb, Some(pa), &listen));
@@ -283,7 +229,7 @@ fn only_members_serving_applications_take_newcomers() {
     let dir = temp_dir();
     let (pa, pb) = (free_udp_port(), free_udp_port());
     let a_rules = rules(dir.path(), "a.toml", &four_levels(pa, None, ""));
-    let _a = node(&a_rules, &dir.path().join("a.log"), "top");
+    let _a = rina_node(&a_rules, &dir.path().join("a.log"), "top");
     let tcp = free_tcp_port();
     let listen = format!("[[listen]]\non = \"127.0.0.1:{tcp}\"\ndif = \"top\"\napp = \"far\"\n");
     let b_rules = rules(dir.path(), "b.toml", &four_levels(pb, Some(pa), &listen));

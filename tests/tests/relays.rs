@@ -2,7 +2,6 @@
 //! program), in chains and rings; routes that heal when a relay dies; a member that
 //! comes back on its own.
 
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -18,31 +17,6 @@ fn member(udp: u16, via: Option<u16>, extra: &str) -> String {
     format!(
         "[[dif]]\nname = \"udp\"\ntype = \"udp\"\nbind = \"127.0.0.1:{udp}\"\n\n[[dif]]\nname = \"net\"\ntype = \"normal\"\nover = [\"udp\"]\n{join}\nkeepalive-interval = \"200ms\"\nkeepalive-misses = 3\n\n{extra}"
     )
-}
-
-/// A `rina node` with its log in `log`, started and waited for until it has joined.
-fn node(rules: &Path, log: &Path) -> Proc {
-    let mut cmd = Command::new(rina());
-    cmd.arg("node")
-        .arg("-c")
-        .arg(rules)
-        .env("RINA_LOG", "info")
-        .env("RINA_LOG_FILE", log)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut p = Proc::spawn("rina node", &mut cmd);
-    let joined = wait_until(Duration::from_secs(15), || {
-        std::fs::read_to_string(log).is_ok_and(|t| t.contains("enrolled in DIF net"))
-    });
-    if !joined {
-        panic!(
-            "node never joined: {}\n{}",
-            p.kill_and_stderr(),
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
-    }
-    p
 }
 
 fn listen(port: u16) -> String {
@@ -63,14 +37,13 @@ fn nc_through_a_chain_of_three_relays() {
     let tcp = free_tcp_port();
     let path = |n: &str| dir.path().join(n);
     let server_rules = rules(dir.path(), "m0.toml", &member(ports[0], None, &listen(tcp)));
-    let (up, down) = (random_bytes(8 << 20, 71), random_bytes(8 << 20, 72));
-    std::fs::write(path("up"), &up).unwrap();
-    std::fs::write(path("down"), &down).unwrap();
+    let ex = Exchange::new(dir.path(), 8 << 20, 71);
+    let (sin, sout) = ex.server_io();
     let mut server = spawn_server(
         &server_rules,
         &["nc", "-l", "127.0.0.1", &tcp.to_string()],
-        stdin_from(&path("down")),
-        stdout_to(&path("s.out")),
+        sin,
+        sout,
     );
     let mut relays = Vec::new();
     for i in 1..4 {
@@ -79,35 +52,24 @@ fn nc_through_a_chain_of_three_relays() {
             &format!("m{i}.toml"),
             &member(ports[i], Some(ports[i - 1]), ""),
         );
-        relays.push(node(&r, &path(&format!("m{i}.log"))));
+        relays.push(rina_node(&r, &path(&format!("m{i}.log")), "net"));
     }
     let client_rules = rules(
         dir.path(),
         "m4.toml",
         &member(ports[4], Some(ports[3]), &connect(tcp)),
     );
-    let out = rina_run(
-        &client_rules,
-        &["nc", "-N", "127.0.0.1", &tcp.to_string()],
-        stdin_from(&path("up")),
-        stdout_to(&path("c.out")),
-    )
-    .output()
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "client: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let (cin, cout) = ex.client_io();
+    let mut client = Proc::spawn(
+        "nc",
+        &mut rina_run(
+            &client_rules,
+            &["nc", "-N", "127.0.0.1", &tcp.to_string()],
+            cin,
+            cout,
+        ),
     );
-    assert!(server.expect_exit(Duration::from_secs(30)).success());
-    assert!(
-        std::fs::read(path("s.out")).unwrap() == up,
-        "bytes to the server differ"
-    );
-    assert!(
-        std::fs::read(path("c.out")).unwrap() == down,
-        "bytes to the client differ"
-    );
+    ex.check(&mut client, &mut server);
     // Every relay relayed, and `rina ctl` shows it: the middle one still has two
     // neighbours (the server and the client at the ends said goodbye).
     for (i, r) in relays.iter().enumerate() {
@@ -223,7 +185,10 @@ fn a_ring_heals_around_a_killed_relay() {
     );
     let r1 = rules(dir.path(), "m1.toml", &member(p[1], Some(p[0]), ""));
     let r3 = rules(dir.path(), "m3.toml", &member(p[3], Some(p[0]), ""));
-    let mut relays = vec![node(&r1, &log("m1")), node(&r3, &log("m3"))];
+    let mut relays = vec![
+        rina_node(&r1, &log("m1"), "net"),
+        rina_node(&r3, &log("m3"), "net"),
+    ];
     let keep3 = format!("neighbors = [{{ neighbor = \"127.0.0.1:{}\" }}]\n", p[3]);
     let r2 = rules(
         dir.path(),
@@ -233,7 +198,7 @@ fn a_ring_heals_around_a_killed_relay() {
             &format!("keepalive-misses = 3\n{keep3}"),
         ),
     );
-    let m2 = node(&r2, &log("m2"));
+    let m2 = rina_node(&r2, &log("m2"), "net");
     assert!(
         wait_until(Duration::from_secs(10), || neighbours(m2.pid()) == 2),
         "the ring did not close: {:#}",
@@ -296,7 +261,7 @@ fn a_ring_heals_around_a_killed_relay() {
     // of its ring adjacencies come back.
     let again = if on_path == 0 { &r1 } else { &r3 };
     let restarted_at = Instant::now();
-    let back = node(again, &log("again"));
+    let back = rina_node(again, &log("again"), "net");
     assert!(
         wait_until(Duration::from_secs(40), || neighbours(back.pid()) == 2),
         "not back in the ring: {:#}",

@@ -31,25 +31,9 @@ fn member(udp: u16, via: Option<u16>, extra: &str) -> String {
     )
 }
 
-/// A `rina node`, waited for until it has joined.
+/// A `rina node`, waited for until it has joined (its log beside its rules).
 fn node(rules: &Path) -> Proc {
-    let log = rules.with_extension("log");
-    let mut p = Proc::spawn(
-        "rina node",
-        Command::new(rina())
-            .args(["node", "-c"])
-            .arg(rules)
-            .env("RINA_LOG", "info")
-            .env("RINA_LOG_FILE", &log)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped()),
-    );
-    let joined = wait_until(Duration::from_secs(15), || {
-        std::fs::read_to_string(&log).is_ok_and(|t| t.contains("enrolled in DIF net"))
-    });
-    assert!(joined, "node never joined: {}", p.kill_and_stderr());
-    p
+    rina_node(rules, &rules.with_extension("log"), "net")
 }
 
 /// A chain: `server` (bootstrap, listening on `tcp`) is started by the caller with
