@@ -9,8 +9,6 @@ use std::time::{Duration, Instant};
 use rina_e2e::netns::Hosts;
 use rina_e2e::*;
 
-use super::median;
-
 const SERVER_IP: &str = "10.77.0.1";
 
 fn rules_for(
@@ -170,26 +168,17 @@ pub fn section(dir: &tempfile::TempDir, runs: usize, mib: usize, rtt_count: usiz
     // The TCP baseline needs addresses; RINA does not use them.
     hosts.add_address(0, &format!("{SERVER_IP}/24"));
     hosts.add_address(1, "10.77.0.2/24");
-    let (mut tcp_t, mut rina_t, mut tcp_r, mut rina_r) = (vec![], vec![], vec![], vec![]);
-    for run in 0..runs {
-        tcp_t.push(throughput(&hosts, dir, &format!("eth-t{run}"), mib, false));
-        rina_t.push(throughput(&hosts, dir, &format!("eth-r{run}"), mib, true));
-        tcp_r.push(rtt(&hosts, dir, &format!("eth-pt{run}"), rtt_count, false));
-        rina_r.push(rtt(&hosts, dir, &format!("eth-pr{run}"), rtt_count, true));
-        eprintln!(
-            "ethernet run {run}: tcp {:.2} Gbit/s, rina {:.2} Gbit/s; rtt tcp {:.1} us, rina {:.1} us",
-            tcp_t[run], rina_t[run], tcp_r[run], rina_r[run]
-        );
-    }
-    let (tt, rt) = (median(&tcp_t), median(&rina_t));
-    let (tr, rr) = (median(&tcp_r), median(&rina_r));
-    println!("nc {mib} MiB over a veth pair between two namespaces, median of {runs} runs:");
-    println!(
-        "  throughput  TCP {tt:.2} Gbit/s   RINA/Ethernet shim {rt:.2} Gbit/s   ratio {:.2}",
-        rt / tt
-    );
-    println!(
-        "  64 B RTT    TCP {tr:.1} us   RINA/Ethernet shim {rr:.1} us   ratio {:.2}",
-        rr / tr
+    super::against_tcp(
+        &format!("nc {mib} MiB over a veth pair between two namespaces"),
+        "RINA/Ethernet shim",
+        runs,
+        |run| {
+            [
+                throughput(&hosts, dir, &format!("eth-t{run}"), mib, false),
+                throughput(&hosts, dir, &format!("eth-r{run}"), mib, true),
+                rtt(&hosts, dir, &format!("eth-pt{run}"), rtt_count, false),
+                rtt(&hosts, dir, &format!("eth-pr{run}"), rtt_count, true),
+            ]
+        },
     );
 }

@@ -61,29 +61,49 @@ fn main() {
 
 /// nc throughput and 64-byte round trips over the UDP shim on loopback, against TCP.
 fn loopback_section(dir: &tempfile::TempDir, runs: usize, mib: usize, rtt_count: usize) {
-    let mut rina_tput = Vec::new();
-    let mut tcp_tput = Vec::new();
-    let mut rina_rtt = Vec::new();
-    let mut tcp_rtt = Vec::new();
+    against_tcp(
+        &format!("nc {mib} MiB over loopback"),
+        "RINA/UDP shim",
+        runs,
+        |run| {
+            [
+                nc_throughput(dir, mib, None),
+                nc_throughput(dir, mib, Some(run)),
+                rtt(dir, rtt_count, None),
+                rtt(dir, rtt_count, Some(run)),
+            ]
+        },
+    );
+}
+
+/// Runs `measure` `runs` times (it gives TCP and RINA throughput in Gbit/s, then TCP
+/// and RINA round trips in µs, in one run, interleaved) and prints the medians and the
+/// ratios RINA/TCP; `rina` names the RINA side.
+pub(crate) fn against_tcp(
+    title: &str,
+    rina: &str,
+    runs: usize,
+    mut measure: impl FnMut(usize) -> [f64; 4],
+) {
+    let mut series = [(); 4].map(|()| Vec::with_capacity(runs));
     for run in 0..runs {
-        tcp_tput.push(nc_throughput(dir, mib, None));
-        rina_tput.push(nc_throughput(dir, mib, Some(run)));
-        tcp_rtt.push(rtt(dir, rtt_count, None));
-        rina_rtt.push(rtt(dir, rtt_count, Some(run)));
+        let m = measure(run);
         eprintln!(
-            "run {run}: tcp {:.2} Gbit/s, rina {:.2} Gbit/s; rtt tcp {:.1} us, rina {:.1} us",
-            tcp_tput[run], rina_tput[run], tcp_rtt[run], rina_rtt[run]
+            "{title}, run {run}: tcp {:.2} Gbit/s, rina {:.2} Gbit/s; rtt tcp {:.1} us, rina {:.1} us",
+            m[0], m[1], m[2], m[3]
         );
+        for (s, v) in series.iter_mut().zip(m) {
+            s.push(v);
+        }
     }
-    let (rt, tt) = (median(&rina_tput), median(&tcp_tput));
-    let (rr, tr) = (median(&rina_rtt), median(&tcp_rtt));
-    println!("nc {mib} MiB over loopback, median of {runs} runs:");
+    let [tt, rt, tr, rr] = series.map(|s| median(&s));
+    println!("{title}, median of {runs} runs:");
     println!(
-        "  throughput  TCP {tt:.2} Gbit/s   RINA/UDP shim {rt:.2} Gbit/s   ratio {:.2}",
+        "  throughput  TCP {tt:.2} Gbit/s   {rina} {rt:.2} Gbit/s   ratio {:.2}",
         rt / tt
     );
     println!(
-        "  64 B RTT    TCP {tr:.1} us   RINA/UDP shim {rr:.1} us   ratio {:.2}",
+        "  64 B RTT    TCP {tr:.1} us   {rina} {rr:.1} us   ratio {:.2}",
         rr / tr
     );
 }
