@@ -62,12 +62,7 @@ pub fn load_rules() {
         Ok(c) => {
             // Raw Ethernet needs CAP_NET_RAW: without it the program stops here, with
             // the reason and how to grant it, rather than fail at its first call.
-            if let (Some(iface), Some(false)) =
-                (c.ethernet_interfaces().first(), config::has_net_raw())
-            {
-                let why = shims::eth::EthError::Permission {
-                    interface: (*iface).to_owned(),
-                };
+            if let Some(why) = c.missing_net_raw() {
                 stop(&format!(
                     "rina: {}: {why}\nrina: {program} stopped: nothing was sent\n",
                     path.display()

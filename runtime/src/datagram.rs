@@ -17,7 +17,7 @@
 //! SDU (the kernel drops what overflows the proxy's buffer, as it would for any UDP
 //! socket); an SDU the application's socket cannot take is held until it can.
 
-use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use rina_core::ipcp::{IpcProcess, ReadResult, WriteError};
 use rina_core::{ApplicationName, Instant, PortId};
@@ -39,9 +39,6 @@ pub(crate) struct DatagramFlow {
     pub(crate) writable: bool,
     /// An SDU the application's socket has not taken yet.
     held: Option<Vec<u8>>,
-    /// Datagrams from addresses other than the application's, or too large for the
-    /// flow (dropped).
-    pub(crate) dropped: u64,
 }
 
 /// What pumping a datagram flow found.
@@ -72,7 +69,6 @@ impl DatagramFlow {
             readable: true,
             writable: true,
             held: None,
-            dropped: 0,
         }
     }
 
@@ -139,16 +135,15 @@ impl DatagramFlow {
                 }
             };
             out.progress = true;
+            // Datagrams from addresses other than the application's, or too large for
+            // the flow, are dropped.
             if from != self.app {
-                self.dropped += 1;
                 continue;
             }
             match ipcp.write(now, self.port, &buf[..n]) {
-                Ok(()) => {}
-                Err(WriteError::TooLarge) => self.dropped += 1,
+                Ok(()) | Err(WriteError::TooLarge) => {}
                 Err(WriteError::WouldBlock) => {
                     debug_assert!(false, "write refused after can_write");
-                    self.dropped += 1;
                 }
                 Err(WriteError::Closed) => {
                     out.closed = true;
@@ -165,10 +160,14 @@ impl DatagramFlow {
 pub fn app_address(local: SocketAddr, v6_only: bool) -> SocketAddr {
     let port = local.port();
     match local.ip() {
-        IpAddr::V4(v4) if v4.is_unspecified() => SocketAddr::new(IpAddr::V4(v4_loopback()), port),
+        IpAddr::V4(v4) if v4.is_unspecified() => {
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)
+        }
         IpAddr::V4(_) => local,
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) if v4.is_unspecified() => SocketAddr::new(IpAddr::V4(v4_loopback()), port),
+            Some(v4) if v4.is_unspecified() => {
+                SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)
+            }
             Some(v4) => SocketAddr::new(IpAddr::V4(v4), port),
             None if v6_only => {
                 let ip = if v6.is_unspecified() {
@@ -178,14 +177,10 @@ pub fn app_address(local: SocketAddr, v6_only: bool) -> SocketAddr {
                 };
                 SocketAddr::new(IpAddr::V6(ip), port)
             }
-            None if v6.is_unspecified() => SocketAddr::new(IpAddr::V4(v4_loopback()), port),
+            None if v6.is_unspecified() => SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port),
             None => local,
         },
     }
-}
-
-fn v4_loopback() -> std::net::Ipv4Addr {
-    std::net::Ipv4Addr::LOCALHOST
 }
 
 #[cfg(test)]

@@ -6,8 +6,8 @@
 //! "pump sockets, send PDUs, handle events" until nothing moves. Application threads
 //! reach it only through [`Shared::post`].
 
-use std::collections::{BTreeMap, VecDeque};
-use std::os::fd::OwnedFd;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +37,12 @@ const TOKEN_DATAGRAM: u64 = 3 << 56;
 const TOKEN_MGMT: u64 = 4 << 56;
 const TOKEN_MASK: u64 = (1 << 56) - 1;
 
+/// What the epoll set watches on a stream flow's socket (edge-triggered).
+const FLOW_EVENTS: epoll::EventFlags = epoll::EventFlags::IN
+    .union(epoll::EventFlags::OUT)
+    .union(epoll::EventFlags::RDHUP)
+    .union(epoll::EventFlags::ET);
+
 thread_local! {
     static RUNTIME_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
@@ -58,6 +64,16 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// A fresh command queue and waker.
+    fn new() -> rustix::io::Result<Arc<Self>> {
+        let waker = eventfd(0, EventfdFlags::NONBLOCK | EventfdFlags::CLOEXEC)?;
+        Ok(Arc::new(Self {
+            commands: Mutex::new(VecDeque::new()),
+            waker,
+            alive: AtomicBool::new(true),
+        }))
+    }
+
     /// True while the runtime thread takes commands.
     pub(crate) fn is_alive(&self) -> bool {
         self.alive.load(Ordering::Acquire)
@@ -82,13 +98,7 @@ pub(crate) fn spawn(
 ) -> Result<Arc<Shared>, FlowError> {
     crate::log::init();
     let down = |what: &str, e: rustix::io::Errno| FlowError::RuntimeDown(format!("{what}: {e}"));
-    let waker = eventfd(0, EventfdFlags::NONBLOCK | EventfdFlags::CLOEXEC)
-        .map_err(|e| down("eventfd", e))?;
-    let shared = Arc::new(Shared {
-        commands: Mutex::new(VecDeque::new()),
-        waker,
-        alive: AtomicBool::new(true),
-    });
+    let shared = Shared::new().map_err(|e| down("eventfd", e))?;
     let clock = std::time::Instant::now();
     let seed = seed();
     let stack = match Stack::build(&config, program, Instant::ZERO, seed) {
@@ -107,36 +117,11 @@ pub(crate) fn spawn(
         }
         Err(e) => return Err(e.into()),
     };
-    let epoll = epoll::create(epoll::CreateFlags::CLOEXEC).map_err(|e| down("epoll", e))?;
-    epoll::add(
-        &epoll,
-        &shared.waker,
-        epoll::EventData::new_u64(TOKEN_WAKER),
-        epoll::EventFlags::IN,
-    )
-    .map_err(|e| down("epoll", e))?;
-    for (i, s) in stack.shims.iter().enumerate() {
-        epoll::add(
-            &epoll,
-            s.fd(),
-            epoll::EventData::new_u64(TOKEN_SHIM | i as u64),
-            epoll::EventFlags::IN,
-        )
-        .map_err(|e| down("epoll", e))?;
-    }
     // The management socket: a stack that cannot serve one still runs.
     let mgmt = mgmt::listener(std::process::id())
         .inspect_err(|e| tracing::warn!("no management socket: {e}"))
         .ok();
-    if let Some(m) = &mgmt {
-        epoll::add(
-            &epoll,
-            m,
-            epoll::EventData::new_u64(TOKEN_MGMT),
-            epoll::EventFlags::IN,
-        )
-        .map_err(|e| down("epoll", e))?;
-    }
+    let epoll = new_epoll(&shared, mgmt.as_ref(), &stack).map_err(|e| down("epoll", e))?;
     let mut driver = Driver {
         shared: shared.clone(),
         program: program.to_owned(),
@@ -147,6 +132,7 @@ pub(crate) fn spawn(
         flows: BTreeMap::new(),
         datagrams: BTreeMap::new(),
         by_port: BTreeMap::new(),
+        lower_readable: BTreeSet::new(),
         next_flow: 1,
         pending_connects: BTreeMap::new(),
         pending_listens: Vec::new(),
@@ -167,6 +153,31 @@ pub(crate) fn spawn(
         })
         .map_err(|e| FlowError::RuntimeDown(format!("cannot start the runtime thread: {e}")))?;
     Ok(shared)
+}
+
+/// An epoll set watching the waker, the management socket and every shim.
+fn new_epoll(
+    shared: &Shared,
+    mgmt: Option<&OwnedFd>,
+    stack: &Stack,
+) -> rustix::io::Result<OwnedFd> {
+    let ep = epoll::create(epoll::CreateFlags::CLOEXEC)?;
+    let watch = |fd: std::os::fd::BorrowedFd<'_>, token: u64| {
+        epoll::add(
+            &ep,
+            fd,
+            epoll::EventData::new_u64(token),
+            epoll::EventFlags::IN,
+        )
+    };
+    watch(shared.waker.as_fd(), TOKEN_WAKER)?;
+    if let Some(m) = mgmt {
+        watch(m.as_fd(), TOKEN_MGMT)?;
+    }
+    for (i, s) in stack.shims.iter().enumerate() {
+        watch(s.fd(), TOKEN_SHIM | i as u64)?;
+    }
+    Ok(ep)
 }
 
 fn seed() -> u64 {
@@ -206,6 +217,8 @@ struct Driver {
     datagrams: BTreeMap<u64, DatagramFlow>,
     /// (DIF, port-id) -> token (of either kind).
     by_port: BTreeMap<(usize, PortId), u64>,
+    /// N-1 flows of normal DIFs with SDUs to hand to the DIF above.
+    lower_readable: BTreeSet<crate::stack::LowerFlow>,
     next_flow: u64,
     pending_connects: BTreeMap<(usize, PortId), PendingConnect>,
     pending_listens: Vec<PendingListen>,
@@ -596,14 +609,10 @@ impl Driver {
             } => self.incoming(now, dif, port, local_app, &remote_app, reliable),
             Event::Readable { .. } | Event::Writable { .. } => {}
             Event::FlowClosed { port, reset } => {
-                if let Some(token) = self.by_port.remove(&(dif, port)) {
+                if let Some(&token) = self.by_port.get(&(dif, port)) {
                     tracing::debug!("flow {port} closed (reset: {reset})");
-                    if let Some(f) = self.flows.remove(&token) {
-                        let _ = epoll::delete(&self.epoll, &f.sock);
-                        let _ = rustix::net::shutdown(&f.sock, rustix::net::Shutdown::Both);
-                    }
-                    if let Some(f) = self.datagrams.remove(&token) {
-                        let _ = epoll::delete(&self.epoll, f.proxy.fd());
+                    if let Some((_, _, Some(sock))) = self.forget_flow(token) {
+                        let _ = rustix::net::shutdown(&sock, rustix::net::Shutdown::Both);
                     }
                 }
             }
@@ -674,10 +683,8 @@ impl Driver {
             .map(|(&t, _)| t)
             .collect();
         for token in gone {
-            if let Some(f) = self.datagrams.remove(&token) {
-                self.by_port.remove(&(f.dif, f.port));
-                let _ = epoll::delete(&self.epoll, f.proxy.fd());
-                self.stack.difs[f.dif].ipcp.deallocate(now, f.port);
+            if let Some((dif, port, _)) = self.forget_flow(token) {
+                self.stack.difs[dif].ipcp.deallocate(now, port);
             }
         }
         let keys: Vec<_> = self
@@ -721,11 +728,12 @@ impl Driver {
         self.next_flow += 1;
         let _ = rustix::io::ioctl_fionbio(&sock, true);
         set_send_buffer(&sock);
-        let flags = epoll::EventFlags::IN
-            | epoll::EventFlags::OUT
-            | epoll::EventFlags::RDHUP
-            | epoll::EventFlags::ET;
-        if let Err(e) = epoll::add(&self.epoll, &sock, epoll::EventData::new_u64(token), flags) {
+        if let Err(e) = epoll::add(
+            &self.epoll,
+            &sock,
+            epoll::EventData::new_u64(token),
+            FLOW_EVENTS,
+        ) {
             tracing::warn!("cannot watch a flow socket: {e}");
         }
         self.flows.insert(token, AppFlow::new(dif, port, sock));
@@ -745,10 +753,8 @@ impl Driver {
             }
         }
         for token in finished {
-            if let Some(f) = self.flows.remove(&token) {
-                self.by_port.remove(&(f.dif, f.port));
-                let _ = epoll::delete(&self.epoll, &f.sock);
-                self.stack.difs[f.dif].ipcp.deallocate(now, f.port);
+            if let Some((dif, port, _)) = self.forget_flow(token) {
+                self.stack.difs[dif].ipcp.deallocate(now, port);
                 progress = true;
             }
         }
@@ -762,13 +768,24 @@ impl Driver {
             }
         }
         for token in closed {
-            if let Some(f) = self.datagrams.remove(&token) {
-                self.by_port.remove(&(f.dif, f.port));
-                let _ = epoll::delete(&self.epoll, f.proxy.fd());
-                progress = true;
-            }
+            progress |= self.forget_flow(token).is_some();
         }
         progress
+    }
+
+    /// Stops serving the flow behind `token` (stream or datagram): out of the tables
+    /// and the epoll set. Its DIF and port-id, and a stream's socket.
+    fn forget_flow(&mut self, token: u64) -> Option<(usize, PortId, Option<OwnedFd>)> {
+        let (dif, port, sock) = if let Some(f) = self.flows.remove(&token) {
+            let _ = epoll::delete(&self.epoll, &f.sock);
+            (f.dif, f.port, Some(f.sock))
+        } else {
+            let f = self.datagrams.remove(&token)?;
+            let _ = epoll::delete(&self.epoll, f.proxy.fd());
+            (f.dif, f.port, None)
+        };
+        self.by_port.remove(&(dif, port));
+        Some((dif, port, sock))
     }
 
     /// True when the exit drain is over (everything sent, or the linger ran out).
@@ -796,7 +813,7 @@ impl Driver {
 pub const APP_SOCKET_BUFFER: usize = 4 << 20;
 
 /// Raises the socket's send buffer to [`APP_SOCKET_BUFFER`] (forced when privileged).
-pub(crate) fn set_send_buffer(sock: &impl std::os::fd::AsFd) {
+pub(crate) fn set_send_buffer(sock: &impl AsFd) {
     use rustix::net::sockopt;
     if sockopt::set_socket_send_buffer_size_force(sock, APP_SOCKET_BUFFER).is_err() {
         let _ = sockopt::set_socket_send_buffer_size(sock, APP_SOCKET_BUFFER);

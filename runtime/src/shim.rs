@@ -221,18 +221,18 @@ impl Shim {
         }
     }
 
-    /// Sends a PDU on flow `id`; false if the flow is not up.
-    pub(crate) fn send_pdu(&self, id: ShimFlowId, pdu: &[u8]) -> bool {
+    /// Sends a PDU on flow `id` (nothing if the flow is not up: lost, as on a link).
+    pub(crate) fn send_pdu(&self, id: ShimFlowId, pdu: &[u8]) {
         let r = match &self.link {
             Link::Udp { link, proto, .. } => {
                 let Some((peer, hdr)) = proto.data_header(id) else {
-                    return false;
+                    return;
                 };
                 link.send(peer, &hdr, pdu)
             }
             Link::Eth { link, proto } => {
                 let Some((mac, hdr)) = proto.data_header(id) else {
-                    return false;
+                    return;
                 };
                 link.send(mac, &hdr, pdu)
             }
@@ -240,7 +240,6 @@ impl Shim {
         if let Err(e) = r {
             tracing::debug!("shim {}: send failed: {e}", self.name);
         }
-        true
     }
 
     /// Sends every management datagram or frame that is ready; true if any.

@@ -362,17 +362,18 @@ impl Stack {
         }
     }
 
-    /// Asks layer `lower` for a flow from `local` to the neighbour `peer` (named
-    /// `remote` in it).
-    pub(crate) fn allocate_lower(
+    /// Asks the layer below DIF `dif` named by `plan` for an N-1 flow from this
+    /// member to the neighbour of the plan (which serves the DIF's name).
+    fn allocate_lower(
         &mut self,
         now: Instant,
-        lower: Lower,
-        peer: &PeerRef,
-        local: ApplicationName,
-        remote: ApplicationName,
+        dif: usize,
+        plan: &EnrollPlan,
     ) -> Allocation<LowerFlow> {
-        match lower {
+        let (peer, d) = (&plan.peer, &self.difs[dif]);
+        let local = d.ipcp.config().name.clone();
+        let remote = ApplicationName::new(d.name.clone());
+        match plan.lower {
             Lower::Shim(s) => match self.shims[s].allocate(now, peer, local, remote) {
                 Allocation::Started(id) => Allocation::Started(LowerFlow::Shim(s, id)),
                 Allocation::Resolving => Allocation::Resolving,
@@ -416,12 +417,8 @@ impl Stack {
                 continue;
             }
             self.difs[i].retry_at = None;
-            let d = &self.difs[i];
-            let plan = d.enroll.as_ref().expect("checked above");
-            let (lower, peer) = (plan.lower, plan.peer.clone());
-            let local = d.ipcp.config().name.clone();
-            let remote = ApplicationName::new(d.name.clone());
-            match self.allocate_lower(now, lower, &peer, local, remote) {
+            let plan = self.difs[i].enroll.clone().expect("checked above");
+            match self.allocate_lower(now, i, &plan) {
                 Allocation::Started(f) => self.difs[i].enrolling = Some(f),
                 Allocation::Resolving => self.difs[i].resolving = true,
             }
@@ -433,15 +430,14 @@ impl Stack {
     /// through). Its Ethernet shims answer for the DIF's name from then on, and it
     /// registers the DIF's name in the normal DIFs below it.
     pub(crate) fn offer_enrollment(&mut self, now: Instant, dif: usize) {
-        self.publish_upper_names(now);
         let d = &self.difs[dif];
         let long_lived = self.node || d.enroll.is_none() || self.serves_applications(dif);
         if !d.ipcp.is_enrolled() || !long_lived {
             return;
         }
         let name = ApplicationName::new(d.name.clone());
-        for l in self.difs[dif].over.clone() {
-            match l {
+        for i in 0..d.over.len() {
+            match self.difs[dif].over[i] {
                 Lower::Shim(s) if self.shims[s].is_ethernet() => {
                     self.shims[s].register(name.clone());
                 }
@@ -473,8 +469,8 @@ impl Stack {
     pub(crate) fn publish_upper_names(&mut self, now: Instant) {
         for up in 0..self.difs.len() {
             let name = self.difs[up].ipcp.config().name.clone();
-            for l in self.difs[up].over.clone() {
-                if let Lower::Dif(low) = l {
+            for i in 0..self.difs[up].over.len() {
+                if let Lower::Dif(low) = self.difs[up].over[i] {
                     if self.difs[low].ipcp.is_enrolled() {
                         let _ = self.difs[low].ipcp.register_for(
                             now,
@@ -508,8 +504,7 @@ impl Stack {
             let waits = |p: &EnrollPlan| p.lower == Lower::Dif(low);
             let idle = d.resolving || (!d.ipcp.is_enrolled() && d.enrolling.is_none());
             if idle && d.enroll.as_ref().is_some_and(waits) {
-                d.resolving = false;
-                d.retry_at = Some(now);
+                d.retry_now(now);
             }
             for k in &mut d.keep {
                 if k.state == KeepState::Resolving && waits(&k.plan) {
@@ -550,9 +545,7 @@ impl Stack {
                 continue;
             };
             let why = format!("cannot join DIF {} below it: {why}", l.name);
-            let d = &mut self.difs[up];
-            d.resolving = false;
-            d.schedule_retry(now, why);
+            self.difs[up].schedule_retry(now, why);
             failed = true;
         }
         failed
@@ -562,8 +555,7 @@ impl Stack {
     pub(crate) fn resolved(&mut self, now: Instant, shim: usize, name: &ApplicationName) {
         for d in &mut self.difs {
             if d.resolving && d.enroll.as_ref().is_some_and(|p| p.waits_for(shim, name)) {
-                d.resolving = false;
-                d.retry_at = Some(now);
+                d.retry_now(now);
             }
             for k in &mut d.keep {
                 if k.state == KeepState::Resolving && k.plan.waits_for(shim, name) {
@@ -586,7 +578,6 @@ impl Stack {
                 }
             }
             if d.resolving && d.enroll.as_ref().is_some_and(|p| p.waits_for(shim, name)) {
-                d.resolving = false;
                 let why = format!("no member of DIF {} answered for {name} on {link}", d.name);
                 d.schedule_retry(now, why);
             }
@@ -621,19 +612,15 @@ impl Stack {
                 continue;
             }
             for k in 0..self.difs[i].keep.len() {
-                let d = &self.difs[i];
-                let keep = &d.keep[k];
+                let keep = &self.difs[i].keep[k];
                 if keep.state != KeepState::Down || now < keep.retry_at {
                     continue;
                 }
-                let (lower, peer) = (keep.plan.lower, keep.plan.peer.clone());
-                let local = d.ipcp.config().name.clone();
-                let remote = ApplicationName::new(d.name.clone());
-                self.difs[i].keep[k].state =
-                    match self.allocate_lower(now, lower, &peer, local, remote) {
-                        Allocation::Started(f) => KeepState::Allocating(f),
-                        Allocation::Resolving => KeepState::Resolving,
-                    };
+                let plan = keep.plan.clone();
+                self.difs[i].keep[k].state = match self.allocate_lower(now, i, &plan) {
+                    Allocation::Started(f) => KeepState::Allocating(f),
+                    Allocation::Resolving => KeepState::Resolving,
+                };
             }
         }
     }
@@ -706,6 +693,12 @@ impl NormalDif {
         self.enrolling.is_some() || self.resolving
     }
 
+    /// Tries to enroll again at once (what it waited for is there).
+    fn retry_now(&mut self, now: Instant) {
+        self.resolving = false;
+        self.retry_at = Some(now);
+    }
+
     /// Schedules another enrollment attempt with exponential back-off.
     pub(crate) fn schedule_retry(&mut self, now: Instant, why: String) {
         tracing::info!(
@@ -714,6 +707,7 @@ impl NormalDif {
             self.backoff
         );
         self.enrolling = None;
+        self.resolving = false;
         self.last_failure = Some(why);
         self.retry_at = Some(now + self.backoff);
         self.backoff = (self.backoff * 2).min(Duration::from_secs(30));

@@ -23,9 +23,6 @@ use rustix::net::{
 /// Length of the Ethernet header written in front of every frame.
 pub const ETH_HEADER_LEN: usize = 14;
 
-/// Socket buffer size asked for (see `udp.rs`).
-const SOCKET_BUFFER: usize = 8 << 20;
-
 /// Why an interface could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum EthError {
@@ -144,16 +141,6 @@ fn interface_facts(fd: &OwnedFd, interface: &str) -> Result<(i32, Mac, usize), E
     Ok((ifindex, mac, usize::try_from(mtu).map_err(|_| missing())?))
 }
 
-/// Parses `aa:bb:cc:dd:ee:ff`.
-pub fn parse_mac(s: &str) -> Option<Mac> {
-    let mut mac = [0u8; 6];
-    let mut parts = s.split(':');
-    for b in &mut mac {
-        *b = u8::from_str_radix(parts.next()?, 16).ok()?;
-    }
-    parts.next().is_none().then_some(mac)
-}
-
 impl EthLink {
     /// Opens `interface` (in this network namespace) for RINA frames.
     ///
@@ -181,19 +168,7 @@ impl EthLink {
         )
         .map_err(io)?;
         let (ifindex, mac, mtu) = interface_facts(&fd, interface)?;
-        for force in [true, false] {
-            let r = if force {
-                net::sockopt::set_socket_recv_buffer_size_force(&fd, SOCKET_BUFFER).and_then(|()| {
-                    net::sockopt::set_socket_send_buffer_size_force(&fd, SOCKET_BUFFER)
-                })
-            } else {
-                net::sockopt::set_socket_recv_buffer_size(&fd, SOCKET_BUFFER)
-                    .and_then(|()| net::sockopt::set_socket_send_buffer_size(&fd, SOCKET_BUFFER))
-            };
-            if r.is_ok() {
-                break;
-            }
-        }
+        crate::size_buffers(&fd);
         net::bind(&fd, &LinkAddr { ifindex, mac }).map_err(io)?;
         Ok(Self {
             fd,
@@ -289,14 +264,6 @@ impl EthLink {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn macs_parse() {
-        assert_eq!(parse_mac("02:00:0a:ff:00:01"), Some([2, 0, 10, 255, 0, 1]));
-        assert_eq!(parse_mac("02:00:0a:ff:00"), None);
-        assert_eq!(parse_mac("02:00:0a:ff:00:01:02"), None);
-        assert_eq!(parse_mac("zz:00:0a:ff:00:01"), None);
-    }
 
     #[test]
     fn unknown_interfaces_are_named() {

@@ -10,3 +10,18 @@
 
 pub mod eth;
 pub mod udp;
+
+/// Socket buffer size asked for, each way (the kernel caps it at `net.core.*mem_max`
+/// unless running as root, where SO_*BUFFORCE lifts the cap).
+const SOCKET_BUFFER: usize = 8 << 20;
+
+/// Asks for [`SOCKET_BUFFER`] bytes of receive and send buffer, forced if allowed.
+fn size_buffers(fd: &std::os::fd::OwnedFd) {
+    use rustix::net::sockopt;
+    let forced = sockopt::set_socket_recv_buffer_size_force(fd, SOCKET_BUFFER)
+        .and_then(|()| sockopt::set_socket_send_buffer_size_force(fd, SOCKET_BUFFER));
+    if forced.is_err() {
+        let _ = sockopt::set_socket_recv_buffer_size(fd, SOCKET_BUFFER)
+            .and_then(|()| sockopt::set_socket_send_buffer_size(fd, SOCKET_BUFFER));
+    }
+}

@@ -12,10 +12,6 @@ use rustix::net::{
     self, AddressFamily, RecvFlags, SendAncillaryBuffer, SendFlags, SocketFlags, SocketType,
 };
 
-/// Socket buffer size asked for (the kernel caps it at `net.core.*mem_max` unless
-/// running as root, where SO_*BUFFORCE lifts the cap).
-const SOCKET_BUFFER: usize = 8 << 20;
-
 /// A bound UDP socket carrying a shim DIF.
 #[derive(Debug)]
 pub struct UdpLink {
@@ -40,19 +36,7 @@ impl UdpLink {
             SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
             None,
         )?;
-        for force in [true, false] {
-            let r = if force {
-                net::sockopt::set_socket_recv_buffer_size_force(&fd, SOCKET_BUFFER).and_then(|()| {
-                    net::sockopt::set_socket_send_buffer_size_force(&fd, SOCKET_BUFFER)
-                })
-            } else {
-                net::sockopt::set_socket_recv_buffer_size(&fd, SOCKET_BUFFER)
-                    .and_then(|()| net::sockopt::set_socket_send_buffer_size(&fd, SOCKET_BUFFER))
-            };
-            if r.is_ok() {
-                break;
-            }
-        }
+        crate::size_buffers(&fd);
         net::bind(&fd, &addr)?;
         let local = net::getsockname(&fd)?
             .try_into()

@@ -98,10 +98,7 @@ fn node(rules: &Path) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let (Some(iface), Some(false)) = (c.ethernet_interfaces().first(), config::has_net_raw()) {
-        let why = shims::eth::EthError::Permission {
-            interface: (*iface).to_owned(),
-        };
+    if let Some(why) = c.missing_net_raw() {
         eprintln!("rina: {}: {why}", rules.display());
         return ExitCode::from(1);
     }

@@ -198,6 +198,16 @@ impl Config {
             .collect()
     }
 
+    /// Why this process cannot run these rules, if it lacks `CAP_NET_RAW` and they
+    /// have an Ethernet shim (checked once, at load, so that a program stops at once
+    /// with the reason rather than fail at its first call).
+    pub fn missing_net_raw(&self) -> Option<shims::eth::EthError> {
+        let iface = *self.ethernet_interfaces().first()?;
+        (has_net_raw() == Some(false)).then(|| shims::eth::EthError::Permission {
+            interface: iface.to_owned(),
+        })
+    }
+
     /// The first name rule matching `host`, with its application-name template filled
     /// in but for `{port}`.
     pub fn match_name(&self, host: &str) -> Option<(usize, String)> {

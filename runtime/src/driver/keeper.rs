@@ -19,15 +19,10 @@ use std::collections::BTreeSet;
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::Duration;
 
-use std::collections::VecDeque;
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
-
-use parking_lot::Mutex;
 use rina_core::Instant;
-use rustix::event::{epoll, eventfd, EventfdFlags};
+use rustix::event::epoll;
 
-use super::{Driver, Shared, TOKEN_FLOW, TOKEN_SHIM};
+use super::{Driver, Shared, TOKEN_FLOW};
 use crate::api::{FlowError, FlowKind, ListenTarget, Reply};
 
 /// How often the keeper looks for listeners nobody holds any more.
@@ -118,52 +113,30 @@ impl Driver {
         // still post to them, and a lock in the copied queue may be held by a thread
         // that does not exist here): the keeper gets its own, and forgets the old ones
         // without touching them (their fd was closed above).
-        let Ok(waker) = eventfd(0, EventfdFlags::NONBLOCK | EventfdFlags::CLOEXEC) else {
+        let Ok(fresh) = Shared::new() else {
             // SAFETY: leaving the keeper without the application's exit handlers.
             unsafe { libc::_exit(1) };
         };
-        let fresh = Arc::new(Shared {
-            commands: Mutex::new(VecDeque::new()),
-            waker,
-            alive: AtomicBool::new(true),
-        });
         std::mem::forget(std::mem::replace(&mut self.shared, fresh));
         // The management socket was the exiting process's: the keeper has its own.
         std::mem::forget(self.mgmt.take());
         self.mgmt = super::mgmt::listener(std::process::id()).ok();
         // A fresh epoll instance, not shared with the exiting process.
-        match epoll::create(epoll::CreateFlags::CLOEXEC) {
-            Ok(ep) => {
-                let waker = epoll::EventData::new_u64(super::TOKEN_WAKER);
-                let _ = epoll::add(&ep, &self.shared.waker, waker, epoll::EventFlags::IN);
-                if let Some(m) = &self.mgmt {
-                    let data = epoll::EventData::new_u64(super::TOKEN_MGMT);
-                    let _ = epoll::add(&ep, m, data, epoll::EventFlags::IN);
-                }
-                for (i, s) in self.stack.shims.iter().enumerate() {
-                    let data = epoll::EventData::new_u64(TOKEN_SHIM | i as u64);
-                    let _ = epoll::add(&ep, s.fd(), data, epoll::EventFlags::IN);
-                }
-                let flags = epoll::EventFlags::IN
-                    | epoll::EventFlags::OUT
-                    | epoll::EventFlags::RDHUP
-                    | epoll::EventFlags::ET;
-                for (&token, f) in &mut self.flows {
-                    debug_assert_eq!(token & !super::TOKEN_MASK, TOKEN_FLOW);
-                    let _ = epoll::add(&ep, &f.sock, epoll::EventData::new_u64(token), flags);
-                    f.readable = true;
-                    f.writable = true;
-                }
-                // The old epoll fd was closed with everything else; forget it without
-                // closing it again.
-                std::mem::forget(std::mem::replace(&mut self.epoll, ep));
-            }
-            Err(_) => {
-                // SAFETY: leaving the keeper without running the application's exit
-                // handlers; the flows end as if the process had been killed.
-                unsafe { libc::_exit(1) };
-            }
+        let Ok(ep) = super::new_epoll(&self.shared, self.mgmt.as_ref(), &self.stack) else {
+            // SAFETY: leaving the keeper without running the application's exit
+            // handlers; the flows end as if the process had been killed.
+            unsafe { libc::_exit(1) };
+        };
+        for (&token, f) in &mut self.flows {
+            debug_assert_eq!(token & !super::TOKEN_MASK, TOKEN_FLOW);
+            let data = epoll::EventData::new_u64(token);
+            let _ = epoll::add(&ep, &f.sock, data, super::FLOW_EVENTS);
+            f.readable = true;
+            f.writable = true;
         }
+        // The old epoll fd was closed with everything else; forget it without closing
+        // it again.
+        std::mem::forget(std::mem::replace(&mut self.epoll, ep));
         self.keeper = Some(Keeper {
             linger,
             next_check: now,

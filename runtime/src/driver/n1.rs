@@ -47,28 +47,34 @@ impl Driver {
         let _ = rustix::io::write(&self.shared.waker, &1u64.to_ne_bytes());
     }
 
-    /// Hands every SDU waiting on an N-1 flow of a normal DIF to the DIF above it.
+    /// Hands the SDUs waiting on the N-1 flows of normal DIFs that turned readable to
+    /// the DIFs above them.
     pub(super) fn receive_lower_dif(&mut self, now: Instant) -> bool {
         let mut progress = false;
-        let flows: Vec<_> = self
-            .stack
-            .n1
-            .iter()
-            .filter_map(|(&port, &(up, below))| match below {
-                LowerFlow::Dif(low, p) => Some((port, up, low, p)),
-                LowerFlow::Shim(..) => None,
-            })
-            .collect();
-        for (port, up, low, p) in flows {
-            // Bounded per flow and turn, as for a shim.
+        for f in std::mem::take(&mut self.lower_readable) {
+            let (Some(&port), LowerFlow::Dif(low, p)) = (self.stack.by_lower.get(&f), f) else {
+                continue;
+            };
+            let Some(&(up, _)) = self.stack.n1.get(&port) else {
+                continue;
+            };
+            // Bounded per flow and turn, as for a shim: a flow with more stays listed
+            // (its `Readable` comes again only after a read that finds nothing).
+            let mut drained = false;
             for _ in 0..256 {
                 match self.stack.difs[low].ipcp.read(now, p) {
                     ReadResult::Sdu(pdu) => {
                         progress = true;
                         self.stack.difs[up].ipcp.handle_pdu(now, port, &pdu);
                     }
-                    ReadResult::WouldBlock | ReadResult::Eof | ReadResult::Closed => break,
+                    ReadResult::WouldBlock | ReadResult::Eof | ReadResult::Closed => {
+                        drained = true;
+                        break;
+                    }
                 }
+            }
+            if !drained {
+                self.lower_readable.insert(f);
             }
         }
         progress
@@ -169,7 +175,14 @@ impl Driver {
                 }
                 self.n1_gone(now, f);
             }
-            Event::Readable { port } | Event::Writable { port } => {
+            Event::Readable { port } => {
+                let f = LowerFlow::Dif(low, port);
+                if !self.stack.by_lower.contains_key(&f) {
+                    return false;
+                }
+                self.lower_readable.insert(f);
+            }
+            Event::Writable { port } => {
                 return self.stack.by_lower.contains_key(&LowerFlow::Dif(low, port));
             }
             _ => return false,
