@@ -3,18 +3,21 @@
 # pair with no IP address at all (IPv6 off too), an nc server in one and an nc client
 # in the other, each under its own rules (examples/ethernet/server.toml, client.toml).
 # A capture on the veth shows Ethertype 0xD1F0 frames and no IP. Needs root (network
-# namespaces, raw sockets), netcat-openbsd, iproute2 and tcpdump.
+# namespaces, raw sockets). Installs what is missing with apt-get: netcat-openbsd,
+# iproute2, tcpdump, procps (`sysctl`), and to build, gcc and libc6-dev (Rust's linker).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+# shellcheck source-path=SCRIPTDIR/../..
+. scripts/lib/packages.sh
 
-for tool in nc ip tcpdump; do
-  command -v "$tool" >/dev/null 2>&1 || { echo "demo: $tool is needed" >&2; exit 1; }
-done
 [ "$(id -u)" = 0 ] || { echo "demo: run as root (namespaces and raw Ethernet)" >&2; exit 1; }
 # RINA_BIN: an already built `rina` (the tests use it); otherwise build.
 if [ -n "${RINA_BIN:-}" ]; then
+  need_packages netcat-openbsd iproute2 tcpdump procps
   RINA=$RINA_BIN
 else
+  need_packages netcat-openbsd iproute2 tcpdump procps gcc libc6-dev
+  need_cargo
   cargo build --release --quiet -p rina-tools -p rina-interposer
   RINA=${CARGO_TARGET_DIR:-$PWD/target}/release/rina
 fi

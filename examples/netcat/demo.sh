@@ -2,20 +2,22 @@
 # The demo: two unmodified OpenBSD netcat processes talk over RINA.
 # Builds what it needs, runs a server and a client, each under its own rules file
 # (examples/netcat/server.toml, client.toml), and shows that no TCP socket is used.
+# Installs what is missing first (as root with apt-get; otherwise it names the packages
+# and stops): netcat-openbsd, iproute2 (`ss`), and gcc and libc6-dev (Rust's linker).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+# shellcheck source-path=SCRIPTDIR/../..
+. scripts/lib/packages.sh
 
-if ! command -v nc >/dev/null 2>&1; then
-  echo "demo: netcat-openbsd is needed (apt-get install netcat-openbsd)" >&2
-  exit 1
-fi
+need_packages netcat-openbsd iproute2 gcc libc6-dev
+need_cargo
 cargo build --release --quiet -p rina-tools -p rina-interposer
 RINA=target/release/rina
 PORT=5000
 tmp=$(mktemp -d)
 server_pid=
 cleanup() {
-  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true
+  if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; fi
   rm -rf "$tmp"
 }
 trap cleanup EXIT

@@ -4,48 +4,12 @@
 
 use std::time::Duration;
 
-use rina_core::ipcp::{Event, IpcpConfig};
+use rina_core::ipcp::Event;
 use rina_core::sim::{transfer, LinkConfig, Sim};
 use rina_core::{Address, ApplicationName};
 
-fn member(name: &str, bootstrap: bool) -> IpcpConfig {
-    let mut c = IpcpConfig::new("net", ApplicationName::new(name), 0);
-    if bootstrap {
-        c.bootstrap = Some(Address(1));
-    }
-    c
-}
-
-/// A simulator with two members, `a` (bootstrap) and `b`, enrolled over a link.
-fn joined_pair(seed: u64) -> (Sim, usize, usize) {
-    let mut sim = Sim::new(seed);
-    let a = sim.add_node(member("a", true));
-    let b = sim.add_node(member("b", false));
-    sim.link(b, a, LinkConfig::default());
-    sim.run_until(rina_core::Instant::from_micros(10_000_000), u64::MAX, |s| {
-        s.node(b).ipcp.is_enrolled()
-    })
-    .unwrap();
-    (sim, a, b)
-}
-
-fn seeds(n: u64) -> Vec<u64> {
-    match std::env::var("RINA_SIM_SEED") {
-        Ok(s) => vec![s.parse().expect("RINA_SIM_SEED is a number")],
-        Err(_) => (0..n).collect(),
-    }
-}
-
-fn lossy() -> LinkConfig {
-    LinkConfig {
-        delay: Duration::from_millis(5),
-        jitter: Duration::from_millis(10),
-        loss: 0.10,
-        duplicate: 0.05,
-        corrupt: 0.0,
-        mtu: 1500,
-    }
-}
+mod common;
+use common::{joined_pair, lossy, member, seeds};
 
 /// 10 MB byte-exact through 10% loss, 5% duplication and reordering, 50 seeds.
 #[test]
@@ -321,82 +285,6 @@ fn pool_spreads_flows_and_survives_a_member() {
         10,
         "all new flows go to the member that is left"
     );
-}
-
-/// A peer that finished sending and then left (goodbye right after its last ack): the
-/// receiver still reads every byte and the end of stream; nothing is reset.
-#[test]
-fn goodbye_after_end_of_stream_loses_nothing() {
-    let (mut sim, a, b) = joined_pair(5);
-    let now = sim.now();
-    sim.node(a)
-        .ipcp
-        .register(now, ApplicationName::new("sink"))
-        .unwrap();
-    sim.run_until(rina_core::Instant::from_micros(20_000_000), u64::MAX, |s| {
-        !s.node(b)
-            .ipcp
-            .directory()
-            .lookup(&ApplicationName::new("sink"))
-            .is_empty()
-    })
-    .unwrap();
-    let now = sim.now();
-    let port = sim.node(b).ipcp.allocate_flow(
-        now,
-        ApplicationName::new("c"),
-        ApplicationName::new("sink"),
-        true,
-        now + Duration::from_secs(5),
-    );
-    sim.run_until(rina_core::Instant::from_micros(30_000_000), u64::MAX, |s| {
-        s.node(b)
-            .events
-            .iter()
-            .any(|e| matches!(e, Event::FlowAllocated { .. }))
-    })
-    .unwrap();
-    let data = vec![9u8; 50_000];
-    let now = sim.now();
-    sim.node(b).ipcp.write(now, port, &data).unwrap();
-    sim.node(b).ipcp.close_write(now, port);
-    // a's application does not read yet; b waits for its acks, then leaves.
-    sim.run_until(rina_core::Instant::from_micros(40_000_000), u64::MAX, |s| {
-        s.node(b).ipcp.is_send_done(port)
-    })
-    .unwrap();
-    let now = sim.now();
-    sim.node(b).ipcp.leave(now);
-    let until = sim.now() + Duration::from_secs(1);
-    sim.run_until(until, u64::MAX, |s| s.now() >= until)
-        .unwrap();
-    let incoming = sim.node(a).events.iter().find_map(|e| match e {
-        Event::IncomingFlow { port, .. } => Some(*port),
-        _ => None,
-    });
-    let ap = incoming.expect("incoming flow");
-    assert!(
-        !sim.node(a)
-            .events
-            .iter()
-            .any(|e| matches!(e, Event::FlowClosed { reset: true, .. })),
-        "reset"
-    );
-    let mut got = Vec::new();
-    let now = sim.now();
-    loop {
-        match sim.node(a).ipcp.read(now, ap) {
-            rina_core::ipcp::ReadResult::Sdu(v) => got.extend_from_slice(&v),
-            rina_core::ipcp::ReadResult::Eof => break,
-            other => panic!("{other:?} after {} bytes", got.len()),
-        }
-    }
-    assert_eq!(got, data);
-    // Its own sending side counts as done: an exit drain does not wait for a peer
-    // that left.
-    sim.node(a).ipcp.close_write(now, ap);
-    assert!(sim.node(a).ipcp.is_send_done(ap));
-    assert!(sim.node(a).ipcp.is_finished(ap));
 }
 
 /// A name registered for one kind of flow refuses the other kind as if it were not

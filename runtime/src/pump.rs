@@ -28,8 +28,15 @@ pub(crate) struct AppFlow {
     pub(crate) app_eof: bool,
     /// The peer finished writing; the socket was shut down for writing.
     pub(crate) peer_eof: bool,
-    /// The application closed its end (writes fail with EPIPE).
+    /// The application closed its end (writes fail with EPIPE): what it wrote before
+    /// is still read and sent; what arrives is taken and dropped, as a closed TCP
+    /// socket drops it.
     pub(crate) app_gone: bool,
+    /// The peer reset the flow: what had arrived before is still delivered, then the
+    /// socket is shut down both ways (reads end, writes fail).
+    pub(crate) reset: bool,
+    /// After a reset: everything that had arrived was handed to the socket.
+    pub(crate) drained: bool,
     /// Bytes of an SDU the socket has not yet taken, from `held_at`.
     held: Vec<u8>,
     held_at: usize,
@@ -55,6 +62,8 @@ impl AppFlow {
             app_eof: false,
             peer_eof: false,
             app_gone: false,
+            reset: false,
+            drained: false,
             held: Vec::new(),
             held_at: 0,
         }
@@ -63,6 +72,20 @@ impl AppFlow {
     /// Both directions are done and the flow has delivered everything.
     pub(crate) fn is_finished(&self, ipcp: &IpcProcess) -> bool {
         self.app_eof && self.peer_eof && self.held.is_empty() && ipcp.is_finished(self.port)
+    }
+
+    /// Nothing more will move: finished gracefully; or the application is gone and
+    /// what it wrote was delivered; or the flow was reset and what had arrived is in
+    /// the socket.
+    pub(crate) fn is_over(&self, ipcp: &IpcProcess) -> bool {
+        self.is_finished(ipcp)
+            || (self.app_gone && self.app_eof && ipcp.is_send_done(self.port))
+            || (self.reset && self.drained && self.held.is_empty())
+    }
+
+    /// True when the exit drain need not wait for this flow any more.
+    pub(crate) fn is_drained(&self, ipcp: &IpcProcess) -> bool {
+        self.reset || (self.app_eof && ipcp.is_send_done(self.port))
     }
 
     /// Moves what can move, in both directions. `chunk` is the SDU size for streams;
@@ -84,7 +107,11 @@ impl AppFlow {
 
     /// Flow -> application socket.
     fn flow_to_app(&mut self, now: Instant, ipcp: &mut IpcProcess, out: &mut PumpOutcome) {
-        if self.peer_eof || self.app_gone {
+        if self.app_gone {
+            self.discard(now, ipcp, out);
+            return;
+        }
+        if self.peer_eof && !self.reset {
             return;
         }
         loop {
@@ -112,8 +139,13 @@ impl AppFlow {
                     }
                     Err(Errno::INTR) => continue,
                     Err(_) => {
+                        // The application closed its end: nothing it wrote is lost
+                        // (it is still read and sent), what comes is dropped.
+                        out.progress = true;
                         self.app_gone = true;
-                        out.broken = true;
+                        self.held.clear();
+                        self.held_at = 0;
+                        self.discard(now, ipcp, out);
                         return;
                     }
                 }
@@ -124,15 +156,52 @@ impl AppFlow {
                     self.held = sdu;
                     self.held_at = 0;
                 }
-                ReadResult::Eof => {
+                ReadResult::Eof if !self.peer_eof => {
                     out.progress = true;
                     self.peer_eof = true;
                     let _ = net::shutdown(&self.sock, Shutdown::Write);
+                    if !self.reset {
+                        return;
+                    }
+                }
+                ReadResult::WouldBlock => return,
+                ReadResult::Eof | ReadResult::Closed if self.reset => {
+                    // Everything that came before the reset is in the socket: reads
+                    // end there, writes fail.
+                    out.progress |= !self.drained;
+                    self.drained = true;
+                    let _ = net::shutdown(&self.sock, Shutdown::Both);
                     return;
+                }
+                ReadResult::Eof | ReadResult::Closed => {
+                    out.broken = true;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Takes what the flow delivers and drops it (nobody reads it any more), so that
+    /// the peer is never stuck behind a closed window.
+    fn discard(&mut self, now: Instant, ipcp: &mut IpcProcess, out: &mut PumpOutcome) {
+        loop {
+            match ipcp.read(now, self.port) {
+                ReadResult::Sdu(_) => out.progress = true,
+                ReadResult::Eof => {
+                    out.progress |= !self.peer_eof;
+                    self.peer_eof = true;
+                    if self.reset {
+                        self.drained = true;
+                        return;
+                    }
                 }
                 ReadResult::WouldBlock => return,
                 ReadResult::Closed => {
-                    out.broken = true;
+                    out.progress |= !self.drained;
+                    self.drained = true;
+                    if !self.reset {
+                        out.broken = true;
+                    }
                     return;
                 }
             }
@@ -149,7 +218,7 @@ impl AppFlow {
         exiting: bool,
         out: &mut PumpOutcome,
     ) {
-        if self.app_eof {
+        if self.app_eof || self.reset {
             return;
         }
         let limit = chunk.min(buf.len());

@@ -262,6 +262,14 @@ impl Shim {
         sent
     }
 
+    /// True while events or management datagrams wait to be polled.
+    pub(crate) fn has_pending_output(&self) -> bool {
+        match &self.link {
+            Link::Udp { proto, .. } => proto.has_pending_output(),
+            Link::Eth { proto, .. } => proto.has_pending_output(),
+        }
+    }
+
     /// The next event.
     pub(crate) fn poll_notice(&mut self) -> Option<ShimNotice> {
         match &mut self.link {

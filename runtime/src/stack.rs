@@ -142,6 +142,13 @@ pub(crate) struct Stack {
 }
 
 impl Stack {
+    /// True while the core has something for the driver (events to handle, PDUs or
+    /// datagrams to send): the driver must not sleep (a missed wake-up otherwise).
+    pub(crate) fn has_pending_output(&self) -> bool {
+        self.difs.iter().any(|d| d.ipcp.has_pending_output())
+            || self.shims.iter().any(Shim::has_pending_output)
+    }
+
     /// Opens every shim and creates every IPC process of `config`.
     pub(crate) fn build(
         config: &Config,

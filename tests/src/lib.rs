@@ -289,7 +289,16 @@ pub fn rina_run(rules: &Path, args: &[&str], stdin: Stdio, stdout: Stdio) -> Com
     c.arg("run").arg("-c").arg(rules).arg("--").args(args);
     c.stdin(stdin).stdout(stdout).stderr(Stdio::piped());
     c.env_remove("RINA_LOG");
+    // A runtime that would sleep with work pending aborts instead (see the driver).
+    c.env("RINA_STRICT", "1");
     c
+}
+
+/// A test program of this crate (`tests/programs/NAME`).
+pub fn program(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("programs")
+        .join(name)
 }
 
 /// Opens a file for a child's stdin.
@@ -466,6 +475,7 @@ pub fn rina_node(rules: &Path, log: &Path, dif: &str) -> Proc {
             .arg(rules)
             .env("RINA_LOG", "info")
             .env("RINA_LOG_FILE", log)
+            .env("RINA_STRICT", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped()),

@@ -9,7 +9,7 @@ use rina_e2e::*;
 
 fn require(programs: &[&str]) {
     for p in programs {
-        assert!(have(p), "{p} is required (.ci/run installs it)");
+        assert!(have(p), "{p} is required (scripts/test.sh installs it)");
     }
 }
 

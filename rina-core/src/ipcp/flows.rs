@@ -72,6 +72,11 @@ pub(super) enum FlowState {
     Up(Box<Connection>),
     /// Closed gracefully; lingers to answer retransmissions until the instant.
     Lingering(Box<Connection>, Instant),
+    /// Reset (the peer deallocated it, left, or stopped answering): nothing more is
+    /// sent or received, but what had arrived in order (and the end of stream, if it
+    /// had) is still read, as TCP lets a program read what came before a reset. Gone
+    /// at [`IpcProcess::deallocate`].
+    Reset(Box<Connection>),
 }
 
 #[derive(Debug)]
@@ -104,13 +109,14 @@ impl Flow {
             } => Some((*deadline).min(*next_try)),
             FlowState::Up(c) => c.poll_timeout(),
             FlowState::Lingering(c, until) => earliest(c.poll_timeout(), Some(*until)),
+            FlowState::Reset(_) => None,
         }
     }
 
     fn conn_mut(&mut self) -> Option<&mut Connection> {
         match &mut self.state {
             FlowState::Up(c) | FlowState::Lingering(c, _) => Some(c),
-            FlowState::Requested { .. } => None,
+            FlowState::Requested { .. } | FlowState::Reset(_) => None,
         }
     }
 }
@@ -305,16 +311,14 @@ impl IpcProcess {
                 self.on_flow_response(now, src, result, CepId(src_cep), CepId(dst_cep));
             }
             MgmtMessage::FlowDeallocate { dst_cep } => {
-                if let Some(&port) = self.cep_to_port.get(&CepId(dst_cep)) {
-                    let lingering = matches!(
-                        self.flows.get(&port).map(|f| &f.state),
-                        Some(FlowState::Lingering(..))
-                    );
-                    self.drop_flow(port);
-                    if !lingering {
-                        self.events
-                            .push_back(Event::FlowClosed { port, reset: true });
-                    }
+                let port = self.cep_to_port.get(&CepId(dst_cep)).copied();
+                // Only from the peer of the flow: anyone else's is dropped.
+                let from_peer = port
+                    .and_then(|p| self.flows.get(&p))
+                    .is_some_and(|f| f.remote_addr == Some(src));
+                match port {
+                    Some(port) if from_peer => self.reset_flow(port),
+                    _ => self.counters.pdus_dropped += 1,
                 }
             }
             _ => self.counters.pdus_dropped += 1,
@@ -534,9 +538,7 @@ impl IpcProcess {
             return;
         };
         if c.failure().is_some() {
-            self.drop_flow(port);
-            self.events
-                .push_back(Event::FlowClosed { port, reset: true });
+            self.reset_flow(port);
             return;
         }
         if c.has_delivery() && !f.readable_signalled {
@@ -595,6 +597,14 @@ impl IpcProcess {
         let Some(f) = self.flows.get_mut(&port) else {
             return ReadResult::Closed;
         };
+        if let FlowState::Reset(c) = &mut f.state {
+            // What arrived before the reset, then the end: nothing to open or ack.
+            return match c.recv(now) {
+                Some(Delivery::Sdu(v)) => ReadResult::Sdu(v),
+                Some(Delivery::Eof) => ReadResult::Eof,
+                None => ReadResult::Closed,
+            };
+        }
         let FlowState::Up(c) = &mut f.state else {
             return ReadResult::Closed;
         };
@@ -645,6 +655,8 @@ impl IpcProcess {
         );
         match state {
             FlowState::Up(c) if finished => f.state = FlowState::Lingering(c, now + linger),
+            // A reset flow: the peer knows already.
+            FlowState::Reset(_) => self.drop_flow(port),
             FlowState::Up(c) => {
                 let (dst, cep) = (c.remote().addr, c.remote().cep);
                 self.drop_flow(port);
@@ -659,35 +671,74 @@ impl IpcProcess {
     /// sending (its end of stream is here) stay, so the application reads everything
     /// that arrived; the others are reset.
     pub(super) fn reset_flows_to(&mut self, a: Address) {
-        let gone: Vec<(PortId, bool)> = self
+        let gone: Vec<PortId> = self
             .flows
             .iter()
             .filter(|(_, f)| f.remote_addr == Some(a))
             .filter(|(_, f)| !matches!(&f.state, FlowState::Up(c) if c.is_recv_complete()))
-            .map(|(&p, f)| (p, matches!(f.state, FlowState::Lingering(..))))
+            .map(|(&p, _)| p)
             .collect();
         for f in self.flows.values_mut().filter(|f| f.remote_addr == Some(a)) {
             f.peer_left = true;
         }
-        for (port, lingering) in gone {
-            self.drop_flow(port);
-            if !lingering {
+        for port in gone {
+            self.reset_flow(port);
+        }
+    }
+
+    /// The flow ends without a graceful close (the peer reset it, left, or stopped
+    /// answering). A flow that was up keeps what had arrived in order, if anything, for
+    /// the application to read ([`FlowState::Reset`]) and [`Event::FlowClosed`] says it
+    /// is reset; a lingering one just goes; a flow still being allocated fails.
+    pub(super) fn reset_flow(&mut self, port: PortId) {
+        let Some(f) = self.flows.get_mut(&port) else {
+            return;
+        };
+        let state = core::mem::replace(
+            &mut f.state,
+            FlowState::Requested {
+                deadline: Instant::ZERO,
+                next_try: Instant::ZERO,
+                sent: false,
+            },
+        );
+        match state {
+            FlowState::Up(c) => {
+                // Out of the indexes (nothing more is received), kept for reading if
+                // there is anything to read.
+                let f = self.unindex_flow(port);
+                if let Some(f) = f.filter(|_| c.has_delivery()) {
+                    self.flows.insert(
+                        port,
+                        Flow {
+                            state: FlowState::Reset(c),
+                            ..f
+                        },
+                    );
+                }
                 self.events
                     .push_back(Event::FlowClosed { port, reset: true });
             }
+            FlowState::Requested { .. } => self.fail_flow(port, AllocError::Unreachable),
+            FlowState::Lingering(..) | FlowState::Reset(_) => self.drop_flow(port),
         }
     }
 
     fn drop_flow(&mut self, port: PortId) {
+        let _ = self.unindex_flow(port);
+    }
+
+    /// Takes the flow out of the table, the schedule and every index.
+    fn unindex_flow(&mut self, port: PortId) -> Option<Flow> {
         self.schedule.remove(port);
-        if let Some(f) = self.flows.remove(&port) {
-            self.cep_to_port.remove(&f.local_cep);
-            if let (Some(a), Some(cep)) = (f.remote_addr, f.requester_cep) {
-                if self.incoming.get(&(a, cep)) == Some(&port) {
-                    self.incoming.remove(&(a, cep));
-                }
+        let f = self.flows.remove(&port)?;
+        self.cep_to_port.remove(&f.local_cep);
+        if let (Some(a), Some(cep)) = (f.remote_addr, f.requester_cep) {
+            if self.incoming.get(&(a, cep)) == Some(&port) {
+                self.incoming.remove(&(a, cep));
             }
         }
+        Some(f)
     }
 
     /// Every flow, for observability.
@@ -703,6 +754,7 @@ impl IpcProcess {
                     FlowState::Requested { .. } => "allocating",
                     FlowState::Up(_) => "up",
                     FlowState::Lingering(..) => "closing",
+                    FlowState::Reset(_) => "reset",
                 },
             })
             .collect()
@@ -711,7 +763,7 @@ impl IpcProcess {
     /// EFCP statistics of a flow.
     pub fn flow_stats(&self, port: PortId) -> Option<crate::efcp::ConnectionStats> {
         match &self.flows.get(&port)?.state {
-            FlowState::Up(c) | FlowState::Lingering(c, _) => Some(c.stats()),
+            FlowState::Up(c) | FlowState::Lingering(c, _) | FlowState::Reset(c) => Some(c.stats()),
             FlowState::Requested { .. } => None,
         }
     }
@@ -733,6 +785,7 @@ impl IpcProcess {
                         self.drop_flow(port);
                     }
                 }
+                FlowState::Reset(_) => {}
             }
             self.reschedule(port);
         }

@@ -560,41 +560,57 @@ impl IpcProcess {
     /// The next PDU to send: clears `buf`, writes the PDU into it and returns the N-1
     /// port to send it on; `None` when nothing is ready.
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<N1Port> {
-        // PDUs this member sent to itself are handled first (no N-1 port involved).
-        while let Some(pdu) = self.loopback.pop_front() {
-            if let Ok((pci, payload)) = Pci::parse(&pdu) {
-                self.on_local_pdu(now, &pci, payload);
-            }
-        }
-        // Neighbour management first: a new adjacency's advertisement must reach the
-        // neighbour before routed messages that need it for the way back.
-        if let Some(p) = self.poll_neighbors_transmit(now, buf) {
-            self.counters.pdus_out += 1;
-            return Some(p);
-        }
-        if let Some((p, mut pdu)) = self.out.pop_front() {
-            // The PDU's buffer becomes the caller's; the caller's is kept for reuse.
-            core::mem::swap(buf, &mut pdu);
-            if self.spare.len() < SPARE_PDUS {
-                self.spare.push(pdu);
-            }
-            self.counters.pdus_out += 1;
-            return Some(p);
-        }
         loop {
-            let (port, dst) = self.poll_flows_transmit(now, buf)?;
+            // PDUs this member sent to itself are handled first (no N-1 port involved).
+            while let Some(pdu) = self.loopback.pop_front() {
+                if let Ok((pci, payload)) = Pci::parse(&pdu) {
+                    self.on_local_pdu(now, &pci, payload);
+                }
+            }
+            // Neighbour management first: a new adjacency's advertisement must reach
+            // the neighbour before routed messages that need it for the way back.
+            if let Some(p) = self.poll_neighbors_transmit(now, buf) {
+                self.counters.pdus_out += 1;
+                return Some(p);
+            }
+            if let Some((p, mut pdu)) = self.out.pop_front() {
+                // The PDU's buffer becomes the caller's; the caller's is kept for reuse.
+                core::mem::swap(buf, &mut pdu);
+                if self.spare.len() < SPARE_PDUS {
+                    self.spare.push(pdu);
+                }
+                self.counters.pdus_out += 1;
+                return Some(p);
+            }
+            let Some((_, dst)) = self.poll_flows_transmit(now, buf) else {
+                // Handling a PDU sent to this member may have queued more.
+                if self.loopback.is_empty() {
+                    return None;
+                }
+                continue;
+            };
             if Some(dst) == self.address {
-                self.loopback.push_back(buf.clone());
-                return self.poll_transmit(now, buf);
+                // A flow between two applications of this member: delivered here.
+                if let Ok((pci, payload)) = Pci::parse(buf) {
+                    self.on_local_pdu(now, &pci, payload);
+                }
+                continue;
             }
             if let Some(&p) = self.pft.get(&dst) {
                 self.counters.pdus_out += 1;
                 return Some(p);
             }
             // No route right now: EFCP will retransmit once there is one.
-            let _ = port;
             self.counters.pdus_dropped += 1;
         }
+    }
+
+    /// True while the driver has more to take from this IPC process before it may
+    /// sleep: events to poll, or PDUs to handle or send (what
+    /// [`IpcProcess::poll_transmit`] returns until `None`). A driver that sleeps while
+    /// this holds misses a wake-up: nothing from outside will come to end the wait.
+    pub fn has_pending_output(&self) -> bool {
+        !self.events.is_empty() || !self.loopback.is_empty() || !self.out.is_empty()
     }
 
     fn fresh_cep(&mut self) -> CepId {

@@ -384,6 +384,11 @@ impl EthShim {
         self.shim.poll_event()
     }
 
+    /// True while events or frames wait to be polled (the driver must not sleep).
+    pub fn has_pending_output(&self) -> bool {
+        !self.events.is_empty() || !self.out.is_empty() || self.shim.has_pending_output()
+    }
+
     /// When [`EthShim::handle_timeout`] must run next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let resolve = self

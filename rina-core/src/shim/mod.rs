@@ -339,6 +339,11 @@ impl<A: Copy + Ord> ShimProcess<A> {
         self.events.pop_front()
     }
 
+    /// True while events or datagrams wait to be polled (the driver must not sleep).
+    pub fn has_pending_output(&self) -> bool {
+        !self.events.is_empty() || !self.out.is_empty()
+    }
+
     /// When [`ShimProcess::handle_timeout`] must run next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.flows.values().fold(None, |t, f| match f.state {

@@ -105,6 +105,7 @@ impl Driver {
     /// In the forked child: keep only the runtime's fds, detach, and go on serving.
     fn become_keeper(&mut self, now: Instant, linger: Duration) {
         let _ = rustix::process::setsid();
+        own_signals();
         let mut keep: BTreeSet<RawFd> = self.flows.values().map(|f| f.sock.as_raw_fd()).collect();
         keep.extend(self.stack.shims.iter().map(|s| s.fd().as_raw_fd()));
         keep.extend(crate::log::file_fd());
@@ -164,7 +165,7 @@ impl Driver {
                 self.unlisten(now, &key);
             }
         }
-        if self.listeners.is_empty() && self.flows.values().all(|f| f.app_eof) {
+        if self.listeners.is_empty() && self.flows.values().all(|f| f.app_eof || f.reset) {
             let Some(k) = &mut self.keeper else {
                 return false;
             };
@@ -172,7 +173,7 @@ impl Driver {
             let delivered = self
                 .flows
                 .values()
-                .all(|f| self.stack.difs[f.dif].ipcp.is_send_done(f.port));
+                .all(|f| f.is_drained(&self.stack.difs[f.dif].ipcp));
             return delivered || now >= deadline;
         }
         false
@@ -236,6 +237,27 @@ fn fork_keeper() -> libc::pid_t {
             unsafe { libc::waitpid(pid, &mut status, 0) };
             pid
         }
+    }
+}
+
+/// The keeper's signals: the program's handlers (copied by fork, code of a program
+/// that is not running here) are reset to the default actions, and SIGTERM and SIGINT
+/// are unblocked, so that the keeper can be stopped like any daemon; every other
+/// signal stays blocked, as in the runtime thread it was forked from.
+fn own_signals() {
+    for sig in 1..libc::SIGRTMAX() {
+        if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+            // SAFETY: resetting a disposition to the default; invalid numbers fail.
+            unsafe { libc::signal(sig, libc::SIG_DFL) };
+        }
+    }
+    // SAFETY: sigset_t is plain data initialised by sigemptyset; the mask call reads it.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
     }
 }
 

@@ -1,0 +1,96 @@
+//! A process that connects to a name it registered itself (issue 16): a listener
+//! thread and a client thread in one process, with no other member in the DIF to wake
+//! the stack. Flows between two applications of one member used to stall: handling a
+//! PDU the member sent to itself made events but no transmission, and the runtime
+//! slept with them pending (every connect timed out after 11 s). The runtime now
+//! drains the core before every wait, and with `RINA_STRICT` (set for every e2e test)
+//! aborts if it would ever sleep with core output pending.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use rina_e2e::*;
+
+/// Runs `tests/programs/self_connect.py` (`mode`: blocking or epoll) for `rounds`
+/// rounds, over RINA when `rules` is given, else over TCP: its max round time (ms).
+fn run(rules: Option<&std::path::Path>, port: u16, rounds: usize, mode: &str) -> f64 {
+    let script = program("self_connect.py");
+    let (port, rounds) = (port.to_string(), rounds.to_string());
+    let args = ["python3", script.to_str().unwrap(), &port, &rounds, mode];
+    let mut cmd = match rules {
+        Some(r) => rina_run(r, &args, Stdio::null(), Stdio::piped()),
+        None => {
+            let mut c = Command::new(args[0]);
+            c.args(&args[1..]).stdout(Stdio::piped()).stderr(Stdio::piped());
+            c
+        }
+    };
+    let mut p = Proc::spawn("self_connect.py", &mut cmd);
+    let st = p.expect_exit(Duration::from_secs(60));
+    let mut out = String::new();
+    use std::io::Read;
+    p.take_stdout().unwrap().read_to_string(&mut out).unwrap();
+    assert!(st.success(), "{mode}: {st:?}: {out}{}", p.stderr());
+    println!("{} {mode}: {}", if rules.is_some() { "RINA" } else { "TCP" }, out.trim());
+    let field = |name: &str| -> f64 {
+        let mut it = out.split_whitespace();
+        it.find(|w| *w == name);
+        it.next().and_then(|v| v.parse().ok()).expect("a figure")
+    };
+    assert_eq!(field("rounds") as usize, rounds.parse::<usize>().unwrap());
+    field("max_ms")
+}
+
+fn self_connect(mode: &str) {
+    assert!(have("python3"));
+    let dir = temp_dir();
+    let port = free_tcp_port();
+    let r = rules(
+        dir.path(),
+        "self.toml",
+        &format!(
+            r#"
+[[dif]]
+name = "udp"
+type = "udp"
+bind = "127.0.0.1:{udp}"
+
+[[dif]]
+name = "net"
+type = "normal"
+over = ["udp"]
+bootstrap = true
+
+[[listen]]
+on = "127.0.0.1:*"
+dif = "net"
+app = "p{{port}}"
+
+[[connect]]
+to = "127.0.0.1:*"
+dif = "net"
+app = "p{{port}}"
+"#,
+            udp = free_udp_port()
+        ),
+    );
+    let rina_max = run(Some(&r), port, 1000, mode);
+    let tcp_max = run(None, port, 1000, mode);
+    // Each round under 10 ms, as the issue asks; on a loaded machine TCP's own
+    // slowest round says what the noise is, and a stall (hundreds of ms) fails either way.
+    let bound = 10f64.max(2.0 * tcp_max);
+    assert!(
+        rina_max < bound,
+        "slowest round {rina_max} ms (TCP's {tcp_max} ms)"
+    );
+}
+
+#[test]
+fn blocking_rounds_with_itself() {
+    self_connect("blocking");
+}
+
+#[test]
+fn nonblocking_rounds_with_itself_in_an_epoll_loop() {
+    self_connect("epoll");
+}
