@@ -127,6 +127,7 @@ pub fn bind(fd: c_int, family: c_int, sa: SocketAddr, rules: &Config) -> Outcome
         dif: rule.target.dif.clone(),
         app,
         target: ListenTarget::Datagram(app_addr),
+        pool: rule.target.pool,
         timeout: rules.settings.connect_timeout,
     };
     if let Err(e) = handle.listen(req) {
@@ -236,6 +237,8 @@ fn make_route(
             local_app: local_app(rule),
             remote_app: app,
             end: AppEnd::Datagram(app_addr),
+            view: None,
+            recv_buffer: None,
             timeout: rules.settings.connect_timeout,
         })
         .map_err(|e| e.errno())?;
@@ -390,22 +393,8 @@ pub fn name(d: &Datagram, local: SocketAddr, peer: bool) -> Option<SocketAddr> {
     }
 }
 
-/// Before `close(fd)`: what to release if `fd` is the last fd of a datagram socket
-/// of ours. Call [`release`] with it after the real close.
-pub fn before_close(fd: c_int) -> Option<(sockets::Key, Datagram)> {
-    let k = sockets::key(fd)?;
-    match sockets::get(fd)?.role {
-        Role::Datagram(d) => Some((k, d)),
-        _ => None,
-    }
-}
-
-/// After the real close: releases the socket's flows, unless another fd of this
-/// process still refers to it.
+/// After the last fd of a datagram socket of ours was closed: releases its flows.
 pub fn release(k: sockets::Key, d: Datagram) {
-    if sockets::is_open(k.1) {
-        return;
-    }
     sockets::remove_key(k);
     {
         let mut p = PROXIES.lock();

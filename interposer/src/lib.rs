@@ -19,14 +19,17 @@
 //! - [`state`]: the rules and the runtime of this process.
 //! - [`sockaddr`]: conversions between C socket addresses and Rust ones.
 
+pub mod closing;
 pub mod dgram;
 pub mod exec;
+pub mod flow_fd;
 pub mod guard;
 pub mod hooks;
 pub mod lookups;
 pub mod msg_hooks;
 pub mod names;
 pub mod ops;
+pub mod options;
 pub mod real;
 pub mod sockaddr;
 pub mod sockets;

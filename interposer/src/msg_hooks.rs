@@ -56,7 +56,14 @@ pub unsafe extern "C" fn sendto(
     // SAFETY: every branch forwards the caller's buffer; the proxy address is ours.
     unsafe {
         match datagram_target(fd, addr, len) {
-            None | Some(Target::Pass) => (real().sendto)(fd, buf, n, flags, addr, len),
+            None | Some(Target::Pass) => {
+                let r = (real().sendto)(fd, buf, n, flags, addr, len);
+                if r < 0 && get_errno() == libc::EISCONN && is_stream_flow(fd) {
+                    // A connected TCP socket ignores the address: so does a flow.
+                    return (real().sendto)(fd, buf, n, flags, std::ptr::null(), 0);
+                }
+                r
+            }
             Some(Target::Proxy(st, l)) => {
                 (real().sendto)(fd, buf, n, flags, (&raw const st).cast(), l)
             }
@@ -114,7 +121,17 @@ pub unsafe extern "C" fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) ->
     // SAFETY: forwarding the caller's message, or a copy with our proxy address.
     unsafe {
         match datagram_target(fd, name, namelen) {
-            None | Some(Target::Pass) => (real().sendmsg)(fd, msg, flags),
+            None | Some(Target::Pass) => {
+                let r = (real().sendmsg)(fd, msg, flags);
+                if r < 0 && get_errno() == libc::EISCONN && is_stream_flow(fd) {
+                    // A connected TCP socket ignores the address: so does a flow.
+                    let mut m = std::ptr::read(msg);
+                    m.msg_name = std::ptr::null_mut();
+                    m.msg_namelen = 0;
+                    return (real().sendmsg)(fd, &m, flags);
+                }
+                r
+            }
             Some(Target::Proxy(mut st, l)) => {
                 let mut m = std::ptr::read(msg);
                 m.msg_name = (&raw mut st).cast();
@@ -127,6 +144,26 @@ pub unsafe extern "C" fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) ->
             }
         }
     }
+}
+
+/// True if `fd` is the application's end of a stream flow (known, or named as one).
+fn is_stream_flow(fd: c_int) -> bool {
+    if runtime::on_runtime_thread() {
+        return false;
+    }
+    let Some(_g) = Guard::enter() else {
+        return false;
+    };
+    let saved = get_errno();
+    let yes = catch_unwind(|| {
+        matches!(
+            crate::flow_fd::meta(fd).map(|m| m.role),
+            Some(crate::sockets::Role::Connected { .. })
+        )
+    })
+    .unwrap_or(false);
+    set_errno(saved);
+    yes
 }
 
 /// Shows a datagram's source as the application addressed it (see

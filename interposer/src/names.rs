@@ -62,6 +62,8 @@ pub fn lookup(host: &CStr) -> Lookup {
         dif: String::new(),
         app: app.clone(),
         local_app: None,
+        pool: false,
+        peers: Default::default(),
     };
     if target
         .app_for(SocketAddr::from((Ipv4Addr::BROADCAST, u16::MAX)))

@@ -3,12 +3,13 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd};
-use std::sync::atomic::{AtomicU16, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use libc::{c_int, c_void, sockaddr, socklen_t, AF_INET, AF_INET6, AF_UNIX, SOCK_STREAM};
 use rina_core::ApplicationName;
-use runtime::api::{parse_incoming_name, AppEnd, ConnectRequest, ListenRequest, ListenTarget};
+use runtime::api::{AppEnd, ConnectRequest, ListenRequest, ListenTarget};
 use runtime::config::{Decision, Proto};
+use runtime::view::{self, FlowView, ListenView};
 
 use crate::real::real;
 use crate::sockaddr as sa_conv;
@@ -26,19 +27,7 @@ pub enum Outcome {
     Fail(c_int),
 }
 
-/// Ports handed out for `bind(port 0)` and for local addresses of flows.
-static NEXT_PORT: AtomicU16 = AtomicU16::new(40000);
 static NEXT_LISTENER: AtomicU32 = AtomicU32::new(1);
-
-fn synthetic_port() -> u16 {
-    let p = NEXT_PORT.fetch_add(1, Ordering::Relaxed);
-    if p < 40000 {
-        NEXT_PORT.store(40001, Ordering::Relaxed);
-        40000
-    } else {
-        p
-    }
-}
 
 pub(crate) fn sockopt_int(fd: c_int, level: c_int, name: c_int) -> Option<c_int> {
     let mut v: c_int = 0;
@@ -86,10 +75,13 @@ pub(crate) fn install(new: c_int, fd: c_int) -> Result<(), c_int> {
     Ok(())
 }
 
-/// Lets the application queue [`runtime::APP_SOCKET_BUFFER`] bytes toward the runtime,
-/// so that the two wake each other rarely (forced when privileged).
-fn set_send_buffer(fd: c_int) {
-    let v = runtime::APP_SOCKET_BUFFER as c_int;
+/// Lets the application queue `size` bytes toward the runtime (what it asked for
+/// with `SO_SNDBUF`), by default [`runtime::APP_SOCKET_BUFFER`] so that the two wake
+/// each other rarely (forced when privileged).
+fn set_send_buffer(fd: c_int, size: Option<usize>) {
+    let v = size
+        .unwrap_or(runtime::APP_SOCKET_BUFFER)
+        .min(c_int::MAX as usize) as c_int;
     let len = size_of::<c_int>() as socklen_t;
     for opt in [libc::SO_SNDBUFFORCE, libc::SO_SNDBUF] {
         // SAFETY: an int option from a local.
@@ -160,7 +152,7 @@ pub unsafe fn bind(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Outcome 
                 return Outcome::Fail(libc::EINVAL); // already bound
             }
             if sa.port() == 0 {
-                sa.set_port(synthetic_port());
+                sa.set_port(view::ephemeral_port());
             }
             sockets::set(
                 fd,
@@ -195,6 +187,17 @@ pub fn listen(fd: c_int, backlog: c_int) -> Outcome {
     let Decision::Rina { rule, app } = rules.match_listen(meta.local, Proto::Tcp) else {
         return Outcome::Fail(libc::EACCES);
     };
+    // What the program set on its socket before: kept, and what accepted flows show.
+    let options = crate::options::snapshot(fd);
+    let (_, recv_buffer) = crate::options::buffers_set(fd);
+    let v6_only = meta.family == AF_INET6
+        && sockopt_int(fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY) == Some(1);
+    let lv = ListenView {
+        local: meta.local,
+        peers: rule.target.peers,
+        v6_only,
+        recv_buffer,
+    };
     let handle = match state::runtime() {
         Ok(h) => h,
         Err(e) => return Outcome::Fail(e.errno()),
@@ -211,7 +214,8 @@ pub fn listen(fd: c_int, backlog: c_int) -> Outcome {
     let req = ListenRequest {
         dif: rule.target.dif.clone(),
         app,
-        target: ListenTarget::Stream(name.into_bytes()),
+        target: ListenTarget::Stream(name.into_bytes(), lv),
+        pool: rule.target.pool,
         timeout: rules.settings.connect_timeout,
     };
     if let Err(e) = handle.listen(req) {
@@ -228,6 +232,7 @@ pub fn listen(fd: c_int, backlog: c_int) -> Outcome {
         fd,
         Meta {
             role: Role::Listening,
+            options,
             ..meta
         },
     );
@@ -312,6 +317,27 @@ pub unsafe fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Outco
         Ok(h) => h,
         Err(e) => return Outcome::Fail(e.errno()),
     };
+    // What this end shows: the address it bound (kept, as TCP keeps it), else its own
+    // address as servers show it and an ephemeral port; the peer as it was named.
+    let local_app = local_app(rule);
+    let bound = match sockets::get(fd) {
+        // Bound to an address a listen rule matches: recorded, not bound in the kernel.
+        Some(Meta {
+            role: Role::Bound,
+            local,
+            ..
+        }) => Some(local),
+        _ => bound_address(fd),
+    };
+    let local = bound.unwrap_or_else(|| {
+        SocketAddr::new(
+            view::own_ip(&local_app, family == AF_INET6),
+            view::ephemeral_port(),
+        )
+    });
+    let flow_view = FlowView { local, peer: sa };
+    let options = crate::options::snapshot(fd);
+    let (send_buffer, recv_buffer) = crate::options::buffers_set(fd);
     let mut pair = [0 as c_int; 2];
     // SAFETY: socketpair writes two fds into our array.
     if unsafe {
@@ -329,37 +355,64 @@ pub unsafe fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Outco
     let rt_end = unsafe { OwnedFd::from_raw_fd(pair[1]) };
     let req = ConnectRequest {
         dif: rule.target.dif.clone(),
-        local_app: local_app(rule),
+        local_app,
         remote_app: app,
         end: AppEnd::Stream(rt_end),
+        view: Some(flow_view),
+        recv_buffer,
         timeout: rules.settings.connect_timeout,
+    };
+    let meta = Meta {
+        family,
+        local,
+        role: Role::Connecting { peer: sa },
+        options,
     };
     // SAFETY: F_GETFL on the caller's fd.
     if unsafe { libc::fcntl(fd, libc::F_GETFL) } & libc::O_NONBLOCK != 0 {
-        return connect_in_progress(fd, family, sa, pair[0], req, &handle);
+        return connect_in_progress(fd, meta, pair[0], req, send_buffer, &handle);
     }
     if let Err(e) = handle.connect(req) {
         // SAFETY: closing our end of the pair.
         unsafe { libc::close(pair[0]) };
         return Outcome::Fail(e.errno());
     }
-    set_send_buffer(pair[0]);
+    set_send_buffer(pair[0], send_buffer);
     if let Err(e) = install(pair[0], fd) {
         // SAFETY: as above.
         unsafe { libc::close(pair[0]) };
         return Outcome::Fail(e);
     }
-    let local = SocketAddr::new(loopback(family), synthetic_port());
     sockets::set(
         fd,
         Meta {
-            family,
-            local,
             role: Role::Connected { peer: sa },
-            options: Default::default(),
+            ..meta
         },
     );
     Outcome::Done(0)
+}
+
+/// The address an INET socket was bound to (port non-zero), as it shows it, with an
+/// unspecified address replaced by the one a connection from it shows; `None` if it
+/// is not bound.
+fn bound_address(fd: c_int) -> Option<SocketAddr> {
+    // SAFETY: sockaddr_storage is plain old data; the kernel fills it.
+    let mut st: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut len = size_of::<libc::sockaddr_storage>() as socklen_t;
+    // SAFETY: buffers are ours and sized as declared.
+    if unsafe { (real().getsockname)(fd, (&raw mut st).cast(), &mut len) } != 0 {
+        return None;
+    }
+    // SAFETY: the kernel wrote `len` bytes.
+    let mut sa = unsafe { sa_conv::read((&raw const st).cast(), len) }?;
+    if sa.port() == 0 {
+        return None;
+    }
+    if sa.ip().is_unspecified() {
+        sa.set_ip(loopback(c_int::from(st.ss_family)));
+    }
+    Some(sa)
 }
 
 /// `connect` on a nonblocking socket: the fd becomes the application's end of the pair
@@ -368,19 +421,23 @@ pub unsafe fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Outco
 /// `getpeername` and another `connect`) before the end turns writable.
 fn connect_in_progress(
     fd: c_int,
-    family: c_int,
-    peer: SocketAddr,
+    meta: Meta,
     app_end: c_int,
     mut req: ConnectRequest,
+    send_buffer: Option<usize>,
     handle: &runtime::Handle,
 ) -> Outcome {
+    let Role::Connecting { peer } = meta.role else {
+        return Outcome::Fail(libc::EINVAL);
+    };
     let fail = |e: c_int| {
         // SAFETY: closing our end of the pair.
         unsafe { libc::close(app_end) };
         Outcome::Fail(e)
     };
     // SAFETY: app_end is a fresh fd we own, open for the duration of this call.
-    let held = match runtime::pending::hold(unsafe { BorrowedFd::borrow_raw(app_end) }) {
+    let held = match runtime::pending::hold(unsafe { BorrowedFd::borrow_raw(app_end) }, send_buffer)
+    {
         Ok(h) => h,
         Err(e) => return fail(e.raw_os_error().unwrap_or(libc::EIO)),
     };
@@ -391,16 +448,7 @@ fn connect_in_progress(
     if let Err(e) = install(app_end, fd) {
         return fail(e);
     }
-    let local = SocketAddr::new(loopback(family), synthetic_port());
-    sockets::set(
-        fd,
-        Meta {
-            family,
-            local,
-            role: Role::Connecting { peer },
-            options: Default::default(),
-        },
-    );
+    sockets::set(fd, meta);
     let Some(key) = sockets::key(fd) else {
         return Outcome::Fail(libc::EBADF);
     };
@@ -439,27 +487,23 @@ pub unsafe fn accept(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t, flags:
     if nfd < 0 {
         return Outcome::Fail(errno());
     }
-    set_send_buffer(nfd);
-    let off = size_of::<libc::sa_family_t>();
-    let name: Vec<u8> = if (sl as usize) > off + 1 && sun.sun_path[0] == 0 {
-        sun.sun_path[1..(sl as usize - off)]
-            .iter()
-            .map(|&c| c as u8)
-            .collect()
-    } else {
-        Vec::new()
-    };
-    let peer = parse_incoming_name(&name)
-        .map_or(SocketAddr::new(loopback(AF_INET), 0), |(_, _, p)| {
-            SocketAddr::V4(p)
-        });
+    set_send_buffer(nfd, None);
+    // The runtime connected from a socket whose name says what this end shows.
+    let shown = crate::flow_fd::abstract_name(&sun, sl)
+        .and_then(|n| view::parse_flow_name(&n))
+        .map(|f| f.view);
+    let (local, peer) = shown.map_or(
+        (meta.local, SocketAddr::new(loopback(meta.family), 0)),
+        |v| (v.local, v.peer),
+    );
     sockets::set(
         nfd,
         Meta {
             family: meta.family,
-            local: meta.local,
+            local,
             role: Role::Connected { peer },
-            options: Default::default(),
+            // Accepted sockets inherit their listener's options, as TCP's do.
+            options: meta.options.clone(),
         },
     );
     // SAFETY: forwarded from the caller (null allowed).
@@ -492,11 +536,8 @@ pub unsafe fn name(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t, peer: bo
     Outcome::Done(0)
 }
 
-fn tcp_level(level: c_int) -> bool {
-    level == libc::IPPROTO_TCP || level == libc::IPPROTO_IP || level == libc::IPPROTO_IPV6
-}
-
-/// `getsockopt` for our sockets: answer as a TCP socket would.
+/// `getsockopt` for our stream sockets: answer as a TCP socket would
+/// ([`crate::options`]).
 ///
 /// # Safety
 /// `val`/`len` as for getsockopt(2).
@@ -510,57 +551,11 @@ pub unsafe fn getsockopt(
     let Some(meta) = sockets::get(fd).filter(|m| !matches!(m.role, Role::Datagram(_))) else {
         return Outcome::Pass; // not ours, or a real UDP socket
     };
-    let int = |v: c_int| -> Outcome {
-        if val.is_null() || len.is_null() {
-            return Outcome::Fail(libc::EFAULT);
-        }
-        // SAFETY: checked non-null; we copy at most *len bytes.
-        unsafe {
-            let n = (*len as usize).min(size_of::<c_int>());
-            std::ptr::copy_nonoverlapping((&raw const v).cast::<u8>(), val.cast::<u8>(), n);
-            *len = n as socklen_t;
-        }
-        Outcome::Done(0)
-    };
-    if level == libc::SOL_SOCKET {
-        return match name {
-            libc::SO_ERROR => match meta.role {
-                Role::Refused { error } => {
-                    sockets::update(fd, |m| m.role = Role::Refused { error: 0 });
-                    int(error)
-                }
-                Role::Connecting { .. } => int(0),
-                _ => Outcome::Pass,
-            },
-            libc::SO_DOMAIN => int(meta.family),
-            libc::SO_TYPE => int(SOCK_STREAM),
-            libc::SO_PROTOCOL => int(libc::IPPROTO_TCP),
-            libc::SO_ACCEPTCONN => int(c_int::from(meta.role == Role::Listening)),
-            _ => Outcome::Pass,
-        };
-    }
-    if tcp_level(level) {
-        if let Some(v) = meta.options.get(&(level, name)) {
-            if val.is_null() || len.is_null() {
-                return Outcome::Fail(libc::EFAULT);
-            }
-            // SAFETY: checked non-null; at most *len bytes.
-            unsafe {
-                let n = (*len as usize).min(v.len());
-                std::ptr::copy_nonoverlapping(v.as_ptr(), val.cast::<u8>(), n);
-                *len = n as socklen_t;
-            }
-            return Outcome::Done(0);
-        }
-        return match (level, name) {
-            (libc::IPPROTO_TCP, libc::TCP_MAXSEG) => int(1448),
-            _ => int(0),
-        };
-    }
-    Outcome::Pass
+    // SAFETY: forwarded from the caller.
+    unsafe { crate::options::get(fd, &meta, level, name, val, len) }
 }
 
-/// `setsockopt` for our sockets: TCP- and IP-level options are remembered.
+/// `setsockopt` for our stream sockets ([`crate::options`]).
 ///
 /// # Safety
 /// `val`/`len` as for setsockopt(2).
@@ -571,22 +566,11 @@ pub unsafe fn setsockopt(
     val: *const c_void,
     len: socklen_t,
 ) -> Outcome {
-    if !tcp_level(level) {
-        return Outcome::Pass;
-    }
     if sockets::get(fd).is_none_or(|m| matches!(m.role, Role::Bound | Role::Datagram(_))) {
         return Outcome::Pass; // still a real INET socket
     }
-    let bytes = if val.is_null() {
-        Vec::new()
-    } else {
-        // SAFETY: the caller guarantees `len` readable bytes at `val`.
-        unsafe { std::slice::from_raw_parts(val.cast::<u8>(), len as usize) }.to_vec()
-    };
-    sockets::update(fd, |m| {
-        m.options.insert((level, name), bytes);
-    });
-    Outcome::Done(0)
+    // SAFETY: forwarded from the caller.
+    unsafe { crate::options::set(fd, level, name, val, len) }
 }
 
 /// `socket`: forget anything recorded for a reused inode.

@@ -88,6 +88,7 @@ static TABLE: Lazy<Mutex<Table>> = Lazy::new(|| {
 });
 static COUNT: AtomicUsize = AtomicUsize::new(0);
 static DATAGRAMS: AtomicUsize = AtomicUsize::new(0);
+static LISTENERS: AtomicUsize = AtomicUsize::new(0);
 
 /// True if no socket is ours (no lock taken).
 #[inline]
@@ -99,6 +100,12 @@ pub fn is_empty() -> bool {
 #[inline]
 pub fn has_datagrams() -> bool {
     DATAGRAMS.load(Ordering::Acquire) != 0
+}
+
+/// True if some socket of ours is a stream listener (no lock taken).
+#[inline]
+pub fn has_listeners() -> bool {
+    LISTENERS.load(Ordering::Acquire) != 0
 }
 
 /// The identity of the socket behind `fd`.
@@ -114,12 +121,9 @@ pub fn key(fd: c_int) -> Option<Key> {
 
 fn publish(t: &Table) {
     COUNT.store(t.entries.len(), Ordering::Release);
-    let d = t
-        .entries
-        .values()
-        .filter(|m| matches!(m.role, Role::Datagram(_)))
-        .count();
-    DATAGRAMS.store(d, Ordering::Release);
+    let count = |f: fn(&Role) -> bool| t.entries.values().filter(|m| f(&m.role)).count();
+    DATAGRAMS.store(count(|r| matches!(r, Role::Datagram(_))), Ordering::Release);
+    LISTENERS.store(count(|r| *r == Role::Listening), Ordering::Release);
 }
 
 /// What we know of `fd`, if it is ours.

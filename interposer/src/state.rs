@@ -4,7 +4,8 @@
 //! rules file stops the program with the error (file:line:col), before it does
 //! anything (D4). The runtime is started lazily by the first call a rule matches
 //! ([`runtime()`]), never in the constructor; a fork child that makes RINA calls starts
-//! its own. At exit the runtime drains what the application wrote.
+//! its own. At exit the runtime drains what the application wrote. A runtime that
+//! cannot start says why on stderr, once per process.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
@@ -102,7 +103,7 @@ pub fn runtime() -> Result<Handle, FlowError> {
     if let Some(h) = slot.as_ref().filter(|h| h.pid() == pid && h.is_running()) {
         return Ok(h.clone());
     }
-    let h = Handle::start(rules.clone(), &program_name())?;
+    let h = Handle::start(rules.clone(), &program_name()).inspect_err(say_once)?;
     *slot = Some(h.clone());
     RUNTIME_PID.store(pid, Ordering::Release);
     ATEXIT.call_once(|| {
@@ -110,6 +111,33 @@ pub fn runtime() -> Result<Handle, FlowError> {
         unsafe { libc::atexit(at_exit) };
     });
     Ok(h)
+}
+
+/// Says on stderr, once per process, why the stack cannot start (the calls the rules
+/// send to RINA fail with [`FlowError::errno`], `ENETDOWN`, each time): the program,
+/// the DIF, the endpoint and the reason.
+fn say_once(e: &FlowError) {
+    static SAID: AtomicU32 = AtomicU32::new(0);
+    let pid = std::process::id();
+    if SAID.swap(pid, Ordering::AcqRel) == pid {
+        return;
+    }
+    let why = match e {
+        FlowError::RuntimeDown(why) => why.clone(),
+        other => other.to_string(),
+    };
+    let program = program_name();
+    let errno = if e.errno() == libc::ENETDOWN {
+        " (ENETDOWN)"
+    } else {
+        ""
+    };
+    let msg = format!(
+        "rina: {program}: cannot start the RINA stack: {why}\n\
+         rina: {program}: the calls its rules send to RINA fail{errno}; nothing goes over TCP/IP\n"
+    );
+    // SAFETY: writing a buffer we own to stderr.
+    unsafe { libc::write(2, msg.as_ptr().cast(), msg.len()) };
 }
 
 /// True if this process started a runtime (not a fork or vfork child of one), without

@@ -33,6 +33,9 @@ impl Instant {
     }
 }
 
+/// `Instant + Duration` saturates at the latest instant there is, whatever the
+/// duration ([`Duration::MAX`] included): a deadline never panics, it is only never
+/// reached.
 impl Add<Duration> for Instant {
     type Output = Self;
     fn add(self, rhs: Duration) -> Self {
@@ -85,5 +88,12 @@ mod tests {
             Instant::from_micros(u64::MAX) + Duration::from_secs(1),
             Instant::from_micros(u64::MAX)
         );
+        let latest = Instant::from_micros(u64::MAX);
+        assert_eq!(t + Duration::MAX, latest);
+        assert_eq!(t + Duration::from_secs(u64::MAX), latest);
+        let mut u = t;
+        u += Duration::MAX;
+        assert_eq!(u, latest);
+        assert_eq!(latest - Instant::ZERO, Duration::from_micros(u64::MAX));
     }
 }

@@ -88,7 +88,11 @@ fn check_answer_survives_reset(sim: &mut Sim, server: usize, client: usize) -> R
     }
     let (got, end) = read_all(sim, client, cp);
     if got != answer {
-        return Err(format!("{} of {} bytes of the answer", got.len(), answer.len()));
+        return Err(format!(
+            "{} of {} bytes of the answer",
+            got.len(),
+            answer.len()
+        ));
     }
     if end != ReadResult::Eof {
         return Err(format!("{end:?} instead of the end of stream"));

@@ -6,7 +6,6 @@
 //! Nothing here re-enters libc socket calls that an LD_PRELOAD hook could intercept:
 //! all I/O is done with raw system calls (rustix).
 
-use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -59,6 +58,12 @@ pub struct ConnectRequest {
     pub remote_app: ApplicationName,
     /// The application's side of the flow (its kind is the flow's kind).
     pub end: AppEnd,
+    /// For a stream: the addresses the application's end shows (sent to the other end
+    /// as the flow's allocation info, and carried by the runtime's end's name).
+    pub view: Option<crate::view::FlowView>,
+    /// For a stream: the receive buffer the application asked for (`SO_RCVBUF`), which
+    /// bounds what the runtime queues toward it; `None`: the default.
+    pub recv_buffer: Option<usize>,
     /// Upper bound on the whole allocation, including joining the DIF.
     pub timeout: Duration,
 }
@@ -67,8 +72,9 @@ pub struct ConnectRequest {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ListenTarget {
     /// Stream flows: the runtime connects to the AF_UNIX listener bound at this
-    /// abstract address (without the leading NUL) once per flow.
-    Stream(Vec<u8>),
+    /// abstract address (without the leading NUL) once per flow, from a socket whose
+    /// name says what the accepted socket shows (see [`crate::view`]).
+    Stream(Vec<u8>, crate::view::ListenView),
     /// Datagram flows: each gets a proxy socket sending to this application UDP
     /// socket address.
     Datagram(std::net::SocketAddr),
@@ -78,7 +84,7 @@ impl ListenTarget {
     /// The kind of flow the target takes.
     pub fn kind(&self) -> FlowKind {
         match self {
-            Self::Stream(_) => FlowKind::Stream,
+            Self::Stream(..) => FlowKind::Stream,
             Self::Datagram(_) => FlowKind::Datagram,
         }
     }
@@ -94,6 +100,10 @@ pub struct ListenRequest {
     pub app: ApplicationName,
     /// Where incoming flows go.
     pub target: ListenTarget,
+    /// Serve the name as one of a pool: others may register it too if they say so
+    /// as well (flows are spread over them); otherwise a name another member holds is
+    /// refused ([`FlowError::NameInUse`]).
+    pub pool: bool,
     /// Upper bound on the registration, including joining the DIF.
     pub timeout: Duration,
 }
@@ -121,9 +131,9 @@ pub enum FlowError {
     /// The allocation did not complete in time.
     #[error("flow allocation timed out")]
     TimedOut,
-    /// The name is already registered by this process.
-    #[error("the name is already registered")]
-    NameInUse,
+    /// The name is registered by another member (and not as a pool both share).
+    #[error("the name is already registered: {0}")]
+    NameInUse(String),
     /// The destination refused for lack of resources.
     #[error("no resources")]
     NoResources,
@@ -145,7 +155,7 @@ impl FlowError {
             Self::NoSuchApplication => libc::ECONNREFUSED,
             Self::Unreachable(_) | Self::NoSuchDif(_) => libc::ENETUNREACH,
             Self::TimedOut => libc::ETIMEDOUT,
-            Self::NameInUse => libc::EADDRINUSE,
+            Self::NameInUse(_) => libc::EADDRINUSE,
             Self::NoResources => libc::ENOBUFS,
             Self::Denied => libc::EACCES,
             Self::RuntimeDown(_) => libc::ENETDOWN,
@@ -161,6 +171,11 @@ pub(crate) enum Command {
     /// The application's datagram socket at this address is closed: release its flows
     /// and registrations.
     ReleaseDatagram(std::net::SocketAddr),
+    /// The application closed a stream listener (its abstract name): if no process
+    /// holds it any more, its name is withdrawn.
+    ListenerClosed(Vec<u8>),
+    /// The EFCP figures of a flow (for `TCP_INFO`).
+    FlowStats(u16, PortId, Reply<Option<rina_core::efcp::ConnectionStats>>),
     /// Drain every flow (bounded by `linger`), say goodbye to neighbours, stop.
     Exit(Duration, Reply<()>),
     /// The process is about to exec: hand the flows to a keeper process, stop.
@@ -243,53 +258,9 @@ impl<T> Reply<T> {
     }
 }
 
-/// The stable synthetic IPv4 address and port under which a remote application
-/// appears to socket programs (`getpeername`, `accept`): `127.128.0.0/9` plus a hash of
-/// the name, so the same application always shows the same address.
-pub fn synthetic_peer(app: &ApplicationName) -> SocketAddrV4 {
-    // FNV-1a: stable across runs and processes.
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in app.to_string().bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    let b = h.to_be_bytes();
-    let ip = Ipv4Addr::new(127, 128 | (b[0] & 0x7f), b[1], b[2].max(1));
-    let port = 1024 + (u16::from_be_bytes([b[3], b[4]]) % (65535 - 1024));
-    SocketAddrV4::new(ip, port)
-}
-
-/// The abstract AF_UNIX address (without the leading NUL) from which the runtime
-/// connects to a listener for the incoming flow `port` from `peer`. The interposer's
-/// `accept` reads it back with [`parse_incoming_name`].
-pub fn incoming_name(pid: u32, port: PortId, peer: SocketAddrV4) -> Vec<u8> {
-    format!("rina-flow/{pid}/{}/{peer}", port.0).into_bytes()
-}
-
-/// The flow port-id and synthetic peer encoded by [`incoming_name`].
-pub fn parse_incoming_name(name: &[u8]) -> Option<(u32, PortId, SocketAddrV4)> {
-    let s = core::str::from_utf8(name).ok()?;
-    let mut it = s.strip_prefix("rina-flow/")?.splitn(3, '/');
-    let pid = it.next()?.parse().ok()?;
-    let port = PortId(it.next()?.parse().ok()?);
-    let peer = it.next()?.parse().ok()?;
-    Some((pid, port, peer))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn incoming_name_round_trip() {
-        let peer = synthetic_peer(&ApplicationName::new("client"));
-        assert_eq!(peer, synthetic_peer(&ApplicationName::new("client")));
-        assert_ne!(peer, synthetic_peer(&ApplicationName::new("other")));
-        assert_eq!(peer.ip().octets()[0], 127);
-        let name = incoming_name(42, PortId(7), peer);
-        assert_eq!(parse_incoming_name(&name), Some((42, PortId(7), peer)));
-        assert_eq!(parse_incoming_name(b"something-else"), None);
-    }
 
     #[test]
     fn errno_mapping() {
@@ -299,6 +270,9 @@ mod tests {
             FlowError::Unreachable(String::new()).errno(),
             libc::ENETUNREACH
         );
-        assert_eq!(FlowError::NameInUse.errno(), libc::EADDRINUSE);
+        assert_eq!(
+            FlowError::NameInUse(String::new()).errno(),
+            libc::EADDRINUSE
+        );
     }
 }

@@ -13,22 +13,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use rina_core::ipcp::{AllocError, Event};
+use rina_core::ipcp::Event;
 use rina_core::{Instant, PortId};
 use rustix::event::{epoll, eventfd, EventfdFlags};
 
-use crate::api::{
-    self, AppEnd, Command, ConnectRequest, FlowError, FlowInfo, FlowKind, ListenRequest,
-    ListenTarget, Reply,
-};
+use crate::api::{Command, FlowError, ListenTarget, Reply};
 use crate::config::Config;
-use crate::datagram::{self, DatagramFlow};
+use crate::datagram::DatagramFlow;
 use crate::pump::AppFlow;
 use crate::stack::{BuildError, Stack};
 
 mod keeper;
 mod mgmt;
 mod n1;
+mod sessions;
+
+use sessions::{ListenerKey, PendingConnect, PendingListen};
 
 const TOKEN_WAKER: u64 = 0;
 const TOKEN_SHIM: u64 = 1 << 56;
@@ -158,8 +158,7 @@ pub(crate) fn spawn(
                 driver.shared.alive.store(false, Ordering::Release);
             })
     });
-    spawned
-        .map_err(|e| FlowError::RuntimeDown(format!("cannot start the runtime thread: {e}")))?;
+    spawned.map_err(|e| FlowError::RuntimeDown(format!("cannot start the runtime thread: {e}")))?;
     Ok(shared)
 }
 
@@ -214,20 +213,6 @@ fn seed() -> u64 {
     u64::from_ne_bytes(b)
 }
 
-struct PendingConnect {
-    dif: usize,
-    remote_app: rina_core::ApplicationName,
-    end: AppEnd,
-    reply: Reply<Result<FlowInfo, FlowError>>,
-}
-
-struct PendingListen {
-    dif: usize,
-    req: ListenRequest,
-    deadline: Instant,
-    reply: Reply<Result<(), FlowError>>,
-}
-
 struct Driver {
     shared: Arc<Shared>,
     /// The program's name, for reports.
@@ -249,7 +234,7 @@ struct Driver {
     pending_connects: BTreeMap<(usize, PortId), PendingConnect>,
     pending_listens: Vec<PendingListen>,
     /// (DIF, application, kind) -> where its incoming flows go.
-    listeners: BTreeMap<(usize, rina_core::ApplicationName, FlowKind), ListenTarget>,
+    listeners: BTreeMap<ListenerKey, ListenTarget>,
     /// Set when the process exits: the deadline and who waits.
     exiting: Option<(Instant, Reply<()>)>,
     /// The process no longer needs this thread (the stack went to a keeper, or there
@@ -449,6 +434,8 @@ impl Driver {
                 Command::Connect(req, reply) => self.connect(now, req, reply),
                 Command::Listen(req, reply) => self.listen(now, req, reply),
                 Command::ReleaseDatagram(app) => self.release_datagram(now, app),
+                Command::ListenerClosed(name) => self.listener_closed(now, &name),
+                Command::FlowStats(dif, port, reply) => reply.send(self.flow_stats(dif, port)),
                 // Children may hold flows' sockets: they are served by a keeper.
                 Command::Exit(linger, reply) if self.has_streams() && keeper::has_children() => {
                     self.hand_over(now, linger, reply);
@@ -462,102 +449,6 @@ impl Driver {
                 Command::HandOver(linger, reply) => self.hand_over(now, linger, reply),
             }
         }
-    }
-
-    fn connect(
-        &mut self,
-        now: Instant,
-        req: ConnectRequest,
-        reply: Reply<Result<FlowInfo, FlowError>>,
-    ) {
-        let Some(dif) = self.stack.dif_index(&req.dif) else {
-            reply.send(Err(FlowError::NoSuchDif(req.dif)));
-            return;
-        };
-        let d = &mut self.stack.difs[dif];
-        if !d.ipcp.is_enrolled() && !d.joining() {
-            if let Some(why) = &d.last_failure {
-                reply.send(Err(FlowError::Unreachable(why.clone())));
-                return;
-            }
-        }
-        let reliable = req.end.kind() == FlowKind::Stream;
-        tracing::debug!("allocating a flow to {} in DIF {}", req.remote_app, d.name);
-        let port = d.ipcp.allocate_flow(
-            now,
-            req.local_app,
-            req.remote_app.clone(),
-            reliable,
-            now + req.timeout,
-        );
-        self.pending_connects.insert(
-            (dif, port),
-            PendingConnect {
-                dif,
-                remote_app: req.remote_app,
-                end: req.end,
-                reply,
-            },
-        );
-    }
-
-    fn listen(&mut self, now: Instant, req: ListenRequest, reply: Reply<Result<(), FlowError>>) {
-        let Some(dif) = self.stack.dif_index(&req.dif) else {
-            reply.send(Err(FlowError::NoSuchDif(req.dif)));
-            return;
-        };
-        let deadline = now + req.timeout;
-        self.pending_listens.push(PendingListen {
-            dif,
-            req,
-            deadline,
-            reply,
-        });
-        self.expire_listens(now);
-    }
-
-    /// Registers the pending listens whose DIF is joined; fails the expired ones.
-    fn expire_listens(&mut self, now: Instant) {
-        let pending = std::mem::take(&mut self.pending_listens);
-        for l in pending {
-            let d = &mut self.stack.difs[l.dif];
-            if d.ipcp.is_enrolled() {
-                let kind = l.req.target.kind();
-                let kinds = rina_core::ipcp::FlowKinds::of(kind == FlowKind::Stream);
-                // Registering again behind a new target (the old one closed) is fine.
-                let _ = d.ipcp.register_for(now, l.req.app.clone(), kinds);
-                self.stack.offer_enrollment(now, l.dif);
-                self.listeners
-                    .insert((l.dif, l.req.app, kind), l.req.target);
-                l.reply.send(Ok(()));
-            } else if now >= l.deadline || (!d.joining() && d.last_failure.is_some()) {
-                let why = d
-                    .last_failure
-                    .clone()
-                    .unwrap_or_else(|| "not enrolled in time".into());
-                l.reply.send(Err(FlowError::Unreachable(why)));
-            } else {
-                self.pending_listens.push(l);
-            }
-        }
-    }
-
-    /// Fails pending connects and listens of DIFs that cannot currently join.
-    fn fail_pending(&mut self, now: Instant) {
-        let _ = self.stack.lower_failed(now);
-        let keys: Vec<(usize, PortId)> = self.pending_connects.keys().copied().collect();
-        for (dif, port) in keys {
-            let d = &mut self.stack.difs[dif];
-            if d.ipcp.is_enrolled() || d.joining() {
-                continue;
-            }
-            let why = d.last_failure.clone().unwrap_or_default();
-            d.ipcp.deallocate(now, port);
-            if let Some(p) = self.pending_connects.remove(&(dif, port)) {
-                p.reply.send(Err(FlowError::Unreachable(why)));
-            }
-        }
-        self.expire_listens(now);
     }
 
     fn handle_ipcp_events(&mut self, now: Instant) -> bool {
@@ -613,59 +504,17 @@ impl Driver {
                     d.schedule_retry(now, "lost the neighbour".into());
                 }
             }
-            Event::FlowAllocated { port } => {
-                tracing::debug!("flow {port} allocated");
-                let Some(p) = self.pending_connects.remove(&(dif, port)) else {
-                    self.stack.difs[dif].ipcp.deallocate(now, port);
-                    return;
-                };
-                let proxy = match p.end {
-                    AppEnd::Stream(sock) => {
-                        self.add_flow(dif, port, sock);
-                        None
-                    }
-                    AppEnd::StreamHeld(sock, held) => {
-                        // Who waits learns the result before the application's end
-                        // turns writable.
-                        p.reply.send(Ok(FlowInfo { port, proxy: None }));
-                        crate::pending::release(held, &sock);
-                        self.add_flow(dif, port, sock);
-                        return;
-                    }
-                    AppEnd::Datagram(app) => match datagram::bind_proxy(&p.remote_app, app) {
-                        Ok(proxy) => Some(self.add_datagram(dif, port, proxy, app)),
-                        Err(e) => {
-                            self.stack.difs[dif].ipcp.deallocate(now, port);
-                            p.reply.send(Err(FlowError::NoResources));
-                            tracing::warn!("cannot bind a datagram proxy: {e}");
-                            return;
-                        }
-                    },
-                };
-                p.reply.send(Ok(FlowInfo { port, proxy }));
-            }
+            Event::FlowAllocated { port } => self.flow_allocated(now, dif, port),
             Event::FlowAllocationFailed { port, error } => {
-                tracing::debug!("flow {port} not allocated: {error}");
-                if let Some(p) = self.pending_connects.remove(&(dif, port)) {
-                    let why = self.stack.difs[p.dif]
-                        .last_failure
-                        .clone()
-                        .unwrap_or_else(|| error.to_string());
-                    p.reply.send(Err(match error {
-                        AllocError::NoSuchApplication => FlowError::NoSuchApplication,
-                        AllocError::Unreachable => FlowError::Unreachable(why),
-                        AllocError::TimedOut => FlowError::TimedOut,
-                        AllocError::Denied => FlowError::Denied,
-                        AllocError::NoResources => FlowError::NoResources,
-                    }));
-                }
+                self.allocation_failed(dif, port, error);
             }
             Event::IncomingFlow {
                 port,
                 local_app,
                 remote_app,
                 reliable,
-            } => self.incoming(now, dif, port, local_app, &remote_app, reliable),
+                info,
+            } => self.incoming(now, dif, port, local_app, &remote_app, reliable, &info),
             Event::Readable { .. } | Event::Writable { .. } => {}
             Event::FlowClosed { port, reset } => {
                 let Some(&token) = self.by_port.get(&(dif, port)) else {
@@ -681,127 +530,6 @@ impl Driver {
                 }
             }
         }
-    }
-
-    fn incoming(
-        &mut self,
-        now: Instant,
-        dif: usize,
-        port: PortId,
-        local_app: rina_core::ApplicationName,
-        remote_app: &rina_core::ApplicationName,
-        reliable: bool,
-    ) {
-        let kind = if reliable {
-            FlowKind::Stream
-        } else {
-            FlowKind::Datagram
-        };
-        let key = (dif, local_app, kind);
-        let Some(target) = self.listeners.get(&key).cloned() else {
-            self.stack.difs[dif].ipcp.deallocate(now, port);
-            return;
-        };
-        let result = match &target {
-            ListenTarget::Stream(listener) => {
-                let peer = api::synthetic_peer(remote_app);
-                connect_to_listener(
-                    listener,
-                    &api::incoming_name(std::process::id(), port, peer),
-                )
-                .map(|sock| self.add_flow(dif, port, sock))
-                .map_err(std::io::Error::from)
-            }
-            ListenTarget::Datagram(app) => datagram::bind_proxy(remote_app, *app).map(|proxy| {
-                self.add_datagram(dif, port, proxy, *app);
-            }),
-        };
-        if let Err(e) = result {
-            tracing::info!(
-                "the application behind {} is gone ({e}); unregistering",
-                key.1
-            );
-            self.stack.difs[dif].ipcp.deallocate(now, port);
-            if matches!(target, ListenTarget::Stream(_)) {
-                self.unlisten(now, &key);
-            }
-        }
-    }
-
-    /// Withdraws a registration of one kind.
-    fn unlisten(&mut self, now: Instant, key: &(usize, rina_core::ApplicationName, FlowKind)) {
-        if self.listeners.remove(key).is_some() {
-            let kinds = rina_core::ipcp::FlowKinds::of(key.2 == FlowKind::Stream);
-            self.stack.difs[key.0]
-                .ipcp
-                .unregister_for(now, &key.1, kinds);
-        }
-    }
-
-    /// The application closed its datagram socket at `app`.
-    fn release_datagram(&mut self, now: Instant, app: std::net::SocketAddr) {
-        let gone: Vec<u64> = self
-            .datagrams
-            .iter()
-            .filter(|(_, f)| f.app == app)
-            .map(|(&t, _)| t)
-            .collect();
-        for token in gone {
-            if let Some((dif, port, _)) = self.forget_flow(token) {
-                self.stack.difs[dif].ipcp.deallocate(now, port);
-            }
-        }
-        let keys: Vec<_> = self
-            .listeners
-            .iter()
-            .filter(|(_, t)| **t == ListenTarget::Datagram(app))
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in keys {
-            self.unlisten(now, &key);
-        }
-    }
-
-    fn add_datagram(
-        &mut self,
-        dif: usize,
-        port: PortId,
-        proxy: shims::udp::UdpLink,
-        app: std::net::SocketAddr,
-    ) -> std::net::SocketAddr {
-        let token = TOKEN_DATAGRAM | (self.next_flow & TOKEN_MASK);
-        self.next_flow += 1;
-        let local = proxy.local_addr();
-        let flags = epoll::EventFlags::IN | epoll::EventFlags::OUT | epoll::EventFlags::ET;
-        if let Err(e) = epoll::add(
-            &self.epoll,
-            proxy.fd(),
-            epoll::EventData::new_u64(token),
-            flags,
-        ) {
-            tracing::warn!("cannot watch a datagram proxy: {e}");
-        }
-        self.datagrams
-            .insert(token, DatagramFlow::new(dif, port, proxy, app));
-        self.by_port.insert((dif, port), token);
-        local
-    }
-
-    fn add_flow(&mut self, dif: usize, port: PortId, sock: OwnedFd) {
-        let token = TOKEN_FLOW | (self.next_flow & TOKEN_MASK);
-        self.next_flow += 1;
-        let _ = rustix::io::ioctl_fionbio(&sock, true);
-        set_send_buffer(&sock);
-        if let Err(e) = epoll::add(
-            &self.epoll,
-            &sock,
-            epoll::EventData::new_u64(token),
-            FLOW_EVENTS,
-        ) {
-            tracing::warn!("cannot watch a flow socket: {e}");
-        }
-        self.flows.insert(token, AppFlow::new(dif, port, sock));
-        self.by_port.insert((dif, port), token);
     }
 
     fn pump_flows(&mut self, now: Instant) -> bool {
@@ -876,31 +604,22 @@ impl Driver {
     }
 }
 
-/// Bytes an application-side socket may queue in the kernel: large enough that the
-/// runtime and the application wake each other rarely, bounded so memory is too.
-pub const APP_SOCKET_BUFFER: usize = 4 << 20;
+/// Bytes an application-side socket may queue in the kernel (each way; the kernel
+/// doubles it for its bookkeeping): large enough that the runtime and the application
+/// wake each other rarely, and, with the flow's window, about what a loopback TCP
+/// connection holds between two programs at most (its buffers grow to 4 MiB to send
+/// and 6 MiB to receive): about 8 MiB each way, so a program that stops reading pushes
+/// back on its peer as over TCP.
+pub const APP_SOCKET_BUFFER: usize = 1 << 20;
 
-/// Raises the socket's send buffer to [`APP_SOCKET_BUFFER`] (forced when privileged).
-pub(crate) fn set_send_buffer(sock: &impl AsFd) {
+/// Sets the socket's send buffer to `size`, by default [`APP_SOCKET_BUFFER`] (forced
+/// when privileged).
+pub(crate) fn set_send_buffer(sock: &impl AsFd, size: Option<usize>) {
     use rustix::net::sockopt;
-    if sockopt::set_socket_send_buffer_size_force(sock, APP_SOCKET_BUFFER).is_err() {
-        let _ = sockopt::set_socket_send_buffer_size(sock, APP_SOCKET_BUFFER);
+    let size = size.unwrap_or(APP_SOCKET_BUFFER);
+    if sockopt::set_socket_send_buffer_size_force(sock, size).is_err() {
+        let _ = sockopt::set_socket_send_buffer_size(sock, size);
     }
-}
-
-/// A nonblocking AF_UNIX stream socket bound to the abstract `name`, connected to the
-/// abstract `listener`.
-fn connect_to_listener(listener: &[u8], name: &[u8]) -> rustix::io::Result<OwnedFd> {
-    use rustix::net::{self, AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
-    let sock = net::socket_with(
-        AddressFamily::UNIX,
-        SocketType::STREAM,
-        SocketFlags::CLOEXEC,
-        None,
-    )?;
-    net::bind(&sock, &SocketAddrUnix::new_abstract_name(name)?)?;
-    net::connect(&sock, &SocketAddrUnix::new_abstract_name(listener)?)?;
-    Ok(sock)
 }
 
 /// An epoll event buffer with spare capacity.

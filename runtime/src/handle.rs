@@ -1,10 +1,13 @@
-//! [`Handle`]: the application threads' side of the runtime.
+//! [`Handle`]: the application threads' side of the runtime, and the checks made
+//! before it starts (each UDP shim's endpoint can be had: its address is local and its
+//! port free, or held by another RINA member to join through).
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::api::{Command, ConnectRequest, FlowError, FlowInfo, ListenRequest, Reply};
-use crate::config::Config;
+use crate::config::{Config, DifKind};
 use crate::driver;
 
 /// A running runtime (one per process). Cheap to clone; safe to use from any thread.
@@ -20,8 +23,10 @@ impl Handle {
     /// process in default IPC process names and the management socket.
     ///
     /// # Errors
-    /// [`FlowError::RuntimeDown`] if a shim cannot be opened (port in use, no
-    /// permission) or the thread cannot be started.
+    /// [`FlowError::RuntimeDown`] if a shim cannot be opened (address not local, port
+    /// held by a program that runs no RINA stack, no such interface, no permission) or
+    /// the thread cannot be started. Its text names the DIF, the endpoint and the
+    /// reason (`DIF udp0: UDP 127.0.0.1:7000: cannot bind: ...`).
     pub fn start(config: Arc<Config>, program: &str) -> Result<Self, FlowError> {
         Self::spawn(config, program, false)
     }
@@ -30,13 +35,24 @@ impl Handle {
     /// of `config` that takes newcomers and relays (`rina node`). It joins at once.
     ///
     /// # Errors
-    /// As [`Handle::start`].
+    /// As [`Handle::start`]; also if another process holds one of its UDP endpoints
+    /// (a node is the member others enroll through there: it never joins through the
+    /// holder on a port of its own choosing).
     pub fn start_node(config: Arc<Config>, program: &str) -> Result<Self, FlowError> {
         Self::spawn(config, program, true)
     }
 
     fn spawn(config: Arc<Config>, program: &str, node: bool) -> Result<Self, FlowError> {
-        let inner = driver::spawn(config.clone(), program, node)?;
+        crate::log::init();
+        let inner = preflight(&config, node)
+            .and_then(|()| driver::spawn(config.clone(), program, node))
+            .inspect_err(|e| {
+                let why = match e {
+                    FlowError::RuntimeDown(why) => why.clone(),
+                    other => other.to_string(),
+                };
+                tracing::error!("{program}: cannot start the RINA stack: {why}");
+            })?;
         Ok(Self {
             inner,
             pid: std::process::id(),
@@ -97,7 +113,7 @@ impl Handle {
     /// Tells the runtime that the application's datagram socket at `app` (as given
     /// in [`crate::AppEnd::Datagram`]) is closed: its flows are deallocated and its
     /// registrations withdrawn. Does not wait.
-    pub fn release_datagram(&self, app: std::net::SocketAddr) {
+    pub fn release_datagram(&self, app: SocketAddr) {
         let _ = self.inner.post(Command::ReleaseDatagram(app));
     }
 
@@ -107,7 +123,7 @@ impl Handle {
         let linger = self.config.settings.linger;
         let reply = Reply::new();
         if self.inner.post(Command::Exit(linger, reply.clone())) {
-            let _ = reply.wait(linger + Duration::from_secs(1));
+            let _ = reply.wait(linger.saturating_add(Duration::from_secs(1)));
         }
     }
 
@@ -120,6 +136,31 @@ impl Handle {
         if self.inner.post(Command::HandOver(linger, reply.clone())) {
             let _ = reply.wait(Duration::from_secs(5));
         }
+    }
+
+    /// Tells the runtime that the application closed a stream listener (its abstract
+    /// name): its names are withdrawn unless another process still holds it. Does not
+    /// wait.
+    pub fn listener_closed(&self, name: Vec<u8>) {
+        let _ = self.inner.post(Command::ListenerClosed(name));
+    }
+
+    /// The EFCP figures of flow `port` of DIF `dif` (the index a flow's name carries,
+    /// see [`crate::view::FlowName`]); `None` if there is no such flow or the runtime
+    /// does not answer within a second.
+    pub fn flow_stats(
+        &self,
+        dif: u16,
+        port: rina_core::PortId,
+    ) -> Option<rina_core::efcp::ConnectionStats> {
+        let reply = Reply::new();
+        if !self
+            .inner
+            .post(Command::FlowStats(dif, port, reply.clone()))
+        {
+            return None;
+        }
+        reply.wait(Duration::from_secs(1)).flatten()
     }
 
     fn call<T>(
@@ -136,7 +177,213 @@ impl Handle {
         // The runtime enforces `timeout` itself; the extra second only guards against
         // a runtime thread that died.
         reply
-            .wait(timeout + Duration::from_secs(1))
+            .wait(timeout.saturating_add(Duration::from_secs(1)))
             .unwrap_or(Err(FlowError::TimedOut))
+    }
+}
+
+/// Checks each UDP shim's endpoint before the stack starts, so that a start-up that
+/// cannot work fails at once with its reason: the address must be local, and the port
+/// free or held by another RINA member (a fork child's parent, another server of the
+/// same rules, a keeper), through which the stack then joins. A node must hold its
+/// endpoints itself.
+fn preflight(config: &Config, node: bool) -> Result<(), FlowError> {
+    for d in &config.difs {
+        let DifKind::Udp(u) = &d.kind else { continue };
+        let why = match probe_bind(u.bind) {
+            Ok(()) => continue,
+            Err(e) if e == rustix::io::Errno::ADDRINUSE => {
+                let holders = udp_holders(u.bind);
+                let named = holders.as_ref().map(|h| describe_holders(h));
+                if node {
+                    format!(
+                        "cannot bind: {}{}; a node needs its own endpoint (stop the other process or choose another port)",
+                        std::io::Error::from(e),
+                        named.map_or(String::new(), |n| format!(" (held by {n})"))
+                    )
+                } else if let Some(h) = holders.filter(|h| !h.is_empty()) {
+                    if holder_runs_a_stack(&h, u.bind) {
+                        continue;
+                    }
+                    format!(
+                        "cannot bind: {}; held by {}, which runs no RINA stack (stop it or choose another port)",
+                        std::io::Error::from(e),
+                        describe_holders(&h)
+                    )
+                } else {
+                    // The holder cannot be told (another user's process): assume a
+                    // member and join through it, as the driver does.
+                    continue;
+                }
+            }
+            Err(e) => format!("cannot bind: {}", std::io::Error::from(e)),
+        };
+        return Err(FlowError::RuntimeDown(format!(
+            "DIF {}: UDP {}: {why}",
+            d.name, u.bind
+        )));
+    }
+    Ok(())
+}
+
+/// Binds (and closes) a UDP socket at `addr`, with direct system calls (never through
+/// the interposer's hooks).
+fn probe_bind(addr: SocketAddr) -> rustix::io::Result<()> {
+    use rustix::net::{self, AddressFamily, SocketFlags, SocketType};
+    let family = if addr.is_ipv4() {
+        AddressFamily::INET
+    } else {
+        AddressFamily::INET6
+    };
+    let fd = net::socket_with(family, SocketType::DGRAM, SocketFlags::CLOEXEC, None)?;
+    net::bind(&fd, &addr)
+}
+
+/// The processes (pid, name) holding a UDP socket that keeps `addr` from being bound
+/// (same port; same address, a wildcard, or any address if `addr` is a wildcard),
+/// from `/proc/net/udp{,6}` and each process's descriptors. `None` when the socket
+/// is not found or a process holding it cannot be told (its descriptors unreadable).
+fn udp_holders(addr: SocketAddr) -> Option<Vec<(u32, String)>> {
+    let mut inodes = std::collections::BTreeSet::new();
+    for (file, v6) in [("/proc/net/udp", false), ("/proc/net/udp6", true)] {
+        let Ok(t) = std::fs::read_to_string(file) else {
+            continue;
+        };
+        for l in t.lines().skip(1) {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let (Some(local), Some(inode)) = (f.get(1), f.get(9)) else {
+                continue;
+            };
+            let Some((ip, port)) = local.split_once(':') else {
+                continue;
+            };
+            if u16::from_str_radix(port, 16).ok() != Some(addr.port()) {
+                continue;
+            }
+            let Some(ip) = proc_ip(ip, v6) else { continue };
+            let ours = addr.ip().to_canonical();
+            if ip.is_unspecified() || ours.is_unspecified() || ip.to_canonical() == ours {
+                if let Ok(i) = inode.parse::<u64>() {
+                    inodes.insert(i);
+                }
+            }
+        }
+    }
+    inodes.remove(&0);
+    if inodes.is_empty() {
+        return None;
+    }
+    let mut holders = Vec::new();
+    let mut unreadable = false;
+    for e in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(e.path().join("fd")) else {
+            unreadable = true;
+            continue;
+        };
+        let holds = fds.flatten().any(|fd| {
+            std::fs::read_link(fd.path()).is_ok_and(|l| {
+                l.to_str()
+                    .and_then(|l| l.strip_prefix("socket:["))
+                    .and_then(|l| l.strip_suffix(']'))
+                    .and_then(|i| i.parse::<u64>().ok())
+                    .is_some_and(|i| inodes.contains(&i))
+            })
+        });
+        if holds {
+            let name = std::fs::read_to_string(e.path().join("comm"))
+                .map(|c| c.trim_end().to_owned())
+                .unwrap_or_default();
+            holders.push((pid, name));
+        }
+    }
+    (!holders.is_empty() || !unreadable).then_some(holders)
+}
+
+/// An address as `/proc/net/udp{,6}` prints it: each 32-bit word in hex, in the
+/// machine's byte order.
+fn proc_ip(hex: &str, v6: bool) -> Option<IpAddr> {
+    let word = |i: usize| {
+        hex.get(i * 8..i * 8 + 8)
+            .and_then(|w| u32::from_str_radix(w, 16).ok())
+            .map(u32::to_ne_bytes)
+    };
+    if v6 {
+        let mut b = [0u8; 16];
+        for i in 0..4 {
+            b[i * 4..i * 4 + 4].copy_from_slice(&word(i)?);
+        }
+        Some(IpAddr::from(b))
+    } else {
+        Some(IpAddr::from(word(0)?))
+    }
+}
+
+/// True if one of `holders` of `addr` runs a RINA stack (serves a management socket),
+/// or is this process, or lets go of the port. A member that has just bound its
+/// endpoint serves its management socket a moment later (and one starting at the same
+/// time holds the port only for its own check): looked for over 300 ms.
+fn holder_runs_a_stack(holders: &[(u32, String)], addr: SocketAddr) -> bool {
+    let me = std::process::id();
+    if holders.iter().any(|&(p, _)| p == me) {
+        return true;
+    }
+    for _ in 0..15 {
+        let stacks = crate::report::list_processes();
+        if holders.iter().any(|(p, _)| stacks.contains(p)) || probe_bind(addr).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+/// `pid 12 (python3), pid 13 (python3)`, or `another process`.
+fn describe_holders(holders: &[(u32, String)]) -> String {
+    if holders.is_empty() {
+        return "another process".to_owned();
+    }
+    holders
+        .iter()
+        .map(|(p, n)| format!("pid {p} ({n})"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn holders_of_a_busy_udp_port_are_found() {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let at = s.local_addr().unwrap();
+        assert_eq!(
+            probe_bind(at),
+            Err(rustix::io::Errno::ADDRINUSE),
+            "the port is held"
+        );
+        let h = udp_holders(at).expect("this process holds it");
+        assert!(h.iter().any(|&(p, _)| p == std::process::id()), "{h:?}");
+        assert!(
+            holder_runs_a_stack(&h, at),
+            "this process counts as a member"
+        );
+        let free = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let free_at = free.local_addr().unwrap();
+        drop(free);
+        assert_eq!(probe_bind(free_at), Ok(()));
+        if cfg!(target_endian = "little") {
+            assert_eq!(
+                proc_ip("0100007F", false),
+                Some(IpAddr::from([127, 0, 0, 1]))
+            );
+            assert_eq!(
+                proc_ip("00000000000000000000000001000000", true),
+                Some(IpAddr::from(std::net::Ipv6Addr::LOCALHOST))
+            );
+        }
     }
 }

@@ -17,6 +17,7 @@ mod pump;
 pub mod report;
 mod shim;
 mod stack;
+pub mod view;
 
 pub use api::{AppEnd, ConnectRequest, FlowError, FlowInfo, FlowKind, ListenRequest, ListenTarget};
 pub use driver::{on_runtime_thread, APP_SOCKET_BUFFER};

@@ -23,13 +23,16 @@ pub struct Held {
     app_side: OwnedFd,
     /// Filler bytes queued toward the runtime's end.
     filler: usize,
+    /// The send buffer to give it back (`None`: the runtime's default).
+    send_buffer: Option<usize>,
 }
 
-/// Makes the application's end `app` unwritable (see the module docs).
+/// Makes the application's end `app` unwritable (see the module docs); once the flow
+/// is up it gets `send_buffer` bytes of send buffer (`None`: the runtime's default).
 ///
 /// # Errors
 /// A failed `dup`, `setsockopt` or `send`.
-pub fn hold(app: BorrowedFd<'_>) -> io::Result<Held> {
+pub fn hold(app: BorrowedFd<'_>, send_buffer: Option<usize>) -> io::Result<Held> {
     let app_side = app.try_clone_to_owned()?;
     net::sockopt::set_socket_send_buffer_size(&app_side, 1)?; // the kernel's minimum
     let filler = [0u8; 4096];
@@ -49,6 +52,7 @@ pub fn hold(app: BorrowedFd<'_>) -> io::Result<Held> {
     Ok(Held {
         app_side,
         filler: queued,
+        send_buffer,
     })
 }
 
@@ -66,7 +70,7 @@ pub(crate) fn release(held: Held, rt: &OwnedFd) {
             _ => break, // cannot happen: the filler was queued before we were called
         }
     }
-    crate::driver::set_send_buffer(&held.app_side);
+    crate::driver::set_send_buffer(&held.app_side, held.send_buffer);
 }
 
 #[cfg(test)]
@@ -93,7 +97,7 @@ mod tests {
         )
         .unwrap();
         assert!(writable(&app));
-        let held = hold(app.as_fd()).unwrap();
+        let held = hold(app.as_fd(), None).unwrap();
         assert!(!writable(&app), "held: no POLLOUT");
         assert_eq!(
             net::send(&app, b"x", SendFlags::DONTWAIT),
@@ -117,7 +121,7 @@ mod tests {
             None,
         )
         .unwrap();
-        let held = hold(app.as_fd()).unwrap();
+        let held = hold(app.as_fd(), None).unwrap();
         drop(rt);
         drop(held);
         let mut fds = [PollFd::new(&app, PollFlags::OUT | PollFlags::IN)];

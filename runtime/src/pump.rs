@@ -37,6 +37,8 @@ pub(crate) struct AppFlow {
     pub(crate) reset: bool,
     /// After a reset: everything that had arrived was handed to the socket.
     pub(crate) drained: bool,
+    /// Bytes read from the application and written to the flow.
+    sent: u64,
     /// Bytes of an SDU the socket has not yet taken, from `held_at`.
     held: Vec<u8>,
     held_at: usize,
@@ -64,6 +66,7 @@ impl AppFlow {
             app_gone: false,
             reset: false,
             drained: false,
+            sent: 0,
             held: Vec::new(),
             held_at: 0,
         }
@@ -157,6 +160,7 @@ impl AppFlow {
                     self.held_at = 0;
                 }
                 ReadResult::Eof if !self.peer_eof => {
+                    tracing::debug!("flow {}: end of stream from the peer", self.port);
                     out.progress = true;
                     self.peer_eof = true;
                     let _ = net::shutdown(&self.sock, Shutdown::Write);
@@ -232,7 +236,7 @@ impl AppFlow {
                 Ok((_, n)) => {
                     out.progress = true;
                     match ipcp.write(now, self.port, &buf[..n.min(limit)]) {
-                        Ok(()) => {}
+                        Ok(()) => self.sent += n.min(limit) as u64,
                         Err(WriteError::WouldBlock) => {
                             // can_write said yes: cannot happen; keep the bytes safe anyway.
                             debug_assert!(false, "write refused after can_write");
@@ -262,6 +266,11 @@ impl AppFlow {
     }
 
     fn end_of_app_data(&mut self, now: Instant, ipcp: &mut IpcProcess) {
+        tracing::debug!(
+            "flow {}: the application finished writing ({} bytes)",
+            self.port,
+            self.sent
+        );
         self.app_eof = true;
         self.readable = false;
         ipcp.close_write(now, self.port);

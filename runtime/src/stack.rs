@@ -164,7 +164,7 @@ impl Stack {
                 DifKind::Udp(u) => {
                     let link = UdpLink::bind(u.bind).map_err(|e| {
                         let err = FlowError::RuntimeDown(format!(
-                            "shim DIF {:?}: cannot bind UDP {}: {e}",
+                            "DIF {}: UDP {}: cannot bind: {e}",
                             dif.name, u.bind
                         ));
                         if e.kind() == std::io::ErrorKind::AddrInUse {
@@ -191,7 +191,7 @@ impl Stack {
                         if let EthError::Permission { .. } = &err {
                             tracing::error!("{err}");
                         }
-                        FlowError::RuntimeDown(format!("shim DIF {:?}: {err}", dif.name))
+                        FlowError::RuntimeDown(format!("DIF {}: {err}", dif.name))
                     })?;
                     shim_index.insert(dif.name.clone(), stack.shims.len());
                     stack.shims.push(Shim::eth(dif.name.clone(), link, seed));
@@ -210,10 +210,7 @@ impl Stack {
                         })
                         .collect::<Result<_, _>>()?;
                     let name = n.ipcp_name.clone().unwrap_or_else(|| {
-                        ApplicationName::with_instance(
-                            format!("{program}.{}", dif.name),
-                            std::process::id().to_string(),
-                        )
+                        crate::config::default_member_name(program, &dif.name, std::process::id())
                     });
                     let mut cfg = IpcpConfig::new(dif.name.clone(), name, seed);
                     cfg.enrollment_timeout = n.enrollment_timeout;
@@ -230,6 +227,8 @@ impl Stack {
                         .min()
                         .unwrap_or(1400);
                     cfg.data_efcp = data_efcp(mtu);
+                    // Incoming flows are answered once their listener took them (sessions.rs).
+                    cfg.ask_before_accepting = true;
                     let enroll = match &n.join {
                         Join::Bootstrap { address } => {
                             cfg.bootstrap = Some(Address(*address));
@@ -721,14 +720,16 @@ impl NormalDif {
     }
 }
 
-/// EFCP settings for data flows over a path whose largest PDU is `mtu`.
+/// EFCP settings for data flows over a path whose largest PDU is `mtu`: a window of
+/// about 4 MiB (at least 32 PDUs), far above any path's bandwidth-delay product here,
+/// and a send queue of about 256 KiB: what the application wrote beyond that waits in
+/// its own socket, whose buffer it sizes (`SO_SNDBUF`), as over TCP.
 fn data_efcp(mtu: usize) -> EfcpConfig {
-    // Keep about 8 MiB in flight at most, at least 64 PDUs.
-    let credit = ((8usize << 20) / mtu).clamp(64, 4096) as u64;
+    let mtu = mtu.max(1);
     EfcpConfig {
         max_pdu_size: mtu,
-        initial_credit: credit,
-        send_queue_pdus: credit as usize,
+        initial_credit: ((4usize << 20) / mtu).clamp(32, 4096) as u64,
+        send_queue_pdus: ((256usize << 10) / mtu).clamp(8, 1024),
         ..EfcpConfig::default()
     }
 }

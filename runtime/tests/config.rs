@@ -260,11 +260,216 @@ fn bad_durations() {
         "more than zero",
     );
     assert_err(
-        "[settings]\nconnect-timeout = \"1h\"\n",
+        "[settings]\nconnect-timeout = \"1d\"\n",
         2,
         19,
         "not a duration",
     );
+    assert_err("[settings]\nlinger = \"s\"\n", 2, 10, "not a duration");
+}
+
+/// Durations are bounded (no deadline can overflow a clock, which used to panic the
+/// runtime thread): enrollment-timeout and keepalive-interval at most 1 h,
+/// connect-timeout and linger at most 24 h; each refusal names its position.
+#[test]
+fn durations_are_bounded() {
+    let dif = |key: &str, v: &str| format!("{HEAD}bootstrap = true\n{key} = \"{v}\"\n");
+    for key in ["keepalive-interval", "enrollment-timeout"] {
+        let col = key.len() + 4;
+        for v in [
+            "18446744073709551615s",
+            "99999999999999999999999ms",
+            "18446744073709551615m",
+            "2h",
+            "3601s",
+            "61m",
+        ] {
+            assert_err(&dif(key, v), 12, col, "too long: at most 1h");
+        }
+        assert_err(&dif(key, "0ms"), 12, col, "more than zero");
+        let c = ok(&dif(key, "1h"));
+        let DifKind::Normal(n) = &c.difs[1].kind else {
+            panic!()
+        };
+        let got = if key == "keepalive-interval" {
+            n.keepalive_interval
+        } else {
+            n.enrollment_timeout
+        };
+        assert_eq!(got, Duration::from_secs(3600));
+    }
+    let settings = |key: &str, v: &str| format!("[settings]\n{key} = \"{v}\"\n");
+    for key in ["linger", "connect-timeout"] {
+        let col = key.len() + 4;
+        for v in ["18446744073709551615s", "25h", "86401s", "1441m"] {
+            assert_err(&settings(key, v), 2, col, "too long: at most 24h");
+        }
+        ok(&settings(key, "24h"));
+    }
+    assert_err(
+        &settings("connect-timeout", "0s"),
+        2,
+        19,
+        "connect-timeout must be more than zero",
+    );
+    let c = ok(&settings("linger", "0s"));
+    assert_eq!(c.settings.linger, Duration::ZERO, "no linger is allowed");
+    let c = ok(&settings("connect-timeout", "24h"));
+    assert_eq!(c.settings.connect_timeout, Duration::from_secs(86400));
+    assert_eq!(runtime::config::MAX_DIF_DURATION, Duration::from_secs(3600));
+    assert_eq!(
+        runtime::config::MAX_SETTINGS_DURATION,
+        Duration::from_secs(86400)
+    );
+}
+
+/// keepalive-misses: 1..=1000, with position (0 would declare every neighbour lost at
+/// once; a huge count would never).
+#[test]
+fn keepalive_misses_are_bounded() {
+    let t = |v: &str| format!("{HEAD}bootstrap = true\nkeepalive-misses = {v}\n");
+    for v in ["0", "-1", "1001", "9223372036854775807"] {
+        assert_err(&t(v), 12, 20, "keepalive-misses must be 1..=1000");
+    }
+    // Beyond i64: toml's own error, at the same place.
+    let e = err(&t("18446744073709551616"));
+    assert_eq!((e.line(), e.col()), (Some(12), Some(20)), "{e}");
+    ok(&t("1"));
+    ok(&t("1000"));
+}
+
+/// DIF names travel in enrollment as one length-prefixed string of at most 255 bytes
+/// and members answer to them as application names: longer names, `|` and control
+/// characters are refused where they are written.
+#[test]
+fn dif_names_fit_the_wire() {
+    let udp = |name: &str| {
+        format!("[[dif]]\nname = \"{name}\"\ntype = \"udp\"\nbind = \"127.0.0.1:1\"\n")
+    };
+    assert_err(&udp(&"d".repeat(256)), 2, 8, "at most 255 bytes");
+    // 128 two-byte characters: 256 bytes.
+    assert_err(&udp(&"é".repeat(128)), 2, 8, "this one has 256");
+    ok(&udp(&"d".repeat(255)));
+    assert_err(&udp("a|b"), 2, 8, "'|'");
+    assert_err(&udp("a\\tb"), 2, 8, "control character");
+    assert_err(&udp(""), 2, 8, "cannot be empty");
+    // A normal DIF's name likewise.
+    assert_err(
+        &format!(
+            "{}[[dif]]\nname = \"{}\"\ntype = \"normal\"\nover = \"u\"\nbootstrap = true\n",
+            udp("u"),
+            "n".repeat(300)
+        ),
+        6,
+        8,
+        "at most 255 bytes",
+    );
+}
+
+/// A member's default name is `<program>.<dif>|<pid>`, cut to what the wire carries.
+#[test]
+fn default_member_names() {
+    use runtime::config::default_member_name;
+    let n = default_member_name("nc", "net", 1234);
+    assert_eq!(n.to_string(), "nc.net|1234");
+    n.validate().unwrap();
+    let long = default_member_name(&"p".repeat(200), &"d".repeat(255), 7);
+    assert_eq!(long.process_name.len(), 255);
+    assert!(long
+        .process_name
+        .starts_with(&format!("{}.d", "p".repeat(200))));
+    long.validate().unwrap();
+    let odd = default_member_name("a|b\n", "net", 1);
+    assert_eq!(odd.process_name, "a_b_.net");
+    odd.validate().unwrap();
+    // Cut on a character boundary.
+    let wide = default_member_name(&"é".repeat(200), "net", 1);
+    assert!(wide.process_name.len() <= 255);
+    wide.validate().unwrap();
+}
+
+/// `[dif]` (one table) written for `[[dif]]` (an entry of the list) is reported at
+/// that line, with what to write, even when toml's own complaint would come later.
+#[test]
+fn a_table_written_for_a_list_of_tables() {
+    let udp = "name = \"u\"\ntype = \"udp\"\nbind = \"127.0.0.1:1\"\n";
+    // toml alone reports line 5 here (a duplicate key at the second header).
+    assert_err(
+        &format!("[dif]\n{udp}[[dif]]\n{udp}"),
+        1,
+        1,
+        "write `[[dif]]`",
+    );
+    assert_err(
+        &format!("# rules\n\n[[dif]]\n{udp}\n  [ dif ] # the next one\n{udp}"),
+        8,
+        3,
+        "`[dif]` is a single table; write `[[dif]]`",
+    );
+    assert_err(
+        &format!("[settings]\nlinger = \"1s\"\n[dif]\n{udp}"),
+        3,
+        1,
+        "write `[[dif]]`",
+    );
+    assert_err(
+        &format!("{HEAD}bootstrap = true\n[connect]\nto = \"*:1\"\ndif = \"net\"\napp = \"a\"\n"),
+        12,
+        1,
+        "write `[[connect]]`",
+    );
+    assert_err("[listen]\non = \"*:1\"\n", 1, 1, "write `[[listen]]`");
+    assert_err("[name]\nmatch = \"x\"\n", 1, 1, "write `[[name]]`");
+    assert_err(
+        "[dif.peers]\na = \"127.0.0.1:1\"\n",
+        1,
+        1,
+        "belongs to a `[[dif]]` entry",
+    );
+    assert_err(
+        "[[settings]]\nlinger = \"1s\"\n",
+        1,
+        1,
+        "write `[settings]`",
+    );
+    assert_err(
+        "[[default]]\naction = \"deny\"\n",
+        1,
+        1,
+        "write `[default]`",
+    );
+    // An earlier mistake of another kind is reported first.
+    assert_err(
+        "[settings]\nlinger = \"1s\n[dif]\nname = \"u\"\n",
+        2,
+        13,
+        "invalid basic string",
+    );
+}
+
+/// A `[[name]]` template that no host name can fill into a valid name (too long or
+/// too many parts even with the shortest fill) is refused at its position; one that
+/// only some long host names overfill is accepted (their lookups find no name).
+#[test]
+fn name_templates_that_can_never_fit() {
+    let rule = |app: &str| {
+        format!("{HEAD}bootstrap = true\n[[name]]\nmatch = '(.*)\\.rina'\ndif = \"net\"\napp = \"{app}\"\n")
+    };
+    assert_err(
+        &rule(&format!("{}{{1}}", "x".repeat(256))),
+        15,
+        7,
+        "no valid name even from the shortest host name",
+    );
+    assert_err(
+        &rule(&format!("{}{{port}}", "x".repeat(255))),
+        15,
+        7,
+        "longer than 255",
+    );
+    assert_err(&rule("a|b|c|d|{1}"), 15, 7, "at most four");
+    ok(&rule(&format!("{}{{1}}", "x".repeat(255))));
+    ok(&rule("{name}-{port}"));
 }
 
 #[test]
@@ -411,6 +616,69 @@ fn unreadable_file() {
             .starts_with("/nonexistent/rules.toml: cannot read: "),
         "{e}"
     );
+}
+
+/// Runs `load` on a thread and gives its result, failing the test if it does not
+/// return within 5 s (a FIFO used to block every command before `main`).
+fn load_bounded(p: &Path) -> Result<Config, ConfigError> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let p = p.to_path_buf();
+    std::thread::spawn(move || {
+        let _ = tx.send(load(&p));
+    });
+    rx.recv_timeout(Duration::from_secs(5))
+        .expect("load returned within 5 s")
+}
+
+/// A FIFO, a directory or a device is refused at once, naming the file and what it is.
+#[test]
+fn only_regular_files_are_read() {
+    let t = TempDir::new("fifo");
+    let fifo = t.0.join("rules.toml");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a NUL-terminated path we own.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+    for (p, what) in [
+        (fifo.as_path(), "is a FIFO (named pipe), not a rules file"),
+        (t.0.as_path(), "is a directory, not a rules file"),
+        (
+            Path::new("/dev/null"),
+            "is a character device, not a rules file",
+        ),
+    ] {
+        let e = load_bounded(p).unwrap_err();
+        assert_eq!((e.line(), e.col()), (None, None), "{e}");
+        assert_eq!(e.to_string(), format!("{}: {}", p.display(), e.message()));
+        assert!(e.message().contains(what), "{e}");
+    }
+    // A symbolic link to a regular file is read.
+    let real = t.0.join("real.toml");
+    std::fs::write(&real, format!("{HEAD}bootstrap = true\n")).unwrap();
+    let link = t.0.join("link.toml");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    load_bounded(&link).unwrap();
+}
+
+/// A file that is not UTF-8 is refused with the position of the first bad byte.
+#[test]
+fn non_utf8_is_positioned() {
+    let t = TempDir::new("utf8");
+    let p = t.0.join("r.toml");
+    let mut bytes = b"[[dif]]\nname = \"u\xC3\xA9".to_vec();
+    bytes.extend_from_slice(b"\xFF\"\n");
+    std::fs::write(&p, &bytes).unwrap();
+    let e = load_bounded(&p).unwrap_err();
+    // "é" counts as one column: the bad byte is the 11th character of line 2.
+    assert_eq!((e.line(), e.col()), (Some(2), Some(11)), "{e}");
+    assert!(e.message().contains("byte 0xFF is not UTF-8"), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with(&format!("{}:2:11: ", p.display())),
+        "{e}"
+    );
+    std::fs::write(&p, b"\xFE").unwrap();
+    let e = load_bounded(&p).unwrap_err();
+    assert_eq!((e.line(), e.col()), (Some(1), Some(1)), "{e}");
 }
 
 #[test]
@@ -723,6 +991,8 @@ fn describe_mentions_every_dif_and_rule() {
         assert!(d.contains(&format!("  {dif}: ")), "{dif} missing in:\n{d}");
     }
     for want in [
+        "member <program>.top|<pid> ",
+        "(<program>: the basename of the program's argv[0], `node` under `rina node`",
         "UDP shim bound to [fd00::1]:7000 (MTU 1432)",
         "peer a at [fd00::3]:7000",
         "normal DIF over udp6, udp4; member host|1 enrolls through 10.0.0.2:7000 over udp4",

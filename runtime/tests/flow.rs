@@ -13,11 +13,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rina_core::ApplicationName;
-use runtime::api::parse_incoming_name;
 use runtime::config::{
     Config, DefaultPolicy, DifConfig, DifKind, Join, Neighbor, NormalDifConfig, Settings,
     UdpShimConfig,
 };
+use runtime::view::{self, FlowView, ListenView, PeerRange};
 use runtime::{AppEnd, ConnectRequest, FlowError, Handle, ListenRequest, ListenTarget};
 
 fn free_udp() -> SocketAddr {
@@ -67,6 +67,15 @@ fn listener(name: &str) -> UnixListener {
     UnixListener::bind_addr(&UnixAddr::from_abstract_name(name.as_bytes()).unwrap()).unwrap()
 }
 
+/// What the test's client shows: its own address (as servers show it by default)
+/// and port, and the address it connected to.
+fn client_view() -> FlowView {
+    FlowView {
+        local: SocketAddr::new(view::own_ip(&ApplicationName::new("client"), false), 41000),
+        peer: "127.0.0.1:5000".parse().unwrap(),
+    }
+}
+
 fn connect(
     h: &Handle,
     app: &str,
@@ -78,6 +87,8 @@ fn connect(
         local_app: ApplicationName::new("client"),
         remote_app: ApplicationName::new(app),
         end: AppEnd::Stream(OwnedFd::from(rt)),
+        view: Some(client_view()),
+        recv_buffer: None,
         timeout,
     });
     (r, app_end)
@@ -101,7 +112,16 @@ fn flow_through_two_runtimes() {
         .listen(ListenRequest {
             dif: "net".into(),
             app: ApplicationName::new("echo"),
-            target: ListenTarget::Stream(lname.into_bytes()),
+            target: ListenTarget::Stream(
+                lname.into_bytes(),
+                ListenView {
+                    local: "0.0.0.0:5000".parse().unwrap(),
+                    peers: PeerRange::DEFAULT,
+                    v6_only: false,
+                    recv_buffer: None,
+                },
+            ),
+            pool: false,
             timeout: Duration::from_secs(5),
         })
         .unwrap();
@@ -119,11 +139,11 @@ fn flow_through_two_runtimes() {
     let name = peer
         .as_abstract_name()
         .expect("the runtime connects from an abstract name");
-    let (_, _, synthetic) = parse_incoming_name(name).expect("incoming name");
-    assert_eq!(
-        synthetic,
-        runtime::api::synthetic_peer(&ApplicationName::new("client"))
-    );
+    // The accepted end shows what the client shows, the other way round.
+    let shown = view::parse_flow_name(name).expect("a flow's name").view;
+    assert_eq!(shown.peer, client_view().local);
+    assert_eq!(shown.local, client_view().peer);
+    assert!(!shown.peer.ip().is_loopback());
 
     // 4 MiB each way at once, then half-closes.
     let up: Vec<u8> = (0..4u32 << 20).map(|i| (i * 7) as u8).collect();
@@ -221,6 +241,7 @@ fn datagram_flow_through_two_runtimes() {
             dif: "net".into(),
             app: ApplicationName::new("dgram"),
             target: ListenTarget::Datagram(srv.local_addr().unwrap()),
+            pool: false,
             timeout: Duration::from_secs(5),
         })
         .unwrap();
@@ -243,18 +264,20 @@ fn datagram_flow_through_two_runtimes() {
             local_app: ApplicationName::new("client"),
             remote_app: ApplicationName::new("dgram"),
             end: AppEnd::Datagram(app.local_addr().unwrap()),
+            view: None,
+            recv_buffer: None,
             timeout: Duration::from_secs(5),
         })
         .unwrap();
     let proxy = info.proxy.expect("a datagram flow has a proxy");
-    let synthetic = runtime::api::synthetic_peer(&ApplicationName::new("client"));
+    let proxy_ip = view::proxy_ip(&ApplicationName::new("client"));
     let mut buf = [0u8; 70_000];
     for size in [1usize, 1400, 9000, 60_000] {
         let msg: Vec<u8> = (0..size).map(|i| (i * 31 + size) as u8).collect();
         app.send_to(&msg, proxy).unwrap();
         let (n, from) = srv.recv_from(&mut buf).expect("the datagram arrives");
         assert_eq!(&buf[..n], &msg[..], "{size} bytes, one datagram");
-        assert_eq!(from.ip(), std::net::IpAddr::V4(*synthetic.ip()));
+        assert_eq!(from.ip(), std::net::IpAddr::V4(proxy_ip));
         srv.send_to(&buf[..n], from).unwrap();
         let (n, from) = app.recv_from(&mut buf).expect("the reply arrives");
         assert_eq!(from, proxy);

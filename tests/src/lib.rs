@@ -294,6 +294,41 @@ pub fn rina_run(rules: &Path, args: &[&str], stdin: Stdio, stdout: Stdio) -> Com
     c
 }
 
+/// Rules (written into `dir` as `name`) that send every loopback listen and connect of
+/// one process through RINA: listen `127.0.0.1:*` registers `p{port}`, connect
+/// `127.0.0.1:*` allocates a flow to `p{port}`; the process bootstraps its DIF alone.
+pub fn loopback_rules(dir: &Path, name: &str) -> PathBuf {
+    rules(
+        dir,
+        name,
+        &format!(
+            r#"
+[[dif]]
+name = "udp"
+type = "udp"
+bind = "127.0.0.1:{udp}"
+
+[[dif]]
+name = "net"
+type = "normal"
+over = ["udp"]
+bootstrap = true
+
+[[listen]]
+on = "127.0.0.1:*"
+dif = "net"
+app = "p{{port}}"
+
+[[connect]]
+to = "127.0.0.1:*"
+dif = "net"
+app = "p{{port}}"
+"#,
+            udp = free_udp_port()
+        ),
+    )
+}
+
 /// A test program of this crate (`tests/programs/NAME`).
 pub fn program(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -129,12 +129,19 @@ fn nc_pair_over_a_veth_without_ip() {
         "tcpdump did not start"
     );
     let (sin, sout) = ex.server_io();
-    let mut srv = server(&hosts, 0, &s, &["nc", "-l", "10.9.0.1", "5000"], sin, sout);
+    let mut srv = server(
+        &hosts,
+        0,
+        &s,
+        &["nc", "-l", "-N", "10.9.0.1", "5000"],
+        sin,
+        sout,
+    );
     let mut junk = junk_sender(&hosts, 1, &hosts.mac(0), 3000);
     let (cin, cout) = ex.client_io();
     let mut client = Proc::spawn(
         "nc",
-        &mut hosts.rina_run(1, &c, &["nc", "-N", "10.9.0.1", "5000"], cin, cout),
+        &mut hosts.rina_run(1, &c, &["nc", "10.9.0.1", "5000"], cin, cout),
     );
     ex.check(&mut client, &mut srv);
     assert!(
@@ -537,14 +544,14 @@ fn a_dif_over_ethernet_and_udp() {
         &hosts,
         0,
         &c_rules,
-        &["nc", "-l", "10.9.0.3", "5000"],
+        &["nc", "-l", "-N", "10.9.0.3", "5000"],
         sin,
         sout,
     );
     let (cin, cout) = ex.client_io();
     let mut a = Proc::spawn(
         "nc",
-        &mut hosts.rina_run(1, &a_rules, &["nc", "-N", "10.9.0.3", "5000"], cin, cout),
+        &mut hosts.rina_run(1, &a_rules, &["nc", "10.9.0.3", "5000"], cin, cout),
     );
     ex.check(&mut a, &mut c);
 }

@@ -89,13 +89,16 @@ c.sendall(b"parent relays: " + got); c.close()
     assert!(parent.expect_exit(Duration::from_secs(10)).success());
 }
 
-/// Two servers started with one rules file (a bootstrap member): the second joins
-/// through the first and registers the same name; clients reach both.
+/// Two servers started with one rules file (a bootstrap member) whose listen rule says
+/// `pool = true`: the second joins through the first and registers the same name;
+/// clients reach both.
 #[test]
 fn second_server_with_the_same_rules_joins_the_pool() {
     assert!(have("python3") && have("nc"));
     let dir = temp_dir();
     let p = pair(dir.path(), "same-rules");
+    let text = std::fs::read_to_string(&p.server).unwrap();
+    std::fs::write(&p.server, format!("{text}pool = true\n")).unwrap();
     let server = |name: &str| {
         format!(
             "import socket\nl = socket.socket(); l.bind(('127.0.0.1', {})); l.listen(8)\nwhile True:\n    c, _ = l.accept(); c.sendall(b'{name}\\n'); c.close()\n",
@@ -128,6 +131,61 @@ fn second_server_with_the_same_rules_joins_the_pool() {
         seen.contains("one") && seen.contains("two")
     });
     assert!(both, "answers seen: {seen:?}");
+}
+
+/// A second server of a name another process serves, without `pool = true`: its
+/// `listen` fails with EADDRINUSE and its log says who holds the name; the first
+/// keeps every client.
+#[test]
+fn second_server_without_a_pool_is_refused() {
+    assert!(have("python3") && have("nc"));
+    let dir = temp_dir();
+    let p = pair(dir.path(), "taken");
+    let port = p.port;
+    let first = format!(
+        "import socket\nl = socket.socket(); l.bind(('127.0.0.1', {port})); l.listen(8)\nwhile True:\n    c, _ = l.accept(); c.sendall(b'first\\n'); c.close()\n"
+    );
+    let _one = spawn_server(
+        &p.server,
+        &["python3", "-c", &first],
+        Stdio::null(),
+        Stdio::null(),
+    );
+    let second = format!(
+        "import socket, errno, sys\nl = socket.socket(); l.bind(('127.0.0.1', {port}))\ntry:\n    l.listen(8)\nexcept OSError as e:\n    print(errno.errorcode[e.errno]); sys.exit(0)\nprint('listening')\n"
+    );
+    let log = dir.path().join("second.log");
+    let mut cmd = rina_run(
+        &p.server,
+        &["python3", "-c", &second],
+        Stdio::null(),
+        Stdio::piped(),
+    );
+    cmd.env("RINA_LOG", "info").env("RINA_LOG_FILE", &log);
+    let mut two = Proc::spawn("second server", &mut cmd);
+    let st = two.expect_exit(Duration::from_secs(20));
+    let mut out = String::new();
+    use std::io::Read;
+    two.take_stdout().unwrap().read_to_string(&mut out).unwrap();
+    assert!(st.success(), "{}", two.stderr());
+    assert_eq!(out.trim(), "EADDRINUSE", "{}", two.stderr());
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        text.contains("\"taken\"") || text.contains("taken is registered"),
+        "the log names the name and its holder: {text}"
+    );
+    assert!(text.contains("registered in DIF net by member"), "{text}");
+    for _ in 0..5 {
+        let out = rina_run(
+            &p.client,
+            &["nc", "-N", "127.0.0.1", &port.to_string()],
+            Stdio::null(),
+            Stdio::piped(),
+        )
+        .output()
+        .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "first");
+    }
 }
 
 /// An exec that fails after the stack was handed to a keeper: the process goes on

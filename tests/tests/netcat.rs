@@ -15,8 +15,11 @@ fn require_nc() {
     );
 }
 
-/// 8 MiB each way at once, byte-exact; the client's half-close (`nc -N`) reaches the
-/// server as EOF and the server's reply still arrives; no TCP socket on the port.
+/// 8 MiB each way at once, byte-exact; the server's half-close (`nc -l -N`) reaches the
+/// client as EOF while the client still sends; no TCP socket on the port. (The
+/// half-close is the server's: `nc -l` quits as soon as its peer's end of stream has
+/// come, with whatever of its input it has not written yet unsent, over TCP too; the
+/// client, whose own input is all written by then, closes last.)
 #[test]
 fn nc_pair_exchanges_8_mib_each_way() {
     require_nc();
@@ -37,7 +40,7 @@ fn nc_pair_exchanges_8_mib_each_way() {
     let p = port.to_string();
     let mut server = spawn_server(
         &s_rules,
-        &["nc", "-l", addr, &p],
+        &["nc", "-l", "-N", addr, &p],
         stdin_from(&s_in),
         stdout_to(&s_out),
     );
@@ -45,7 +48,7 @@ fn nc_pair_exchanges_8_mib_each_way() {
         "nc client",
         &mut rina_run(
             &c_rules,
-            &["nc", "-N", addr, &p],
+            &["nc", addr, &p],
             stdin_from(&c_in),
             stdout_to(&c_out),
         ),
@@ -369,7 +372,7 @@ c.close()
             .to_owned()
     };
     assert!(
-        reply.starts_with(&format!("got {} bytes sha256 {sha} from 127.", MIB)),
+        reply.starts_with(&format!("got {} bytes sha256 {sha} from 100.", MIB)),
         "reply: {reply:?}"
     );
     assert!(server.expect_exit(Duration::from_secs(10)).success());

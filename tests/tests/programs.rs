@@ -79,8 +79,8 @@ fn web_clients_against_python_http_server() {
     assert!(
         log.lines()
             .filter(|l| l.contains("GET"))
-            .all(|l| l.starts_with("127.")),
-        "peers: {log}"
+            .all(|l| l.starts_with("100.")),
+        "peers show outside loopback, in 100.64.0.0/10: {log}"
     );
 }
 
@@ -254,7 +254,9 @@ fn server_pool_spreads_and_survives_a_kill() {
             "[[dif]]\nname = \"udp\"\ntype = \"udp\"\nbind = \"127.0.0.1:{udp}\"\n\n[[dif]]\nname = \"net\"\ntype = \"normal\"\nover = [\"udp\"]\n{join}\nkeepalive-interval = \"300ms\"\nkeepalive-misses = 3\n\n{extra}"
         )
     };
-    let listen = format!("[[listen]]\non = \"127.0.0.1:{port}\"\ndif = \"net\"\napp = \"pool\"\n");
+    let listen = format!(
+        "[[listen]]\non = \"127.0.0.1:{port}\"\ndif = \"net\"\napp = \"pool\"\npool = true\n"
+    );
     let via = format!("enroll-via = {{ neighbor = \"127.0.0.1:{u1}\" }}");
     let r1 = rules(
         dir.path(),
@@ -595,16 +597,20 @@ sys.exit(0)
             server.expect_exit(Duration::from_secs(10)).success(),
             "{args:?}"
         );
+        // A keeper served what the server left behind (none is needed when the child
+        // was done before its parent exited, and the listener is withdrawn once every
+        // process closed it); it leaves once that is delivered.
         let handed = log_text();
-        let keeper: u32 = handed
+        let keeper: Option<u32> = handed
             .lines()
             .find_map(|l| l.split("keeper process ").nth(1))
-            .and_then(|rest| rest.split(' ').next()?.parse().ok())
-            .unwrap_or_else(|| panic!("{args:?}: no keeper in the log:\n{handed}"));
-        assert!(
-            wait_until(Duration::from_secs(10), || has_exited(keeper)),
-            "{args:?}: keeper {keeper} still runs"
-        );
+            .and_then(|rest| rest.split(' ').next()?.parse().ok());
+        if let Some(keeper) = keeper {
+            assert!(
+                wait_until(Duration::from_secs(10), || has_exited(keeper)),
+                "{args:?}: keeper {keeper} still runs"
+            );
+        }
     }
 }
 

@@ -80,7 +80,7 @@ fn nc_over_a_normal_dif_over_a_normal_dif() {
     let (sin, sout) = ex.server_io();
     let mut server = spawn_server(
         &server_rules,
-        &["nc", "-l", "127.0.0.1", &tcp.to_string()],
+        &["nc", "-l", "-N", "127.0.0.1", &tcp.to_string()],
         sin,
         sout,
     );
@@ -94,7 +94,7 @@ fn nc_over_a_normal_dif_over_a_normal_dif() {
         "nc",
         &mut rina_run(
             &client_rules,
-            &["nc", "-N", "127.0.0.1", &tcp.to_string()],
+            &["nc", "127.0.0.1", &tcp.to_string()],
             cin,
             cout,
         ),

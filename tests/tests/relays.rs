@@ -41,7 +41,7 @@ fn nc_through_a_chain_of_three_relays() {
     let (sin, sout) = ex.server_io();
     let mut server = spawn_server(
         &server_rules,
-        &["nc", "-l", "127.0.0.1", &tcp.to_string()],
+        &["nc", "-l", "-N", "127.0.0.1", &tcp.to_string()],
         sin,
         sout,
     );
@@ -64,7 +64,7 @@ fn nc_through_a_chain_of_three_relays() {
         "nc",
         &mut rina_run(
             &client_rules,
-            &["nc", "-N", "127.0.0.1", &tcp.to_string()],
+            &["nc", "127.0.0.1", &tcp.to_string()],
             cin,
             cout,
         ),

@@ -21,7 +21,9 @@ fn run(rules: Option<&std::path::Path>, port: u16, rounds: usize, mode: &str) ->
         Some(r) => rina_run(r, &args, Stdio::null(), Stdio::piped()),
         None => {
             let mut c = Command::new(args[0]);
-            c.args(&args[1..]).stdout(Stdio::piped()).stderr(Stdio::piped());
+            c.args(&args[1..])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
             c
         }
     };
@@ -31,7 +33,11 @@ fn run(rules: Option<&std::path::Path>, port: u16, rounds: usize, mode: &str) ->
     use std::io::Read;
     p.take_stdout().unwrap().read_to_string(&mut out).unwrap();
     assert!(st.success(), "{mode}: {st:?}: {out}{}", p.stderr());
-    println!("{} {mode}: {}", if rules.is_some() { "RINA" } else { "TCP" }, out.trim());
+    println!(
+        "{} {mode}: {}",
+        if rules.is_some() { "RINA" } else { "TCP" },
+        out.trim()
+    );
     let field = |name: &str| -> f64 {
         let mut it = out.split_whitespace();
         it.find(|w| *w == name);
@@ -45,35 +51,7 @@ fn self_connect(mode: &str) {
     assert!(have("python3"));
     let dir = temp_dir();
     let port = free_tcp_port();
-    let r = rules(
-        dir.path(),
-        "self.toml",
-        &format!(
-            r#"
-[[dif]]
-name = "udp"
-type = "udp"
-bind = "127.0.0.1:{udp}"
-
-[[dif]]
-name = "net"
-type = "normal"
-over = ["udp"]
-bootstrap = true
-
-[[listen]]
-on = "127.0.0.1:*"
-dif = "net"
-app = "p{{port}}"
-
-[[connect]]
-to = "127.0.0.1:*"
-dif = "net"
-app = "p{{port}}"
-"#,
-            udp = free_udp_port()
-        ),
-    );
+    let r = loopback_rules(dir.path(), "self.toml");
     let rina_max = run(Some(&r), port, 1000, mode);
     let tcp_max = run(None, port, 1000, mode);
     // Each round under 10 ms, as the issue asks; on a loaded machine TCP's own

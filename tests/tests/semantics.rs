@@ -38,7 +38,7 @@ assert l.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) == 1
 # 1: select
 r, _, _ = select.select([l], [], [], 10); assert r == [l], "select"
 c, peer = l.accept()
-assert peer[0].startswith("::ffff:127."), peer
+assert peer[0].startswith("::ffff:100."), peer
 c.sendall(b"one"); c.close()
 # 2: poll
 po = select.poll(); po.register(l, select.POLLIN)
@@ -68,7 +68,7 @@ for want in (b"one", b"two", b"three"):
     _, w, _ = select.select([], [s], [], 10); assert w == [s]
     assert s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0
     assert s.getpeername() == ("127.0.0.1", {port}), s.getpeername()
-    assert s.getsockname()[0] == "127.0.0.1"
+    assert s.getsockname()[0].startswith("100."), s.getsockname()
     assert s.getsockopt(socket.SOL_SOCKET, socket.SO_DOMAIN) == socket.AF_INET
     s.setblocking(True)
     s.shutdown(socket.SHUT_WR)

@@ -20,7 +20,7 @@ pub fn ctl(pid: Option<u32>, json: bool) -> ExitCode {
                 ExitCode::SUCCESS
             }
             Err(e) => {
-                eprintln!("rina ctl: {e}");
+                eprintln!("rina ctl: {}", why_no_report(pid, e));
                 ExitCode::from(1)
             }
         },
@@ -44,6 +44,30 @@ pub fn ctl(pid: Option<u32>, json: bool) -> ExitCode {
             ExitCode::SUCCESS
         }
     }
+}
+
+/// Why process `pid` gave no report: it does not exist, it runs no stack (here), or
+/// what fetching said.
+fn why_no_report(pid: u32, fetch_error: String) -> String {
+    let proc_dir = std::path::PathBuf::from(format!("/proc/{pid}"));
+    if pid == 0 || !proc_dir.exists() {
+        return format!("no such process {pid}");
+    }
+    if report::list_processes().contains(&pid) {
+        return fetch_error;
+    }
+    let name = std::fs::read_to_string(proc_dir.join("comm"))
+        .map(|c| format!(" ({})", c.trim_end()))
+        .unwrap_or_default();
+    let ns = |p: &std::path::Path| std::fs::read_link(p.join("ns/net")).ok();
+    let elsewhere = match (ns(&proc_dir), ns(std::path::Path::new("/proc/self"))) {
+        (Some(a), Some(b)) if a != b => {
+            "; it is in another network namespace, whose stacks `rina ctl` sees from inside \
+             it (e.g. `ip netns exec NAME rina ctl`)"
+        }
+        _ => "",
+    };
+    format!("no RINA stack in process {pid}{name}{elsewhere}")
 }
 
 /// One line per process.

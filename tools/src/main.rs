@@ -1,10 +1,12 @@
 //! The `rina` command.
 //!
 //! - `rina run -c RULES [--lib PATH] -- PROGRAM ARGS...`: validates RULES, then runs
-//!   PROGRAM with the interposer preloaded and the rules named in its environment.
+//!   PROGRAM with the interposer preloaded and the rules named in its environment;
+//!   refuses a statically linked PROGRAM, which nothing can be preloaded into.
 //! - `rina check RULES`: validates RULES and says what they make a process do.
 //! - `rina node -c RULES`: runs a stack with no program under it (a relay, an enroller,
-//!   a bootstrap member) until SIGINT or SIGTERM, then says goodbye and exits.
+//!   a bootstrap member) until SIGINT or SIGTERM, then says goodbye and exits; exits 1
+//!   with the reason if the stack cannot start (an endpoint held by another process).
 //! - `rina ctl [PID] [--json]`: the processes of this host that run a stack, or what
 //!   one of them knows (members, neighbours, routes, directory, flows, counters).
 
@@ -117,7 +119,11 @@ fn node(rules: &Path) -> ExitCode {
     let handle = match runtime::Handle::start_node(std::sync::Arc::new(c), "node") {
         Ok(h) => h,
         Err(e) => {
-            eprintln!("rina: cannot start: {e}");
+            let why = match e {
+                runtime::FlowError::RuntimeDown(why) => why,
+                other => other.to_string(),
+            };
+            eprintln!("rina node: cannot start the RINA stack: {why}");
             return ExitCode::from(1);
         }
     };
@@ -142,6 +148,20 @@ fn run(rules: &Path, lib: Option<PathBuf>, program: &[OsString]) -> ExitCode {
             program[0].to_string_lossy()
         );
         return ExitCode::from(2);
+    }
+    if let Some(exe) = find_program(&program[0]) {
+        if elf_is_static(&exe) == Some(true) {
+            eprintln!(
+                "rina: {} is statically linked: nothing can be preloaded into it, so its \
+                 socket calls would go over TCP/IP, not RINA (README.md, section \"Limits\")",
+                exe.display()
+            );
+            eprintln!(
+                "rina: not running it: use a dynamically linked build of the program; or, if \
+                 TCP/IP is what it should use, run it without `rina run`"
+            );
+            return ExitCode::from(2);
+        }
     }
     let lib = match lib
         .or_else(|| std::env::var_os("RINA_LIB").map(PathBuf::from))
@@ -173,6 +193,76 @@ fn run(rules: &Path, lib: Option<PathBuf>, program: &[OsString]) -> ExitCode {
         .exec();
     eprintln!("rina: cannot run {}: {err}", program[0].to_string_lossy());
     ExitCode::from(127)
+}
+
+/// Where `program` is run from: itself if it names a path, else the first executable
+/// file of that name in `PATH` (as `execvp` looks).
+fn find_program(program: &std::ffi::OsStr) -> Option<PathBuf> {
+    use std::os::unix::ffi::OsStrExt as _;
+    use std::os::unix::fs::PermissionsExt as _;
+    if program.as_bytes().contains(&b'/') {
+        return Some(PathBuf::from(program));
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(program))
+        .find(|p| {
+            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+}
+
+/// True if `path` is an ELF executable with no program interpreter (`PT_INTERP`): linked
+/// statically, so the dynamic loader never runs and `LD_PRELOAD` is not honoured.
+/// `None` if it is not ELF (a script, whose interpreter is what runs) or cannot be read.
+fn elf_is_static(path: &Path) -> Option<bool> {
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    const PT_INTERP: u32 = 3;
+    let mut f = std::fs::File::open(path).ok()?;
+    let mut h = [0u8; 64];
+    f.read_exact(&mut h[..52]).ok()?;
+    if h[..4] != *b"\x7fELF" {
+        return None;
+    }
+    let wide = match h[4] {
+        1 => false,
+        2 => true,
+        _ => return None,
+    };
+    let big = match h[5] {
+        1 => false,
+        2 => true,
+        _ => return None,
+    };
+    if wide {
+        f.read_exact(&mut h[52..64]).ok()?;
+    }
+    let num = |b: &[u8]| -> u64 {
+        let mut v = 0u64;
+        for i in 0..b.len() {
+            let byte = if big { b[i] } else { b[b.len() - 1 - i] };
+            v = (v << 8) | u64::from(byte);
+        }
+        v
+    };
+    // e_type: only executables and shared objects (PIE) run.
+    if !matches!(num(&h[16..18]), 2 | 3) {
+        return None;
+    }
+    let (phoff, phentsize, phnum) = if wide {
+        (num(&h[32..40]), num(&h[54..56]), num(&h[56..58]))
+    } else {
+        (num(&h[28..32]), num(&h[42..44]), num(&h[44..46]))
+    };
+    if phentsize < 4 || phnum == 0 {
+        return None;
+    }
+    let mut table = vec![0u8; usize::try_from(phentsize * phnum).ok()?];
+    f.seek(SeekFrom::Start(phoff)).ok()?;
+    f.read_exact(&mut table).ok()?;
+    let interp = table
+        .chunks_exact(usize::try_from(phentsize).ok()?)
+        .any(|ph| num(&ph[..4]) == u64::from(PT_INTERP));
+    Some(!interp)
 }
 
 /// `librina_interposer.so` in the directory of this executable.

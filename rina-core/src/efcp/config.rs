@@ -104,6 +104,14 @@ pub struct ConnectionStats {
     pub sdus_delivered: u64,
     /// Smoothed round-trip time, once measured.
     pub srtt: Option<Duration>,
+    /// Its variation (RFC 6298's `rttvar`), zero before the first sample.
+    pub rttvar: Duration,
+    /// Payload bytes the peer acknowledged (cumulatively).
+    pub bytes_acked: u64,
+    /// Payload bytes received in order.
+    pub bytes_received: u64,
+    /// Payload bytes per PDU (the segment size).
+    pub mss: usize,
     /// Current retransmission timeout (with back-off).
     pub rto: Duration,
     /// Congestion window, in PDUs.

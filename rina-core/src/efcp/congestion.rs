@@ -84,6 +84,10 @@ impl RttEstimator {
         self.srtt
     }
 
+    pub(super) fn rttvar(&self) -> Duration {
+        self.rttvar
+    }
+
     /// The smallest sample seen.
     pub(super) fn min_rtt(&self) -> Option<Duration> {
         self.min_rtt

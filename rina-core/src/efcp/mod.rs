@@ -271,6 +271,7 @@ impl Connection {
     pub fn stats(&self) -> ConnectionStats {
         let mut s = ConnectionStats {
             malformed: self.malformed,
+            mss: self.payload_size(),
             ..ConnectionStats::default()
         };
         self.tx.fill_stats(&mut s);

@@ -51,6 +51,8 @@ pub(super) struct Receiver {
     advertised: u64,
     ctrl: ControlRepr,
     pdus_received: u64,
+    /// Payload bytes received in order.
+    bytes_received: u64,
     duplicates: u64,
     sdus_delivered: u64,
 }
@@ -71,6 +73,7 @@ impl Receiver {
             advertised: credit,
             ctrl: ControlRepr::default(),
             pdus_received: 0,
+            bytes_received: 0,
             duplicates: 0,
             sdus_delivered: 0,
         }
@@ -112,6 +115,7 @@ impl Receiver {
             return;
         }
         self.asm.push(f, payload);
+        self.bytes_received += payload.len() as u64;
         self.rcv_next += 1;
         self.unacked += 1;
         let filled = !self.ooo.is_empty();
@@ -121,6 +125,7 @@ impl Receiver {
             }
             let h = e.remove();
             self.asm.push(h.flags, &h.data);
+            self.bytes_received += h.data.len() as u64;
             if self.pool.len() < POOL_MAX {
                 self.pool.push(h.data);
             }
@@ -184,6 +189,7 @@ impl Receiver {
 
     pub(super) fn fill_stats(&self, s: &mut ConnectionStats) {
         s.pdus_received = self.pdus_received;
+        s.bytes_received = self.bytes_received;
         s.duplicates = self.duplicates;
         s.sdus_delivered = self.sdus_delivered;
     }

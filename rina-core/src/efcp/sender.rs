@@ -87,6 +87,8 @@ pub(super) struct Sender {
     scratch: Vec<(u64, u64)>,
     pdus_sent: u64,
     pdus_retransmitted: u64,
+    /// Payload bytes acknowledged.
+    bytes_acked: u64,
     spurious: u64,
     malformed: u64,
     timeouts: u64,
@@ -120,6 +122,7 @@ impl Sender {
             scratch: Vec::new(),
             pdus_sent: 0,
             pdus_retransmitted: 0,
+            bytes_acked: 0,
             spurious: 0,
             malformed: 0,
             timeouts: 0,
@@ -237,6 +240,7 @@ impl Sender {
                 self.on_delivered(&mut ev, now, seq, &slot, fack);
             }
             self.bytes.release_to(slot.off + u64::from(slot.len));
+            self.bytes_acked = slot.off + u64::from(slot.len);
         }
         self.sacked.remove_below(self.snd_una);
         self.loss_floor = self.loss_floor.max(self.snd_una);
@@ -401,6 +405,8 @@ impl Sender {
         s.pdus_sent = self.pdus_sent;
         s.pdus_retransmitted = self.pdus_retransmitted;
         s.srtt = self.rtt.srtt();
+        s.rttvar = self.rtt.rttvar();
+        s.bytes_acked = self.bytes_acked;
         s.rto = self.rtt.rto();
         s.cwnd = self.cc.window();
         s.in_flight = self.in_flight();

@@ -4,7 +4,8 @@
 //! versioned [`DirEntry`]; the higher `seq` for an (application, address) pair wins,
 //! and removals stay as tombstones so that an old registration arriving late cannot
 //! resurrect a name. Entries of a member that left are dropped with
-//! [`Directory::purge_address`].
+//! [`Directory::purge_address`]. Each entry also says whether its registrant serves
+//! the name as one of a pool (see [`Directory::holders`]).
 
 use std::collections::BTreeMap;
 
@@ -14,8 +15,8 @@ use crate::{Address, ApplicationName};
 /// The replicated directory of one member.
 #[derive(Clone, Debug, Default)]
 pub struct Directory {
-    /// (application, address) -> (seq, present)
-    entries: BTreeMap<(ApplicationName, u32), (u64, bool)>,
+    /// (application, address) -> the newest entry's (seq, present, pool)
+    entries: BTreeMap<(ApplicationName, u32), (u64, bool, bool)>,
 }
 
 impl Directory {
@@ -23,9 +24,9 @@ impl Directory {
     pub fn apply(&mut self, e: &DirEntry) -> bool {
         let key = (e.app.clone(), e.address);
         match self.entries.get(&key) {
-            Some(&(seq, _)) if seq >= e.seq => false,
+            Some(&(seq, ..)) if seq >= e.seq => false,
             _ => {
-                self.entries.insert(key, (e.seq, e.present));
+                self.entries.insert(key, (e.seq, e.present, e.pool));
                 true
             }
         }
@@ -35,8 +36,18 @@ impl Directory {
     pub fn lookup(&self, app: &ApplicationName) -> Vec<Address> {
         self.entries
             .range((app.clone(), 0)..=(app.clone(), u32::MAX))
-            .filter(|(_, &(_, present))| present)
+            .filter(|(_, &(_, present, _))| present)
             .map(|((_, a), _)| Address(*a))
+            .collect()
+    }
+
+    /// The members where `app` is registered, each with whether it serves the name as
+    /// one of a pool.
+    pub fn holders(&self, app: &ApplicationName) -> Vec<(Address, bool)> {
+        self.entries
+            .range((app.clone(), 0)..=(app.clone(), u32::MAX))
+            .filter(|(_, &(_, present, _))| present)
+            .map(|((_, a), &(_, _, pool))| (Address(*a), pool))
             .collect()
     }
 
@@ -44,18 +55,19 @@ impl Directory {
     pub fn seq(&self, app: &ApplicationName, address: Address) -> u64 {
         self.entries
             .get(&(app.clone(), address.0))
-            .map_or(0, |&(s, _)| s)
+            .map_or(0, |&(s, ..)| s)
     }
 
     /// Every entry, tombstones included (for a snapshot to a new member).
     pub fn snapshot(&self) -> Vec<DirEntry> {
         self.entries
             .iter()
-            .map(|((app, address), &(seq, present))| DirEntry {
+            .map(|((app, address), &(seq, present, pool))| DirEntry {
                 app: app.clone(),
                 address: *address,
                 seq,
                 present,
+                pool,
             })
             .collect()
     }
@@ -64,7 +76,7 @@ impl Directory {
     pub fn live(&self) -> impl Iterator<Item = (&ApplicationName, Address)> {
         self.entries
             .iter()
-            .filter(|(_, &(_, p))| p)
+            .filter(|(_, &(_, p, _))| p)
             .map(|((app, a), _)| (app, Address(*a)))
     }
 
@@ -84,6 +96,7 @@ mod tests {
             address,
             seq,
             present,
+            pool: address == 3,
         }
     }
 
@@ -96,6 +109,10 @@ mod tests {
         assert_eq!(
             d.lookup(&ApplicationName::new("echo")),
             vec![Address(2), Address(3)]
+        );
+        assert_eq!(
+            d.holders(&ApplicationName::new("echo")),
+            vec![(Address(2), false), (Address(3), true)]
         );
         assert!(d.apply(&e("echo", 2, 2, false)));
         assert!(

@@ -18,9 +18,11 @@
 //!    [`IpcProcess::write`], [`IpcProcess::read`], [`IpcProcess::close_write`],
 //!    [`IpcProcess::deallocate`].
 
+mod allocation;
 pub mod directory;
 mod flows;
 mod neighbor;
+mod registration;
 pub mod routing;
 mod schedule;
 
@@ -66,6 +68,10 @@ pub struct IpcpConfig {
     pub flow_request_retry: Duration,
     /// How long a gracefully closed connection lingers to answer retransmissions.
     pub close_linger: Duration,
+    /// False (the default): a flow request for a registered name is accepted at once.
+    /// True: [`Event::IncomingFlow`] asks first, and the requester gets its answer when
+    /// the driver calls [`IpcProcess::answer_flow`] (a closed listener then refuses).
+    pub ask_before_accepting: bool,
 }
 
 impl IpcpConfig {
@@ -86,6 +92,7 @@ impl IpcpConfig {
             keepalive_misses: 3,
             flow_request_retry: Duration::from_millis(500),
             close_linger: Duration::from_secs(2),
+            ask_before_accepting: false,
         }
     }
 }
@@ -236,6 +243,8 @@ pub enum Event {
         remote_app: ApplicationName,
         /// True for a reliable flow (a byte stream), false for datagrams.
         reliable: bool,
+        /// What the requester says about the flow (opaque to the DIF; may be empty).
+        info: Vec<u8>,
     },
     /// The flow has data (or end of stream) to read.
     Readable {
@@ -285,6 +294,8 @@ pub struct IpcProcess {
     pft: BTreeMap<Address, N1Port>,
     /// Names registered at this member, with the kinds of flow each accepts.
     registered: BTreeMap<ApplicationName, FlowKinds>,
+    /// Names registered here as one of a pool.
+    pooled: std::collections::BTreeSet<ApplicationName>,
     flows: BTreeMap<PortId, Flow>,
     cep_to_port: BTreeMap<CepId, PortId>,
     /// Flows' deadlines and readiness to send.
@@ -322,6 +333,7 @@ impl IpcProcess {
             lsa_seq: 0,
             pft: BTreeMap::new(),
             registered: BTreeMap::new(),
+            pooled: std::collections::BTreeSet::new(),
             flows: BTreeMap::new(),
             cep_to_port: BTreeMap::new(),
             schedule: FlowSchedule::default(),

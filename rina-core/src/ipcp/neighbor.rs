@@ -17,11 +17,11 @@ use std::time::Duration;
 
 use crate::efcp::{Connection, Delivery, Endpoint};
 use crate::time::Instant;
-use crate::wire::mgmt::{DirEntry, Lsa, MgmtMessage, ResultCode};
+use crate::wire::mgmt::{Lsa, MgmtMessage, ResultCode};
 use crate::wire::{Pci, PduType};
 use crate::{Address, ApplicationName, CepId, N1Port};
 
-use super::{Event, FlowKinds, IpcProcess, IpcpConfig, RegisterError};
+use super::{Event, IpcProcess, IpcpConfig};
 
 /// Pause before asking an enroller that is not yet a member again.
 const ENROLL_RETRY: Duration = Duration::from_millis(200);
@@ -138,88 +138,6 @@ impl IpcProcess {
         }
     }
 
-    /// Registers an application name at this member, for both kinds of flow, and
-    /// floods it to the DIF.
-    ///
-    /// # Errors
-    /// [`RegisterError::AlreadyRegistered`] if this member registered it before.
-    pub fn register(&mut self, now: Instant, app: ApplicationName) -> Result<(), RegisterError> {
-        self.register_for(now, app, FlowKinds::ALL)
-    }
-
-    /// Registers an application name for the flow kinds `kinds` (adding to the kinds
-    /// it already accepts); the name is flooded to the DIF when first registered.
-    ///
-    /// # Errors
-    /// [`RegisterError::AlreadyRegistered`] if every kind in `kinds` was registered
-    /// before.
-    pub fn register_for(
-        &mut self,
-        now: Instant,
-        app: ApplicationName,
-        kinds: FlowKinds,
-    ) -> Result<(), RegisterError> {
-        let had = self.registered.get(&app).copied();
-        let before = had.unwrap_or_default();
-        if kinds.minus(before).is_empty() {
-            return Err(RegisterError::AlreadyRegistered);
-        }
-        self.registered.insert(app.clone(), before.union(kinds));
-        if let (None, Some(a)) = (had, self.address) {
-            self.publish_registration(now, &app, a, true);
-        }
-        Ok(())
-    }
-
-    /// Withdraws a registration (every kind).
-    pub fn unregister(&mut self, now: Instant, app: &ApplicationName) {
-        self.unregister_for(now, app, FlowKinds::ALL);
-    }
-
-    /// Stops accepting flows of `kinds` for `app`; the name is withdrawn from the DIF
-    /// when no kind is left.
-    pub fn unregister_for(&mut self, now: Instant, app: &ApplicationName, kinds: FlowKinds) {
-        let Some(before) = self.registered.get(app).copied() else {
-            return;
-        };
-        let left = before.minus(kinds);
-        if !left.is_empty() {
-            self.registered.insert(app.clone(), left);
-            return;
-        }
-        self.registered.remove(app);
-        if let Some(a) = self.address {
-            self.publish_registration(now, app, a, false);
-        }
-    }
-
-    /// True if this member registered any name.
-    pub fn has_registrations(&self) -> bool {
-        !self.registered.is_empty()
-    }
-
-    /// True if this member registered `app` (for any kind of flow).
-    pub fn is_registered(&self, app: &ApplicationName) -> bool {
-        self.registered.contains_key(app)
-    }
-
-    fn publish_registration(
-        &mut self,
-        now: Instant,
-        app: &ApplicationName,
-        a: Address,
-        present: bool,
-    ) {
-        let e = DirEntry {
-            app: app.clone(),
-            address: a.0,
-            seq: self.directory.seq(app, a) + 1,
-            present,
-        };
-        self.directory.apply(&e);
-        self.send_to_neighbors(now, &MgmtMessage::Directory(vec![e]), None);
-    }
-
     fn hello(&self, a: Address) -> MgmtMessage {
         MgmtMessage::Hello {
             ipcp: self.cfg.name.clone(),
@@ -297,7 +215,12 @@ impl IpcProcess {
 
     /// Queues `msg` on the management connection of every neighbour that is up,
     /// except `except`.
-    fn send_to_neighbors(&mut self, now: Instant, msg: &MgmtMessage, except: Option<N1Port>) {
+    pub(super) fn send_to_neighbors(
+        &mut self,
+        now: Instant,
+        msg: &MgmtMessage,
+        except: Option<N1Port>,
+    ) {
         let bytes = msg.encode();
         for n in self.neighbors.values_mut() {
             if n.stage == Stage::Up && Some(n.port) != except {

@@ -1,6 +1,6 @@
 //! Management messages: enrollment, directory, routing, liveness and flow allocation.
 //!
-//! Encoding (version 2, network byte order): `version: u8`, `tag: u8`, then the body of
+//! Encoding (version 3, network byte order): `version: u8`, `tag: u8`, then the body of
 //! that message as written by [`MgmtMessage::encode`]. Names are four `str8` parts.
 //! Lists carry a `u16` count checked against the bytes left, so hostile counts cannot
 //! make the decoder allocate. Trailing bytes are an error.
@@ -16,8 +16,13 @@ use super::codec::{Reader, Writer};
 use super::Error;
 use crate::name::ApplicationName;
 
-/// The management encoding version.
-pub const MGMT_VERSION: u8 = 2;
+/// The management encoding version (3: directory entries say whether the name is
+/// served by a pool; flow requests carry the requester's allocation info).
+pub const MGMT_VERSION: u8 = 3;
+
+/// The most bytes of allocation info a flow request carries (see
+/// [`MgmtMessage::FlowRequest`]).
+pub const MAX_FLOW_INFO: usize = 64;
 
 /// One directory entry: `app` is registered at the member `address`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,6 +35,9 @@ pub struct DirEntry {
     pub seq: u64,
     /// False for a removal (tombstone).
     pub present: bool,
+    /// The registrant serves the name as one of a pool: other members may register
+    /// it too (if they say so as well), and flows are spread over them.
+    pub pool: bool,
 }
 
 /// A link-state advertisement: the adjacencies of `origin`.
@@ -142,6 +150,10 @@ pub enum MgmtMessage {
         src_cep: u32,
         /// Reliable (stream) or unreliable (datagram) flow.
         reliable: bool,
+        /// What the requester tells the destination application about this flow,
+        /// opaque to the DIF (at most [`MAX_FLOW_INFO`] bytes): a socket program's
+        /// view of its own address, say.
+        info: Vec<u8>,
     },
     /// Routed: the answer to a [`MgmtMessage::FlowRequest`].
     FlowResponse {
@@ -238,6 +250,7 @@ impl MgmtMessage {
                     w.u32(e.address);
                     w.u64(e.seq);
                     w.bool(e.present);
+                    w.bool(e.pool);
                 }
             }
             Self::LinkState(lsas) => {
@@ -263,12 +276,14 @@ impl MgmtMessage {
                 dst_app,
                 src_cep,
                 reliable,
+                info,
             } => {
                 w.u8(tag::FLOW_REQUEST);
                 put_name(&mut w, src_app);
                 put_name(&mut w, dst_app);
                 w.u32(*src_cep);
                 w.bool(*reliable);
+                w.bytes16(&info[..info.len().min(MAX_FLOW_INFO)]);
             }
             Self::FlowResponse {
                 result,
@@ -316,8 +331,8 @@ impl MgmtMessage {
             },
             tag::ENROLL_DONE => Self::EnrollDone,
             tag::DIRECTORY => {
-                // name (4 length bytes + at least 1) + address + seq + present
-                let n = r.count(5 + 4 + 8 + 1)?;
+                // name (4 length bytes + at least 1) + address + seq + present + pool
+                let n = r.count(5 + 4 + 8 + 1 + 1)?;
                 let mut v = Vec::with_capacity(n);
                 for _ in 0..n {
                     v.push(DirEntry {
@@ -325,6 +340,7 @@ impl MgmtMessage {
                         address: r.u32()?,
                         seq: r.u64()?,
                         present: r.bool()?,
+                        pool: r.bool()?,
                     });
                 }
                 Self::Directory(v)
@@ -357,6 +373,13 @@ impl MgmtMessage {
                 dst_app: get_name(&mut r)?,
                 src_cep: r.u32()?,
                 reliable: r.bool()?,
+                info: {
+                    let info = r.bytes16()?;
+                    if info.len() > MAX_FLOW_INFO {
+                        return Err(Error::Malformed);
+                    }
+                    info.to_vec()
+                },
             },
             tag::FLOW_RESPONSE => Self::FlowResponse {
                 result: ResultCode::from_code(r.u8()?)?,
@@ -401,6 +424,7 @@ mod tests {
                 address: 2,
                 seq: 9,
                 present: true,
+                pool: true,
             }]),
             MgmtMessage::LinkState(vec![Lsa {
                 origin: 1,
@@ -415,6 +439,7 @@ mod tests {
                 dst_app: n,
                 src_cep: 11,
                 reliable: true,
+                info: vec![1, 2, 3],
             },
             MgmtMessage::FlowResponse {
                 result: ResultCode::NoSuchName,
@@ -429,7 +454,7 @@ mod tests {
     fn hand_written_link_state() {
         #[rustfmt::skip]
         let bytes = [
-            2, 6,                       // version 2, link state
+            3, 6,                       // version 3, link state
             0, 1,                       // one advertisement
             0, 0, 0, 7,                 // origin 7
             0, 0, 0, 0, 0, 0, 0, 3,     // seq 3
@@ -449,7 +474,7 @@ mod tests {
 
     #[test]
     fn hand_written_flow_response() {
-        let bytes = [2, 17, 1, 0, 0, 0, 11, 0, 0, 0, 12];
+        let bytes = [3, 17, 1, 0, 0, 0, 11, 0, 0, 0, 12];
         let m = MgmtMessage::FlowResponse {
             result: ResultCode::NoSuchName,
             src_cep: 11,
@@ -475,8 +500,37 @@ mod tests {
             assert_eq!(MgmtMessage::decode(&long), Err(Error::Trailing));
         }
         assert_eq!(MgmtMessage::decode(&[1, 1]), Err(Error::Version(1)));
-        assert_eq!(MgmtMessage::decode(&[3, 1]), Err(Error::Version(3)));
-        assert_eq!(MgmtMessage::decode(&[2, 99]), Err(Error::UnknownType(99)));
+        assert_eq!(MgmtMessage::decode(&[2, 1]), Err(Error::Version(2)));
+        assert_eq!(MgmtMessage::decode(&[4, 1]), Err(Error::Version(4)));
+        assert_eq!(MgmtMessage::decode(&[3, 99]), Err(Error::UnknownType(99)));
+    }
+
+    #[test]
+    fn hand_written_flow_request_with_info() {
+        let n = |s: &str| [&[s.len() as u8][..], s.as_bytes(), &[0, 0, 0]].concat();
+        let bytes = [
+            &[3, 16][..],        // version 3, flow request
+            &n("c"),             // source name
+            &n("s"),             // destination name
+            &[0, 0, 0, 11],      // source CEP-id
+            &[1],                // reliable
+            &[0, 2, 0xab, 0xcd], // two bytes of info
+        ]
+        .concat();
+        let m = MgmtMessage::FlowRequest {
+            src_app: ApplicationName::new("c"),
+            dst_app: ApplicationName::new("s"),
+            src_cep: 11,
+            reliable: true,
+            info: vec![0xab, 0xcd],
+        };
+        assert_eq!(m.encode(), bytes);
+        assert_eq!(MgmtMessage::decode(&bytes).unwrap(), m);
+        // More info than a flow request may carry is refused.
+        let mut long = bytes[..bytes.len() - 4].to_vec();
+        long.extend_from_slice(&[0, (MAX_FLOW_INFO + 1) as u8]);
+        long.extend(std::iter::repeat_n(0u8, MAX_FLOW_INFO + 1));
+        assert_eq!(MgmtMessage::decode(&long), Err(Error::Malformed));
     }
 
     proptest::proptest! {

@@ -83,7 +83,11 @@ pub fn connected_flow(sim: &mut Sim, client: usize, server: usize, app: &str) ->
 }
 
 /// Reads everything `port` of `node` delivers now: the bytes, and how it ended.
-pub fn read_all(sim: &mut Sim, node: usize, port: PortId) -> (Vec<u8>, rina_core::ipcp::ReadResult) {
+pub fn read_all(
+    sim: &mut Sim,
+    node: usize,
+    port: PortId,
+) -> (Vec<u8>, rina_core::ipcp::ReadResult) {
     let mut got = Vec::new();
     let now = sim.now();
     loop {
@@ -97,7 +101,8 @@ pub fn read_all(sim: &mut Sim, node: usize, port: PortId) -> (Vec<u8>, rina_core
 /// Runs the simulator for `d` of virtual time.
 pub fn run_for(sim: &mut Sim, d: Duration) {
     let until = sim.now() + d;
-    sim.run_until(until, u64::MAX, |s| s.now() >= until).unwrap();
+    sim.run_until(until, u64::MAX, |s| s.now() >= until)
+        .unwrap();
 }
 
 /// The instant `s` seconds after the simulator's start.

@@ -20,7 +20,7 @@ use std::time::Duration;
 use rina_core::ApplicationName;
 
 pub use names::{is_synthetic_host, synthetic_host, NameRule};
-pub use parse::{load, parse_str, ConfigError};
+pub use parse::{load, parse_str, ConfigError, MAX_DIF_DURATION, MAX_SETTINGS_DURATION};
 pub use rules::{AddrPattern, Decision, PortRange, Proto, RuleTarget};
 
 /// A whole, validated rules file.
@@ -88,8 +88,8 @@ pub struct EthShimConfig {
 pub struct NormalDifConfig {
     /// Names of the DIFs below this one (each a DIF declared earlier in the file).
     pub over: Vec<String>,
-    /// This member's IPC process name (default: `<program>.<pid>`, filled by the runtime
-    /// when `None`).
+    /// This member's IPC process name (default: `<program>.<dif>|<pid>`, see
+    /// [`default_member_name`], filled by the runtime when `None`).
     pub ipcp_name: Option<ApplicationName>,
     /// How this member joins.
     pub join: Join,
@@ -270,6 +270,24 @@ impl Config {
     pub fn describe(&self) -> String {
         rules::describe(self)
     }
+}
+
+/// The IPC process name a member of DIF `dif` takes when the rules give none
+/// (`ipcp`): `<program>.<dif>` with the process id as instance (`nc.net|1234`). The
+/// program's name is the basename of `argv[0]`; a `|` or control character in it
+/// becomes `_`, and the process name is cut to the longest name part the wire
+/// carries ([`MAX_NAME_PART`](rina_core::name::MAX_NAME_PART) bytes).
+pub fn default_member_name(program: &str, dif: &str, pid: u32) -> ApplicationName {
+    let mut name: String = format!("{program}.{dif}")
+        .chars()
+        .map(|c| if c == '|' || c.is_control() { '_' } else { c })
+        .collect();
+    let mut cut = name.len().min(rina_core::name::MAX_NAME_PART);
+    while !name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    name.truncate(cut);
+    ApplicationName::with_instance(name, pid.to_string())
 }
 
 /// Finds the rules file for a program, in the order of DESIGN.md D4: `RINA_CONFIG`,

@@ -17,6 +17,8 @@
 use std::net::Ipv4Addr;
 
 use regex::Regex;
+use rina_core::name::NameError;
+use rina_core::ApplicationName;
 
 use super::Rule;
 
@@ -58,6 +60,34 @@ pub(super) fn check_template(pattern: &Regex, template: &str) -> Result<(), Stri
         }
     }
     Ok(())
+}
+
+/// Why a template gives no valid application name whatever host fills it: filled with
+/// the shortest text each field can take (`{port}` one digit, `{name}` one character,
+/// a capture nothing), it is still too long, has too many parts or a control
+/// character. (A longer host name that overfills it fails its own lookup, as a name
+/// that resolves to nothing.)
+pub(super) fn check_shortest_fill(template: &str) -> Result<(), String> {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(i) = rest.find('{') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        let Some(end) = after.find('}') else { break };
+        match &after[..end] {
+            "port" => out.push('1'),
+            "name" => out.push('x'),
+            _ => {}
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    match out.parse::<ApplicationName>() {
+        Ok(_) | Err(NameError::Empty) => Ok(()),
+        Err(e) => Err(format!(
+            "{template:?} gives no valid name even from the shortest host name: {e}"
+        )),
+    }
 }
 
 /// The `{...}` fields of a template.
@@ -153,6 +183,8 @@ mod tests {
                     dif: "net".into(),
                     app: app.into(),
                     local_app: None,
+                    pool: false,
+                    peers: Default::default(),
                 },
                 line: 1,
             },

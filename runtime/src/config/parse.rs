@@ -35,8 +35,9 @@
 //! neighbors = [{ neighbor = "127.0.0.1:7002" }]  # optional: more members to keep an
 //! #   adjacency with once a member (same form as enroll-via); each adjacency, the one
 //! #   enrolled through included, is set up again when lost, with back-off
-//! enrollment-timeout = "5s"        # optional; durations are "500ms", "5s", "2m"; default 5s
-//! keepalive-interval = "2s"        # default 2s
+//! enrollment-timeout = "5s"        # optional; durations are "500ms", "5s", "2m", "1h";
+//!                                  # default 5s, at most 1h
+//! keepalive-interval = "2s"        # default 2s, at most 1h
 //! keepalive-misses = 3             # default 3, 1..=1000
 //!
 //! [[connect]]                      # first match wins, in file order
@@ -52,6 +53,11 @@
 //! dif = "net"
 //! app = "echo"                     # the name registered; templates as for connect
 //! proto = "udp"                    # optional, as for connect
+//! pool = true                      # optional: one of several servers of the name (all
+//!                                  # must say so); otherwise a name another member
+//!                                  # serves is refused (EADDRINUSE)
+//! peers = "100.64.0.0/10"          # optional: where remote applications show (a range
+//!                                  # hashed into, or one address); default 100.64.0.0/10
 //!
 //! [[name]]                         # host names resolved without DNS (getaddrinfo & co.)
 //! match = '^(?P<app>[a-z0-9-]+)\.rina$'  # a regular expression; the whole name must match
@@ -64,8 +70,8 @@
 //!                                  # (connect and listen alike); default "pass"
 //!
 //! [settings]
-//! connect-timeout = "10s"          # default 10s
-//! linger = "30s"                   # default 30s
+//! connect-timeout = "10s"          # default 10s, at most 24h
+//! linger = "30s"                   # default 30s, 0 to 24h
 //! ```
 //!
 //! `HOST:PORTS`: HOST is `*` (any address of either family), an IPv4 address, an IPv4
@@ -82,6 +88,13 @@
 //!
 //! Peer and neighbour endpoints must be addresses one can send to (not `0.0.0.0`, not
 //! port 0) of the shim's address family.
+//!
+//! What the wire carries bounds names: a DIF name is 1 to 255 bytes (one `str8` in
+//! enrollment) with no `|` or control character, since members also answer to it as an
+//! application name; each part of an application name is at most 255 bytes. A
+//! `[[name]]` template that no host name can fill into a valid name is refused.
+//!
+//! Only a regular file of UTF-8 text is read ([`load`]).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -89,6 +102,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use rina_core::name::MAX_NAME_PART;
 use rina_core::ApplicationName;
 use serde::Deserialize;
 use toml::Spanned;
@@ -146,16 +160,75 @@ fn position(line: usize, column: usize) -> String {
 
 /// Reads and validates a rules file.
 ///
+/// Only a regular file is read: a FIFO, a directory or a device is refused without
+/// waiting on it (the file is opened nonblocking and checked before anything is read).
+/// The text must be UTF-8; the first byte that is not is reported with its position.
+///
 /// # Errors
 /// A [`ConfigError`] naming the file, line, column and problem.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+    let bytes = read_rules(path).map_err(|message| ConfigError {
         path: path.to_path_buf(),
         line: 0,
         column: 0,
-        message: format!("cannot read: {e}"),
+        message,
     })?;
-    parse_str(&text, path)
+    match std::str::from_utf8(&bytes) {
+        Ok(text) => parse_str(text, path),
+        Err(e) => {
+            let good = &bytes[..e.valid_up_to()];
+            // The prefix up to `valid_up_to` is UTF-8 by definition.
+            let text = std::str::from_utf8(good).unwrap_or_default();
+            let v = Validator { text, path };
+            let bad = bytes.get(e.valid_up_to()).copied().unwrap_or_default();
+            Err(v.error(
+                text.len()..text.len(),
+                format!(
+                    "byte 0x{bad:02X} is not UTF-8 text: a rules file is UTF-8 (re-encode it, e.g. `iconv -t UTF-8`)"
+                ),
+            ))
+        }
+    }
+}
+
+/// The bytes of a rules file, if it is a regular file that can be read.
+fn read_rules(path: &Path) -> Result<Vec<u8>, String> {
+    use std::io::Read as _;
+    use std::os::unix::fs::{FileTypeExt as _, OpenOptionsExt as _};
+    // Nonblocking: opening a FIFO for reading would otherwise wait for a writer.
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    let t = f
+        .metadata()
+        .map_err(|e| format!("cannot read: {e}"))?
+        .file_type();
+    let what = if t.is_file() {
+        None
+    } else if t.is_dir() {
+        Some("a directory")
+    } else if t.is_fifo() {
+        Some("a FIFO (named pipe)")
+    } else if t.is_socket() {
+        Some("a socket")
+    } else if t.is_char_device() {
+        Some("a character device")
+    } else if t.is_block_device() {
+        Some("a block device")
+    } else {
+        Some("not a regular file")
+    };
+    if let Some(what) = what {
+        return Err(format!(
+            "is {what}, not a rules file (rules are read from a regular file only)"
+        ));
+    }
+    let mut bytes = Vec::new();
+    f.read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    Ok(bytes)
 }
 
 /// Parses and validates rules from `text` (read from `path`, named in errors).
@@ -171,10 +244,27 @@ pub fn parse_str(text: &str, path: &Path) -> Result<Config, ConfigError> {
             .trim_end()
             .replace("expected i64", "expected an integer")
             .replace("expected u32", "expected an integer");
-        v.error(span, message)
+        let said = v.error(span, message);
+        // `[dif]` for `[[dif]]` (or the reverse for `[settings]`): toml's own message
+        // ("invalid type", "duplicate key") does not say so and may point at a later
+        // line. The earlier of the two mistakes is reported.
+        match v.wrong_table_kind() {
+            Some(w) if (w.line, w.column) <= (said.line, said.column) => w,
+            _ => said,
+        }
     })?;
     v.build(raw)
 }
+
+/// The longest `enrollment-timeout` and `keepalive-interval` (a neighbour is declared
+/// lost after at most 1000 intervals).
+pub const MAX_DIF_DURATION: Duration = Duration::from_secs(3600);
+/// The longest `connect-timeout` and `linger`.
+pub const MAX_SETTINGS_DURATION: Duration = Duration::from_secs(24 * 3600);
+
+/// Keys that are arrays of tables (`[[dif]]`) and keys that are tables (`[settings]`).
+const ARRAYS_OF_TABLES: [&str; 4] = ["dif", "connect", "listen", "name"];
+const TABLES: [&str; 2] = ["default", "settings"];
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -268,6 +358,8 @@ struct RawListen {
     dif: Spanned<String>,
     app: Spanned<String>,
     proto: Option<Spanned<String>>,
+    pool: Option<bool>,
+    peers: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -323,6 +415,61 @@ impl Validator<'_> {
         }
     }
 
+    /// The first table header of the wrong kind: an array of tables written as one
+    /// table (`[dif]` for `[[dif]]`), a sub-table before any entry it could belong to
+    /// (`[dif.peers]` before the first `[[dif]]`), or a table written as an array
+    /// (`[[settings]]`). Looked for only when toml refused the file.
+    fn wrong_table_kind(&self) -> Option<ConfigError> {
+        let mut at = 0;
+        let mut seen: Vec<&str> = Vec::new();
+        for line in self.text.split_inclusive('\n') {
+            let start = at;
+            at += line.len();
+            let l = line.trim_start();
+            let here = start + (line.len() - l.len());
+            let head = l.split('#').next().unwrap_or_default().trim_end();
+            let (double, key) =
+                if let Some(k) = head.strip_prefix("[[").and_then(|k| k.strip_suffix("]]")) {
+                    (true, k.trim())
+                } else if let Some(k) = head.strip_prefix('[').and_then(|k| k.strip_suffix(']')) {
+                    (false, k.trim())
+                } else {
+                    continue;
+                };
+            let what = |k: &str| if k == "dif" { "DIF" } else { "rule" };
+            if double {
+                if TABLES.contains(&key) {
+                    return Some(self.error(
+                        here..here,
+                        format!(
+                            "`[[{key}]]` makes a list; write `[{key}]` (one such section per file)"
+                        ),
+                    ));
+                }
+                seen.push(key);
+            } else if ARRAYS_OF_TABLES.contains(&key) {
+                return Some(self.error(
+                    here..here,
+                    format!(
+                        "`[{key}]` is a single table; write `[[{key}]]` (double brackets), once per {}",
+                        what(key)
+                    ),
+                ));
+            } else if let Some((parent, _)) = key.split_once('.') {
+                let parent = parent.trim();
+                if ARRAYS_OF_TABLES.contains(&parent) && !seen.contains(&parent) {
+                    return Some(self.error(
+                        here..here,
+                        format!(
+                            "`[{key}]` belongs to a `[[{parent}]]` entry, and none comes before it"
+                        ),
+                    ));
+                }
+            }
+        }
+        None
+    }
+
     fn line_of(&self, span: &Range<usize>) -> usize {
         self.before(span.start).matches('\n').count() + 1
     }
@@ -343,9 +490,7 @@ impl Validator<'_> {
                     format!("DIF {:?} is declared twice", d.name.get_ref()),
                 ));
             }
-            if d.name.get_ref().is_empty() {
-                return Err(self.error(d.name.span(), "a DIF name cannot be empty"));
-            }
+            self.dif_name(&d.name)?;
             let kind = match d.kind.get_ref().as_str() {
                 "udp" => DifKind::Udp(self.udp(&d, &span)?),
                 "ethernet" => DifKind::Ethernet(self.ethernet(&d, &span)?),
@@ -404,6 +549,8 @@ impl Validator<'_> {
                     dif,
                     app: r.app.into_inner(),
                     local_app: r.local_app.map(Spanned::into_inner),
+                    pool: false,
+                    peers: Default::default(),
                 },
                 line,
             });
@@ -415,6 +562,18 @@ impl Validator<'_> {
             let pattern = self.pattern(&r.on)?;
             let dif = normal(&r.dif)?;
             self.template(&r.app)?;
+            let peers = match &r.peers {
+                None => Default::default(),
+                Some(p) => p.get_ref().parse().map_err(|e| {
+                    self.error(
+                        p.span(),
+                        format!(
+                            "invalid peers {:?}: {e} (an address, or ADDRESS/PREFIX)",
+                            p.get_ref()
+                        ),
+                    )
+                })?,
+            };
             listen.push(Rule {
                 pattern,
                 proto: self.proto(r.proto.as_ref())?,
@@ -422,6 +581,8 @@ impl Validator<'_> {
                     dif,
                     app: r.app.into_inner(),
                     local_app: None,
+                    pool: r.pool.unwrap_or(false),
+                    peers,
                 },
                 line,
             });
@@ -441,12 +602,14 @@ impl Validator<'_> {
                 )
             })?;
             let dif = normal(&r.dif)?;
-            names::check_template(&pattern, r.app.get_ref()).map_err(|e| {
-                self.error(
-                    r.app.span(),
-                    format!("invalid application-name template: {e}"),
-                )
-            })?;
+            names::check_template(&pattern, r.app.get_ref())
+                .and_then(|()| names::check_shortest_fill(r.app.get_ref()))
+                .map_err(|e| {
+                    self.error(
+                        r.app.span(),
+                        format!("invalid application-name template: {e}"),
+                    )
+                })?;
             if let Some(l) = &r.local_app {
                 self.name(l)?;
             }
@@ -459,6 +622,8 @@ impl Validator<'_> {
                         dif,
                         app: r.app.into_inner(),
                         local_app: r.local_app.map(Spanned::into_inner),
+                        pool: false,
+                        peers: Default::default(),
                     },
                     line,
                 },
@@ -480,10 +645,11 @@ impl Validator<'_> {
         let mut settings = Settings::default();
         if let Some(s) = raw.settings {
             if let Some(t) = &s.connect_timeout {
-                settings.connect_timeout = self.positive_duration(t)?;
+                settings.connect_timeout =
+                    self.duration(t, "connect-timeout", false, MAX_SETTINGS_DURATION)?;
             }
             if let Some(t) = &s.linger {
-                settings.linger = self.duration(t)?;
+                settings.linger = self.duration(t, "linger", true, MAX_SETTINGS_DURATION)?;
             }
         }
         Ok(Config {
@@ -703,11 +869,15 @@ impl Validator<'_> {
         let enrollment_timeout = d
             .enrollment_timeout
             .as_ref()
-            .map_or(Ok(Duration::from_secs(5)), |t| self.positive_duration(t))?;
+            .map_or(Ok(Duration::from_secs(5)), |t| {
+                self.duration(t, "enrollment-timeout", false, MAX_DIF_DURATION)
+            })?;
         let keepalive_interval = d
             .keepalive_interval
             .as_ref()
-            .map_or(Ok(Duration::from_secs(2)), |t| self.positive_duration(t))?;
+            .map_or(Ok(Duration::from_secs(2)), |t| {
+                self.duration(t, "keepalive-interval", false, MAX_DIF_DURATION)
+            })?;
         let keepalive_misses = match &d.keepalive_misses {
             None => 3,
             Some(m) => {
@@ -874,6 +1044,27 @@ impl Validator<'_> {
             .map_err(|e| self.error(s.span(), format!("invalid address: {e}")))
     }
 
+    /// A DIF's name travels in enrollment messages as one `str8` and members answer to
+    /// it as an application name: 1 to 255 bytes, no `|`, no control character.
+    fn dif_name(&self, n: &Spanned<String>) -> R<()> {
+        let name = n.get_ref();
+        let problem = if name.is_empty() {
+            "a DIF name cannot be empty".to_owned()
+        } else if name.len() > MAX_NAME_PART {
+            format!(
+                "a DIF name is at most {MAX_NAME_PART} bytes (what enrollment carries); this one has {}",
+                name.len()
+            )
+        } else if name.contains('|') {
+            format!("DIF name {name:?}: '|' separates the parts of names and cannot be in one")
+        } else if name.chars().any(char::is_control) {
+            format!("DIF name {name:?} contains a control character")
+        } else {
+            return Ok(());
+        };
+        Err(self.error(n.span(), problem))
+    }
+
     fn name(&self, s: &Spanned<String>) -> R<ApplicationName> {
         s.get_ref().parse().map_err(|e| {
             self.error(
@@ -897,6 +1088,8 @@ impl Validator<'_> {
             dif: String::new(),
             app: t.clone(),
             local_app: None,
+            pool: false,
+            peers: Default::default(),
         };
         // The longest text any address and port fill in: if these give a valid name,
         // every call does (names only fail on length, `|` or control characters).
@@ -913,24 +1106,37 @@ impl Validator<'_> {
         Ok(())
     }
 
-    fn positive_duration(&self, s: &Spanned<String>) -> R<Duration> {
-        let d = self.duration(s)?;
-        if d.is_zero() {
-            return Err(self.error(s.span(), "this duration must be more than zero"));
-        }
-        Ok(d)
-    }
-
-    fn duration(&self, s: &Spanned<String>) -> R<Duration> {
-        parse_duration(s.get_ref()).ok_or_else(|| {
+    /// A duration for `key`, at most `max`, and more than zero unless `zero_ok`.
+    fn duration(
+        &self,
+        s: &Spanned<String>,
+        key: &str,
+        zero_ok: bool,
+        max: Duration,
+    ) -> R<Duration> {
+        let d = parse_duration(s.get_ref()).ok_or_else(|| {
             self.error(
                 s.span(),
                 format!(
-                    "{:?} is not a duration (e.g. \"500ms\", \"5s\", \"2m\")",
+                    "{:?} is not a duration (e.g. \"500ms\", \"5s\", \"2m\", \"1h\")",
                     s.get_ref()
                 ),
             )
-        })
+        })?;
+        if d.is_zero() && !zero_ok {
+            return Err(self.error(s.span(), format!("{key} must be more than zero")));
+        }
+        if d > max {
+            return Err(self.error(
+                s.span(),
+                format!(
+                    "{key} {:?} is too long: at most {}h",
+                    s.get_ref(),
+                    max.as_secs() / 3600
+                ),
+            ));
+        }
+        Ok(d)
     }
 }
 
@@ -954,15 +1160,25 @@ fn list_or_none<'a>(names: impl Iterator<Item = &'a str>) -> String {
     }
 }
 
+/// `"500ms"`, `"5s"`, `"2m"`, `"1h"`. A number too large for any clock gives
+/// [`Duration::MAX`] (refused by the caller's bound, with its position).
 fn parse_duration(s: &str) -> Option<Duration> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit())?;
     let (n, unit) = s.split_at(split);
-    let n: u64 = n.parse().ok()?;
+    if n.is_empty() {
+        return None;
+    }
+    let n: Option<u64> = n.parse().ok();
+    let secs = |per: u64| {
+        n.and_then(|n| n.checked_mul(per))
+            .map_or(Duration::MAX, Duration::from_secs)
+    };
     match unit.trim() {
-        "ms" => Some(Duration::from_millis(n)),
-        "s" => Some(Duration::from_secs(n)),
-        "m" => Some(Duration::from_secs(n.checked_mul(60)?)),
+        "ms" => Some(n.map_or(Duration::MAX, Duration::from_millis)),
+        "s" => Some(secs(1)),
+        "m" => Some(secs(60)),
+        "h" => Some(secs(3600)),
         _ => None,
     }
 }

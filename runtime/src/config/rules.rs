@@ -63,6 +63,12 @@ pub struct RuleTarget {
     /// For `connect`: the name this process presents as the source of the flow
     /// (default: the program's name).
     pub local_app: Option<String>,
+    /// For `listen`: the name is served as one of a pool (other members may register
+    /// it too if their rules say so as well; flows are spread over them).
+    pub pool: bool,
+    /// For `listen`: where remote applications show (`accept`, `getpeername`,
+    /// `recvfrom`).
+    pub peers: crate::view::PeerRange,
 }
 
 /// The outcome of matching a call against the rules.
@@ -301,10 +307,12 @@ pub(super) fn describe(c: &Config) -> String {
                 );
             }
             DifKind::Normal(n) => {
-                let who = n
-                    .ipcp_name
-                    .as_ref()
-                    .map_or_else(|| "<program>.<pid>".to_owned(), ToString::to_string);
+                // The name the runtime forms (`default_member_name`), with what it
+                // depends on left as placeholders.
+                let who = n.ipcp_name.as_ref().map_or_else(
+                    || format!("{}.{}|<pid>", "<program>", d.name),
+                    ToString::to_string,
+                );
                 let join = match &n.join {
                     Join::Bootstrap { address } => format!("bootstraps it (address {address})"),
                     Join::Enroll { via, neighbor } => {
@@ -329,6 +337,17 @@ pub(super) fn describe(c: &Config) -> String {
             }
         }
     }
+    let defaults = c
+        .difs
+        .iter()
+        .any(|d| matches!(&d.kind, DifKind::Normal(n) if n.ipcp_name.is_none()));
+    if defaults {
+        let _ = writeln!(
+            s,
+            "  (<program>: the basename of the program's argv[0], `node` under `rina node`; \
+             <pid>: its process id; `ipcp = \"...\"` names a member explicitly)"
+        );
+    }
     let _ = writeln!(s, "connect rules ({}), first match wins:", c.connect.len());
     for r in &c.connect {
         let local = r
@@ -350,12 +369,18 @@ pub(super) fn describe(c: &Config) -> String {
     for r in &c.listen {
         let _ = writeln!(
             s,
-            "  line {}: listen {}{} -> DIF {}, registers {:?}",
+            "  line {}: listen {}{} -> DIF {}, registers {:?}{}; peers show in {}",
             r.line,
             r.pattern,
             proto_text(r.proto),
             r.target.dif,
-            r.target.app
+            r.target.app,
+            if r.target.pool {
+                " as one of a pool"
+            } else {
+                ""
+            },
+            r.target.peers,
         );
     }
     let _ = writeln!(s, "name rules ({}), first match wins:", c.names.len());
@@ -440,6 +465,8 @@ mod tests {
             dif: "net".into(),
             app: "svc-{port}".into(),
             local_app: None,
+            pool: false,
+            peers: Default::default(),
         };
         assert_eq!(
             t.app_for("1.2.3.4:80".parse().unwrap())
@@ -451,6 +478,8 @@ mod tests {
             dif: "net".into(),
             app: "h{addr}".into(),
             local_app: None,
+            pool: false,
+            peers: Default::default(),
         };
         assert_eq!(
             t.app_for("1.2.3.4:80".parse().unwrap())

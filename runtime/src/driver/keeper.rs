@@ -157,7 +157,7 @@ impl Driver {
             let gone: Vec<_> = self
                 .listeners
                 .iter()
-                .filter(|(_, t)| matches!(t, ListenTarget::Stream(n) if !live.contains(n)))
+                .filter(|(_, t)| matches!(t, ListenTarget::Stream(n, _) if !live.contains(n)))
                 .map(|(key, _)| key.clone())
                 .collect();
             for key in gone {
@@ -203,7 +203,7 @@ impl Driver {
             .map(|f| f.app)
             .chain(self.listeners.values().filter_map(|t| match t {
                 ListenTarget::Datagram(a) => Some(*a),
-                ListenTarget::Stream(_) => None,
+                ListenTarget::Stream(..) => None,
             }))
             .collect();
         for app in apps {
@@ -294,7 +294,7 @@ fn close_all_but(keep: &BTreeSet<RawFd>) {
 }
 
 /// The abstract names of the AF_UNIX sockets listening on this host.
-fn live_listeners() -> BTreeSet<Vec<u8>> {
+pub(super) fn live_listeners() -> BTreeSet<Vec<u8>> {
     let Ok(t) = std::fs::read_to_string("/proc/net/unix") else {
         return BTreeSet::new();
     };

@@ -157,13 +157,15 @@ impl Driver {
                 ref local_app,
                 ref remote_app,
                 reliable: false,
+                ..
             } => {
                 let Some(up) = self.stack.upper_for(Lower::Dif(low), local_app) else {
                     return false;
                 };
                 // A member is not its own neighbour.
-                if *remote_app == self.stack.difs[up].ipcp.config().name {
-                    self.stack.difs[low].ipcp.deallocate(now, port);
+                let me = *remote_app == self.stack.difs[up].ipcp.config().name;
+                self.stack.difs[low].ipcp.answer_flow(now, port, !me);
+                if me {
                     return true;
                 }
                 self.n1_incoming(now, up, LowerFlow::Dif(low, port));

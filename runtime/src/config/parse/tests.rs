@@ -215,6 +215,73 @@ fn structural_mistakes() {
 }
 
 #[test]
+fn durations_parse_and_saturate() {
+    assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+    assert_eq!(parse_duration(" 5s "), Some(Duration::from_secs(5)));
+    assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+    assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
+    // Too large for any clock: the largest duration, which every bound refuses.
+    for huge in [
+        "18446744073709551615m",
+        "18446744073709551616s",
+        "99999999999999999999999ms",
+        "18446744073709551615h",
+    ] {
+        assert_eq!(parse_duration(huge), Some(Duration::MAX), "{huge}");
+    }
+    assert_eq!(
+        parse_duration("18446744073709551615s"),
+        Some(Duration::from_secs(u64::MAX))
+    );
+    for bad in ["", "s", "5", "5d", "-1s", "1.5s", "ms5"] {
+        assert_eq!(parse_duration(bad), None, "{bad:?}");
+    }
+}
+
+/// The rules of issue 9 that `rina check` used to accept but that broke: each is
+/// refused where it is written.
+#[test]
+fn limits_of_the_wire_and_the_clock() {
+    let base = "[[dif]]\nname = \"u\"\ntype = \"udp\"\nbind = \"127.0.0.1:1\"\n[[dif]]\nname = \"n\"\ntype = \"normal\"\nover = \"u\"\nbootstrap = true\n";
+    assert_err(
+        &format!("{base}keepalive-interval = \"18446744073709551615s\"\n"),
+        10,
+        22,
+        "keepalive-interval \"18446744073709551615s\" is too long: at most 1h",
+    );
+    assert_err(
+        &format!("{base}enrollment-timeout = \"18446744073709551615s\"\n"),
+        10,
+        22,
+        "too long",
+    );
+    assert_err(
+        "[settings]\nlinger = \"18446744073709551615s\"\n",
+        2,
+        10,
+        "linger \"18446744073709551615s\" is too long: at most 24h",
+    );
+    assert_err(
+        "[settings]\nconnect-timeout = \"18446744073709551615s\"\n",
+        2,
+        19,
+        "too long",
+    );
+    assert_err(
+        &format!("[[dif]]\nname = \"{}\"\ntype = \"udp\"\n", "x".repeat(256)),
+        2,
+        8,
+        "a DIF name is at most 255 bytes",
+    );
+    assert_err(
+        "[dif]\nname = \"u\"\ntype = \"udp\"\n[[dif]]\nname = \"v\"\n",
+        1,
+        1,
+        "`[dif]` is a single table; write `[[dif]]`",
+    );
+}
+
+#[test]
 fn unreadable_file() {
     let e = load(Path::new("/nonexistent/rules.toml")).unwrap_err();
     assert_eq!(e.line, 0);

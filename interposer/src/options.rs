@@ -1,0 +1,300 @@
+//! Socket options of our stream sockets, answered as a TCP socket would.
+//!
+//! - When an INET socket becomes an AF_UNIX one (connect, listen), the options the
+//!   program may have set before are read from it ([`snapshot`]) and kept in its
+//!   record; accepted sockets inherit their listener's, as TCP's do. TCP- and IP-level
+//!   options, and the socket-level ones an AF_UNIX socket cannot hold
+//!   ([`REMEMBERED`]), are answered from the record and updated by `setsockopt`.
+//! - `SO_SNDBUF` set before connect is applied to the application's end of the pair;
+//!   `SO_RCVBUF` set before connect or listen goes to the runtime, which sizes its end
+//!   with it (the bytes waiting for the program), so a flow holds what a TCP
+//!   connection with those buffers would.
+//! - `TCP_INFO` is filled from the flow's EFCP figures.
+
+use std::sync::OnceLock;
+
+use libc::{c_int, c_void, socklen_t, IPPROTO_IP, IPPROTO_IPV6, IPPROTO_TCP, SOL_SOCKET};
+
+use crate::ops::{sockopt_int, Outcome};
+use crate::real::real;
+use crate::sockets::{Meta, Role};
+
+/// Options kept in the record of our sockets, read from the INET socket before it is
+/// replaced: (level, name).
+pub const REMEMBERED: &[(c_int, c_int)] = &[
+    (SOL_SOCKET, libc::SO_REUSEADDR),
+    (SOL_SOCKET, libc::SO_REUSEPORT),
+    (SOL_SOCKET, libc::SO_KEEPALIVE),
+    (SOL_SOCKET, libc::SO_LINGER),
+    (SOL_SOCKET, libc::SO_OOBINLINE),
+    (SOL_SOCKET, libc::SO_PRIORITY),
+    (SOL_SOCKET, libc::SO_DONTROUTE),
+    (IPPROTO_TCP, libc::TCP_NODELAY),
+    (IPPROTO_TCP, libc::TCP_KEEPIDLE),
+    (IPPROTO_TCP, libc::TCP_KEEPINTVL),
+    (IPPROTO_TCP, libc::TCP_KEEPCNT),
+    (IPPROTO_TCP, libc::TCP_USER_TIMEOUT),
+    (IPPROTO_TCP, libc::TCP_CORK),
+    (IPPROTO_TCP, libc::TCP_QUICKACK),
+    (IPPROTO_TCP, libc::TCP_NOTSENT_LOWAT),
+    (IPPROTO_TCP, libc::TCP_DEFER_ACCEPT),
+    (IPPROTO_TCP, libc::TCP_CONGESTION),
+    (IPPROTO_IP, libc::IP_TOS),
+    (IPPROTO_IP, libc::IP_TTL),
+    (IPPROTO_IPV6, libc::IPV6_V6ONLY),
+    (IPPROTO_IPV6, libc::IPV6_TCLASS),
+    (IPPROTO_IPV6, libc::IPV6_UNICAST_HOPS),
+];
+
+/// True for the levels answered from the record.
+fn tcp_level(level: c_int) -> bool {
+    level == IPPROTO_TCP || level == IPPROTO_IP || level == IPPROTO_IPV6
+}
+
+/// The remembered options of the INET socket `fd`, before it is replaced.
+pub fn snapshot(fd: c_int) -> std::collections::BTreeMap<(c_int, c_int), Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    for &(level, name) in REMEMBERED {
+        let mut buf = [0u8; 64];
+        let mut len = buf.len() as socklen_t;
+        // SAFETY: the buffer is ours and sized as declared.
+        let r = unsafe { (real().getsockopt)(fd, level, name, buf.as_mut_ptr().cast(), &mut len) };
+        if r == 0 {
+            out.insert((level, name), buf[..(len as usize).min(buf.len())].to_vec());
+        }
+    }
+    out
+}
+
+/// The default send and receive buffer sizes of a TCP socket (read once from a fresh
+/// one), to tell whether a program set them.
+fn tcp_defaults() -> (c_int, c_int) {
+    static D: OnceLock<(c_int, c_int)> = OnceLock::new();
+    *D.get_or_init(|| {
+        // SAFETY: a socket of ours, closed below.
+        let s =
+            unsafe { (real().socket)(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+        if s < 0 {
+            return (0, 0);
+        }
+        let d = (
+            sockopt_int(s, SOL_SOCKET, libc::SO_SNDBUF).unwrap_or(0),
+            sockopt_int(s, SOL_SOCKET, libc::SO_RCVBUF).unwrap_or(0),
+        );
+        // SAFETY: closing the socket opened above.
+        unsafe { libc::close(s) };
+        d
+    })
+}
+
+/// Buffer sizes the program set on the INET socket `fd` (as it would pass them to
+/// `setsockopt`, so half what the kernel reports), `None` where it kept the default.
+pub fn buffers_set(fd: c_int) -> (Option<usize>, Option<usize>) {
+    let (snd, rcv) = tcp_defaults();
+    let set = |name, default| {
+        sockopt_int(fd, SOL_SOCKET, name)
+            .filter(|&v| v != default && v > 0)
+            .map(|v| (v / 2) as usize)
+    };
+    (set(libc::SO_SNDBUF, snd), set(libc::SO_RCVBUF, rcv))
+}
+
+/// Copies at most `*len` bytes of `v` to the caller's buffer and sets `*len`.
+///
+/// # Safety
+/// `val`/`len` as for getsockopt(2).
+unsafe fn answer(v: &[u8], val: *mut c_void, len: *mut socklen_t) -> Outcome {
+    if val.is_null() || len.is_null() {
+        return Outcome::Fail(libc::EFAULT);
+    }
+    // SAFETY: checked non-null; at most *len bytes are written.
+    unsafe {
+        let n = (*len as usize).min(v.len());
+        std::ptr::copy_nonoverlapping(v.as_ptr(), val.cast::<u8>(), n);
+        *len = n as socklen_t;
+    }
+    Outcome::Done(0)
+}
+
+/// `getsockopt` on our stream socket `fd` described by `meta`.
+///
+/// # Safety
+/// `val`/`len` as for getsockopt(2).
+pub unsafe fn get(
+    fd: c_int,
+    meta: &Meta,
+    level: c_int,
+    name: c_int,
+    val: *mut c_void,
+    len: *mut socklen_t,
+) -> Outcome {
+    let int = |v: c_int| -> Outcome {
+        // SAFETY: forwarded from the caller.
+        unsafe { answer(&v.to_ne_bytes(), val, len) }
+    };
+    if let Some(v) = meta.options.get(&(level, name)) {
+        // SAFETY: forwarded from the caller.
+        return unsafe { answer(v, val, len) };
+    }
+    if level == SOL_SOCKET {
+        return match name {
+            libc::SO_ERROR => match meta.role {
+                Role::Refused { error } => {
+                    crate::sockets::update(fd, |m| m.role = Role::Refused { error: 0 });
+                    int(error)
+                }
+                Role::Connecting { .. } => int(0),
+                _ => Outcome::Pass,
+            },
+            libc::SO_DOMAIN => int(meta.family),
+            libc::SO_TYPE => int(libc::SOCK_STREAM),
+            libc::SO_PROTOCOL => int(IPPROTO_TCP),
+            libc::SO_ACCEPTCONN => int(c_int::from(meta.role == Role::Listening)),
+            _ => Outcome::Pass,
+        };
+    }
+    if level == IPPROTO_TCP && name == libc::TCP_INFO {
+        let info = tcp_info(fd, &meta.role);
+        // SAFETY: forwarded from the caller.
+        return unsafe { answer(&info, val, len) };
+    }
+    if tcp_level(level) {
+        return match (level, name) {
+            (IPPROTO_TCP, libc::TCP_MAXSEG) => int(1448),
+            _ => int(0),
+        };
+    }
+    Outcome::Pass
+}
+
+/// `setsockopt` on our stream socket `fd` (not a bound or datagram one): TCP- and
+/// IP-level options and the remembered socket-level ones are kept in its record (the
+/// latter also given to the kernel, which may refuse them on an AF_UNIX socket);
+/// anything else goes to the kernel.
+///
+/// # Safety
+/// `val`/`len` as for setsockopt(2).
+pub unsafe fn set(
+    fd: c_int,
+    level: c_int,
+    name: c_int,
+    val: *const c_void,
+    len: socklen_t,
+) -> Outcome {
+    let remembered = REMEMBERED.contains(&(level, name));
+    if !tcp_level(level) && !remembered {
+        return Outcome::Pass;
+    }
+    if val.is_null() && len > 0 {
+        return Outcome::Fail(libc::EFAULT);
+    }
+    let bytes = if val.is_null() {
+        Vec::new()
+    } else {
+        // SAFETY: the caller guarantees `len` readable bytes at `val`.
+        unsafe { std::slice::from_raw_parts(val.cast::<u8>(), len as usize) }.to_vec()
+    };
+    if level == SOL_SOCKET {
+        // SAFETY: forwarding the caller's arguments; the outcome does not matter.
+        let _ = unsafe { (real().setsockopt)(fd, level, name, val, len) };
+    }
+    crate::sockets::update(fd, |m| {
+        m.options.insert((level, name), bytes);
+    });
+    Outcome::Done(0)
+}
+
+/// The kernel's size of `struct tcp_info` (what it fills at most), read once.
+fn tcp_info_size() -> usize {
+    static SIZE: OnceLock<usize> = OnceLock::new();
+    *SIZE.get_or_init(|| {
+        // SAFETY: a socket of ours, closed below.
+        let s =
+            unsafe { (real().socket)(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+        let mut buf = [0u8; 512];
+        let mut len = buf.len() as socklen_t;
+        // SAFETY: the buffer is ours and sized as declared.
+        let r = unsafe {
+            (real().getsockopt)(
+                s,
+                IPPROTO_TCP,
+                libc::TCP_INFO,
+                buf.as_mut_ptr().cast(),
+                &mut len,
+            )
+        };
+        if s >= 0 {
+            // SAFETY: closing the socket opened above.
+            unsafe { libc::close(s) };
+        }
+        if r == 0 {
+            len as usize
+        } else {
+            232
+        }
+    })
+}
+
+/// Offsets in `struct tcp_info` (linux/tcp.h).
+mod at {
+    pub const STATE: usize = 0;
+    pub const RETRANSMITS: usize = 2;
+    pub const SND_MSS: usize = 16;
+    pub const RCV_MSS: usize = 20;
+    pub const RTT: usize = 68;
+    pub const RTTVAR: usize = 72;
+    pub const SND_CWND: usize = 80;
+    pub const TOTAL_RETRANS: usize = 100;
+    pub const BYTES_ACKED: usize = 120;
+    pub const BYTES_RECEIVED: usize = 128;
+}
+
+/// `struct tcp_info` for our socket `fd`: the state, and for a flow its EFCP figures
+/// (round-trip time and variation, congestion window, segment size, retransmissions,
+/// bytes acknowledged and received); everything else zero.
+fn tcp_info(fd: c_int, role: &Role) -> Vec<u8> {
+    let mut b = vec![0u8; tcp_info_size()];
+    let put32 = |b: &mut Vec<u8>, at: usize, v: u64| {
+        let v = u32::try_from(v).unwrap_or(u32::MAX);
+        if let Some(s) = b.get_mut(at..at + 4) {
+            s.copy_from_slice(&v.to_ne_bytes());
+        }
+    };
+    let put64 = |b: &mut Vec<u8>, at: usize, v: u64| {
+        if let Some(s) = b.get_mut(at..at + 8) {
+            s.copy_from_slice(&v.to_ne_bytes());
+        }
+    };
+    b[at::STATE] = match role {
+        Role::Listening => 10,                                         // TCP_LISTEN
+        Role::Connecting { .. } => 2,                                  // TCP_SYN_SENT
+        Role::Refused { .. } => 7,                                     // TCP_CLOSE
+        Role::Connected { .. } | Role::Bound | Role::Datagram(_) => 1, // TCP_ESTABLISHED
+    };
+    if !matches!(role, Role::Connected { .. }) {
+        return b;
+    }
+    let Some(s) = flow_stats(fd) else {
+        return b;
+    };
+    b[at::RETRANSMITS] = 0;
+    put32(&mut b, at::SND_MSS, s.mss as u64);
+    put32(&mut b, at::RCV_MSS, s.mss as u64);
+    put32(&mut b, at::RTT, s.srtt.map_or(0, |t| t.as_micros() as u64));
+    put32(&mut b, at::RTTVAR, s.rttvar.as_micros() as u64);
+    put32(&mut b, at::SND_CWND, s.cwnd);
+    put32(&mut b, at::TOTAL_RETRANS, s.pdus_retransmitted);
+    put64(&mut b, at::BYTES_ACKED, s.bytes_acked);
+    put64(&mut b, at::BYTES_RECEIVED, s.bytes_received);
+    b
+}
+
+/// The EFCP figures of the flow behind `fd`, from this process's runtime (a flow
+/// served by another process's stack has none here).
+fn flow_stats(fd: c_int) -> Option<rina_core::efcp::ConnectionStats> {
+    let f = crate::flow_fd::peer_flow(fd)?;
+    if f.pid != std::process::id() {
+        return None;
+    }
+    crate::state::running_runtime()?.flow_stats(f.dif, f.port)
+}

@@ -1,0 +1,166 @@
+//! Flow allocation in the simulator: the requester's allocation info reaches the
+//! responder; a responder that asks before accepting answers when its driver decides
+//! (a refusal reads as "no such application"); the directory says which registrants
+//! serve a name as one of a pool.
+
+use std::time::Duration;
+
+use rina_core::ipcp::{AllocError, Event, FlowKinds};
+use rina_core::sim::{LinkConfig, Sim};
+use rina_core::{ApplicationName, PortId};
+
+mod common;
+use common::{member, run_for, seeds};
+
+/// Two joined members; the server (bootstrap) asks before accepting flows and has
+/// registered "svc"; the client knows it.
+fn asking_pair(seed: u64) -> (Sim, usize, usize) {
+    let mut sim = Sim::new(seed);
+    let mut cfg = member("server", true);
+    cfg.ask_before_accepting = true;
+    let server = sim.add_node(cfg);
+    let client = sim.add_node(member("client", false));
+    sim.link(client, server, LinkConfig::default());
+    let until = sim.now() + Duration::from_secs(10);
+    sim.run_until(until, u64::MAX, |s| s.node(client).ipcp.is_enrolled())
+        .unwrap();
+    let now = sim.now();
+    sim.node(server)
+        .ipcp
+        .register(now, ApplicationName::new("svc"))
+        .unwrap();
+    let until = sim.now() + Duration::from_secs(10);
+    sim.run_until(until, u64::MAX, |s| {
+        !s.node(client)
+            .ipcp
+            .directory()
+            .lookup(&ApplicationName::new("svc"))
+            .is_empty()
+    })
+    .unwrap();
+    (sim, server, client)
+}
+
+/// Asks for a flow to "svc" with `info`, runs until the server is offered it: the
+/// client's port, the offered port and the info the server read.
+fn offer(sim: &mut Sim, server: usize, client: usize, info: &[u8]) -> (PortId, PortId, Vec<u8>) {
+    let now = sim.now();
+    let port = sim.node(client).ipcp.allocate_flow_with_info(
+        now,
+        ApplicationName::new("c"),
+        ApplicationName::new("svc"),
+        true,
+        now + Duration::from_secs(5),
+        info.to_vec(),
+    );
+    let until = sim.now() + Duration::from_secs(5);
+    let found = |s: &mut Sim| {
+        s.node(server).events.iter().rev().find_map(|e| match e {
+            Event::IncomingFlow { port, info, .. } => Some((*port, info.clone())),
+            _ => None,
+        })
+    };
+    sim.run_until(until, u64::MAX, |s| found(s).is_some())
+        .unwrap();
+    let (offered, info) = found(sim).unwrap();
+    sim.node(server).events.clear();
+    (port, offered, info)
+}
+
+fn allocated(sim: &mut Sim, client: usize, port: PortId) -> Option<Result<(), AllocError>> {
+    sim.node(client).events.iter().find_map(|e| match e {
+        Event::FlowAllocated { port: p } if *p == port => Some(Ok(())),
+        Event::FlowAllocationFailed { port: p, error } if *p == port => Some(Err(*error)),
+        _ => None,
+    })
+}
+
+#[test]
+fn an_offered_flow_is_up_once_accepted_and_refused_otherwise() {
+    for seed in seeds(10) {
+        let (mut sim, server, client) = asking_pair(seed);
+        // Accepted: the requester hears nothing until then, however long it waits
+        // (its retries find the flow still offered), then the flow carries data.
+        let (port, offered, info) = offer(&mut sim, server, client, b"who I am");
+        assert_eq!(info, b"who I am", "seed {seed}");
+        run_for(&mut sim, Duration::from_millis(1200));
+        assert_eq!(allocated(&mut sim, client, port), None, "seed {seed}");
+        let now = sim.now();
+        sim.node(server).ipcp.answer_flow(now, offered, true);
+        run_for(&mut sim, Duration::from_millis(100));
+        assert_eq!(
+            allocated(&mut sim, client, port),
+            Some(Ok(())),
+            "seed {seed}"
+        );
+        let now = sim.now();
+        sim.node(client).ipcp.write(now, port, b"hello").unwrap();
+        run_for(&mut sim, Duration::from_millis(100));
+        let now = sim.now();
+        assert_eq!(
+            sim.node(server).ipcp.read(now, offered),
+            rina_core::ipcp::ReadResult::Sdu(b"hello".to_vec()),
+            "seed {seed}"
+        );
+        // Refused: the requester learns that nobody serves the name.
+        let (port, offered, info) = offer(&mut sim, server, client, b"");
+        assert!(info.is_empty());
+        let now = sim.now();
+        sim.node(server).ipcp.answer_flow(now, offered, false);
+        run_for(&mut sim, Duration::from_millis(100));
+        assert_eq!(
+            allocated(&mut sim, client, port),
+            Some(Err(AllocError::NoSuchApplication)),
+            "seed {seed}"
+        );
+        assert!(
+            sim.node(server)
+                .ipcp
+                .flows()
+                .iter()
+                .all(|f| f.port != offered),
+            "seed {seed}: the refused flow stayed"
+        );
+    }
+}
+
+#[test]
+fn the_directory_says_who_serves_a_name_as_a_pool() {
+    let mut sim = Sim::new(3);
+    let a = sim.add_node(member("a", true));
+    let b = sim.add_node(member("b", false));
+    let c = sim.add_node(member("c", false));
+    sim.link(b, a, LinkConfig::default());
+    sim.link(c, a, LinkConfig::default());
+    let until = sim.now() + Duration::from_secs(10);
+    sim.run_until(until, u64::MAX, |s| {
+        s.node(b).ipcp.is_enrolled() && s.node(c).ipcp.is_enrolled()
+    })
+    .unwrap();
+    let now = sim.now();
+    let name = ApplicationName::new("web");
+    sim.node(a)
+        .ipcp
+        .register_with(now, name.clone(), FlowKinds::ALL, true)
+        .unwrap();
+    sim.node(b)
+        .ipcp
+        .register_with(now, name.clone(), FlowKinds::ALL, false)
+        .unwrap();
+    run_for(&mut sim, Duration::from_millis(500));
+    let (aa, ba) = (
+        sim.node(a).ipcp.address().unwrap(),
+        sim.node(b).ipcp.address().unwrap(),
+    );
+    let mut want = vec![(aa, true), (ba, false)];
+    want.sort();
+    assert_eq!(sim.node(c).ipcp.directory().holders(&name), want);
+    // Withdrawn: gone from the holders everywhere.
+    let now = sim.now();
+    sim.node(a).ipcp.unregister(now, &name);
+    run_for(&mut sim, Duration::from_millis(500));
+    assert_eq!(
+        sim.node(c).ipcp.directory().holders(&name),
+        vec![(ba, false)]
+    );
+}

@@ -1,0 +1,440 @@
+//! The application's sessions: the flows it asked for (connect), the names it
+//! registered (listen) and the flows that come in for them (accept), from the command
+//! to the socket the application holds.
+//!
+//! A stream flow's socket is bound to an abstract name that says what the
+//! application's end shows ([`crate::view`]). Incoming flows are answered only once
+//! their listener took them: a listener that is gone refuses the flow (the peer's
+//! connect fails with ECONNREFUSED, as over TCP) and its name is withdrawn.
+
+use std::os::fd::OwnedFd;
+
+use rina_core::ipcp::AllocError;
+use rina_core::{ApplicationName, Instant, PortId};
+use rustix::event::epoll;
+
+use super::{Driver, FLOW_EVENTS, TOKEN_DATAGRAM, TOKEN_FLOW, TOKEN_MASK};
+use crate::api::{
+    AppEnd, ConnectRequest, FlowError, FlowInfo, FlowKind, ListenRequest, ListenTarget, Reply,
+};
+use crate::datagram::{self, DatagramFlow};
+use crate::pump::AppFlow;
+use crate::view::{self, FlowName, FlowView, RequestInfo};
+
+/// A connect waiting for its flow.
+pub(super) struct PendingConnect {
+    pub(super) dif: usize,
+    remote_app: ApplicationName,
+    end: AppEnd,
+    view: Option<FlowView>,
+    recv_buffer: Option<usize>,
+    pub(super) reply: Reply<Result<FlowInfo, FlowError>>,
+}
+
+/// A listen waiting for its DIF to be joined.
+pub(super) struct PendingListen {
+    dif: usize,
+    req: ListenRequest,
+    pub(super) deadline: Instant,
+    pub(super) reply: Reply<Result<(), FlowError>>,
+}
+
+/// A registered name's listener, by (DIF, name, kind of flow).
+pub(super) type ListenerKey = (usize, ApplicationName, FlowKind);
+
+impl Driver {
+    pub(super) fn connect(
+        &mut self,
+        now: Instant,
+        req: ConnectRequest,
+        reply: Reply<Result<FlowInfo, FlowError>>,
+    ) {
+        let Some(dif) = self.stack.dif_index(&req.dif) else {
+            reply.send(Err(FlowError::NoSuchDif(req.dif)));
+            return;
+        };
+        let d = &mut self.stack.difs[dif];
+        if !d.ipcp.is_enrolled() && !d.joining() {
+            if let Some(why) = &d.last_failure {
+                reply.send(Err(FlowError::Unreachable(why.clone())));
+                return;
+            }
+        }
+        let reliable = req.end.kind() == FlowKind::Stream;
+        tracing::debug!("allocating a flow to {} in DIF {}", req.remote_app, d.name);
+        let info = req.view.map_or_else(Vec::new, |v| {
+            RequestInfo {
+                src: v.local,
+                dst: v.peer,
+            }
+            .encode()
+        });
+        let port = d.ipcp.allocate_flow_with_info(
+            now,
+            req.local_app,
+            req.remote_app.clone(),
+            reliable,
+            now + req.timeout,
+            info,
+        );
+        self.pending_connects.insert(
+            (dif, port),
+            PendingConnect {
+                dif,
+                remote_app: req.remote_app,
+                end: req.end,
+                view: req.view,
+                recv_buffer: req.recv_buffer,
+                reply,
+            },
+        );
+    }
+
+    /// A flow asked for is up: its application end starts moving data.
+    pub(super) fn flow_allocated(&mut self, now: Instant, dif: usize, port: PortId) {
+        tracing::debug!("flow {port} allocated");
+        let Some(p) = self.pending_connects.remove(&(dif, port)) else {
+            self.stack.difs[dif].ipcp.deallocate(now, port);
+            return;
+        };
+        let proxy = match p.end {
+            AppEnd::Stream(sock) => {
+                self.name_flow_socket(&sock, dif, port, p.view);
+                self.add_flow(dif, port, sock, p.recv_buffer);
+                None
+            }
+            AppEnd::StreamHeld(sock, held) => {
+                self.name_flow_socket(&sock, dif, port, p.view);
+                // Who waits learns the result before the application's end turns
+                // writable.
+                p.reply.send(Ok(FlowInfo { port, proxy: None }));
+                crate::pending::release(held, &sock);
+                self.add_flow(dif, port, sock, p.recv_buffer);
+                return;
+            }
+            AppEnd::Datagram(app) => match datagram::bind_proxy(&p.remote_app, app) {
+                Ok(proxy) => Some(self.add_datagram(dif, port, proxy, app)),
+                Err(e) => {
+                    self.stack.difs[dif].ipcp.deallocate(now, port);
+                    p.reply.send(Err(FlowError::NoResources));
+                    tracing::warn!("cannot bind a datagram proxy: {e}");
+                    return;
+                }
+            },
+        };
+        p.reply.send(Ok(FlowInfo { port, proxy }));
+    }
+
+    /// Binds the runtime's end of a stream flow to the name that tells whoever holds
+    /// the application's end what it shows (best effort: without it, only this
+    /// process's interposer knows).
+    fn name_flow_socket(&self, sock: &OwnedFd, dif: usize, port: PortId, v: Option<FlowView>) {
+        let Some(view) = v else {
+            return;
+        };
+        let name = view::flow_name(&FlowName {
+            pid: std::process::id(),
+            dif: dif as u16,
+            port,
+            view,
+        });
+        let bound = rustix::net::SocketAddrUnix::new_abstract_name(&name)
+            .and_then(|a| rustix::net::bind(sock, &a));
+        if let Err(e) = bound {
+            tracing::debug!("cannot name flow {port}'s socket: {e}");
+        }
+    }
+
+    /// A flow asked for could not be made: the caller learns why.
+    pub(super) fn allocation_failed(&mut self, dif: usize, port: PortId, error: AllocError) {
+        tracing::debug!("flow {port} not allocated: {error}");
+        if let Some(p) = self.pending_connects.remove(&(dif, port)) {
+            let why = self.stack.difs[p.dif]
+                .last_failure
+                .clone()
+                .unwrap_or_else(|| error.to_string());
+            p.reply.send(Err(match error {
+                AllocError::NoSuchApplication => FlowError::NoSuchApplication,
+                AllocError::Unreachable => FlowError::Unreachable(why),
+                AllocError::TimedOut => FlowError::TimedOut,
+                AllocError::Denied => FlowError::Denied,
+                AllocError::NoResources => FlowError::NoResources,
+            }));
+        }
+    }
+
+    pub(super) fn listen(
+        &mut self,
+        now: Instant,
+        req: ListenRequest,
+        reply: Reply<Result<(), FlowError>>,
+    ) {
+        let Some(dif) = self.stack.dif_index(&req.dif) else {
+            reply.send(Err(FlowError::NoSuchDif(req.dif)));
+            return;
+        };
+        let deadline = now + req.timeout;
+        self.pending_listens.push(PendingListen {
+            dif,
+            req,
+            deadline,
+            reply,
+        });
+        self.expire_listens(now);
+    }
+
+    /// Registers the pending listens whose DIF is joined; fails the expired ones.
+    pub(super) fn expire_listens(&mut self, now: Instant) {
+        let pending = std::mem::take(&mut self.pending_listens);
+        for l in pending {
+            let d = &mut self.stack.difs[l.dif];
+            if d.ipcp.is_enrolled() {
+                let r = self.register(now, l.dif, &l.req);
+                l.reply.send(r);
+            } else if now >= l.deadline || (!d.joining() && d.last_failure.is_some()) {
+                let why = d
+                    .last_failure
+                    .clone()
+                    .unwrap_or_else(|| "not enrolled in time".into());
+                l.reply.send(Err(FlowError::Unreachable(why)));
+            } else {
+                self.pending_listens.push(l);
+            }
+        }
+    }
+
+    /// Registers a listen's name in its (joined) DIF, unless another member holds it
+    /// and they do not both serve it as a pool.
+    fn register(&mut self, now: Instant, dif: usize, req: &ListenRequest) -> Result<(), FlowError> {
+        let d = &mut self.stack.difs[dif];
+        let me = d.ipcp.address();
+        // A holder this member cannot reach (it vanished) does not count.
+        let reachable = |a| d.ipcp.forwarding_table().contains_key(&a);
+        let holder = d
+            .ipcp
+            .directory()
+            .holders(&req.app)
+            .into_iter()
+            .find(|&(a, pool)| Some(a) != me && reachable(a) && !(pool && req.pool));
+        if let Some((a, pool)) = holder {
+            let why = format!(
+                "{} is registered in DIF {} by member {a}{}",
+                req.app,
+                d.name,
+                if pool {
+                    " as a pool (this listen rule has no `pool = true`)"
+                } else {
+                    " (two servers share a name only if both listen rules say `pool = true`)"
+                }
+            );
+            tracing::warn!("listen refused: {why}");
+            return Err(FlowError::NameInUse(why));
+        }
+        let kind = req.target.kind();
+        let kinds = rina_core::ipcp::FlowKinds::of(kind == FlowKind::Stream);
+        // Registering again behind a new target (the old one closed) is fine.
+        let _ = d.ipcp.register_with(now, req.app.clone(), kinds, req.pool);
+        self.stack.offer_enrollment(now, dif);
+        self.listeners
+            .insert((dif, req.app.clone(), kind), req.target.clone());
+        Ok(())
+    }
+
+    /// Fails pending connects and listens of DIFs that cannot currently join.
+    pub(super) fn fail_pending(&mut self, now: Instant) {
+        let _ = self.stack.lower_failed(now);
+        let keys: Vec<(usize, PortId)> = self.pending_connects.keys().copied().collect();
+        for (dif, port) in keys {
+            let d = &mut self.stack.difs[dif];
+            if d.ipcp.is_enrolled() || d.joining() {
+                continue;
+            }
+            let why = d.last_failure.clone().unwrap_or_default();
+            d.ipcp.deallocate(now, port);
+            if let Some(p) = self.pending_connects.remove(&(dif, port)) {
+                p.reply.send(Err(FlowError::Unreachable(why)));
+            }
+        }
+        self.expire_listens(now);
+    }
+
+    /// A flow came in for a registered name: its listener takes it, or it is refused.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn incoming(
+        &mut self,
+        now: Instant,
+        dif: usize,
+        port: PortId,
+        local_app: ApplicationName,
+        remote_app: &ApplicationName,
+        reliable: bool,
+        info: &[u8],
+    ) {
+        let kind = if reliable {
+            FlowKind::Stream
+        } else {
+            FlowKind::Datagram
+        };
+        let key = (dif, local_app, kind);
+        let Some(target) = self.listeners.get(&key).cloned() else {
+            self.stack.difs[dif].ipcp.answer_flow(now, port, false);
+            return;
+        };
+        let result = match &target {
+            ListenTarget::Stream(listener, lv) => {
+                let name = view::flow_name(&FlowName {
+                    pid: std::process::id(),
+                    dif: dif as u16,
+                    port,
+                    view: lv.accepted(remote_app, RequestInfo::decode(info)),
+                });
+                connect_to_listener(listener, &name)
+                    .map(|sock| {
+                        self.stack.difs[dif].ipcp.answer_flow(now, port, true);
+                        self.add_flow(dif, port, sock, lv.recv_buffer);
+                    })
+                    .map_err(std::io::Error::from)
+            }
+            ListenTarget::Datagram(app) => datagram::bind_proxy(remote_app, *app).map(|proxy| {
+                self.stack.difs[dif].ipcp.answer_flow(now, port, true);
+                self.add_datagram(dif, port, proxy, *app);
+            }),
+        };
+        if let Err(e) = result {
+            tracing::info!(
+                "the application behind {} is gone ({e}); unregistering",
+                key.1
+            );
+            self.stack.difs[dif].ipcp.answer_flow(now, port, false);
+            if matches!(target, ListenTarget::Stream(..)) {
+                self.unlisten(now, &key);
+            }
+        }
+    }
+
+    /// Withdraws a registration of one kind.
+    pub(super) fn unlisten(&mut self, now: Instant, key: &ListenerKey) {
+        if self.listeners.remove(key).is_some() {
+            let kinds = rina_core::ipcp::FlowKinds::of(key.2 == FlowKind::Stream);
+            self.stack.difs[key.0]
+                .ipcp
+                .unregister_for(now, &key.1, kinds);
+        }
+    }
+
+    /// The application closed a stream listener: its names are withdrawn unless some
+    /// process (a fork child, say) still holds it.
+    pub(super) fn listener_closed(&mut self, now: Instant, name: &[u8]) {
+        if super::keeper::live_listeners().contains(name) {
+            return;
+        }
+        let keys: Vec<ListenerKey> = self
+            .listeners
+            .iter()
+            .filter(|(_, t)| matches!(t, ListenTarget::Stream(n, _) if n == name))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in keys {
+            tracing::info!("the listener of {} was closed; unregistering", key.1);
+            self.unlisten(now, &key);
+        }
+    }
+
+    /// The application closed its datagram socket at `app`.
+    pub(super) fn release_datagram(&mut self, now: Instant, app: std::net::SocketAddr) {
+        let gone: Vec<u64> = self
+            .datagrams
+            .iter()
+            .filter(|(_, f)| f.app == app)
+            .map(|(&t, _)| t)
+            .collect();
+        for token in gone {
+            if let Some((dif, port, _)) = self.forget_flow(token) {
+                self.stack.difs[dif].ipcp.deallocate(now, port);
+            }
+        }
+        let keys: Vec<_> = self
+            .listeners
+            .iter()
+            .filter(|(_, t)| **t == ListenTarget::Datagram(app))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in keys {
+            self.unlisten(now, &key);
+        }
+    }
+
+    pub(super) fn add_datagram(
+        &mut self,
+        dif: usize,
+        port: PortId,
+        proxy: shims::udp::UdpLink,
+        app: std::net::SocketAddr,
+    ) -> std::net::SocketAddr {
+        let token = TOKEN_DATAGRAM | (self.next_flow & TOKEN_MASK);
+        self.next_flow += 1;
+        let local = proxy.local_addr();
+        let flags = epoll::EventFlags::IN | epoll::EventFlags::OUT | epoll::EventFlags::ET;
+        if let Err(e) = epoll::add(
+            &self.epoll,
+            proxy.fd(),
+            epoll::EventData::new_u64(token),
+            flags,
+        ) {
+            tracing::warn!("cannot watch a datagram proxy: {e}");
+        }
+        self.datagrams
+            .insert(token, DatagramFlow::new(dif, port, proxy, app));
+        self.by_port.insert((dif, port), token);
+        local
+    }
+
+    /// Serves a stream flow through `sock`, the runtime's end of the application's
+    /// socket; `recv_buffer`: what the application asked to have queued toward it.
+    pub(super) fn add_flow(
+        &mut self,
+        dif: usize,
+        port: PortId,
+        sock: OwnedFd,
+        recv_buffer: Option<usize>,
+    ) {
+        let token = TOKEN_FLOW | (self.next_flow & TOKEN_MASK);
+        self.next_flow += 1;
+        let _ = rustix::io::ioctl_fionbio(&sock, true);
+        super::set_send_buffer(&sock, recv_buffer);
+        if let Err(e) = epoll::add(
+            &self.epoll,
+            &sock,
+            epoll::EventData::new_u64(token),
+            FLOW_EVENTS,
+        ) {
+            tracing::warn!("cannot watch a flow socket: {e}");
+        }
+        self.flows.insert(token, AppFlow::new(dif, port, sock));
+        self.by_port.insert((dif, port), token);
+    }
+
+    /// The EFCP figures of flow `port` of DIF `dif`.
+    pub(super) fn flow_stats(
+        &self,
+        dif: u16,
+        port: PortId,
+    ) -> Option<rina_core::efcp::ConnectionStats> {
+        self.stack.difs.get(usize::from(dif))?.ipcp.flow_stats(port)
+    }
+}
+
+/// A nonblocking AF_UNIX stream socket bound to the abstract `name`, connected to the
+/// abstract `listener`.
+fn connect_to_listener(listener: &[u8], name: &[u8]) -> rustix::io::Result<OwnedFd> {
+    use rustix::net::{self, AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+    let sock = net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::STREAM,
+        SocketFlags::CLOEXEC,
+        None,
+    )?;
+    net::bind(&sock, &SocketAddrUnix::new_abstract_name(name)?)?;
+    net::connect(&sock, &SocketAddrUnix::new_abstract_name(listener)?)?;
+    Ok(sock)
+}

@@ -1,0 +1,210 @@
+//! Start-up failures are said once: a stack that cannot start (its UDP endpoint held by
+//! a program that runs no RINA stack, an address that is not local, an Ethernet
+//! interface that does not exist) prints why on stderr once per process, naming the
+//! program, the DIF, the endpoint and the reason, and every call the rules send to RINA
+//! fails with `ENETDOWN` (README, "What a program sees"); nothing goes over TCP/IP.
+//! `rina node` whose endpoint is held exits 1 with the reason instead of running on
+//! another port.
+
+use std::net::UdpSocket;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rina_e2e::*;
+
+/// Three connects and a listen, each printing the errno's name (or "ok").
+const CLIENT: &str = r#"
+import errno, socket, sys
+port = int(sys.argv[1])
+for _ in range(3):
+    s = socket.socket()
+    try:
+        s.connect(("127.0.0.1", port))
+        print("ok")
+    except OSError as e:
+        print(errno.errorcode.get(e.errno, e.errno))
+    s.close()
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+try:
+    s.bind(("127.0.0.1", port + 1))
+    s.listen(1)
+    print("ok")
+except OSError as e:
+    print(errno.errorcode.get(e.errno, e.errno))
+"#;
+
+/// Rules with the shim `shim` (a `[[dif]]` body named "lower"), a normal DIF over it
+/// that bootstraps, a connect rule for `port` and a listen rule for `port + 1`.
+fn rules_over(shim: &str, port: u16) -> String {
+    format!(
+        "[[dif]]\nname = \"lower\"\n{shim}\n\
+         [[dif]]\nname = \"net\"\ntype = \"normal\"\nover = \"lower\"\nbootstrap = true\n\n\
+         [[connect]]\nto = \"127.0.0.1:{port}\"\ndif = \"net\"\napp = \"echo\"\n\n\
+         [[listen]]\non = \"127.0.0.1:{}\"\ndif = \"net\"\napp = \"echo\"\n",
+        port + 1
+    )
+}
+
+/// Runs the Python client under `rules`; checks that every call failed with ENETDOWN
+/// and that stderr says, once, that the stack cannot start, with each of `words`.
+fn expect_said_once(rules: &std::path::Path, port: u16, words: &[&str]) {
+    let start = Instant::now();
+    let mut p = Proc::spawn(
+        "python3",
+        rina_run(
+            rules,
+            &["python3", "-c", CLIENT, &port.to_string()],
+            Stdio::null(),
+            Stdio::piped(),
+        )
+        .env("RINA_LOG", "trace")
+        .env("RINA_LOG_FILE", rules.with_extension("log")),
+    );
+    let st = p.expect_exit(Duration::from_secs(30));
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut p.take_stdout().unwrap(), &mut out).unwrap();
+    let err = p.stderr();
+    assert!(st.success(), "{st:?}: {err}");
+    assert_eq!(
+        out.split_whitespace().collect::<Vec<_>>(),
+        ["ENETDOWN"; 4],
+        "every call fails with ENETDOWN: {err}"
+    );
+    let said = "rina: python3: cannot start the RINA stack: DIF lower: ";
+    assert_eq!(err.matches(said).count(), 1, "said once: {err}");
+    let line = err.lines().find(|l| l.contains(said)).unwrap();
+    for w in words {
+        assert!(line.contains(w), "{w:?} missing in: {err}");
+    }
+    assert!(err.contains("nothing goes over TCP/IP"), "{err}");
+    // The log says it too.
+    let log = std::fs::read_to_string(rules.with_extension("log")).unwrap_or_default();
+    assert!(log.contains("cannot start the RINA stack"), "{log}");
+    assert!(
+        start.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
+fn a_udp_endpoint_held_by_another_program() {
+    assert!(have("python3") && have("nc"));
+    let dir = temp_dir();
+    let held = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let at = held.local_addr().unwrap();
+    let port = free_tcp_port();
+    let shim = format!("type = \"udp\"\nbind = \"{at}\"\n");
+    let r = rules(dir.path(), "busy.toml", &rules_over(&shim, port));
+    expect_said_once(
+        &r,
+        port,
+        &[
+            &format!("UDP {at}: cannot bind: Address already in use"),
+            &format!("held by pid {} (", std::process::id()),
+            "which runs no RINA stack",
+        ],
+    );
+    // nc reports the errno as it does for TCP.
+    let out = rina_run(
+        &r,
+        &["nc", "-v", "127.0.0.1", &port.to_string()],
+        Stdio::null(),
+        Stdio::null(),
+    )
+    .output()
+    .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("Network is down"), "{err}");
+    assert_eq!(
+        err.matches("rina: nc: cannot start the RINA stack: ")
+            .count(),
+        1,
+        "{err}"
+    );
+    drop(held);
+}
+
+#[test]
+fn a_udp_address_that_is_not_local() {
+    assert!(have("python3"));
+    let dir = temp_dir();
+    let port = free_tcp_port();
+    // TEST-NET-1: never an address of this host.
+    let shim = format!("type = \"udp\"\nbind = \"192.0.2.1:{}\"\n", free_udp_port());
+    let r = rules(dir.path(), "remote.toml", &rules_over(&shim, port));
+    expect_said_once(
+        &r,
+        port,
+        &[
+            "UDP 192.0.2.1:",
+            "cannot bind: Cannot assign requested address",
+        ],
+    );
+}
+
+#[test]
+fn an_ethernet_interface_that_does_not_exist() {
+    assert!(have("python3"));
+    // SAFETY: a plain query of this process's effective user id.
+    if unsafe { libc::geteuid() } != 0 {
+        println!("SKIPPED: raw Ethernet needs CAP_NET_RAW (run as root)");
+        return;
+    }
+    let dir = temp_dir();
+    let port = free_tcp_port();
+    let r = rules(
+        dir.path(),
+        "eth.toml",
+        &rules_over("type = \"ethernet\"\ninterface = \"rinanoif0\"\n", port),
+    );
+    expect_said_once(
+        &r,
+        port,
+        &["no Ethernet interface \"rinanoif0\" in this network namespace"],
+    );
+}
+
+#[test]
+fn a_node_whose_endpoint_is_held_exits_with_the_reason() {
+    let dir = temp_dir();
+    let held = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let at = held.local_addr().unwrap();
+    let r = rules(
+        dir.path(),
+        "node.toml",
+        &format!(
+            "[[dif]]\nname = \"udp\"\ntype = \"udp\"\nbind = \"{at}\"\n\n\
+             [[dif]]\nname = \"net\"\ntype = \"normal\"\nover = \"udp\"\nbootstrap = true\n"
+        ),
+    );
+    let mut node = Proc::spawn(
+        "rina node",
+        Command::new(rina())
+            .args(["node", "-c"])
+            .arg(&r)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped()),
+    );
+    let st = node.expect_exit(Duration::from_secs(10));
+    let err = node.stderr();
+    assert_eq!(st.code(), Some(1), "{err}");
+    for w in [
+        format!("rina node: cannot start the RINA stack: DIF udp: UDP {at}: cannot bind: Address already in use"),
+        format!("held by pid {} (", std::process::id()),
+        "a node needs its own endpoint".to_owned(),
+    ] {
+        assert!(err.contains(&w), "{w:?} missing in: {err}");
+    }
+    assert!(!err.contains("member of"), "it never ran: {err}");
+    // Once the port is free, the same node starts.
+    drop(held);
+    let log = dir.path().join("node.log");
+    let mut node = rina_node(&r, &log, "net");
+    // SAFETY: signalling the node we started, by its pid.
+    unsafe { libc::kill(node.pid() as i32, libc::SIGTERM) };
+    assert!(node.expect_exit(Duration::from_secs(10)).success());
+}
