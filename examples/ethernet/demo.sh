@@ -72,5 +72,6 @@ wait 2>/dev/null || true
 echo "== on the wire =="
 echo "  frames of Ethertype 0xd1f0: $(tcpdump -nn -r "$tmp/cap.pcap" 'ether proto 0xd1f0' 2>/dev/null | wc -l)"
 echo "  IP packets:                 $(tcpdump -nn -r "$tmp/cap.pcap" 'ip or ip6 or arp' 2>/dev/null | wc -l)"
-tcpdump -nn -e -r "$tmp/cap.pcap" 2>/dev/null | head -3 | sed 's/^/  /'
+# (sed reads the whole capture: `head` would end tcpdump with SIGPIPE, a failure here)
+tcpdump -nn -e -r "$tmp/cap.pcap" 2>/dev/null | sed -n '1,3s/^/  /p'
 echo "done."

@@ -66,7 +66,8 @@ pub(crate) struct Shared {
 impl Shared {
     /// A fresh command queue and waker.
     fn new() -> rustix::io::Result<Arc<Self>> {
-        let waker = eventfd(0, EventfdFlags::NONBLOCK | EventfdFlags::CLOEXEC)?;
+        let waker =
+            shims::high_fd::move_high(eventfd(0, EventfdFlags::NONBLOCK | EventfdFlags::CLOEXEC)?);
         Ok(Arc::new(Self {
             commands: Mutex::new(VecDeque::new()),
             waker,
@@ -146,6 +147,8 @@ pub(crate) fn spawn(
         busy: false,
         missed_wakeups: 0,
         strict: std::env::var_os("RINA_STRICT").is_some_and(|v| v != "0"),
+        node,
+        said: BTreeSet::new(),
     };
     // The thread starts with every signal blocked (it inherits this thread's mask): the
     // program's signals are the program's, whichever thread it leaves them to (D3).
@@ -186,7 +189,7 @@ fn new_epoll(
     mgmt: Option<&OwnedFd>,
     stack: &Stack,
 ) -> rustix::io::Result<OwnedFd> {
-    let ep = epoll::create(epoll::CreateFlags::CLOEXEC)?;
+    let ep = shims::high_fd::move_high(epoll::create(epoll::CreateFlags::CLOEXEC)?);
     let watch = |fd: std::os::fd::BorrowedFd<'_>, token: u64| {
         epoll::add(
             &ep,
@@ -251,6 +254,10 @@ struct Driver {
     missed_wakeups: u64,
     /// `RINA_STRICT` was set: a missed wake-up aborts (tests).
     strict: bool,
+    /// A node (`rina node`): it says nothing on standard error of its own.
+    node: bool,
+    /// What was said on standard error already (see `sessions.rs`).
+    said: BTreeSet<String>,
 }
 
 impl Driver {
@@ -305,7 +312,16 @@ impl Driver {
                 let token = ev.data.u64();
                 match token & !TOKEN_MASK {
                     TOKEN_WAKER if token == TOKEN_WAKER => self.take_commands(now),
-                    TOKEN_SHIM => self.receive_shim(now, (token & TOKEN_MASK) as usize),
+                    TOKEN_SHIM => {
+                        let i = (token & TOKEN_MASK) as usize;
+                        let flags = ev.flags;
+                        if flags.contains(epoll::EventFlags::ERR) {
+                            if let Some(s) = self.stack.shims.get_mut(i) {
+                                s.take_unreachable();
+                            }
+                        }
+                        self.receive_shim(now, i);
+                    }
                     TOKEN_MGMT => self.serve_mgmt(),
                     TOKEN_DATAGRAM => {
                         if let Some(f) = self.datagrams.get_mut(&token) {

@@ -33,7 +33,7 @@ pub struct Held {
 /// # Errors
 /// A failed `dup`, `setsockopt` or `send`.
 pub fn hold(app: BorrowedFd<'_>, send_buffer: Option<usize>) -> io::Result<Held> {
-    let app_side = app.try_clone_to_owned()?;
+    let app_side = shims::high_fd::move_high(app.try_clone_to_owned()?);
     net::sockopt::set_socket_send_buffer_size(&app_side, 1)?; // the kernel's minimum
     let filler = [0u8; 4096];
     let mut queued = 0;

@@ -48,6 +48,15 @@ pub(crate) enum PeerRef {
     Name(ApplicationName),
 }
 
+impl std::fmt::Display for PeerRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Udp(a) => write!(f, "{a}"),
+            Self::Name(n) => write!(f, "{n}"),
+        }
+    }
+}
+
 /// What asking for an N-1 flow to a peer gave.
 #[derive(Debug)]
 pub(crate) enum Allocation<T = ShimFlowId> {
@@ -260,6 +269,17 @@ impl Shim {
             }
         }
         sent
+    }
+
+    /// Reads what the link reported about peers nothing listens at (its error queue,
+    /// after `EPOLLERR`): the flows being allocated to them fail at once.
+    pub(crate) fn take_unreachable(&mut self) {
+        if let Link::Udp { link, proto, .. } = &mut self.link {
+            for peer in link.unreachable_peers() {
+                tracing::debug!("shim {}: nothing listens at {peer}", self.name);
+                proto.peer_unreachable(peer);
+            }
+        }
     }
 
     /// True while events or management datagrams wait to be polled.

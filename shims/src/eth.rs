@@ -168,6 +168,7 @@ impl EthLink {
         )
         .map_err(io)?;
         let (ifindex, mac, mtu) = interface_facts(&fd, interface)?;
+        let fd = crate::high_fd::move_high(fd);
         crate::size_buffers(&fd);
         net::bind(&fd, &LinkAddr { ifindex, mac }).map_err(io)?;
         Ok(Self {

@@ -9,6 +9,7 @@
 //! - [`eth`]: raw Ethernet frames (`AF_PACKET`).
 
 pub mod eth;
+pub mod high_fd;
 pub mod udp;
 
 /// Socket buffer size asked for, each way (the kernel caps it at `net.core.*mem_max`

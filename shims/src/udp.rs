@@ -3,10 +3,15 @@
 //! Sends are one `sendmsg` per datagram with the shim header and the PDU as two
 //! I/O slices (no copy to join them). Receives are nonblocking `recvfrom` into a
 //! caller-owned buffer; [`UdpLink::recv`] reports would-block as `Ok(None)`.
+//!
+//! The socket asks for ICMP errors (`IP_RECVERR`, `IPV6_RECVERR`): a datagram sent to
+//! a port nobody listens on comes back as an entry in its error queue, which
+//! [`UdpLink::unreachable_peers`] reads, so that a join toward an endpoint with nothing
+//! behind it fails at once instead of after its time-out.
 
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use rustix::net::{
     self, AddressFamily, RecvFlags, SendAncillaryBuffer, SendFlags, SocketFlags, SocketType,
@@ -36,7 +41,26 @@ impl UdpLink {
             SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
             None,
         )?;
+        let fd = crate::high_fd::move_high(fd);
         crate::size_buffers(&fd);
+        let (level, name) = if addr.is_ipv4() {
+            (libc::IPPROTO_IP, libc::IP_RECVERR)
+        } else {
+            (libc::IPPROTO_IPV6, libc::IPV6_RECVERR)
+        };
+        let on: libc::c_int = 1;
+        // SAFETY: an int option on a socket we own; the value outlives the call. A raw
+        // system call (rustix has no such option), never libc's hooked setsockopt.
+        unsafe {
+            libc::syscall(
+                libc::SYS_setsockopt,
+                fd.as_raw_fd(),
+                level,
+                name,
+                (&raw const on).cast::<libc::c_void>(),
+                size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
         net::bind(&fd, &addr)?;
         let local = net::getsockname(&fd)?
             .try_into()
@@ -93,9 +117,133 @@ impl UdpLink {
     }
 }
 
+impl UdpLink {
+    /// The peers that the kernel said nothing listens at (ICMP port unreachable) since
+    /// the last call, read from the socket's error queue (which `epoll` reports as
+    /// `EPOLLERR`).
+    pub fn unreachable_peers(&self) -> Vec<SocketAddr> {
+        let mut out = Vec::new();
+        for _ in 0..64 {
+            // SAFETY: plain data buffers of ours, sized as declared to the kernel;
+            // recvmsg writes within them and reports the lengths it used.
+            let got = unsafe {
+                let mut name: libc::sockaddr_storage = std::mem::zeroed();
+                let mut control = [0u64; 64];
+                let mut data = [0u8; 64];
+                let mut iov = libc::iovec {
+                    iov_base: data.as_mut_ptr().cast(),
+                    iov_len: data.len(),
+                };
+                let mut msg: libc::msghdr = std::mem::zeroed();
+                msg.msg_name = (&raw mut name).cast();
+                msg.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+                msg.msg_iov = &mut iov;
+                msg.msg_iovlen = 1;
+                msg.msg_control = control.as_mut_ptr().cast();
+                msg.msg_controllen = size_of_val(&control);
+                let fd = self.fd.as_raw_fd();
+                // A raw system call (rustix reads no error queue), never libc's hooked
+                // recvmsg.
+                let flags = libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT;
+                if libc::syscall(libc::SYS_recvmsg, fd, &raw mut msg, flags) < 0 {
+                    None
+                } else {
+                    Some(refused_destination(&msg, &name))
+                }
+            };
+            match got {
+                None => break,
+                Some(Some(peer)) => out.push(peer),
+                Some(None) => {}
+            }
+        }
+        out
+    }
+}
+
+/// The destination of an error-queue message if it reports a refusal (port
+/// unreachable).
+///
+/// # Safety
+/// `msg` was filled by `recvmsg` with `name` as its name buffer.
+unsafe fn refused_destination(
+    msg: &libc::msghdr,
+    name: &libc::sockaddr_storage,
+) -> Option<SocketAddr> {
+    // SAFETY: walking the control messages the kernel wrote into `msg`'s buffer.
+    let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(msg) };
+    let mut refused = false;
+    while !cmsg.is_null() {
+        // SAFETY: a control message header within the buffer, per CMSG_NXTHDR.
+        let (level, ty) = unsafe { ((*cmsg).cmsg_level, (*cmsg).cmsg_type) };
+        if (level == libc::IPPROTO_IP && ty == libc::IP_RECVERR)
+            || (level == libc::IPPROTO_IPV6 && ty == libc::IPV6_RECVERR)
+        {
+            // SAFETY: the kernel puts a sock_extended_err in these messages.
+            let e = unsafe {
+                std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::sock_extended_err>())
+            };
+            refused |= e.ee_errno == libc::ECONNREFUSED as u32;
+        }
+        // SAFETY: as above.
+        cmsg = unsafe { libc::CMSG_NXTHDR(msg, cmsg) };
+    }
+    if !refused {
+        return None;
+    }
+    let len = msg.msg_namelen as usize;
+    match libc::c_int::from(name.ss_family) {
+        libc::AF_INET if len >= size_of::<libc::sockaddr_in>() => {
+            // SAFETY: an AF_INET name of that length.
+            let a = unsafe {
+                std::ptr::read_unaligned(
+                    (name as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>(),
+                )
+            };
+            Some(SocketAddr::from((
+                u32::from_be(a.sin_addr.s_addr).to_be_bytes(),
+                u16::from_be(a.sin_port),
+            )))
+        }
+        libc::AF_INET6 if len >= size_of::<libc::sockaddr_in6>() => {
+            // SAFETY: an AF_INET6 name of that length.
+            let a = unsafe {
+                std::ptr::read_unaligned(
+                    (name as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>(),
+                )
+            };
+            Some(SocketAddr::from((
+                a.sin6_addr.s6_addr,
+                u16::from_be(a.sin6_port),
+            )))
+        }
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_port_nobody_listens_on_is_reported() {
+        for bind in ["127.0.0.1:0", "[::1]:0"] {
+            let a = UdpLink::bind(bind.parse().unwrap()).unwrap();
+            // A port that was just free: nobody listens there.
+            let gone = UdpLink::bind(bind.parse().unwrap()).unwrap().local_addr();
+            assert!(a.send(gone, &[0, 0, 0, 0], b"anyone?").unwrap());
+            let mut seen = Vec::new();
+            for _ in 0..1000 {
+                seen = a.unreachable_peers();
+                if !seen.is_empty() {
+                    break;
+                }
+                std::thread::yield_now();
+            }
+            assert_eq!(seen, vec![gone], "{bind}");
+            assert!(a.unreachable_peers().is_empty());
+        }
+    }
 
     #[test]
     fn loopback_round_trip_v4_and_v6() {

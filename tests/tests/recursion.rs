@@ -159,7 +159,7 @@ fn a_lower_dif_that_cannot_be_joined_fails_the_connect() {
             Stdio::null(),
         ),
         &dir.path().join("c.log"),
-        "DIF top: cannot join: cannot join DIF mid below it: no answer from the neighbour",
+        "DIF top: cannot join: cannot join DIF mid below it: nothing listens at 127.0.0.1:",
     );
 }
 

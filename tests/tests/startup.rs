@@ -208,3 +208,52 @@ fn a_node_whose_endpoint_is_held_exits_with_the_reason() {
     unsafe { libc::kill(node.pid() as i32, libc::SIGTERM) };
     assert!(node.expect_exit(Duration::from_secs(10)).success());
 }
+
+/// Nothing at the enrollment endpoint (issue 9): the UDP port the rules enroll through
+/// has no process behind it, so the kernel answers the first datagram with ICMP port
+/// unreachable; the join fails at once (not after the enrollment time-out, about 3 s)
+/// with a message naming the endpoint, and the connect with ENETUNREACH ("Network is
+/// unreachable", README's errno table), in well under 100 ms.
+#[test]
+fn nothing_at_the_enrollment_endpoint_fails_at_once() {
+    assert!(have("python3"));
+    let dir = temp_dir();
+    // Ports that were just free: nothing listens at the enroller's.
+    let (enroller, tcp) = (free_udp_port(), free_tcp_port());
+    let (_, client_rules) = pair_rules(enroller, free_udp_port(), tcp, "nobody-home");
+    let r = rules(dir.path(), "client.toml", &client_rules);
+    let client = format!(
+        r#"
+import errno, socket, time
+s = socket.socket()
+t = time.monotonic()
+try:
+    s.connect(("127.0.0.1", {tcp}))
+    print("connected")
+except OSError as e:
+    print(errno.errorcode.get(e.errno, e.errno), round((time.monotonic() - t) * 1000, 1))
+"#
+    );
+    let mut p = Proc::spawn(
+        "client",
+        &mut rina_run(
+            &r,
+            &["python3", "-c", &client],
+            Stdio::null(),
+            Stdio::piped(),
+        ),
+    );
+    let mut out = String::new();
+    use std::io::Read;
+    p.take_stdout().unwrap().read_to_string(&mut out).unwrap();
+    assert!(p.expect_exit(Duration::from_secs(20)).success());
+    let err = p.stderr();
+    let mut words = out.split_whitespace();
+    assert_eq!(words.next(), Some("ENETUNREACH"), "{out}{err}");
+    let ms: f64 = words.next().and_then(|w| w.parse().ok()).expect("a time");
+    assert!(ms < 100.0, "connect took {ms} ms");
+    assert!(
+        err.contains(&format!("nothing listens at 127.0.0.1:{enroller}")),
+        "{err}"
+    );
+}

@@ -62,6 +62,18 @@ impl Default for ShimConfig {
     }
 }
 
+/// Why a shim flow could not be made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AllocFailure {
+    /// The peer answered that no such name is registered there.
+    Refused,
+    /// No answer before the time-out.
+    TimedOut,
+    /// The link said that nothing receives at the peer's address (a UDP port nobody
+    /// listens on: ICMP port unreachable).
+    NothingThere,
+}
+
 /// What the shim tells its user.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ShimEvent {
@@ -74,8 +86,8 @@ pub enum ShimEvent {
     AllocationFailed {
         /// The flow (gone).
         id: ShimFlowId,
-        /// True if the peer answered that no such name is registered; false on a time-out.
-        refused: bool,
+        /// Why.
+        why: AllocFailure,
     },
     /// A peer allocated a flow to a name registered here.
     Incoming {
@@ -309,7 +321,7 @@ impl<A: Copy + Ord> ShimProcess<A> {
                     self.flows.remove(&my_id);
                     self.events.push_back(ShimEvent::AllocationFailed {
                         id: ShimFlowId(my_id),
-                        refused: true,
+                        why: AllocFailure::Refused,
                     });
                 }
             }
@@ -354,6 +366,25 @@ impl<A: Copy + Ord> ShimProcess<A> {
         })
     }
 
+    /// The link reported that nothing receives at `peer`: every flow being allocated
+    /// to it fails at once ([`AllocFailure::NothingThere`]); flows that are up are left
+    /// to their keepalives (the report may be stale).
+    pub fn peer_unreachable(&mut self, peer: A) {
+        let pending: Vec<u32> = self
+            .flows
+            .iter()
+            .filter(|(_, f)| f.peer == peer && matches!(f.state, State::Pending { .. }))
+            .map(|(&id, _)| id)
+            .collect();
+        for id in pending {
+            self.flows.remove(&id);
+            self.events.push_back(ShimEvent::AllocationFailed {
+                id: ShimFlowId(id),
+                why: AllocFailure::NothingThere,
+            });
+        }
+    }
+
     /// Retries and expires pending allocations.
     pub fn handle_timeout(&mut self, now: Instant) {
         let pending: Vec<u32> = self
@@ -385,7 +416,7 @@ impl<A: Copy + Ord> ShimProcess<A> {
             self.flows.remove(&id);
             self.events.push_back(ShimEvent::AllocationFailed {
                 id: ShimFlowId(id),
-                refused: false,
+                why: AllocFailure::TimedOut,
             });
             return;
         }
@@ -475,6 +506,29 @@ mod tests {
     }
 
     #[test]
+    fn nothing_at_the_peer_fails_its_pending_flows_at_once() {
+        let t = Instant::ZERO;
+        let mut a = ShimProcess::<u8>::new(ShimConfig::default(), 1);
+        let to_2 = a.allocate(t, 2, ApplicationName::new("c"), ApplicationName::new("x"));
+        let to_3 = a.allocate(t, 3, ApplicationName::new("c"), ApplicationName::new("x"));
+        a.peer_unreachable(2);
+        assert_eq!(
+            a.poll_event(),
+            Some(ShimEvent::AllocationFailed {
+                id: to_2,
+                why: AllocFailure::NothingThere
+            })
+        );
+        assert_eq!(a.poll_event(), None, "the flow to another peer goes on");
+        assert!(a.data_header(to_3).is_none());
+        a.peer_unreachable(3);
+        assert!(matches!(
+            a.poll_event(),
+            Some(ShimEvent::AllocationFailed { id, .. }) if id == to_3
+        ));
+    }
+
+    #[test]
     fn unknown_name_is_refused_and_silence_times_out() {
         let t = Instant::ZERO;
         let mut a = ShimProcess::<u8>::new(ShimConfig::default(), 1);
@@ -490,7 +544,10 @@ mod tests {
         a.handle_datagram(t, 2, &d);
         assert_eq!(
             a.poll_event(),
-            Some(ShimEvent::AllocationFailed { id, refused: true })
+            Some(ShimEvent::AllocationFailed {
+                id,
+                why: AllocFailure::Refused
+            })
         );
 
         let id = a.allocate(t, 2, ApplicationName::new("c"), ApplicationName::new("net"));

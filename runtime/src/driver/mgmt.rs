@@ -25,7 +25,7 @@ pub(super) fn listener(pid: u32) -> rustix::io::Result<OwnedFd> {
         &SocketAddrUnix::new_abstract_name(mgmt_address(pid).as_bytes())?,
     )?;
     net::listen(&sock, 16)?;
-    Ok(sock)
+    Ok(shims::high_fd::move_high(sock))
 }
 
 impl Driver {

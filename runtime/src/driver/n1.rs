@@ -4,7 +4,7 @@
 //! out as an SDU of the flow below).
 
 use rina_core::ipcp::{AllocError, Event, ReadResult};
-use rina_core::shim::ShimEvent;
+use rina_core::shim::{AllocFailure, ShimEvent};
 use rina_core::Instant;
 
 use super::Driver;
@@ -118,8 +118,8 @@ impl Driver {
                     ShimEvent::Allocated { id } => {
                         self.n1_allocated(now, LowerFlow::Shim(shim, id))
                     }
-                    ShimEvent::AllocationFailed { id, refused } => {
-                        self.n1_failed(now, LowerFlow::Shim(shim, id), refused);
+                    ShimEvent::AllocationFailed { id, why } => {
+                        self.n1_failed(now, LowerFlow::Shim(shim, id), why);
                     }
                     ShimEvent::Incoming { id, local, .. } => {
                         match self.stack.upper_for(Lower::Shim(shim), &local) {
@@ -150,7 +150,12 @@ impl Driver {
                 if !self.stack.is_n1_attempt(f) {
                     return false;
                 }
-                self.n1_failed(now, f, error == AllocError::NoSuchApplication);
+                let why = if error == AllocError::NoSuchApplication {
+                    AllocFailure::Refused
+                } else {
+                    AllocFailure::TimedOut
+                };
+                self.n1_failed(now, f, why);
             }
             Event::IncomingFlow {
                 port,
@@ -221,15 +226,21 @@ impl Driver {
     }
 
     /// The N-1 flow `f` could not be made (`refused`: nobody there serves the DIF).
-    fn n1_failed(&mut self, now: Instant, f: LowerFlow, refused: bool) {
+    fn n1_failed(&mut self, now: Instant, f: LowerFlow, why: AllocFailure) {
         if self.stack.keep_failed(now, f) {
             return;
         }
         if let Some(d) = self.stack.difs.iter_mut().find(|d| d.enrolling == Some(f)) {
-            let why = if refused {
-                format!("the neighbour does not serve DIF {:?}", d.name)
-            } else {
-                "no answer from the neighbour".to_owned()
+            let peer = d
+                .enroll
+                .as_ref()
+                .map_or_else(|| "the neighbour".to_owned(), |p| p.peer.to_string());
+            let why = match why {
+                AllocFailure::Refused => format!("{peer} does not serve DIF {}", d.name),
+                AllocFailure::TimedOut => format!("no answer from {peer}"),
+                AllocFailure::NothingThere => {
+                    format!("nothing listens at {peer} (port unreachable)")
+                }
             };
             d.schedule_retry(now, why);
             self.fail_pending(now);

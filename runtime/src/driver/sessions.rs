@@ -46,9 +46,17 @@ impl Driver {
     pub(super) fn connect(
         &mut self,
         now: Instant,
-        req: ConnectRequest,
+        mut req: ConnectRequest,
         reply: Reply<Result<FlowInfo, FlowError>>,
     ) {
+        // The runtime's end of the pair costs the program none of its descriptors.
+        req.end = match req.end {
+            AppEnd::Stream(sock) => AppEnd::Stream(shims::high_fd::move_high(sock)),
+            AppEnd::StreamHeld(sock, held) => {
+                AppEnd::StreamHeld(shims::high_fd::move_high(sock), held)
+            }
+            end @ AppEnd::Datagram(_) => end,
+        };
         let Some(dif) = self.stack.dif_index(&req.dif) else {
             reply.send(Err(FlowError::NoSuchDif(req.dif)));
             return;
@@ -196,6 +204,8 @@ impl Driver {
                     .last_failure
                     .clone()
                     .unwrap_or_else(|| "not enrolled in time".into());
+                let name = d.name.clone();
+                self.say_once(&format!("cannot join DIF {name}: {why}"));
                 l.reply.send(Err(FlowError::Unreachable(why)));
             } else {
                 self.pending_listens.push(l);
@@ -250,12 +260,24 @@ impl Driver {
                 continue;
             }
             let why = d.last_failure.clone().unwrap_or_default();
+            let name = d.name.clone();
             d.ipcp.deallocate(now, port);
             if let Some(p) = self.pending_connects.remove(&(dif, port)) {
+                self.say_once(&format!("cannot join DIF {name}: {why}"));
                 p.reply.send(Err(FlowError::Unreachable(why)));
             }
         }
         self.expire_listens(now);
+    }
+
+    /// Tells the program's user why a call of its failed, on its standard error, once
+    /// per reason (a log nobody enabled would say nothing).
+    fn say_once(&mut self, what: &str) {
+        if self.node || !self.said.insert(what.to_owned()) {
+            return;
+        }
+        let line = format!("rina: {}: {what}\n", self.program);
+        let _ = rustix::io::write(rustix::stdio::stderr(), line.as_bytes());
     }
 
     /// A flow came in for a registered name: its listener takes it, or it is refused.
@@ -436,5 +458,5 @@ fn connect_to_listener(listener: &[u8], name: &[u8]) -> rustix::io::Result<Owned
     )?;
     net::bind(&sock, &SocketAddrUnix::new_abstract_name(name)?)?;
     net::connect(&sock, &SocketAddrUnix::new_abstract_name(listener)?)?;
-    Ok(sock)
+    Ok(shims::high_fd::move_high(sock))
 }
