@@ -34,15 +34,64 @@ use crate::state;
 /// Proxy address -> the address the application sent to (for `recvfrom`).
 static PROXIES: Lazy<Mutex<BTreeMap<SocketAddr, SocketAddr>>> =
     Lazy::new(|| Mutex::new(BTreeMap::new()));
-static PROXY_COUNT: AtomicUsize = AtomicUsize::new(0);
+/// Address shown to a server (its listen rule's peer range) -> the proxy of an
+/// incoming flow it came from (for `sendto` and `connect` back).
+static SHOWN: Lazy<Mutex<BTreeMap<SocketAddr, SocketAddr>>> =
+    Lazy::new(|| Mutex::new(BTreeMap::new()));
+/// Entries in [`SHOWN`] (read without the lock).
+static SHOWN_COUNT: AtomicUsize = AtomicUsize::new(0);
 
 /// True for an address a proxy may have: the synthetic range `127.128.0.0/9`
 /// (IPv4 or IPv4-mapped). Datagrams to these go to the kernel untouched.
 pub fn is_proxy_range(sa: SocketAddr) -> bool {
-    match canonical(sa).ip() {
-        IpAddr::V4(v4) => v4.octets()[0] == 127 && v4.octets()[1] & 0x80 != 0,
-        IpAddr::V6(_) => false,
+    runtime::view::is_proxy_ip(sa.ip())
+}
+
+/// The proxy behind an address shown to a server for an incoming flow's peer (no
+/// lock taken while there is none).
+pub fn proxy_of_shown(sa: SocketAddr) -> Option<SocketAddr> {
+    if SHOWN_COUNT.load(Ordering::Acquire) == 0 {
+        return None;
     }
+    SHOWN.lock().get(&canonical(sa)).copied()
+}
+
+/// `connect` of a UDP socket to a peer shown for an incoming flow: the kernel socket
+/// connects to its proxy; `getpeername` answers the shown address.
+pub fn connect_shown(fd: c_int, family: c_int, shown: SocketAddr, proxy: SocketAddr) -> Outcome {
+    let (st, len) = sa_conv::encode(proxy, family);
+    // SAFETY: `st` holds `len` valid bytes.
+    if unsafe { (real().connect)(fd, (&raw const st).cast(), len) } != 0 {
+        return Outcome::Fail(errno());
+    }
+    sockets::update(fd, |m| {
+        if let Role::Datagram(d) = &mut m.role {
+            d.peer = Some(shown);
+        }
+    });
+    Outcome::Done(0)
+}
+
+/// Where the proxy of an incoming flow shows on a server socket whose listen rule
+/// puts peers in `peers`: the proxy's synthetic bits in the range (the proxy's address
+/// comes from the remote application's name, so one application keeps one address),
+/// the proxy's port (one per flow).
+fn shown_for(
+    proxy: SocketAddr,
+    peers: &runtime::view::PeerRange,
+    family: c_int,
+    v6_only: bool,
+) -> Option<SocketAddr> {
+    let bits = runtime::view::proxy_bits(proxy.ip())?;
+    let v6 = family == AF_INET6;
+    let ip = runtime::view::shown_on(peers.address_from_bits(bits), v6, v6_only).or_else(|| {
+        runtime::view::shown_on(
+            runtime::view::PeerRange::DEFAULT.address_from_bits(bits),
+            v6,
+            v6_only,
+        )
+    })?;
+    Some(SocketAddr::new(ip, proxy.port()))
 }
 
 /// An IPv4-mapped address as plain IPv4; anything else unchanged.
@@ -144,6 +193,7 @@ pub fn bind(fd: c_int, family: c_int, sa: SocketAddr, rules: &Config) -> Outcome
             role: Role::Datagram(Datagram {
                 app: Some(app_addr),
                 registered: true,
+                peers: Some(rule.target.peers),
                 ..Datagram::default()
             }),
             options: BTreeMap::new(),
@@ -246,7 +296,6 @@ fn make_route(
     {
         let mut p = PROXIES.lock();
         p.insert(proxy, dst);
-        PROXY_COUNT.store(p.len(), Ordering::Release);
     }
     let updated = sockets::update(fd, |m| {
         if let Role::Datagram(d) = &mut m.role {
@@ -327,6 +376,11 @@ pub unsafe fn send_target(fd: c_int, addr: *const sockaddr, len: socklen_t) -> T
     if is_proxy_range(sa) {
         return Target::Pass;
     }
+    if let Some(proxy) = proxy_of_shown(sa) {
+        let family = sockopt_int(fd, libc::SOL_SOCKET, libc::SO_DOMAIN).unwrap_or(libc::AF_INET);
+        let (st, len) = sa_conv::encode(proxy, family);
+        return Target::Proxy(st, len);
+    }
     let Some(rules) = state::rules() else {
         return Target::Pass;
     };
@@ -351,14 +405,16 @@ pub unsafe fn send_target(fd: c_int, addr: *const sockaddr, len: socklen_t) -> T
     }
 }
 
-/// After `recvfrom`/`recvmsg`: if the datagram came from a proxy of a flow the
-/// application addressed by another name, show that name. `cap` is the size of the
-/// caller's buffer before the call.
+/// After `recvfrom`/`recvmsg` on `fd`: a datagram from the proxy of a flow the
+/// application addressed by another name shows that name; one from the proxy of an
+/// incoming flow of a registered socket shows at its listen rule's peer range (not on
+/// loopback), and `sendto` or `connect` to that address reach the proxy. `cap` is the
+/// size of the caller's buffer before the call.
 ///
 /// # Safety
 /// If non-null, `len` must be valid and `addr` must have `cap` writable bytes.
-pub unsafe fn show_source(addr: *mut sockaddr, len: *mut socklen_t, cap: socklen_t) {
-    if PROXY_COUNT.load(Ordering::Acquire) == 0 || addr.is_null() || len.is_null() {
+pub unsafe fn show_source(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t, cap: socklen_t) {
+    if addr.is_null() || len.is_null() {
         return;
     }
     // SAFETY: the kernel wrote `*len` bytes, at most `cap` of which are in the buffer.
@@ -368,13 +424,44 @@ pub unsafe fn show_source(addr: *mut sockaddr, len: *mut socklen_t, cap: socklen
     if !is_proxy_range(sa) {
         return;
     }
-    let Some(&shown) = PROXIES.lock().get(&canonical(sa)) else {
-        return;
-    };
     let family = if sa.is_ipv6() {
         AF_INET6
     } else {
         libc::AF_INET
+    };
+    let sent_to = PROXIES.lock().get(&canonical(sa)).copied();
+    let shown = match sent_to {
+        Some(shown) => shown,
+        None => {
+            let Some(Meta {
+                role: Role::Datagram(d),
+                ..
+            }) = sockets::get(fd)
+            else {
+                return;
+            };
+            let Some(peers) = d.peers.filter(|_| d.registered) else {
+                return;
+            };
+            let Some(shown) = shown_for(sa, &peers, family, v6_only(fd, family)) else {
+                return;
+            };
+            let fresh = {
+                let mut t = SHOWN.lock();
+                let fresh = t.insert(canonical(shown), sa).is_none();
+                SHOWN_COUNT.store(t.len(), Ordering::Release);
+                fresh
+            };
+            if fresh {
+                // Forgotten with the socket (see `release`).
+                sockets::update(fd, |m| {
+                    if let Role::Datagram(d) = &mut m.role {
+                        d.shown.push(canonical(shown));
+                    }
+                });
+            }
+            shown
+        }
     };
     let mut n = cap;
     // SAFETY: `addr` has `cap` writable bytes; `n` starts at `cap`.
@@ -401,7 +488,11 @@ pub fn release(k: sockets::Key, d: Datagram) {
         for proxy in d.routes.values() {
             p.remove(proxy);
         }
-        PROXY_COUNT.store(p.len(), Ordering::Release);
+        let mut t = SHOWN.lock();
+        for shown in &d.shown {
+            t.remove(shown);
+        }
+        SHOWN_COUNT.store(t.len(), Ordering::Release);
     }
     if let (Some(app), Some(h)) = (d.app, state::running_runtime()) {
         h.release_datagram(app);

@@ -168,14 +168,14 @@ fn is_stream_flow(fd: c_int) -> bool {
 
 /// Shows a datagram's source as the application addressed it (see
 /// [`crate::dgram::show_source`]).
-fn show_source(addr: *mut sockaddr, len: *mut socklen_t, cap: socklen_t) {
+fn show_source(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t, cap: socklen_t) {
     if !state::active() || !crate::sockets::has_datagrams() || runtime::on_runtime_thread() {
         return;
     }
     if let Some(_g) = Guard::enter() {
         // SAFETY: `addr` has `cap` writable bytes and `len` is valid, per the caller.
         let _ = catch_unwind(AssertUnwindSafe(|| unsafe {
-            crate::dgram::show_source(addr, len, cap)
+            crate::dgram::show_source(fd, addr, len, cap)
         }));
     }
 }
@@ -202,7 +202,7 @@ pub unsafe extern "C" fn recvfrom(
     // SAFETY: forwarding the caller's arguments to libc.
     let r = unsafe { (real().recvfrom)(fd, buf, n, flags, addr, len) };
     if r >= 0 && cap > 0 {
-        show_source(addr, len, cap);
+        show_source(fd, addr, len, cap);
     }
     r
 }
@@ -223,7 +223,7 @@ pub unsafe extern "C" fn recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int) -> s
     let r = unsafe { (real().recvmsg)(fd, msg, flags) };
     if r >= 0 && cap > 0 {
         // SAFETY: as above; the name fields were filled by the kernel.
-        unsafe { show_source((*msg).msg_name.cast(), &raw mut (*msg).msg_namelen, cap) };
+        unsafe { show_source(fd, (*msg).msg_name.cast(), &raw mut (*msg).msg_namelen, cap) };
     }
     r
 }
@@ -317,7 +317,7 @@ pub unsafe extern "C" fn recvmmsg(
         unsafe {
             let hdr = &raw mut (*msgs.add(i)).msg_hdr;
             if cap > 0 {
-                show_source((*hdr).msg_name.cast(), &raw mut (*hdr).msg_namelen, cap);
+                show_source(fd, (*hdr).msg_name.cast(), &raw mut (*hdr).msg_namelen, cap);
             }
         }
     }

@@ -276,6 +276,12 @@ pub unsafe fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Outco
     let Some(rules) = state::rules() else {
         return Outcome::Pass;
     };
+    // A datagram server connecting back to a peer it was shown (`nc -u -l`).
+    if let Some(proxy) = crate::dgram::proxy_of_shown(sa) {
+        if let Some((family, libc::SOCK_DGRAM)) = inet_socket(fd) {
+            return crate::dgram::connect_shown(fd, family, sa, proxy);
+        }
+    }
     // Matching costs no system call: calls no rule matches leave at once.
     if decide_connect(rules, sa, Proto::Tcp) == Decision::Pass
         && decide_connect(rules, sa, Proto::Udp) == Decision::Pass

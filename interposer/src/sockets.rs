@@ -57,6 +57,10 @@ pub struct Datagram {
     pub peer: Option<SocketAddr>,
     /// Destination as the application names it -> the proxy of its flow.
     pub routes: BTreeMap<SocketAddr, SocketAddr>,
+    /// Bound through a listen rule: where its incoming flows' peers show.
+    pub peers: Option<runtime::view::PeerRange>,
+    /// The addresses shown for its incoming flows' peers (see `dgram::show_source`).
+    pub shown: Vec<SocketAddr>,
 }
 
 /// What we know of one socket.

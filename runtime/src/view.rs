@@ -47,9 +47,16 @@ impl PeerRange {
         (prefix <= max).then_some(Self { base, prefix })
     }
 
-    /// The address `app` shows at: its hash in the host bits.
+    /// The address `app` shows at: [`app_bits`] in the host bits.
     pub fn address_of(&self, app: &ApplicationName) -> IpAddr {
-        let h = u128::from(app_hash(app));
+        self.address_from_bits(app_bits(app))
+    }
+
+    /// The address for an application's [`app_bits`] (also read back from a datagram
+    /// proxy's address, so that datagrams and streams from one application show at
+    /// one address): as many of their top bits as the range has host bits.
+    pub fn address_from_bits(&self, bits: u32) -> IpAddr {
+        let bits = u128::from(bits & APP_BITS_MASK);
         match self.base {
             IpAddr::V4(b) => {
                 let host = 32 - u32::from(self.prefix);
@@ -58,11 +65,11 @@ impl PeerRange {
                 } else {
                     u32::MAX >> (32 - host)
                 };
-                let mut bits = (h as u32) & mask;
-                if host >= 2 && (bits == 0 || bits == mask) {
-                    bits = 1; // not the network's or the broadcast address
+                let mut h = shift_bits(bits, host) as u32 & mask;
+                if host >= 2 && (h == 0 || h == mask) {
+                    h = 1; // not the network's or the broadcast address
                 }
-                IpAddr::V4(Ipv4Addr::from((u32::from(b) & !mask) | bits))
+                IpAddr::V4(Ipv4Addr::from((u32::from(b) & !mask) | h))
             }
             IpAddr::V6(b) => {
                 let host = 128 - u32::from(self.prefix);
@@ -71,14 +78,34 @@ impl PeerRange {
                 } else {
                     u128::MAX >> (128 - host)
                 };
-                let mut bits = (h | (h << 64)) & mask;
-                if host >= 1 && bits == 0 {
-                    bits = 1;
+                let mut h = shift_bits(bits, host) & mask;
+                if host >= 1 && h == 0 {
+                    h = 1;
                 }
-                IpAddr::V6(Ipv6Addr::from((u128::from(b) & !mask) | bits))
+                IpAddr::V6(Ipv6Addr::from((u128::from(b) & !mask) | h))
             }
         }
     }
+}
+
+/// How many bits of an application's hash stand for it in addresses ([`app_bits`]).
+const APP_BITS: u32 = 23;
+const APP_BITS_MASK: u32 = (1 << APP_BITS) - 1;
+
+/// `bits` (of [`APP_BITS`]) cut or widened to `host` bits: the top ones when there are
+/// fewer host bits, all of them at the bottom otherwise.
+fn shift_bits(bits: u128, host: u32) -> u128 {
+    if host < APP_BITS {
+        bits >> (APP_BITS - host)
+    } else {
+        bits
+    }
+}
+
+/// The bits of an application's name that its addresses come from: the top
+/// 23 bits of [`app_hash`].
+pub fn app_bits(app: &ApplicationName) -> u32 {
+    (app_hash(app) >> (64 - APP_BITS)) as u32
 }
 
 impl std::fmt::Display for PeerRange {
@@ -192,10 +219,19 @@ pub fn ephemeral_port() -> u16 {
     EPHEMERAL.start() + n as u16
 }
 
-/// The proxy address of a datagram flow with `remote`, in `127.128.0.0/9`.
+/// The proxy address of a datagram flow with `remote`, in `127.128.0.0/9`: its
+/// [`app_bits`] (so the interposer shows datagrams from it where its streams show).
 pub fn proxy_ip(remote: &ApplicationName) -> Ipv4Addr {
-    let b = app_hash(remote).to_be_bytes();
-    Ipv4Addr::new(127, 128 | (b[0] & 0x7f), b[1], b[2].max(1))
+    Ipv4Addr::from(0x7f80_0000 | app_bits(remote).max(1))
+}
+
+/// The [`app_bits`] a proxy's address carries.
+pub fn proxy_bits(ip: IpAddr) -> Option<u32> {
+    let v4 = match ip {
+        IpAddr::V4(v4) => v4,
+        IpAddr::V6(v6) => v6.to_ipv4_mapped()?,
+    };
+    is_proxy_ip(IpAddr::V4(v4)).then_some(u32::from(v4) & APP_BITS_MASK)
 }
 
 /// True for an address a datagram proxy may have: `127.128.0.0/9` (IPv4 or
@@ -525,6 +561,21 @@ mod tests {
             v6.local,
             "[::ffff:127.0.0.1]:5000".parse::<SocketAddr>().unwrap()
         );
+    }
+
+    #[test]
+    fn datagrams_and_streams_of_one_application_show_at_one_address() {
+        for range in ["100.64.0.0/10", "10.1.0.0/16", "192.0.2.7", "fd00:9::/64"] {
+            let r: PeerRange = range.parse().unwrap();
+            for name in ["a", "curl", "some-longer-name"] {
+                let bits = proxy_bits(IpAddr::V4(proxy_ip(&app(name)))).unwrap();
+                assert_eq!(
+                    r.address_from_bits(bits),
+                    r.address_of(&app(name)),
+                    "{range} {name}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -240,7 +240,8 @@ fn python_udp_servers_and_clients() {
             assert!(text.contains(&format!("{pb} b {size}\n")), "{text}");
         }
     }
-    // Server a saw both clients, each at one synthetic address of 127.128.0.0/9.
+    // Server a saw both clients, each at one address of the default peer range,
+    // 100.64.0.0/10 (not loopback), and answered them there.
     let log = read(&server_log("a"));
     let peers: std::collections::BTreeSet<&str> = log
         .lines()
@@ -249,7 +250,7 @@ fn python_udp_servers_and_clients() {
         .collect();
     assert_eq!(peers.len(), 2, "{log}");
     for p in &peers {
-        assert!(is_synthetic(p), "{p}");
+        assert!(is_shown_peer(p), "{p}");
     }
     // The clients closed their sockets (and still run): the servers' proxies for
     // their flows are gone.
@@ -282,7 +283,14 @@ fn python_udp_servers_and_clients() {
     assert!(String::from_utf8_lossy(&out.stdout).trim().is_empty());
 }
 
-/// True for `IP:PORT` with IP in the synthetic range 127.128.0.0/9.
+/// True for `IP:PORT` with IP in the default peer range 100.64.0.0/10.
+fn is_shown_peer(addr: &str) -> bool {
+    let ip = addr.rsplit_once(':').map_or(addr, |(ip, _)| ip);
+    let o: Vec<u8> = ip.split('.').filter_map(|x| x.parse().ok()).collect();
+    o.len() == 4 && o[0] == 100 && (64..128).contains(&o[1])
+}
+
+/// True for `IP:PORT` with IP in the synthetic range 127.128.0.0/9 (the proxies').
 fn is_synthetic(addr: &str) -> bool {
     let ip = addr.rsplit_once(':').map_or(addr, |(ip, _)| ip);
     let o: Vec<u8> = ip.split('.').filter_map(|x| x.parse().ok()).collect();
@@ -347,4 +355,84 @@ fn sendmmsg_and_recvmmsg_are_translated() {
     sizes.sort_unstable();
     // The server answers "mm:" + the datagram.
     assert_eq!(sizes, ["13", "203", "3003"], "{text}");
+}
+
+/// A listen rule's `peers` (issue 9): with `peers = "192.0.2.7"` a UDP server sees
+/// every remote application at that one address (each flow at its own port) and
+/// answers it there; by default peers are outside loopback too (above).
+#[test]
+fn a_listen_rule_chooses_where_datagram_peers_show() {
+    assert!(have("python3"));
+    let dir = temp_dir();
+    let (su, port) = (free_udp_port(), free_udp_port());
+    let addr = format!("127.0.0.1:{port}");
+    let s = rules(
+        dir.path(),
+        "s.toml",
+        &member(
+            su,
+            None,
+            &rule(
+                "listen",
+                &addr,
+                "fixed",
+                "proto = \"udp\"\npeers = \"192.0.2.7\"",
+            ),
+        ),
+    );
+    let c = rules(
+        dir.path(),
+        "c.toml",
+        &member(
+            0,
+            Some(su),
+            &rule("connect", &addr, "fixed", "proto = \"udp\""),
+        ),
+    );
+    let server = format!(
+        "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.bind(('127.0.0.1', {port}))\nprint('ready', flush=True)\nfor _ in range(2):\n    d, a = s.recvfrom(100)\n    s.sendto(a[0].encode() + b' ' + d, a)\n"
+    );
+    let mut srv = Proc::spawn(
+        "udp server",
+        &mut rina_run(
+            &s,
+            &["python3", "-c", &server],
+            Stdio::null(),
+            Stdio::piped(),
+        ),
+    );
+    let mut line = String::new();
+    let mut out = srv.take_stdout().unwrap();
+    let mut b = [0u8; 16];
+    use std::io::Read;
+    while !line.contains("ready") {
+        let n = out.read(&mut b).unwrap();
+        assert!(n > 0, "the server did not start: {}", srv.kill_and_stderr());
+        line.push_str(&String::from_utf8_lossy(&b[..n]));
+    }
+    let client = format!(
+        "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.settimeout(10)\nfor m in (b'one', b'two'):\n    s.sendto(m, ('127.0.0.1', {port}))\n    print(s.recvfrom(100)[0].decode())\n"
+    );
+    let mut cl = Proc::spawn(
+        "udp client",
+        &mut rina_run(
+            &c,
+            &["python3", "-c", &client],
+            Stdio::null(),
+            Stdio::piped(),
+        ),
+    );
+    let mut got = String::new();
+    cl.take_stdout().unwrap().read_to_string(&mut got).unwrap();
+    assert!(
+        cl.expect_exit(Duration::from_secs(20)).success(),
+        "{}",
+        cl.stderr()
+    );
+    assert_eq!(
+        got,
+        "192.0.2.7 one\n192.0.2.7 two\n",
+        "{}",
+        srv.kill_and_stderr()
+    );
 }
