@@ -161,7 +161,10 @@ impl Driver {
                 .map(|(key, _)| key.clone())
                 .collect();
             for key in gone {
-                tracing::info!("nobody listens for {} any more; unregistering", key.1);
+                tracing::info!(
+                    "{}: no process holds its listener any more; the name is withdrawn",
+                    key.1
+                );
                 self.unlisten(now, &key);
             }
         }

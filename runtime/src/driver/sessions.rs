@@ -324,7 +324,7 @@ impl Driver {
         };
         if let Err(e) = result {
             tracing::info!(
-                "the application behind {} is gone ({e}); unregistering",
+                "{}: its listener is closed ({e}); the name is withdrawn",
                 key.1
             );
             self.stack.difs[dif].ipcp.answer_flow(now, port, false);
@@ -357,7 +357,7 @@ impl Driver {
             .map(|(k, _)| k.clone())
             .collect();
         for key in keys {
-            tracing::info!("the listener of {} was closed; unregistering", key.1);
+            tracing::info!("{}: its listener was closed; the name is withdrawn", key.1);
             self.unlisten(now, &key);
         }
     }
