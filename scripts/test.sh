@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The tests, as README.md gives them and CI runs them (.ci/run calls this and nothing
 # else): installs the programs the tests drive (as root with apt-get, only what is
-# missing; otherwise names them and stops), builds everything, runs every test.
+# missing; otherwise names them and stops), checks formatting, lints and docs, builds
+# everything, runs every test.
 # Extra arguments go to `cargo test` (e.g. a test name, or `-- --test-threads=1`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +16,11 @@ command -v python3 >/dev/null 2>&1 || pkgs+=(python3)
 need_packages "${pkgs[@]}"
 need_cargo
 
+# The project's own rules first (formatting, lints as errors, documentation without
+# warnings): a change that breaks them fails here as a failing test would.
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --release -- -D warnings
+RUSTDOCFLAGS=-Dwarnings cargo doc --no-deps --workspace --release
 # The build comes first because the end-to-end tests run the `rina` command and the
 # interposer library, which `cargo test` alone does not build.
 cargo build --release --workspace && cargo test --release --workspace "$@"
