@@ -483,11 +483,14 @@ pub fn name(d: &Datagram, local: SocketAddr, peer: bool) -> Option<SocketAddr> {
 /// After the last fd of a datagram socket of ours was closed: releases its flows.
 pub fn release(k: sockets::Key, d: Datagram) {
     sockets::remove_key(k);
+    // One lock at a time (the atfork handlers take them in their own order).
     {
         let mut p = PROXIES.lock();
         for proxy in d.routes.values() {
             p.remove(proxy);
         }
+    }
+    {
         let mut t = SHOWN.lock();
         for shown in &d.shown {
             t.remove(shown);
@@ -499,9 +502,10 @@ pub fn release(k: sockets::Key, d: Datagram) {
     }
 }
 
-/// Holds this module's lock across `fork` (see [`crate::hold_across_fork`]).
+/// Holds this module's locks across `fork` (see [`crate::hold_across_fork`]).
 pub fn register_atfork() {
     crate::hold_across_fork!(PROXIES);
+    crate::hold_across_fork!(SHOWN);
 }
 
 #[cfg(test)]
