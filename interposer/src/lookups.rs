@@ -28,7 +28,13 @@ fn decide(name: *const c_char) -> Lookup {
     };
     // SAFETY: a non-null name is a NUL-terminated string, per the functions' contracts.
     let name = unsafe { CStr::from_ptr(name) };
-    catch_unwind(AssertUnwindSafe(|| names::lookup(name))).unwrap_or(Lookup::Pass)
+    guarded(|| names::lookup(name))
+}
+
+/// Runs a lookup decision; a panic fails the lookup ([`Lookup::Failed`]) and never
+/// passes it to libc's resolver.
+fn guarded(f: impl FnOnce() -> Lookup) -> Lookup {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or(Lookup::Failed)
 }
 
 /// getaddrinfo(3).
@@ -46,6 +52,7 @@ pub unsafe extern "C" fn getaddrinfo(
         // SAFETY: forwarding the caller's arguments.
         Lookup::Pass => return unsafe { (real().getaddrinfo)(node, service, hints, res) },
         Lookup::NoName => return libc::EAI_NONAME,
+        Lookup::Failed => return libc::EAI_FAIL,
         Lookup::Address(ip) => ip,
     };
     let mut h: addrinfo = if hints.is_null() {
@@ -70,7 +77,8 @@ pub unsafe extern "C" fn gethostbyname(name: *const c_char) -> *mut hostent {
     match decide(name) {
         // SAFETY: forwarding the caller's argument.
         Lookup::Pass => unsafe { (real().gethostbyname)(name) },
-        Lookup::NoName => host_not_found(),
+        Lookup::NoName => host_not_found(HOST_NOT_FOUND),
+        Lookup::Failed => host_not_found(NO_RECOVERY),
         // SAFETY: libc looks up our NUL-terminated numeric host.
         Lookup::Address(ip) => unsafe {
             (real().gethostbyname)(names::numeric(ip, libc::AF_INET).as_ptr())
@@ -87,7 +95,8 @@ pub unsafe extern "C" fn gethostbyname2(name: *const c_char, af: c_int) -> *mut 
     match decide(name) {
         // SAFETY: forwarding the caller's arguments.
         Lookup::Pass => unsafe { (real().gethostbyname2)(name, af) },
-        Lookup::NoName => host_not_found(),
+        Lookup::NoName => host_not_found(HOST_NOT_FOUND),
+        Lookup::Failed => host_not_found(NO_RECOVERY),
         // SAFETY: libc looks up our NUL-terminated numeric host.
         Lookup::Address(ip) => unsafe {
             (real().gethostbyname2)(names::numeric(ip, af).as_ptr(), af)
@@ -115,7 +124,12 @@ pub unsafe extern "C" fn gethostbyname_r(
         },
         Lookup::NoName => {
             // SAFETY: the caller's out-pointers, valid per gethostbyname_r(3).
-            unsafe { not_found(result, h_errnop) };
+            unsafe { not_found(result, h_errnop, HOST_NOT_FOUND) };
+            0
+        }
+        Lookup::Failed => {
+            // SAFETY: as above.
+            unsafe { not_found(result, h_errnop, NO_RECOVERY) };
             0
         }
         Lookup::Address(ip) => {
@@ -147,7 +161,12 @@ pub unsafe extern "C" fn gethostbyname2_r(
         },
         Lookup::NoName => {
             // SAFETY: the caller's out-pointers, valid per gethostbyname2_r(3).
-            unsafe { not_found(result, h_errnop) };
+            unsafe { not_found(result, h_errnop, HOST_NOT_FOUND) };
+            0
+        }
+        Lookup::Failed => {
+            // SAFETY: as above.
+            unsafe { not_found(result, h_errnop, NO_RECOVERY) };
             0
         }
         Lookup::Address(ip) => {
@@ -159,29 +178,45 @@ pub unsafe extern "C" fn gethostbyname2_r(
 }
 
 const HOST_NOT_FOUND: c_int = 1;
+const NO_RECOVERY: c_int = 3;
 
-/// Reports "host not found" as `gethostbyname` does: a null result and `h_errno`.
-fn host_not_found() -> *mut hostent {
+/// Reports a failed lookup as `gethostbyname` does: a null result and `h_errno`
+/// (`code`).
+fn host_not_found(code: c_int) -> *mut hostent {
     extern "C" {
         fn __h_errno_location() -> *mut c_int;
     }
     // SAFETY: glibc's accessor for this thread's h_errno.
-    unsafe { *__h_errno_location() = HOST_NOT_FOUND };
+    unsafe { *__h_errno_location() = code };
     std::ptr::null_mut()
 }
 
-/// Reports "host not found" through the `_r` functions' out-pointers.
+/// Reports a failed lookup (`code`) through the `_r` functions' out-pointers.
 ///
 /// # Safety
 /// Each pointer null or valid for a write.
-unsafe fn not_found(result: *mut *mut hostent, h_errnop: *mut c_int) {
+unsafe fn not_found(result: *mut *mut hostent, h_errnop: *mut c_int, code: c_int) {
     // SAFETY: per the caller.
     unsafe {
         if !result.is_null() {
             *result = std::ptr::null_mut();
         }
         if !h_errnop.is_null() {
-            *h_errnop = HOST_NOT_FOUND;
+            *h_errnop = code;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A panic while deciding a lookup fails it: it never reaches libc's resolver
+    /// (DNS), since a rule may have matched the name.
+    #[test]
+    fn a_panic_in_a_lookup_never_reaches_dns() {
+        let out = guarded(|| panic!("a bug while matching"));
+        assert_eq!(out, Lookup::Failed);
+        assert_eq!(guarded(|| Lookup::Pass), Lookup::Pass);
     }
 }

@@ -39,6 +39,9 @@ pub enum Lookup {
     Address(Ipv4Addr),
     /// A rule matches but the name it gives is not a valid application name.
     NoName,
+    /// The lookup failed inside the interposer (a bug): it fails, and never goes on
+    /// to DNS, since a rule may have matched (fail closed, D4).
+    Failed,
 }
 
 /// Resolves `host` through the name rules.
