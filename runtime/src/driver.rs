@@ -28,7 +28,7 @@ mod mgmt;
 mod n1;
 mod sessions;
 
-use sessions::{ListenerKey, PendingConnect, PendingListen};
+use sessions::{ListenerKey, PendingConnect, PendingListen, Waiting};
 
 const TOKEN_WAKER: u64 = 0;
 const TOKEN_SHIM: u64 = 1 << 56;
@@ -138,6 +138,7 @@ pub(crate) fn spawn(
         pending_connects: BTreeMap::new(),
         pending_listens: Vec::new(),
         listeners: BTreeMap::new(),
+        waiting: Vec::new(),
         exiting: None,
         stopped: false,
         keeper: None,
@@ -236,6 +237,8 @@ struct Driver {
     next_flow: u64,
     pending_connects: BTreeMap<(usize, PortId), PendingConnect>,
     pending_listens: Vec<PendingListen>,
+    /// Incoming stream flows waiting for room in their listener's backlog.
+    waiting: Vec<Waiting>,
     /// (DIF, application, kind) -> where its incoming flows go.
     listeners: BTreeMap<ListenerKey, ListenTarget>,
     /// Set when the process exits: the deadline and who waits.
@@ -370,6 +373,9 @@ impl Driver {
         for l in &self.pending_listens {
             t = rina_core::time::earliest(t, Some(l.deadline));
         }
+        for w in &self.waiting {
+            t = rina_core::time::earliest(t, Some(w.next_try));
+        }
         if let Some((deadline, _)) = &self.exiting {
             t = rina_core::time::earliest(t, Some(*deadline));
         }
@@ -394,6 +400,7 @@ impl Driver {
             }
         }
         self.expire_listens(now);
+        self.retry_waiting(now);
         // Until nothing moves and the core has nothing more to say (handling a PDU this
         // member sent to itself, say, makes events and no transmission): bounded, so
         // that commands and I/O get turns; `busy` then skips the next wait.

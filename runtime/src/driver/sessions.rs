@@ -42,6 +42,24 @@ pub(super) struct PendingListen {
 /// A registered name's listener, by (DIF, name, kind of flow).
 pub(super) type ListenerKey = (usize, ApplicationName, FlowKind);
 
+/// An incoming stream flow waiting for room in its listener's backlog (the program is
+/// slow to accept): offered, not answered yet, as TCP leaves a connection unanswered
+/// while its accept queue is full. Never a blocking connect on the runtime thread.
+pub(super) struct Waiting {
+    dif: usize,
+    port: PortId,
+    key: ListenerKey,
+    listener: Vec<u8>,
+    sock: OwnedFd,
+    recv_buffer: Option<usize>,
+    pub(super) next_try: Instant,
+    give_up: Instant,
+}
+
+/// How often a waiting flow tries its listener again, and how long it may wait.
+const WAIT_RETRY: std::time::Duration = std::time::Duration::from_millis(5);
+const WAIT_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl Driver {
     pub(super) fn connect(
         &mut self,
@@ -310,10 +328,19 @@ impl Driver {
                     port,
                     view: lv.accepted(remote_app, RequestInfo::decode(info)),
                 });
-                connect_to_listener(listener, &name)
+                flow_socket(&name)
                     .map(|sock| {
-                        self.stack.difs[dif].ipcp.answer_flow(now, port, true);
-                        self.add_flow(dif, port, sock, lv.recv_buffer);
+                        let w = Waiting {
+                            dif,
+                            port,
+                            key: key.clone(),
+                            listener: listener.clone(),
+                            sock,
+                            recv_buffer: lv.recv_buffer,
+                            next_try: now,
+                            give_up: now + WAIT_LIMIT,
+                        };
+                        self.try_listener(now, w);
                     })
                     .map_err(std::io::Error::from)
             }
@@ -331,6 +358,56 @@ impl Driver {
             if matches!(target, ListenTarget::Stream(..)) {
                 self.unlisten(now, &key);
             }
+        }
+    }
+
+    /// Connects a waiting flow's socket to its listener: taken (the flow is accepted),
+    /// no room yet (it waits), or the listener is gone (refused, the name withdrawn).
+    fn try_listener(&mut self, now: Instant, mut w: Waiting) {
+        use rustix::net::{connect, SocketAddrUnix};
+        let to = SocketAddrUnix::new_abstract_name(&w.listener);
+        match to.and_then(|a| connect(&w.sock, &a)) {
+            Ok(()) | Err(rustix::io::Errno::ISCONN) => {
+                self.stack.difs[w.dif].ipcp.answer_flow(now, w.port, true);
+                self.add_flow(w.dif, w.port, w.sock, w.recv_buffer);
+            }
+            Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) if now < w.give_up => {
+                w.next_try = now + WAIT_RETRY;
+                self.waiting.push(w);
+            }
+            Err(e) => {
+                self.stack.difs[w.dif].ipcp.answer_flow(now, w.port, false);
+                if !matches!(e, rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) {
+                    tracing::info!(
+                        "{}: its listener is closed ({e}); the name is withdrawn",
+                        w.key.1
+                    );
+                    self.unlisten(now, &w.key);
+                }
+            }
+        }
+    }
+
+    /// Tries again the flows waiting for room in their listener's backlog.
+    pub(super) fn retry_waiting(&mut self, now: Instant) {
+        if self.waiting.iter().all(|w| w.next_try > now) {
+            return;
+        }
+        for w in std::mem::take(&mut self.waiting) {
+            if w.next_try > now {
+                self.waiting.push(w);
+            } else if self.listeners.contains_key(&w.key) {
+                self.try_listener(now, w);
+            } else {
+                self.stack.difs[w.dif].ipcp.answer_flow(now, w.port, false);
+            }
+        }
+    }
+
+    /// Refuses every flow still waiting for its listener (the stack is handed over).
+    pub(super) fn refuse_waiting(&mut self, now: Instant) {
+        for w in std::mem::take(&mut self.waiting) {
+            self.stack.difs[w.dif].ipcp.answer_flow(now, w.port, false);
         }
     }
 
@@ -446,17 +523,16 @@ impl Driver {
     }
 }
 
-/// A nonblocking AF_UNIX stream socket bound to the abstract `name`, connected to the
-/// abstract `listener`.
-fn connect_to_listener(listener: &[u8], name: &[u8]) -> rustix::io::Result<OwnedFd> {
+/// A nonblocking AF_UNIX stream socket bound to the abstract `name` (a flow's, see
+/// [`crate::view`]), above the program's descriptors.
+fn flow_socket(name: &[u8]) -> rustix::io::Result<OwnedFd> {
     use rustix::net::{self, AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
     let sock = net::socket_with(
         AddressFamily::UNIX,
         SocketType::STREAM,
-        SocketFlags::CLOEXEC,
+        SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
         None,
     )?;
     net::bind(&sock, &SocketAddrUnix::new_abstract_name(name)?)?;
-    net::connect(&sock, &SocketAddrUnix::new_abstract_name(listener)?)?;
     Ok(shims::high_fd::move_high(sock))
 }
