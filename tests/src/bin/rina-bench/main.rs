@@ -20,8 +20,39 @@ use rina_e2e::*;
 mod ethernet;
 mod relays;
 
+/// What `--help` prints.
+const USAGE: &str = "usage: rina-bench [--mib N] [--runs N] [--rtt-count N] [--http-seconds N] \
+[--sections loopback,http,ethernet,relays,passthrough]
+
+Runs each section against kernel TCP in the same run, several runs, and prints the
+medians and ratios (see BENCHMARKS.md). Defaults: --mib 256 --runs 5 --rtt-count 10000
+--http-seconds 3, every section. Needs the release build of the workspace, and root for
+the ethernet section.
+";
+
+/// The options it knows (each takes a value).
+const OPTIONS: &[&str] = &[
+    "--mib",
+    "--runs",
+    "--rtt-count",
+    "--http-seconds",
+    "--sections",
+];
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        print!("{USAGE}");
+        return;
+    }
+    // Anything else it does not know is a mistake: say so rather than run for minutes.
+    let mut it = args.iter().skip(1);
+    while let Some(a) = it.next() {
+        if !OPTIONS.contains(&a.as_str()) || it.next().is_none() {
+            eprint!("rina-bench: unexpected argument {a:?}\n{USAGE}");
+            std::process::exit(2);
+        }
+    }
     let opt = |name: &str, default: usize| {
         args.iter()
             .position(|a| a == name)
