@@ -7,13 +7,17 @@
 //! is moved with `F_DUPFD_CLOEXEC` to the lowest free number at or above `soft`; that
 //! needs the soft limit above the new number, so it is raised to the hard limit for
 //! the duplication and put back at once (a descriptor keeps working whatever the limit
-//! becomes). Where the hard limit leaves no room above the soft one, descriptors stay
-//! where the kernel put them. While the limit is raised, a program thread that has
+//! becomes). Where the hard limit leaves no room above the soft one, or the soft limit
+//! is already above [`MOVE_BELOW`] (a program that raised it has room, and a table that
+//! large would cost memory), descriptors stay where the kernel put them. While the limit is raised, a program thread that has
 //! used up its whole range could be given a number above it; outside that instant,
 //! never.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::Mutex;
+
+/// Soft limits at or above this are left alone.
+pub const MOVE_BELOW: libc::rlim_t = 1 << 16;
 
 /// Serialises the raise-and-restore of the limit within this process.
 static LIMIT: Mutex<()> = Mutex::new(());
@@ -28,6 +32,7 @@ pub fn move_high(fd: OwnedFd) -> OwnedFd {
     // SAFETY: reading this process's limit into a struct we own.
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0
         || lim.rlim_cur >= lim.rlim_max
+        || lim.rlim_cur >= MOVE_BELOW
         || fd.as_raw_fd() as libc::rlim_t >= lim.rlim_cur
     {
         return fd;
@@ -75,7 +80,7 @@ mod tests {
             (after.rlim_cur, after.rlim_max),
             (lim.rlim_cur, lim.rlim_max)
         );
-        if lim.rlim_cur < lim.rlim_max {
+        if lim.rlim_cur < lim.rlim_max && lim.rlim_cur < MOVE_BELOW {
             assert!(
                 moved.as_raw_fd() as libc::rlim_t >= lim.rlim_cur,
                 "{low} -> {}",
