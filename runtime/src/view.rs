@@ -578,6 +578,19 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// What a peer sends (allocation info) and what any socket's peer is named are
+        /// read without panicking, whatever the bytes.
+        #[test]
+        fn decoders_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..120)) {
+            let _ = RequestInfo::decode(&bytes);
+            let _ = parse_flow_name(&bytes);
+            let mut named = FLOW_NAME_PREFIX.to_vec();
+            named.extend_from_slice(&bytes);
+            let _ = parse_flow_name(&named);
+        }
+    }
+
     #[test]
     fn ephemeral_ports_are_in_range_and_differ() {
         let a = ephemeral_port();
