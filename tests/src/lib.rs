@@ -54,20 +54,35 @@ pub fn have(program: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// A free UDP port on 127.0.0.1 (bound once and released).
-pub fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .expect("udp port")
-        .port()
+/// A port for a test: the next of this test binary's own block below the kernel's
+/// ephemeral range (so that no port a test was given is handed again to another test
+/// of the binary, nor picked by the kernel for a socket bound to port 0, as a port
+/// merely bound once and released could be), skipping ports `free` says are taken.
+fn next_port(free: impl Fn(u16) -> bool) -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    // 20000..32500: fifty blocks of 250, one per test binary by its pid.
+    const FIRST: u32 = 20_000;
+    const BLOCKS: u32 = 50;
+    const BLOCK: u32 = 250;
+    let base = FIRST + (std::process::id() % BLOCKS) * BLOCK;
+    for _ in 0..BLOCK {
+        let p = (base + NEXT.fetch_add(1, Ordering::Relaxed) % BLOCK) as u16;
+        if free(p) {
+            return p;
+        }
+    }
+    panic!("every port of this test binary's block {base}.. is taken");
 }
 
-/// A free TCP port on 127.0.0.1 (bound once and released).
+/// A free UDP port on 127.0.0.1 (see [`next_port`]).
+pub fn free_udp_port() -> u16 {
+    next_port(|p| UdpSocket::bind(("127.0.0.1", p)).is_ok())
+}
+
+/// A free TCP port on 127.0.0.1 (see [`next_port`]).
 pub fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .expect("tcp port")
-        .port()
+    next_port(|p| TcpListener::bind(("127.0.0.1", p)).is_ok())
 }
 
 /// A temporary directory for one test, removed when dropped.

@@ -74,10 +74,12 @@ fn nc_udp_pair() {
         ),
     );
     // The name is registered once bind returns; a UDP server has no listener to
-    // wait for, so wait until the client's datagram gets through.
-    let mut client = None;
+    // wait for, so wait until the client's datagram gets through. A client started
+    // before the server's stack is up finds nothing at its endpoint (refused at once,
+    // as a TCP connect would be): start it again until it gets through.
+    let mut client: Option<Proc> = None;
     let got = wait_until(Duration::from_secs(15), || {
-        if client.is_none() {
+        if client.as_ref().is_none_or(|c| has_exited(c.pid())) {
             client = Some(Proc::spawn(
                 "nc -u",
                 &mut rina_run(

@@ -77,9 +77,11 @@ fn nc_over_ipv6_rule_addresses() {
             stdout_to(&files[1]),
         ),
     );
-    let mut client = None;
+    // A client started before the server's stack is up finds nothing at its endpoint
+    // (refused at once, as a TCP connect would be): start it again until it gets through.
+    let mut client: Option<Proc> = None;
     let ok = wait_until(Duration::from_secs(15), || {
-        if client.is_none() {
+        if client.as_ref().is_none_or(|c| has_exited(c.pid())) {
             client = Some(Proc::spawn(
                 "nc -6 -u",
                 &mut rina_run(
