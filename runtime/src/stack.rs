@@ -142,6 +142,35 @@ pub(crate) struct Stack {
 }
 
 impl Stack {
+    /// A program asks for something in DIF `dif` (a connect, a listen) while it waits
+    /// to try joining again: it tries at once, and so does every DIF below it that
+    /// waits too, as a TCP connect tries again whenever it is called, whatever failed
+    /// before.
+    pub(crate) fn join_now(&mut self, now: Instant, dif: usize) {
+        self.retry_down(now, dif);
+        self.start_enrollments(now);
+    }
+
+    /// Marks `dif` and the DIFs below it that wait to try joining again as due now.
+    fn retry_down(&mut self, now: Instant, dif: usize) {
+        let d = &mut self.difs[dif];
+        if d.ipcp.is_enrolled() || d.joining() || d.enroll.is_none() {
+            return;
+        }
+        d.retry_now(now);
+        let below: Vec<usize> = d
+            .over
+            .iter()
+            .filter_map(|l| match l {
+                Lower::Dif(low) => Some(*low),
+                Lower::Shim(_) => None,
+            })
+            .collect();
+        for low in below {
+            self.retry_down(now, low);
+        }
+    }
+
     /// True while the core has something for the driver (events to handle, PDUs or
     /// datagrams to send): the driver must not sleep (a missed wake-up otherwise).
     pub(crate) fn has_pending_output(&self) -> bool {
@@ -700,7 +729,7 @@ impl NormalDif {
     }
 
     /// Tries to enroll again at once (what it waited for is there).
-    fn retry_now(&mut self, now: Instant) {
+    pub(crate) fn retry_now(&mut self, now: Instant) {
         self.resolving = false;
         self.retry_at = Some(now);
     }

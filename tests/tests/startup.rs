@@ -257,3 +257,74 @@ except OSError as e:
         "{err}"
     );
 }
+
+/// A client that starts before its server and tries again (every 50 ms) connects as
+/// soon as the server is up: each connect tries joining again at once, rather than
+/// failing until the back-off between join attempts (up to 30 s) runs out, as a TCP
+/// connect tries whenever it is called.
+#[test]
+fn a_client_retrying_before_the_server_is_up_gets_through_once_it_is() {
+    assert!(have("python3"));
+    let dir = temp_dir();
+    let p = pair(dir.path(), "late-server");
+    let client = format!(
+        r#"
+import socket, sys, time
+while True:
+    s = socket.socket()
+    try:
+        s.connect(("127.0.0.1", {port}))
+        break
+    except OSError:
+        print("refused", flush=True); s.close(); time.sleep(0.05)
+print("connected", flush=True)
+print(s.recv(10).decode(), flush=True)
+"#,
+        port = p.port
+    );
+    let out = dir.path().join("client.out");
+    let mut c = Proc::spawn(
+        "client",
+        &mut rina_run(
+            &p.client,
+            &["python3", "-c", &client],
+            Stdio::null(),
+            stdout_to(&out),
+        ),
+    );
+    let read = || std::fs::read_to_string(&out).unwrap_or_default();
+    // Refused a good many times: the join has failed and backed off by now.
+    assert!(
+        wait_until(Duration::from_secs(20), || read()
+            .matches("refused")
+            .count()
+            >= 20),
+        "{}",
+        c.kill_and_stderr()
+    );
+    let server = format!(
+        "import socket\nl = socket.socket(); l.bind(('127.0.0.1', {})); l.listen(4)\nc, _ = l.accept(); c.sendall(b'hi'); c.close()\n",
+        p.port
+    );
+    let started = Instant::now();
+    let mut s = spawn_server(
+        &p.server,
+        &["python3", "-c", &server],
+        Stdio::null(),
+        Stdio::null(),
+    );
+    assert!(
+        wait_until(Duration::from_secs(20), || read().contains("hi")),
+        "{}{}",
+        read(),
+        c.kill_and_stderr()
+    );
+    println!("connected {:?} after the server started", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the client waited {:?} after the server was up",
+        started.elapsed()
+    );
+    assert!(c.expect_exit(Duration::from_secs(10)).success());
+    assert!(s.expect_exit(Duration::from_secs(10)).success());
+}

@@ -79,13 +79,9 @@ impl Driver {
             reply.send(Err(FlowError::NoSuchDif(req.dif)));
             return;
         };
+        // Waiting to try joining again: try now (what failed may be up by now).
+        self.stack.join_now(now, dif);
         let d = &mut self.stack.difs[dif];
-        if !d.ipcp.is_enrolled() && !d.joining() {
-            if let Some(why) = &d.last_failure {
-                reply.send(Err(FlowError::Unreachable(why.clone())));
-                return;
-            }
-        }
         let reliable = req.end.kind() == FlowKind::Stream;
         tracing::debug!("allocating a flow to {} in DIF {}", req.remote_app, d.name);
         let info = req.view.map_or_else(Vec::new, |v| {
@@ -199,6 +195,7 @@ impl Driver {
             reply.send(Err(FlowError::NoSuchDif(req.dif)));
             return;
         };
+        self.stack.join_now(now, dif);
         let deadline = now + req.timeout;
         self.pending_listens.push(PendingListen {
             dif,
