@@ -234,9 +234,15 @@ fn only_members_serving_applications_take_newcomers() {
     let listen = format!("[[listen]]\non = \"127.0.0.1:{tcp}\"\ndif = \"top\"\napp = \"far\"\n");
     let b_rules = rules(dir.path(), "b.toml", &four_levels(pb, Some(pa), &listen));
     let mut b = listen_until_stdin_closes(&b_rules, tcp);
-    let state = ctl_json(b.pid());
-    let registered = |d: &str| dif(&state, d)["registered"].to_string();
-    let (base, mid) = (registered("base"), registered("mid"));
+    // Its listener exists before its listen returns (the name is registered once all
+    // four levels are joined): wait, bounded, for "top" registered in "mid".
+    let mut state = ctl_json(b.pid());
+    let registered = |s: &serde_json::Value, d: &str| dif(s, d)["registered"].to_string();
+    wait_until(Duration::from_secs(15), || {
+        state = ctl_json(b.pid());
+        registered(&state, "mid").contains("\"top\"")
+    });
+    let (base, mid) = (registered(&state, "base"), registered(&state, "mid"));
     assert!(mid.contains("\"top\""), "{state:#}");
     assert!(mid.contains("python3.top|"), "{state:#}");
     assert!(base.contains("python3.mid|"), "{state:#}");
