@@ -282,10 +282,9 @@ pub unsafe fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Outco
             return crate::dgram::connect_shown(fd, family, sa, proxy);
         }
     }
-    // Matching costs no system call: calls no rule matches leave at once.
-    if decide_connect(rules, sa, Proto::Tcp) == Decision::Pass
-        && decide_connect(rules, sa, Proto::Udp) == Decision::Pass
-    {
+    // Matching costs no system call and fills no template: calls no rule can match
+    // leave at once; the others are decided once their socket's kind is known.
+    if !rules.connect_may_match(sa) {
         return Outcome::Pass;
     }
     // A socket we took over is no longer an INET socket: answer from its record.

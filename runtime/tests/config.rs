@@ -1474,3 +1474,28 @@ fn the_readme_recursion_example_parses() {
     };
     assert_eq!(backbone.neighbors.len(), 1);
 }
+
+/// The cheap check every connect hook makes first: a connect rule's pattern, a
+/// host-name rule's synthetic address, or a default that denies; no other address.
+#[test]
+fn connects_that_may_match_a_rule() {
+    let base = format!("{HEAD}bootstrap = true\n");
+    let c = ok(&format!(
+        "{base}[[connect]]\nto = \"127.0.0.1:5000\"\ndif = \"net\"\napp = \"a\"\nproto = \"udp\"\n"
+    ));
+    let at = |s: &str| s.parse::<SocketAddr>().unwrap();
+    assert!(
+        c.connect_may_match(at("127.0.0.1:5000")),
+        "whatever the protocol"
+    );
+    assert!(!c.connect_may_match(at("127.0.0.1:5001")));
+    assert!(!c.connect_may_match(at("127.64.0.9:80")), "no name rules");
+    let names = ok(&format!(
+        "{base}[[name]]\nmatch = 'x'\ndif = \"net\"\napp = \"x\"\n"
+    ));
+    assert!(names.connect_may_match(at("127.64.0.9:80")));
+    assert!(names.connect_may_match(at("[::ffff:127.64.0.9]:80")));
+    assert!(!names.connect_may_match(at("10.0.0.1:80")));
+    let deny = ok(&format!("{base}[default]\naction = \"deny\"\n"));
+    assert!(deny.connect_may_match(at("10.0.0.1:80")));
+}

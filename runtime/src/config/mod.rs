@@ -182,6 +182,17 @@ impl Config {
         rules::decide(&self.connect, self.default, addr, proto)
     }
 
+    /// True if a connect to `addr` may go to RINA or be denied, whatever the socket's
+    /// protocol: a connect rule's pattern matches it, it is a host-name rule's
+    /// synthetic address, or the default denies. No template is filled: the hooks
+    /// ask this first and decide (once) only when it holds.
+    pub fn connect_may_match(&self, addr: SocketAddr) -> bool {
+        self.default == DefaultPolicy::Deny
+            || self.connect.iter().any(|r| r.pattern.matches(addr))
+            || (!self.names.is_empty()
+                && matches!(addr.ip().to_canonical(), IpAddr::V4(v4) if is_synthetic_host(v4)))
+    }
+
     /// Where a `bind`/`listen` on `addr` of a `proto` socket goes.
     pub fn match_listen(&self, addr: SocketAddr, proto: Proto) -> Decision<'_> {
         rules::decide(&self.listen, self.default, addr, proto)
