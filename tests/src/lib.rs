@@ -75,12 +75,12 @@ fn next_port(free: impl Fn(u16) -> bool) -> u16 {
     panic!("every port of this test binary's block {base}.. is taken");
 }
 
-/// A free UDP port on 127.0.0.1 (see [`next_port`]).
+/// A free UDP port on 127.0.0.1, from this test binary's own block of ports.
 pub fn free_udp_port() -> u16 {
     next_port(|p| UdpSocket::bind(("127.0.0.1", p)).is_ok())
 }
 
-/// A free TCP port on 127.0.0.1 (see [`next_port`]).
+/// A free TCP port on 127.0.0.1, from this test binary's own block of ports.
 pub fn free_tcp_port() -> u16 {
     next_port(|p| TcpListener::bind(("127.0.0.1", p)).is_ok())
 }
