@@ -4,7 +4,7 @@
 //! it has no sockets, no threads, reads no clock and draws no randomness of its own.
 //! Time is an argument ([`time::Instant`]), randomness comes from a seed
 //! ([`rand::Rng`]), and maps iterate in a fixed order. A driver (the `runtime` crate,
-//! or the [`sim`] simulator in tests) feeds it inputs and carries out its outputs:
+//! or the `sim` simulator (a feature) in tests) feeds it inputs and carries out its outputs:
 //!
 //! - inputs: `handle_pdu(now, port, bytes)`, `handle_timeout(now)` and commands
 //!   (register, allocate a flow, write, read, deallocate);
