@@ -56,9 +56,10 @@ pub fn proxy_of_shown(sa: SocketAddr) -> Option<SocketAddr> {
     SHOWN.lock().get(&canonical(sa)).copied()
 }
 
-/// `connect` of a UDP socket to a peer shown for an incoming flow: the kernel socket
-/// connects to its proxy; `getpeername` answers the shown address.
-pub fn connect_shown(fd: c_int, family: c_int, shown: SocketAddr, proxy: SocketAddr) -> Outcome {
+/// `connect` of a UDP socket to `peer` (a connect rule's address, or the address
+/// shown for an incoming flow's peer): the kernel socket connects to the flow's
+/// proxy; `getpeername` answers `peer`.
+pub fn connect_via(fd: c_int, family: c_int, peer: SocketAddr, proxy: SocketAddr) -> Outcome {
     let (st, len) = sa_conv::encode(proxy, family);
     // SAFETY: `st` holds `len` valid bytes.
     if unsafe { (real().connect)(fd, (&raw const st).cast(), len) } != 0 {
@@ -66,7 +67,7 @@ pub fn connect_shown(fd: c_int, family: c_int, shown: SocketAddr, proxy: SocketA
     }
     sockets::update(fd, |m| {
         if let Role::Datagram(d) = &mut m.role {
-            d.peer = Some(shown);
+            d.peer = Some(peer);
         }
     });
     Outcome::Done(0)
@@ -109,7 +110,8 @@ fn v6_only(fd: c_int, family: c_int) -> bool {
     family == AF_INET6 && sockopt_int(fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY) == Some(1)
 }
 
-fn real_name(fd: c_int) -> Result<SocketAddr, c_int> {
+/// The kernel's own address of the INET socket `fd` (libc's getsockname, not ours).
+pub(crate) fn real_name(fd: c_int) -> Result<SocketAddr, c_int> {
     // SAFETY: sockaddr_storage is plain old data; the kernel fills it.
     let mut st: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
     let mut len = size_of::<libc::sockaddr_storage>() as socklen_t;
@@ -336,21 +338,10 @@ pub fn connect(
         Decision::Deny => return Outcome::Fail(libc::ECONNREFUSED),
         Decision::Rina { rule, app } => (rule, app),
     };
-    let proxy = match route(fd, family, sa, rule, app, rules) {
-        Ok(p) => p,
-        Err(e) => return Outcome::Fail(e),
-    };
-    let (st, len) = sa_conv::encode(proxy, family);
-    // SAFETY: `st` holds `len` valid bytes.
-    if unsafe { (real().connect)(fd, (&raw const st).cast(), len) } != 0 {
-        return Outcome::Fail(errno());
+    match route(fd, family, sa, rule, app, rules) {
+        Ok(proxy) => connect_via(fd, family, sa, proxy),
+        Err(e) => Outcome::Fail(e),
     }
-    sockets::update(fd, |m| {
-        if let Role::Datagram(d) = &mut m.role {
-            d.peer = Some(sa);
-        }
-    });
-    Outcome::Done(0)
 }
 
 /// Where a datagram addressed to `addr` must really go.

@@ -279,7 +279,7 @@ pub unsafe fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Outco
     // A datagram server connecting back to a peer it was shown (`nc -u -l`).
     if let Some(proxy) = crate::dgram::proxy_of_shown(sa) {
         if let Some((family, libc::SOCK_DGRAM)) = inet_socket(fd) {
-            return crate::dgram::connect_shown(fd, family, sa, proxy);
+            return crate::dgram::connect_via(fd, family, sa, proxy);
         }
     }
     // Matching costs no system call and fills no template: calls no rule can match
@@ -288,10 +288,11 @@ pub unsafe fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Outco
         return Outcome::Pass;
     }
     // A socket we took over is no longer an INET socket: answer from its record.
-    match sockets::get(fd).map(|m| m.role) {
+    let known = sockets::get(fd);
+    match known.as_ref().map(|m| &m.role) {
         Some(Role::Connected { .. }) => return Outcome::Fail(libc::EISCONN),
         Some(Role::Connecting { .. }) => return Outcome::Fail(libc::EALREADY),
-        Some(Role::Refused { error }) if error != 0 => {
+        Some(&Role::Refused { error }) if error != 0 => {
             // The result of the attempt, once, as TCP reports it; then a new try.
             sockets::update(fd, |m| m.role = Role::Refused { error: 0 });
             return Outcome::Fail(error);
@@ -309,7 +310,7 @@ pub unsafe fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Outco
         }
         Some((family, _)) => family,
         // A socket that failed a nonblocking connect earlier, tried again.
-        None if sockets::get(fd).is_some() => sockets::get(fd).map_or(AF_INET, |m| m.family),
+        None if known.is_some() => known.as_ref().map_or(AF_INET, |m| m.family),
         None => return Outcome::Pass,
     };
     let decision = decide_connect(rules, sa, Proto::Tcp);
@@ -325,13 +326,13 @@ pub unsafe fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Outco
     // What this end shows: the address it bound (kept, as TCP keeps it), else its own
     // address as servers show it and an ephemeral port; the peer as it was named.
     let local_app = local_app(rule);
-    let bound = match sockets::get(fd) {
+    let bound = match &known {
         // Bound to an address a listen rule matches: recorded, not bound in the kernel.
         Some(Meta {
             role: Role::Bound,
             local,
             ..
-        }) => Some(local),
+        }) => Some(*local),
         _ => bound_address(fd),
     };
     let local = bound.unwrap_or_else(|| {
@@ -402,20 +403,10 @@ pub unsafe fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Outco
 /// unspecified address replaced by the one a connection from it shows; `None` if it
 /// is not bound.
 fn bound_address(fd: c_int) -> Option<SocketAddr> {
-    // SAFETY: sockaddr_storage is plain old data; the kernel fills it.
-    let mut st: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-    let mut len = size_of::<libc::sockaddr_storage>() as socklen_t;
-    // SAFETY: buffers are ours and sized as declared.
-    if unsafe { (real().getsockname)(fd, (&raw mut st).cast(), &mut len) } != 0 {
-        return None;
-    }
-    // SAFETY: the kernel wrote `len` bytes.
-    let mut sa = unsafe { sa_conv::read((&raw const st).cast(), len) }?;
-    if sa.port() == 0 {
-        return None;
-    }
+    let mut sa = crate::dgram::real_name(fd).ok().filter(|a| a.port() != 0)?;
     if sa.ip().is_unspecified() {
-        sa.set_ip(loopback(c_int::from(st.ss_family)));
+        let family = if sa.is_ipv6() { AF_INET6 } else { AF_INET };
+        sa.set_ip(loopback(family));
     }
     Some(sa)
 }

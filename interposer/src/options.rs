@@ -66,21 +66,46 @@ pub fn snapshot(fd: c_int) -> std::collections::BTreeMap<(c_int, c_int), Vec<u8>
     out
 }
 
-/// The default send and receive buffer sizes of a TCP socket (read once from a fresh
-/// one), to tell whether a program set them.
-fn tcp_defaults() -> (c_int, c_int) {
-    static D: OnceLock<(c_int, c_int)> = OnceLock::new();
-    *D.get_or_init(|| {
+/// What a fresh TCP socket of this kernel says, read once: its default send and
+/// receive buffer sizes (to tell whether a program set them) and the size of the
+/// `struct tcp_info` it fills.
+struct TcpDefaults {
+    sndbuf: c_int,
+    rcvbuf: c_int,
+    info_len: usize,
+}
+
+fn tcp_defaults() -> &'static TcpDefaults {
+    static D: OnceLock<TcpDefaults> = OnceLock::new();
+    D.get_or_init(|| {
+        let mut d = TcpDefaults {
+            sndbuf: 0,
+            rcvbuf: 0,
+            info_len: 232,
+        };
         // SAFETY: a socket of ours, closed below.
         let s =
             unsafe { (real().socket)(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
         if s < 0 {
-            return (0, 0);
+            return d;
         }
-        let d = (
-            sockopt_int(s, SOL_SOCKET, libc::SO_SNDBUF).unwrap_or(0),
-            sockopt_int(s, SOL_SOCKET, libc::SO_RCVBUF).unwrap_or(0),
-        );
+        d.sndbuf = sockopt_int(s, SOL_SOCKET, libc::SO_SNDBUF).unwrap_or(0);
+        d.rcvbuf = sockopt_int(s, SOL_SOCKET, libc::SO_RCVBUF).unwrap_or(0);
+        let mut buf = [0u8; 512];
+        let mut len = buf.len() as socklen_t;
+        // SAFETY: the buffer is ours and sized as declared.
+        let r = unsafe {
+            (real().getsockopt)(
+                s,
+                IPPROTO_TCP,
+                libc::TCP_INFO,
+                buf.as_mut_ptr().cast(),
+                &mut len,
+            )
+        };
+        if r == 0 {
+            d.info_len = len as usize;
+        }
         // SAFETY: closing the socket opened above.
         unsafe { libc::close(s) };
         d
@@ -90,7 +115,7 @@ fn tcp_defaults() -> (c_int, c_int) {
 /// Buffer sizes the program set on the INET socket `fd` (as it would pass them to
 /// `setsockopt`, so half what the kernel reports), `None` where it kept the default.
 pub fn buffers_set(fd: c_int) -> (Option<usize>, Option<usize>) {
-    let (snd, rcv) = tcp_defaults();
+    let (snd, rcv) = (tcp_defaults().sndbuf, tcp_defaults().rcvbuf);
     let set = |name, default| {
         sockopt_int(fd, SOL_SOCKET, name)
             .filter(|&v| v != default && v > 0)
@@ -204,37 +229,6 @@ pub unsafe fn set(
     Outcome::Done(0)
 }
 
-/// The kernel's size of `struct tcp_info` (what it fills at most), read once.
-fn tcp_info_size() -> usize {
-    static SIZE: OnceLock<usize> = OnceLock::new();
-    *SIZE.get_or_init(|| {
-        // SAFETY: a socket of ours, closed below.
-        let s =
-            unsafe { (real().socket)(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
-        let mut buf = [0u8; 512];
-        let mut len = buf.len() as socklen_t;
-        // SAFETY: the buffer is ours and sized as declared.
-        let r = unsafe {
-            (real().getsockopt)(
-                s,
-                IPPROTO_TCP,
-                libc::TCP_INFO,
-                buf.as_mut_ptr().cast(),
-                &mut len,
-            )
-        };
-        if s >= 0 {
-            // SAFETY: closing the socket opened above.
-            unsafe { libc::close(s) };
-        }
-        if r == 0 {
-            len as usize
-        } else {
-            232
-        }
-    })
-}
-
 /// Offsets in `struct tcp_info` (linux/tcp.h).
 mod at {
     pub const STATE: usize = 0;
@@ -253,7 +247,7 @@ mod at {
 /// (round-trip time and variation, congestion window, segment size, retransmissions,
 /// bytes acknowledged and received); everything else zero.
 fn tcp_info(fd: c_int, role: &Role) -> Vec<u8> {
-    let mut b = vec![0u8; tcp_info_size()];
+    let mut b = vec![0u8; tcp_defaults().info_len];
     let put32 = |b: &mut Vec<u8>, at: usize, v: u64| {
         let v = u32::try_from(v).unwrap_or(u32::MAX);
         if let Some(s) = b.get_mut(at..at + 4) {

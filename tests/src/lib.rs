@@ -181,6 +181,30 @@ impl Proc {
         s
     }
 
+    /// Reads a piped stdout to its end, within `limit`: past it the process is killed
+    /// and the test fails with its stderr (a child that hangs never hangs the test).
+    pub fn stdout_within(&mut self, limit: Duration) -> String {
+        let Some(mut out) = self.take_stdout() else {
+            return String::new();
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = out.read_to_string(&mut s);
+            let _ = tx.send(s);
+        });
+        match rx.recv_timeout(limit) {
+            Ok(s) => s,
+            Err(_) => {
+                let err = self.kill_and_stderr();
+                panic!(
+                    "{} wrote no end of output within {limit:?}; stderr: {err}",
+                    self.name
+                )
+            }
+        }
+    }
+
     /// Takes a piped stdout.
     pub fn take_stdout(&mut self) -> Option<std::process::ChildStdout> {
         self.child.as_mut()?.stdout.take()
@@ -289,6 +313,44 @@ pub fn ctl_json(pid: u32) -> serde_json::Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).expect("rina ctl prints JSON")
+}
+
+/// Runs `cmd` to its end within `limit`, its stdout and stderr captured, as
+/// `Command::output` does but bounded: past the limit the process is killed by its pid
+/// and the test fails with what it wrote.
+pub fn output_within(cmd: &mut Command, limit: Duration) -> std::process::Output {
+    let mut p = Proc::spawn("command", cmd.stdout(Stdio::piped()).stderr(Stdio::piped()));
+    let mut err = p.child.as_mut().and_then(|c| c.stderr.take());
+    let errs = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        if let Some(e) = err.as_mut() {
+            let _ = e.read_to_end(&mut v);
+        }
+        v
+    });
+    let stdout = p.stdout_within(limit).into_bytes();
+    let status = p.expect_exit(limit);
+    std::process::Output {
+        status,
+        stdout,
+        stderr: errs.join().unwrap_or_default(),
+    }
+}
+
+/// A program with its arguments, over RINA under `rules` (through `rina run`), or
+/// plainly (kernel TCP/IP) without; stdin empty, stdout and stderr piped.
+pub fn over(rules: Option<&Path>, args: &[&str]) -> Command {
+    match rules {
+        Some(r) => rina_run(r, args, Stdio::null(), Stdio::piped()),
+        None => {
+            let mut c = Command::new(args[0]);
+            c.args(&args[1..])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            c
+        }
+    }
 }
 
 /// Writes a rules file into `dir` and returns its path.

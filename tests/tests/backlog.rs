@@ -5,7 +5,6 @@
 //! connect, the runtime thread waited on the full backlog, the server's write waited on
 //! the runtime thread, and nothing moved again.
 
-use std::io::Read;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -61,8 +60,7 @@ print(n, sum(1 for g in got if g == b"ok"))
             Stdio::piped(),
         ),
     );
-    let mut out = String::new();
-    c.take_stdout().unwrap().read_to_string(&mut out).unwrap();
+    let out = c.stdout_within(Duration::from_secs(90));
     let st = c.expect_exit(Duration::from_secs(90));
     assert!(st.success(), "{}", c.stderr());
     assert_eq!(out.trim(), format!("{} 20", 32 << 20), "{}", c.stderr());

@@ -35,13 +35,7 @@ fn rounds(answer: usize, request: usize, rounds: usize) {
             Stdio::piped(),
         ),
     );
-    let mut out = String::new();
-    use std::io::Read;
-    client
-        .take_stdout()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
+    let out = client.stdout_within(Duration::from_secs(120));
     let st = client.expect_exit(Duration::from_secs(120));
     assert!(st.success(), "client: {st:?}: {}", client.stderr());
     assert_eq!(

@@ -424,8 +424,7 @@ fn a_listen_rule_chooses_where_datagram_peers_show() {
             Stdio::piped(),
         ),
     );
-    let mut got = String::new();
-    cl.take_stdout().unwrap().read_to_string(&mut got).unwrap();
+    let got = cl.stdout_within(Duration::from_secs(20));
     assert!(
         cl.expect_exit(Duration::from_secs(20)).success(),
         "{}",

@@ -16,19 +16,9 @@ fn client(rules: Option<&std::path::Path>, port: u16) -> String {
     let script = program("many_flows.py");
     let port = port.to_string();
     let args = ["python3", script.to_str().unwrap(), "client", &port, "1000"];
-    let mut cmd = match rules {
-        Some(r) => rina_run(r, &args, Stdio::null(), Stdio::piped()),
-        None => {
-            let mut c = Command::new(args[0]);
-            c.args(&args[1..])
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped());
-            c
-        }
-    };
+    let mut cmd = over(rules, &args);
     let mut p = Proc::spawn("client", &mut cmd);
-    let mut out = String::new();
-    p.take_stdout().unwrap().read_to_string(&mut out).unwrap();
+    let out = p.stdout_within(Duration::from_secs(120));
     assert!(
         p.expect_exit(Duration::from_secs(120)).success(),
         "{}",

@@ -104,14 +104,15 @@ impl Logged {
 fn compile(dir: &Path, src: &str) -> PathBuf {
     assert!(have("gcc"), "gcc is needed");
     let bin = dir.join(src.trim_end_matches(".c"));
-    let out = Command::new("gcc")
-        .arg("-O1")
-        .arg("-o")
-        .arg(&bin)
-        .arg(program(src))
-        .stdin(Stdio::null())
-        .output()
-        .expect("gcc runs");
+    let out = output_within(
+        Command::new("gcc")
+            .arg("-O1")
+            .arg("-o")
+            .arg(&bin)
+            .arg(program(src))
+            .stdin(Stdio::null()),
+        Duration::from_secs(120),
+    );
     assert!(
         out.status.success(),
         "gcc {src}: {}",

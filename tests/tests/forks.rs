@@ -163,10 +163,8 @@ fn second_server_without_a_pool_is_refused() {
     );
     cmd.env("RINA_LOG", "info").env("RINA_LOG_FILE", &log);
     let mut two = Proc::spawn("second server", &mut cmd);
+    let out = two.stdout_within(Duration::from_secs(20));
     let st = two.expect_exit(Duration::from_secs(20));
-    let mut out = String::new();
-    use std::io::Read;
-    two.take_stdout().unwrap().read_to_string(&mut out).unwrap();
     assert!(st.success(), "{}", two.stderr());
     assert_eq!(out.trim(), "EADDRINUSE", "{}", two.stderr());
     let text = std::fs::read_to_string(&log).unwrap_or_default();
@@ -176,14 +174,15 @@ fn second_server_without_a_pool_is_refused() {
     );
     assert!(text.contains("registered in DIF net by member"), "{text}");
     for _ in 0..5 {
-        let out = rina_run(
-            &p.client,
-            &["nc", "-N", "127.0.0.1", &port.to_string()],
-            Stdio::null(),
-            Stdio::piped(),
-        )
-        .output()
-        .unwrap();
+        let out = output_within(
+            &mut rina_run(
+                &p.client,
+                &["nc", "-N", "127.0.0.1", &port.to_string()],
+                Stdio::null(),
+                Stdio::piped(),
+            ),
+            Duration::from_secs(20),
+        );
         assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "first");
     }
 }

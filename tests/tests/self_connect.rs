@@ -6,7 +6,6 @@
 //! drains the core before every wait, and with `RINA_STRICT` (set for every e2e test)
 //! aborts if it would ever sleep with core output pending.
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use rina_e2e::*;
@@ -17,21 +16,10 @@ fn run(rules: Option<&std::path::Path>, port: u16, rounds: usize, mode: &str) ->
     let script = program("self_connect.py");
     let (port, rounds) = (port.to_string(), rounds.to_string());
     let args = ["python3", script.to_str().unwrap(), &port, &rounds, mode];
-    let mut cmd = match rules {
-        Some(r) => rina_run(r, &args, Stdio::null(), Stdio::piped()),
-        None => {
-            let mut c = Command::new(args[0]);
-            c.args(&args[1..])
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped());
-            c
-        }
-    };
+    let mut cmd = over(rules, &args);
     let mut p = Proc::spawn("self_connect.py", &mut cmd);
+    let out = p.stdout_within(Duration::from_secs(60));
     let st = p.expect_exit(Duration::from_secs(60));
-    let mut out = String::new();
-    use std::io::Read;
-    p.take_stdout().unwrap().read_to_string(&mut out).unwrap();
     assert!(st.success(), "{mode}: {st:?}: {out}{}", p.stderr());
     println!(
         "{} {mode}: {}",

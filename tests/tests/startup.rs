@@ -243,9 +243,7 @@ except OSError as e:
             Stdio::piped(),
         ),
     );
-    let mut out = String::new();
-    use std::io::Read;
-    p.take_stdout().unwrap().read_to_string(&mut out).unwrap();
+    let out = p.stdout_within(Duration::from_secs(20));
     assert!(p.expect_exit(Duration::from_secs(20)).success());
     let err = p.stderr();
     let mut words = out.split_whitespace();

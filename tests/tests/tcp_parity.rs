@@ -6,8 +6,6 @@
 //! stream, back-pressure on a stalled reader, a read after the peer closed, both ends
 //! agreeing on the addresses. The same assertions pass both ways.
 
-use std::io::Read;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use rina_e2e::*;
@@ -17,19 +15,9 @@ fn run(rules: Option<&std::path::Path>, base: u16) -> Vec<String> {
     let script = program("tcp_parity.py");
     let base = base.to_string();
     let args = ["python3", script.to_str().unwrap(), &base];
-    let mut cmd = match rules {
-        Some(r) => rina_run(r, &args, Stdio::null(), Stdio::piped()),
-        None => {
-            let mut c = Command::new(args[0]);
-            c.args(&args[1..])
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped());
-            c
-        }
-    };
+    let mut cmd = over(rules, &args);
     let mut p = Proc::spawn("tcp_parity.py", &mut cmd);
-    let mut out = String::new();
-    p.take_stdout().unwrap().read_to_string(&mut out).unwrap();
+    let out = p.stdout_within(Duration::from_secs(120));
     p.expect_exit(Duration::from_secs(120));
     println!(
         "{}:\n{out}{}",
