@@ -305,11 +305,17 @@ print(s.recv(10).decode(), flush=True)
         p.port
     );
     let started = Instant::now();
-    let mut s = spawn_server(
-        &p.server,
-        &["python3", "-c", &server],
-        Stdio::null(),
-        Stdio::null(),
+    // Not spawn_server: the waiting client may connect, take its answer and let the
+    // server exit before a poll for its listener would see it; the client's "hi" is
+    // the proof it listened.
+    let mut s = Proc::spawn(
+        "server",
+        &mut rina_run(
+            &p.server,
+            &["python3", "-c", &server],
+            Stdio::null(),
+            Stdio::null(),
+        ),
     );
     assert!(
         wait_until(Duration::from_secs(20), || read().contains("hi")),
