@@ -41,6 +41,7 @@ pub mod efcp;
 
 pub mod ipcp;
 pub mod name;
+pub mod node;
 pub mod rand;
 pub mod shim;
 #[cfg(feature = "sim")]

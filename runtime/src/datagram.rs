@@ -20,13 +20,14 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use rina_core::ipcp::{IpcProcess, ReadResult, WriteError};
+use rina_core::node::DifId;
 use rina_core::{ApplicationName, Instant, PortId};
 use shims::udp::UdpLink;
 
 /// One datagram flow and its proxy socket.
 #[derive(Debug)]
 pub(crate) struct DatagramFlow {
-    pub(crate) dif: usize,
+    pub(crate) dif: DifId,
     pub(crate) port: PortId,
     pub(crate) proxy: UdpLink,
     /// The application socket's address, as the proxy sees it.
@@ -58,7 +59,7 @@ pub(crate) fn bind_proxy(remote: &ApplicationName, app: SocketAddr) -> std::io::
 }
 
 impl DatagramFlow {
-    pub(crate) fn new(dif: usize, port: PortId, proxy: UdpLink, app: SocketAddr) -> Self {
+    pub(crate) fn new(dif: DifId, port: PortId, proxy: UdpLink, app: SocketAddr) -> Self {
         Self {
             dif,
             port,

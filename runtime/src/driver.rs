@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use rina_core::ipcp::Event;
+use rina_core::node::{DifId, LinkId};
 use rina_core::{Instant, PortId};
 use rustix::event::{epoll, eventfd, EventfdFlags};
 
@@ -24,8 +25,8 @@ use crate::pump::AppFlow;
 use crate::stack::{BuildError, Stack};
 
 mod keeper;
+mod links;
 mod mgmt;
-mod n1;
 mod sessions;
 
 use sessions::{ListenerKey, PendingConnect, PendingListen, Waiting};
@@ -102,19 +103,14 @@ pub(crate) fn spawn(
     let shared = Shared::new().map_err(|e| down("eventfd", e))?;
     let clock = std::time::Instant::now();
     let seed = seed();
-    let stack = match Stack::build(&config, program, Instant::ZERO, seed) {
-        Ok(mut s) => {
-            s.node = node;
-            s
-        }
+    let stack = match Stack::build(&config, program, Instant::ZERO, seed, node) {
+        Ok(s) => s,
         // Another process with these rules holds the endpoints (a fork child's parent,
         // a second server of a pool): join as one more member, through it.
         Err(BuildError::EndpointInUse(e)) => {
             tracing::info!("{e}; joining through the member that holds it");
             let child = config.for_fork_child(std::process::id());
-            let mut s = Stack::build(&child, program, Instant::ZERO, seed)?;
-            s.node = node;
-            s
+            Stack::build(&child, program, Instant::ZERO, seed, node)?
         }
         Err(e) => return Err(e.into()),
     };
@@ -133,7 +129,6 @@ pub(crate) fn spawn(
         flows: BTreeMap::new(),
         datagrams: BTreeMap::new(),
         by_port: BTreeMap::new(),
-        lower_readable: BTreeSet::new(),
         next_flow: 1,
         pending_connects: BTreeMap::new(),
         pending_listens: Vec::new(),
@@ -203,8 +198,8 @@ fn new_epoll(
     if let Some(m) = mgmt {
         watch(m.as_fd(), TOKEN_MGMT)?;
     }
-    for (i, s) in stack.shims.iter().enumerate() {
-        watch(s.fd(), TOKEN_SHIM | i as u64)?;
+    for (i, l) in stack.links.iter().enumerate() {
+        watch(l.fd(), TOKEN_SHIM | i as u64)?;
     }
     Ok(ep)
 }
@@ -231,11 +226,9 @@ struct Driver {
     /// Datagram flows by token.
     datagrams: BTreeMap<u64, DatagramFlow>,
     /// (DIF, port-id) -> token (of either kind).
-    by_port: BTreeMap<(usize, PortId), u64>,
-    /// N-1 flows of normal DIFs with SDUs to hand to the DIF above.
-    lower_readable: BTreeSet<crate::stack::LowerFlow>,
+    by_port: BTreeMap<(DifId, PortId), u64>,
     next_flow: u64,
-    pending_connects: BTreeMap<(usize, PortId), PendingConnect>,
+    pending_connects: BTreeMap<(DifId, PortId), PendingConnect>,
     pending_listens: Vec<PendingListen>,
     /// Incoming stream flows waiting for room in their listener's backlog.
     waiting: Vec<Waiting>,
@@ -316,14 +309,12 @@ impl Driver {
                 match token & !TOKEN_MASK {
                     TOKEN_WAKER if token == TOKEN_WAKER => self.take_commands(now),
                     TOKEN_SHIM => {
-                        let i = (token & TOKEN_MASK) as usize;
+                        let link = LinkId((token & TOKEN_MASK) as usize);
                         let flags = ev.flags;
                         if flags.contains(epoll::EventFlags::ERR) {
-                            if let Some(s) = self.stack.shims.get_mut(i) {
-                                s.take_unreachable();
-                            }
+                            self.link_error(link);
                         }
-                        self.receive_shim(now, i);
+                        self.receive_link(now, link);
                     }
                     TOKEN_MGMT => self.serve_mgmt(),
                     TOKEN_DATAGRAM => {
@@ -362,14 +353,7 @@ impl Driver {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        let mut t = None;
-        for s in &self.stack.shims {
-            t = rina_core::time::earliest(t, s.poll_timeout());
-        }
-        for d in &self.stack.difs {
-            t = rina_core::time::earliest(t, d.ipcp.poll_timeout());
-            t = rina_core::time::earliest(t, d.retry_at);
-        }
+        let mut t = self.stack.node.poll_timeout();
         for l in &self.pending_listens {
             t = rina_core::time::earliest(t, Some(l.deadline));
         }
@@ -379,26 +363,12 @@ impl Driver {
         if let Some((deadline, _)) = &self.exiting {
             t = rina_core::time::earliest(t, Some(*deadline));
         }
-        t = rina_core::time::earliest(t, self.stack.keep_deadline());
         rina_core::time::earliest(t, self.keeper_deadline())
     }
 
     /// Timers, then work until nothing moves (bounded, so commands and I/O get turns).
     fn turn(&mut self, now: Instant) {
-        self.stack.start_enrollments(now);
-        // A DIF above one that is waiting to try again fails at once, with its reason.
-        if self.stack.lower_failed(now) {
-            self.fail_pending(now);
-        }
-        self.stack.maintain_adjacencies(now);
-        for s in &mut self.stack.shims {
-            s.handle_timeout(now);
-        }
-        for d in &mut self.stack.difs {
-            if d.ipcp.poll_timeout().is_some_and(|t| t <= now) {
-                d.ipcp.handle_timeout(now);
-            }
-        }
+        self.stack.node.handle_timeout(now);
         self.expire_listens(now);
         self.retry_waiting(now);
         // Until nothing moves and the core has nothing more to say (handling a PDU this
@@ -406,12 +376,10 @@ impl Driver {
         // that commands and I/O get turns; `busy` then skips the next wait.
         self.busy = true;
         for _ in 0..256 {
-            let mut progress = self.handle_shim_events(now);
-            progress |= self.handle_ipcp_events(now);
+            let mut progress = self.handle_node_events(now);
             progress |= self.pump_flows(now);
-            progress |= self.receive_lower_dif(now);
             progress |= self.flush(now);
-            if !progress && !self.stack.has_pending_output() {
+            if !progress && !self.stack.node.has_pending_output() {
                 self.busy = false;
                 break;
             }
@@ -423,7 +391,7 @@ impl Driver {
     /// logged, the wait is skipped, and with `RINA_STRICT` set the process aborts so
     /// that tests fail on it.
     fn output_left(&mut self) -> bool {
-        if !self.stack.has_pending_output() {
+        if !self.stack.node.has_pending_output() {
             return false;
         }
         self.missed_wakeups += 1;
@@ -474,59 +442,9 @@ impl Driver {
         }
     }
 
-    fn handle_ipcp_events(&mut self, now: Instant) -> bool {
-        let mut progress = false;
-        for dif in 0..self.stack.difs.len() {
-            while let Some(ev) = self.stack.difs[dif].ipcp.poll_event() {
-                progress = true;
-                self.on_ipcp_event(now, dif, ev);
-            }
-        }
-        progress
-    }
-
-    fn on_ipcp_event(&mut self, now: Instant, dif: usize, ev: Event) {
-        if self.on_lower_dif_event(now, dif, &ev) {
-            return;
-        }
+    /// An event of DIF `dif` about the applications' flows.
+    fn on_flow_event(&mut self, now: Instant, dif: DifId, ev: Event) {
         match ev {
-            Event::Enrolled { address } => {
-                let d = &mut self.stack.difs[dif];
-                tracing::info!("enrolled in DIF {} with address {address}", d.name);
-                d.enrolling = None;
-                d.last_failure = None;
-                d.backoff = Duration::from_millis(500);
-                self.stack.offer_enrollment(now, dif);
-                self.stack.lower_joined(now, dif);
-                self.expire_listens(now);
-            }
-            Event::EnrollmentFailed { port, reason } => {
-                self.stack.release_n1(now, port);
-                self.stack.difs[dif].schedule_retry(now, reason);
-                self.fail_pending(now);
-            }
-            Event::NeighborUp { port, name } => {
-                tracing::info!("neighbour {name} up on N-1 port {port}");
-                self.stack.keep_up(dif, port);
-            }
-            Event::NeighborLost { port } => {
-                tracing::info!("neighbour on N-1 port {port} lost");
-                self.stack.release_n1(now, port);
-                // A kept adjacency (the one enrolled through among them) is set up
-                // again by `maintain_adjacencies`.
-                if self.stack.keep_lost(now, dif, port) {
-                    return;
-                }
-                let d = &mut self.stack.difs[dif];
-                // An enrollee that lost its way into the DIF tries again (D7).
-                if d.enroll.is_some()
-                    && d.ipcp.neighbors().is_empty()
-                    && !d.joining()
-                    && d.retry_at.is_none()
-                {
-                    d.schedule_retry(now, "lost the neighbour".into());
-                }
-            }
             Event::FlowAllocated { port } => self.flow_allocated(now, dif, port),
             Event::FlowAllocationFailed { port, error } => {
                 self.allocation_failed(dif, port, error);
@@ -539,6 +457,11 @@ impl Driver {
                 info,
             } => self.incoming(now, dif, port, local_app, &remote_app, reliable, &info),
             Event::Readable { .. } | Event::Writable { .. } => {}
+            // The node's own (enrollment, neighbours).
+            Event::Enrolled { .. }
+            | Event::EnrollmentFailed { .. }
+            | Event::NeighborUp { .. }
+            | Event::NeighborLost { .. } => {}
             Event::FlowClosed { port, reset } => {
                 let Some(&token) = self.by_port.get(&(dif, port)) else {
                     return;
@@ -560,10 +483,11 @@ impl Driver {
         let mut progress = false;
         let mut finished = Vec::new();
         for (&token, f) in &mut self.flows {
-            let d = &mut self.stack.difs[f.dif];
-            let out = f.pump(now, &mut d.ipcp, &mut self.io, d.chunk, exiting);
+            let chunk = self.stack.node.dif(f.dif).stream_sdu();
+            let ipcp = self.stack.node.ipcp_mut(f.dif);
+            let out = f.pump(now, ipcp, &mut self.io, chunk, exiting);
             progress |= out.progress;
-            if out.broken || f.is_over(&d.ipcp) {
+            if out.broken || f.is_over(ipcp) {
                 finished.push(token);
             }
         }
@@ -573,14 +497,13 @@ impl Driver {
                     // Whatever the application still holds ends here (EOF, EPIPE).
                     let _ = rustix::net::shutdown(&sock, rustix::net::Shutdown::Both);
                 }
-                self.stack.difs[dif].ipcp.deallocate(now, port);
+                self.stack.node.ipcp_mut(dif).deallocate(now, port);
                 progress = true;
             }
         }
         let mut closed = Vec::new();
         for (&token, f) in &mut self.datagrams {
-            let d = &mut self.stack.difs[f.dif];
-            let out = f.pump(now, &mut d.ipcp, &mut self.io);
+            let out = f.pump(now, self.stack.node.ipcp_mut(f.dif), &mut self.io);
             progress |= out.progress;
             if out.closed {
                 closed.push(token);
@@ -594,7 +517,7 @@ impl Driver {
 
     /// Stops serving the flow behind `token` (stream or datagram): out of the tables
     /// and the epoll set. Its DIF and port-id, and a stream's socket.
-    fn forget_flow(&mut self, token: u64) -> Option<(usize, PortId, Option<OwnedFd>)> {
+    fn forget_flow(&mut self, token: u64) -> Option<(DifId, PortId, Option<OwnedFd>)> {
         let (dif, port, sock) = if let Some(f) = self.flows.remove(&token) {
             let _ = epoll::delete(&self.epoll, &f.sock);
             (f.dif, f.port, Some(f.sock))
@@ -615,7 +538,7 @@ impl Driver {
         let drained = self
             .flows
             .values()
-            .all(|f| f.is_drained(&self.stack.difs[f.dif].ipcp));
+            .all(|f| f.is_drained(self.stack.node.dif(f.dif).ipcp()));
         if !drained && now < *deadline {
             return false;
         }

@@ -11,11 +11,11 @@ pub mod config;
 pub mod datagram;
 mod driver;
 mod handle;
+mod link;
 mod log;
 pub mod pending;
 mod pump;
 pub mod report;
-mod shim;
 mod stack;
 pub mod view;
 

@@ -10,6 +10,7 @@
 use std::os::fd::OwnedFd;
 
 use rina_core::ipcp::{IpcProcess, ReadResult, WriteError};
+use rina_core::node::DifId;
 use rina_core::{Instant, PortId};
 use rustix::io::Errno;
 use rustix::net::{self, RecvFlags, SendFlags, Shutdown};
@@ -17,7 +18,7 @@ use rustix::net::{self, RecvFlags, SendFlags, Shutdown};
 /// One flow's application-side socket.
 #[derive(Debug)]
 pub(crate) struct AppFlow {
-    pub(crate) dif: usize,
+    pub(crate) dif: DifId,
     pub(crate) port: PortId,
     pub(crate) sock: OwnedFd,
     /// The socket may have data to read (edge-triggered: until a read would block).
@@ -54,7 +55,7 @@ pub(crate) struct PumpOutcome {
 }
 
 impl AppFlow {
-    pub(crate) fn new(dif: usize, port: PortId, sock: OwnedFd) -> Self {
+    pub(crate) fn new(dif: DifId, port: PortId, sock: OwnedFd) -> Self {
         Self {
             dif,
             port,

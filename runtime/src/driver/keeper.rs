@@ -19,6 +19,7 @@ use std::collections::BTreeSet;
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::Duration;
 
+use rina_core::node::DifId;
 use rina_core::Instant;
 use rustix::event::epoll;
 
@@ -108,7 +109,7 @@ impl Driver {
         let _ = rustix::process::setsid();
         own_signals();
         let mut keep: BTreeSet<RawFd> = self.flows.values().map(|f| f.sock.as_raw_fd()).collect();
-        keep.extend(self.stack.shims.iter().map(|s| s.fd().as_raw_fd()));
+        keep.extend(self.stack.links.iter().map(|l| l.fd().as_raw_fd()));
         keep.extend(crate::log::file_fd());
         close_all_but(&keep);
         // The command queue and waker belong to the exiting process (its threads may
@@ -177,7 +178,7 @@ impl Driver {
             let delivered = self
                 .flows
                 .values()
-                .all(|f| f.is_drained(&self.stack.difs[f.dif].ipcp));
+                .all(|f| f.is_drained(self.stack.node.dif(f.dif).ipcp()));
             return delivered || now >= deadline;
         }
         false
@@ -193,8 +194,9 @@ impl Driver {
     /// goodbye sent before the DIF below says its own (after which the flows that
     /// would carry the goodbyes above are gone at the neighbours).
     pub(super) fn leave(&mut self, now: Instant) {
-        for d in (0..self.stack.difs.len()).rev() {
-            self.stack.difs[d].ipcp.leave(now);
+        let difs: Vec<DifId> = self.stack.node.difs().map(|(id, _)| id).collect();
+        for &d in difs.iter().rev() {
+            self.stack.node.leave(now, d);
             let _ = self.flush(now);
         }
     }

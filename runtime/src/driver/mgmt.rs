@@ -10,7 +10,7 @@ use crate::report::{
     mgmt_address, CountersReport, DifReport, DirectoryReport, FlowReport, NeighborReport, Report,
     RouteReport, ShimReport,
 };
-use crate::stack::Lower;
+use rina_core::node::{Layer, LinkId};
 
 /// A nonblocking listener at this process's management address.
 pub(super) fn listener(pid: u32) -> rustix::io::Result<OwnedFd> {
@@ -50,23 +50,22 @@ impl Driver {
 
     /// The state of this stack.
     pub(super) fn report(&self) -> Report {
-        let shims = self
-            .stack
-            .shims
-            .iter()
-            .map(|s| ShimReport {
-                name: s.name.clone(),
-                link: s.describe(),
-                max_sdu: s.max_sdu(),
-                dropped: s.dropped + s.protocol_dropped(),
+        let node = &self.stack.node;
+        let shims = (0..node.link_count())
+            .map(|i| {
+                let link = LinkId(i);
+                ShimReport {
+                    name: node.link_name(link).to_owned(),
+                    link: node.link_place(link).to_owned(),
+                    max_sdu: node.link_max_sdu(link),
+                    dropped: self.stack.dropped[i] + node.link_dropped(link),
+                }
             })
             .collect();
-        let difs = self
-            .stack
-            .difs
-            .iter()
-            .map(|d| {
-                let ipcp = &d.ipcp;
+        let difs = node
+            .difs()
+            .map(|(_, d)| {
+                let ipcp = d.ipcp();
                 let neighbors: Vec<NeighborReport> = ipcp
                     .neighbors()
                     .into_iter()
@@ -119,17 +118,17 @@ impl Driver {
                     .collect();
                 let c = ipcp.counters();
                 DifReport {
-                    name: d.name.clone(),
+                    name: d.name().to_owned(),
                     member: ipcp.config().name.to_string(),
                     address: ipcp.address().map(|a| a.0),
                     enrolled: ipcp.is_enrolled(),
-                    last_failure: d.last_failure.clone(),
+                    last_failure: d.last_failure().map(str::to_owned),
                     over: d
-                        .over
+                        .over()
                         .iter()
                         .map(|l| match *l {
-                            Lower::Shim(s) => self.stack.shims[s].name.clone(),
-                            Lower::Dif(l) => self.stack.difs[l].name.clone(),
+                            Layer::Link(s) => node.link_name(s).to_owned(),
+                            Layer::Dif(l) => node.dif(l).name().to_owned(),
                         })
                         .collect(),
                     neighbors,

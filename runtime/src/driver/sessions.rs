@@ -10,6 +10,7 @@
 use std::os::fd::OwnedFd;
 
 use rina_core::ipcp::AllocError;
+use rina_core::node::DifId;
 use rina_core::{ApplicationName, Instant, PortId};
 use rustix::event::epoll;
 
@@ -23,7 +24,7 @@ use crate::view::{self, FlowName, FlowView, RequestInfo};
 
 /// A connect waiting for its flow.
 pub(super) struct PendingConnect {
-    pub(super) dif: usize,
+    pub(super) dif: DifId,
     remote_app: ApplicationName,
     end: AppEnd,
     view: Option<FlowView>,
@@ -33,20 +34,20 @@ pub(super) struct PendingConnect {
 
 /// A listen waiting for its DIF to be joined.
 pub(super) struct PendingListen {
-    dif: usize,
+    dif: DifId,
     req: ListenRequest,
     pub(super) deadline: Instant,
     pub(super) reply: Reply<Result<(), FlowError>>,
 }
 
 /// A registered name's listener, by (DIF, name, kind of flow).
-pub(super) type ListenerKey = (usize, ApplicationName, FlowKind);
+pub(super) type ListenerKey = (DifId, ApplicationName, FlowKind);
 
 /// An incoming stream flow waiting for room in its listener's backlog (the program is
 /// slow to accept): offered, not answered yet, as TCP leaves a connection unanswered
 /// while its accept queue is full. Never a blocking connect on the runtime thread.
 pub(super) struct Waiting {
-    dif: usize,
+    dif: DifId,
     port: PortId,
     key: ListenerKey,
     listener: Vec<u8>,
@@ -79,11 +80,9 @@ impl Driver {
             reply.send(Err(FlowError::NoSuchDif(req.dif)));
             return;
         };
-        // Waiting to try joining again: try now (what failed may be up by now).
-        self.stack.join_now(now, dif);
-        let d = &mut self.stack.difs[dif];
         let reliable = req.end.kind() == FlowKind::Stream;
-        tracing::debug!("allocating a flow to {} in DIF {}", req.remote_app, d.name);
+        let name = self.stack.node.dif(dif).name();
+        tracing::debug!("allocating a flow to {} in DIF {name}", req.remote_app);
         let info = req.view.map_or_else(Vec::new, |v| {
             RequestInfo {
                 src: v.local,
@@ -91,8 +90,10 @@ impl Driver {
             }
             .encode()
         });
-        let port = d.ipcp.allocate_flow_with_info(
+        // A DIF waiting to try joining again tries now (what failed may be up by now).
+        let port = self.stack.node.allocate(
             now,
+            dif,
             req.local_app,
             req.remote_app.clone(),
             reliable,
@@ -113,10 +114,10 @@ impl Driver {
     }
 
     /// A flow asked for is up: its application end starts moving data.
-    pub(super) fn flow_allocated(&mut self, now: Instant, dif: usize, port: PortId) {
+    pub(super) fn flow_allocated(&mut self, now: Instant, dif: DifId, port: PortId) {
         tracing::debug!("flow {port} allocated");
         let Some(p) = self.pending_connects.remove(&(dif, port)) else {
-            self.stack.difs[dif].ipcp.deallocate(now, port);
+            self.stack.node.ipcp_mut(dif).deallocate(now, port);
             return;
         };
         let proxy = match p.end {
@@ -137,7 +138,7 @@ impl Driver {
             AppEnd::Datagram(app) => match datagram::bind_proxy(&p.remote_app, app) {
                 Ok(proxy) => Some(self.add_datagram(dif, port, proxy, app)),
                 Err(e) => {
-                    self.stack.difs[dif].ipcp.deallocate(now, port);
+                    self.stack.node.ipcp_mut(dif).deallocate(now, port);
                     p.reply.send(Err(FlowError::NoResources));
                     tracing::warn!("cannot bind a datagram proxy: {e}");
                     return;
@@ -150,13 +151,13 @@ impl Driver {
     /// Binds the runtime's end of a stream flow to the name that tells whoever holds
     /// the application's end what it shows (best effort: without it, only this
     /// process's interposer knows).
-    fn name_flow_socket(&self, sock: &OwnedFd, dif: usize, port: PortId, v: Option<FlowView>) {
+    fn name_flow_socket(&self, sock: &OwnedFd, dif: DifId, port: PortId, v: Option<FlowView>) {
         let Some(view) = v else {
             return;
         };
         let name = view::flow_name(&FlowName {
             pid: std::process::id(),
-            dif: dif as u16,
+            dif: dif.0 as u16,
             port,
             view,
         });
@@ -168,13 +169,15 @@ impl Driver {
     }
 
     /// A flow asked for could not be made: the caller learns why.
-    pub(super) fn allocation_failed(&mut self, dif: usize, port: PortId, error: AllocError) {
+    pub(super) fn allocation_failed(&mut self, dif: DifId, port: PortId, error: AllocError) {
         tracing::debug!("flow {port} not allocated: {error}");
         if let Some(p) = self.pending_connects.remove(&(dif, port)) {
-            let why = self.stack.difs[p.dif]
-                .last_failure
-                .clone()
-                .unwrap_or_else(|| error.to_string());
+            let why = self
+                .stack
+                .node
+                .dif(p.dif)
+                .last_failure()
+                .map_or_else(|| error.to_string(), str::to_owned);
             p.reply.send(Err(match error {
                 AllocError::NoSuchApplication => FlowError::NoSuchApplication,
                 AllocError::Unreachable => FlowError::Unreachable(why),
@@ -195,7 +198,7 @@ impl Driver {
             reply.send(Err(FlowError::NoSuchDif(req.dif)));
             return;
         };
-        self.stack.join_now(now, dif);
+        self.stack.node.join_now(now, dif);
         let deadline = now + req.timeout;
         self.pending_listens.push(PendingListen {
             dif,
@@ -210,16 +213,16 @@ impl Driver {
     pub(super) fn expire_listens(&mut self, now: Instant) {
         let pending = std::mem::take(&mut self.pending_listens);
         for l in pending {
-            let d = &mut self.stack.difs[l.dif];
-            if d.ipcp.is_enrolled() {
+            let d = self.stack.node.dif(l.dif);
+            if d.ipcp().is_enrolled() {
                 let r = self.register(now, l.dif, &l.req);
                 l.reply.send(r);
-            } else if now >= l.deadline || (!d.joining() && d.last_failure.is_some()) {
+            } else if now >= l.deadline || d.stalled() {
                 let why = d
-                    .last_failure
-                    .clone()
-                    .unwrap_or_else(|| "not enrolled in time".into());
-                let name = d.name.clone();
+                    .last_failure()
+                    .unwrap_or("not enrolled in time")
+                    .to_owned();
+                let name = d.name().to_owned();
                 self.say_once(&format!("cannot join DIF {name}: {why}"));
                 l.reply.send(Err(FlowError::Unreachable(why)));
             } else {
@@ -230,13 +233,13 @@ impl Driver {
 
     /// Registers a listen's name in its (joined) DIF, unless another member holds it
     /// and they do not both serve it as a pool.
-    fn register(&mut self, now: Instant, dif: usize, req: &ListenRequest) -> Result<(), FlowError> {
-        let d = &mut self.stack.difs[dif];
-        let me = d.ipcp.address();
+    fn register(&mut self, now: Instant, dif: DifId, req: &ListenRequest) -> Result<(), FlowError> {
+        let d = self.stack.node.dif(dif);
+        let ipcp = d.ipcp();
+        let me = ipcp.address();
         // A holder this member cannot reach (it vanished) does not count.
-        let reachable = |a| d.ipcp.forwarding_table().contains_key(&a);
-        let holder = d
-            .ipcp
+        let reachable = |a| ipcp.forwarding_table().contains_key(&a);
+        let holder = ipcp
             .directory()
             .holders(&req.app)
             .into_iter()
@@ -245,7 +248,7 @@ impl Driver {
             let why = format!(
                 "{} is registered in DIF {} by member {a}{}",
                 req.app,
-                d.name,
+                d.name(),
                 if pool {
                     " as a pool (this listen rule has no `pool = true`)"
                 } else {
@@ -258,8 +261,11 @@ impl Driver {
         let kind = req.target.kind();
         let kinds = rina_core::ipcp::FlowKinds::of(kind == FlowKind::Stream);
         // Registering again behind a new target (the old one closed) is fine.
-        let _ = d.ipcp.register_with(now, req.app.clone(), kinds, req.pool);
-        self.stack.offer_enrollment(now, dif);
+        // Its member takes newcomers from now on.
+        let _ = self
+            .stack
+            .node
+            .register(now, dif, req.app.clone(), kinds, req.pool);
         self.listeners
             .insert((dif, req.app.clone(), kind), req.target.clone());
         Ok(())
@@ -267,16 +273,15 @@ impl Driver {
 
     /// Fails pending connects and listens of DIFs that cannot currently join.
     pub(super) fn fail_pending(&mut self, now: Instant) {
-        let _ = self.stack.lower_failed(now);
-        let keys: Vec<(usize, PortId)> = self.pending_connects.keys().copied().collect();
+        let keys: Vec<(DifId, PortId)> = self.pending_connects.keys().copied().collect();
         for (dif, port) in keys {
-            let d = &mut self.stack.difs[dif];
-            if d.ipcp.is_enrolled() || d.joining() {
+            let d = self.stack.node.dif(dif);
+            if d.ipcp().is_enrolled() || d.joining() {
                 continue;
             }
-            let why = d.last_failure.clone().unwrap_or_default();
-            let name = d.name.clone();
-            d.ipcp.deallocate(now, port);
+            let why = d.last_failure().unwrap_or_default().to_owned();
+            let name = d.name().to_owned();
+            self.stack.node.ipcp_mut(dif).deallocate(now, port);
             if let Some(p) = self.pending_connects.remove(&(dif, port)) {
                 self.say_once(&format!("cannot join DIF {name}: {why}"));
                 p.reply.send(Err(FlowError::Unreachable(why)));
@@ -300,7 +305,7 @@ impl Driver {
     pub(super) fn incoming(
         &mut self,
         now: Instant,
-        dif: usize,
+        dif: DifId,
         port: PortId,
         local_app: ApplicationName,
         remote_app: &ApplicationName,
@@ -314,14 +319,14 @@ impl Driver {
         };
         let key = (dif, local_app, kind);
         let Some(target) = self.listeners.get(&key).cloned() else {
-            self.stack.difs[dif].ipcp.answer_flow(now, port, false);
+            self.stack.node.ipcp_mut(dif).answer_flow(now, port, false);
             return;
         };
         let result = match &target {
             ListenTarget::Stream(listener, lv) => {
                 let name = view::flow_name(&FlowName {
                     pid: std::process::id(),
-                    dif: dif as u16,
+                    dif: dif.0 as u16,
                     port,
                     view: lv.accepted(remote_app, RequestInfo::decode(info)),
                 });
@@ -342,7 +347,7 @@ impl Driver {
                     .map_err(std::io::Error::from)
             }
             ListenTarget::Datagram(app) => datagram::bind_proxy(remote_app, *app).map(|proxy| {
-                self.stack.difs[dif].ipcp.answer_flow(now, port, true);
+                self.stack.node.ipcp_mut(dif).answer_flow(now, port, true);
                 self.add_datagram(dif, port, proxy, *app);
             }),
         };
@@ -351,7 +356,7 @@ impl Driver {
                 "{}: its listener is closed ({e}); the name is withdrawn",
                 key.1
             );
-            self.stack.difs[dif].ipcp.answer_flow(now, port, false);
+            self.stack.node.ipcp_mut(dif).answer_flow(now, port, false);
             if matches!(target, ListenTarget::Stream(..)) {
                 self.unlisten(now, &key);
             }
@@ -365,7 +370,10 @@ impl Driver {
         let to = SocketAddrUnix::new_abstract_name(&w.listener);
         match to.and_then(|a| connect(&w.sock, &a)) {
             Ok(()) | Err(rustix::io::Errno::ISCONN) => {
-                self.stack.difs[w.dif].ipcp.answer_flow(now, w.port, true);
+                self.stack
+                    .node
+                    .ipcp_mut(w.dif)
+                    .answer_flow(now, w.port, true);
                 self.add_flow(w.dif, w.port, w.sock, w.recv_buffer);
             }
             Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) if now < w.give_up => {
@@ -373,7 +381,10 @@ impl Driver {
                 self.waiting.push(w);
             }
             Err(e) => {
-                self.stack.difs[w.dif].ipcp.answer_flow(now, w.port, false);
+                self.stack
+                    .node
+                    .ipcp_mut(w.dif)
+                    .answer_flow(now, w.port, false);
                 if !matches!(e, rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) {
                     tracing::info!(
                         "{}: its listener is closed ({e}); the name is withdrawn",
@@ -396,7 +407,10 @@ impl Driver {
             } else if self.listeners.contains_key(&w.key) {
                 self.try_listener(now, w);
             } else {
-                self.stack.difs[w.dif].ipcp.answer_flow(now, w.port, false);
+                self.stack
+                    .node
+                    .ipcp_mut(w.dif)
+                    .answer_flow(now, w.port, false);
             }
         }
     }
@@ -404,7 +418,10 @@ impl Driver {
     /// Refuses every flow still waiting for its listener (the stack is handed over).
     pub(super) fn refuse_waiting(&mut self, now: Instant) {
         for w in std::mem::take(&mut self.waiting) {
-            self.stack.difs[w.dif].ipcp.answer_flow(now, w.port, false);
+            self.stack
+                .node
+                .ipcp_mut(w.dif)
+                .answer_flow(now, w.port, false);
         }
     }
 
@@ -412,8 +429,9 @@ impl Driver {
     pub(super) fn unlisten(&mut self, now: Instant, key: &ListenerKey) {
         if self.listeners.remove(key).is_some() {
             let kinds = rina_core::ipcp::FlowKinds::of(key.2 == FlowKind::Stream);
-            self.stack.difs[key.0]
-                .ipcp
+            self.stack
+                .node
+                .ipcp_mut(key.0)
                 .unregister_for(now, &key.1, kinds);
         }
     }
@@ -446,7 +464,7 @@ impl Driver {
             .collect();
         for token in gone {
             if let Some((dif, port, _)) = self.forget_flow(token) {
-                self.stack.difs[dif].ipcp.deallocate(now, port);
+                self.stack.node.ipcp_mut(dif).deallocate(now, port);
             }
         }
         let keys: Vec<_> = self
@@ -462,7 +480,7 @@ impl Driver {
 
     pub(super) fn add_datagram(
         &mut self,
-        dif: usize,
+        dif: DifId,
         port: PortId,
         proxy: shims::udp::UdpLink,
         app: std::net::SocketAddr,
@@ -489,7 +507,7 @@ impl Driver {
     /// socket; `recv_buffer`: what the application asked to have queued toward it.
     pub(super) fn add_flow(
         &mut self,
-        dif: usize,
+        dif: DifId,
         port: PortId,
         sock: OwnedFd,
         recv_buffer: Option<usize>,
@@ -516,7 +534,8 @@ impl Driver {
         dif: u16,
         port: PortId,
     ) -> Option<rina_core::efcp::ConnectionStats> {
-        self.stack.difs.get(usize::from(dif))?.ipcp.flow_stats(port)
+        let dif = self.stack.node.get_dif(DifId(usize::from(dif)))?;
+        dif.ipcp().flow_stats(port)
     }
 }
 

@@ -1,0 +1,601 @@
+//! One member's whole stack, without I/O: its shim layers and normal DIFs, the N-1
+//! port table that joins them (DIFs over shims and over DIFs), the adjacency plans
+//! with their back-off, and joining (and failing) the DIFs above one below.
+//!
+//! A [`Node`] is driven as an IPC process is, in the style of smoltcp's interface:
+//!
+//! - inputs: [`Node::handle_link`] (a datagram or frame that arrived on a link),
+//!   [`Node::handle_timeout`], and commands ([`Node::allocate`], [`Node::register`],
+//!   [`Node::join_now`], [`Node::leave`]; the applications' flows read and write
+//!   through [`Node::ipcp_mut`]);
+//! - outputs: [`Node::poll_transmit`] (a datagram or frame for a link),
+//!   [`Node::poll_timeout`] and [`Node::poll_event`] (the applications' flow events,
+//!   joins and their failures, neighbours).
+//!
+//! A driver owns the links (sockets) and the clock; the `sim` feature's `net`
+//! simulator drives nodes over in-memory links.
+
+mod adjacency;
+mod backoff;
+mod dif;
+mod link;
+mod n1;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::ops::Range;
+use std::time::Duration;
+
+use core::fmt;
+use core::net::SocketAddr;
+
+pub use backoff::Backoff;
+pub use dif::{Dif, Plan};
+pub use link::{Header, LinkAddr, Peer};
+
+use crate::efcp::EfcpConfig;
+use crate::ipcp::{Event, FlowKinds, IpcProcess, IpcpConfig, RegisterError};
+use crate::shim::eth::{EthConfig, EthPeer};
+use crate::shim::{ShimConfig, ShimFlowId};
+use crate::time::earliest;
+use crate::wire::PCI_LEN;
+use crate::{Address, ApplicationName, Instant, N1Port, PortId};
+use dif::Keep;
+use link::ShimLayer;
+
+/// A normal DIF of a node, by its place in the node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DifId(pub usize);
+
+/// A shim layer (a link) of a node, by its place in the node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LinkId(pub usize);
+
+impl fmt::Display for DifId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DIF #{}", self.0)
+    }
+}
+
+/// What carries a normal DIF's N-1 flows: a shim layer, or a normal DIF below it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Layer {
+    /// A shim layer.
+    Link(LinkId),
+    /// A normal DIF.
+    Dif(DifId),
+}
+
+/// One N-1 flow, in the layer that carries it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum LowerFlow {
+    Shim(LinkId, ShimFlowId),
+    Dif(DifId, PortId),
+}
+
+impl LowerFlow {
+    fn layer(self) -> Layer {
+        match self {
+            Self::Shim(l, _) => Layer::Link(l),
+            Self::Dif(d, _) => Layer::Dif(d),
+        }
+    }
+}
+
+/// A datagram or frame for a link: its header, then the payload at `payload` in the
+/// buffer it came with (see [`Node::poll_transmit`], [`Node::handle_link`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transmit {
+    /// The link.
+    pub link: LinkId,
+    /// Where on the link.
+    pub to: LinkAddr,
+    /// The shim header, sent first.
+    pub header: Header,
+    /// Where the payload is in the buffer.
+    pub payload: Range<usize>,
+}
+
+/// What a node tells its driver.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NodeEvent {
+    /// An event of a DIF's IPC process about the applications' flows and names (what
+    /// concerns N-1 flows and enrollment the node handles itself).
+    Flow(DifId, Event),
+    /// This member joined the DIF.
+    Joined {
+        /// The DIF.
+        dif: DifId,
+        /// Its address there.
+        address: Address,
+    },
+    /// An attempt to join the DIF failed; the next one after `retry_in`. Calls that
+    /// wait for it may fail now (see [`Dif::joining`]).
+    JoinFailed {
+        /// The DIF.
+        dif: DifId,
+        /// Why.
+        why: String,
+        /// When it is tried again.
+        retry_in: Duration,
+    },
+    /// A neighbour is up.
+    NeighborUp {
+        /// The DIF.
+        dif: DifId,
+        /// Its N-1 port.
+        port: N1Port,
+        /// Its name.
+        name: ApplicationName,
+    },
+    /// A neighbour was lost.
+    NeighborLost {
+        /// The DIF.
+        dif: DifId,
+        /// Its N-1 port (gone).
+        port: N1Port,
+    },
+}
+
+/// A normal DIF to add to a node.
+#[derive(Clone, Debug)]
+pub struct DifConfig {
+    /// Its IPC process (its EFCP settings for data flows are the node's: sized to the
+    /// layers below).
+    pub ipcp: IpcpConfig,
+    /// The layers below it.
+    pub over: Vec<Layer>,
+    /// How it enrolls (`None`: it bootstraps, `ipcp.bootstrap` set).
+    pub enroll: Option<Plan>,
+    /// More adjacencies to keep once it is a member.
+    pub neighbors: Vec<Plan>,
+}
+
+/// Why a DIF cannot be added.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum NodeError {
+    /// It refers to a layer the node does not have (yet).
+    #[error("DIF {dif:?}: no layer {layer:?} below it")]
+    NoSuchLayer {
+        /// The DIF added.
+        dif: String,
+        /// What it refers to.
+        layer: Layer,
+    },
+    /// A neighbour is named in a way its layer cannot reach.
+    #[error("DIF {dif:?}: neighbour {peer} cannot be reached over {layer:?}")]
+    PeerKind {
+        /// The DIF added.
+        dif: String,
+        /// The neighbour.
+        peer: String,
+        /// Its layer.
+        layer: Layer,
+    },
+}
+
+/// One member's stack: shim layers, normal DIFs and the N-1 ports between them.
+#[derive(Debug, Default)]
+pub struct Node {
+    shims: Vec<ShimLayer>,
+    difs: Vec<Dif>,
+    /// N-1 port -> (DIF, the flow below that carries it).
+    n1: BTreeMap<N1Port, (DifId, LowerFlow)>,
+    /// The flow below -> N-1 port.
+    by_lower: BTreeMap<LowerFlow, N1Port>,
+    next_n1: u32,
+    /// N-1 flows of normal DIFs with SDUs to hand to the DIF above.
+    lower_readable: BTreeSet<LowerFlow>,
+    events: VecDeque<NodeEvent>,
+    /// Every member here takes newcomers once it is one (a node that stays up), not
+    /// only those that bootstrapped or serve names.
+    long_lived: bool,
+}
+
+impl Node {
+    /// An empty node; `long_lived`: its members take newcomers as soon as they are
+    /// members (`rina node`).
+    pub fn new(long_lived: bool) -> Self {
+        Self {
+            long_lived,
+            ..Self::default()
+        }
+    }
+
+    /// Adds a UDP shim layer at `place` (for messages: "UDP 10.0.0.1:7000"); `peers`
+    /// name its neighbours' endpoints.
+    pub fn add_udp_link(
+        &mut self,
+        name: String,
+        place: String,
+        cfg: ShimConfig,
+        peers: Vec<(String, SocketAddr)>,
+        seed: u64,
+    ) -> LinkId {
+        self.shims
+            .push(ShimLayer::udp(name, place, cfg, peers, seed));
+        LinkId(self.shims.len() - 1)
+    }
+
+    /// Adds an Ethernet shim layer at `place` (for messages: "interface eth0"): this
+    /// process is `me` on the interface.
+    pub fn add_eth_link(
+        &mut self,
+        name: String,
+        place: String,
+        cfg: EthConfig,
+        me: EthPeer,
+        seed: u64,
+    ) -> LinkId {
+        self.shims.push(ShimLayer::eth(name, place, cfg, me, seed));
+        LinkId(self.shims.len() - 1)
+    }
+
+    /// Adds a normal DIF over layers already added.
+    ///
+    /// # Errors
+    /// A layer it refers to is not there, or a neighbour is named in a way its layer
+    /// cannot reach.
+    pub fn add_dif(&mut self, now: Instant, cfg: DifConfig) -> Result<DifId, NodeError> {
+        let DifConfig {
+            mut ipcp,
+            over,
+            enroll,
+            neighbors,
+        } = cfg;
+        let name = ipcp.dif.clone();
+        for &layer in over
+            .iter()
+            .chain(enroll.iter().chain(&neighbors).map(|p| &p.lower))
+        {
+            if !self.has_layer(layer) {
+                return Err(NodeError::NoSuchLayer { dif: name, layer });
+            }
+        }
+        for p in enroll.iter().chain(&neighbors) {
+            let fits = match (p.lower, &p.peer) {
+                (Layer::Link(l), Peer::Udp(_)) => !self.shims[l.0].is_ethernet(),
+                (Layer::Link(l), Peer::Name(_)) => self.shims[l.0].is_ethernet(),
+                (Layer::Dif(_), peer) => matches!(peer, Peer::Name(_)),
+            };
+            if !fits {
+                let (peer, layer) = (p.peer.to_string(), p.lower);
+                return Err(NodeError::PeerKind {
+                    dif: name,
+                    peer,
+                    layer,
+                });
+            }
+        }
+        // Over a normal DIF the largest PDU is known once that DIF is joined (flows
+        // then use the DIF-wide figure); until then, a guess.
+        let mtu = over
+            .iter()
+            .map(|&l| match l {
+                Layer::Link(s) => self.shims[s.0].max_sdu(),
+                Layer::Dif(_) => 1400,
+            })
+            .min()
+            .unwrap_or(1400);
+        ipcp.data_efcp = data_efcp(mtu);
+        // Peers reach this member through each shim by its own name and by the DIF's
+        // name; on Ethernet, where any member answering for the DIF's name may be
+        // picked to enroll through, only once it can take newcomers (see
+        // `offer_enrollment`). In a normal DIF below, the names are registered once
+        // that DIF is joined.
+        for l in &over {
+            if let Layer::Link(s) = *l {
+                let shim = &mut self.shims[s.0];
+                shim.register(ipcp.name.clone());
+                if !shim.is_ethernet() {
+                    shim.register(ApplicationName::new(name.clone()));
+                }
+            }
+        }
+        let keep = enroll
+            .iter()
+            .chain(&neighbors)
+            .map(|p| Keep::new(p.clone(), now))
+            .collect();
+        let payload = mtu.saturating_sub(PCI_LEN).max(1);
+        self.difs.push(Dif {
+            name,
+            ipcp: IpcProcess::new(ipcp, now),
+            retry_at: enroll.as_ref().map(|_| now),
+            enroll,
+            enrolling: None,
+            waiting: false,
+            over,
+            keep,
+            backoff: Backoff::STANDARD,
+            last_failure: None,
+            chunk: payload * (65536 / payload).max(1),
+        });
+        Ok(DifId(self.difs.len() - 1))
+    }
+
+    fn has_layer(&self, layer: Layer) -> bool {
+        match layer {
+            Layer::Link(l) => l.0 < self.shims.len(),
+            Layer::Dif(d) => d.0 < self.difs.len(),
+        }
+    }
+
+    /// The DIF `dif`.
+    ///
+    /// # Panics
+    /// If the node has no such DIF (ids come from [`Node::add_dif`]).
+    pub fn dif(&self, dif: DifId) -> &Dif {
+        &self.difs[dif.0]
+    }
+
+    /// The DIF `dif`, if the node has it.
+    pub fn get_dif(&self, dif: DifId) -> Option<&Dif> {
+        self.difs.get(dif.0)
+    }
+
+    /// Every DIF, lowest first.
+    pub fn difs(&self) -> impl DoubleEndedIterator<Item = (DifId, &Dif)> {
+        self.difs.iter().enumerate().map(|(i, d)| (DifId(i), d))
+    }
+
+    /// The DIF named `name`.
+    pub fn dif_named(&self, name: &str) -> Option<DifId> {
+        self.difs.iter().position(|d| d.name == name).map(DifId)
+    }
+
+    /// The IPC process of `dif`, for the applications' flows (read, write, answer,
+    /// deallocate) and reports.
+    ///
+    /// # Panics
+    /// If the node has no such DIF.
+    pub fn ipcp_mut(&mut self, dif: DifId) -> &mut IpcProcess {
+        &mut self.difs[dif.0].ipcp
+    }
+
+    /// The number of shim layers.
+    pub fn link_count(&self) -> usize {
+        self.shims.len()
+    }
+
+    /// The shim layer named `name`.
+    pub fn link_named(&self, name: &str) -> Option<LinkId> {
+        self.shims.iter().position(|s| s.name == name).map(LinkId)
+    }
+
+    /// A shim layer's name.
+    pub fn link_name(&self, link: LinkId) -> &str {
+        &self.shims[link.0].name
+    }
+
+    /// Where a shim layer's link is (as given when it was added).
+    pub fn link_place(&self, link: LinkId) -> &str {
+        &self.shims[link.0].place
+    }
+
+    /// The largest SDU a flow of `link` carries.
+    pub fn link_max_sdu(&self, link: LinkId) -> usize {
+        self.shims[link.0].max_sdu()
+    }
+
+    /// What the shim protocol of `link` dropped (malformed, unknown flow, wrong
+    /// sender, not ours).
+    pub fn link_dropped(&self, link: LinkId) -> u64 {
+        self.shims[link.0].dropped()
+    }
+
+    /// The endpoint of the UDP peer `name` of `link` (as its rules name it).
+    pub fn udp_peer(&self, link: LinkId, name: &str) -> Option<SocketAddr> {
+        self.shims[link.0].udp_peer(name)
+    }
+
+    /// Asks DIF `dif` for a flow (see [`IpcProcess::allocate_flow_with_info`]); a DIF
+    /// waiting to try joining again tries at once, as a TCP connect tries whenever it
+    /// is called.
+    #[allow(clippy::too_many_arguments)]
+    pub fn allocate(
+        &mut self,
+        now: Instant,
+        dif: DifId,
+        local: ApplicationName,
+        remote: ApplicationName,
+        reliable: bool,
+        deadline: Instant,
+        info: Vec<u8>,
+    ) -> PortId {
+        self.join_now(now, dif);
+        self.difs[dif.0]
+            .ipcp
+            .allocate_flow_with_info(now, local, remote, reliable, deadline, info)
+    }
+
+    /// Registers `app` in the (joined) DIF `dif`; its member then takes newcomers.
+    ///
+    /// # Errors
+    /// As [`IpcProcess::register_with`].
+    pub fn register(
+        &mut self,
+        now: Instant,
+        dif: DifId,
+        app: ApplicationName,
+        kinds: FlowKinds,
+        pool: bool,
+    ) -> Result<(), RegisterError> {
+        let r = self.difs[dif.0].ipcp.register_with(now, app, kinds, pool);
+        self.offer_enrollment(now, dif);
+        r
+    }
+
+    /// Says goodbye in DIF `dif` (its neighbours forget this member at once). A
+    /// driver leaves the DIFs from the top, sending what each says before the next.
+    pub fn leave(&mut self, now: Instant, dif: DifId) {
+        self.difs[dif.0].ipcp.leave(now);
+    }
+
+    /// Handles a datagram or frame that arrived on `link` from `from`. A PDU this
+    /// member relays at once over a link comes back as a [`Transmit`] whose payload is
+    /// in `bytes` (changed in place): send it before the next call.
+    pub fn handle_link(
+        &mut self,
+        now: Instant,
+        link: LinkId,
+        from: LinkAddr,
+        bytes: &mut [u8],
+    ) -> Option<Transmit> {
+        let base = bytes.as_ptr() as usize;
+        let (id, range) = {
+            let (id, pdu) = self.shims.get_mut(link.0)?.handle_input(now, from, bytes)?;
+            let start = pdu.as_ptr() as usize - base;
+            (id, start..start + pdu.len())
+        };
+        let port = *self.by_lower.get(&LowerFlow::Shim(link, id))?;
+        let (dif, _) = *self.n1.get(&port)?;
+        let pdu = &mut bytes[range.clone()];
+        // A PDU for another member goes on at once, from this buffer.
+        let out = self.difs[dif.0].ipcp.handle_pdu_in_place(now, port, pdu)?;
+        match *self.n1.get(&out)? {
+            (_, LowerFlow::Shim(l, id)) => {
+                let (to, header) = self.shims[l.0].data_header(id)?;
+                Some(Transmit {
+                    link: l,
+                    to,
+                    header,
+                    payload: range,
+                })
+            }
+            (_, LowerFlow::Dif(low, p)) => {
+                // A full flow below loses it, as a link would.
+                let _ = self.difs[low.0].ipcp.write(now, p, pdu);
+                None
+            }
+        }
+    }
+
+    /// The link said nothing listens at `peer`: flows being made to it fail at once.
+    pub fn peer_unreachable(&mut self, link: LinkId, peer: LinkAddr) {
+        if let Some(s) = self.shims.get_mut(link.0) {
+            s.peer_unreachable(peer);
+        }
+    }
+
+    /// The next datagram or frame to send, its payload in `buf` (the DIFs on top
+    /// first, so what they hand to the DIFs below goes out in the same pass).
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
+        for d in (0..self.difs.len()).rev() {
+            while let Some(port) = self.difs[d].ipcp.poll_transmit(now, buf) {
+                match self.n1.get(&port) {
+                    Some(&(_, LowerFlow::Shim(l, id))) => {
+                        // A flow not up yet loses it, as a link would.
+                        if let Some((to, header)) = self.shims[l.0].data_header(id) {
+                            let payload = 0..buf.len();
+                            return Some(Transmit {
+                                link: l,
+                                to,
+                                header,
+                                payload,
+                            });
+                        }
+                    }
+                    Some(&(_, LowerFlow::Dif(low, p))) => {
+                        let _ = self.difs[low.0].ipcp.write(now, p, buf);
+                    }
+                    None => {}
+                }
+            }
+        }
+        for (i, s) in self.shims.iter_mut().enumerate() {
+            if let Some((to, bytes)) = s.poll_transmit() {
+                buf.clear();
+                buf.extend_from_slice(&bytes);
+                return Some(Transmit {
+                    link: LinkId(i),
+                    to,
+                    header: Header::EMPTY,
+                    payload: 0..buf.len(),
+                });
+            }
+        }
+        None
+    }
+
+    /// When [`Node::handle_timeout`] must run next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let mut t = None;
+        for s in &self.shims {
+            t = earliest(t, s.poll_timeout());
+        }
+        for d in &self.difs {
+            t = earliest(t, d.ipcp.poll_timeout());
+            t = earliest(t, d.retry_at);
+        }
+        earliest(t, self.keep_deadline())
+    }
+
+    /// Runs what is due: attempts to join and to set adjacencies up again, and the
+    /// protocols' timers.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.start_enrollments(now);
+        self.lower_failed(now);
+        self.maintain_adjacencies(now);
+        for s in &mut self.shims {
+            s.handle_timeout(now);
+        }
+        for d in &mut self.difs {
+            if d.ipcp.poll_timeout().is_some_and(|t| t <= now) {
+                d.ipcp.handle_timeout(now);
+            }
+        }
+    }
+
+    /// The next event for the driver. Handles on the way what the node handles
+    /// itself (N-1 flows, enrollment, the SDUs of the N-1 flows of DIFs over DIFs).
+    pub fn poll_event(&mut self, now: Instant) -> Option<NodeEvent> {
+        // Bounded, so that the driver's other work gets turns; what is left shows in
+        // `has_pending_output`.
+        for _ in 0..64 {
+            if let Some(ev) = self.events.pop_front() {
+                return Some(ev);
+            }
+            let mut moved = false;
+            for l in 0..self.shims.len() {
+                while let Some(n) = self.shims[l].poll_notice() {
+                    moved = true;
+                    self.on_shim_notice(now, LinkId(l), n);
+                }
+            }
+            for d in 0..self.difs.len() {
+                while let Some(ev) = self.difs[d].ipcp.poll_event() {
+                    moved = true;
+                    self.on_ipcp_event(now, DifId(d), ev);
+                }
+            }
+            moved |= self.receive_lower(now);
+            if !moved && self.events.is_empty() {
+                return None;
+            }
+        }
+        self.events.pop_front()
+    }
+
+    /// True while the node has something for its driver (events, PDUs, datagrams):
+    /// the driver must not sleep.
+    pub fn has_pending_output(&self) -> bool {
+        !self.events.is_empty()
+            || !self.lower_readable.is_empty()
+            || self.difs.iter().any(|d| d.ipcp.has_pending_output())
+            || self.shims.iter().any(ShimLayer::has_pending_output)
+    }
+}
+
+/// EFCP settings for data flows over a path whose largest PDU is `mtu`: a window of
+/// about 4 MiB (at least 32 PDUs), far above any path's bandwidth-delay product here,
+/// and a send queue of about 256 KiB: what the application wrote beyond that waits in
+/// its own socket, whose buffer it sizes (`SO_SNDBUF`), as over TCP.
+fn data_efcp(mtu: usize) -> EfcpConfig {
+    let mtu = mtu.max(1);
+    EfcpConfig {
+        max_pdu_size: mtu,
+        initial_credit: ((4usize << 20) / mtu).clamp(32, 4096) as u64,
+        send_queue_pdus: ((256usize << 10) / mtu).clamp(8, 1024),
+        ..EfcpConfig::default()
+    }
+}

@@ -1,0 +1,88 @@
+//! The links' side of the loop: what arrives on a link goes to the node (a PDU it
+//! relays goes out again at once, from the same buffer), what the node has to send
+//! goes out on its link, and what the node reports is handled.
+
+use rina_core::node::{LinkId, NodeEvent};
+use rina_core::Instant;
+
+use super::Driver;
+
+impl Driver {
+    /// The link's socket reported an error: the peers it names as unreachable (nothing
+    /// listens there) fail the flows being made to them at once.
+    pub(super) fn link_error(&mut self, link: LinkId) {
+        let Some(l) = self.stack.links.get(link.0) else {
+            return;
+        };
+        for peer in l.unreachable_peers() {
+            tracing::debug!("{}: nothing listens at {peer:?}", l.describe());
+            self.stack.node.peer_unreachable(link, peer);
+        }
+    }
+
+    /// Receives what link `link` has and hands it to the node.
+    pub(super) fn receive_link(&mut self, now: Instant, link: LinkId) {
+        // Bounded, so one busy link cannot starve the rest of the loop.
+        for _ in 0..256 {
+            let Some(l) = self.stack.links.get(link.0) else {
+                return;
+            };
+            let (from, range) = match l.recv(&mut self.rx, &mut self.stack.dropped[link.0]) {
+                Ok(Some(r)) => r,
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::warn!("{}: receive failed: {e}", l.describe());
+                    return;
+                }
+            };
+            let bytes = &mut self.rx[range];
+            if let Some(t) = self.stack.node.handle_link(now, link, from, bytes) {
+                if let Some(out) = self.stack.link(t.link) {
+                    out.send(t.to, &t.header, &bytes[t.payload]);
+                }
+            }
+        }
+        // More may be waiting; come back after the rest of the loop has had a turn.
+        let _ = rustix::io::write(&self.shared.waker, &1u64.to_ne_bytes());
+    }
+
+    /// Sends everything the node has ready; true if anything went.
+    pub(super) fn flush(&mut self, now: Instant) -> bool {
+        let mut sent = false;
+        while let Some(t) = self.stack.node.poll_transmit(now, &mut self.tx) {
+            sent = true;
+            if let Some(l) = self.stack.link(t.link) {
+                l.send(t.to, &t.header, &self.tx[t.payload]);
+            }
+        }
+        sent
+    }
+
+    /// Handles what the node reports; true if it reported anything.
+    pub(super) fn handle_node_events(&mut self, now: Instant) -> bool {
+        let mut any = false;
+        while let Some(ev) = self.stack.node.poll_event(now) {
+            any = true;
+            match ev {
+                NodeEvent::Flow(dif, ev) => self.on_flow_event(now, dif, ev),
+                NodeEvent::Joined { dif, address } => {
+                    let name = self.stack.node.dif(dif).name();
+                    tracing::info!("enrolled in DIF {name} with address {address}");
+                    self.expire_listens(now);
+                }
+                NodeEvent::JoinFailed { dif, why, retry_in } => {
+                    let name = self.stack.node.dif(dif).name();
+                    tracing::info!("DIF {name}: cannot join: {why}; trying again in {retry_in:?}");
+                    self.fail_pending(now);
+                }
+                NodeEvent::NeighborUp { port, name, .. } => {
+                    tracing::info!("neighbour {name} up on N-1 port {port}");
+                }
+                NodeEvent::NeighborLost { port, .. } => {
+                    tracing::info!("neighbour on N-1 port {port} lost");
+                }
+            }
+        }
+        any
+    }
+}
