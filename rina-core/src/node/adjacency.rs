@@ -286,12 +286,15 @@ impl Node {
     /// Nobody answered for `name` on `link`: the DIFs waiting for it try later.
     pub(crate) fn unresolved(&mut self, now: Instant, link: LinkId, name: &ApplicationName) {
         let mut failed = Vec::new();
-        for (i, d) in self.difs.iter_mut().enumerate() {
-            for k in &mut d.keep {
-                if k.state == KeepState::Waiting && k.plan.waits_for(link, name) {
-                    k.down(now);
+        for i in 0..self.difs.len() {
+            for k in 0..self.difs[i].keep.len() {
+                if self.difs[i].keep[k].state == KeepState::Waiting
+                    && self.difs[i].keep[k].plan.waits_for(link, name)
+                {
+                    self.keep_down(now, DifId(i), k);
                 }
             }
+            let d = &self.difs[i];
             if d.waiting && d.enroll.as_ref().is_some_and(|p| p.waits_for(link, name)) {
                 failed.push(i);
             }
@@ -350,14 +353,26 @@ impl Node {
     /// N-1 port `port` of DIF `dif` is gone: if it carried a kept adjacency, that one
     /// is set up again after its back-off. False if no kept adjacency used it.
     fn keep_lost(&mut self, now: Instant, dif: DifId, port: N1Port) -> bool {
-        let keep = &mut self.difs[dif.0].keep;
-        match keep.iter_mut().find(|k| k.state == KeepState::Up(port)) {
+        let keep = &self.difs[dif.0].keep;
+        match keep.iter().position(|k| k.state == KeepState::Up(port)) {
             Some(k) => {
-                k.down(now);
+                self.keep_down(now, dif, k);
                 true
             }
             None => false,
         }
+    }
+
+    /// Kept adjacency `k` of DIF `dif` is down: tried again after its back-off.
+    pub(crate) fn keep_down(&mut self, now: Instant, dif: DifId, k: usize) {
+        let keep = &mut self.difs[dif.0].keep[k];
+        let retry_in = keep.down(now);
+        let peer = keep.plan.peer.to_string();
+        self.events.push_back(NodeEvent::AdjacencyDown {
+            dif,
+            peer,
+            retry_in,
+        });
     }
 
     /// The neighbour on N-1 port `port` of DIF `dif` is up: its kept adjacency, if any,

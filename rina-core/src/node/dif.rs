@@ -55,10 +55,12 @@ impl Keep {
         }
     }
 
-    /// Down, to be tried again after the back-off (which grows).
-    pub(crate) fn down(&mut self, now: Instant) {
+    /// Down, to be tried again after the back-off (which grows): the delay.
+    pub(crate) fn down(&mut self, now: Instant) -> core::time::Duration {
+        let delay = self.backoff.next_delay();
         self.state = KeepState::Down;
-        self.retry_at = now + self.backoff.next_delay();
+        self.retry_at = now + delay;
+        delay
     }
 
     /// Due now (what it waited for is there).

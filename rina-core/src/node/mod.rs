@@ -118,6 +118,16 @@ pub enum NodeEvent {
         /// When it is tried again.
         retry_in: Duration,
     },
+    /// A kept adjacency is down (lost, or it could not be set up): it is tried again
+    /// after `retry_in`, which grows while it keeps failing.
+    AdjacencyDown {
+        /// The DIF.
+        dif: DifId,
+        /// The neighbour, as the plan names it.
+        peer: String,
+        /// When it is tried again.
+        retry_in: Duration,
+    },
     /// A neighbour is up.
     NeighborUp {
         /// The DIF.

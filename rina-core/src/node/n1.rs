@@ -165,8 +165,7 @@ impl Node {
     /// The N-1 flow `f` could not be made.
     fn n1_failed(&mut self, now: Instant, f: LowerFlow, why: AllocFailure) {
         if let Some((d, k)) = self.keep_allocating(f) {
-            self.difs[d.0].keep[k].down(now);
-            return;
+            return self.keep_down(now, d, k);
         }
         let Some(i) = self.difs.iter().position(|d| d.enrolling == Some(f)) else {
             return;

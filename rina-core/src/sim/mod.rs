@@ -6,9 +6,14 @@
 //! adding a link does not change the dice of the others. Virtual time jumps to the
 //! next event: a frame arrival or a protocol deadline. Nothing reads a clock, so a
 //! failing case replays exactly from its seed.
+//!
+//! [`Net`] does the same for whole stacks ([`crate::node::Node`]s: shim layers,
+//! normal DIFs, DIFs over DIFs) over in-memory UDP paths.
 
+mod net;
 mod scenario;
 
+pub use net::{Host, Net};
 pub use scenario::{transfer, TransferReport};
 
 use std::cmp::Reverse;

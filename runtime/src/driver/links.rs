@@ -75,6 +75,16 @@ impl Driver {
                     tracing::info!("DIF {name}: cannot join: {why}; trying again in {retry_in:?}");
                     self.fail_pending(now);
                 }
+                NodeEvent::AdjacencyDown {
+                    dif,
+                    peer,
+                    retry_in,
+                } => {
+                    let name = self.stack.node.dif(dif).name();
+                    tracing::info!(
+                        "DIF {name}: adjacency to {peer} down; trying again in {retry_in:?}"
+                    );
+                }
                 NodeEvent::NeighborUp { port, name, .. } => {
                     tracing::info!("neighbour {name} up on N-1 port {port}");
                 }

@@ -1,0 +1,488 @@
+//! Whole stacks in the simulator: nodes with shim layers and normal DIFs (DIFs over
+//! DIFs), joined over in-memory UDP paths, from a seed. Every failure message carries
+//! the seed; `RINA_SIM_SEED=n` replays one seed.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use rina_core::ipcp::{Event, FlowKinds, IpcpConfig, ReadResult};
+use rina_core::node::{DifConfig, DifId, Layer, LinkId, Node, NodeEvent, Peer, Plan};
+use rina_core::shim::ShimConfig;
+use rina_core::sim::{LinkConfig, Net};
+use rina_core::{Address, ApplicationName, Instant, PortId};
+
+mod common;
+use common::seeds;
+
+/// The UDP endpoint of host `h`.
+fn ep(h: u8) -> SocketAddr {
+    SocketAddr::from(([10, 0, 0, h], 7000))
+}
+
+/// A path with a little delay, jitter (reordering) and loss.
+fn path() -> LinkConfig {
+    LinkConfig {
+        delay: Duration::from_millis(1),
+        jitter: Duration::from_millis(2),
+        loss: 0.01,
+        ..LinkConfig::default()
+    }
+}
+
+/// A node with one UDP link.
+fn udp_node(seed: u64, long_lived: bool) -> (Node, LinkId) {
+    let mut node = Node::new(long_lived);
+    let place = format!("UDP sim {seed}");
+    let link = node.add_udp_link("udp".into(), place, ShimConfig::default(), vec![], seed);
+    (node, link)
+}
+
+/// A member `name` of DIF `dif` over `over`: it bootstraps with `address`, or
+/// enrolls through `via`.
+fn dif(dif: &str, name: &str, seed: u64, over: Layer, join: Result<u32, Peer>) -> DifConfig {
+    let mut ipcp = IpcpConfig::new(dif, ApplicationName::new(name), seed);
+    let enroll = match join {
+        Ok(a) => {
+            ipcp.bootstrap = Some(Address(a));
+            None
+        }
+        Err(peer) => Some(Plan { lower: over, peer }),
+    };
+    DifConfig {
+        ipcp,
+        over: vec![over],
+        enroll,
+        neighbors: Vec::new(),
+    }
+}
+
+fn by_name(n: &str) -> Peer {
+    Peer::Name(ApplicationName::new(n))
+}
+
+/// Runs `net` until `done` or `secs` of virtual time pass; the seed and the trace
+/// on failure.
+fn run(net: &mut Net, secs: u64, what: &str, done: impl FnMut(&mut Net) -> bool) {
+    let limit = net.now() + Duration::from_secs(secs);
+    if let Err(e) = net.run_until(limit, done) {
+        panic!(
+            "seed {}: {what}: not done by {}\n{}",
+            net.seed(),
+            e.now,
+            e.trace.join("\n")
+        );
+    }
+}
+
+fn joined(net: &mut Net, h: usize, d: DifId) -> bool {
+    net.is_up(h) && net.host(h).node.dif(d).ipcp().is_enrolled()
+}
+
+/// The port of the first event of host `h` that `pick` matches.
+fn find_event(
+    net: &mut Net,
+    h: usize,
+    pick: impl Fn(&NodeEvent) -> Option<PortId>,
+) -> Option<PortId> {
+    net.host(h).events.iter().find_map(pick)
+}
+
+/// Three levels of DIFs on three hosts: `low` over UDP, `mid` over `low`, `top` over
+/// `mid`. A and C each reach only B in `low` and `mid`, so what A and C say to each
+/// other in `top` crosses B's `mid` member, a relay that is no member of `top`.
+/// Bytes cross whole and in order.
+#[test]
+fn three_levels_with_a_relay_in_the_middle() {
+    for seed in seeds(5) {
+        let mut net = Net::new(seed, path());
+        let (low, mid, top) = (DifId(0), DifId(1), DifId(2));
+        let mut hosts = Vec::new();
+        for (h, name) in [(1u8, "a"), (2, "b"), (3, "c")] {
+            let s = seed ^ u64::from(h) << 40;
+            let (mut node, link) = udp_node(s, h == 2);
+            let b = h == 2;
+            let join_low = if b { Ok(1) } else { Err(Peer::Udp(ep(2))) };
+            let join_mid = if b { Ok(1) } else { Err(by_name("mid")) };
+            let now = net.now();
+            node.add_dif(
+                now,
+                dif(
+                    "low",
+                    &format!("{name}.low"),
+                    s,
+                    Layer::Link(link),
+                    join_low,
+                ),
+            )
+            .unwrap();
+            node.add_dif(
+                now,
+                dif(
+                    "mid",
+                    &format!("{name}.mid"),
+                    s + 1,
+                    Layer::Dif(low),
+                    join_mid,
+                ),
+            )
+            .unwrap();
+            if h != 2 {
+                let join_top = if h == 1 { Ok(1) } else { Err(by_name("top")) };
+                node.add_dif(
+                    now,
+                    dif(
+                        "top",
+                        &format!("{name}.top"),
+                        s + 2,
+                        Layer::Dif(mid),
+                        join_top,
+                    ),
+                )
+                .unwrap();
+            }
+            hosts.push(net.add_host(node, vec![(link, ep(h))]));
+        }
+        let (a, b, c) = (hosts[0], hosts[1], hosts[2]);
+        run(&mut net, 60, "C joins top through B", |n| joined(n, c, top));
+        // C's only neighbour in mid is B: top's traffic is relayed there.
+        let mid_neighbors: Vec<String> = net
+            .host(c)
+            .node
+            .dif(mid)
+            .ipcp()
+            .neighbors()
+            .into_iter()
+            .map(|(_, n, _)| n.to_string())
+            .collect();
+        assert_eq!(mid_neighbors, ["b.mid"], "seed {seed}");
+        let app = ApplicationName::new("echo");
+        let now = net.now();
+        net.host(a)
+            .node
+            .register(now, top, app.clone(), FlowKinds::RELIABLE, false)
+            .unwrap();
+        run(&mut net, 30, "C sees echo in top's directory", |n| {
+            !n.host(c)
+                .node
+                .dif(top)
+                .ipcp()
+                .directory()
+                .lookup(&app)
+                .is_empty()
+        });
+        let relayed_before = net.host(b).node.dif(mid).ipcp().counters().pdus_relayed;
+        let now = net.now();
+        let port = net.host(c).node.allocate(
+            now,
+            top,
+            ApplicationName::new("client"),
+            app,
+            true,
+            now + Duration::from_secs(10),
+            Vec::new(),
+        );
+        run(&mut net, 30, "the flow is up", |n| {
+            n.host(c)
+                .events
+                .iter()
+                .any(|e| *e == NodeEvent::Flow(top, Event::FlowAllocated { port }))
+        });
+        let incoming = find_event(&mut net, a, |e| match e {
+            NodeEvent::Flow(d, Event::IncomingFlow { port, .. }) if *d == top => Some(*port),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("seed {seed}: no incoming flow at A"));
+        let data: Vec<u8> = (0..200_000u32)
+            .map(|i| (i * 7 + seed as u32) as u8)
+            .collect();
+        let mut sent = 0;
+        let mut got = Vec::new();
+        let limit = net.now() + Duration::from_secs(120);
+        while got.len() < data.len() {
+            assert!(
+                net.now() < limit,
+                "seed {seed}: {} of {} bytes",
+                got.len(),
+                data.len()
+            );
+            let now = net.now();
+            while sent < data.len() {
+                let end = (sent + 4096).min(data.len());
+                if net
+                    .host(c)
+                    .node
+                    .ipcp_mut(top)
+                    .write(now, port, &data[sent..end])
+                    .is_err()
+                {
+                    break;
+                }
+                sent = end;
+            }
+            while let ReadResult::Sdu(v) = net.host(a).node.ipcp_mut(top).read(now, incoming) {
+                got.extend_from_slice(&v);
+            }
+            net.step();
+        }
+        assert!(got == data, "seed {seed}: the bytes differ");
+        let relayed = net.host(b).node.dif(mid).ipcp().counters().pdus_relayed - relayed_before;
+        println!(
+            "seed {seed}: {} bytes at {}, {relayed} PDUs relayed by B in mid",
+            got.len(),
+            net.now()
+        );
+        assert!(
+            relayed > 100,
+            "seed {seed}: B's mid member relayed {relayed} PDUs"
+        );
+    }
+}
+
+/// B's path to A is cut: B loses its neighbour and sets the adjacency up again with
+/// back-off (0.5 s, 1 s, 2 s ... up to 30 s) rather than at once and for ever; once
+/// the path is back, so is the neighbour, and the back-off starts afresh.
+#[test]
+fn a_lost_neighbour_is_joined_again_with_back_off() {
+    for seed in seeds(5) {
+        let mut net = Net::new(seed, path());
+        let d = DifId(0);
+        let (mut na, la) = udp_node(seed, true);
+        let (mut nb, lb) = udp_node(seed + 1, false);
+        na.add_dif(Instant::ZERO, dif("net", "a", seed, Layer::Link(la), Ok(1)))
+            .unwrap();
+        nb.add_dif(
+            Instant::ZERO,
+            dif("net", "b", seed + 1, Layer::Link(lb), Err(Peer::Udp(ep(1)))),
+        )
+        .unwrap();
+        let a = net.add_host(na, vec![(la, ep(1))]);
+        let b = net.add_host(nb, vec![(lb, ep(2))]);
+        run(&mut net, 30, "B joins", |n| joined(n, b, d));
+        let _ = a;
+        net.host(b).events.clear();
+        net.set_path_up(ep(1), ep(2), false);
+        net.run_for(Duration::from_secs(120));
+        let delays: Vec<u64> = net
+            .host(b)
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                NodeEvent::AdjacencyDown { retry_in, .. } => Some(retry_in.as_millis() as u64),
+                _ => None,
+            })
+            .collect();
+        assert!(
+            delays.len() >= 6 && delays.len() <= 12,
+            "seed {seed}: {} attempts in 120 s: {delays:?}",
+            delays.len()
+        );
+        let expected = [500, 1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000];
+        assert_eq!(delays, expected[..delays.len()], "seed {seed}");
+        assert!(
+            net.host(b)
+                .events
+                .iter()
+                .any(|e| matches!(e, NodeEvent::NeighborLost { .. })),
+            "seed {seed}: B never noticed"
+        );
+        net.host(b).events.clear();
+        net.set_path_up(ep(1), ep(2), true);
+        run(&mut net, 40, "the neighbour comes back", |n| {
+            n.host(b)
+                .events
+                .iter()
+                .any(|e| matches!(e, NodeEvent::NeighborUp { .. }))
+        });
+        // Up again: the next loss waits the initial delay.
+        net.host(b).events.clear();
+        net.set_path_up(ep(1), ep(2), false);
+        run(&mut net, 30, "lost again", |n| {
+            n.host(b)
+                .events
+                .iter()
+                .any(|e| matches!(e, NodeEvent::AdjacencyDown { .. }))
+        });
+        let first = net.host(b).events.iter().find_map(|e| match e {
+            NodeEvent::AdjacencyDown { retry_in, .. } => Some(*retry_in),
+            _ => None,
+        });
+        assert_eq!(first, Some(Duration::from_millis(500)), "seed {seed}");
+    }
+}
+
+/// B registers a name, crashes and starts again at once with the same member name and
+/// endpoint and no state. It joins again, registers again, and C's flow to the name
+/// reaches the new B, not the stale one.
+#[test]
+fn a_restarted_member_replaces_its_stale_state() {
+    for seed in seeds(5) {
+        let mut net = Net::new(seed, path());
+        let d = DifId(0);
+        let member = |h: u8, name: &str, s: u64| {
+            let (mut node, l) = udp_node(s, h == 1);
+            let join = if h == 1 { Ok(1) } else { Err(Peer::Udp(ep(1))) };
+            node.add_dif(Instant::ZERO, dif("net", name, s, Layer::Link(l), join))
+                .unwrap();
+            (node, vec![(l, ep(h))])
+        };
+        let (n, e) = member(1, "a", seed);
+        let a = net.add_host(n, e);
+        let (n, e) = member(2, "b", seed + 1);
+        let b = net.add_host(n, e);
+        let (n, e) = member(3, "c", seed + 2);
+        let c = net.add_host(n, e);
+        run(&mut net, 30, "B and C join", |n| {
+            joined(n, b, d) && joined(n, c, d)
+        });
+        let app = ApplicationName::new("svc");
+        let register = |net: &mut Net| {
+            let now = net.now();
+            net.host(b)
+                .node
+                .register(now, d, app.clone(), FlowKinds::RELIABLE, false)
+                .unwrap();
+        };
+        register(&mut net);
+        run(&mut net, 30, "C sees svc", |n| {
+            !n.host(c)
+                .node
+                .dif(d)
+                .ipcp()
+                .directory()
+                .lookup(&app)
+                .is_empty()
+        });
+        let old = net.host(b).node.dif(d).ipcp().address();
+        // The same member name and endpoint; a new seed, as a restarted process draws
+        // one from the system (so its shim flow ids differ from the stale ones).
+        let (n, e) = member(2, "b", seed ^ 0xB0B);
+        let crashed = net.now();
+        net.restart(b, n, e);
+        run(&mut net, 30, "B joins again", |n| joined(n, b, d));
+        let rejoin = net.now() - crashed;
+        println!("seed {seed}: B joined again {rejoin:?} after it restarted");
+        register(&mut net);
+        let new = net.host(b).node.dif(d).ipcp().address();
+        run(&mut net, 30, "C sees svc at the new B", |n| {
+            n.host(c).node.dif(d).ipcp().directory().lookup(&app) == [new.unwrap()]
+        });
+        let now = net.now();
+        let port = net.host(c).node.allocate(
+            now,
+            d,
+            ApplicationName::new("client"),
+            app.clone(),
+            true,
+            now + Duration::from_secs(20),
+            Vec::new(),
+        );
+        run(&mut net, 60, "C's flow reaches the new B", |n| {
+            n.host(b)
+                .events
+                .iter()
+                .any(|e| matches!(e, NodeEvent::Flow(_, Event::IncomingFlow { .. })))
+        });
+        run(&mut net, 30, "C's flow is up", |n| {
+            n.host(c)
+                .events
+                .iter()
+                .any(|e| *e == NodeEvent::Flow(d, Event::FlowAllocated { port }))
+        });
+        // A took the new B's adjacency in place of the stale one at once (not after
+        // the stale one's keepalives ran out), and knows the name at the new address.
+        assert!(
+            rejoin < Duration::from_secs(1),
+            "seed {seed}: B joined again only after {rejoin:?}"
+        );
+        let names: Vec<String> = net
+            .host(a)
+            .node
+            .dif(d)
+            .ipcp()
+            .neighbors()
+            .into_iter()
+            .map(|(_, name, _)| name.to_string())
+            .collect();
+        assert_eq!(
+            names.iter().filter(|x| *x == "b").count(),
+            1,
+            "seed {seed}: {names:?}"
+        );
+        let holders = net.host(a).node.dif(d).ipcp().directory().lookup(&app);
+        assert_eq!(holders, [new.unwrap()], "seed {seed}: B was {old:?}");
+    }
+}
+
+/// X joins `low` through an endpoint where nothing listens, and `top` over `low`.
+/// `low` fails with the link's reason, and `top` fails at once with "cannot join DIF
+/// low below it" and that reason, rather than waiting; once a member of both appears
+/// at the endpoint, X joins both.
+#[test]
+fn a_lower_dif_that_cannot_be_joined_fails_the_difs_above_with_its_reason() {
+    for seed in seeds(5) {
+        let mut net = Net::new(seed, path());
+        let (low, top) = (DifId(0), DifId(1));
+        let stack = |h: u8, s: u64| {
+            let (mut node, l) = udp_node(s, h == 1);
+            let boot = h == 1;
+            let jl = if boot { Ok(1) } else { Err(Peer::Udp(ep(1))) };
+            let jt = if boot { Ok(1) } else { Err(by_name("top")) };
+            node.add_dif(
+                Instant::ZERO,
+                dif("low", &format!("{h}.low"), s, Layer::Link(l), jl),
+            )
+            .unwrap();
+            node.add_dif(
+                Instant::ZERO,
+                dif("top", &format!("{h}.top"), s + 1, Layer::Dif(low), jt),
+            )
+            .unwrap();
+            (node, vec![(l, ep(h))])
+        };
+        let (n, e) = stack(2, seed);
+        let x = net.add_host(n, e);
+        run(&mut net, 10, "top fails", |n| {
+            n.host(x)
+                .events
+                .iter()
+                .any(|e| matches!(e, NodeEvent::JoinFailed { dif, .. } if *dif == top))
+        });
+        let failures: Vec<(DifId, String)> = net
+            .host(x)
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                NodeEvent::JoinFailed { dif, why, .. } => Some((*dif, why.clone())),
+                _ => None,
+            })
+            .collect();
+        let low_why = format!("nothing listens at {} (port unreachable)", ep(1));
+        assert_eq!(
+            failures[0],
+            (low, low_why.clone()),
+            "seed {seed}: {failures:?}"
+        );
+        let top_why = format!("cannot join DIF low below it: {low_why}");
+        assert_eq!(
+            failures[1],
+            (top, top_why.clone()),
+            "seed {seed}: {failures:?}"
+        );
+        assert_eq!(
+            net.host(x).node.dif(top).last_failure(),
+            Some(top_why.as_str())
+        );
+        assert!(!net.host(x).node.dif(top).joining(), "seed {seed}");
+        // The member appears: both are joined on the next attempts.
+        let (n, e) = stack(1, seed + 7);
+        net.add_host(n, e);
+        run(&mut net, 120, "X joins both", |n| {
+            joined(n, x, low) && joined(n, x, top)
+        });
+        assert_eq!(
+            net.host(x).node.dif(top).last_failure(),
+            None,
+            "seed {seed}"
+        );
+    }
+}
