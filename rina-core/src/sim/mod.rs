@@ -278,22 +278,53 @@ impl Sim {
         &mut self,
         limit: Instant,
         max_steps: u64,
-        mut done: impl FnMut(&mut Self) -> bool,
+        done: impl FnMut(&mut Self) -> bool,
     ) -> Result<(), Stalled> {
-        for _ in 0..max_steps {
-            if done(self) {
-                return Ok(());
-            }
-            if self.now > limit || !self.step() {
-                break;
-            }
-        }
-        if done(self) {
+        run_until(self, limit, max_steps, done)
+    }
+}
+
+/// What [`run_until`] needs of a simulation.
+trait Stepped {
+    fn now(&self) -> Instant;
+    fn trace(&self) -> Vec<String>;
+    /// Advances to the next event; false when idle.
+    fn step(&mut self) -> bool;
+}
+
+impl Stepped for Sim {
+    fn now(&self) -> Instant {
+        self.now
+    }
+    fn trace(&self) -> Vec<String> {
+        Sim::trace(self)
+    }
+    fn step(&mut self) -> bool {
+        Sim::step(self)
+    }
+}
+
+/// Steps `s` until `done` holds, failing past virtual time `limit` or `max_steps`
+/// (a deadline that never moves must fail a test, not hang it).
+fn run_until<S: Stepped>(
+    s: &mut S,
+    limit: Instant,
+    max_steps: u64,
+    mut done: impl FnMut(&mut S) -> bool,
+) -> Result<(), Stalled> {
+    for _ in 0..max_steps {
+        if done(s) {
             return Ok(());
         }
-        Err(Stalled {
-            now: self.now,
-            trace: self.trace.iter().cloned().collect(),
-        })
+        if s.now() > limit || !s.step() {
+            break;
+        }
     }
+    if done(s) {
+        return Ok(());
+    }
+    Err(Stalled {
+        now: s.now(),
+        trace: s.trace(),
+    })
 }

@@ -272,29 +272,26 @@ impl Net {
     pub fn run_until(
         &mut self,
         limit: Instant,
-        mut done: impl FnMut(&mut Self) -> bool,
+        done: impl FnMut(&mut Self) -> bool,
     ) -> Result<(), Stalled> {
-        // Bounded: a deadline that never moves must fail the test, not hang it.
-        for _ in 0..10_000_000u64 {
-            if done(self) {
-                return Ok(());
-            }
-            if self.now > limit || !self.step() {
-                break;
-            }
-        }
-        if done(self) {
-            return Ok(());
-        }
-        Err(Stalled {
-            now: self.now,
-            trace: self.trace(),
-        })
+        super::run_until(self, limit, 10_000_000, done)
     }
 
     /// Runs until virtual time `until` (or until idle).
     pub fn run_for(&mut self, d: Duration) {
         let until = self.now + d;
         let _ = self.run_until(until, |n| n.now >= until);
+    }
+}
+
+impl super::Stepped for Net {
+    fn now(&self) -> Instant {
+        self.now
+    }
+    fn trace(&self) -> Vec<String> {
+        Net::trace(self)
+    }
+    fn step(&mut self) -> bool {
+        Net::step(self)
     }
 }
