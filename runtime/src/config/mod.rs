@@ -9,6 +9,7 @@
 //! The types here are the contract between the parser (`parse.rs`), the matcher
 //! (`rules.rs`), the runtime and the interposer.
 
+mod describe;
 mod names;
 mod parse;
 mod rules;
@@ -279,7 +280,7 @@ impl Config {
 
     /// A human-readable account of what this file makes a process do (`rina check`).
     pub fn describe(&self) -> String {
-        rules::describe(self)
+        describe::describe(self)
     }
 }
 

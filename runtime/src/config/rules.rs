@@ -1,15 +1,13 @@
-//! Rule matching: address patterns, port ranges, application-name templates, and the
-//! account `rina check` prints.
+//! Rule matching: address patterns, port ranges and application-name templates.
 //!
 //! Matching is on the path of every `connect` and `bind` of an INET socket: it does
 //! not allocate unless a rule matches (then only the application name is built).
 
-use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 
 use rina_core::ApplicationName;
 
-use super::{Config, DefaultPolicy, DifKind, Join, Neighbor, Rule};
+use super::{DefaultPolicy, Rule};
 
 /// The transport a socket stands for: a stream socket (TCP) or a datagram socket
 /// (UDP).
@@ -276,141 +274,6 @@ pub(super) fn decide(
             DefaultPolicy::Deny => Decision::Deny,
         },
     }
-}
-
-fn proto_text(p: Option<Proto>) -> String {
-    p.map_or_else(|| " (tcp and udp)".to_owned(), |p| format!(" ({p} only)"))
-}
-
-/// The account `rina check` prints.
-pub(super) fn describe(c: &Config) -> String {
-    let mut s = String::new();
-    let _ = writeln!(s, "{}: valid", c.path.display());
-    let _ = writeln!(s, "DIFs ({}):", c.difs.len());
-    for d in &c.difs {
-        match &d.kind {
-            DifKind::Udp(u) => {
-                let _ = writeln!(
-                    s,
-                    "  {}: UDP shim bound to {} (MTU {})",
-                    d.name, u.bind, u.mtu
-                );
-                for (name, addr) in &u.peers {
-                    let _ = writeln!(s, "    peer {name} at {addr}");
-                }
-            }
-            DifKind::Ethernet(e) => {
-                let _ = writeln!(
-                    s,
-                    "  {}: Ethernet shim on interface {} (its MTU; peers found by broadcast)",
-                    d.name, e.interface
-                );
-            }
-            DifKind::Normal(n) => {
-                // The name the runtime forms (`default_member_name`), with what it
-                // depends on left as placeholders.
-                let who = n.ipcp_name.as_ref().map_or_else(
-                    || format!("{}.{}|<pid>", "<program>", d.name),
-                    ToString::to_string,
-                );
-                let join = match &n.join {
-                    Join::Bootstrap { address } => format!("bootstraps it (address {address})"),
-                    Join::Enroll { via, neighbor } => {
-                        let n = match neighbor {
-                            Neighbor::Endpoint(a) => a.to_string(),
-                            Neighbor::Name(p) => format!("peer {p}"),
-                        };
-                        format!("enrolls through {n} over {via}")
-                    }
-                };
-                let _ = writeln!(
-                    s,
-                    "  {}: normal DIF over {}; member {who} {join}",
-                    d.name,
-                    n.over.join(", ")
-                );
-                let _ = writeln!(
-                    s,
-                    "    enrollment timeout {:?}, keepalive every {:?}, lost after {} misses",
-                    n.enrollment_timeout, n.keepalive_interval, n.keepalive_misses
-                );
-            }
-        }
-    }
-    let defaults = c
-        .difs
-        .iter()
-        .any(|d| matches!(&d.kind, DifKind::Normal(n) if n.ipcp_name.is_none()));
-    if defaults {
-        let _ = writeln!(
-            s,
-            "  (<program>: the basename of the program's argv[0], `node` under `rina node`; \
-             <pid>: its process id; `ipcp = \"...\"` names a member explicitly)"
-        );
-    }
-    let _ = writeln!(s, "connect rules ({}), first match wins:", c.connect.len());
-    for r in &c.connect {
-        let local = r
-            .target
-            .local_app
-            .as_ref()
-            .map_or(String::new(), |l| format!(" as {l:?}"));
-        let _ = writeln!(
-            s,
-            "  line {}: connect {}{} -> DIF {}, application {:?}{local}",
-            r.line,
-            r.pattern,
-            proto_text(r.proto),
-            r.target.dif,
-            r.target.app
-        );
-    }
-    let _ = writeln!(s, "listen rules ({}), first match wins:", c.listen.len());
-    for r in &c.listen {
-        let _ = writeln!(
-            s,
-            "  line {}: listen {}{} -> DIF {}, registers {:?}{}; peers show in {}",
-            r.line,
-            r.pattern,
-            proto_text(r.proto),
-            r.target.dif,
-            r.target.app,
-            if r.target.pool {
-                " as one of a pool"
-            } else {
-                ""
-            },
-            r.target.peers,
-        );
-    }
-    let _ = writeln!(s, "name rules ({}), first match wins:", c.names.len());
-    for n in &c.names {
-        let r = &n.rule;
-        let re = n.pattern.as_str();
-        let re = re
-            .strip_prefix("^(?:")
-            .and_then(|x| x.strip_suffix(")$"))
-            .unwrap_or(re);
-        let _ = writeln!(
-            s,
-            "  line {}: host names matching {re:?}{} -> DIF {}, application {:?}",
-            r.line,
-            proto_text(r.proto),
-            r.target.dif,
-            r.target.app
-        );
-    }
-    let d = match c.default {
-        DefaultPolicy::Pass => "pass to TCP/IP",
-        DefaultPolicy::Deny => "refused",
-    };
-    let _ = writeln!(s, "anything else: {d}");
-    let _ = writeln!(
-        s,
-        "connect timeout {:?}, linger at exit {:?}",
-        c.settings.connect_timeout, c.settings.linger
-    );
-    s
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use super::*;
+use crate::config::{DefaultPolicy, DifKind, Join, Neighbor, Proto};
 
 const GOOD: &str = r#"
 [[dif]]
