@@ -6,28 +6,32 @@
 //! "pump sockets, send PDUs, handle events" until nothing moves. Application threads
 //! reach it only through [`Shared::post`].
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::{BTreeMap, BTreeSet};
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::Mutex;
-use rina_core::ipcp::Event;
 use rina_core::node::{DifId, LinkId};
 use rina_core::{Instant, PortId};
-use rustix::event::{epoll, eventfd, EventfdFlags};
+use rustix::event::epoll;
 
-use crate::api::{Command, FlowError, ListenTarget, Reply};
-use crate::config::Config;
+use crate::api::{Command, ListenTarget, Reply};
 use crate::datagram::DatagramFlow;
 use crate::pump::AppFlow;
-use crate::stack::{BuildError, Stack};
+use crate::stack::Stack;
 
+mod flows;
 mod keeper;
 mod links;
 mod mgmt;
 mod sessions;
+mod start;
+
+pub(crate) use flows::set_send_buffer;
+pub use flows::APP_SOCKET_BUFFER;
+use start::new_epoll;
+pub use start::on_runtime_thread;
+pub(crate) use start::{spawn, Shared};
 
 use sessions::{ListenerKey, PendingConnect, PendingListen, Waiting};
 
@@ -43,174 +47,6 @@ const FLOW_EVENTS: epoll::EventFlags = epoll::EventFlags::IN
     .union(epoll::EventFlags::OUT)
     .union(epoll::EventFlags::RDHUP)
     .union(epoll::EventFlags::ET);
-
-thread_local! {
-    static RUNTIME_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// True on a runtime thread. The interposer passes every call made there straight to
-/// libc: the runtime's own sockets are never the application's.
-pub fn on_runtime_thread() -> bool {
-    RUNTIME_THREAD
-        .try_with(std::cell::Cell::get)
-        .unwrap_or(false)
-}
-
-/// State shared between the runtime thread and application threads.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    commands: Mutex<VecDeque<Command>>,
-    waker: OwnedFd,
-    alive: AtomicBool,
-}
-
-impl Shared {
-    /// A fresh command queue and waker.
-    fn new() -> rustix::io::Result<Arc<Self>> {
-        let waker =
-            shims::high_fd::move_high(eventfd(0, EventfdFlags::NONBLOCK | EventfdFlags::CLOEXEC)?);
-        Ok(Arc::new(Self {
-            commands: Mutex::new(VecDeque::new()),
-            waker,
-            alive: AtomicBool::new(true),
-        }))
-    }
-
-    /// True while the runtime thread takes commands.
-    pub(crate) fn is_alive(&self) -> bool {
-        self.alive.load(Ordering::Acquire)
-    }
-
-    /// Posts a command; false if the runtime thread is gone.
-    pub(crate) fn post(&self, cmd: Command) -> bool {
-        if !self.alive.load(Ordering::Acquire) {
-            return false;
-        }
-        self.commands.lock().push_back(cmd);
-        let _ = rustix::io::write(&self.waker, &1u64.to_ne_bytes());
-        true
-    }
-}
-
-/// Starts the runtime thread.
-pub(crate) fn spawn(
-    config: Arc<Config>,
-    program: &str,
-    node: bool,
-) -> Result<Arc<Shared>, FlowError> {
-    crate::log::init();
-    let down = |what: &str, e: rustix::io::Errno| FlowError::RuntimeDown(format!("{what}: {e}"));
-    let shared = Shared::new().map_err(|e| down("eventfd", e))?;
-    let clock = std::time::Instant::now();
-    let seed = seed();
-    let stack = match Stack::build(&config, program, Instant::ZERO, seed, node) {
-        Ok(s) => s,
-        // Another process with these rules holds the endpoints (a fork child's parent,
-        // a second server of a pool): join as one more member, through it.
-        Err(BuildError::EndpointInUse(e)) => {
-            tracing::info!("{e}; joining through the member that holds it");
-            let child = config.for_fork_child(std::process::id());
-            Stack::build(&child, program, Instant::ZERO, seed, node)?
-        }
-        Err(e) => return Err(e.into()),
-    };
-    // The management socket: a stack that cannot serve one still runs.
-    let mgmt = mgmt::listener(std::process::id())
-        .inspect_err(|e| tracing::warn!("no management socket: {e}"))
-        .ok();
-    let epoll = new_epoll(&shared, mgmt.as_ref(), &stack).map_err(|e| down("epoll", e))?;
-    let mut driver = Driver {
-        shared: shared.clone(),
-        program: program.to_owned(),
-        mgmt,
-        epoll,
-        clock,
-        stack,
-        flows: BTreeMap::new(),
-        datagrams: BTreeMap::new(),
-        by_port: BTreeMap::new(),
-        next_flow: 1,
-        pending_connects: BTreeMap::new(),
-        pending_listens: Vec::new(),
-        listeners: BTreeMap::new(),
-        waiting: Vec::new(),
-        exiting: None,
-        stopped: false,
-        keeper: None,
-        rx: vec![0u8; 65536],
-        tx: Vec::with_capacity(65536),
-        io: vec![0u8; 65536],
-        busy: false,
-        missed_wakeups: 0,
-        strict: std::env::var_os("RINA_STRICT").is_some_and(|v| v != "0"),
-        node,
-        said: BTreeSet::new(),
-    };
-    // The thread starts with every signal blocked (it inherits this thread's mask): the
-    // program's signals are the program's, whichever thread it leaves them to (D3).
-    let spawned = with_signals_blocked(|| {
-        std::thread::Builder::new()
-            .name("rina-runtime".into())
-            .spawn(move || {
-                RUNTIME_THREAD.with(|t| t.set(true));
-                driver.run();
-                driver.shared.alive.store(false, Ordering::Release);
-            })
-    });
-    spawned.map_err(|e| FlowError::RuntimeDown(format!("cannot start the runtime thread: {e}")))?;
-    Ok(shared)
-}
-
-/// Runs `f` with every signal blocked in this thread (so that threads it starts begin
-/// with all signals blocked), then restores the mask.
-fn with_signals_blocked<T>(f: impl FnOnce() -> T) -> T {
-    // SAFETY: sigset_t is plain data that sigfillset initialises; pthread_sigmask only
-    // reads `all` and writes `old`, both ours.
-    let old = unsafe {
-        let mut all: libc::sigset_t = std::mem::zeroed();
-        let mut old: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&mut all);
-        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
-        old
-    };
-    let r = f();
-    // SAFETY: restoring the mask read above.
-    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
-    r
-}
-
-/// An epoll set watching the waker, the management socket and every shim.
-fn new_epoll(
-    shared: &Shared,
-    mgmt: Option<&OwnedFd>,
-    stack: &Stack,
-) -> rustix::io::Result<OwnedFd> {
-    let ep = shims::high_fd::move_high(epoll::create(epoll::CreateFlags::CLOEXEC)?);
-    let watch = |fd: std::os::fd::BorrowedFd<'_>, token: u64| {
-        epoll::add(
-            &ep,
-            fd,
-            epoll::EventData::new_u64(token),
-            epoll::EventFlags::IN,
-        )
-    };
-    watch(shared.waker.as_fd(), TOKEN_WAKER)?;
-    if let Some(m) = mgmt {
-        watch(m.as_fd(), TOKEN_MGMT)?;
-    }
-    for (i, l) in stack.links.iter().enumerate() {
-        watch(l.fd(), TOKEN_SHIM | i as u64)?;
-    }
-    Ok(ep)
-}
-
-fn seed() -> u64 {
-    let mut b = [0u8; 8];
-    if rustix::rand::getrandom(&mut b, rustix::rand::GetRandomFlags::empty()).is_err() {
-        return u64::from(std::process::id()) ^ 0x5eed;
-    }
-    u64::from_ne_bytes(b)
-}
 
 struct Driver {
     shared: Arc<Shared>,
@@ -305,50 +141,38 @@ impl Driver {
                 if self.stopped {
                     return;
                 }
-                let token = ev.data.u64();
-                match token & !TOKEN_MASK {
-                    TOKEN_WAKER if token == TOKEN_WAKER => self.take_commands(now),
-                    TOKEN_SHIM => {
-                        let link = LinkId((token & TOKEN_MASK) as usize);
-                        let flags = ev.flags;
-                        if flags.contains(epoll::EventFlags::ERR) {
-                            self.link_error(link);
-                        }
-                        self.receive_link(now, link);
-                    }
-                    TOKEN_MGMT => self.serve_mgmt(),
-                    TOKEN_DATAGRAM => {
-                        if let Some(f) = self.datagrams.get_mut(&token) {
-                            let fl = ev.flags;
-                            f.readable |=
-                                fl.intersects(epoll::EventFlags::IN | epoll::EventFlags::ERR);
-                            f.writable |=
-                                fl.intersects(epoll::EventFlags::OUT | epoll::EventFlags::ERR);
-                        }
-                    }
-                    TOKEN_FLOW => {
-                        if let Some(f) = self.flows.get_mut(&token) {
-                            let fl = ev.flags;
-                            if fl.intersects(
-                                epoll::EventFlags::IN
-                                    | epoll::EventFlags::RDHUP
-                                    | epoll::EventFlags::HUP
-                                    | epoll::EventFlags::ERR,
-                            ) {
-                                f.readable = true;
-                            }
-                            if fl.intersects(
-                                epoll::EventFlags::OUT
-                                    | epoll::EventFlags::HUP
-                                    | epoll::EventFlags::ERR,
-                            ) {
-                                f.writable = true;
-                            }
-                        }
-                    }
-                    _ => {}
+                let (token, flags) = (ev.data.u64(), ev.flags);
+                self.on_ready(now, token, flags);
+            }
+        }
+    }
+
+    /// What epoll said of the socket behind `token`.
+    fn on_ready(&mut self, now: Instant, token: u64, flags: epoll::EventFlags) {
+        use epoll::EventFlags as F;
+        match token & !TOKEN_MASK {
+            TOKEN_WAKER if token == TOKEN_WAKER => self.take_commands(now),
+            TOKEN_SHIM => {
+                let link = LinkId((token & TOKEN_MASK) as usize);
+                if flags.contains(F::ERR) {
+                    self.link_error(link);
+                }
+                self.receive_link(now, link);
+            }
+            TOKEN_MGMT => self.serve_mgmt(),
+            TOKEN_DATAGRAM => {
+                if let Some(f) = self.datagrams.get_mut(&token) {
+                    f.readable |= flags.intersects(F::IN | F::ERR);
+                    f.writable |= flags.intersects(F::OUT | F::ERR);
                 }
             }
+            TOKEN_FLOW => {
+                if let Some(f) = self.flows.get_mut(&token) {
+                    f.readable |= flags.intersects(F::IN | F::RDHUP | F::HUP | F::ERR);
+                    f.writable |= flags.intersects(F::OUT | F::HUP | F::ERR);
+                }
+            }
+            _ => {}
         }
     }
 
@@ -440,131 +264,6 @@ impl Driver {
                 Command::HandOver(linger, reply) => self.hand_over(now, linger, reply),
             }
         }
-    }
-
-    /// An event of DIF `dif` about the applications' flows.
-    fn on_flow_event(&mut self, now: Instant, dif: DifId, ev: Event) {
-        match ev {
-            Event::FlowAllocated { port } => self.flow_allocated(now, dif, port),
-            Event::FlowAllocationFailed { port, error } => {
-                self.allocation_failed(dif, port, error);
-            }
-            Event::IncomingFlow {
-                port,
-                local_app,
-                remote_app,
-                reliable,
-                info,
-            } => self.incoming(now, dif, port, local_app, &remote_app, reliable, &info),
-            Event::Readable { .. } | Event::Writable { .. } => {}
-            // The node's own (enrollment, neighbours).
-            Event::Enrolled { .. }
-            | Event::EnrollmentFailed { .. }
-            | Event::NeighborUp { .. }
-            | Event::NeighborLost { .. } => {}
-            Event::FlowClosed { port, reset } => {
-                let Some(&token) = self.by_port.get(&(dif, port)) else {
-                    return;
-                };
-                tracing::debug!("flow {port} closed (reset: {reset})");
-                if let Some(f) = self.flows.get_mut(&token) {
-                    // What arrived before the reset is still delivered (see pump.rs).
-                    f.reset = true;
-                    f.writable = true;
-                } else {
-                    let _ = self.forget_flow(token);
-                }
-            }
-        }
-    }
-
-    fn pump_flows(&mut self, now: Instant) -> bool {
-        let exiting = self.exiting.is_some();
-        let mut progress = false;
-        let mut finished = Vec::new();
-        for (&token, f) in &mut self.flows {
-            let chunk = self.stack.node.dif(f.dif).stream_sdu();
-            let ipcp = self.stack.node.ipcp_mut(f.dif);
-            let out = f.pump(now, ipcp, &mut self.io, chunk, exiting);
-            progress |= out.progress;
-            if out.broken || f.is_over(ipcp) {
-                finished.push(token);
-            }
-        }
-        for token in finished {
-            if let Some((dif, port, sock)) = self.forget_flow(token) {
-                if let Some(sock) = sock {
-                    // Whatever the application still holds ends here (EOF, EPIPE).
-                    let _ = rustix::net::shutdown(&sock, rustix::net::Shutdown::Both);
-                }
-                self.stack.node.ipcp_mut(dif).deallocate(now, port);
-                progress = true;
-            }
-        }
-        let mut closed = Vec::new();
-        for (&token, f) in &mut self.datagrams {
-            let out = f.pump(now, self.stack.node.ipcp_mut(f.dif), &mut self.io);
-            progress |= out.progress;
-            if out.closed {
-                closed.push(token);
-            }
-        }
-        for token in closed {
-            progress |= self.forget_flow(token).is_some();
-        }
-        progress
-    }
-
-    /// Stops serving the flow behind `token` (stream or datagram): out of the tables
-    /// and the epoll set. Its DIF and port-id, and a stream's socket.
-    fn forget_flow(&mut self, token: u64) -> Option<(DifId, PortId, Option<OwnedFd>)> {
-        let (dif, port, sock) = if let Some(f) = self.flows.remove(&token) {
-            let _ = epoll::delete(&self.epoll, &f.sock);
-            (f.dif, f.port, Some(f.sock))
-        } else {
-            let f = self.datagrams.remove(&token)?;
-            let _ = epoll::delete(&self.epoll, f.proxy.fd());
-            (f.dif, f.port, None)
-        };
-        self.by_port.remove(&(dif, port));
-        Some((dif, port, sock))
-    }
-
-    /// True when the exit drain is over (everything sent, or the linger ran out).
-    fn exit_done(&mut self, now: Instant) -> bool {
-        let Some((deadline, _)) = &self.exiting else {
-            return false;
-        };
-        let drained = self
-            .flows
-            .values()
-            .all(|f| f.is_drained(self.stack.node.dif(f.dif).ipcp()));
-        if !drained && now < *deadline {
-            return false;
-        }
-        self.leave(now);
-        if let Some((_, reply)) = self.exiting.take() {
-            reply.send(());
-        }
-        true
-    }
-}
-
-/// Bytes an application-side socket may queue in the kernel (each way; the kernel
-/// doubles it for its bookkeeping): large enough that the runtime and the application
-/// wake each other rarely, and, with the flow's window, about what a loopback TCP
-/// connection holds between two programs at most (its buffers grow to 4 MiB to send
-/// and 6 MiB to receive): about 8 MiB each way, so a program that stops reading pushes
-/// back on its peer as over TCP.
-pub const APP_SOCKET_BUFFER: usize = 1 << 20;
-
-/// Sets the socket's send buffer to `size`, by default [`APP_SOCKET_BUFFER`] (forced
-/// when privileged).
-pub(crate) fn set_send_buffer(sock: &impl AsFd, size: Option<usize>) {
-    use rustix::net::sockopt;
-    let size = size.unwrap_or(APP_SOCKET_BUFFER);
-    if sockopt::set_socket_send_buffer_size_force(sock, size).is_err() {
-        let _ = sockopt::set_socket_send_buffer_size(sock, size);
     }
 }
 

@@ -150,7 +150,10 @@ fn transfer(seed: u64, size: usize, cfg: &EfcpConfig, link: Link, slow_reader: b
     }
     assert_eq!(got, size, "seed {seed}");
     let s = a.stats();
-    if std::env::var_os("EFCP_DEBUG").is_some() {
+    // A test may read the environment (rina-core/clippy.toml bans it in the library).
+    #[allow(clippy::disallowed_methods)]
+    let debug = std::env::var_os("EFCP_DEBUG").is_some();
+    if debug {
         eprintln!(
             "seed {seed}: {:?} {s:?} rx {:?}",
             now - Instant::ZERO,
@@ -374,7 +377,7 @@ proptest! {
 /// (`EFCP_BENCH_MTU` sets the PDU size, 9000 by default).
 #[test]
 #[ignore = "a benchmark; prints its result"]
-#[allow(clippy::disallowed_methods)] // wall-clock time, to measure
+#[allow(clippy::disallowed_methods, clippy::disallowed_types)] // wall-clock time, to measure; EFCP_BENCH_MTU
 fn throughput_on_a_perfect_path() {
     let mtu = std::env::var("EFCP_BENCH_MTU")
         .ok()

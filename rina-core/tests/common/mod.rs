@@ -30,6 +30,9 @@ pub fn joined_pair(seed: u64) -> (Sim, usize, usize) {
     (sim, a, b)
 }
 
+// The tests may read the environment (rina-core/clippy.toml bans it in the library):
+// RINA_SIM_SEED replays one seed.
+#[allow(clippy::disallowed_methods)]
 pub fn seeds(n: u64) -> Vec<u64> {
     match std::env::var("RINA_SIM_SEED") {
         Ok(s) => vec![s.parse().expect("RINA_SIM_SEED is a number")],

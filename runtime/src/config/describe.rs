@@ -13,6 +13,23 @@ fn proto_text(p: Option<Proto>) -> String {
 pub(super) fn describe(c: &Config) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "{}: valid", c.path.display());
+    difs(&mut s, c);
+    rules(&mut s, c);
+    let d = match c.default {
+        DefaultPolicy::Pass => "pass to TCP/IP",
+        DefaultPolicy::Deny => "refused",
+    };
+    let _ = writeln!(s, "anything else: {d}");
+    let _ = writeln!(
+        s,
+        "connect timeout {:?}, linger at exit {:?}",
+        c.settings.connect_timeout, c.settings.linger
+    );
+    s
+}
+
+/// The DIFs, one or two lines each.
+fn difs(s: &mut String, c: &Config) {
     let _ = writeln!(s, "DIFs ({}):", c.difs.len());
     for d in &c.difs {
         match &d.kind {
@@ -75,6 +92,10 @@ pub(super) fn describe(c: &Config) -> String {
              <pid>: its process id; `ipcp = \"...\"` names a member explicitly)"
         );
     }
+}
+
+/// The connect, listen and name rules, in the order they apply.
+fn rules(s: &mut String, c: &Config) {
     let _ = writeln!(s, "connect rules ({}), first match wins:", c.connect.len());
     for r in &c.connect {
         let local = r
@@ -127,15 +148,4 @@ pub(super) fn describe(c: &Config) -> String {
             r.target.app
         );
     }
-    let d = match c.default {
-        DefaultPolicy::Pass => "pass to TCP/IP",
-        DefaultPolicy::Deny => "refused",
-    };
-    let _ = writeln!(s, "anything else: {d}");
-    let _ = writeln!(
-        s,
-        "connect timeout {:?}, linger at exit {:?}",
-        c.settings.connect_timeout, c.settings.linger
-    );
-    s
 }

@@ -10,7 +10,7 @@ use crate::report::{
     mgmt_address, CountersReport, DifReport, DirectoryReport, FlowReport, NeighborReport, Report,
     RouteReport, ShimReport,
 };
-use rina_core::node::{Layer, LinkId};
+use rina_core::node::{Dif, Layer, LinkId, Node};
 
 /// A nonblocking listener at this process's management address.
 pub(super) fn listener(pid: u32) -> rustix::io::Result<OwnedFd> {
@@ -62,95 +62,7 @@ impl Driver {
                 }
             })
             .collect();
-        let difs = node
-            .difs()
-            .map(|(_, d)| {
-                let ipcp = d.ipcp();
-                let neighbors: Vec<NeighborReport> = ipcp
-                    .neighbors()
-                    .into_iter()
-                    .map(|(port, name, a)| NeighborReport {
-                        port: port.0,
-                        name: name.to_string(),
-                        address: a.0,
-                    })
-                    .collect();
-                let routes = ipcp
-                    .forwarding_table()
-                    .iter()
-                    .map(|(dst, port)| RouteReport {
-                        destination: dst.0,
-                        next_hop: neighbors
-                            .iter()
-                            .find(|n| n.port == port.0)
-                            .map(|n| n.address),
-                        port: port.0,
-                    })
-                    .collect();
-                let mut directory: Vec<DirectoryReport> = Vec::new();
-                for (app, a) in ipcp.directory().live() {
-                    let app = app.to_string();
-                    match directory.last_mut() {
-                        Some(e) if e.app == app => e.members.push(a.0),
-                        _ => directory.push(DirectoryReport {
-                            app,
-                            members: vec![a.0],
-                        }),
-                    }
-                }
-                let flows = ipcp
-                    .flows()
-                    .into_iter()
-                    .map(|f| {
-                        let stats = ipcp.flow_stats(f.port);
-                        FlowReport {
-                            port: f.port.0,
-                            local_app: f.local_app.to_string(),
-                            remote_app: f.remote_app.to_string(),
-                            remote_address: f.remote_addr.map(|a| a.0),
-                            state: f.state.to_owned(),
-                            pdus_sent: stats.as_ref().map_or(0, |s| s.pdus_sent),
-                            pdus_retransmitted: stats.as_ref().map_or(0, |s| s.pdus_retransmitted),
-                            pdus_received: stats.as_ref().map_or(0, |s| s.pdus_received),
-                            srtt_us: stats.and_then(|s| s.srtt).map(|t| t.as_micros() as u64),
-                        }
-                    })
-                    .collect();
-                let c = ipcp.counters();
-                DifReport {
-                    name: d.name().to_owned(),
-                    member: ipcp.config().name.to_string(),
-                    address: ipcp.address().map(|a| a.0),
-                    enrolled: ipcp.is_enrolled(),
-                    last_failure: d.last_failure().map(str::to_owned),
-                    over: d
-                        .over()
-                        .iter()
-                        .map(|l| match *l {
-                            Layer::Link(s) => node.link_name(s).to_owned(),
-                            Layer::Dif(l) => node.dif(l).name().to_owned(),
-                        })
-                        .collect(),
-                    neighbors,
-                    members: ipcp.members().into_iter().map(|a| a.0).collect(),
-                    routes,
-                    directory,
-                    registered: ipcp
-                        .registrations()
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect(),
-                    flows,
-                    counters: CountersReport {
-                        pdus_in: c.pdus_in,
-                        pdus_out: c.pdus_out,
-                        pdus_relayed: c.pdus_relayed,
-                        pdus_malformed: c.pdus_malformed,
-                        pdus_dropped: c.pdus_dropped,
-                    },
-                }
-            })
-            .collect();
+        let difs = node.difs().map(|(_, d)| dif_report(node, d)).collect();
         Report {
             pid: std::process::id(),
             program: self.program.clone(),
@@ -160,4 +72,96 @@ impl Driver {
             app_flows: self.flows.len() + self.datagrams.len(),
         }
     }
+}
+
+/// What DIF `d` of `node` reports.
+fn dif_report(node: &Node, d: &Dif) -> DifReport {
+    let ipcp = d.ipcp();
+    let neighbors: Vec<NeighborReport> = ipcp
+        .neighbors()
+        .into_iter()
+        .map(|(port, name, a)| NeighborReport {
+            port: port.0,
+            name: name.to_string(),
+            address: a.0,
+        })
+        .collect();
+    let routes = ipcp
+        .forwarding_table()
+        .iter()
+        .map(|(dst, port)| RouteReport {
+            destination: dst.0,
+            next_hop: neighbors
+                .iter()
+                .find(|n| n.port == port.0)
+                .map(|n| n.address),
+            port: port.0,
+        })
+        .collect();
+    let mut directory: Vec<DirectoryReport> = Vec::new();
+    for (app, a) in ipcp.directory().live() {
+        let app = app.to_string();
+        match directory.last_mut() {
+            Some(e) if e.app == app => e.members.push(a.0),
+            _ => directory.push(DirectoryReport {
+                app,
+                members: vec![a.0],
+            }),
+        }
+    }
+    let flows = flow_reports(ipcp);
+    let c = ipcp.counters();
+    DifReport {
+        name: d.name().to_owned(),
+        member: ipcp.config().name.to_string(),
+        address: ipcp.address().map(|a| a.0),
+        enrolled: ipcp.is_enrolled(),
+        last_failure: d.last_failure().map(str::to_owned),
+        over: d
+            .over()
+            .iter()
+            .map(|l| match *l {
+                Layer::Link(s) => node.link_name(s).to_owned(),
+                Layer::Dif(l) => node.dif(l).name().to_owned(),
+            })
+            .collect(),
+        neighbors,
+        members: ipcp.members().into_iter().map(|a| a.0).collect(),
+        routes,
+        directory,
+        registered: ipcp
+            .registrations()
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+        flows,
+        counters: CountersReport {
+            pdus_in: c.pdus_in,
+            pdus_out: c.pdus_out,
+            pdus_relayed: c.pdus_relayed,
+            pdus_malformed: c.pdus_malformed,
+            pdus_dropped: c.pdus_dropped,
+        },
+    }
+}
+
+/// The flows of an IPC process, with their EFCP figures.
+fn flow_reports(ipcp: &rina_core::ipcp::IpcProcess) -> Vec<FlowReport> {
+    ipcp.flows()
+        .into_iter()
+        .map(|f| {
+            let stats = ipcp.flow_stats(f.port);
+            FlowReport {
+                port: f.port.0,
+                local_app: f.local_app.to_string(),
+                remote_app: f.remote_app.to_string(),
+                remote_address: f.remote_addr.map(|a| a.0),
+                state: f.state.to_owned(),
+                pdus_sent: stats.as_ref().map_or(0, |s| s.pdus_sent),
+                pdus_retransmitted: stats.as_ref().map_or(0, |s| s.pdus_retransmitted),
+                pdus_received: stats.as_ref().map_or(0, |s| s.pdus_received),
+                srtt_us: stats.and_then(|s| s.srtt).map(|t| t.as_micros() as u64),
+            }
+        })
+        .collect()
 }

@@ -6,6 +6,8 @@
 //! - `httpload client ADDR SECONDS THREADS`: THREADS threads each connect, send a GET,
 //!   read the whole answer, check it, and close, for SECONDS; prints `rps=...`.
 
+#![forbid(unsafe_code)]
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -4,6 +4,8 @@
 //! `pingpong client ADDR COUNT` sends COUNT messages one at a time (after 200 warm-up
 //! round trips) and prints the median and p99 round trip in microseconds.
 
+#![forbid(unsafe_code)]
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::Instant;

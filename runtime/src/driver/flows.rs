@@ -1,0 +1,138 @@
+//! The applications' flows in the loop: their events, pumping their sockets, and
+//! the drain at exit.
+
+use std::os::fd::{AsFd, OwnedFd};
+
+use rina_core::ipcp::Event;
+use rina_core::node::DifId;
+use rina_core::{Instant, PortId};
+use rustix::event::epoll;
+
+use super::Driver;
+
+impl Driver {
+    /// An event of DIF `dif` about the applications' flows.
+    pub(super) fn on_flow_event(&mut self, now: Instant, dif: DifId, ev: Event) {
+        match ev {
+            Event::FlowAllocated { port } => self.flow_allocated(now, dif, port),
+            Event::FlowAllocationFailed { port, error } => {
+                self.allocation_failed(dif, port, error);
+            }
+            Event::IncomingFlow {
+                port,
+                local_app,
+                remote_app,
+                reliable,
+                info,
+            } => self.incoming(now, dif, port, local_app, &remote_app, reliable, &info),
+            Event::Readable { .. } | Event::Writable { .. } => {}
+            // The node's own (enrollment, neighbours).
+            Event::Enrolled { .. }
+            | Event::EnrollmentFailed { .. }
+            | Event::NeighborUp { .. }
+            | Event::NeighborLost { .. } => {}
+            Event::FlowClosed { port, reset } => {
+                let Some(&token) = self.by_port.get(&(dif, port)) else {
+                    return;
+                };
+                tracing::debug!("flow {port} closed (reset: {reset})");
+                if let Some(f) = self.flows.get_mut(&token) {
+                    // What arrived before the reset is still delivered (see pump.rs).
+                    f.reset = true;
+                    f.writable = true;
+                } else {
+                    let _ = self.forget_flow(token);
+                }
+            }
+        }
+    }
+
+    pub(super) fn pump_flows(&mut self, now: Instant) -> bool {
+        let exiting = self.exiting.is_some();
+        let mut progress = false;
+        let mut finished = Vec::new();
+        for (&token, f) in &mut self.flows {
+            let chunk = self.stack.node.dif(f.dif).stream_sdu();
+            let ipcp = self.stack.node.ipcp_mut(f.dif);
+            let out = f.pump(now, ipcp, &mut self.io, chunk, exiting);
+            progress |= out.progress;
+            if out.broken || f.is_over(ipcp) {
+                finished.push(token);
+            }
+        }
+        for token in finished {
+            if let Some((dif, port, sock)) = self.forget_flow(token) {
+                if let Some(sock) = sock {
+                    // Whatever the application still holds ends here (EOF, EPIPE).
+                    let _ = rustix::net::shutdown(&sock, rustix::net::Shutdown::Both);
+                }
+                self.stack.node.ipcp_mut(dif).deallocate(now, port);
+                progress = true;
+            }
+        }
+        let mut closed = Vec::new();
+        for (&token, f) in &mut self.datagrams {
+            let out = f.pump(now, self.stack.node.ipcp_mut(f.dif), &mut self.io);
+            progress |= out.progress;
+            if out.closed {
+                closed.push(token);
+            }
+        }
+        for token in closed {
+            progress |= self.forget_flow(token).is_some();
+        }
+        progress
+    }
+
+    /// Stops serving the flow behind `token` (stream or datagram): out of the tables
+    /// and the epoll set. Its DIF and port-id, and a stream's socket.
+    pub(super) fn forget_flow(&mut self, token: u64) -> Option<(DifId, PortId, Option<OwnedFd>)> {
+        let (dif, port, sock) = if let Some(f) = self.flows.remove(&token) {
+            let _ = epoll::delete(&self.epoll, &f.sock);
+            (f.dif, f.port, Some(f.sock))
+        } else {
+            let f = self.datagrams.remove(&token)?;
+            let _ = epoll::delete(&self.epoll, f.proxy.fd());
+            (f.dif, f.port, None)
+        };
+        self.by_port.remove(&(dif, port));
+        Some((dif, port, sock))
+    }
+
+    /// True when the exit drain is over (everything sent, or the linger ran out).
+    pub(super) fn exit_done(&mut self, now: Instant) -> bool {
+        let Some((deadline, _)) = &self.exiting else {
+            return false;
+        };
+        let drained = self
+            .flows
+            .values()
+            .all(|f| f.is_drained(self.stack.node.dif(f.dif).ipcp()));
+        if !drained && now < *deadline {
+            return false;
+        }
+        self.leave(now);
+        if let Some((_, reply)) = self.exiting.take() {
+            reply.send(());
+        }
+        true
+    }
+}
+
+/// Bytes an application-side socket may queue in the kernel (each way; the kernel
+/// doubles it for its bookkeeping): large enough that the runtime and the application
+/// wake each other rarely, and, with the flow's window, about what a loopback TCP
+/// connection holds between two programs at most (its buffers grow to 4 MiB to send
+/// and 6 MiB to receive): about 8 MiB each way, so a program that stops reading pushes
+/// back on its peer as over TCP.
+pub const APP_SOCKET_BUFFER: usize = 1 << 20;
+
+/// Sets the socket's send buffer to `size`, by default [`APP_SOCKET_BUFFER`] (forced
+/// when privileged).
+pub(crate) fn set_send_buffer(sock: &impl AsFd, size: Option<usize>) {
+    use rustix::net::sockopt;
+    let size = size.unwrap_or(APP_SOCKET_BUFFER);
+    if sockopt::set_socket_send_buffer_size_force(sock, size).is_err() {
+        let _ = sockopt::set_socket_send_buffer_size(sock, size);
+    }
+}

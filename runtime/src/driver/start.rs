@@ -1,0 +1,185 @@
+//! Starting the runtime thread: the state it shares with application threads (the
+//! command queue and its waker), the stack built from the rules, the epoll set, and
+//! the thread itself, which starts with every signal blocked.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use rina_core::Instant;
+use rustix::event::{epoll, eventfd, EventfdFlags};
+
+use super::{mgmt, Driver, TOKEN_MGMT, TOKEN_SHIM, TOKEN_WAKER};
+use crate::api::{Command, FlowError};
+use crate::config::Config;
+use crate::stack::{BuildError, Stack};
+
+thread_local! {
+    static RUNTIME_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// True on a runtime thread. The interposer passes every call made there straight to
+/// libc: the runtime's own sockets are never the application's.
+pub fn on_runtime_thread() -> bool {
+    RUNTIME_THREAD
+        .try_with(std::cell::Cell::get)
+        .unwrap_or(false)
+}
+
+/// State shared between the runtime thread and application threads.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(super) commands: Mutex<VecDeque<Command>>,
+    pub(super) waker: OwnedFd,
+    pub(super) alive: AtomicBool,
+}
+
+impl Shared {
+    /// A fresh command queue and waker.
+    pub(super) fn new() -> rustix::io::Result<Arc<Self>> {
+        let waker =
+            shims::high_fd::move_high(eventfd(0, EventfdFlags::NONBLOCK | EventfdFlags::CLOEXEC)?);
+        Ok(Arc::new(Self {
+            commands: Mutex::new(VecDeque::new()),
+            waker,
+            alive: AtomicBool::new(true),
+        }))
+    }
+
+    /// True while the runtime thread takes commands.
+    pub(crate) fn is_alive(&self) -> bool {
+        self.alive.load(Ordering::Acquire)
+    }
+
+    /// Posts a command; false if the runtime thread is gone.
+    pub(crate) fn post(&self, cmd: Command) -> bool {
+        if !self.alive.load(Ordering::Acquire) {
+            return false;
+        }
+        self.commands.lock().push_back(cmd);
+        let _ = rustix::io::write(&self.waker, &1u64.to_ne_bytes());
+        true
+    }
+}
+
+/// Starts the runtime thread.
+pub(crate) fn spawn(
+    config: Arc<Config>,
+    program: &str,
+    node: bool,
+) -> Result<Arc<Shared>, FlowError> {
+    crate::log::init();
+    let down = |what: &str, e: rustix::io::Errno| FlowError::RuntimeDown(format!("{what}: {e}"));
+    let shared = Shared::new().map_err(|e| down("eventfd", e))?;
+    let clock = std::time::Instant::now();
+    let seed = seed();
+    let stack = match Stack::build(&config, program, Instant::ZERO, seed, node) {
+        Ok(s) => s,
+        // Another process with these rules holds the endpoints (a fork child's parent,
+        // a second server of a pool): join as one more member, through it.
+        Err(BuildError::EndpointInUse(e)) => {
+            tracing::info!("{e}; joining through the member that holds it");
+            let child = config.for_fork_child(std::process::id());
+            Stack::build(&child, program, Instant::ZERO, seed, node)?
+        }
+        Err(e) => return Err(e.into()),
+    };
+    // The management socket: a stack that cannot serve one still runs.
+    let mgmt = mgmt::listener(std::process::id())
+        .inspect_err(|e| tracing::warn!("no management socket: {e}"))
+        .ok();
+    let epoll = new_epoll(&shared, mgmt.as_ref(), &stack).map_err(|e| down("epoll", e))?;
+    let mut driver = Driver {
+        shared: shared.clone(),
+        program: program.to_owned(),
+        mgmt,
+        epoll,
+        clock,
+        stack,
+        flows: BTreeMap::new(),
+        datagrams: BTreeMap::new(),
+        by_port: BTreeMap::new(),
+        next_flow: 1,
+        pending_connects: BTreeMap::new(),
+        pending_listens: Vec::new(),
+        listeners: BTreeMap::new(),
+        waiting: Vec::new(),
+        exiting: None,
+        stopped: false,
+        keeper: None,
+        rx: vec![0u8; 65536],
+        tx: Vec::with_capacity(65536),
+        io: vec![0u8; 65536],
+        busy: false,
+        missed_wakeups: 0,
+        strict: std::env::var_os("RINA_STRICT").is_some_and(|v| v != "0"),
+        node,
+        said: BTreeSet::new(),
+    };
+    // The thread starts with every signal blocked (it inherits this thread's mask): the
+    // program's signals are the program's, whichever thread it leaves them to (D3).
+    let spawned = with_signals_blocked(|| {
+        std::thread::Builder::new()
+            .name("rina-runtime".into())
+            .spawn(move || {
+                RUNTIME_THREAD.with(|t| t.set(true));
+                driver.run();
+                driver.shared.alive.store(false, Ordering::Release);
+            })
+    });
+    spawned.map_err(|e| FlowError::RuntimeDown(format!("cannot start the runtime thread: {e}")))?;
+    Ok(shared)
+}
+
+/// Runs `f` with every signal blocked in this thread (so that threads it starts begin
+/// with all signals blocked), then restores the mask.
+fn with_signals_blocked<T>(f: impl FnOnce() -> T) -> T {
+    // SAFETY: sigset_t is plain data that sigfillset initialises; pthread_sigmask only
+    // reads `all` and writes `old`, both ours.
+    let old = unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+        old
+    };
+    let r = f();
+    // SAFETY: restoring the mask read above.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
+    r
+}
+
+/// An epoll set watching the waker, the management socket and every shim.
+pub(super) fn new_epoll(
+    shared: &Shared,
+    mgmt: Option<&OwnedFd>,
+    stack: &Stack,
+) -> rustix::io::Result<OwnedFd> {
+    let ep = shims::high_fd::move_high(epoll::create(epoll::CreateFlags::CLOEXEC)?);
+    let watch = |fd: std::os::fd::BorrowedFd<'_>, token: u64| {
+        epoll::add(
+            &ep,
+            fd,
+            epoll::EventData::new_u64(token),
+            epoll::EventFlags::IN,
+        )
+    };
+    watch(shared.waker.as_fd(), TOKEN_WAKER)?;
+    if let Some(m) = mgmt {
+        watch(m.as_fd(), TOKEN_MGMT)?;
+    }
+    for (i, l) in stack.links.iter().enumerate() {
+        watch(l.fd(), TOKEN_SHIM | i as u64)?;
+    }
+    Ok(ep)
+}
+
+fn seed() -> u64 {
+    let mut b = [0u8; 8];
+    if rustix::rand::getrandom(&mut b, rustix::rand::GetRandomFlags::empty()).is_err() {
+        return u64::from(std::process::id()) ^ 0x5eed;
+    }
+    u64::from_ne_bytes(b)
+}
