@@ -48,10 +48,14 @@ pub fn interposer() -> PathBuf {
 
 /// True if `program` is on PATH.
 pub fn have(program: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {program} >/dev/null 2>&1")])
-        .status()
-        .is_ok_and(|s| s.success())
+    output_within(
+        Command::new("sh")
+            .args(["-c", &format!("command -v {program} >/dev/null 2>&1")])
+            .stdin(Stdio::null()),
+        Duration::from_secs(10),
+    )
+    .status
+    .success()
 }
 
 /// A port for a test: the next of this test binary's own block below the kernel's
@@ -159,42 +163,36 @@ impl Proc {
         }
     }
 
-    /// Kills the process and returns what it wrote to a piped stderr.
+    /// Kills the process and returns what it wrote to a piped stderr (read within
+    /// [`STDERR_BOUND`]).
     pub fn kill_and_stderr(&mut self) -> String {
         let mut s = String::new();
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
-            if let Some(mut e) = c.stderr.take() {
-                let _ = e.read_to_string(&mut s);
-            }
+            s = stderr_text(read_async(c.stderr.take()));
         }
         s
     }
 
-    /// What it wrote to a piped stderr (after it exited).
+    /// What it wrote to a piped stderr (after it exited; read within
+    /// [`STDERR_BOUND`]).
     pub fn stderr(&mut self) -> String {
-        let mut s = String::new();
-        if let Some(e) = self.child.as_mut().and_then(|c| c.stderr.as_mut()) {
-            let _ = e.read_to_string(&mut s);
+        let e = self.child.as_mut().and_then(|c| c.stderr.take());
+        if e.is_none() {
+            return String::new();
         }
-        s
+        stderr_text(read_async(e))
     }
 
     /// Reads a piped stdout to its end, within `limit`: past it the process is killed
     /// and the test fails with its stderr (a child that hangs never hangs the test).
     pub fn stdout_within(&mut self, limit: Duration) -> String {
-        let Some(mut out) = self.take_stdout() else {
+        let Some(out) = self.take_stdout() else {
             return String::new();
         };
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = out.read_to_string(&mut s);
-            let _ = tx.send(s);
-        });
-        match rx.recv_timeout(limit) {
-            Ok(s) => s,
+        match read_async(Some(out)).recv_timeout(limit) {
+            Ok(s) => String::from_utf8_lossy(&s).into_owned(),
             Err(_) => {
                 let err = self.kill_and_stderr();
                 panic!(
@@ -203,6 +201,32 @@ impl Proc {
                 )
             }
         }
+    }
+
+    /// Reads a piped stdout until what it wrote contains `needle` (a "ready" line),
+    /// within `limit`, and leaves the pipe open for the rest: what it read, or `None`
+    /// if its output ended first or the limit passed (the caller fails the test, with
+    /// [`Proc::kill_and_stderr`], which also ends the read).
+    pub fn stdout_until(&mut self, needle: &str, limit: Duration) -> Option<String> {
+        let mut out = self.take_stdout()?;
+        let needle = needle.to_owned();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let (mut text, mut b) = (String::new(), [0u8; 256]);
+            while !text.contains(&needle) {
+                match out.read(&mut b) {
+                    Ok(n) if n > 0 => text.push_str(&String::from_utf8_lossy(&b[..n])),
+                    _ => break,
+                }
+            }
+            let found = text.contains(&needle);
+            let _ = tx.send((found.then_some(text), out));
+        });
+        let (text, out) = rx.recv_timeout(limit).ok()?;
+        if let Some(c) = self.child.as_mut() {
+            c.stdout = Some(out);
+        }
+        text
     }
 
     /// Takes a piped stdout.
@@ -222,6 +246,32 @@ impl Proc {
             .lines()
             .find_map(|l| l.strip_prefix("VmRSS:"))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    }
+}
+
+/// How long reading a stderr to its end may take once the process exited or was
+/// killed (only a process it left behind, holding the pipe, makes it take long).
+pub const STDERR_BOUND: Duration = Duration::from_secs(10);
+
+/// Reads `pipe` (if any) to its end on a thread of its own: the receiver gets what it
+/// read, so that a wait on it can be bounded (`recv_timeout`).
+fn read_async(pipe: Option<impl Read + Send + 'static>) -> std::sync::mpsc::Receiver<Vec<u8>> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut v = Vec::new();
+        if let Some(mut p) = pipe {
+            let _ = p.read_to_end(&mut v);
+        }
+        let _ = tx.send(v);
+    });
+    rx
+}
+
+/// A stderr read by [`read_async`], waited for within [`STDERR_BOUND`].
+fn stderr_text(rx: std::sync::mpsc::Receiver<Vec<u8>>) -> String {
+    match rx.recv_timeout(STDERR_BOUND) {
+        Ok(v) => String::from_utf8_lossy(&v).into_owned(),
+        Err(_) => format!("(its stderr did not end within {STDERR_BOUND:?})"),
     }
 }
 
@@ -294,19 +344,19 @@ pub fn wait_for_rina_listener(pid: u32, timeout: Duration) -> bool {
 
 /// True if any TCP socket uses `port` (listening or connected), per `ss`.
 pub fn tcp_port_in_use(port: u16) -> bool {
-    let out = Command::new("ss")
-        .args(["-Htan", &format!("( sport = :{port} or dport = :{port} )")])
-        .output()
-        .expect("ss runs");
+    let out = output_within(
+        Command::new("ss").args(["-Htan", &format!("( sport = :{port} or dport = :{port} )")]),
+        Duration::from_secs(10),
+    );
     !String::from_utf8_lossy(&out.stdout).trim().is_empty()
 }
 
 /// What `rina ctl PID --json` says of process `pid` (panics if it says nothing).
 pub fn ctl_json(pid: u32) -> serde_json::Value {
-    let out = Command::new(rina())
-        .args(["ctl", &pid.to_string(), "--json"])
-        .output()
-        .expect("rina ctl runs");
+    let out = output_within(
+        Command::new(rina()).args(["ctl", &pid.to_string(), "--json"]),
+        Duration::from_secs(10),
+    );
     assert!(
         out.status.success(),
         "rina ctl {pid}: {}",
@@ -317,23 +367,44 @@ pub fn ctl_json(pid: u32) -> serde_json::Value {
 
 /// Runs `cmd` to its end within `limit`, its stdout and stderr captured, as
 /// `Command::output` does but bounded: past the limit the process is killed by its pid
-/// and the test fails with what it wrote.
+/// and the test fails with what it wrote. Every wait of a test on a command's end goes
+/// through here (for its status alone too: `.status` of the result). Unlike
+/// `Command::output`, stdin is inherited unless `cmd` sets it, and a stdout or stderr
+/// `cmd` sets is replaced by a pipe.
 pub fn output_within(cmd: &mut Command, limit: Duration) -> std::process::Output {
-    let mut p = Proc::spawn("command", cmd.stdout(Stdio::piped()).stderr(Stdio::piped()));
-    let mut err = p.child.as_mut().and_then(|c| c.stderr.take());
-    let errs = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        if let Some(e) = err.as_mut() {
-            let _ = e.read_to_end(&mut v);
+    let name = cmd.get_program().to_string_lossy().into_owned();
+    let deadline = Instant::now() + limit;
+    let left = || deadline.saturating_duration_since(Instant::now());
+    let mut p = Proc::spawn(&name, cmd.stdout(Stdio::piped()).stderr(Stdio::piped()));
+    let child = p.child.as_mut().expect("just started");
+    let (out, err) = (
+        read_async(child.stdout.take()),
+        read_async(child.stderr.take()),
+    );
+    let stdout = out.recv_timeout(limit);
+    let status = p.wait_timeout(left());
+    let stderr = err.recv_timeout(left());
+    match (stdout, status, stderr) {
+        (Ok(stdout), Some(status), Ok(stderr)) => std::process::Output {
+            status,
+            stdout,
+            stderr,
+        },
+        (stdout, _, stderr) => {
+            // Killed, it ends its output (unless it left a process holding it).
+            p.kill_and_stderr();
+            let text = |r: Result<Vec<u8>, _>| match r {
+                Ok(v) => String::from_utf8_lossy(&v).into_owned(),
+                Err(_) => format!("(did not end within {STDERR_BOUND:?} of the kill)"),
+            };
+            let stdout = stdout.or_else(|_| out.recv_timeout(STDERR_BOUND));
+            let stderr = stderr.or_else(|_| err.recv_timeout(STDERR_BOUND));
+            panic!(
+                "{name} did not end within {limit:?}; stdout: {}\nstderr: {}",
+                text(stdout),
+                text(stderr)
+            )
         }
-        v
-    });
-    let stdout = p.stdout_within(limit).into_bytes();
-    let status = p.expect_exit(limit);
-    std::process::Output {
-        status,
-        stdout,
-        stderr: errs.join().unwrap_or_default(),
     }
 }
 
@@ -560,11 +631,10 @@ impl Exchange {
 /// program within 15 s, and `why` in the log.
 pub fn expect_unreachable(cmd: &mut Command, log: &Path, why: &str) {
     let start = Instant::now();
-    let out = cmd
-        .env("RINA_LOG", "info")
-        .env("RINA_LOG_FILE", log)
-        .output()
-        .expect("run the client");
+    let out = output_within(
+        cmd.env("RINA_LOG", "info").env("RINA_LOG_FILE", log),
+        Duration::from_secs(30),
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{err}");
     assert!(err.contains("Network is unreachable"), "{err}");

@@ -6,6 +6,9 @@
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use crate::output_within;
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
@@ -21,11 +24,10 @@ pub struct Hosts {
 }
 
 fn ip(args: &[&str]) {
-    let out = Command::new("ip")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("ip (iproute2) runs");
+    let out = output_within(
+        Command::new("ip").args(args).stdin(Stdio::null()),
+        Duration::from_secs(30),
+    );
     assert!(
         out.status.success(),
         "ip {}: {}",
@@ -49,14 +51,17 @@ impl Hosts {
             ip(&["-n", n, "link", "set", "lo", "up"]);
             // No IPv6 either: an interface coming up would get a link-local address
             // and send router solicitations.
-            let st = Command::new("ip")
-                .args(["netns", "exec", n, "sysctl", "-qw"])
-                .args([
-                    "net.ipv6.conf.all.disable_ipv6=1",
-                    "net.ipv6.conf.default.disable_ipv6=1",
-                ])
-                .status()
-                .expect("sysctl runs");
+            let st = output_within(
+                Command::new("ip")
+                    .args(["netns", "exec", n, "sysctl", "-qw"])
+                    .args([
+                        "net.ipv6.conf.all.disable_ipv6=1",
+                        "net.ipv6.conf.default.disable_ipv6=1",
+                    ])
+                    .stdin(Stdio::null()),
+                Duration::from_secs(30),
+            )
+            .status;
             assert!(st.success(), "cannot switch IPv6 off in {n}");
         }
     }
@@ -144,10 +149,10 @@ impl Hosts {
 
     /// The MAC address of host `i`'s `eth0`.
     pub fn mac(&self, i: usize) -> String {
-        let out = self
-            .command(i, &["cat", &format!("/sys/class/net/{IFACE}/address")])
-            .output()
-            .expect("cat runs");
+        let out = output_within(
+            &mut self.command(i, &["cat", &format!("/sys/class/net/{IFACE}/address")]),
+            Duration::from_secs(10),
+        );
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 }
@@ -156,19 +161,27 @@ impl Drop for Hosts {
     fn drop(&mut self) {
         for ns in self.hosts.iter().chain(self.hub.iter()) {
             // Every process still in the namespace goes first (by pid), then the
-            // namespace, and with it its interfaces.
-            if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
-                for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                    if let Ok(pid) = pid.parse::<i32>() {
-                        // SAFETY: sending SIGKILL to a process of the test's namespace.
-                        unsafe { libc::kill(pid, libc::SIGKILL) };
-                    }
+            // namespace, and with it its interfaces. (Bounded like every wait: an `ip`
+            // that hung would fail the test, or abort it if it already failed, rather
+            // than hang it.)
+            let pids = output_within(
+                Command::new("ip")
+                    .args(["netns", "pids", ns])
+                    .stdin(Stdio::null()),
+                Duration::from_secs(30),
+            );
+            for pid in String::from_utf8_lossy(&pids.stdout).split_whitespace() {
+                if let Ok(pid) = pid.parse::<i32>() {
+                    // SAFETY: sending SIGKILL to a process of the test's namespace.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
                 }
             }
-            let _ = Command::new("ip")
-                .args(["netns", "del", ns])
-                .stderr(Stdio::null())
-                .status();
+            let _ = output_within(
+                Command::new("ip")
+                    .args(["netns", "del", ns])
+                    .stdin(Stdio::null()),
+                Duration::from_secs(30),
+            );
         }
     }
 }

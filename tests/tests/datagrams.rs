@@ -257,10 +257,10 @@ fn python_udp_servers_and_clients() {
     // The clients closed their sockets (and still run): the servers' proxies for
     // their flows are gone.
     let proxies = |pid: u32| {
-        let out = std::process::Command::new("ss")
-            .args(["-Huanp"])
-            .output()
-            .unwrap();
+        let out = output_within(
+            std::process::Command::new("ss").args(["-Huanp"]),
+            Duration::from_secs(10),
+        );
         String::from_utf8_lossy(&out.stdout)
             .lines()
             .filter(|l| l.contains(&format!("pid={pid},")))
@@ -278,10 +278,11 @@ fn python_udp_servers_and_clients() {
     }
     // Nothing was sent to the rules' ports over IP: only the servers' loopback
     // sockets (bound elsewhere) exist, nobody bound the ports themselves.
-    let out = std::process::Command::new("ss")
-        .args(["-Huan", &format!("( sport = :{pa} or sport = :{pb} )")])
-        .output()
-        .unwrap();
+    let out = output_within(
+        std::process::Command::new("ss")
+            .args(["-Huan", &format!("( sport = :{pa} or sport = :{pb} )")]),
+        Duration::from_secs(10),
+    );
     assert!(String::from_utf8_lossy(&out.stdout).trim().is_empty());
 }
 
@@ -331,14 +332,15 @@ fn sendmmsg_and_recvmmsg_are_translated() {
         panic!("server: {}", server.kill_and_stderr());
     }
     let mmsg = bin_dir().join("mmsg");
-    let out = rina_run(
-        &c,
-        &[mmsg.to_str().unwrap(), &addr],
-        Stdio::null(),
-        Stdio::piped(),
-    )
-    .output()
-    .unwrap();
+    let out = output_within(
+        &mut rina_run(
+            &c,
+            &[mmsg.to_str().unwrap(), &addr],
+            Stdio::null(),
+            Stdio::piped(),
+        ),
+        Duration::from_secs(60),
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -403,14 +405,8 @@ fn a_listen_rule_chooses_where_datagram_peers_show() {
             Stdio::piped(),
         ),
     );
-    let mut line = String::new();
-    let mut out = srv.take_stdout().unwrap();
-    let mut b = [0u8; 16];
-    use std::io::Read;
-    while !line.contains("ready") {
-        let n = out.read(&mut b).unwrap();
-        assert!(n > 0, "the server did not start: {}", srv.kill_and_stderr());
-        line.push_str(&String::from_utf8_lossy(&b[..n]));
+    if srv.stdout_until("ready", Duration::from_secs(10)).is_none() {
+        panic!("the server did not start: {}", srv.kill_and_stderr());
     }
     let client = format!(
         "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.settimeout(10)\nfor m in (b'one', b'two'):\n    s.sendto(m, ('127.0.0.1', {port}))\n    print(s.recvfrom(100)[0].decode())\n"

@@ -5,7 +5,6 @@
 //! with every descriptor it holds below 1024, and `select` works on the last one.
 //! Before, the stack's ends lived among the program's: EMFILE came at about 507 flows.
 
-use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -53,13 +52,14 @@ fn a_thousand_flows_under_a_1024_descriptor_limit() {
             .stdout(Stdio::piped())
             .stderr(Stdio::null()),
     );
-    let mut line = String::new();
-    let mut b = [0u8; 10];
-    let mut so = tcp_server.take_stdout().unwrap();
-    while !line.contains("listening") {
-        let n = so.read(&mut b).unwrap();
-        assert!(n > 0, "the TCP server did not start");
-        line.push_str(&String::from_utf8_lossy(&b[..n]));
+    if tcp_server
+        .stdout_until("listening", Duration::from_secs(30))
+        .is_none()
+    {
+        panic!(
+            "the TCP server did not start: {}",
+            tcp_server.kill_and_stderr()
+        );
     }
     check(&client(None, port), "TCP");
     drop(tcp_server);

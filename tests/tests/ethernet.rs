@@ -91,10 +91,10 @@ fn nc_pair_over_a_veth_without_ip() {
     let dir = temp_dir();
     let hosts = Hosts::pair("eth-nc");
     for i in 0..2 {
-        let out = hosts
-            .command(i, &["ip", "-o", "addr", "show", "dev", IFACE])
-            .output()
-            .unwrap();
+        let out = output_within(
+            &mut hosts.command(i, &["ip", "-o", "addr", "show", "dev", IFACE]),
+            Duration::from_secs(10),
+        );
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(!text.contains("inet"), "an address on {IFACE}: {text}");
     }
@@ -153,11 +153,12 @@ fn nc_pair_over_a_veth_without_ip() {
     unsafe { libc::kill(capture.pid() as i32, libc::SIGINT) };
     capture.expect_exit(Duration::from_secs(10));
     let count = |filter: &str| {
-        let out = std::process::Command::new("tcpdump")
-            .args(["-nn", "-r", pcap, filter])
-            .stderr(Stdio::null())
-            .output()
-            .unwrap();
+        let out = output_within(
+            std::process::Command::new("tcpdump")
+                .args(["-nn", "-r", pcap, filter])
+                .stdin(Stdio::null()),
+            Duration::from_secs(30),
+        );
         String::from_utf8_lossy(&out.stdout).lines().count()
     };
     let rina = count("ether proto 0xd1f0");
@@ -295,16 +296,16 @@ fn two_servers_on_one_interface() {
         ),
     );
     for (name, port) in [("alpha", "7001"), ("beta", "7002"), ("alpha", "7001")] {
-        let out = hosts
-            .rina_run(
+        let out = output_within(
+            &mut hosts.rina_run(
                 1,
                 &c,
                 &["nc", "-N", "10.9.0.1", port],
                 Stdio::null(),
                 Stdio::piped(),
-            )
-            .output()
-            .unwrap();
+            ),
+            Duration::from_secs(60),
+        );
         assert_eq!(
             String::from_utf8_lossy(&out.stdout),
             format!("{name}\n"),
@@ -322,10 +323,10 @@ fn a_60_kib_sdu_arrives_whole() {
     assert!(have("python3"));
     let dir = temp_dir();
     let hosts = Hosts::pair("eth-sdu");
-    let mtu = hosts
-        .command(0, &["cat", &format!("/sys/class/net/{IFACE}/mtu")])
-        .output()
-        .unwrap();
+    let mtu = output_within(
+        &mut hosts.command(0, &["cat", &format!("/sys/class/net/{IFACE}/mtu")]),
+        Duration::from_secs(10),
+    );
     assert_eq!(String::from_utf8_lossy(&mtu.stdout).trim(), "1500");
     let s = write_rules(
         dir.path(),
@@ -373,16 +374,16 @@ back, peer = s.recvfrom(65536)
 assert back == bytes(reversed(data)), len(back)
 print(len(data), hashlib.sha256(data).hexdigest())
 "#;
-    let out = hosts
-        .rina_run(
+    let out = output_within(
+        &mut hosts.rina_run(
             1,
             &c,
             &["python3", "-c", client_script],
             Stdio::null(),
             Stdio::piped(),
-        )
-        .output()
-        .unwrap();
+        ),
+        Duration::from_secs(60),
+    );
     assert!(
         out.status.success(),
         "client: {}",
@@ -410,15 +411,16 @@ fn without_cap_net_raw_the_program_stops() {
         &member(false, &connect("10.9.0.1:5000", "x")),
     );
     let marker = dir.path().join("ran");
-    let out = std::process::Command::new("setpriv")
-        .args(["--bounding-set", "-net_raw", "--"])
-        .arg(rina())
-        .args(["run", "-c"])
-        .arg(&c)
-        .args(["--", "sh", "-c", &format!("touch {}", marker.display())])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let out = output_within(
+        std::process::Command::new("setpriv")
+            .args(["--bounding-set", "-net_raw", "--"])
+            .arg(rina())
+            .args(["run", "-c"])
+            .arg(&c)
+            .args(["--", "sh", "-c", &format!("touch {}", marker.display())])
+            .stdin(Stdio::null()),
+        Duration::from_secs(30),
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("needs CAP_NET_RAW"), "{err}");
@@ -432,11 +434,12 @@ fn without_cap_net_raw_the_program_stops() {
 fn the_ethernet_demo_runs() {
     assert!(have("nc") && have("tcpdump"));
     let root = bin_dir().join("../..");
-    let out = std::process::Command::new(root.join("examples/ethernet/demo.sh"))
-        .env("RINA_BIN", rina())
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let out = output_within(
+        std::process::Command::new(root.join("examples/ethernet/demo.sh"))
+            .env("RINA_BIN", rina())
+            .stdin(Stdio::null()),
+        Duration::from_secs(120),
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),

@@ -71,14 +71,15 @@ c.sendall(b"parent relays: " + got); c.close()
     );
     let (_, client) = pair_rules(su, 0, front, "front");
     let client = rules(dir.path(), "client.toml", &client);
-    let out = rina_run(
-        &client,
-        &["nc", "-N", "127.0.0.1", &front.to_string()],
-        Stdio::null(),
-        Stdio::piped(),
-    )
-    .output()
-    .unwrap();
+    let out = output_within(
+        &mut rina_run(
+            &client,
+            &["nc", "-N", "127.0.0.1", &front.to_string()],
+            Stdio::null(),
+            Stdio::piped(),
+        ),
+        Duration::from_secs(60),
+    );
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
         "parent relays: from the back end\n",
@@ -119,14 +120,15 @@ fn second_server_with_the_same_rules_joins_the_pool() {
     );
     let mut seen = std::collections::BTreeSet::new();
     let both = wait_until(Duration::from_secs(15), || {
-        let out = rina_run(
-            &p.client,
-            &["nc", "-N", "127.0.0.1", &p.port.to_string()],
-            Stdio::null(),
-            Stdio::piped(),
-        )
-        .output()
-        .unwrap();
+        let out = output_within(
+            &mut rina_run(
+                &p.client,
+                &["nc", "-N", "127.0.0.1", &p.port.to_string()],
+                Stdio::null(),
+                Stdio::piped(),
+            ),
+            Duration::from_secs(60),
+        );
         seen.insert(String::from_utf8_lossy(&out.stdout).trim().to_owned());
         seen.contains("one") && seen.contains("two")
     });
@@ -218,14 +220,15 @@ for s, m in ((a, b"old"), (b, b"new")):
 "#,
         port = p.port
     );
-    let out = rina_run(
-        &p.client,
-        &["python3", "-c", &client],
-        Stdio::null(),
-        Stdio::piped(),
-    )
-    .output()
-    .unwrap();
+    let out = output_within(
+        &mut rina_run(
+            &p.client,
+            &["python3", "-c", &client],
+            Stdio::null(),
+            Stdio::piped(),
+        ),
+        Duration::from_secs(60),
+    );
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
         "exec failed: 2\necho old\necho new\n",

@@ -43,14 +43,15 @@ fn nc_over_ipv6_rule_addresses() {
         Stdio::null(),
         stdout_to(&output),
     );
-    let out = rina_run(
-        &c,
-        &["nc", "-6", "-N", "fd00::1", &p],
-        stdin_from(&input),
-        Stdio::null(),
-    )
-    .output()
-    .unwrap();
+    let out = output_within(
+        &mut rina_run(
+            &c,
+            &["nc", "-6", "-N", "fd00::1", &p],
+            stdin_from(&input),
+            Stdio::null(),
+        ),
+        Duration::from_secs(60),
+    );
     assert!(
         out.status.success(),
         "{}",
@@ -134,14 +135,15 @@ fn curl_to_an_ipv6_literal() {
         Stdio::null(),
     );
     let url = format!("http://[fd00::1]:{p}/");
-    let out = rina_run(
-        &c,
-        &["curl", "-g", "-sS", "-v", "--max-time", "10", &url],
-        Stdio::null(),
-        Stdio::piped(),
-    )
-    .output()
-    .unwrap();
+    let out = output_within(
+        &mut rina_run(
+            &c,
+            &["curl", "-g", "-sS", "-v", "--max-time", "10", &url],
+            Stdio::null(),
+            Stdio::piped(),
+        ),
+        Duration::from_secs(30),
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "over an IPv6 rule\n");

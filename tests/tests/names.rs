@@ -2,6 +2,7 @@
 //! without DNS, to a synthetic address that connects to the named application.
 
 use std::process::Stdio;
+use std::time::Duration;
 
 use rina_e2e::*;
 
@@ -96,14 +97,15 @@ fn host_names_resolve_to_applications() {
         Stdio::null(),
         Stdio::null(),
     );
-    let out = rina_run(
-        &client,
-        &["python3", "-c", LOOKUPS, "echo.rina"],
-        Stdio::null(),
-        Stdio::piped(),
-    )
-    .output()
-    .unwrap();
+    let out = output_within(
+        &mut rina_run(
+            &client,
+            &["python3", "-c", LOOKUPS, "echo.rina"],
+            Stdio::null(),
+            Stdio::piped(),
+        ),
+        Duration::from_secs(60),
+    );
     assert!(
         out.status.success(),
         "lookups: {}",
@@ -112,14 +114,15 @@ fn host_names_resolve_to_applications() {
     let v4 = String::from_utf8_lossy(&out.stdout).trim().to_owned();
 
     let url = format!("http://echo.rina:{p}/");
-    let curl = rina_run(
-        &client,
-        &["curl", "-sS", "-v", "--max-time", "10", &url],
-        Stdio::null(),
-        Stdio::piped(),
-    )
-    .output()
-    .unwrap();
+    let curl = output_within(
+        &mut rina_run(
+            &client,
+            &["curl", "-sS", "-v", "--max-time", "10", &url],
+            Stdio::null(),
+            Stdio::piped(),
+        ),
+        Duration::from_secs(30),
+    );
     let err = String::from_utf8_lossy(&curl.stderr);
     assert!(curl.status.success(), "curl: {err}");
     assert_eq!(String::from_utf8_lossy(&curl.stdout), "reached by name\n");
@@ -131,14 +134,15 @@ fn host_names_resolve_to_applications() {
     let urllib = format!(
         "import urllib.request; print(urllib.request.urlopen('{url}', timeout=10).read().decode(), end='')"
     );
-    let py = rina_run(
-        &client,
-        &["python3", "-c", &urllib],
-        Stdio::null(),
-        Stdio::piped(),
-    )
-    .output()
-    .unwrap();
+    let py = output_within(
+        &mut rina_run(
+            &client,
+            &["python3", "-c", &urllib],
+            Stdio::null(),
+            Stdio::piped(),
+        ),
+        Duration::from_secs(60),
+    );
     assert_eq!(
         String::from_utf8_lossy(&py.stdout),
         "reached by name\n",
@@ -147,21 +151,22 @@ fn host_names_resolve_to_applications() {
     );
 
     // A name whose application nobody registered: refused, never sent over IP.
-    let refused = rina_run(
-        &client,
-        &[
-            "curl",
-            "-v",
-            "-sS",
-            "--max-time",
-            "10",
-            &format!("http://nobody.rina:{p}/"),
-        ],
-        Stdio::null(),
-        Stdio::piped(),
-    )
-    .output()
-    .unwrap();
+    let refused = output_within(
+        &mut rina_run(
+            &client,
+            &[
+                "curl",
+                "-v",
+                "-sS",
+                "--max-time",
+                "10",
+                &format!("http://nobody.rina:{p}/"),
+            ],
+            Stdio::null(),
+            Stdio::piped(),
+        ),
+        Duration::from_secs(30),
+    );
     assert_eq!(
         refused.status.code(),
         Some(7),

@@ -159,6 +159,13 @@ fn slow_reader_back_pressure() {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+    // The reader ends when the server's output does: bounded, as every wait.
+    if !wait_until(Duration::from_secs(120), || reader.is_finished()) {
+        panic!(
+            "the server's output did not end within 120 s: {}",
+            server.kill_and_stderr()
+        );
+    }
     let got = reader.join().unwrap();
     let cs = client.expect_exit(Duration::from_secs(60));
     assert!(cs.success(), "client failed: {cs:?} {}", client.stderr());
@@ -292,14 +299,20 @@ while True:
 print(data.decode())
 "#
     );
-    let out = rina_run(
-        &c_rules,
-        &["python3", "-c", &script],
-        Stdio::null(),
-        Stdio::piped(),
-    )
-    .output()
-    .unwrap();
+    let out = output_within(
+        &mut rina_run(
+            &c_rules,
+            &["python3", "-c", &script],
+            Stdio::null(),
+            Stdio::piped(),
+        ),
+        Duration::from_secs(60),
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || plain.is_finished()),
+        "nobody connected to the plain TCP server: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     plain.join().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -346,14 +359,15 @@ c.close()
     let data = random_bytes(MIB, 5);
     let c_in = dir.path().join("c_in");
     std::fs::write(&c_in, &data).unwrap();
-    let out = rina_run(
-        &c_rules,
-        &["nc", "-N", "127.0.0.1", &port.to_string()],
-        stdin_from(&c_in),
-        Stdio::piped(),
-    )
-    .output()
-    .unwrap();
+    let out = output_within(
+        &mut rina_run(
+            &c_rules,
+            &["nc", "-N", "127.0.0.1", &port.to_string()],
+            stdin_from(&c_in),
+            Stdio::piped(),
+        ),
+        Duration::from_secs(60),
+    );
     assert!(
         out.status.success(),
         "client: {}",
@@ -361,10 +375,10 @@ c.close()
     );
     let reply = String::from_utf8_lossy(&out.stdout);
     let sha = {
-        let o = std::process::Command::new("sha256sum")
-            .arg(&c_in)
-            .output()
-            .unwrap();
+        let o = output_within(
+            std::process::Command::new("sha256sum").arg(&c_in),
+            Duration::from_secs(30),
+        );
         String::from_utf8_lossy(&o.stdout)
             .split_whitespace()
             .next()

@@ -56,9 +56,10 @@ fn web_clients_against_python_http_server() {
         ("urllib", vec!["python3", "-c", &script]),
     ];
     for (name, args) in &clients {
-        let out = rina_run(&p.client, args, Stdio::null(), Stdio::piped())
-            .output()
-            .unwrap();
+        let out = output_within(
+            &mut rina_run(&p.client, args, Stdio::null(), Stdio::piped()),
+            Duration::from_secs(60),
+        );
         assert!(
             out.status.success(),
             "{name}: {}",
@@ -104,14 +105,15 @@ fn socat_pair_and_fork_server() {
     );
     let connect = format!("TCP:127.0.0.1:{}", p.port);
     let src = format!("OPEN:{}", input.display());
-    let out = rina_run(
-        &p.client,
-        &["socat", "-u", &src, &connect],
-        Stdio::null(),
-        Stdio::null(),
-    )
-    .output()
-    .unwrap();
+    let out = output_within(
+        &mut rina_run(
+            &p.client,
+            &["socat", "-u", &src, &connect],
+            Stdio::null(),
+            Stdio::null(),
+        ),
+        Duration::from_secs(60),
+    );
     assert!(
         out.status.success(),
         "client: {}",
@@ -135,14 +137,15 @@ fn socat_pair_and_fork_server() {
         let msg = format!("message {i} {}\n", "x".repeat(i * 1000));
         let f = dir.path().join(format!("m{i}"));
         std::fs::write(&f, &msg).unwrap();
-        let out = rina_run(
-            &p.client,
-            &["socat", "-t", "5", "-", &connect],
-            stdin_from(&f),
-            Stdio::piped(),
-        )
-        .output()
-        .unwrap();
+        let out = output_within(
+            &mut rina_run(
+                &p.client,
+                &["socat", "-t", "5", "-", &connect],
+                stdin_from(&f),
+                Stdio::piped(),
+            ),
+            Duration::from_secs(60),
+        );
         assert!(
             out.status.success(),
             "client {i}: {}",
@@ -208,14 +211,15 @@ ts = [threading.Thread(target=serve, args=({a}, "for-nc", False)), threading.Thr
     .len()
         == 2));
     let run = |args: &[&str]| {
-        std::process::Command::new(args[0])
-            .args(&args[1..])
-            .env("LD_PRELOAD", interposer())
-            .env("XDG_CONFIG_HOME", &xdg)
-            .env_remove("RINA_CONFIG")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
+        output_within(
+            std::process::Command::new(args[0])
+                .args(&args[1..])
+                .env("LD_PRELOAD", interposer())
+                .env("XDG_CONFIG_HOME", &xdg)
+                .env_remove("RINA_CONFIG")
+                .stdin(Stdio::null()),
+            Duration::from_secs(60),
+        )
     };
     let t = target.to_string();
     let nc = run(&["nc", "-N", "127.0.0.1", &t]);
@@ -289,14 +293,15 @@ fn server_pool_spreads_and_survives_a_kill() {
         Stdio::null(),
     );
     let ask = || {
-        let out = rina_run(
-            &rc,
-            &["nc", "-v", "-N", "127.0.0.1", &port.to_string()],
-            Stdio::null(),
-            Stdio::piped(),
-        )
-        .output()
-        .unwrap();
+        let out = output_within(
+            &mut rina_run(
+                &rc,
+                &["nc", "-v", "-N", "127.0.0.1", &port.to_string()],
+                Stdio::null(),
+                Stdio::piped(),
+            ),
+            Duration::from_secs(60),
+        );
         assert!(
             out.status.success(),
             "client: {}\nserver one's log:\n{}",
@@ -445,9 +450,10 @@ fn busybox_and_ncat_pairings() {
         let sref: Vec<&str> = sargs.iter().map(String::as_str).collect();
         let mut srv = spawn_server(&p.server, &sref, Stdio::null(), stdout_to(&output));
         let cref: Vec<&str> = cargs.iter().map(String::as_str).collect();
-        let out = rina_run(&p.client, &cref, stdin_from(&input), Stdio::null())
-            .output()
-            .unwrap();
+        let out = output_within(
+            &mut rina_run(&p.client, &cref, stdin_from(&input), Stdio::null()),
+            Duration::from_secs(60),
+        );
         assert!(
             out.status.success(),
             "{cargs:?}: {}",
@@ -495,14 +501,15 @@ fn curl_reports_connection_refused() {
         Stdio::null(),
     );
     let url = format!("http://127.0.0.1:{}/", p.port);
-    let out = rina_run(
-        &p.client,
-        &["curl", "-v", "-sS", "--max-time", "10", &url],
-        Stdio::null(),
-        Stdio::null(),
-    )
-    .output()
-    .unwrap();
+    let out = output_within(
+        &mut rina_run(
+            &p.client,
+            &["curl", "-v", "-sS", "--max-time", "10", &url],
+            Stdio::null(),
+            Stdio::null(),
+        ),
+        Duration::from_secs(30),
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(7), "{err}");
     assert!(err.contains("Connection refused"), "{err}");
@@ -510,14 +517,15 @@ fn curl_reports_connection_refused() {
         "import socket, errno\ns = socket.socket()\ne = s.connect_ex(('127.0.0.1', {}))\nprint(errno.errorcode.get(e, e))",
         p.port
     );
-    let out = rina_run(
-        &p.client,
-        &["python3", "-c", &script],
-        Stdio::null(),
-        Stdio::piped(),
-    )
-    .output()
-    .unwrap();
+    let out = output_within(
+        &mut rina_run(
+            &p.client,
+            &["python3", "-c", &script],
+            Stdio::null(),
+            Stdio::piped(),
+        ),
+        Duration::from_secs(60),
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ECONNREFUSED");
 }
 
@@ -571,14 +579,15 @@ sys.exit(0)
             "{args:?}: {}",
             server.kill_and_stderr()
         );
-        let out = rina_run(
-            &p.client,
-            &["nc", "-N", "127.0.0.1", &port],
-            stdin_from(&input),
-            Stdio::piped(),
-        )
-        .output()
-        .unwrap();
+        let out = output_within(
+            &mut rina_run(
+                &p.client,
+                &["nc", "-N", "127.0.0.1", &port],
+                stdin_from(&input),
+                Stdio::piped(),
+            ),
+            Duration::from_secs(60),
+        );
         let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
         assert!(
             out.status.success(),
@@ -646,14 +655,15 @@ s.close()
 print("echoed", len(got))
 "#
     );
-    let out = rina_run(
-        &p.client,
-        &["python3", "-c", &client],
-        Stdio::null(),
-        Stdio::piped(),
-    )
-    .output()
-    .unwrap();
+    let out = output_within(
+        &mut rina_run(
+            &p.client,
+            &["python3", "-c", &client],
+            Stdio::null(),
+            Stdio::piped(),
+        ),
+        Duration::from_secs(60),
+    );
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
         "echoed 20000\n",

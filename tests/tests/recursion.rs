@@ -127,10 +127,10 @@ fn nc_over_a_normal_dif_over_a_normal_dif() {
     let registered = mid["registered"].to_string();
     assert!(registered.contains("\"top\""), "{state:#}");
     assert!(registered.contains("node.top"), "{state:#}");
-    let text = Command::new(rina())
-        .args(["ctl", &three.pid().to_string()])
-        .output()
-        .unwrap();
+    let text = output_within(
+        Command::new(rina()).args(["ctl", &three.pid().to_string()]),
+        Duration::from_secs(10),
+    );
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(text.contains("DIF top: member node.top|"), "{text}");
     assert!(text.contains("over mid"), "{text}");

@@ -87,10 +87,10 @@ fn nc_through_a_chain_of_three_relays() {
     assert_eq!(net["members"].as_array().unwrap().len(), 3, "{middle:#}");
     assert_eq!(net["routes"].as_array().unwrap().len(), 2, "{middle:#}");
     assert_eq!(middle["program"], "node");
-    let text = Command::new(rina())
-        .args(["ctl", &relays[1].pid().to_string()])
-        .output()
-        .unwrap();
+    let text = output_within(
+        Command::new(rina()).args(["ctl", &relays[1].pid().to_string()]),
+        Duration::from_secs(10),
+    );
     let text = String::from_utf8_lossy(&text.stdout);
     for want in [
         "DIF net: member node.net|",
@@ -101,7 +101,7 @@ fn nc_through_a_chain_of_three_relays() {
     ] {
         assert!(text.contains(want), "{want:?} missing in:\n{text}");
     }
-    let list = Command::new(rina()).arg("ctl").output().unwrap();
+    let list = output_within(Command::new(rina()).arg("ctl"), Duration::from_secs(10));
     let list = String::from_utf8_lossy(&list.stdout);
     for r in &relays {
         assert!(list.contains(&format!("{}  node", r.pid())), "{list}");
@@ -244,18 +244,9 @@ fn a_ring_heals_around_a_killed_relay() {
     eprintln!("the flow stalled for {stall:?} after the relay was killed");
     assert!(resumed, "traffic never took the other way");
     let st = client.expect_exit(Duration::from_secs(60));
-    let out = client.take_stdout().map(|mut o| {
-        let mut s = String::new();
-        let _ = std::io::Read::read_to_string(&mut o, &mut s);
-        s
-    });
-    assert!(
-        st.success(),
-        "client: {} {}",
-        out.unwrap_or_default(),
-        client.stderr()
-    );
-    assert!(out.unwrap_or_default().starts_with("ok "), "byte-exact");
+    let out = client.stdout_within(Duration::from_secs(20));
+    assert!(st.success(), "client: {} {}", out, client.stderr());
+    assert!(out.starts_with("ok "), "byte-exact");
 
     // The killed relay, started again with the same rules, rejoins on its own: both
     // of its ring adjacencies come back.
@@ -281,14 +272,15 @@ fn a_ring_heals_around_a_killed_relay() {
             &connect(tcp),
         ),
     );
-    let out = rina_run(
-        &via_back,
-        &["python3", "-c", PACED, &tcp.to_string(), "200000"],
-        Stdio::null(),
-        Stdio::piped(),
-    )
-    .output()
-    .unwrap();
+    let out = output_within(
+        &mut rina_run(
+            &via_back,
+            &["python3", "-c", PACED, &tcp.to_string(), "200000"],
+            Stdio::null(),
+            Stdio::piped(),
+        ),
+        Duration::from_secs(60),
+    );
     assert!(
         String::from_utf8_lossy(&out.stdout).starts_with("ok "),
         "{}",

@@ -50,11 +50,10 @@ fn bad_rules_stop_check_run_and_preload() {
         let path = rules(dir.path(), name, &text);
         let want = format!("{}:{line}:", path.display());
 
-        let out = Command::new(rina())
-            .arg("check")
-            .arg(&path)
-            .output()
-            .unwrap();
+        let out = output_within(
+            Command::new(rina()).arg("check").arg(&path),
+            Duration::from_secs(30),
+        );
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{name}: rina check accepted it");
         assert!(
@@ -64,14 +63,15 @@ fn bad_rules_stop_check_run_and_preload() {
 
         // rina run must not start the program: it would create the marker.
         let marker = dir.path().join(format!("{name}.ran"));
-        let out = Command::new(rina())
-            .arg("run")
-            .arg("-c")
-            .arg(&path)
-            .args(["--", "touch"])
-            .arg(&marker)
-            .output()
-            .unwrap();
+        let out = output_within(
+            Command::new(rina())
+                .arg("run")
+                .arg("-c")
+                .arg(&path)
+                .args(["--", "touch"])
+                .arg(&marker),
+            Duration::from_secs(30),
+        );
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{name}: rina run succeeded");
         assert!(
@@ -85,12 +85,11 @@ fn bad_rules_stop_check_run_and_preload() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
-        let out = Command::new("python3")
+        let out = output_within(Command::new("python3")
             .args(["-c", &format!("import socket; socket.create_connection(('127.0.0.1', {port})); open('{}', 'w')", marker.display())])
             .env("LD_PRELOAD", interposer())
             .env("RINA_CONFIG", &path)
-            .output()
-            .unwrap();
+            , Duration::from_secs(30));
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{name}: {err}");
         assert!(
@@ -105,11 +104,12 @@ fn bad_rules_stop_check_run_and_preload() {
 #[test]
 fn check_describes_a_good_file() {
     let root = bin_dir().join("../..");
-    let out = Command::new(rina())
-        .arg("check")
-        .arg(root.join("examples/netcat/client.toml"))
-        .output()
-        .unwrap();
+    let out = output_within(
+        Command::new(rina())
+            .arg("check")
+            .arg(root.join("examples/netcat/client.toml")),
+        Duration::from_secs(30),
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success());
     assert!(
@@ -159,9 +159,7 @@ sys.exit(3)
         c.stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut p = Proc::spawn("python3", &mut c);
         let st = p.expect_exit(Duration::from_secs(20));
-        let mut out = String::new();
-        use std::io::Read;
-        p.take_stdout().unwrap().read_to_string(&mut out).unwrap();
+        let out = p.stdout_within(Duration::from_secs(20));
         (st.code(), out)
     };
     let plain = run(false);

@@ -97,14 +97,15 @@ print("client ok")
         "server: {}",
         srv.kill_and_stderr()
     );
-    let out = rina_run(
-        &p.client,
-        &["python3", "-c", &client],
-        Stdio::null(),
-        Stdio::piped(),
-    )
-    .output()
-    .unwrap();
+    let out = output_within(
+        &mut rina_run(
+            &p.client,
+            &["python3", "-c", &client],
+            Stdio::null(),
+            Stdio::piped(),
+        ),
+        Duration::from_secs(60),
+    );
     assert!(
         out.status.success(),
         "client: {}",
@@ -141,14 +142,15 @@ print(s.makefile().read(), end="")
 "#,
         p.port
     );
-    let out = rina_run(
-        &p.client,
-        &["python3", "-c", &client],
-        Stdio::null(),
-        Stdio::piped(),
-    )
-    .output()
-    .unwrap();
+    let out = output_within(
+        &mut rina_run(
+            &p.client,
+            &["python3", "-c", &client],
+            Stdio::null(),
+            Stdio::piped(),
+        ),
+        Duration::from_secs(60),
+    );
     assert!(
         out.status.success(),
         "{}",
@@ -255,22 +257,23 @@ for _ in range(9):
     );
     let port = p.port.to_string();
     let run = |rules: &std::path::Path, port: &str, expect: &str, hows: &str, waits: &str| {
-        let out = rina_run(
-            rules,
-            &[
-                "python3",
-                "-c",
-                NONBLOCKING_CLIENT,
-                port,
-                expect,
-                hows,
-                waits,
-            ],
-            Stdio::null(),
-            Stdio::piped(),
-        )
-        .output()
-        .unwrap();
+        let out = output_within(
+            &mut rina_run(
+                rules,
+                &[
+                    "python3",
+                    "-c",
+                    NONBLOCKING_CLIENT,
+                    port,
+                    expect,
+                    hows,
+                    waits,
+                ],
+                Stdio::null(),
+                Stdio::piped(),
+            ),
+            Duration::from_secs(60),
+        );
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         assert!(
             out.status.success(),
@@ -335,14 +338,15 @@ fn fast_open_goes_through_rina() {
         "import socket\ns = socket.socket()\ns.sendto(b'sent with fast open', socket.MSG_FASTOPEN, ('127.0.0.1', {}))\ns.shutdown(socket.SHUT_WR)\ns.recv(1)\n",
         p.port
     );
-    let out = rina_run(
-        &p.client,
-        &["python3", "-c", &client],
-        Stdio::null(),
-        Stdio::piped(),
-    )
-    .output()
-    .unwrap();
+    let out = output_within(
+        &mut rina_run(
+            &p.client,
+            &["python3", "-c", &client],
+            Stdio::null(),
+            Stdio::piped(),
+        ),
+        Duration::from_secs(60),
+    );
     assert!(
         out.status.success(),
         "{}",

@@ -62,8 +62,7 @@ fn expect_said_once(rules: &std::path::Path, port: u16, words: &[&str]) {
         .env("RINA_LOG_FILE", rules.with_extension("log")),
     );
     let st = p.expect_exit(Duration::from_secs(30));
-    let mut out = String::new();
-    std::io::Read::read_to_string(&mut p.take_stdout().unwrap(), &mut out).unwrap();
+    let out = p.stdout_within(Duration::from_secs(30));
     let err = p.stderr();
     assert!(st.success(), "{st:?}: {err}");
     assert_eq!(
@@ -107,14 +106,15 @@ fn a_udp_endpoint_held_by_another_program() {
         ],
     );
     // nc reports the errno as it does for TCP.
-    let out = rina_run(
-        &r,
-        &["nc", "-v", "127.0.0.1", &port.to_string()],
-        Stdio::null(),
-        Stdio::null(),
-    )
-    .output()
-    .unwrap();
+    let out = output_within(
+        &mut rina_run(
+            &r,
+            &["nc", "-v", "127.0.0.1", &port.to_string()],
+            Stdio::null(),
+            Stdio::null(),
+        ),
+        Duration::from_secs(30),
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{err}");
     assert!(err.contains("Network is down"), "{err}");
