@@ -19,266 +19,35 @@
 //!    [`IpcProcess::deallocate`].
 
 mod allocation;
+mod config;
 pub mod directory;
+mod enrollment;
+mod event;
 mod flows;
+mod kind;
 mod neighbor;
 mod registration;
+mod relay;
 pub mod routing;
 mod schedule;
 
 use std::collections::{BTreeMap, VecDeque};
-use std::time::Duration;
 
-use crate::efcp::EfcpConfig;
 use crate::rand::Rng;
 use crate::time::{earliest, Instant};
 use crate::wire::mgmt::MgmtMessage;
 use crate::wire::{Pci, PduType};
 use crate::{Address, ApplicationName, CepId, N1Port, PortId};
 
+pub use config::IpcpConfig;
 use directory::Directory;
+pub use event::{AllocError, Counters, Event, RegisterError};
 use flows::Flow;
 pub use flows::{FlowSummary, ReadResult, WriteError};
+pub use kind::FlowKinds;
 use neighbor::Neighbor;
 use routing::Lsdb;
 use schedule::FlowSchedule;
-
-/// Configuration of one IPC process.
-#[derive(Clone, Debug)]
-pub struct IpcpConfig {
-    /// The DIF's name.
-    pub dif: String,
-    /// This IPC process's name.
-    pub name: ApplicationName,
-    /// `Some(address)`: this member bootstraps the DIF with that address.
-    pub bootstrap: Option<Address>,
-    /// Seed for CEP-ids, addresses and jitter.
-    pub seed: u64,
-    /// EFCP settings of reliable data flows (`max_pdu_size` is set per path).
-    pub data_efcp: EfcpConfig,
-    /// EFCP settings of the per-neighbour management connections.
-    pub mgmt_efcp: EfcpConfig,
-    /// How long an enrollee waits for its enroller.
-    pub enrollment_timeout: Duration,
-    /// Interval between keepalives on each N-1 port.
-    pub keepalive_interval: Duration,
-    /// Keepalive intervals without any traffic before a neighbour is declared lost.
-    pub keepalive_misses: u32,
-    /// Interval between retries of an unanswered flow request.
-    pub flow_request_retry: Duration,
-    /// How long a gracefully closed connection lingers to answer retransmissions.
-    pub close_linger: Duration,
-    /// False (the default): a flow request for a registered name is accepted at once.
-    /// True: [`Event::IncomingFlow`] asks first, and the requester gets its answer when
-    /// the driver calls [`IpcProcess::answer_flow`] (a closed listener then refuses).
-    pub ask_before_accepting: bool,
-}
-
-impl IpcpConfig {
-    /// Defaults for a member of `dif` named `name`.
-    pub fn new(dif: impl Into<String>, name: ApplicationName, seed: u64) -> Self {
-        Self {
-            dif: dif.into(),
-            name,
-            bootstrap: None,
-            seed,
-            data_efcp: EfcpConfig::default(),
-            mgmt_efcp: EfcpConfig {
-                initial_credit: 64,
-                ..EfcpConfig::default()
-            },
-            enrollment_timeout: Duration::from_secs(5),
-            keepalive_interval: Duration::from_secs(2),
-            keepalive_misses: 3,
-            flow_request_retry: Duration::from_millis(500),
-            close_linger: Duration::from_secs(2),
-            ask_before_accepting: false,
-        }
-    }
-}
-
-/// Why a flow could not be allocated.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum AllocError {
-    /// No application is registered under the destination name.
-    #[error("no application registered under that name")]
-    NoSuchApplication,
-    /// The destination (or the DIF itself) cannot be reached.
-    #[error("destination unreachable")]
-    Unreachable,
-    /// No answer in time.
-    #[error("timed out")]
-    TimedOut,
-    /// The destination denied access.
-    #[error("access denied")]
-    Denied,
-    /// The destination has no resources for another flow.
-    #[error("no resources")]
-    NoResources,
-}
-
-/// The kinds of flow a registered application accepts: reliable (byte streams) and
-/// unreliable (datagrams). A flow request of a kind the destination does not accept
-/// is refused as if the name were not registered, the way a TCP port and a UDP port
-/// of the same number are separate.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct FlowKinds {
-    /// Reliable flows.
-    pub reliable: bool,
-    /// Unreliable flows.
-    pub unreliable: bool,
-}
-
-impl FlowKinds {
-    /// Both kinds.
-    pub const ALL: Self = Self {
-        reliable: true,
-        unreliable: true,
-    };
-    /// Reliable flows only.
-    pub const RELIABLE: Self = Self {
-        reliable: true,
-        unreliable: false,
-    };
-    /// Unreliable flows only.
-    pub const UNRELIABLE: Self = Self {
-        reliable: false,
-        unreliable: true,
-    };
-
-    /// The one kind a flow with this QoS is.
-    pub fn of(reliable: bool) -> Self {
-        if reliable {
-            Self::RELIABLE
-        } else {
-            Self::UNRELIABLE
-        }
-    }
-
-    /// True if a flow of this QoS is accepted.
-    pub fn accepts(self, reliable: bool) -> bool {
-        if reliable {
-            self.reliable
-        } else {
-            self.unreliable
-        }
-    }
-
-    /// Both sets together.
-    pub fn union(self, other: Self) -> Self {
-        Self {
-            reliable: self.reliable || other.reliable,
-            unreliable: self.unreliable || other.unreliable,
-        }
-    }
-
-    /// What is in `self` and not in `other`.
-    pub fn minus(self, other: Self) -> Self {
-        Self {
-            reliable: self.reliable && !other.reliable,
-            unreliable: self.unreliable && !other.unreliable,
-        }
-    }
-
-    /// True if no kind is in the set.
-    pub fn is_empty(self) -> bool {
-        !self.reliable && !self.unreliable
-    }
-}
-
-/// Why a registration failed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum RegisterError {
-    /// This IPC process already registered the name for every kind asked for.
-    #[error("already registered")]
-    AlreadyRegistered,
-}
-
-/// Something the driver must know about.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Event {
-    /// This member has joined the DIF.
-    Enrolled {
-        /// The address it was given.
-        address: Address,
-    },
-    /// Joining through a neighbour failed.
-    EnrollmentFailed {
-        /// The N-1 port of the enroller.
-        port: N1Port,
-        /// What went wrong.
-        reason: String,
-    },
-    /// An adjacency is up.
-    NeighborUp {
-        /// Its N-1 port.
-        port: N1Port,
-        /// The neighbour's name.
-        name: ApplicationName,
-    },
-    /// A neighbour was lost (keepalives missed, or it said goodbye).
-    NeighborLost {
-        /// Its N-1 port (the driver should release it).
-        port: N1Port,
-    },
-    /// A flow this member asked for is up.
-    FlowAllocated {
-        /// The flow.
-        port: PortId,
-    },
-    /// A flow this member asked for could not be made.
-    FlowAllocationFailed {
-        /// The flow (now gone).
-        port: PortId,
-        /// Why.
-        error: AllocError,
-    },
-    /// A flow to a registered application arrived.
-    IncomingFlow {
-        /// The new flow.
-        port: PortId,
-        /// The registered application it is for.
-        local_app: ApplicationName,
-        /// The application at the other end.
-        remote_app: ApplicationName,
-        /// True for a reliable flow (a byte stream), false for datagrams.
-        reliable: bool,
-        /// What the requester says about the flow (opaque to the DIF; may be empty).
-        info: Vec<u8>,
-    },
-    /// The flow has data (or end of stream) to read.
-    Readable {
-        /// The flow.
-        port: PortId,
-    },
-    /// The flow can take more data after a write was refused.
-    Writable {
-        /// The flow.
-        port: PortId,
-    },
-    /// The flow is gone.
-    FlowClosed {
-        /// The flow.
-        port: PortId,
-        /// True if it broke (peer vanished or deallocated before finishing).
-        reset: bool,
-    },
-}
-
-/// Counters for observability.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Counters {
-    /// PDUs received on N-1 ports.
-    pub pdus_in: u64,
-    /// PDUs handed to N-1 ports.
-    pub pdus_out: u64,
-    /// PDUs relayed to another member.
-    pub pdus_relayed: u64,
-    /// PDUs that could not be parsed.
-    pub pdus_malformed: u64,
-    /// PDUs dropped: no route, TTL exhausted, or no such connection.
-    pub pdus_dropped: u64,
-}
 
 /// One member of one normal DIF. See the [module docs](self).
 #[derive(Debug)]
@@ -318,7 +87,7 @@ pub struct IpcProcess {
 }
 
 /// Buffers kept for relayed PDUs (see `IpcProcess::spare`).
-const SPARE_PDUS: usize = 16;
+pub(super) const SPARE_PDUS: usize = 16;
 
 impl IpcProcess {
     /// A new member; with `cfg.bootstrap` set it is enrolled at once.
@@ -452,51 +221,6 @@ impl IpcProcess {
         }
     }
 
-    /// Handles a PDU that arrived on N-1 port `port`, in a buffer the caller owns. A
-    /// flow's PDU for another member is relayed without a copy: its TTL is decremented
-    /// in place and the N-1 port to send it on is returned, for the caller to send
-    /// `pdu` as it is now, before anything else. Anything else is handled as by
-    /// [`IpcProcess::handle_pdu`] (`None`).
-    pub fn handle_pdu_in_place(
-        &mut self,
-        now: Instant,
-        port: N1Port,
-        pdu: &mut [u8],
-    ) -> Option<N1Port> {
-        // Only flows' PDUs, and only when nothing waits in the queue: a relayed
-        // management message (a flow request, say) must not overtake this member's own
-        // advertisements that give the way back, nor a PDU relayed before it.
-        let dst = match Pci::parse(pdu) {
-            Ok((pci, _))
-                if pci.dst_addr != Address::NONE
-                    && Some(pci.dst_addr) != self.address
-                    && pci.pdu_type != PduType::Management
-                    && self.out.is_empty() =>
-            {
-                pci.dst_addr
-            }
-            _ => {
-                self.handle_pdu(now, port, pdu);
-                return None;
-            }
-        };
-        self.counters.pdus_in += 1;
-        if let Some(n) = self.neighbors.get_mut(&port) {
-            n.last_heard = now;
-        }
-        match (self.pft.get(&dst), crate::wire::pci::decrement_ttl(pdu)) {
-            (Some(&out), Some(_)) => {
-                self.counters.pdus_relayed += 1;
-                self.counters.pdus_out += 1;
-                Some(out)
-            }
-            _ => {
-                self.counters.pdus_dropped += 1;
-                None
-            }
-        }
-    }
-
     fn on_local_pdu(&mut self, now: Instant, pci: &Pci, payload: &[u8]) {
         match pci.pdu_type {
             PduType::Management => match MgmtMessage::decode(payload) {
@@ -508,67 +232,6 @@ impl IpcProcess {
     }
 
     /// Forwards a PDU for another member (TTL decremented).
-    fn relay(&mut self, pdu: &[u8]) {
-        let Ok((pci, _)) = Pci::parse(pdu) else {
-            return;
-        };
-        let mut v = self.spare.pop().unwrap_or_default();
-        v.clear();
-        v.extend_from_slice(pdu);
-        match (
-            self.pft.get(&pci.dst_addr),
-            crate::wire::pci::decrement_ttl(&mut v),
-        ) {
-            (Some(&p), Some(_)) => {
-                self.counters.pdus_relayed += 1;
-                self.out.push_back((p, v));
-            }
-            _ => {
-                self.counters.pdus_dropped += 1;
-                if self.spare.len() < SPARE_PDUS {
-                    self.spare.push(v);
-                }
-            }
-        }
-    }
-
-    /// Sends a whole PDU toward its destination address (or to this member itself).
-    fn route(&mut self, pdu: Vec<u8>, dst: Address) -> bool {
-        if Some(dst) == self.address {
-            self.loopback.push_back(pdu);
-            return true;
-        }
-        match self.pft.get(&dst) {
-            Some(&p) => {
-                self.out.push_back((p, pdu));
-                true
-            }
-            None => {
-                self.counters.pdus_dropped += 1;
-                false
-            }
-        }
-    }
-
-    /// Sends a routed management message to `dst`.
-    fn send_routed(&mut self, dst: Address, msg: &MgmtMessage) -> bool {
-        let Some(src) = self.address else {
-            return false;
-        };
-        let pci = Pci {
-            pdu_type: PduType::Management,
-            flags: 0,
-            ttl: crate::wire::pci::DEFAULT_TTL,
-            dst_addr: dst,
-            src_addr: src,
-            dst_cep: CepId(0),
-            src_cep: CepId(0),
-            seq: 0,
-        };
-        let pdu = pci.to_pdu(&msg.encode());
-        self.route(pdu, dst)
-    }
-
     /// The next PDU to send: clears `buf`, writes the PDU into it and returns the N-1
     /// port to send it on; `None` when nothing is ready.
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<N1Port> {

@@ -263,68 +263,8 @@ impl<A: Copy + Ord> ShimProcess<A> {
             return Err(Error::Version(v));
         }
         match r.u8()? {
-            ALLOC_REQUEST => {
-                let src_id = r.u32()?;
-                let src_name = get_name(&mut r)?;
-                let dst_name = get_name(&mut r)?;
-                r.finish()?;
-                if src_id == 0 {
-                    return Err(Error::Malformed);
-                }
-                let mine = if let Some(&mine) = self.by_remote.get(&(from, src_id)) {
-                    mine
-                } else if self.registered.contains(&dst_name) {
-                    let mine = self.fresh_id();
-                    self.flows.insert(
-                        mine,
-                        Flow {
-                            peer: from,
-                            remote_id: src_id,
-                            state: State::Up,
-                        },
-                    );
-                    self.by_remote.insert((from, src_id), mine);
-                    self.events.push_back(ShimEvent::Incoming {
-                        id: ShimFlowId(mine),
-                        local: dst_name,
-                        remote: src_name,
-                    });
-                    mine
-                } else {
-                    0
-                };
-                let mut w = mgmt_header(ALLOC_RESPONSE);
-                w.u32(src_id);
-                w.u32(mine);
-                w.u8(u8::from(mine == 0));
-                self.out.push_back((from, w.into_inner()));
-            }
-            ALLOC_RESPONSE => {
-                let my_id = r.u32()?;
-                let their_id = r.u32()?;
-                let result = r.u8()?;
-                r.finish()?;
-                let Some(f) = self.flows.get_mut(&my_id) else {
-                    return Ok(());
-                };
-                if f.peer != from || !matches!(f.state, State::Pending { .. }) {
-                    return Ok(());
-                }
-                if result == 0 && their_id != 0 {
-                    f.remote_id = their_id;
-                    f.state = State::Up;
-                    self.by_remote.insert((from, their_id), my_id);
-                    self.events.push_back(ShimEvent::Allocated {
-                        id: ShimFlowId(my_id),
-                    });
-                } else {
-                    self.flows.remove(&my_id);
-                    self.events.push_back(ShimEvent::AllocationFailed {
-                        id: ShimFlowId(my_id),
-                        why: AllocFailure::Refused,
-                    });
-                }
-            }
+            ALLOC_REQUEST => self.on_alloc_request(from, &mut r)?,
+            ALLOC_RESPONSE => self.on_alloc_response(from, &mut r)?,
             DEALLOCATE => {
                 let id = r.u32()?;
                 r.finish()?;
@@ -337,6 +277,75 @@ impl<A: Copy + Ord> ShimProcess<A> {
                 }
             }
             other => return Err(Error::UnknownType(other)),
+        }
+        Ok(())
+    }
+
+    /// A peer asks for a flow to a name: a flow if the name is registered here (the
+    /// same one for a repeated request), and the answer either way.
+    fn on_alloc_request(&mut self, from: A, r: &mut Reader<'_>) -> Result<(), Error> {
+        let src_id = r.u32()?;
+        let src_name = get_name(r)?;
+        let dst_name = get_name(r)?;
+        r.finish()?;
+        if src_id == 0 {
+            return Err(Error::Malformed);
+        }
+        let mine = if let Some(&mine) = self.by_remote.get(&(from, src_id)) {
+            mine
+        } else if self.registered.contains(&dst_name) {
+            let mine = self.fresh_id();
+            self.flows.insert(
+                mine,
+                Flow {
+                    peer: from,
+                    remote_id: src_id,
+                    state: State::Up,
+                },
+            );
+            self.by_remote.insert((from, src_id), mine);
+            self.events.push_back(ShimEvent::Incoming {
+                id: ShimFlowId(mine),
+                local: dst_name,
+                remote: src_name,
+            });
+            mine
+        } else {
+            0
+        };
+        let mut w = mgmt_header(ALLOC_RESPONSE);
+        w.u32(src_id);
+        w.u32(mine);
+        w.u8(u8::from(mine == 0));
+        self.out.push_back((from, w.into_inner()));
+        Ok(())
+    }
+
+    /// A peer answered a flow request of ours.
+    fn on_alloc_response(&mut self, from: A, r: &mut Reader<'_>) -> Result<(), Error> {
+        let my_id = r.u32()?;
+        let their_id = r.u32()?;
+        let result = r.u8()?;
+        r.finish()?;
+        let Some(f) = self.flows.get_mut(&my_id) else {
+            return Ok(());
+        };
+        if f.peer != from || !matches!(f.state, State::Pending { .. }) {
+            return Ok(());
+        }
+        if result == 0 && their_id != 0 {
+            f.remote_id = their_id;
+            f.state = State::Up;
+            self.by_remote.insert((from, their_id), my_id);
+            self.events.push_back(ShimEvent::Allocated {
+                id: ShimFlowId(my_id),
+            });
+        } else {
+            self.flows.remove(&my_id);
+            self.events.push_back(ShimEvent::AllocationFailed {
+                id: ShimFlowId(my_id),
+                why: AllocFailure::Refused,
+            });
         }
         Ok(())
     }

@@ -244,27 +244,11 @@ impl MgmtMessage {
             Self::EnrollDone => w.u8(tag::ENROLL_DONE),
             Self::Directory(entries) => {
                 w.u8(tag::DIRECTORY);
-                w.u16(entries.len().min(usize::from(u16::MAX)) as u16);
-                for e in entries.iter().take(usize::from(u16::MAX)) {
-                    put_name(&mut w, &e.app);
-                    w.u32(e.address);
-                    w.u64(e.seq);
-                    w.bool(e.present);
-                    w.bool(e.pool);
-                }
+                put_directory(&mut w, entries);
             }
             Self::LinkState(lsas) => {
                 w.u8(tag::LINK_STATE);
-                w.u16(lsas.len().min(usize::from(u16::MAX)) as u16);
-                for l in lsas.iter().take(usize::from(u16::MAX)) {
-                    w.u32(l.origin);
-                    w.u64(l.seq);
-                    w.u32(l.max_pdu);
-                    w.u16(l.neighbors.len().min(usize::from(u16::MAX)) as u16);
-                    for n in l.neighbors.iter().take(usize::from(u16::MAX)) {
-                        w.u32(*n);
-                    }
-                }
+                put_link_state(&mut w, lsas);
             }
             Self::Keepalive => w.u8(tag::KEEPALIVE),
             Self::Goodbye { address } => {
@@ -330,42 +314,8 @@ impl MgmtMessage {
                 address: r.u32()?,
             },
             tag::ENROLL_DONE => Self::EnrollDone,
-            tag::DIRECTORY => {
-                // name (4 length bytes + at least 1) + address + seq + present + pool
-                let n = r.count(5 + 4 + 8 + 1 + 1)?;
-                let mut v = Vec::with_capacity(n);
-                for _ in 0..n {
-                    v.push(DirEntry {
-                        app: get_name(&mut r)?,
-                        address: r.u32()?,
-                        seq: r.u64()?,
-                        present: r.bool()?,
-                        pool: r.bool()?,
-                    });
-                }
-                Self::Directory(v)
-            }
-            tag::LINK_STATE => {
-                let n = r.count(4 + 8 + 2)?;
-                let mut v = Vec::with_capacity(n);
-                for _ in 0..n {
-                    let origin = r.u32()?;
-                    let seq = r.u64()?;
-                    let max_pdu = r.u32()?;
-                    let k = r.count(4)?;
-                    let mut neighbors = Vec::with_capacity(k);
-                    for _ in 0..k {
-                        neighbors.push(r.u32()?);
-                    }
-                    v.push(Lsa {
-                        origin,
-                        seq,
-                        max_pdu,
-                        neighbors,
-                    });
-                }
-                Self::LinkState(v)
-            }
+            tag::DIRECTORY => Self::Directory(get_directory(&mut r)?),
+            tag::LINK_STATE => Self::LinkState(get_link_state(&mut r)?),
             tag::KEEPALIVE => Self::Keepalive,
             tag::GOODBYE => Self::Goodbye { address: r.u32()? },
             tag::FLOW_REQUEST => Self::FlowRequest {
@@ -392,6 +342,71 @@ impl MgmtMessage {
         r.finish()?;
         Ok(msg)
     }
+}
+
+/// Directory entries: a count (at most 65535 are sent), then each entry.
+fn put_directory(w: &mut Writer, entries: &[DirEntry]) {
+    w.u16(entries.len().min(usize::from(u16::MAX)) as u16);
+    for e in entries.iter().take(usize::from(u16::MAX)) {
+        put_name(w, &e.app);
+        w.u32(e.address);
+        w.u64(e.seq);
+        w.bool(e.present);
+        w.bool(e.pool);
+    }
+}
+
+fn get_directory(r: &mut Reader<'_>) -> Result<Vec<DirEntry>, Error> {
+    // name (4 length bytes + at least 1) + address + seq + present + pool
+    let n = r.count(5 + 4 + 8 + 1 + 1)?;
+    let mut v = Vec::with_capacity(n);
+    for _ in 0..n {
+        v.push(DirEntry {
+            app: get_name(r)?,
+            address: r.u32()?,
+            seq: r.u64()?,
+            present: r.bool()?,
+            pool: r.bool()?,
+        });
+    }
+    Ok(v)
+}
+
+/// Link-state advertisements: a count (at most 65535), then each with its
+/// neighbours.
+fn put_link_state(w: &mut Writer, lsas: &[Lsa]) {
+    w.u16(lsas.len().min(usize::from(u16::MAX)) as u16);
+    for l in lsas.iter().take(usize::from(u16::MAX)) {
+        w.u32(l.origin);
+        w.u64(l.seq);
+        w.u32(l.max_pdu);
+        w.u16(l.neighbors.len().min(usize::from(u16::MAX)) as u16);
+        for n in l.neighbors.iter().take(usize::from(u16::MAX)) {
+            w.u32(*n);
+        }
+    }
+}
+
+fn get_link_state(r: &mut Reader<'_>) -> Result<Vec<Lsa>, Error> {
+    let n = r.count(4 + 8 + 2)?;
+    let mut v = Vec::with_capacity(n);
+    for _ in 0..n {
+        let origin = r.u32()?;
+        let seq = r.u64()?;
+        let max_pdu = r.u32()?;
+        let k = r.count(4)?;
+        let mut neighbors = Vec::with_capacity(k);
+        for _ in 0..k {
+            neighbors.push(r.u32()?);
+        }
+        v.push(Lsa {
+            origin,
+            seq,
+            max_pdu,
+            neighbors,
+        });
+    }
+    Ok(v)
 }
 
 #[cfg(test)]

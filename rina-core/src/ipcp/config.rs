@@ -1,0 +1,62 @@
+//! The settings of one IPC process.
+
+use std::time::Duration;
+
+use crate::efcp::EfcpConfig;
+use crate::{Address, ApplicationName};
+
+/// Configuration of one IPC process.
+#[derive(Clone, Debug)]
+pub struct IpcpConfig {
+    /// The DIF's name.
+    pub dif: String,
+    /// This IPC process's name.
+    pub name: ApplicationName,
+    /// `Some(address)`: this member bootstraps the DIF with that address.
+    pub bootstrap: Option<Address>,
+    /// Seed for CEP-ids, addresses and jitter.
+    pub seed: u64,
+    /// EFCP settings of reliable data flows (`max_pdu_size` is set per path).
+    pub data_efcp: EfcpConfig,
+    /// EFCP settings of the per-neighbour management connections.
+    pub mgmt_efcp: EfcpConfig,
+    /// How long an enrollee waits for its enroller.
+    pub enrollment_timeout: Duration,
+    /// Interval between keepalives on each N-1 port.
+    pub keepalive_interval: Duration,
+    /// Keepalive intervals without any traffic before a neighbour is declared lost.
+    pub keepalive_misses: u32,
+    /// Interval between retries of an unanswered flow request.
+    pub flow_request_retry: Duration,
+    /// How long a gracefully closed connection lingers to answer retransmissions.
+    pub close_linger: Duration,
+    /// False (the default): a flow request for a registered name is accepted at once.
+    /// True: [`Event::IncomingFlow`](super::Event::IncomingFlow) asks first, and the
+    /// requester gets its answer when the driver calls
+    /// [`IpcProcess::answer_flow`](super::IpcProcess::answer_flow) (a closed listener
+    /// then refuses).
+    pub ask_before_accepting: bool,
+}
+
+impl IpcpConfig {
+    /// Defaults for a member of `dif` named `name`.
+    pub fn new(dif: impl Into<String>, name: ApplicationName, seed: u64) -> Self {
+        Self {
+            dif: dif.into(),
+            name,
+            bootstrap: None,
+            seed,
+            data_efcp: EfcpConfig::default(),
+            mgmt_efcp: EfcpConfig {
+                initial_credit: 64,
+                ..EfcpConfig::default()
+            },
+            enrollment_timeout: Duration::from_secs(5),
+            keepalive_interval: Duration::from_secs(2),
+            keepalive_misses: 3,
+            flow_request_retry: Duration::from_millis(500),
+            close_linger: Duration::from_secs(2),
+            ask_before_accepting: false,
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! Enrollment: joining a DIF through a member (I = enrollee, S = enroller):
+//! I -> S `EnrollRequest{name, dif, old address}`; S assigns an address and answers
+//! `EnrollResponse`, then sends its link-state database and directory and
+//! `EnrollDone`. Both then advertise the new adjacency. A member that enrolled
+//! before opens further adjacencies with `Hello`. An `EnrollRequest` or `Hello`
+//! from a name that already has an adjacency replaces the stale one (IRATI#462).
+
+use std::time::Duration;
+
+use crate::time::Instant;
+use crate::wire::mgmt::{Lsa, MgmtMessage, ResultCode};
+use crate::{Address, ApplicationName, N1Port};
+
+use super::neighbor::Stage;
+use super::{Event, IpcProcess};
+
+/// Pause before asking an enroller that is not yet a member again.
+const ENROLL_RETRY: Duration = Duration::from_millis(200);
+
+/// Entries per directory or link-state message in a snapshot.
+const SNAPSHOT_CHUNK: usize = 64;
+
+impl IpcProcess {
+    pub(super) fn hello(&self, a: Address) -> MgmtMessage {
+        MgmtMessage::Hello {
+            ipcp: self.cfg.name.clone(),
+            dif: self.cfg.dif.clone(),
+            address: a.0,
+        }
+    }
+
+    pub(super) fn become_enrolled(&mut self, now: Instant, a: Address) {
+        self.address = Some(a);
+        self.events.push_back(Event::Enrolled { address: a });
+        let apps: Vec<_> = self.registered.keys().cloned().collect();
+        for app in apps {
+            self.publish_registration(now, &app, a, true);
+        }
+        self.advertise(now);
+        // Routes exist now: send the flow requests that waited for enrollment.
+        self.kick_flow_requests(now);
+    }
+
+    /// The enroller answered: the address it gives, held until its state arrived.
+    pub(super) fn on_enroll_response(
+        &mut self,
+        now: Instant,
+        port: N1Port,
+        result: ResultCode,
+        address: u32,
+        enroller: ApplicationName,
+        enroller_address: u32,
+    ) {
+        let Some(n) = self.neighbors.get_mut(&port) else {
+            return;
+        };
+        if !matches!(n.stage, Stage::Enrolling(_)) {
+            return;
+        }
+        if result == ResultCode::NoResources {
+            // The enroller is not a member yet (it is enrolling itself): ask
+            // again shortly, until the enrollment deadline.
+            n.enroll_retry = Some(now + ENROLL_RETRY);
+            return;
+        }
+        if result != ResultCode::Ok || address == 0 {
+            n.stage = Stage::Awaiting;
+            self.events.push_back(Event::EnrollmentFailed {
+                port,
+                reason: format!("the enroller refused: {result:?}"),
+            });
+            return;
+        }
+        n.name = Some(enroller);
+        n.address = Some(Address(enroller_address));
+        // Not a member until the enroller's state has arrived (EnrollDone): a
+        // flow asked for in between would see a partial directory.
+        n.assigned = Some(Address(address));
+    }
+
+    /// The enroller's state has arrived: this member is one.
+    pub(super) fn on_enroll_done(&mut self, now: Instant, port: N1Port) {
+        let Some(n) = self.neighbors.get_mut(&port) else {
+            return;
+        };
+        if !matches!(n.stage, Stage::Enrolling(_)) {
+            return;
+        }
+        let Some(a) = n.assigned.take() else { return };
+        n.stage = Stage::Up;
+        let name = n.name.clone().unwrap_or_default();
+        self.events.push_back(Event::NeighborUp { port, name });
+        self.become_enrolled(now, a);
+    }
+
+    pub(super) fn on_enroll_request(
+        &mut self,
+        now: Instant,
+        port: N1Port,
+        ipcp: ApplicationName,
+        dif: &str,
+        old: u32,
+    ) {
+        let Some(me) = self.address else {
+            // Not a member ourselves: cannot enroll anyone.
+            self.send_to(now, port, &self.enroll_refusal(ResultCode::NoResources));
+            return;
+        };
+        if dif != self.cfg.dif {
+            self.send_to(now, port, &self.enroll_refusal(ResultCode::WrongDif));
+            return;
+        }
+        self.replace_stale(now, port, &ipcp);
+        let address = self.assign_address(old);
+        let Some(n) = self.neighbors.get_mut(&port) else {
+            return;
+        };
+        n.name = Some(ipcp.clone());
+        n.address = Some(address);
+        n.stage = Stage::Up;
+        let resp = MgmtMessage::EnrollResponse {
+            result: ResultCode::Ok,
+            address: address.0,
+            enroller: self.cfg.name.clone(),
+            enroller_address: me.0,
+        };
+        self.send_to(now, port, &resp);
+        // Advertise the new adjacency first, so the snapshot already holds it and the
+        // new member has a two-way route to us the moment it is enrolled.
+        self.advertise(now);
+        self.send_snapshot(now, port);
+        self.send_to(now, port, &MgmtMessage::EnrollDone);
+        self.events
+            .push_back(Event::NeighborUp { port, name: ipcp });
+    }
+
+    pub(super) fn on_hello(
+        &mut self,
+        now: Instant,
+        port: N1Port,
+        ipcp: ApplicationName,
+        dif: &str,
+        address: u32,
+    ) {
+        let Some(me) = self.address else { return };
+        if dif != self.cfg.dif || address == 0 {
+            return;
+        }
+        self.replace_stale(now, port, &ipcp);
+        let Some(n) = self.neighbors.get_mut(&port) else {
+            return;
+        };
+        let answer = n.stage == Stage::Awaiting;
+        n.name = Some(ipcp.clone());
+        n.address = Some(Address(address));
+        n.stage = Stage::Up;
+        if answer {
+            let h = self.hello(me);
+            self.send_to(now, port, &h);
+        }
+        self.advertise(now);
+        self.send_snapshot(now, port);
+        self.events
+            .push_back(Event::NeighborUp { port, name: ipcp });
+    }
+
+    fn enroll_refusal(&self, result: ResultCode) -> MgmtMessage {
+        MgmtMessage::EnrollResponse {
+            result,
+            address: 0,
+            enroller: self.cfg.name.clone(),
+            enroller_address: self.address.map_or(0, |a| a.0),
+        }
+    }
+
+    /// A new enrollment or hello from `name` replaces any adjacency it had elsewhere.
+    pub(super) fn replace_stale(&mut self, now: Instant, port: N1Port, name: &ApplicationName) {
+        let stale: Vec<N1Port> = self
+            .neighbors
+            .values()
+            .filter(|n| n.port != port && n.name.as_ref() == Some(name))
+            .map(|n| n.port)
+            .collect();
+        for p in stale {
+            if let Some(n) = self.neighbors.remove(&p) {
+                self.neighbor_gone(now, n);
+            }
+        }
+    }
+
+    fn assign_address(&mut self, wanted: u32) -> Address {
+        let taken = |s: &Self, a: u32| {
+            Some(Address(a)) == s.address
+                || s.lsdb.get(Address(a)).is_some()
+                || s.neighbors.values().any(|n| n.address == Some(Address(a)))
+        };
+        if wanted != 0 && !taken(self, wanted) {
+            return Address(wanted);
+        }
+        loop {
+            let a = 2 + self.rng.below(0x7fff_fff0) as u32;
+            if !taken(self, a) {
+                return Address(a);
+            }
+        }
+    }
+
+    /// Sends the link-state database and the directory to a new neighbour.
+    pub(super) fn send_snapshot(&mut self, now: Instant, port: N1Port) {
+        let lsas: Vec<Lsa> = self.lsdb.all().cloned().collect();
+        for chunk in lsas.chunks(SNAPSHOT_CHUNK) {
+            self.send_to(now, port, &MgmtMessage::LinkState(chunk.to_vec()));
+        }
+        let dir = self.directory.snapshot();
+        for chunk in dir.chunks(SNAPSHOT_CHUNK) {
+            self.send_to(now, port, &MgmtMessage::Directory(chunk.to_vec()));
+        }
+    }
+}
