@@ -21,6 +21,7 @@ use crate::pump::AppFlow;
 use crate::stack::Stack;
 
 mod flows;
+mod incoming;
 mod keeper;
 mod links;
 mod mgmt;
@@ -33,7 +34,8 @@ use start::new_epoll;
 pub use start::on_runtime_thread;
 pub(crate) use start::{spawn, Shared};
 
-use sessions::{ListenerKey, PendingConnect, PendingListen, Waiting};
+use incoming::Waiting;
+use sessions::{ListenerKey, PendingConnect, PendingListen};
 
 const TOKEN_WAKER: u64 = 0;
 const TOKEN_SHIM: u64 = 1 << 56;

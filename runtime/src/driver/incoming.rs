@@ -1,0 +1,176 @@
+//! The flows that come in for a registered name (accept): each gets a socket bound
+//! to the abstract name of what the application's end shows ([`crate::view`]) and
+//! is offered to its listener; it is answered once the listener took it. A listener
+//! whose backlog is full leaves it waiting, as TCP leaves a connection unanswered
+//! while its accept queue is full; a listener that is gone refuses it (the peer's
+//! connect fails with ECONNREFUSED).
+
+use std::os::fd::OwnedFd;
+
+use rina_core::node::DifId;
+use rina_core::{ApplicationName, Instant, PortId};
+
+use super::sessions::ListenerKey;
+use super::Driver;
+use crate::api::{FlowKind, ListenTarget};
+use crate::datagram;
+use crate::view::{self, FlowName, RequestInfo};
+
+/// An incoming stream flow waiting for room in its listener's backlog (the program is
+/// slow to accept): offered, not answered yet, as TCP leaves a connection unanswered
+/// while its accept queue is full. Never a blocking connect on the runtime thread.
+pub(super) struct Waiting {
+    dif: DifId,
+    port: PortId,
+    key: ListenerKey,
+    listener: Vec<u8>,
+    sock: OwnedFd,
+    recv_buffer: Option<usize>,
+    pub(super) next_try: Instant,
+    give_up: Instant,
+}
+
+/// How often a waiting flow tries its listener again, and how long it may wait.
+const WAIT_RETRY: std::time::Duration = std::time::Duration::from_millis(5);
+const WAIT_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+impl Driver {
+    /// A flow came in for a registered name: its listener takes it, or it is refused.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn incoming(
+        &mut self,
+        now: Instant,
+        dif: DifId,
+        port: PortId,
+        local_app: ApplicationName,
+        remote_app: &ApplicationName,
+        reliable: bool,
+        info: &[u8],
+    ) {
+        let kind = if reliable {
+            FlowKind::Stream
+        } else {
+            FlowKind::Datagram
+        };
+        let key = (dif, local_app, kind);
+        let Some(target) = self.listeners.get(&key).cloned() else {
+            self.stack.node.ipcp_mut(dif).answer_flow(now, port, false);
+            return;
+        };
+        let result = match &target {
+            ListenTarget::Stream(listener, lv) => {
+                let name = view::flow_name(&FlowName {
+                    pid: std::process::id(),
+                    dif: dif.0 as u16,
+                    port,
+                    view: lv.accepted(remote_app, RequestInfo::decode(info)),
+                });
+                flow_socket(&name)
+                    .map(|sock| {
+                        let w = Waiting {
+                            dif,
+                            port,
+                            key: key.clone(),
+                            listener: listener.clone(),
+                            sock,
+                            recv_buffer: lv.recv_buffer,
+                            next_try: now,
+                            give_up: now + WAIT_LIMIT,
+                        };
+                        self.try_listener(now, w);
+                    })
+                    .map_err(std::io::Error::from)
+            }
+            ListenTarget::Datagram(app) => datagram::bind_proxy(remote_app, *app).map(|proxy| {
+                self.stack.node.ipcp_mut(dif).answer_flow(now, port, true);
+                self.add_datagram(dif, port, proxy, *app);
+            }),
+        };
+        if let Err(e) = result {
+            tracing::info!(
+                "{}: its listener is closed ({e}); the name is withdrawn",
+                key.1
+            );
+            self.stack.node.ipcp_mut(dif).answer_flow(now, port, false);
+            if matches!(target, ListenTarget::Stream(..)) {
+                self.unlisten(now, &key);
+            }
+        }
+    }
+
+    /// Connects a waiting flow's socket to its listener: taken (the flow is accepted),
+    /// no room yet (it waits), or the listener is gone (refused, the name withdrawn).
+    fn try_listener(&mut self, now: Instant, mut w: Waiting) {
+        use rustix::net::{connect, SocketAddrUnix};
+        let to = SocketAddrUnix::new_abstract_name(&w.listener);
+        match to.and_then(|a| connect(&w.sock, &a)) {
+            Ok(()) | Err(rustix::io::Errno::ISCONN) => {
+                self.stack
+                    .node
+                    .ipcp_mut(w.dif)
+                    .answer_flow(now, w.port, true);
+                self.add_flow(w.dif, w.port, w.sock, w.recv_buffer);
+            }
+            Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) if now < w.give_up => {
+                w.next_try = now + WAIT_RETRY;
+                self.waiting.push(w);
+            }
+            Err(e) => {
+                self.stack
+                    .node
+                    .ipcp_mut(w.dif)
+                    .answer_flow(now, w.port, false);
+                if !matches!(e, rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) {
+                    tracing::info!(
+                        "{}: its listener is closed ({e}); the name is withdrawn",
+                        w.key.1
+                    );
+                    self.unlisten(now, &w.key);
+                }
+            }
+        }
+    }
+
+    /// Tries again the flows waiting for room in their listener's backlog.
+    pub(super) fn retry_waiting(&mut self, now: Instant) {
+        if self.waiting.iter().all(|w| w.next_try > now) {
+            return;
+        }
+        for w in std::mem::take(&mut self.waiting) {
+            if w.next_try > now {
+                self.waiting.push(w);
+            } else if self.listeners.contains_key(&w.key) {
+                self.try_listener(now, w);
+            } else {
+                self.stack
+                    .node
+                    .ipcp_mut(w.dif)
+                    .answer_flow(now, w.port, false);
+            }
+        }
+    }
+
+    /// Refuses every flow still waiting for its listener (the stack is handed over).
+    pub(super) fn refuse_waiting(&mut self, now: Instant) {
+        for w in std::mem::take(&mut self.waiting) {
+            self.stack
+                .node
+                .ipcp_mut(w.dif)
+                .answer_flow(now, w.port, false);
+        }
+    }
+}
+
+/// A nonblocking AF_UNIX stream socket bound to the abstract `name` (a flow's, see
+/// [`crate::view`]), above the program's descriptors.
+fn flow_socket(name: &[u8]) -> rustix::io::Result<OwnedFd> {
+    use rustix::net::{self, AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+    let sock = net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::STREAM,
+        SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+        None,
+    )?;
+    net::bind(&sock, &SocketAddrUnix::new_abstract_name(name)?)?;
+    Ok(shims::high_fd::move_high(sock))
+}
