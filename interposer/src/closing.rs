@@ -4,9 +4,8 @@
 //! holds the listener (the runtime looks), so that a connect after the server closed
 //! its listener is refused, as over TCP.
 
-use libc::{c_int, socklen_t};
+use libc::c_int;
 
-use crate::real::real;
 use crate::sockets::{self, Datagram, Key, Role};
 
 /// A socket of ours about to be closed.
@@ -24,7 +23,7 @@ pub fn before_close(fd: c_int) -> Option<Closing> {
     let k = sockets::key(fd)?;
     match sockets::get(fd)?.role {
         Role::Datagram(d) => Some(Closing::Datagram(k, d)),
-        Role::Listening => listener_name(fd).map(|n| Closing::Listener(k, n)),
+        Role::Listening => crate::sys::unix_name(fd, false).map(|n| Closing::Listener(k, n)),
         _ => None,
     }
 }
@@ -45,16 +44,4 @@ pub fn after_close(c: Closing) {
             }
         }
     }
-}
-
-/// The abstract name an AF_UNIX listener of ours is bound to.
-fn listener_name(fd: c_int) -> Option<Vec<u8>> {
-    // SAFETY: sockaddr_un is plain old data; the kernel fills it.
-    let mut sun: libc::sockaddr_un = unsafe { std::mem::zeroed() };
-    let mut len = size_of::<libc::sockaddr_un>() as socklen_t;
-    // SAFETY: the buffer is ours and sized as declared.
-    if unsafe { (real().getsockname)(fd, (&raw mut sun).cast(), &mut len) } != 0 {
-        return None;
-    }
-    crate::flow_fd::abstract_name(&sun, len)
 }

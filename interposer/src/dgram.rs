@@ -18,18 +18,19 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use libc::{c_int, sockaddr, socklen_t, AF_INET6};
+use libc::{c_int, socklen_t, AF_INET6};
 use once_cell::sync::Lazy;
 use parking_lot::{Condvar, Mutex};
 use runtime::api::{AppEnd, ConnectRequest, ListenRequest, ListenTarget};
 use runtime::config::{Config, Decision, Proto};
 use runtime::datagram::app_address;
 
-use crate::ops::{errno, local_app, sockopt_int, Outcome};
-use crate::real::real;
-use crate::sockaddr as sa_conv;
+use crate::ops::{local_app, Outcome};
 use crate::sockets::{self, Datagram, Meta, Role};
 use crate::state;
+use crate::synthetic;
+use crate::sys::sockaddr::{self as sa_conv, AddrBuf};
+use crate::sys::{self, sockopt_int};
 
 /// Proxy address -> the address the application sent to (for `recvfrom`).
 static PROXIES: Lazy<Mutex<BTreeMap<SocketAddr, SocketAddr>>> =
@@ -40,12 +41,6 @@ static SHOWN: Lazy<Mutex<BTreeMap<SocketAddr, SocketAddr>>> =
     Lazy::new(|| Mutex::new(BTreeMap::new()));
 /// Entries in [`SHOWN`] (read without the lock).
 static SHOWN_COUNT: AtomicUsize = AtomicUsize::new(0);
-
-/// True for an address a proxy may have: the synthetic range `127.128.0.0/9`
-/// (IPv4 or IPv4-mapped). Datagrams to these go to the kernel untouched.
-pub fn is_proxy_range(sa: SocketAddr) -> bool {
-    runtime::view::is_proxy_ip(sa.ip())
-}
 
 /// The proxy behind an address shown to a server for an incoming flow's peer (no
 /// lock taken while there is none).
@@ -60,10 +55,8 @@ pub fn proxy_of_shown(sa: SocketAddr) -> Option<SocketAddr> {
 /// shown for an incoming flow's peer): the kernel socket connects to the flow's
 /// proxy; `getpeername` answers `peer`.
 pub fn connect_via(fd: c_int, family: c_int, peer: SocketAddr, proxy: SocketAddr) -> Outcome {
-    let (st, len) = sa_conv::encode(proxy, family);
-    // SAFETY: `st` holds `len` valid bytes.
-    if unsafe { (real().connect)(fd, (&raw const st).cast(), len) } != 0 {
-        return Outcome::Fail(errno());
+    if let Err(e) = sys::connect_inet(fd, proxy, family) {
+        return Outcome::Fail(e);
     }
     sockets::update(fd, |m| {
         if let Role::Datagram(d) = &mut m.role {
@@ -71,28 +64,6 @@ pub fn connect_via(fd: c_int, family: c_int, peer: SocketAddr, proxy: SocketAddr
         }
     });
     Outcome::Done(0)
-}
-
-/// Where the proxy of an incoming flow shows on a server socket whose listen rule
-/// puts peers in `peers`: the proxy's synthetic bits in the range (the proxy's address
-/// comes from the remote application's name, so one application keeps one address),
-/// the proxy's port (one per flow).
-fn shown_for(
-    proxy: SocketAddr,
-    peers: &runtime::view::PeerRange,
-    family: c_int,
-    v6_only: bool,
-) -> Option<SocketAddr> {
-    let bits = runtime::view::proxy_bits(proxy.ip())?;
-    let v6 = family == AF_INET6;
-    let ip = runtime::view::shown_on(peers.address_from_bits(bits), v6, v6_only).or_else(|| {
-        runtime::view::shown_on(
-            runtime::view::PeerRange::DEFAULT.address_from_bits(bits),
-            v6,
-            v6_only,
-        )
-    })?;
-    Some(SocketAddr::new(ip, proxy.port()))
 }
 
 /// An IPv4-mapped address as plain IPv4; anything else unchanged.
@@ -110,34 +81,12 @@ fn v6_only(fd: c_int, family: c_int) -> bool {
     family == AF_INET6 && sockopt_int(fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY) == Some(1)
 }
 
-/// The kernel's own address of the INET socket `fd` (libc's getsockname, not ours).
-pub(crate) fn real_name(fd: c_int) -> Result<SocketAddr, c_int> {
-    // SAFETY: sockaddr_storage is plain old data; the kernel fills it.
-    let mut st: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-    let mut len = size_of::<libc::sockaddr_storage>() as socklen_t;
-    // SAFETY: buffers are ours and sized as declared.
-    if unsafe { (real().getsockname)(fd, (&raw mut st).cast(), &mut len) } != 0 {
-        return Err(errno());
-    }
-    // SAFETY: the kernel wrote `len` bytes.
-    unsafe { sa_conv::read((&raw const st).cast(), len) }.ok_or(libc::EAFNOSUPPORT)
-}
-
-fn real_bind(fd: c_int, sa: SocketAddr, family: c_int) -> Result<(), c_int> {
-    let (st, len) = sa_conv::encode(sa, family);
-    // SAFETY: `st` holds `len` valid bytes.
-    if unsafe { (real().bind)(fd, (&raw const st).cast(), len) } != 0 {
-        return Err(errno());
-    }
-    Ok(())
-}
-
 /// The socket's address as a proxy reaches it, binding it first if it is not bound:
 /// to loopback when it is to receive a registered name's flows (`private`), else to
 /// the wildcard address, as the kernel's own automatic bind would.
 fn app_end(fd: c_int, family: c_int, private: bool) -> Result<SocketAddr, c_int> {
     let v6_only = v6_only(fd, family);
-    let local = real_name(fd)?;
+    let local = sys::inet_name(fd)?;
     if local.port() == 0 {
         let ip = match (private, family == AF_INET6, v6_only) {
             (true, false, _) => IpAddr::V4(Ipv4Addr::LOCALHOST),
@@ -146,8 +95,8 @@ fn app_end(fd: c_int, family: c_int, private: bool) -> Result<SocketAddr, c_int>
             (false, false, _) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             (false, true, _) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
         };
-        real_bind(fd, SocketAddr::new(ip, 0), family)?;
-        return Ok(app_address(real_name(fd)?, v6_only));
+        sys::bind_inet(fd, SocketAddr::new(ip, 0), family)?;
+        return Ok(app_address(sys::inet_name(fd)?, v6_only));
     }
     Ok(app_address(local, v6_only))
 }
@@ -163,7 +112,7 @@ pub fn bind(fd: c_int, family: c_int, sa: SocketAddr, rules: &Config) -> Outcome
         Decision::Deny => return Outcome::Fail(libc::EACCES),
         Decision::Rina { rule, app } => (rule, app),
     };
-    if sockets::get(fd).is_some() || real_name(fd).is_ok_and(|l| l.port() != 0) {
+    if sockets::get(fd).is_some() || sys::inet_name(fd).is_ok_and(|l| l.port() != 0) {
         return Outcome::Fail(libc::EINVAL); // already bound
     }
     let handle = match state::runtime() {
@@ -207,12 +156,8 @@ pub fn bind(fd: c_int, family: c_int, sa: SocketAddr, rules: &Config) -> Outcome
 /// Replaces `fd` with a fresh, unbound UDP socket of `family` (same O_NONBLOCK and
 /// FD_CLOEXEC).
 fn unbind(fd: c_int, family: c_int) {
-    // SAFETY: a new socket of ours, installed over the caller's fd or closed.
-    unsafe {
-        let s = (real().socket)(family, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
-        if s >= 0 && crate::ops::install(s, fd).is_err() {
-            libc::close(s);
-        }
+    if let Ok(s) = sys::socket(family, libc::SOCK_DGRAM) {
+        let _ = sys::install(s, fd); // closed either way
     }
 }
 
@@ -305,7 +250,7 @@ fn make_route(
         }
     });
     if updated.is_none() {
-        let local = real_name(fd)?;
+        let local = sys::inet_name(fd)?;
         let mut routes = BTreeMap::new();
         routes.insert(dst, proxy);
         sockets::set(
@@ -355,16 +300,13 @@ pub enum Target {
     Fail(c_int),
 }
 
-/// The destination for `sendto`/`sendmsg` of `fd` to `addr`.
-///
-/// # Safety
-/// `addr` must be null or point to `len` readable bytes.
-pub unsafe fn send_target(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Target {
-    // SAFETY: forwarded from the caller.
-    let Some(sa) = (unsafe { sa_conv::read(addr, len) }) else {
+/// The destination for `sendto`/`sendmsg` of `fd` to `sa` (`None`: not an INET
+/// address).
+pub fn send_target(fd: c_int, sa: Option<SocketAddr>) -> Target {
+    let Some(sa) = sa else {
         return Target::Pass;
     };
-    if is_proxy_range(sa) {
+    if synthetic::is_proxy(sa) {
         return Target::Pass;
     }
     if let Some(proxy) = proxy_of_shown(sa) {
@@ -399,20 +341,13 @@ pub unsafe fn send_target(fd: c_int, addr: *const sockaddr, len: socklen_t) -> T
 /// After `recvfrom`/`recvmsg` on `fd`: a datagram from the proxy of a flow the
 /// application addressed by another name shows that name; one from the proxy of an
 /// incoming flow of a registered socket shows at its listen rule's peer range (not on
-/// loopback), and `sendto` or `connect` to that address reach the proxy. `cap` is the
-/// size of the caller's buffer before the call.
-///
-/// # Safety
-/// If non-null, `len` must be valid and `addr` must have `cap` writable bytes.
-pub unsafe fn show_source(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t, cap: socklen_t) {
-    if addr.is_null() || len.is_null() {
-        return;
-    }
-    // SAFETY: the kernel wrote `*len` bytes, at most `cap` of which are in the buffer.
-    let Some(sa) = (unsafe { sa_conv::read(addr, (*len).min(cap)) }) else {
+/// loopback), and `sendto` or `connect` to that address reach the proxy. `out` is the
+/// caller's buffer, wrapped before the call.
+pub fn show_source(fd: c_int, out: &AddrBuf<'_>) {
+    let Some(sa) = out.written() else {
         return;
     };
-    if !is_proxy_range(sa) {
+    if !synthetic::is_proxy(sa) {
         return;
     }
     let family = if sa.is_ipv6() {
@@ -434,7 +369,9 @@ pub unsafe fn show_source(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t, c
             let Some(peers) = d.peers.filter(|_| d.registered) else {
                 return;
             };
-            let Some(shown) = shown_for(sa, &peers, family, v6_only(fd, family)) else {
+            let v6 = family == AF_INET6;
+            let shown = synthetic::shown_for_proxy(sa, &peers, v6, v6_only(fd, family));
+            let Some(shown) = shown else {
                 return;
             };
             let fresh = {
@@ -454,12 +391,7 @@ pub unsafe fn show_source(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t, c
             shown
         }
     };
-    let mut n = cap;
-    // SAFETY: `addr` has `cap` writable bytes; `n` starts at `cap`.
-    unsafe {
-        sa_conv::write(shown, family, addr, &mut n);
-        *len = n;
-    }
+    out.write(shown, family);
 }
 
 /// `getsockname`/`getpeername` of a datagram socket: `None` to ask the kernel.
@@ -497,21 +429,4 @@ pub fn release(k: sockets::Key, d: Datagram) {
 pub fn register_atfork() {
     crate::hold_across_fork!(PROXIES);
     crate::hold_across_fork!(SHOWN);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn proxy_range() {
-        let p = |s: &str| is_proxy_range(s.parse().unwrap());
-        assert!(p("127.128.0.1:9"));
-        assert!(p("127.255.1.1:9"));
-        assert!(p("[::ffff:127.200.1.1]:9"));
-        assert!(!p("127.0.0.1:9"));
-        assert!(!p("127.127.255.255:9"));
-        assert!(!p("10.128.0.1:9"));
-        assert!(!p("[::1]:9"));
-    }
 }

@@ -6,30 +6,23 @@
 //! (`execl` and its siblings are C-variadic, which stable Rust cannot define; glibc
 //! implements them without going through these symbols, so they are not seen.)
 
-use std::panic::catch_unwind;
-
 use libc::c_char;
 
-use crate::guard::Guard;
-use crate::real::real;
+use crate::detour;
 use crate::state;
+use crate::sys::real::real;
 
-/// Before an exec: hand the runtime's flows over, if this process runs one.
+/// Before an exec: hand the runtime's flows over, if this process runs one. The exec
+/// goes to libc whatever happens (bookkeeping, see [`crate::detour`]).
 fn before_exec() {
-    if !state::active() || runtime::on_runtime_thread() {
+    if !state::active() {
         return;
     }
-    let Some(_guard) = Guard::enter() else {
-        return;
-    };
-    let saved = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
-    let _ = catch_unwind(|| {
+    detour::bookkeep(|| {
         if let Some(h) = state::running_runtime() {
             h.hand_over();
         }
     });
-    // SAFETY: __errno_location returns this thread's errno slot.
-    unsafe { *libc::__errno_location() = saved };
 }
 
 /// execve(2).

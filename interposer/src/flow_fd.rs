@@ -7,37 +7,14 @@
 
 use std::collections::BTreeMap;
 
-use libc::{c_int, socklen_t, AF_INET6, AF_UNIX};
+use libc::{c_int, AF_INET6};
 use runtime::view::{self, FlowName};
 
-use crate::real::real;
 use crate::sockets::{self, Meta, Role};
 
 /// The flow behind `fd`, if its peer is the runtime's end of a stream flow.
 pub fn peer_flow(fd: c_int) -> Option<FlowName> {
-    // SAFETY: sockaddr_un is plain old data; the kernel fills it.
-    let mut sun: libc::sockaddr_un = unsafe { std::mem::zeroed() };
-    let mut len = size_of::<libc::sockaddr_un>() as socklen_t;
-    // SAFETY: the buffer is ours and sized as declared.
-    if unsafe { (real().getpeername)(fd, (&raw mut sun).cast(), &mut len) } != 0 {
-        return None;
-    }
-    abstract_name(&sun, len).and_then(|n| view::parse_flow_name(&n))
-}
-
-/// The abstract name in `sun` (without its leading NUL), if it holds one.
-pub fn abstract_name(sun: &libc::sockaddr_un, len: socklen_t) -> Option<Vec<u8>> {
-    let off = size_of::<libc::sa_family_t>();
-    let len = (len as usize).min(size_of::<libc::sockaddr_un>());
-    if c_int::from(sun.sun_family) != AF_UNIX || len <= off + 1 || sun.sun_path[0] != 0 {
-        return None;
-    }
-    Some(
-        sun.sun_path[1..len - off]
-            .iter()
-            .map(|&c| c as u8)
-            .collect(),
-    )
+    crate::sys::unix_name(fd, true).and_then(|n| view::parse_flow_name(&n))
 }
 
 /// What we know of `fd`: the table's entry, or, for the application's end of a flow

@@ -2,39 +2,41 @@
 //! `_r` forms. A host name a `[[name]]` rule matches is looked up by libc itself in
 //! the numeric form of its synthetic address ([`crate::names`]), so results are
 //! libc's own (freed by the real `freeaddrinfo`) and no DNS query is made; every
-//! other name goes to libc untouched.
+//! other name goes to libc untouched. Each goes through [`crate::detour`]: a panic
+//! while deciding fails the lookup (`EAI_FAIL`, or `NO_RECOVERY`) and never reaches
+//! DNS.
 
 use std::ffi::CStr;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use libc::{addrinfo, c_char, c_int, hostent, size_t};
 
-use crate::guard::Guard;
+use crate::detour;
 use crate::names::{self, Lookup};
-use crate::real::real;
 use crate::state;
+use crate::sys::real::real;
+
+/// What a panic while deciding a lookup gives: a failure, never [`Lookup::Pass`] (a
+/// rule may have matched the name; fail closed, D4).
+const ON_PANIC: Lookup = Lookup::Failed;
 
 /// What to do with a lookup of `name`.
 fn decide(name: *const c_char) -> Lookup {
-    if name.is_null() || !state::active() || runtime::on_runtime_thread() {
+    if name.is_null() {
         return Lookup::Pass;
     }
     // Rules without host-name rules: nothing to decide (no guard, no unwinding frame).
     if state::rules().is_none_or(|r| r.names.is_empty()) {
         return Lookup::Pass;
     }
-    let Some(_guard) = Guard::enter() else {
-        return Lookup::Pass;
-    };
-    // SAFETY: a non-null name is a NUL-terminated string, per the functions' contracts.
-    let name = unsafe { CStr::from_ptr(name) };
-    guarded(|| names::lookup(name))
-}
-
-/// Runs a lookup decision; a panic fails the lookup ([`Lookup::Failed`]) and never
-/// passes it to libc's resolver.
-fn guarded(f: impl FnOnce() -> Lookup) -> Lookup {
-    catch_unwind(AssertUnwindSafe(f)).unwrap_or(Lookup::Failed)
+    detour::choose(
+        || {
+            // SAFETY: a non-null name is a NUL-terminated string, per the functions'
+            // contracts.
+            names::lookup(unsafe { CStr::from_ptr(name) })
+        },
+        ON_PANIC,
+    )
+    .unwrap_or(Lookup::Pass)
 }
 
 /// getaddrinfo(3).
@@ -183,11 +185,7 @@ const NO_RECOVERY: c_int = 3;
 /// Reports a failed lookup as `gethostbyname` does: a null result and `h_errno`
 /// (`code`).
 fn host_not_found(code: c_int) -> *mut hostent {
-    extern "C" {
-        fn __h_errno_location() -> *mut c_int;
-    }
-    // SAFETY: glibc's accessor for this thread's h_errno.
-    unsafe { *__h_errno_location() = code };
+    crate::sys::set_h_errno(code);
     std::ptr::null_mut()
 }
 
@@ -215,8 +213,8 @@ mod tests {
     /// (DNS), since a rule may have matched the name.
     #[test]
     fn a_panic_in_a_lookup_never_reaches_dns() {
-        let out = guarded(|| panic!("a bug while matching"));
+        let out = detour::guarded(|| panic!("a bug while matching"), ON_PANIC);
         assert_eq!(out, Lookup::Failed);
-        assert_eq!(guarded(|| Lookup::Pass), Lookup::Pass);
+        assert_eq!(detour::guarded(|| Lookup::Pass, ON_PANIC), Lookup::Pass);
     }
 }

@@ -3,35 +3,36 @@
 //! rule matches goes to its flow's proxy, and one from a proxy shows the address the
 //! application sent to ([`crate::dgram`]); `sendto` with `MSG_FASTOPEN` on a stream
 //! socket to such an address connects through RINA first. Everything else goes to
-//! libc as it came.
-
-use std::panic::{catch_unwind, AssertUnwindSafe};
+//! libc as it came. Each goes through [`crate::detour`]: a panic while deciding where
+//! a datagram goes fails the send (`EIO`); one while showing a source leaves libc's
+//! result as it was.
 
 use libc::{c_int, c_uint, c_void, mmsghdr, msghdr, size_t, sockaddr, socklen_t, ssize_t};
 
+use crate::detour;
 use crate::dgram::Target;
-use crate::guard::Guard;
-use crate::hooks::{get_errno, hooked, set_errno};
 use crate::ops;
-use crate::real::real;
 use crate::state;
+use crate::sys::real::real;
+use crate::sys::sockaddr::{self as sa, AddrBuf};
+use crate::sys::{errno, set_errno};
 
-/// Where a datagram goes, decided guarded; `None`: as the application asked.
-fn datagram_target(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Option<Target> {
-    if !state::active() || addr.is_null() || runtime::on_runtime_thread() {
+/// Where a datagram goes; `None`: as the application asked.
+///
+/// # Safety
+/// `addr` null or valid for reads of `len` bytes.
+unsafe fn datagram_target(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Option<Target> {
+    if addr.is_null() {
         return None;
     }
-    let _guard = Guard::enter()?;
-    let saved = get_errno();
-    // SAFETY: the caller of the hook guarantees `len` readable bytes at `addr`.
-    let target = catch_unwind(AssertUnwindSafe(|| unsafe {
-        crate::dgram::send_target(fd, addr, len)
-    }));
-    set_errno(saved);
+    let target = detour::choose(
+        // SAFETY: `len` readable bytes at `addr`, per the caller.
+        || crate::dgram::send_target(fd, unsafe { sa::read(addr, len) }),
+        Target::Fail(libc::EIO),
+    )?;
     match target {
-        Ok(Target::Pass) => None,
-        Ok(t) => Some(t),
-        Err(_) => Some(Target::Fail(libc::EIO)),
+        Target::Pass => None,
+        t => Some(t),
     }
 }
 
@@ -58,7 +59,7 @@ pub unsafe extern "C" fn sendto(
         match datagram_target(fd, addr, len) {
             None | Some(Target::Pass) => {
                 let r = (real().sendto)(fd, buf, n, flags, addr, len);
-                if r < 0 && get_errno() == libc::EISCONN && is_stream_flow(fd) {
+                if r < 0 && errno() == libc::EISCONN && is_stream_flow(fd) {
                     // A connected TCP socket ignores the address: so does a flow.
                     return (real().sendto)(fd, buf, n, flags, std::ptr::null(), 0);
                 }
@@ -89,8 +90,11 @@ unsafe fn fast_open(
     len: socklen_t,
 ) -> ssize_t {
     const PASSED: c_int = c_int::MIN;
-    // SAFETY: the decision reads `addr` within `len`.
-    let r = hooked(|| unsafe { ops::connect(fd, addr, len) }, || PASSED);
+    let r = detour::decide(
+        // SAFETY: the caller's address, `len` readable bytes per sendto(2).
+        || ops::connect(fd, unsafe { sa::read(addr, len) }),
+        || PASSED,
+    );
     // SAFETY: forwarding the caller's buffer, on the socket as the decision left it.
     unsafe {
         match r {
@@ -123,7 +127,7 @@ pub unsafe extern "C" fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) ->
         match datagram_target(fd, name, namelen) {
             None | Some(Target::Pass) => {
                 let r = (real().sendmsg)(fd, msg, flags);
-                if r < 0 && get_errno() == libc::EISCONN && is_stream_flow(fd) {
+                if r < 0 && errno() == libc::EISCONN && is_stream_flow(fd) {
                     // A connected TCP socket ignores the address: so does a flow.
                     let mut m = std::ptr::read(msg);
                     m.msg_name = std::ptr::null_mut();
@@ -146,38 +150,34 @@ pub unsafe extern "C" fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) ->
     }
 }
 
-/// True if `fd` is the application's end of a stream flow (known, or named as one).
+/// True if `fd` is the application's end of a stream flow (known, or named as one),
+/// asked after libc refused a send with an address (bookkeeping: a panic leaves that
+/// refusal standing).
 fn is_stream_flow(fd: c_int) -> bool {
-    if runtime::on_runtime_thread() {
-        return false;
-    }
-    let Some(_g) = Guard::enter() else {
-        return false;
-    };
-    let saved = get_errno();
-    let yes = catch_unwind(|| {
+    detour::bookkeep(|| {
         matches!(
             crate::flow_fd::meta(fd).map(|m| m.role),
             Some(crate::sockets::Role::Connected { .. })
         )
     })
-    .unwrap_or(false);
-    set_errno(saved);
-    yes
+    .unwrap_or(false)
 }
 
 /// Shows a datagram's source as the application addressed it (see
-/// [`crate::dgram::show_source`]).
-fn show_source(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t, cap: socklen_t) {
-    if !state::active() || !crate::sockets::has_datagrams() || runtime::on_runtime_thread() {
+/// [`crate::dgram::show_source`]), after libc received it.
+///
+/// # Safety
+/// `addr` null or valid for writes of `cap` bytes (and reads of what the kernel wrote);
+/// `len` null or valid.
+unsafe fn show_source(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t, cap: socklen_t) {
+    if !state::active() || !crate::sockets::has_datagrams() {
         return;
     }
-    if let Some(_g) = Guard::enter() {
-        // SAFETY: `addr` has `cap` writable bytes and `len` is valid, per the caller.
-        let _ = catch_unwind(AssertUnwindSafe(|| unsafe {
-            crate::dgram::show_source(fd, addr, len, cap)
-        }));
-    }
+    detour::bookkeep(|| {
+        // SAFETY: per the caller; the capacity is the buffer's size before the call.
+        let out = unsafe { AddrBuf::with_capacity(addr, len, cap) };
+        crate::dgram::show_source(fd, &out);
+    });
 }
 
 /// recvfrom(2).
@@ -202,7 +202,8 @@ pub unsafe extern "C" fn recvfrom(
     // SAFETY: forwarding the caller's arguments to libc.
     let r = unsafe { (real().recvfrom)(fd, buf, n, flags, addr, len) };
     if r >= 0 && cap > 0 {
-        show_source(fd, addr, len, cap);
+        // SAFETY: the caller's buffer of `cap` bytes, valid per recvfrom(2).
+        unsafe { show_source(fd, addr, len, cap) };
     }
     r
 }
@@ -248,11 +249,9 @@ pub unsafe extern "C" fn sendmmsg(
     let mut names: Vec<Option<(libc::sockaddr_storage, socklen_t)>> = Vec::new();
     for (i, m) in all.iter().enumerate() {
         let hdr = &m.msg_hdr;
-        match datagram_target(
-            fd,
-            hdr.msg_name.cast::<sockaddr>().cast_const(),
-            hdr.msg_namelen,
-        ) {
+        let name = hdr.msg_name.cast::<sockaddr>().cast_const();
+        // SAFETY: each message's name has `msg_namelen` bytes, per sendmmsg(2).
+        match unsafe { datagram_target(fd, name, hdr.msg_namelen) } {
             None | Some(Target::Pass) => {}
             Some(Target::Proxy(st, l)) => {
                 names.resize(i + 1, None);

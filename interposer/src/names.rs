@@ -1,5 +1,5 @@
 //! Host names a `[[name]]` rule matches: resolved without DNS to a synthetic address
-//! in `127.64.0.0/10` (`runtime::config::synthetic_host`), remembered here, and turned
+//! in `127.64.0.0/10` ([`crate::synthetic::host_address`]), remembered here, and turned
 //! into a flow to the rule's application when the program connects to it.
 //!
 //! The lookup functions' results are made by libc itself: the hooks call the real
@@ -12,9 +12,10 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use once_cell::sync::Lazy;
 use parking_lot::Mutex;
-use runtime::config::{is_synthetic_host, synthetic_host, Decision, Proto, RuleTarget};
+use runtime::config::{Decision, Proto, RuleTarget};
 
 use crate::state;
+use crate::synthetic;
 
 /// A resolved host name.
 #[derive(Clone, Debug)]
@@ -75,19 +76,14 @@ pub fn lookup(host: &CStr) -> Lookup {
         return Lookup::NoName;
     }
     let host = host.trim_end_matches('.').to_ascii_lowercase();
-    let mut ip = synthetic_host(&host);
+    let mut ip = synthetic::host_address(&host);
     let mut table = RESOLVED.lock();
     // Another name with the same hash takes the next free address.
     while let Some(r) = table.get(&ip) {
         if r.host == host {
             break;
         }
-        let next = Ipv4Addr::from(u32::from(ip).wrapping_add(1));
-        ip = if is_synthetic_host(next) {
-            next
-        } else {
-            Ipv4Addr::new(127, 64, 0, 1)
-        };
+        ip = synthetic::next_host_address(ip);
     }
     table.insert(ip, Resolved { host, rule, app });
     Lookup::Address(ip)
@@ -112,10 +108,7 @@ pub fn decide(sa: SocketAddr, proto: Proto) -> Option<Decision<'static>> {
     if rules.names.is_empty() {
         return None;
     }
-    let ip = match sa.ip().to_canonical() {
-        IpAddr::V4(v4) if is_synthetic_host(v4) => v4,
-        _ => return None,
-    };
+    let ip = synthetic::as_host_address(sa)?;
     let r = RESOLVED.lock().get(&ip).cloned();
     let Some(r) = r else {
         return Some(Decision::Deny);

@@ -1,20 +1,23 @@
 //! The decisions behind the hooks. Each function returns an [`Outcome`]: pass the call
-//! to libc, or the value (or errno) to return.
+//! to libc, or the value (or errno) to return. They take the caller's addresses already
+//! read, and its output buffers wrapped ([`crate::sys::sockaddr`]); every system call
+//! they make goes through [`crate::sys`].
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use libc::{c_int, c_void, sockaddr, socklen_t, AF_INET, AF_INET6, AF_UNIX, SOCK_STREAM};
+use libc::{c_int, AF_INET, AF_INET6, SOCK_STREAM};
 use rina_core::ApplicationName;
 use runtime::api::{AppEnd, ConnectRequest, ListenRequest, ListenTarget};
 use runtime::config::{Decision, Proto};
 use runtime::view::{self, FlowView, ListenView};
 
-use crate::real::real;
-use crate::sockaddr as sa_conv;
 use crate::sockets::{self, Meta, Role};
 use crate::state;
+use crate::synthetic;
+use crate::sys::sockaddr::{AddrBuf, OptBuf};
+use crate::sys::{self, install, sockopt_int};
 
 /// What a hook does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,14 +32,6 @@ pub enum Outcome {
 
 static NEXT_LISTENER: AtomicU32 = AtomicU32::new(1);
 
-pub(crate) fn sockopt_int(fd: c_int, level: c_int, name: c_int) -> Option<c_int> {
-    let mut v: c_int = 0;
-    let mut len = size_of::<c_int>() as socklen_t;
-    // SAFETY: v and len are ours and sized for an int option.
-    let r = unsafe { (real().getsockopt)(fd, level, name, (&raw mut v).cast(), &mut len) };
-    (r == 0).then_some(v)
-}
-
 /// The family and type (`SOCK_STREAM` or `SOCK_DGRAM`) of an INET socket, `None`
 /// for anything else.
 pub(crate) fn inet_socket(fd: c_int) -> Option<(c_int, c_int)> {
@@ -46,35 +41,6 @@ pub(crate) fn inet_socket(fd: c_int) -> Option<(c_int, c_int)> {
         .then_some((family, ty))
 }
 
-/// Replaces `fd`'s file description with `new`'s, keeping O_NONBLOCK and FD_CLOEXEC.
-pub(crate) fn install(new: c_int, fd: c_int) -> Result<(), c_int> {
-    // SAFETY: fcntl on fds we were given; errors are return values.
-    unsafe {
-        let fl = libc::fcntl(fd, libc::F_GETFL);
-        let fdfl = libc::fcntl(fd, libc::F_GETFD);
-        if fl < 0 || fdfl < 0 {
-            return Err(errno());
-        }
-        if fl & libc::O_NONBLOCK != 0 {
-            libc::fcntl(
-                new,
-                libc::F_SETFL,
-                libc::fcntl(new, libc::F_GETFL) | libc::O_NONBLOCK,
-            );
-        }
-        let flags = if fdfl & libc::FD_CLOEXEC != 0 {
-            libc::O_CLOEXEC
-        } else {
-            0
-        };
-        if libc::dup3(new, fd, flags) < 0 {
-            return Err(errno());
-        }
-        libc::close(new);
-    }
-    Ok(())
-}
-
 /// Lets the application queue `size` bytes toward the runtime (what it asked for
 /// with `SO_SNDBUF`), by default [`runtime::APP_SOCKET_BUFFER`] so that the two wake
 /// each other rarely (forced when privileged).
@@ -82,21 +48,11 @@ fn set_send_buffer(fd: c_int, size: Option<usize>) {
     let v = size
         .unwrap_or(runtime::APP_SOCKET_BUFFER)
         .min(c_int::MAX as usize) as c_int;
-    let len = size_of::<c_int>() as socklen_t;
     for opt in [libc::SO_SNDBUFFORCE, libc::SO_SNDBUF] {
-        // SAFETY: an int option from a local.
-        if unsafe { (real().setsockopt)(fd, libc::SOL_SOCKET, opt, (&raw const v).cast(), len) }
-            == 0
-        {
+        if sys::set_sockopt_int(fd, libc::SOL_SOCKET, opt, v) {
             return;
         }
     }
-}
-
-pub(crate) fn errno() -> c_int {
-    std::io::Error::last_os_error()
-        .raw_os_error()
-        .unwrap_or(libc::EIO)
 }
 
 fn loopback(family: c_int) -> IpAddr {
@@ -126,13 +82,10 @@ pub(crate) fn local_app(rule: &runtime::config::Rule) -> ApplicationName {
         .unwrap_or_else(|| ApplicationName::new(state::program_name()))
 }
 
-/// `bind`: a listen rule's address is recorded, not bound.
-///
-/// # Safety
-/// `addr`/`len` as for bind(2).
-pub unsafe fn bind(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Outcome {
-    // SAFETY: forwarded from the caller.
-    let Some(mut sa) = (unsafe { sa_conv::read(addr, len) }) else {
+/// `bind` to `sa` (`None`: not an INET address): a listen rule's address is recorded,
+/// not bound.
+pub fn bind(fd: c_int, sa: Option<SocketAddr>) -> Outcome {
+    let Some(mut sa) = sa else {
         return Outcome::Pass;
     };
     let Some(rules) = state::rules() else {
@@ -152,7 +105,7 @@ pub unsafe fn bind(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Outcome 
                 return Outcome::Fail(libc::EINVAL); // already bound
             }
             if sa.port() == 0 {
-                sa.set_port(view::ephemeral_port());
+                sa.set_port(synthetic::ephemeral_port());
             }
             sockets::set(
                 fd,
@@ -207,7 +160,7 @@ pub fn listen(fd: c_int, backlog: c_int) -> Outcome {
         std::process::id(),
         NEXT_LISTENER.fetch_add(1, Ordering::Relaxed)
     );
-    let lfd = match unix_listener(name.as_bytes(), backlog) {
+    let lfd = match sys::unix_listener(name.as_bytes(), backlog) {
         Ok(l) => l,
         Err(e) => return Outcome::Fail(e),
     };
@@ -219,13 +172,9 @@ pub fn listen(fd: c_int, backlog: c_int) -> Outcome {
         timeout: rules.settings.connect_timeout,
     };
     if let Err(e) = handle.listen(req) {
-        // SAFETY: closing the listener we created.
-        unsafe { libc::close(lfd) };
-        return Outcome::Fail(e.errno());
+        return Outcome::Fail(e.errno()); // the listener is closed
     }
     if let Err(e) = install(lfd, fd) {
-        // SAFETY: as above.
-        unsafe { libc::close(lfd) };
         return Outcome::Fail(e);
     }
     sockets::set(
@@ -239,38 +188,10 @@ pub fn listen(fd: c_int, backlog: c_int) -> Outcome {
     Outcome::Done(0)
 }
 
-fn unix_listener(name: &[u8], backlog: c_int) -> Result<c_int, c_int> {
-    // SAFETY: plain socket calls on values we own; errors are return values.
-    unsafe {
-        let s = (real().socket)(AF_UNIX, SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
-        if s < 0 {
-            return Err(errno());
-        }
-        let mut sun: libc::sockaddr_un = std::mem::zeroed();
-        sun.sun_family = AF_UNIX as libc::sa_family_t;
-        let n = name.len().min(sun.sun_path.len() - 1);
-        for (i, b) in name[..n].iter().enumerate() {
-            sun.sun_path[i + 1] = *b as libc::c_char;
-        }
-        let len = (size_of::<libc::sa_family_t>() + 1 + n) as socklen_t;
-        if (real().bind)(s, (&raw const sun).cast(), len) != 0
-            || (real().listen)(s, backlog.max(16)) != 0
-        {
-            let e = errno();
-            libc::close(s);
-            return Err(e);
-        }
-        Ok(s)
-    }
-}
-
-/// `connect`: allocate a flow and put one end of a socket pair behind the fd.
-///
-/// # Safety
-/// `addr`/`len` as for connect(2).
-pub unsafe fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Outcome {
-    // SAFETY: forwarded from the caller.
-    let Some(sa) = (unsafe { sa_conv::read(addr, len) }) else {
+/// `connect` to `sa` (`None`: not an INET address): allocate a flow and put one end
+/// of a socket pair behind the fd.
+pub fn connect(fd: c_int, sa: Option<SocketAddr>) -> Outcome {
+    let Some(sa) = sa else {
         return Outcome::Pass;
     };
     let Some(rules) = state::rules() else {
@@ -302,7 +223,7 @@ pub unsafe fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Outco
     }
     let family = match inet_socket(fd) {
         Some((family, libc::SOCK_DGRAM)) => {
-            if crate::dgram::is_proxy_range(sa) {
+            if synthetic::is_proxy(sa) {
                 return Outcome::Pass; // a flow's proxy: the kernel connects to it
             }
             let decision = decide_connect(rules, sa, Proto::Udp);
@@ -313,6 +234,18 @@ pub unsafe fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Outco
         None if known.is_some() => known.as_ref().map_or(AF_INET, |m| m.family),
         None => return Outcome::Pass,
     };
+    connect_stream(fd, family, sa, known, rules)
+}
+
+/// `connect` of a stream socket (`known`: its record) to `sa`, once its family is
+/// known: a flow, if a rule says so.
+fn connect_stream(
+    fd: c_int,
+    family: c_int,
+    sa: SocketAddr,
+    known: Option<Meta>,
+    rules: &'static runtime::config::Config,
+) -> Outcome {
     let decision = decide_connect(rules, sa, Proto::Tcp);
     let (rule, app) = match decision {
         Decision::Pass => return Outcome::Pass,
@@ -335,30 +268,15 @@ pub unsafe fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Outco
         }) => Some(*local),
         _ => bound_address(fd),
     };
-    let local = bound.unwrap_or_else(|| {
-        SocketAddr::new(
-            view::own_ip(&local_app, family == AF_INET6),
-            view::ephemeral_port(),
-        )
-    });
+    let local = bound.unwrap_or_else(|| synthetic::own_address(&local_app, family == AF_INET6));
     let flow_view = FlowView { local, peer: sa };
     let options = crate::options::snapshot(fd);
     let (send_buffer, recv_buffer) = crate::options::buffers_set(fd);
-    let mut pair = [0 as c_int; 2];
-    // SAFETY: socketpair writes two fds into our array.
-    if unsafe {
-        libc::socketpair(
-            AF_UNIX,
-            SOCK_STREAM | libc::SOCK_CLOEXEC,
-            0,
-            pair.as_mut_ptr(),
-        )
-    } != 0
-    {
-        return Outcome::Fail(errno());
-    }
-    // SAFETY: pair[1] is a fresh fd we own; the runtime takes it.
-    let rt_end = unsafe { OwnedFd::from_raw_fd(pair[1]) };
+    // The runtime takes its end; the application's goes behind the fd.
+    let (app_end, rt_end) = match sys::stream_pair() {
+        Ok(p) => p,
+        Err(e) => return Outcome::Fail(e),
+    };
     let req = ConnectRequest {
         dif: rule.target.dif.clone(),
         local_app,
@@ -374,19 +292,14 @@ pub unsafe fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Outco
         role: Role::Connecting { peer: sa },
         options,
     };
-    // SAFETY: F_GETFL on the caller's fd.
-    if unsafe { libc::fcntl(fd, libc::F_GETFL) } & libc::O_NONBLOCK != 0 {
-        return connect_in_progress(fd, meta, pair[0], req, send_buffer, &handle);
+    if sys::is_nonblocking(fd) {
+        return connect_in_progress(fd, meta, app_end, req, send_buffer, &handle);
     }
     if let Err(e) = handle.connect(req) {
-        // SAFETY: closing our end of the pair.
-        unsafe { libc::close(pair[0]) };
-        return Outcome::Fail(e.errno());
+        return Outcome::Fail(e.errno()); // our end of the pair is closed
     }
-    set_send_buffer(pair[0], send_buffer);
-    if let Err(e) = install(pair[0], fd) {
-        // SAFETY: as above.
-        unsafe { libc::close(pair[0]) };
+    set_send_buffer(app_end.as_raw_fd(), send_buffer);
+    if let Err(e) = install(app_end, fd) {
         return Outcome::Fail(e);
     }
     sockets::set(
@@ -403,7 +316,7 @@ pub unsafe fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Outco
 /// unspecified address replaced by the one a connection from it shows; `None` if it
 /// is not bound.
 fn bound_address(fd: c_int) -> Option<SocketAddr> {
-    let mut sa = crate::dgram::real_name(fd).ok().filter(|a| a.port() != 0)?;
+    let mut sa = sys::inet_name(fd).ok().filter(|a| a.port() != 0)?;
     if sa.ip().is_unspecified() {
         let family = if sa.is_ipv6() { AF_INET6 } else { AF_INET };
         sa.set_ip(loopback(family));
@@ -418,31 +331,25 @@ fn bound_address(fd: c_int) -> Option<SocketAddr> {
 fn connect_in_progress(
     fd: c_int,
     meta: Meta,
-    app_end: c_int,
+    app_end: OwnedFd,
     mut req: ConnectRequest,
     send_buffer: Option<usize>,
     handle: &runtime::Handle,
 ) -> Outcome {
+    // On a failure our end of the pair is closed as it drops.
     let Role::Connecting { peer } = meta.role else {
         return Outcome::Fail(libc::EINVAL);
     };
-    let fail = |e: c_int| {
-        // SAFETY: closing our end of the pair.
-        unsafe { libc::close(app_end) };
-        Outcome::Fail(e)
-    };
-    // SAFETY: app_end is a fresh fd we own, open for the duration of this call.
-    let held = match runtime::pending::hold(unsafe { BorrowedFd::borrow_raw(app_end) }, send_buffer)
-    {
+    let held = match runtime::pending::hold(app_end.as_fd(), send_buffer) {
         Ok(h) => h,
-        Err(e) => return fail(e.raw_os_error().unwrap_or(libc::EIO)),
+        Err(e) => return Outcome::Fail(e.raw_os_error().unwrap_or(libc::EIO)),
     };
     let AppEnd::Stream(rt_end) = req.end else {
-        return fail(libc::EINVAL);
+        return Outcome::Fail(libc::EINVAL);
     };
     req.end = AppEnd::StreamHeld(rt_end, held);
     if let Err(e) = install(app_end, fd) {
-        return fail(e);
+        return Outcome::Fail(e);
     }
     sockets::set(fd, meta);
     let Some(key) = sockets::key(fd) else {
@@ -459,11 +366,8 @@ fn connect_in_progress(
 }
 
 /// `accept`/`accept4` on a listener we installed: learn the flow's peer from the
-/// abstract address the runtime connected from.
-///
-/// # Safety
-/// `addr`/`len` as for accept(2).
-pub unsafe fn accept(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t, flags: c_int) -> Outcome {
+/// abstract address the runtime connected from; `out` gets the peer it shows.
+pub fn accept(fd: c_int, out: &AddrBuf<'_>, flags: c_int) -> Outcome {
     let Some(meta) = sockets::get(fd) else {
         return Outcome::Pass;
     };
@@ -472,22 +376,16 @@ pub unsafe fn accept(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t, flags:
         Role::Datagram(_) => return Outcome::Pass, // the kernel says EOPNOTSUPP
         _ => return Outcome::Fail(libc::EINVAL),
     }
-    if !addr.is_null() && len.is_null() {
+    if out.lacks_len() {
         return Outcome::Fail(libc::EFAULT);
     }
-    // SAFETY: sockaddr_un is plain old data; the kernel fills it.
-    let mut sun: libc::sockaddr_un = unsafe { std::mem::zeroed() };
-    let mut sl = size_of::<libc::sockaddr_un>() as socklen_t;
-    // SAFETY: buffers are ours and sized as declared.
-    let nfd = unsafe { (real().accept4)(fd, (&raw mut sun).cast(), &mut sl, flags) };
-    if nfd < 0 {
-        return Outcome::Fail(errno());
-    }
+    let (nfd, from) = match sys::accept_unix(fd, flags) {
+        Ok(a) => a,
+        Err(e) => return Outcome::Fail(e),
+    };
     set_send_buffer(nfd, None);
     // The runtime connected from a socket whose name says what this end shows.
-    let shown = crate::flow_fd::abstract_name(&sun, sl)
-        .and_then(|n| view::parse_flow_name(&n))
-        .map(|f| f.view);
+    let shown = from.and_then(|n| view::parse_flow_name(&n)).map(|f| f.view);
     let (local, peer) = shown.map_or(
         (meta.local, SocketAddr::new(loopback(meta.family), 0)),
         |v| (v.local, v.peer),
@@ -502,20 +400,16 @@ pub unsafe fn accept(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t, flags:
             options: meta.options.clone(),
         },
     );
-    // SAFETY: forwarded from the caller (null allowed).
-    unsafe { sa_conv::write(peer, meta.family, addr, len) };
+    out.write(peer, meta.family);
     Outcome::Done(nfd)
 }
 
-/// `getsockname` / `getpeername` for our sockets.
-///
-/// # Safety
-/// `addr`/`len` as for getsockname(2).
-pub unsafe fn name(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t, peer: bool) -> Outcome {
+/// `getsockname` / `getpeername` for our sockets, into `out`.
+pub fn name(fd: c_int, out: &AddrBuf<'_>, peer: bool) -> Outcome {
     let Some(meta) = sockets::get(fd) else {
         return Outcome::Pass;
     };
-    if addr.is_null() || len.is_null() {
+    if out.is_null() {
         return Outcome::Fail(libc::EFAULT);
     }
     let sa = match (&meta.role, peer) {
@@ -527,46 +421,26 @@ pub unsafe fn name(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t, peer: bo
         (_, true) => return Outcome::Fail(libc::ENOTCONN),
         (_, false) => meta.local,
     };
-    // SAFETY: forwarded from the caller, checked non-null.
-    unsafe { sa_conv::write(sa, meta.family, addr, len) };
+    out.write(sa, meta.family);
     Outcome::Done(0)
 }
 
 /// `getsockopt` for our stream sockets: answer as a TCP socket would
-/// ([`crate::options`]).
-///
-/// # Safety
-/// `val`/`len` as for getsockopt(2).
-pub unsafe fn getsockopt(
-    fd: c_int,
-    level: c_int,
-    name: c_int,
-    val: *mut c_void,
-    len: *mut socklen_t,
-) -> Outcome {
+/// ([`crate::options`]), into `out`.
+pub fn getsockopt(fd: c_int, level: c_int, name: c_int, out: &OptBuf<'_>) -> Outcome {
     let Some(meta) = sockets::get(fd).filter(|m| !matches!(m.role, Role::Datagram(_))) else {
         return Outcome::Pass; // not ours, or a real UDP socket
     };
-    // SAFETY: forwarded from the caller.
-    unsafe { crate::options::get(fd, &meta, level, name, val, len) }
+    crate::options::get(fd, &meta, level, name, out)
 }
 
-/// `setsockopt` for our stream sockets ([`crate::options`]).
-///
-/// # Safety
-/// `val`/`len` as for setsockopt(2).
-pub unsafe fn setsockopt(
-    fd: c_int,
-    level: c_int,
-    name: c_int,
-    val: *const c_void,
-    len: socklen_t,
-) -> Outcome {
+/// `setsockopt` for our stream sockets ([`crate::options`]); `val` is the caller's
+/// value (`None`: a null pointer with a length, EFAULT).
+pub fn setsockopt(fd: c_int, level: c_int, name: c_int, val: Option<&[u8]>) -> Outcome {
     if sockets::get(fd).is_none_or(|m| matches!(m.role, Role::Bound | Role::Datagram(_))) {
         return Outcome::Pass; // still a real INET socket
     }
-    // SAFETY: forwarded from the caller.
-    unsafe { crate::options::set(fd, level, name, val, len) }
+    crate::options::set(fd, level, name, val)
 }
 
 /// `socket`: forget anything recorded for a reused inode.

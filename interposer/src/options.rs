@@ -13,11 +13,14 @@
 
 use std::sync::OnceLock;
 
-use libc::{c_int, c_void, socklen_t, IPPROTO_IP, IPPROTO_IPV6, IPPROTO_TCP, SOL_SOCKET};
+use std::os::fd::AsRawFd;
 
-use crate::ops::{sockopt_int, Outcome};
-use crate::real::real;
+use libc::{c_int, IPPROTO_IP, IPPROTO_IPV6, IPPROTO_TCP, SOL_SOCKET};
+
+use crate::ops::Outcome;
 use crate::sockets::{Meta, Role};
+use crate::sys::sockaddr::OptBuf;
+use crate::sys::{self, sockopt_int};
 
 /// Options kept in the record of our sockets, read from the INET socket before it is
 /// replaced: (level, name).
@@ -56,11 +59,8 @@ pub fn snapshot(fd: c_int) -> std::collections::BTreeMap<(c_int, c_int), Vec<u8>
     let mut out = std::collections::BTreeMap::new();
     for &(level, name) in REMEMBERED {
         let mut buf = [0u8; 64];
-        let mut len = buf.len() as socklen_t;
-        // SAFETY: the buffer is ours and sized as declared.
-        let r = unsafe { (real().getsockopt)(fd, level, name, buf.as_mut_ptr().cast(), &mut len) };
-        if r == 0 {
-            out.insert((level, name), buf[..(len as usize).min(buf.len())].to_vec());
+        if let Some(len) = sys::sockopt_bytes(fd, level, name, &mut buf) {
+            out.insert((level, name), buf[..len].to_vec());
         }
     }
     out
@@ -83,31 +83,17 @@ fn tcp_defaults() -> &'static TcpDefaults {
             rcvbuf: 0,
             info_len: 232,
         };
-        // SAFETY: a socket of ours, closed below.
-        let s =
-            unsafe { (real().socket)(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
-        if s < 0 {
+        // A probe socket, closed as it drops.
+        let Ok(probe) = sys::socket(libc::AF_INET, libc::SOCK_STREAM) else {
             return d;
-        }
+        };
+        let s = probe.as_raw_fd();
         d.sndbuf = sockopt_int(s, SOL_SOCKET, libc::SO_SNDBUF).unwrap_or(0);
         d.rcvbuf = sockopt_int(s, SOL_SOCKET, libc::SO_RCVBUF).unwrap_or(0);
         let mut buf = [0u8; 512];
-        let mut len = buf.len() as socklen_t;
-        // SAFETY: the buffer is ours and sized as declared.
-        let r = unsafe {
-            (real().getsockopt)(
-                s,
-                IPPROTO_TCP,
-                libc::TCP_INFO,
-                buf.as_mut_ptr().cast(),
-                &mut len,
-            )
-        };
-        if r == 0 {
-            d.info_len = len as usize;
+        if let Some(len) = sys::sockopt_bytes(s, IPPROTO_TCP, libc::TCP_INFO, &mut buf) {
+            d.info_len = len;
         }
-        // SAFETY: closing the socket opened above.
-        unsafe { libc::close(s) };
         d
     })
 }
@@ -124,42 +110,20 @@ pub fn buffers_set(fd: c_int) -> (Option<usize>, Option<usize>) {
     (set(libc::SO_SNDBUF, snd), set(libc::SO_RCVBUF, rcv))
 }
 
-/// Copies at most `*len` bytes of `v` to the caller's buffer and sets `*len`.
-///
-/// # Safety
-/// `val`/`len` as for getsockopt(2).
-unsafe fn answer(v: &[u8], val: *mut c_void, len: *mut socklen_t) -> Outcome {
-    if val.is_null() || len.is_null() {
-        return Outcome::Fail(libc::EFAULT);
+/// Answers `v` into the caller's buffer.
+fn answer(v: &[u8], out: &OptBuf<'_>) -> Outcome {
+    if out.answer(v) {
+        Outcome::Done(0)
+    } else {
+        Outcome::Fail(libc::EFAULT)
     }
-    // SAFETY: checked non-null; at most *len bytes are written.
-    unsafe {
-        let n = (*len as usize).min(v.len());
-        std::ptr::copy_nonoverlapping(v.as_ptr(), val.cast::<u8>(), n);
-        *len = n as socklen_t;
-    }
-    Outcome::Done(0)
 }
 
-/// `getsockopt` on our stream socket `fd` described by `meta`.
-///
-/// # Safety
-/// `val`/`len` as for getsockopt(2).
-pub unsafe fn get(
-    fd: c_int,
-    meta: &Meta,
-    level: c_int,
-    name: c_int,
-    val: *mut c_void,
-    len: *mut socklen_t,
-) -> Outcome {
-    let int = |v: c_int| -> Outcome {
-        // SAFETY: forwarded from the caller.
-        unsafe { answer(&v.to_ne_bytes(), val, len) }
-    };
+/// `getsockopt` on our stream socket `fd` described by `meta`, into `out`.
+pub fn get(fd: c_int, meta: &Meta, level: c_int, name: c_int, out: &OptBuf<'_>) -> Outcome {
+    let int = |v: c_int| answer(&v.to_ne_bytes(), out);
     if let Some(v) = meta.options.get(&(level, name)) {
-        // SAFETY: forwarded from the caller.
-        return unsafe { answer(v, val, len) };
+        return answer(v, out);
     }
     if level == SOL_SOCKET {
         return match name {
@@ -179,9 +143,7 @@ pub unsafe fn get(
         };
     }
     if level == IPPROTO_TCP && name == libc::TCP_INFO {
-        let info = tcp_info(fd, &meta.role);
-        // SAFETY: forwarded from the caller.
-        return unsafe { answer(&info, val, len) };
+        return answer(&tcp_info(fd, &meta.role), out);
     }
     if tcp_level(level) {
         return match (level, name) {
@@ -195,36 +157,22 @@ pub unsafe fn get(
 /// `setsockopt` on our stream socket `fd` (not a bound or datagram one): TCP- and
 /// IP-level options and the remembered socket-level ones are kept in its record (the
 /// latter also given to the kernel, which may refuse them on an AF_UNIX socket);
-/// anything else goes to the kernel.
-///
-/// # Safety
-/// `val`/`len` as for setsockopt(2).
-pub unsafe fn set(
-    fd: c_int,
-    level: c_int,
-    name: c_int,
-    val: *const c_void,
-    len: socklen_t,
-) -> Outcome {
+/// anything else goes to the kernel. `val` is the caller's value (`None`: a null
+/// pointer with a length).
+pub fn set(fd: c_int, level: c_int, name: c_int, val: Option<&[u8]>) -> Outcome {
     let remembered = REMEMBERED.contains(&(level, name));
     if !tcp_level(level) && !remembered {
         return Outcome::Pass;
     }
-    if val.is_null() && len > 0 {
+    let Some(val) = val else {
         return Outcome::Fail(libc::EFAULT);
-    }
-    let bytes = if val.is_null() {
-        Vec::new()
-    } else {
-        // SAFETY: the caller guarantees `len` readable bytes at `val`.
-        unsafe { std::slice::from_raw_parts(val.cast::<u8>(), len as usize) }.to_vec()
     };
     if level == SOL_SOCKET {
-        // SAFETY: forwarding the caller's arguments; the outcome does not matter.
-        let _ = unsafe { (real().setsockopt)(fd, level, name, val, len) };
+        // The outcome does not matter.
+        let _ = sys::set_sockopt_bytes(fd, level, name, val);
     }
     crate::sockets::update(fd, |m| {
-        m.options.insert((level, name), bytes);
+        m.options.insert((level, name), val.to_vec());
     });
     Outcome::Done(0)
 }

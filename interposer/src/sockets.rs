@@ -58,7 +58,7 @@ pub struct Datagram {
     /// Destination as the application names it -> the proxy of its flow.
     pub routes: BTreeMap<SocketAddr, SocketAddr>,
     /// Bound through a listen rule: where its incoming flows' peers show.
-    pub peers: Option<runtime::view::PeerRange>,
+    pub peers: Option<crate::synthetic::PeerRange>,
     /// The addresses shown for its incoming flows' peers (see `dgram::show_source`).
     pub shown: Vec<SocketAddr>,
 }
@@ -114,13 +114,7 @@ pub fn has_listeners() -> bool {
 
 /// The identity of the socket behind `fd`.
 pub fn key(fd: c_int) -> Option<Key> {
-    // SAFETY: fstat writes into a stat we own; an invalid fd is an error return.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: as above.
-    if unsafe { libc::fstat(fd, &mut st) } != 0 {
-        return None;
-    }
-    Some((st.st_dev, st.st_ino))
+    crate::sys::inode(fd)
 }
 
 fn publish(t: &Table) {

@@ -15,6 +15,8 @@ use parking_lot::Mutex;
 use runtime::config::{self, Config};
 use runtime::{FlowError, Handle};
 
+use crate::sys;
+
 static RULES: OnceCell<Arc<Config>> = OnceCell::new();
 static ACTIVE: AtomicBool = AtomicBool::new(false);
 static RUNTIME: Mutex<Option<Handle>> = Mutex::new(None);
@@ -35,19 +37,7 @@ pub fn rules() -> Option<&'static Arc<Config>> {
 
 /// The program's short name (argv\[0\]'s basename), for per-program rules.
 pub fn program_name() -> String {
-    extern "C" {
-        static program_invocation_short_name: *const libc::c_char;
-    }
-    // SAFETY: glibc sets this to a NUL-terminated string before constructors run;
-    // we only read it.
-    let p = unsafe { program_invocation_short_name };
-    if p.is_null() {
-        return "program".into();
-    }
-    // SAFETY: non-null and NUL-terminated, per glibc.
-    unsafe { std::ffi::CStr::from_ptr(p) }
-        .to_string_lossy()
-        .into_owned()
+    sys::program_short_name().map_or_else(|| "program".into(), |n| n.to_string_lossy().into_owned())
 }
 
 /// Finds and loads the rules; exits the process on an invalid file.
@@ -80,12 +70,8 @@ pub fn load_rules() {
 
 /// Writes `msg` to stderr and ends the program (fail closed).
 fn stop(msg: &str) -> ! {
-    // SAFETY: writing a buffer we own to stderr, then leaving without running the
-    // program any further.
-    unsafe {
-        libc::write(2, msg.as_ptr().cast(), msg.len());
-        libc::_exit(1)
-    }
+    sys::stderr(msg);
+    sys::exit_now(1)
 }
 
 /// The runtime of this process, started on first use.
@@ -106,10 +92,7 @@ pub fn runtime() -> Result<Handle, FlowError> {
     let h = Handle::start(rules.clone(), &program_name()).inspect_err(say_once)?;
     *slot = Some(h.clone());
     RUNTIME_PID.store(pid, Ordering::Release);
-    ATEXIT.call_once(|| {
-        // SAFETY: registering a plain extern "C" function.
-        unsafe { libc::atexit(at_exit) };
-    });
+    ATEXIT.call_once(|| sys::at_exit(at_exit));
     Ok(h)
 }
 
@@ -136,8 +119,7 @@ fn say_once(e: &FlowError) {
         "rina: {program}: cannot start the RINA stack: {why}\n\
          rina: {program}: the calls its rules send to RINA fail{errno}; nothing goes over TCP/IP\n"
     );
-    // SAFETY: writing a buffer we own to stderr.
-    unsafe { libc::write(2, msg.as_ptr().cast(), msg.len()) };
+    sys::stderr(&msg);
 }
 
 /// True if this process started a runtime (not a fork or vfork child of one), without
