@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use rina_core::ipcp::{AllocError, Event, FlowKinds};
+use rina_core::ipcp::{AllocError, Event, FlowKind, FlowKinds};
 use rina_core::sim::{LinkConfig, Sim};
 use rina_core::{ApplicationName, PortId};
 
@@ -49,7 +49,7 @@ fn offer(sim: &mut Sim, server: usize, client: usize, info: &[u8]) -> (PortId, P
         now,
         ApplicationName::new("c"),
         ApplicationName::new("svc"),
-        true,
+        FlowKind::Reliable,
         now + Duration::from_secs(5),
         info.to_vec(),
     );

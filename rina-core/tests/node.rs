@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use rina_core::ipcp::{Event, FlowKinds, IpcpConfig, ReadResult};
+use rina_core::ipcp::{Event, FlowKind, FlowKinds, IpcpConfig, ReadResult};
 use rina_core::node::{DifConfig, DifId, Layer, LinkId, Node, NodeEvent, Peer, Plan};
 use rina_core::shim::ShimConfig;
 use rina_core::sim::{LinkConfig, Net};
@@ -177,7 +177,7 @@ fn three_levels_with_a_relay_in_the_middle() {
             top,
             ApplicationName::new("client"),
             app,
-            true,
+            FlowKind::Reliable,
             now + Duration::from_secs(10),
             Vec::new(),
         );
@@ -372,7 +372,7 @@ fn a_restarted_member_replaces_its_stale_state() {
             d,
             ApplicationName::new("client"),
             app.clone(),
-            true,
+            FlowKind::Reliable,
             now + Duration::from_secs(20),
             Vec::new(),
         );

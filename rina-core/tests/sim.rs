@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use rina_core::ipcp::Event;
+use rina_core::ipcp::{Event, FlowKind};
 use rina_core::sim::{transfer, LinkConfig, Sim};
 use rina_core::{Address, ApplicationName};
 
@@ -106,7 +106,7 @@ fn unknown_application_is_refused() {
         now,
         ApplicationName::new("c"),
         ApplicationName::new("nobody"),
-        true,
+        FlowKind::Reliable,
         now + Duration::from_secs(5),
     );
     sim.step();
@@ -157,7 +157,7 @@ fn goodbye_resets_flows_to_the_leaver() {
         now,
         ApplicationName::new("c"),
         ApplicationName::new("sink"),
-        true,
+        FlowKind::Reliable,
         now + Duration::from_secs(5),
     );
     sim.run_until(rina_core::Instant::from_micros(30_000_000), u64::MAX, |s| {
@@ -197,7 +197,7 @@ fn enroll_then_allocate_takes_a_few_round_trips() {
         now,
         ApplicationName::new("c"),
         ApplicationName::new("svc"),
-        true,
+        FlowKind::Reliable,
         now + Duration::from_secs(5),
     );
     sim.run_until(rina_core::Instant::from_micros(5_000_000), u64::MAX, |s| {
@@ -259,7 +259,7 @@ fn pool_spreads_flows_and_survives_a_member() {
                 now,
                 ApplicationName::new("client"),
                 ApplicationName::new("pool"),
-                true,
+                FlowKind::Reliable,
                 now + Duration::from_secs(5),
             );
         }
@@ -309,13 +309,13 @@ fn registrations_are_per_flow_kind() {
         s.node(b).ipcp.is_enrolled() && !s.node(b).ipcp.directory().lookup(&svc).is_empty()
     })
     .unwrap();
-    let allocate = |sim: &mut Sim, reliable: bool| {
+    let allocate = |sim: &mut Sim, kind: FlowKind| {
         let now = sim.now();
         let port = sim.node(b).ipcp.allocate_flow(
             now,
             ApplicationName::new("client"),
             ApplicationName::new("svc"),
-            reliable,
+            kind,
             now + Duration::from_secs(5),
         );
         let until = sim.now() + Duration::from_secs(5);
@@ -330,7 +330,7 @@ fn registrations_are_per_flow_kind() {
         });
         (port, ev.unwrap())
     };
-    let (_, refused) = allocate(&mut sim, true);
+    let (_, refused) = allocate(&mut sim, FlowKind::Reliable);
     assert!(
         matches!(
             refused,
@@ -341,15 +341,15 @@ fn registrations_are_per_flow_kind() {
         ),
         "{refused:?}"
     );
-    let (port, ok) = allocate(&mut sim, false);
+    let (port, ok) = allocate(&mut sim, FlowKind::Unreliable);
     assert!(matches!(ok, Event::FlowAllocated { .. }), "{ok:?}");
     let server_port = sim
         .node(a)
         .events
         .iter()
         .find_map(|e| match e {
-            Event::IncomingFlow { port, reliable, .. } => {
-                assert!(!reliable);
+            Event::IncomingFlow { port, kind, .. } => {
+                assert_eq!(*kind, FlowKind::Unreliable);
                 Some(*port)
             }
             _ => None,
@@ -387,14 +387,14 @@ fn registrations_are_per_flow_kind() {
         .ipcp
         .register_for(now, svc.clone(), FlowKinds::ALL)
         .is_err());
-    let (_, ok) = allocate(&mut sim, true);
+    let (_, ok) = allocate(&mut sim, FlowKind::Reliable);
     assert!(matches!(ok, Event::FlowAllocated { .. }), "{ok:?}");
     let now = sim.now();
     sim.node(a)
         .ipcp
         .unregister_for(now, &svc, FlowKinds::UNRELIABLE);
     assert!(sim.node(a).ipcp.is_registered(&svc));
-    let (_, refused) = allocate(&mut sim, false);
+    let (_, refused) = allocate(&mut sim, FlowKind::Unreliable);
     assert!(
         matches!(refused, Event::FlowAllocationFailed { .. }),
         "{refused:?}"
@@ -681,7 +681,7 @@ fn a_flow_right_after_joining_through_a_relay_needs_no_retry() {
             start,
             ApplicationName::new("c"),
             ApplicationName::new("sink"),
-            true,
+            FlowKind::Reliable,
             start + Duration::from_secs(5),
         );
         sim.run_until(start + Duration::from_secs(5), u64::MAX, |s| {
@@ -715,7 +715,7 @@ fn a_flow_to_another_member_never_loops_back() {
             now,
             ApplicationName::new("b.top"),
             ApplicationName::new("top"),
-            false,
+            FlowKind::Unreliable,
             now + Duration::from_secs(5),
         )
     };

@@ -22,6 +22,25 @@ pub enum FlowKind {
     Datagram,
 }
 
+impl FlowKind {
+    /// The kind of flow the DIF provides for it: reliable for a stream, unreliable
+    /// for datagrams.
+    pub fn flow_kind(self) -> rina_core::ipcp::FlowKind {
+        match self {
+            Self::Stream => rina_core::ipcp::FlowKind::Reliable,
+            Self::Datagram => rina_core::ipcp::FlowKind::Unreliable,
+        }
+    }
+
+    /// The application's side of a flow of `kind`.
+    pub fn of(kind: rina_core::ipcp::FlowKind) -> Self {
+        match kind {
+            rina_core::ipcp::FlowKind::Reliable => Self::Stream,
+            rina_core::ipcp::FlowKind::Unreliable => Self::Datagram,
+        }
+    }
+}
+
 /// Where the data of a flow goes on the application's side.
 #[derive(Debug)]
 pub enum AppEnd {

@@ -16,7 +16,7 @@ use crate::wire::mgmt::{MgmtMessage, ResultCode, MAX_FLOW_INFO};
 use crate::{Address, ApplicationName, CepId, PortId};
 
 use super::flows::{Flow, FlowState};
-use super::{AllocError, Event, IpcProcess};
+use super::{AllocError, Event, FlowKind, IpcProcess};
 
 /// How soon a flow request is retried while its destination has no route.
 const NO_ROUTE_RETRY: std::time::Duration = std::time::Duration::from_millis(20);
@@ -27,7 +27,7 @@ struct FlowRequest {
     src_app: ApplicationName,
     dst_app: ApplicationName,
     src_cep: CepId,
-    reliable: bool,
+    kind: FlowKind,
     info: Vec<u8>,
 }
 
@@ -39,10 +39,10 @@ impl IpcProcess {
         now: Instant,
         local_app: ApplicationName,
         remote_app: ApplicationName,
-        reliable: bool,
+        kind: FlowKind,
         deadline: Instant,
     ) -> PortId {
-        self.allocate_flow_with_info(now, local_app, remote_app, reliable, deadline, Vec::new())
+        self.allocate_flow_with_info(now, local_app, remote_app, kind, deadline, Vec::new())
     }
 
     /// As [`IpcProcess::allocate_flow`], with allocation info for the destination
@@ -53,12 +53,12 @@ impl IpcProcess {
         now: Instant,
         local_app: ApplicationName,
         remote_app: ApplicationName,
-        reliable: bool,
+        kind: FlowKind,
         deadline: Instant,
         mut info: Vec<u8>,
     ) -> PortId {
         info.truncate(MAX_FLOW_INFO);
-        self.request_flow(now, local_app, remote_app, reliable, deadline, false, info)
+        self.request_flow(now, local_app, remote_app, kind, deadline, false, info)
     }
 
     /// As [`IpcProcess::allocate_flow`], to a registrant of `remote_app` on another
@@ -71,18 +71,10 @@ impl IpcProcess {
         now: Instant,
         local_app: ApplicationName,
         remote_app: ApplicationName,
-        reliable: bool,
+        kind: FlowKind,
         deadline: Instant,
     ) -> PortId {
-        self.request_flow(
-            now,
-            local_app,
-            remote_app,
-            reliable,
-            deadline,
-            true,
-            Vec::new(),
-        )
+        self.request_flow(now, local_app, remote_app, kind, deadline, true, Vec::new())
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -91,7 +83,7 @@ impl IpcProcess {
         now: Instant,
         local_app: ApplicationName,
         remote_app: ApplicationName,
-        reliable: bool,
+        kind: FlowKind,
         deadline: Instant,
         elsewhere: bool,
         info: Vec<u8>,
@@ -106,7 +98,7 @@ impl IpcProcess {
                 remote_app,
                 local_cep: cep,
                 remote_addr: None,
-                reliable,
+                kind,
                 state: FlowState::Requested {
                     deadline,
                     next_try: now,
@@ -182,7 +174,7 @@ impl IpcProcess {
             src_app: f.local_app.clone(),
             dst_app: f.remote_app.clone(),
             src_cep: f.local_cep.0,
-            reliable: f.reliable,
+            reliable: f.kind.is_reliable(),
             info: f.info.clone(),
         };
         let routed = self.send_routed(dst, &msg);
@@ -240,11 +232,16 @@ impl IpcProcess {
                 reliable,
                 info,
             } => {
+                let kind = if reliable {
+                    FlowKind::Reliable
+                } else {
+                    FlowKind::Unreliable
+                };
                 let req = FlowRequest {
                     src_app,
                     dst_app,
                     src_cep: CepId(src_cep),
-                    reliable,
+                    kind,
                     info,
                 };
                 self.on_flow_request(now, src, req);
@@ -276,7 +273,7 @@ impl IpcProcess {
             src_app,
             dst_app,
             src_cep,
-            reliable,
+            kind,
             info,
         } = req;
         // A repeated request gets the same answer (none yet while it is offered).
@@ -295,7 +292,7 @@ impl IpcProcess {
         if !self
             .registered
             .get(&dst_app)
-            .is_some_and(|k| k.accepts(reliable))
+            .is_some_and(|k| k.accepts(kind))
         {
             self.respond(src, ResultCode::NoSuchName, src_cep, CepId(0));
             return;
@@ -310,7 +307,7 @@ impl IpcProcess {
                 addr: src,
                 cep: src_cep,
             },
-            reliable,
+            kind,
         ));
         let ask = self.cfg.ask_before_accepting;
         self.cep_to_port.insert(cep, port);
@@ -322,7 +319,7 @@ impl IpcProcess {
                 remote_app: src_app.clone(),
                 local_cep: cep,
                 remote_addr: Some(src),
-                reliable,
+                kind,
                 state: if ask {
                     FlowState::Offered(conn)
                 } else {
@@ -344,7 +341,7 @@ impl IpcProcess {
             port,
             local_app: dst_app,
             remote_app: src_app,
-            reliable,
+            kind,
             info,
         });
     }
@@ -425,7 +422,7 @@ impl IpcProcess {
             self.fail_flow(port, e);
             return;
         }
-        let (Some(me), reliable) = (self.address, f.reliable) else {
+        let (Some(me), kind) = (self.address, f.kind) else {
             return;
         };
         let conn = self.new_connection(
@@ -438,7 +435,7 @@ impl IpcProcess {
                 addr: src,
                 cep: their_cep,
             },
-            reliable,
+            kind,
         );
         if let Some(f) = self.flows.get_mut(&port) {
             f.remote_addr = Some(src);
@@ -453,10 +450,10 @@ impl IpcProcess {
         now: Instant,
         local: Endpoint,
         remote: Endpoint,
-        reliable: bool,
+        kind: FlowKind,
     ) -> Connection {
         let mut cfg = self.cfg.data_efcp.clone();
-        cfg.reliable = reliable;
+        cfg.reliable = kind.is_reliable();
         // The smallest MTU among the N-1 ports bounds the PDU size on any path.
         if let Some(m) = self.path_mtu() {
             cfg.max_pdu_size = m;
@@ -486,7 +483,7 @@ mod tests {
             src_app: cli(),
             dst_app: svc(),
             src_cep: CepId(cep),
-            reliable: true,
+            kind: FlowKind::Reliable,
             info: Vec::new(),
         };
         for i in 0..6u32 {

@@ -1,6 +1,7 @@
 //! What an IPC process tells its driver: events, why a flow or a registration
 //! failed, and its counters.
 
+use super::FlowKind;
 use crate::{Address, ApplicationName, N1Port, PortId};
 
 /// Why a flow could not be allocated.
@@ -78,8 +79,8 @@ pub enum Event {
         local_app: ApplicationName,
         /// The application at the other end.
         remote_app: ApplicationName,
-        /// True for a reliable flow (a byte stream), false for datagrams.
-        reliable: bool,
+        /// Reliable (a byte stream) or unreliable (datagrams).
+        kind: FlowKind,
         /// What the requester says about the flow (opaque to the DIF; may be empty).
         info: Vec<u8>,
     },

@@ -8,7 +8,7 @@ use crate::wire::mgmt::MgmtMessage;
 use crate::wire::Pci;
 use crate::{Address, ApplicationName, CepId, PortId};
 
-use super::{AllocError, Event, IpcProcess};
+use super::{AllocError, Event, FlowKind, IpcProcess};
 
 /// Why a write was not taken.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -80,7 +80,7 @@ pub(super) struct Flow {
     pub(super) remote_app: ApplicationName,
     pub(super) local_cep: CepId,
     pub(super) remote_addr: Option<Address>,
-    pub(super) reliable: bool,
+    pub(super) kind: FlowKind,
     pub(super) state: FlowState,
     /// A `Readable` event is outstanding (not yet answered by a read that found nothing).
     pub(super) readable_signalled: bool,

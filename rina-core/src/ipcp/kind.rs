@@ -1,6 +1,22 @@
 //! The kinds of flow: reliable (a byte stream's, in order and complete) and
 //! unreliable (datagrams), and the set of kinds a registered name accepts.
 
+/// The kind of a flow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum FlowKind {
+    /// In order and complete: retransmitted, flow-controlled (a byte stream's).
+    Reliable,
+    /// What arrives, without duplicates: no retransmission (datagrams).
+    Unreliable,
+}
+
+impl FlowKind {
+    /// True for [`FlowKind::Reliable`].
+    pub fn is_reliable(self) -> bool {
+        self == Self::Reliable
+    }
+}
+
 /// The kinds of flow a registered application accepts: reliable (byte streams) and
 /// unreliable (datagrams). A flow request of a kind the destination does not accept
 /// is refused as if the name were not registered, the way a TCP port and a UDP port
@@ -31,8 +47,8 @@ impl FlowKinds {
     };
 
     /// The one kind a flow with this QoS is.
-    pub fn of(reliable: bool) -> Self {
-        if reliable {
+    pub fn of(kind: FlowKind) -> Self {
+        if kind.is_reliable() {
             Self::RELIABLE
         } else {
             Self::UNRELIABLE
@@ -40,8 +56,8 @@ impl FlowKinds {
     }
 
     /// True if a flow of this QoS is accepted.
-    pub fn accepts(self, reliable: bool) -> bool {
-        if reliable {
+    pub fn accepts(self, kind: FlowKind) -> bool {
+        if kind.is_reliable() {
             self.reliable
         } else {
             self.unreliable

@@ -44,7 +44,7 @@ use directory::Directory;
 pub use event::{AllocError, Counters, Event, RegisterError};
 use flows::Flow;
 pub use flows::{FlowSummary, ReadResult, WriteError};
-pub use kind::FlowKinds;
+pub use kind::{FlowKind, FlowKinds};
 use neighbor::Neighbor;
 use routing::Lsdb;
 use schedule::FlowSchedule;

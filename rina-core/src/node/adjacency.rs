@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::ipcp::{Event, FlowKinds};
+use crate::ipcp::{Event, FlowKind, FlowKinds};
 use crate::node::dif::KeepState;
 use crate::node::link::Allocation;
 use crate::node::{DifId, Layer, LinkId, LowerFlow, Node, NodeEvent, Peer, Plan};
@@ -87,7 +87,7 @@ impl Node {
                     now,
                     local,
                     name.clone(),
-                    false,
+                    FlowKind::Unreliable,
                     now + LOWER_FLOW_TIMEOUT,
                 );
                 Allocation::Started(LowerFlow::Dif(low, port))

@@ -34,7 +34,7 @@ pub use dif::{Dif, Plan};
 pub use link::{Header, LinkAddr, Peer};
 
 use crate::efcp::EfcpConfig;
-use crate::ipcp::{Event, FlowKinds, IpcProcess, IpcpConfig, RegisterError};
+use crate::ipcp::{Event, FlowKind, FlowKinds, IpcProcess, IpcpConfig, RegisterError};
 use crate::shim::eth::{EthConfig, EthPeer};
 use crate::shim::{ShimConfig, ShimFlowId};
 use crate::wire::PCI_LEN;
@@ -408,14 +408,14 @@ impl Node {
         dif: DifId,
         local: ApplicationName,
         remote: ApplicationName,
-        reliable: bool,
+        kind: FlowKind,
         deadline: Instant,
         info: Vec<u8>,
     ) -> PortId {
         self.join_now(now, dif);
         self.difs[dif.0]
             .ipcp
-            .allocate_flow_with_info(now, local, remote, reliable, deadline, info)
+            .allocate_flow_with_info(now, local, remote, kind, deadline, info)
     }
 
     /// Registers `app` in the (joined) DIF `dif`; its member then takes newcomers.

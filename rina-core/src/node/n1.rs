@@ -2,7 +2,7 @@
 //! DIFs below for DIFs over DIFs) that carry each DIF's PDUs. Their allocation,
 //! arrival and loss, and the SDUs that come up the flows of a DIF below.
 
-use crate::ipcp::{AllocError, Event, ReadResult};
+use crate::ipcp::{AllocError, Event, FlowKind, ReadResult};
 use crate::node::dif::KeepState;
 use crate::node::link::Notice;
 use crate::node::{DifId, Layer, LinkId, LowerFlow, Node};
@@ -102,7 +102,7 @@ impl Node {
                 port,
                 ref local_app,
                 ref remote_app,
-                reliable: false,
+                kind: FlowKind::Unreliable,
                 ..
             } => {
                 let Some(up) = self.upper_for(Layer::Dif(low), local_app) else {

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::ipcp::{Event, ReadResult};
+use crate::ipcp::{Event, FlowKind, ReadResult};
 use crate::time::Instant;
 use crate::ApplicationName;
 
@@ -55,7 +55,7 @@ pub fn transfer(
         start,
         ApplicationName::new("client"),
         app,
-        true,
+        FlowKind::Reliable,
         start + Duration::from_secs(30),
     );
     let mut up = false;

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use rina_core::ipcp::{Event, IpcpConfig};
+use rina_core::ipcp::{Event, FlowKind, IpcpConfig};
 use rina_core::sim::{LinkConfig, Sim};
 use rina_core::{Address, ApplicationName, Instant, PortId};
 
@@ -67,7 +67,7 @@ pub fn connected_flow(sim: &mut Sim, client: usize, server: usize, app: &str) ->
         now,
         ApplicationName::new("c"),
         app,
-        true,
+        FlowKind::Reliable,
         now + Duration::from_secs(5),
     );
     let until = sim.now() + Duration::from_secs(10);

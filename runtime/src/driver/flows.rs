@@ -22,9 +22,9 @@ impl Driver {
                 port,
                 local_app,
                 remote_app,
-                reliable,
+                kind,
                 info,
-            } => self.incoming(now, dif, port, local_app, &remote_app, reliable, &info),
+            } => self.incoming(now, dif, port, local_app, &remote_app, kind, &info),
             Event::Readable { .. } | Event::Writable { .. } => {}
             // The node's own (enrollment, neighbours).
             Event::Enrolled { .. }

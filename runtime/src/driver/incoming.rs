@@ -44,15 +44,10 @@ impl Driver {
         port: PortId,
         local_app: ApplicationName,
         remote_app: &ApplicationName,
-        reliable: bool,
+        kind: rina_core::ipcp::FlowKind,
         info: &[u8],
     ) {
-        let kind = if reliable {
-            FlowKind::Stream
-        } else {
-            FlowKind::Datagram
-        };
-        let key = (dif, local_app, kind);
+        let key = (dif, local_app, FlowKind::of(kind));
         let Some(target) = self.listeners.get(&key).cloned() else {
             self.stack.node.ipcp_mut(dif).answer_flow(now, port, false);
             return;

@@ -61,7 +61,6 @@ impl Driver {
             reply.send(Err(FlowError::NoSuchDif(req.dif)));
             return;
         };
-        let reliable = req.end.kind() == FlowKind::Stream;
         let name = self.stack.node.dif(dif).name();
         tracing::debug!("allocating a flow to {} in DIF {name}", req.remote_app);
         let info = req.view.map_or_else(Vec::new, |v| {
@@ -77,7 +76,7 @@ impl Driver {
             dif,
             req.local_app,
             req.remote_app.clone(),
-            reliable,
+            req.end.kind().flow_kind(),
             now + req.timeout,
             info,
         );
@@ -240,7 +239,7 @@ impl Driver {
             return Err(FlowError::NameInUse(why));
         }
         let kind = req.target.kind();
-        let kinds = rina_core::ipcp::FlowKinds::of(kind == FlowKind::Stream);
+        let kinds = rina_core::ipcp::FlowKinds::of(kind.flow_kind());
         // Registering again behind a new target (the old one closed) is fine.
         // Its member takes newcomers from now on.
         let _ = self
@@ -284,7 +283,7 @@ impl Driver {
     /// Withdraws a registration of one kind.
     pub(super) fn unlisten(&mut self, now: Instant, key: &ListenerKey) {
         if self.listeners.remove(key).is_some() {
-            let kinds = rina_core::ipcp::FlowKinds::of(key.2 == FlowKind::Stream);
+            let kinds = rina_core::ipcp::FlowKinds::of(key.2.flow_kind());
             self.stack
                 .node
                 .ipcp_mut(key.0)
