@@ -124,7 +124,7 @@ pub fn bind(fd: c_int, family: c_int, sa: SocketAddr, rules: &Config) -> Outcome
         Err(e) => return Outcome::Fail(e),
     };
     let req = ListenRequest {
-        dif: rule.target.dif.clone(),
+        dif: rule.target.dif,
         app,
         target: ListenTarget::Datagram(app_addr),
         pool: rule.target.pool,
@@ -230,7 +230,7 @@ fn make_route(
     };
     let info = handle
         .connect(ConnectRequest {
-            dif: rule.target.dif.clone(),
+            dif: rule.target.dif,
             local_app: local_app(rule),
             remote_app: app,
             end: AppEnd::Datagram(app_addr),

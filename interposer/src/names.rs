@@ -12,7 +12,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use once_cell::sync::Lazy;
 use parking_lot::Mutex;
-use runtime::config::{Decision, Proto, RuleTarget};
+use runtime::config::{AppTemplate, Decision, Proto};
 
 use crate::state;
 use crate::synthetic;
@@ -25,7 +25,7 @@ struct Resolved {
     /// The name rule (index into the rules' `names`).
     rule: usize,
     /// The application-name template, filled but for `{port}`.
-    app: String,
+    app: AppTemplate,
 }
 
 static RESOLVED: Lazy<Mutex<BTreeMap<Ipv4Addr, Resolved>>> =
@@ -62,15 +62,8 @@ pub fn lookup(host: &CStr) -> Lookup {
     let Some((rule, app)) = rules.match_name(host) else {
         return Lookup::Pass;
     };
-    let target = RuleTarget {
-        dif: String::new(),
-        app: app.clone(),
-        local_app: None,
-        pool: false,
-        peers: Default::default(),
-    };
-    if target
-        .app_for(SocketAddr::from((Ipv4Addr::BROADCAST, u16::MAX)))
+    if app
+        .fill(SocketAddr::from((Ipv4Addr::BROADCAST, u16::MAX)))
         .is_err()
     {
         return Lookup::NoName;
@@ -117,11 +110,7 @@ pub fn decide(sa: SocketAddr, proto: Proto) -> Option<Decision<'static>> {
     if rule.proto.is_some_and(|p| p != proto) {
         return Some(Decision::Deny);
     }
-    let target = RuleTarget {
-        app: r.app,
-        ..rule.target.clone()
-    };
-    Some(match target.app_for(sa) {
+    Some(match r.app.fill(sa) {
         Ok(app) => Decision::Rina { rule, app },
         Err(_) => Decision::Deny,
     })

@@ -77,8 +77,7 @@ pub(crate) fn decide_connect(
 pub(crate) fn local_app(rule: &runtime::config::Rule) -> ApplicationName {
     rule.target
         .local_app
-        .as_deref()
-        .and_then(|l| l.parse().ok())
+        .clone()
         .unwrap_or_else(|| ApplicationName::new(state::program_name()))
 }
 
@@ -165,7 +164,7 @@ pub fn listen(fd: c_int, backlog: c_int) -> Outcome {
         Err(e) => return Outcome::Fail(e),
     };
     let req = ListenRequest {
-        dif: rule.target.dif.clone(),
+        dif: rule.target.dif,
         app,
         target: ListenTarget::Stream(name.into_bytes(), lv),
         pool: rule.target.pool,
@@ -278,7 +277,7 @@ fn connect_stream(
         Err(e) => return Outcome::Fail(e),
     };
     let req = ConnectRequest {
-        dif: rule.target.dif.clone(),
+        dif: rule.target.dif,
         local_app,
         remote_app: app,
         end: AppEnd::Stream(rt_end),

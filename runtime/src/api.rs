@@ -12,6 +12,8 @@ use std::time::Duration;
 use parking_lot::{Condvar, Mutex};
 use rina_core::{ApplicationName, PortId};
 
+use crate::config::DifIndex;
+
 /// Whether a flow carries a byte stream or datagrams.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum FlowKind {
@@ -69,8 +71,8 @@ impl AppEnd {
 /// Asks for a flow to `remote_app` whose data the runtime moves to and from `end`.
 #[derive(Debug)]
 pub struct ConnectRequest {
-    /// The normal DIF to allocate in.
-    pub dif: String,
+    /// The normal DIF to allocate in (a rule's).
+    pub dif: DifIndex,
     /// The name of the local application (source of the flow).
     pub local_app: ApplicationName,
     /// The destination application.
@@ -113,8 +115,8 @@ impl ListenTarget {
 /// incoming flow of that kind to `target`.
 #[derive(Debug)]
 pub struct ListenRequest {
-    /// The normal DIF to register in.
-    pub dif: String,
+    /// The normal DIF to register in (a rule's).
+    pub dif: DifIndex,
     /// The name to register.
     pub app: ApplicationName,
     /// Where incoming flows go.

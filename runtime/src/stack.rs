@@ -2,8 +2,6 @@
 //! its shim layers and normal DIFs, and the sockets under its links. The protocol is
 //! the node's; this file opens the links and says what the rules mean in its terms.
 
-use std::collections::BTreeMap;
-
 use rina_core::ipcp::IpcpConfig;
 use rina_core::node::{DifConfig, DifId, Layer, LinkId, Node, Peer, Plan};
 use rina_core::shim::eth::{EthConfig, EthPeer};
@@ -13,7 +11,7 @@ use shims::eth::{EthError, EthLink};
 use shims::udp::UdpLink;
 
 use crate::api::FlowError;
-use crate::config::{Config, DifKind, Join, Neighbor, NormalDifConfig};
+use crate::config::{Config, DifIndex, DifKind, Join, Neighbor, NormalDifConfig};
 use crate::link::Link;
 
 /// Why a stack could not be built.
@@ -47,10 +45,9 @@ pub(crate) struct Stack {
     pub(crate) links: Vec<Link>,
     /// Frames each link's socket dropped (not ours, truncated).
     pub(crate) dropped: Vec<u64>,
+    /// The node's layer for each DIF of the rules, by [`DifIndex`].
+    layers: Vec<Layer>,
 }
-
-/// The layers built so far, by their names in the rules.
-type Layers = BTreeMap<String, Layer>;
 
 impl Stack {
     /// Opens every link and creates every IPC process of `config`; `long_lived` for a
@@ -66,8 +63,8 @@ impl Stack {
             node: Node::new(long_lived),
             links: Vec::new(),
             dropped: Vec::new(),
+            layers: Vec::new(),
         };
-        let mut layers = Layers::new();
         for (i, dif) in config.difs.iter().enumerate() {
             let seed = seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
             let layer = match &dif.kind {
@@ -124,7 +121,7 @@ impl Stack {
                     Layer::Link(id)
                 }
                 DifKind::Normal(n) => {
-                    let cfg = stack.dif_config(&dif.name, n, &layers, program, seed)?;
+                    let cfg = Self::dif_config(&dif.name, n, &stack.layers, program, seed)?;
                     let id = stack
                         .node
                         .add_dif(now, cfg)
@@ -132,7 +129,7 @@ impl Stack {
                     Layer::Dif(id)
                 }
             };
-            layers.insert(dif.name.clone(), layer);
+            stack.layers.push(layer);
         }
         Ok(stack)
     }
@@ -142,25 +139,22 @@ impl Stack {
         self.dropped.push(0);
     }
 
-    /// What the rules say of the normal DIF `name`, in the node's terms.
+    /// What the rules say of the normal DIF `name`, in the node's terms: the parser
+    /// checked every name and neighbour, so this only maps them.
     fn dif_config(
-        &self,
         name: &str,
         n: &NormalDifConfig,
-        layers: &Layers,
+        layers: &[Layer],
         program: &str,
         seed: u64,
     ) -> Result<DifConfig, FlowError> {
-        let layer = |o: &str| {
-            layers.get(o).copied().ok_or_else(|| {
-                FlowError::RuntimeDown(format!("DIF {name:?}: no DIF {o:?} below it"))
+        // Indices into the DIFs declared before this one (the parser's guarantee).
+        let layer = |i: DifIndex| {
+            layers.get(i.0).copied().ok_or_else(|| {
+                FlowError::RuntimeDown(format!("DIF {name:?}: no DIF #{} below it", i.0))
             })
         };
-        let over = n
-            .over
-            .iter()
-            .map(|o| layer(o))
-            .collect::<Result<Vec<_>, _>>()?;
+        let over = n.over.iter().map(|&i| layer(i)).collect::<Result<_, _>>()?;
         let member = n.ipcp_name.clone().unwrap_or_else(|| {
             crate::config::default_member_name(program, name, std::process::id())
         });
@@ -168,37 +162,29 @@ impl Stack {
         ipcp.enrollment_timeout = n.enrollment_timeout;
         ipcp.keepalive_interval = n.keepalive_interval;
         ipcp.keepalive_misses = n.keepalive_misses;
-        // Incoming flows are answered once their listener took them (sessions.rs).
+        // Incoming flows are answered once their listener took them (incoming.rs).
         ipcp.ask_before_accepting = true;
-        let plan = |via: &str, neighbor: &Neighbor| -> Result<Plan, FlowError> {
-            let lower = layer(via)?;
-            let by_name = |p: &str| {
-                p.parse().map(Peer::Name).map_err(|e| {
-                    FlowError::RuntimeDown(format!("DIF {name:?}: neighbour {p:?}: {e}"))
-                })
+        let plan = |via: DifIndex, neighbor: &Neighbor| -> Result<Plan, FlowError> {
+            let peer = match neighbor {
+                Neighbor::Endpoint(at) | Neighbor::Peer { at, .. } => Peer::Udp(*at),
+                Neighbor::Name(n) => Peer::Name(n.clone()),
             };
-            let peer = match (lower, neighbor) {
-                (_, Neighbor::Endpoint(a)) => Peer::Udp(*a),
-                // A UDP peer named in its shim's `peers` table.
-                (Layer::Link(l), Neighbor::Name(p)) => match self.node.udp_peer(l, p) {
-                    Some(a) => Peer::Udp(a),
-                    None => by_name(p)?,
-                },
-                (Layer::Dif(_), Neighbor::Name(p)) => by_name(p)?,
-            };
-            Ok(Plan { lower, peer })
+            Ok(Plan {
+                lower: layer(via)?,
+                peer,
+            })
         };
         let enroll = match &n.join {
             Join::Bootstrap { address } => {
                 ipcp.bootstrap = Some(Address(*address));
                 None
             }
-            Join::Enroll { via, neighbor } => Some(plan(via, neighbor)?),
+            Join::Enroll { via, neighbor } => Some(plan(*via, neighbor)?),
         };
         let neighbors = n
             .neighbors
             .iter()
-            .map(|(via, nb)| plan(via, nb))
+            .map(|(via, nb)| plan(*via, nb))
             .collect::<Result<_, _>>()?;
         Ok(DifConfig {
             ipcp,
@@ -208,9 +194,12 @@ impl Stack {
         })
     }
 
-    /// The DIF named `name`.
-    pub(crate) fn dif_index(&self, name: &str) -> Option<DifId> {
-        self.node.dif_named(name)
+    /// The node's DIF for the rules' DIF `i` (a normal DIF).
+    pub(crate) fn dif_of(&self, i: DifIndex) -> Option<DifId> {
+        match self.layers.get(i.0) {
+            Some(Layer::Dif(d)) => Some(*d),
+            _ => None,
+        }
     }
 
     /// The link `link`'s socket.

@@ -6,9 +6,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use rina_core::ApplicationName;
 use runtime::config::{
-    load, locate, parse_str, AddrPattern, Config, ConfigError, Decision, DefaultPolicy, DifKind,
-    Join, Neighbor, Proto,
+    load, locate, parse_str, AddrPattern, Config, ConfigError, Decision, DefaultPolicy, DifIndex,
+    DifKind, Join, Neighbor, Proto,
 };
 
 /// A shim and a bootstrapping normal DIF over it; 10 lines, so what follows starts on
@@ -780,12 +781,13 @@ fn full_file_typed() {
     let DifKind::Normal(n) = &c.difs[2].kind else {
         panic!()
     };
-    assert_eq!(n.over, ["udp6", "udp4"]);
+    let over: Vec<&str> = n.over.iter().map(|&i| c.dif_name(i)).collect();
+    assert_eq!(over, ["udp6", "udp4"]);
     assert_eq!(n.ipcp_name.as_ref().unwrap().to_string(), "host|1");
     assert_eq!(
         n.join,
         Join::Enroll {
-            via: "udp4".into(),
+            via: DifIndex(1),
             neighbor: Neighbor::Endpoint(sa("10.0.0.2:7000"))
         }
     );
@@ -805,7 +807,15 @@ fn full_file_typed() {
         c.connect.iter().map(|r| r.line).collect::<Vec<_>>(),
         [32, 38, 43, 48]
     );
-    assert_eq!(c.connect[0].target.local_app.as_deref(), Some("me|2"));
+    assert_eq!(
+        c.connect[0]
+            .target
+            .local_app
+            .as_ref()
+            .map(ToString::to_string)
+            .as_deref(),
+        Some("me|2")
+    );
     assert_eq!(c.listen[0].line, 53);
     assert_eq!(c.default, DefaultPolicy::Deny);
     assert_eq!(c.settings.connect_timeout, Duration::from_secs(2));
@@ -843,8 +853,11 @@ fn enroll_via_defaults_to_the_only_lower_dif() {
     assert_eq!(
         n.join,
         Join::Enroll {
-            via: "udp0".into(),
-            neighbor: Neighbor::Name("server".into())
+            via: DifIndex(0),
+            neighbor: Neighbor::Peer {
+                name: "server".into(),
+                at: sa("127.0.0.1:7001")
+            }
         }
     );
     let two = "[[dif]]\nname = \"a\"\ntype = \"udp\"\nbind = \"127.0.0.1:1\"\n[[dif]]\nname = \"b\"\ntype = \"udp\"\nbind = \"127.0.0.1:2\"\n[[dif]]\nname = \"n\"\ntype = \"normal\"\nover = [\"a\", \"b\"]\nenroll-via = { neighbor = \"127.0.0.1:3\" }\n";
@@ -861,7 +874,7 @@ fn first_match_wins_templates_fill_default_denies() {
     let Decision::Rina { rule, .. } = d else {
         panic!()
     };
-    assert_eq!((rule.line, rule.target.dif.as_str()), (32, "net"));
+    assert_eq!((rule.line, c.dif_name(rule.target.dif)), (32, "net"));
     assert_eq!(
         app_of(&c.match_connect(sa("10.9.8.7:8042"), Proto::Tcp)),
         "svc-8042"
@@ -869,7 +882,7 @@ fn first_match_wins_templates_fill_default_denies() {
     let Decision::Rina { rule, .. } = c.match_connect(sa("10.9.8.7:8000"), Proto::Tcp) else {
         panic!()
     };
-    assert_eq!(rule.target.dif, "top");
+    assert_eq!(c.dif_name(rule.target.dif), "top");
     assert_eq!(
         app_of(&c.match_connect(sa("[fd12::9]:22"), Proto::Tcp)),
         "v6-fd12::9-22"
@@ -1235,12 +1248,10 @@ fn name_rules_resolve_and_say_what_is_wrong() {
         "{HEAD}bootstrap = true\n[[name]]\nmatch = '^(?P<app>[a-z0-9-]+)\\.rina$'\ndif = \"net\"\napp = \"{{app}}\"\n\n[[name]]\nmatch = '([a-z]+)\\.svc'\ndif = \"net\"\napp = \"svc-{{1}}-{{port}}\"\nproto = \"tcp\"\n"
     );
     let c = ok(&text);
-    assert_eq!(c.match_name("echo.rina"), Some((0, "echo".to_owned())));
-    assert_eq!(c.match_name("ECHO.rina"), Some((0, "echo".to_owned())));
-    assert_eq!(
-        c.match_name("web.svc"),
-        Some((1, "svc-web-{port}".to_owned()))
-    );
+    let matched = |h: &str| c.match_name(h).map(|(i, t)| (i, t.as_str().to_owned()));
+    assert_eq!(matched("echo.rina"), Some((0, "echo".to_owned())));
+    assert_eq!(matched("ECHO.rina"), Some((0, "echo".to_owned())));
+    assert_eq!(matched("web.svc"), Some((1, "svc-web-{port}".to_owned())));
     assert_eq!(c.match_name("example.com"), None);
     assert_eq!(c.match_name("a.web.svc"), None, "the whole name must match");
     assert!(
@@ -1281,7 +1292,7 @@ fn fork_child_rules_join_through_the_parent() {
     assert_eq!(
         n.join,
         Join::Enroll {
-            via: "udp0".into(),
+            via: DifIndex(0),
             neighbor: Neighbor::Endpoint(sa("127.0.0.1:7000"))
         }
     );
@@ -1294,8 +1305,11 @@ fn fork_child_rules_join_through_the_parent() {
     assert_eq!(
         n.join,
         Join::Enroll {
-            via: "udp0".into(),
-            neighbor: Neighbor::Name("server".into())
+            via: DifIndex(0),
+            neighbor: Neighbor::Peer {
+                name: "server".into(),
+                at: sa("127.0.0.1:7001")
+            }
         }
     );
 }
@@ -1316,7 +1330,8 @@ fn the_readme_example_parses() {
     assert_eq!(c.difs.len(), 2);
     assert_eq!((c.connect.len(), c.listen.len(), c.names.len()), (1, 1, 1));
     assert_eq!(
-        c.match_name("echo.rina").map(|(_, app)| app),
+        c.match_name("echo.rina")
+            .map(|(_, app)| app.as_str().to_owned()),
         Some("echo".into())
     );
 }
@@ -1342,8 +1357,8 @@ fn ethernet_shims() {
     assert_eq!(
         n.join,
         Join::Enroll {
-            via: "eth".into(),
-            neighbor: Neighbor::Name("net".into())
+            via: DifIndex(0),
+            neighbor: Neighbor::Name(ApplicationName::new("net"))
         }
     );
     let c = ok(&format!(
@@ -1355,8 +1370,8 @@ fn ethernet_shims() {
     assert_eq!(
         n.join,
         Join::Enroll {
-            via: "eth".into(),
-            neighbor: Neighbor::Name("server.net".into())
+            via: DifIndex(0),
+            neighbor: Neighbor::Name("server.net".parse().unwrap())
         }
     );
     assert!(
@@ -1424,8 +1439,14 @@ fn neighbors_to_keep() {
     assert_eq!(
         n.neighbors,
         [
-            ("udp0".to_owned(), Neighbor::Endpoint(sa("127.0.0.1:7009"))),
-            ("udp0".to_owned(), Neighbor::Name("server".into()))
+            (DifIndex(0), Neighbor::Endpoint(sa("127.0.0.1:7009"))),
+            (
+                DifIndex(0),
+                Neighbor::Peer {
+                    name: "server".into(),
+                    at: sa("127.0.0.1:7001")
+                }
+            )
         ]
     );
     assert_err(
@@ -1460,13 +1481,14 @@ fn the_readme_recursion_example_parses() {
     let DifKind::Normal(apps) = &c.difs[2].kind else {
         panic!("apps is a normal DIF")
     };
-    assert_eq!(apps.over, ["backbone"]);
+    assert_eq!(apps.over, [DifIndex(1)]);
+    assert_eq!(c.dif_name(apps.over[0]), "backbone");
     // Over a normal DIF the neighbour is, by default, whoever serves the DIF's name.
     assert_eq!(
         apps.join,
         Join::Enroll {
-            via: "backbone".into(),
-            neighbor: Neighbor::Name("apps".into()),
+            via: DifIndex(1),
+            neighbor: Neighbor::Name(ApplicationName::new("apps")),
         }
     );
     let DifKind::Normal(backbone) = &c.difs[1].kind else {

@@ -14,9 +14,12 @@ use std::time::Duration;
 
 use rina_core::ApplicationName;
 use runtime::config::{
-    Config, DefaultPolicy, DifConfig, DifKind, Join, Neighbor, NormalDifConfig, Settings,
+    Config, DefaultPolicy, DifConfig, DifIndex, DifKind, Join, Neighbor, NormalDifConfig, Settings,
     UdpShimConfig,
 };
+
+/// The normal DIF of these tests' rules (the second, over the UDP shim).
+const NET: DifIndex = DifIndex(1);
 use runtime::view::{self, FlowView, ListenView, PeerRange};
 use runtime::{AppEnd, ConnectRequest, FlowError, Handle, ListenRequest, ListenTarget};
 
@@ -41,15 +44,15 @@ fn config(bind: SocketAddr, join: Join) -> Arc<Config> {
             },
             DifConfig {
                 name: "net".into(),
-                kind: DifKind::Normal(NormalDifConfig {
-                    over: vec!["udp".into()],
+                kind: DifKind::Normal(Box::new(NormalDifConfig {
+                    over: vec![DifIndex(0)],
                     ipcp_name: None,
                     join,
                     neighbors: vec![],
                     enrollment_timeout: Duration::from_secs(3),
                     keepalive_interval: Duration::from_secs(1),
                     keepalive_misses: 3,
-                }),
+                })),
             },
         ],
         connect: vec![],
@@ -83,7 +86,7 @@ fn connect(
 ) -> (Result<runtime::FlowInfo, FlowError>, UnixStream) {
     let (app_end, rt) = UnixStream::pair().unwrap();
     let r = h.connect(ConnectRequest {
-        dif: "net".into(),
+        dif: NET,
         local_app: ApplicationName::new("client"),
         remote_app: ApplicationName::new(app),
         end: AppEnd::Stream(OwnedFd::from(rt)),
@@ -110,7 +113,7 @@ fn flow_through_two_runtimes() {
     let l = listener(&lname);
     server
         .listen(ListenRequest {
-            dif: "net".into(),
+            dif: NET,
             app: ApplicationName::new("echo"),
             target: ListenTarget::Stream(
                 lname.into_bytes(),
@@ -128,7 +131,7 @@ fn flow_through_two_runtimes() {
     let client_cfg = config(
         free_udp(),
         Join::Enroll {
-            via: "udp".into(),
+            via: DifIndex(0),
             neighbor: Neighbor::Endpoint(server_addr),
         },
     );
@@ -186,7 +189,7 @@ fn refusal_and_unreachable_errors() {
         config(
             free_udp(),
             Join::Enroll {
-                via: "udp".into(),
+                via: DifIndex(0),
                 neighbor: Neighbor::Endpoint(server_addr),
             },
         ),
@@ -203,7 +206,7 @@ fn refusal_and_unreachable_errors() {
         config(
             free_udp(),
             Join::Enroll {
-                via: "udp".into(),
+                via: DifIndex(0),
                 neighbor: Neighbor::Endpoint(free_udp()),
             },
         ),
@@ -238,7 +241,7 @@ fn datagram_flow_through_two_runtimes() {
     srv.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     server
         .listen(ListenRequest {
-            dif: "net".into(),
+            dif: NET,
             app: ApplicationName::new("dgram"),
             target: ListenTarget::Datagram(srv.local_addr().unwrap()),
             pool: false,
@@ -249,7 +252,7 @@ fn datagram_flow_through_two_runtimes() {
         config(
             free_udp(),
             Join::Enroll {
-                via: "udp".into(),
+                via: DifIndex(0),
                 neighbor: Neighbor::Endpoint(server_addr),
             },
         ),
@@ -260,7 +263,7 @@ fn datagram_flow_through_two_runtimes() {
     app.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let info = client
         .connect(ConnectRequest {
-            dif: "net".into(),
+            dif: NET,
             local_app: ApplicationName::new("client"),
             remote_app: ApplicationName::new("dgram"),
             end: AppEnd::Datagram(app.local_addr().unwrap()),

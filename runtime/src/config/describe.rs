@@ -62,16 +62,21 @@ fn difs(s: &mut String, c: &Config) {
                     Join::Enroll { via, neighbor } => {
                         let n = match neighbor {
                             Neighbor::Endpoint(a) => a.to_string(),
+                            Neighbor::Peer { name, .. } => format!("peer {name}"),
                             Neighbor::Name(p) => format!("peer {p}"),
                         };
-                        format!("enrolls through {n} over {via}")
+                        format!("enrolls through {n} over {}", c.dif_name(*via))
                     }
                 };
                 let _ = writeln!(
                     s,
                     "  {}: normal DIF over {}; member {who} {join}",
                     d.name,
-                    n.over.join(", ")
+                    n.over
+                        .iter()
+                        .map(|&i| c.dif_name(i))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 );
                 let _ = writeln!(
                     s,
@@ -102,15 +107,15 @@ fn rules(s: &mut String, c: &Config) {
             .target
             .local_app
             .as_ref()
-            .map_or(String::new(), |l| format!(" as {l:?}"));
+            .map_or(String::new(), |l| format!(" as {:?}", l.to_string()));
         let _ = writeln!(
             s,
             "  line {}: connect {}{} -> DIF {}, application {:?}{local}",
             r.line,
             r.pattern,
             proto_text(r.proto),
-            r.target.dif,
-            r.target.app
+            c.dif_name(r.target.dif),
+            r.target.app.as_str()
         );
     }
     let _ = writeln!(s, "listen rules ({}), first match wins:", c.listen.len());
@@ -121,8 +126,8 @@ fn rules(s: &mut String, c: &Config) {
             r.line,
             r.pattern,
             proto_text(r.proto),
-            r.target.dif,
-            r.target.app,
+            c.dif_name(r.target.dif),
+            r.target.app.as_str(),
             if r.target.pool {
                 " as one of a pool"
             } else {
@@ -144,8 +149,8 @@ fn rules(s: &mut String, c: &Config) {
             "  line {}: host names matching {re:?}{} -> DIF {}, application {:?}",
             r.line,
             proto_text(r.proto),
-            r.target.dif,
-            r.target.app
+            c.dif_name(r.target.dif),
+            r.target.app.as_str()
         );
     }
 }

@@ -13,6 +13,7 @@ mod describe;
 mod names;
 mod parse;
 mod rules;
+mod template;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -23,6 +24,7 @@ use rina_core::ApplicationName;
 pub use names::{is_synthetic_host, synthetic_host, NameRule};
 pub use parse::{load, parse_str, ConfigError, MAX_DIF_DURATION, MAX_SETTINGS_DURATION};
 pub use rules::{AddrPattern, Decision, PortRange, Proto, RuleTarget};
+pub use template::AppTemplate;
 
 /// A whole, validated rules file.
 #[derive(Clone, Debug, PartialEq)]
@@ -44,6 +46,11 @@ pub struct Config {
     pub settings: Settings,
 }
 
+/// A DIF of a rules file, by its place in [`Config::difs`]: what rules, DIFs and
+/// requests refer to once the file is loaded (names are checked once, at load).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DifIndex(pub usize);
+
 /// One DIF this process is a member of.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DifConfig {
@@ -61,7 +68,7 @@ pub enum DifKind {
     /// A shim DIF straight over an Ethernet interface (`AF_PACKET`).
     Ethernet(EthShimConfig),
     /// A normal DIF.
-    Normal(NormalDifConfig),
+    Normal(Box<NormalDifConfig>),
 }
 
 /// A UDP tunnel shim DIF.
@@ -87,15 +94,15 @@ pub struct EthShimConfig {
 /// A normal DIF.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NormalDifConfig {
-    /// Names of the DIFs below this one (each a DIF declared earlier in the file).
-    pub over: Vec<String>,
+    /// The DIFs below this one (each declared earlier in the file).
+    pub over: Vec<DifIndex>,
     /// This member's IPC process name (default: `<program>.<dif>|<pid>`, see
     /// [`default_member_name`], filled by the runtime when `None`).
     pub ipcp_name: Option<ApplicationName>,
     /// How this member joins.
     pub join: Join,
     /// More members to keep an adjacency with once enrolled: (lower DIF, neighbour).
-    pub neighbors: Vec<(String, Neighbor)>,
+    pub neighbors: Vec<(DifIndex, Neighbor)>,
     /// Enrollment settings.
     pub enrollment_timeout: Duration,
     /// Interval between keepalives on each N-1 flow.
@@ -115,7 +122,7 @@ pub enum Join {
     /// Enroll through a neighbour that is already a member.
     Enroll {
         /// The DIF below through which the neighbour is reached (one of `over`).
-        via: String,
+        via: DifIndex,
         /// The neighbour: a peer name from the shim's `peers`, or a literal endpoint.
         neighbor: Neighbor,
     },
@@ -126,9 +133,17 @@ pub enum Join {
 pub enum Neighbor {
     /// A UDP endpoint.
     Endpoint(SocketAddr),
-    /// A peer name: from the UDP shim's `peers` table; over Ethernet, a name resolved
-    /// by broadcast (a member's IPC process name, or the DIF's name for any member).
-    Name(String),
+    /// A peer of the UDP shim's `peers` table, by its name there, and its endpoint.
+    Peer {
+        /// Its name in the table.
+        name: String,
+        /// Its endpoint.
+        at: SocketAddr,
+    },
+    /// An application name: over Ethernet, resolved by broadcast (a member's IPC
+    /// process name, or the DIF's name for any member); over a normal DIF, a name
+    /// registered in it.
+    Name(ApplicationName),
 }
 
 /// One rule: which addresses it matches, and where matching calls go.
@@ -178,6 +193,11 @@ impl Config {
         self.difs.iter().find(|d| d.name == name)
     }
 
+    /// The name of DIF `i` (empty if the file has no such DIF).
+    pub fn dif_name(&self, i: DifIndex) -> &str {
+        self.difs.get(i.0).map_or("", |d| d.name.as_str())
+    }
+
     /// Where a `connect` (or a datagram's `sendto`) to `addr` on a `proto` socket goes.
     pub fn match_connect(&self, addr: SocketAddr, proto: Proto) -> Decision<'_> {
         rules::decide(&self.connect, self.default, addr, proto)
@@ -222,7 +242,7 @@ impl Config {
 
     /// The first name rule matching `host`, with its application-name template filled
     /// in but for `{port}`.
-    pub fn match_name(&self, host: &str) -> Option<(usize, String)> {
+    pub fn match_name(&self, host: &str) -> Option<(usize, AppTemplate)> {
         self.names
             .iter()
             .enumerate()
@@ -236,11 +256,12 @@ impl Config {
     /// in the rules gets the child's pid as its instance (member names are unique).
     pub fn for_fork_child(&self, pid: u32) -> Config {
         let mut c = self.clone();
-        let shims: Vec<(String, SocketAddr)> = self
+        let shims: Vec<(DifIndex, SocketAddr)> = self
             .difs
             .iter()
-            .filter_map(|d| match &d.kind {
-                DifKind::Udp(u) => Some((d.name.clone(), u.bind)),
+            .enumerate()
+            .filter_map(|(i, d)| match &d.kind {
+                DifKind::Udp(u) => Some((DifIndex(i), u.bind)),
                 DifKind::Ethernet(_) | DifKind::Normal(_) => None,
             })
             .collect();
@@ -257,7 +278,7 @@ impl Config {
                         let parent = n
                             .over
                             .iter()
-                            .find_map(|o| shims.iter().find(|(name, _)| name == o));
+                            .find_map(|o| shims.iter().find(|(i, _)| i == o));
                         if let Some((via, bind)) = parent {
                             let mut at = *bind;
                             if at.ip().is_unspecified() {
@@ -267,7 +288,7 @@ impl Config {
                                 });
                             }
                             n.join = Join::Enroll {
-                                via: via.clone(),
+                                via: *via,
                                 neighbor: Neighbor::Endpoint(at),
                             };
                         }

@@ -20,7 +20,7 @@ use regex::Regex;
 use rina_core::name::NameError;
 use rina_core::ApplicationName;
 
-use super::Rule;
+use super::{AppTemplate, Rule};
 
 /// One `[[name]]` rule.
 #[derive(Clone, Debug)]
@@ -38,11 +38,9 @@ impl PartialEq for NameRule {
 }
 
 /// Why a template cannot be filled from a pattern's captures.
-pub(super) fn check_template(pattern: &Regex, template: &str) -> Result<(), String> {
-    for field in fields(template)? {
-        let known = field == "port"
-            || field == "name"
-            || pattern.capture_names().flatten().any(|n| n == field)
+pub(super) fn check_template(pattern: &Regex, template: &AppTemplate) -> Result<(), String> {
+    for field in template.fields() {
+        let known = pattern.capture_names().flatten().any(|n| n == field)
             || field
                 .parse::<usize>()
                 .is_ok_and(|i| i < pattern.captures_len());
@@ -67,77 +65,24 @@ pub(super) fn check_template(pattern: &Regex, template: &str) -> Result<(), Stri
 /// a capture nothing), it is still too long, has too many parts or a control
 /// character. (A longer host name that overfills it fails its own lookup, as a name
 /// that resolves to nothing.)
-pub(super) fn check_shortest_fill(template: &str) -> Result<(), String> {
-    let mut out = String::with_capacity(template.len());
-    let mut rest = template;
-    while let Some(i) = rest.find('{') {
-        out.push_str(&rest[..i]);
-        let after = &rest[i + 1..];
-        let Some(end) = after.find('}') else { break };
-        match &after[..end] {
-            "port" => out.push('1'),
-            "name" => out.push('x'),
-            _ => {}
-        }
-        rest = &after[end + 1..];
-    }
-    out.push_str(rest);
-    match out.parse::<ApplicationName>() {
+pub(super) fn check_shortest_fill(template: &AppTemplate) -> Result<(), String> {
+    match template.shortest().parse::<ApplicationName>() {
         Ok(_) | Err(NameError::Empty) => Ok(()),
         Err(e) => Err(format!(
-            "{template:?} gives no valid name even from the shortest host name: {e}"
+            "{template:?} gives no valid name even from the shortest host name: {e}",
+            template = template.as_str()
         )),
     }
-}
-
-/// The `{...}` fields of a template.
-fn fields(template: &str) -> Result<Vec<&str>, String> {
-    let mut out = Vec::new();
-    let mut rest = template;
-    while let Some(i) = rest.find(['{', '}']) {
-        if rest.as_bytes()[i] == b'}' {
-            return Err(format!("{template:?}: '}}' without '{{'"));
-        }
-        let after = &rest[i + 1..];
-        let end = after
-            .find('}')
-            .ok_or_else(|| format!("{template:?}: '{{' without '}}'"))?;
-        out.push(&after[..end]);
-        rest = &after[end + 1..];
-    }
-    Ok(out)
 }
 
 impl NameRule {
     /// The application-name template for `host` with everything but `{port}` filled
     /// in, if the rule matches the host name (compared lower-case).
-    pub fn resolve(&self, host: &str) -> Option<String> {
+    pub fn resolve(&self, host: &str) -> Option<AppTemplate> {
         let host = host.to_ascii_lowercase();
         let host = host.strip_suffix('.').unwrap_or(&host);
         let caps = self.pattern.captures(host)?;
-        let template = &self.rule.target.app;
-        let mut out = String::with_capacity(template.len() + host.len());
-        let mut rest = template.as_str();
-        while let Some(i) = rest.find('{') {
-            out.push_str(&rest[..i]);
-            let after = &rest[i + 1..];
-            let end = after.find('}')?; // checked at load
-            let field = &after[..end];
-            match field {
-                "port" => out.push_str("{port}"),
-                "name" => out.push_str(host),
-                _ => {
-                    let m = match field.parse::<usize>() {
-                        Ok(n) => caps.get(n),
-                        Err(_) => caps.name(field),
-                    };
-                    out.push_str(m.map_or("", |m| m.as_str()));
-                }
-            }
-            rest = &after[end + 1..];
-        }
-        out.push_str(rest);
-        Some(out)
+        Some(self.rule.target.app.for_lookup(host, &caps))
     }
 }
 
@@ -171,7 +116,7 @@ pub fn is_synthetic_host(ip: Ipv4Addr) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{AddrPattern, RuleTarget};
+    use crate::config::{AddrPattern, DifIndex, RuleTarget};
 
     fn rule(pattern: &str, app: &str) -> NameRule {
         NameRule {
@@ -180,8 +125,8 @@ mod tests {
                 pattern: AddrPattern::parse("*:*").unwrap(),
                 proto: None,
                 target: RuleTarget {
-                    dif: "net".into(),
-                    app: app.into(),
+                    dif: DifIndex(0),
+                    app: AppTemplate::for_host(app).unwrap(),
                     local_app: None,
                     pool: false,
                     peers: Default::default(),
@@ -193,18 +138,19 @@ mod tests {
 
     #[test]
     fn names_fill_templates() {
+        let resolved = |r: &NameRule, h: &str| r.resolve(h).map(|t| t.as_str().to_owned());
         let r = rule(r"(?P<app>[a-z0-9-]+)\.rina", "{app}");
-        assert_eq!(r.resolve("echo.rina").as_deref(), Some("echo"));
+        assert_eq!(resolved(&r, "echo.rina").as_deref(), Some("echo"));
         assert_eq!(
-            r.resolve("Echo.RINA.").as_deref(),
+            resolved(&r, "Echo.RINA.").as_deref(),
             Some("echo"),
             "case, root dot"
         );
-        assert_eq!(r.resolve("echo.rina.example"), None, "anchored");
-        assert_eq!(r.resolve("x.echo.rina"), None);
+        assert_eq!(resolved(&r, "echo.rina.example"), None, "anchored");
+        assert_eq!(resolved(&r, "x.echo.rina"), None);
         let r = rule(r"([a-z]+)\.([a-z]+)\.svc", "{2}-{1}:{port}@{name}");
         assert_eq!(
-            r.resolve("web.prod.svc").as_deref(),
+            resolved(&r, "web.prod.svc").as_deref(),
             Some("prod-web:{port}@web.prod.svc")
         );
     }
@@ -212,15 +158,16 @@ mod tests {
     #[test]
     fn templates_are_checked() {
         let re = Regex::new(r"^(?P<app>[a-z]+)\.rina$").unwrap();
-        assert!(check_template(&re, "{app}-{port}-{name}-{1}-{0}").is_ok());
-        let e = check_template(&re, "{host}").unwrap_err();
+        let check = |t: &str| AppTemplate::for_host(t).and_then(|t| check_template(&re, &t));
+        assert!(check("{app}-{port}-{name}-{1}-{0}").is_ok());
+        let e = check("{host}").unwrap_err();
         assert!(
             e.contains("{host}") && e.contains("named group (app)"),
             "{e}"
         );
-        assert!(check_template(&re, "{2}").is_err());
-        assert!(check_template(&re, "{app").is_err());
-        assert!(check_template(&re, "app}").is_err());
+        assert!(check("{2}").is_err());
+        assert!(check("{app").is_err());
+        assert!(check("app}").is_err());
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use rina_core::ApplicationName;
 
-use super::{DefaultPolicy, Rule};
+use super::{AppTemplate, DefaultPolicy, DifIndex, Rule};
 
 /// The transport a socket stands for: a stream socket (TCP) or a datagram socket
 /// (UDP).
@@ -53,14 +53,14 @@ pub struct AddrPattern {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RuleTarget {
     /// The DIF (a normal DIF declared in the file).
-    pub dif: String,
+    pub dif: DifIndex,
     /// The application name: for `connect`, the application a flow is allocated to;
     /// for `listen`, the name registered. `{port}` and `{addr}` are replaced by the
     /// call's port and address.
-    pub app: String,
+    pub app: AppTemplate,
     /// For `connect`: the name this process presents as the source of the flow
     /// (default: the program's name).
-    pub local_app: Option<String>,
+    pub local_app: Option<ApplicationName>,
     /// For `listen`: the name is served as one of a pool (other members may register
     /// it too if their rules say so as well; flows are spread over them).
     pub pool: bool,
@@ -229,31 +229,11 @@ impl std::fmt::Display for AddrPattern {
     }
 }
 
-impl RuleTarget {
-    /// The application name for a call to `addr` (`{port}` and `{addr}` filled in;
-    /// an IPv4-mapped IPv6 address fills in as plain IPv4 text).
-    ///
-    /// # Errors
-    /// If the filled-in text is not a valid name. For a target from a loaded rules file
-    /// this cannot happen: templates are checked at load time with the longest
-    /// addresses and ports there are.
-    pub fn app_for(&self, addr: SocketAddr) -> Result<ApplicationName, rina_core::name::NameError> {
-        if self.app.contains('{') {
-            self.app
-                .replace("{port}", &addr.port().to_string())
-                .replace("{addr}", &addr.ip().to_canonical().to_string())
-                .parse()
-        } else {
-            self.app.parse()
-        }
-    }
-}
-
 /// Where a call to `addr` on a `proto` socket goes: the first matching rule, else the
 /// default.
 ///
 /// Allocates nothing unless a rule matches (then only the application name). A rule's
-/// name cannot fail to fill (see [`RuleTarget::app_for`]); if it ever did, the call is
+/// name cannot fail to fill (see [`AppTemplate::fill`]); if it ever did, the call is
 /// denied rather than passed to TCP/IP, since a rule said RINA (D4).
 pub(super) fn decide(
     rules: &[Rule],
@@ -265,7 +245,7 @@ pub(super) fn decide(
         .iter()
         .find(|r| r.proto.is_none_or(|p| p == proto) && r.pattern.matches(addr))
     {
-        Some(rule) => match rule.target.app_for(addr) {
+        Some(rule) => match rule.target.app.fill(addr) {
             Ok(app) => Decision::Rina { rule, app },
             Err(_) => Decision::Deny,
         },
@@ -320,49 +300,6 @@ mod tests {
             let e = AddrPattern::parse(p).unwrap_err();
             assert!(e.contains(why), "{p}: {e}");
         }
-    }
-
-    #[test]
-    fn templates_fill() {
-        let t = RuleTarget {
-            dif: "net".into(),
-            app: "svc-{port}".into(),
-            local_app: None,
-            pool: false,
-            peers: Default::default(),
-        };
-        assert_eq!(
-            t.app_for("1.2.3.4:80".parse().unwrap())
-                .unwrap()
-                .to_string(),
-            "svc-80"
-        );
-        let t = RuleTarget {
-            dif: "net".into(),
-            app: "h{addr}".into(),
-            local_app: None,
-            pool: false,
-            peers: Default::default(),
-        };
-        assert_eq!(
-            t.app_for("1.2.3.4:80".parse().unwrap())
-                .unwrap()
-                .to_string(),
-            "h1.2.3.4"
-        );
-        assert_eq!(
-            t.app_for("[::ffff:1.2.3.4]:80".parse().unwrap())
-                .unwrap()
-                .to_string(),
-            "h1.2.3.4",
-            "a mapped address fills in as IPv4"
-        );
-        assert_eq!(
-            t.app_for("[fd00::1]:80".parse().unwrap())
-                .unwrap()
-                .to_string(),
-            "hfd00::1"
-        );
     }
 
     proptest::proptest! {

@@ -57,8 +57,8 @@ impl Driver {
             }
             end @ AppEnd::Datagram(_) => end,
         };
-        let Some(dif) = self.stack.dif_index(&req.dif) else {
-            reply.send(Err(FlowError::NoSuchDif(req.dif)));
+        let Some(dif) = self.stack.dif_of(req.dif) else {
+            reply.send(Err(FlowError::NoSuchDif(format!("#{}", req.dif.0))));
             return;
         };
         let name = self.stack.node.dif(dif).name();
@@ -174,8 +174,8 @@ impl Driver {
         req: ListenRequest,
         reply: Reply<Result<(), FlowError>>,
     ) {
-        let Some(dif) = self.stack.dif_index(&req.dif) else {
-            reply.send(Err(FlowError::NoSuchDif(req.dif)));
+        let Some(dif) = self.stack.dif_of(req.dif) else {
+            reply.send(Err(FlowError::NoSuchDif(format!("#{}", req.dif.0))));
             return;
         };
         self.stack.node.join_now(now, dif);

@@ -11,9 +11,10 @@ use toml::Spanned;
 use super::raw::{OneOrMany, RawDif, RawEnroll};
 use super::{list_or_none, Validator, MAX_DIF_DURATION, R};
 use crate::config::{
-    DifConfig, DifKind, EthShimConfig, Join, Neighbor, NormalDifConfig, UdpShimConfig,
+    DifConfig, DifIndex, DifKind, EthShimConfig, Join, Neighbor, NormalDifConfig, UdpShimConfig,
 };
 use rina_core::name::MAX_NAME_PART;
+use rina_core::ApplicationName;
 
 impl Validator<'_> {
     /// Every DIF, in file order (a normal DIF is over DIFs declared before it).
@@ -36,7 +37,7 @@ impl Validator<'_> {
             let kind = match d.kind.get_ref().as_str() {
                 "udp" => DifKind::Udp(self.udp(&d, &span)?),
                 "ethernet" => DifKind::Ethernet(self.ethernet(&d, &span)?),
-                "normal" => DifKind::Normal(self.normal(&d, &span, &difs, &all)?),
+                "normal" => DifKind::Normal(Box::new(self.normal(&d, &span, &difs, &all)?)),
                 other => {
                     return Err(self.error(
                         d.kind.span(),
@@ -190,8 +191,9 @@ impl Validator<'_> {
                 neighbors.push(self.adjacency(d, &names, earlier, e, n.span(), "neighbors")?);
             }
         }
+        let over = names.iter().map(|n| index_of(earlier, n)).collect();
         Ok(NormalDifConfig {
-            over: names,
+            over,
             ipcp_name,
             join,
             neighbors,
@@ -373,7 +375,7 @@ impl Validator<'_> {
         e: &RawEnroll,
         at: Range<usize>,
         key: &str,
-    ) -> R<(String, Neighbor)> {
+    ) -> R<(DifIndex, Neighbor)> {
         let via = match &e.dif {
             Some(v) => {
                 if !names.contains(v.get_ref()) {
@@ -398,11 +400,10 @@ impl Validator<'_> {
             // name, which every member that takes newcomers answers to.
             // Over a normal DIF, the same: a name registered in it.
             (Some(DifKind::Ethernet(_) | DifKind::Normal(_)), None) => {
-                Neighbor::Name(d.name.get_ref().clone())
+                Neighbor::Name(ApplicationName::new(d.name.get_ref().clone()))
             }
             (Some(DifKind::Ethernet(_) | DifKind::Normal(_)), Some(nb)) => {
-                self.name(nb)?;
-                Neighbor::Name(nb.get_ref().clone())
+                Neighbor::Name(self.name(nb)?)
             }
             (_, None) => {
                 return Err(self.error(
@@ -412,7 +413,7 @@ impl Validator<'_> {
             }
             (kind, Some(nb)) => self.udp_neighbor(nb, &via, kind)?,
         };
-        Ok((via, neighbor))
+        Ok((index_of(earlier, &via), neighbor))
     }
 
     /// A neighbour over a UDP shim: an endpoint of its family, or one of its peers.
@@ -427,8 +428,12 @@ impl Validator<'_> {
             }
             return Ok(Neighbor::Endpoint(a));
         }
-        if udp.is_some_and(|u| u.peers.iter().any(|(p, _)| p == nb.get_ref())) {
-            return Ok(Neighbor::Name(nb.get_ref().clone()));
+        let peer = udp.and_then(|u| u.peers.iter().find(|(p, _)| p == nb.get_ref()));
+        if let Some((name, at)) = peer {
+            return Ok(Neighbor::Peer {
+                name: name.clone(),
+                at: *at,
+            });
         }
         Err(self.error(
             nb.span(),
@@ -459,4 +464,15 @@ impl Validator<'_> {
         };
         Err(self.error(n.span(), problem))
     }
+}
+
+/// The place of the DIF named `name` among those declared so far (which the caller
+/// checked it is).
+fn index_of(earlier: &[DifConfig], name: &str) -> DifIndex {
+    DifIndex(
+        earlier
+            .iter()
+            .position(|d| d.name == name)
+            .unwrap_or(usize::MAX),
+    )
 }

@@ -8,7 +8,7 @@ use super::raw::{RawConnect, RawDefault, RawListen, RawName};
 use super::{list_or_none, one_line, Validator, R};
 use crate::config::names::{self, NameRule};
 use crate::config::rules::{AddrPattern, Proto, RuleTarget};
-use crate::config::{DefaultPolicy, DifConfig, DifKind, Rule};
+use crate::config::{AppTemplate, DefaultPolicy, DifConfig, DifIndex, DifKind, Rule};
 
 impl Validator<'_> {
     pub(super) fn connect_rules(
@@ -22,17 +22,15 @@ impl Validator<'_> {
             let r = r.into_inner();
             let pattern = self.pattern(&r.to)?;
             let dif = self.normal_dif(&r.dif, difs)?;
-            self.template(&r.app)?;
-            if let Some(l) = &r.local_app {
-                self.name(l)?;
-            }
+            let app = self.template(&r.app)?;
+            let local_app = r.local_app.as_ref().map(|l| self.name(l)).transpose()?;
             connect.push(Rule {
                 pattern,
                 proto: self.proto(r.proto.as_ref())?,
                 target: RuleTarget {
                     dif,
-                    app: r.app.into_inner(),
-                    local_app: r.local_app.map(Spanned::into_inner),
+                    app,
+                    local_app,
                     pool: false,
                     peers: Default::default(),
                 },
@@ -53,7 +51,7 @@ impl Validator<'_> {
             let r = r.into_inner();
             let pattern = self.pattern(&r.on)?;
             let dif = self.normal_dif(&r.dif, difs)?;
-            self.template(&r.app)?;
+            let app = self.template(&r.app)?;
             let peers = match &r.peers {
                 None => Default::default(),
                 Some(p) => p.get_ref().parse().map_err(|e| {
@@ -71,7 +69,7 @@ impl Validator<'_> {
                 proto: self.proto(r.proto.as_ref())?,
                 target: RuleTarget {
                     dif,
-                    app: r.app.into_inner(),
+                    app,
                     local_app: None,
                     pool: r.pool.unwrap_or(false),
                     peers,
@@ -102,17 +100,16 @@ impl Validator<'_> {
                 )
             })?;
             let dif = self.normal_dif(&r.dif, difs)?;
-            names::check_template(&pattern, r.app.get_ref())
-                .and_then(|()| names::check_shortest_fill(r.app.get_ref()))
+            let app = AppTemplate::for_host(r.app.get_ref())
+                .and_then(|t| names::check_template(&pattern, &t).map(|()| t))
+                .and_then(|t| names::check_shortest_fill(&t).map(|()| t))
                 .map_err(|e| {
                     self.error(
                         r.app.span(),
                         format!("invalid application-name template: {e}"),
                     )
                 })?;
-            if let Some(l) = &r.local_app {
-                self.name(l)?;
-            }
+            let local_app = r.local_app.as_ref().map(|l| self.name(l)).transpose()?;
             names.push(NameRule {
                 pattern,
                 rule: Rule {
@@ -120,8 +117,8 @@ impl Validator<'_> {
                     proto: self.proto(r.proto.as_ref())?,
                     target: RuleTarget {
                         dif,
-                        app: r.app.into_inner(),
-                        local_app: r.local_app.map(Spanned::into_inner),
+                        app,
+                        local_app,
                         pool: false,
                         peers: Default::default(),
                     },
@@ -150,12 +147,16 @@ impl Validator<'_> {
     }
 
     /// The normal DIF a rule names.
-    fn normal_dif(&self, dif: &Spanned<String>, difs: &[DifConfig]) -> R<String> {
-        match difs.iter().find(|d| d.name == *dif.get_ref()) {
-            Some(DifConfig {
-                kind: DifKind::Normal(_),
-                ..
-            }) => Ok(dif.get_ref().clone()),
+    fn normal_dif(&self, dif: &Spanned<String>, difs: &[DifConfig]) -> R<DifIndex> {
+        let at = difs.iter().position(|d| d.name == *dif.get_ref());
+        match at.map(|i| (i, &difs[i])) {
+            Some((
+                i,
+                DifConfig {
+                    kind: DifKind::Normal(_),
+                    ..
+                },
+            )) => Ok(DifIndex(i)),
             Some(_) => Err(self.error(
                 dif.span(),
                 format!(
@@ -193,35 +194,27 @@ impl Validator<'_> {
             .map_err(|e| self.error(s.span(), format!("invalid address: {e}")))
     }
 
-    /// Checks an application-name template by filling it with sample values.
-    fn template(&self, s: &Spanned<String>) -> R<()> {
+    /// An application-name template, checked by filling it with the longest text
+    /// any address and port give: if that is a valid name, every call's is (names only
+    /// fail on length, `|` or control characters).
+    fn template(&self, s: &Spanned<String>) -> R<AppTemplate> {
         let t = s.get_ref();
-        let rest = t.replace("{port}", "").replace("{addr}", "");
-        if rest.contains('{') || rest.contains('}') {
-            return Err(self.error(
+        let template = AppTemplate::for_address(t).map_err(|_| {
+            self.error(
                 s.span(),
                 format!("{t:?}: only {{port}} and {{addr}} can be filled in"),
-            ));
-        }
-        let target = RuleTarget {
-            dif: String::new(),
-            app: t.clone(),
-            local_app: None,
-            pool: false,
-            peers: Default::default(),
-        };
-        // The longest text any address and port fill in: if these give a valid name,
-        // every call does (names only fail on length, `|` or control characters).
+            )
+        })?;
         for sample in [
             "255.255.255.255:65535",
             "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535",
         ] {
-            target
-                .app_for(sample.parse().expect("sample address"))
+            template
+                .fill(sample.parse().expect("sample address"))
                 .map_err(|e| {
                     self.error(s.span(), format!("invalid application name {t:?}: {e}"))
                 })?;
         }
-        Ok(())
+        Ok(template)
     }
 }

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use super::*;
-use crate::config::{DefaultPolicy, DifKind, Join, Neighbor, Proto};
+use crate::config::{DefaultPolicy, DifIndex, DifKind, Join, Neighbor, Proto};
 
 const GOOD: &str = r#"
 [[dif]]
@@ -66,8 +66,11 @@ fn good_file_parses() {
     assert_eq!(
         n.join,
         Join::Enroll {
-            via: "udp0".into(),
-            neighbor: Neighbor::Name("server".into())
+            via: DifIndex(0),
+            neighbor: Neighbor::Peer {
+                name: "server".into(),
+                at: "127.0.0.1:7001".parse().unwrap()
+            }
         }
     );
     assert_eq!(n.keepalive_interval, Duration::from_millis(500));
