@@ -21,6 +21,8 @@ need_cargo
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --release -- -D warnings
 RUSTDOCFLAGS=-Dwarnings cargo doc --no-deps --workspace --release
+# Files up to 500 lines, functions up to 80 (tests aside).
+scripts/check-sizes.sh
 # The build comes first because the end-to-end tests run the `rina` command and the
 # interposer library, which `cargo test` alone does not build.
 cargo build --release --workspace && cargo test --release --workspace "$@"

@@ -1,7 +1,7 @@
 //! The synthetic addresses the interposer hands out and recognises. The ranges and
-//! how an address is picked in them are the runtime's (`runtime::config` for host
-//! names, `runtime::view` for the rest), shared with the processes on the other end
-//! of a flow; this module is the interposer's one way to them.
+//! how an address is picked in them are the runtime's ([`runtime::synthetic`]),
+//! shared with the processes on the other end of a flow; this module is the
+//! interposer's one way to them.
 //!
 //! - **Host names** a `[[name]]` rule matches resolve to `127.64.0.0/10`
 //!   ([`host_address`]), only ever reached on loopback.
@@ -15,29 +15,13 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use rina_core::ApplicationName;
-pub use runtime::view::PeerRange;
-use runtime::view::{self, shown_on};
-
-/// The synthetic address of the host name `host` (the same in every process).
-pub fn host_address(host: &str) -> Ipv4Addr {
-    runtime::config::synthetic_host(host)
-}
-
-/// The host-name address after `ip`, wrapping round in the range (for another name
-/// whose hash took `ip` already).
-pub fn next_host_address(ip: Ipv4Addr) -> Ipv4Addr {
-    let next = Ipv4Addr::from(u32::from(ip).wrapping_add(1));
-    if runtime::config::is_synthetic_host(next) {
-        next
-    } else {
-        Ipv4Addr::new(127, 64, 0, 1)
-    }
-}
+use runtime::synthetic::{self, shown_on};
+pub use runtime::synthetic::{host_address, next_host_address, PeerRange};
 
 /// The host-name address `sa` is (IPv4, or IPv4-mapped), if it is one.
 pub fn as_host_address(sa: SocketAddr) -> Option<Ipv4Addr> {
     match sa.ip().to_canonical() {
-        IpAddr::V4(v4) if runtime::config::is_synthetic_host(v4) => Some(v4),
+        IpAddr::V4(v4) if synthetic::is_host_address(v4) => Some(v4),
         _ => None,
     }
 }
@@ -45,7 +29,7 @@ pub fn as_host_address(sa: SocketAddr) -> Option<Ipv4Addr> {
 /// True for an address a datagram proxy may have: `127.128.0.0/9` (IPv4 or
 /// IPv4-mapped). Datagrams to these go to the kernel untouched.
 pub fn is_proxy(sa: SocketAddr) -> bool {
-    view::is_proxy_ip(sa.ip())
+    synthetic::is_proxy_ip(sa.ip())
 }
 
 /// Where the proxy of an incoming flow shows on a server socket (IPv6 if `v6`) whose
@@ -59,7 +43,7 @@ pub fn shown_for_proxy(
     v6: bool,
     v6_only: bool,
 ) -> Option<SocketAddr> {
-    let bits = view::proxy_bits(proxy.ip())?;
+    let bits = synthetic::proxy_bits(proxy.ip())?;
     let ip = shown_on(peers.address_from_bits(bits), v6, v6_only)
         .or_else(|| shown_on(PeerRange::DEFAULT.address_from_bits(bits), v6, v6_only))?;
     Some(SocketAddr::new(ip, proxy.port()))
@@ -69,12 +53,12 @@ pub fn shown_for_proxy(
 /// IPv6 socket if `v6`): the address a server shows for it by default, and an
 /// ephemeral port.
 pub fn own_address(app: &ApplicationName, v6: bool) -> SocketAddr {
-    SocketAddr::new(view::own_ip(app, v6), ephemeral_port())
+    SocketAddr::new(synthetic::own_ip(app, v6), ephemeral_port())
 }
 
 /// A port for a socket bound to port 0, from the ephemeral range.
 pub fn ephemeral_port() -> u16 {
-    view::ephemeral_port()
+    synthetic::ephemeral_port()
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@
 //! `MSG_PEEK`, `connect` to a peer, poll and epoll are all the kernel's own.
 //!
 //! Addresses: a proxy for a flow from (or to) application `X` is bound to `X`'s
-//! synthetic address in `127.128.0.0/9` ([`crate::view::proxy_ip`]) with a port the
+//! synthetic address in `127.128.0.0/9` ([`crate::synthetic::proxy_ip`]) with a port the
 //! kernel picks, so a server sees each remote application at a stable address and each
 //! of its flows at its own port. A proxy for an IPv6-only application socket is bound
 //! to `[::1]`. Only datagrams from the application's address are taken into the flow.
@@ -52,7 +52,7 @@ pub(crate) struct DatagramOutcome {
 /// Binds a proxy for a flow with `remote` for an application socket at `app`.
 pub(crate) fn bind_proxy(remote: &ApplicationName, app: SocketAddr) -> std::io::Result<UdpLink> {
     let ip = match app {
-        SocketAddr::V4(_) => IpAddr::V4(crate::view::proxy_ip(remote)),
+        SocketAddr::V4(_) => IpAddr::V4(crate::synthetic::proxy_ip(remote)),
         SocketAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
     };
     UdpLink::bind(SocketAddr::new(ip, 0))
@@ -203,7 +203,7 @@ mod tests {
         let p = bind_proxy(&remote, "127.0.0.1:9".parse().unwrap()).unwrap();
         assert_eq!(
             p.local_addr().ip(),
-            IpAddr::V4(crate::view::proxy_ip(&remote))
+            IpAddr::V4(crate::synthetic::proxy_ip(&remote))
         );
         assert_ne!(p.local_addr().port(), 0);
         let p6 = bind_proxy(&remote, "[::1]:9".parse().unwrap()).unwrap();

@@ -17,6 +17,7 @@ pub mod pending;
 mod pump;
 pub mod report;
 mod stack;
+pub mod synthetic;
 pub mod view;
 
 pub use api::{AppEnd, ConnectRequest, FlowError, FlowInfo, FlowKind, ListenRequest, ListenTarget};

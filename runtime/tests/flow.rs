@@ -20,7 +20,8 @@ use runtime::config::{
 
 /// The normal DIF of these tests' rules (the second, over the UDP shim).
 const NET: DifIndex = DifIndex(1);
-use runtime::view::{self, FlowView, ListenView, PeerRange};
+use runtime::synthetic::{self, PeerRange};
+use runtime::view::{FlowView, ListenView};
 use runtime::{AppEnd, ConnectRequest, FlowError, Handle, ListenRequest, ListenTarget};
 
 fn free_udp() -> SocketAddr {
@@ -74,7 +75,10 @@ fn listener(name: &str) -> UnixListener {
 /// and port, and the address it connected to.
 fn client_view() -> FlowView {
     FlowView {
-        local: SocketAddr::new(view::own_ip(&ApplicationName::new("client"), false), 41000),
+        local: SocketAddr::new(
+            synthetic::own_ip(&ApplicationName::new("client"), false),
+            41000,
+        ),
         peer: "127.0.0.1:5000".parse().unwrap(),
     }
 }
@@ -143,7 +147,9 @@ fn flow_through_two_runtimes() {
         .as_abstract_name()
         .expect("the runtime connects from an abstract name");
     // The accepted end shows what the client shows, the other way round.
-    let shown = view::parse_flow_name(name).expect("a flow's name").view;
+    let shown = runtime::view::parse_flow_name(name)
+        .expect("a flow's name")
+        .view;
     assert_eq!(shown.peer, client_view().local);
     assert_eq!(shown.local, client_view().peer);
     assert!(!shown.peer.ip().is_loopback());
@@ -273,7 +279,7 @@ fn datagram_flow_through_two_runtimes() {
         })
         .unwrap();
     let proxy = info.proxy.expect("a datagram flow has a proxy");
-    let proxy_ip = view::proxy_ip(&ApplicationName::new("client"));
+    let proxy_ip = synthetic::proxy_ip(&ApplicationName::new("client"));
     let mut buf = [0u8; 70_000];
     for size in [1usize, 1400, 9000, 60_000] {
         let msg: Vec<u8> = (0..size).map(|i| (i * 31 + size) as u8).collect();

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use rina_core::ApplicationName;
 
-pub use names::{is_synthetic_host, synthetic_host, NameRule};
+pub use names::NameRule;
 pub use parse::{load, parse_str, ConfigError, MAX_DIF_DURATION, MAX_SETTINGS_DURATION};
 pub use rules::{AddrPattern, Decision, PortRange, Proto, RuleTarget};
 pub use template::AppTemplate;
@@ -211,7 +211,7 @@ impl Config {
         self.default == DefaultPolicy::Deny
             || self.connect.iter().any(|r| r.pattern.matches(addr))
             || (!self.names.is_empty()
-                && matches!(addr.ip().to_canonical(), IpAddr::V4(v4) if is_synthetic_host(v4)))
+                && matches!(addr.ip().to_canonical(), IpAddr::V4(v4) if crate::synthetic::is_host_address(v4)))
     }
 
     /// Where a `bind`/`listen` on `addr` of a `proto` socket goes.

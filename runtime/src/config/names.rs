@@ -11,10 +11,8 @@
 //! The application name is filled when the name is resolved (`{name}` is the host
 //! name, `{app}` or `{1}` a capture) and completed when the program connects
 //! (`{port}`). The synthetic address is a function of the host name
-//! ([`synthetic_host`]), in `127.64.0.0/10`: it is only ever reached on loopback, and a
+//! ([`crate::synthetic::host_address`]), in `127.64.0.0/10`: it is only ever reached on loopback, and a
 //! `connect` to it goes to RINA through the rule.
-
-use std::net::Ipv4Addr;
 
 use regex::Regex;
 use rina_core::name::NameError;
@@ -86,33 +84,6 @@ impl NameRule {
     }
 }
 
-/// The synthetic IPv4 address a host name resolves to: `127.64.0.0/10` plus a hash
-/// of the name, the same in every process.
-pub fn synthetic_host(host: &str) -> Ipv4Addr {
-    let host = host.to_ascii_lowercase();
-    let host = host.strip_suffix('.').unwrap_or(&host);
-    let mut h: u32 = 0x811c_9dc5; // FNV-1a
-    for b in host.bytes() {
-        h ^= u32::from(b);
-        h = h.wrapping_mul(0x0100_0193);
-    }
-    let bits = h & 0x003f_ffff; // 22 bits under the /10
-    let ip = u32::from(Ipv4Addr::new(127, 64, 0, 0)) | bits;
-    // Avoid .0 and .255 in the last octet (some programs treat them specially).
-    let ip = if ip & 0xff == 0 || ip & 0xff == 0xff {
-        ip ^ 0x01
-    } else {
-        ip
-    };
-    Ipv4Addr::from(ip)
-}
-
-/// True for an address in the host-name range `127.64.0.0/10`.
-pub fn is_synthetic_host(ip: Ipv4Addr) -> bool {
-    let o = ip.octets();
-    o[0] == 127 && (o[1] & 0xc0) == 0x40
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,20 +139,5 @@ mod tests {
         assert!(check("{2}").is_err());
         assert!(check("{app").is_err());
         assert!(check("app}").is_err());
-    }
-
-    #[test]
-    fn synthetic_hosts_are_stable_and_in_range() {
-        let a = synthetic_host("echo.rina");
-        assert_eq!(a, synthetic_host("ECHO.rina."));
-        assert_ne!(a, synthetic_host("other.rina"));
-        assert!(is_synthetic_host(a), "{a}");
-        assert!(!is_synthetic_host(Ipv4Addr::new(127, 128, 0, 1)));
-        assert!(!is_synthetic_host(Ipv4Addr::LOCALHOST));
-        for i in 0..1000 {
-            let ip = synthetic_host(&format!("h{i}.rina"));
-            assert!(is_synthetic_host(ip));
-            assert!(ip.octets()[3] != 0 && ip.octets()[3] != 255);
-        }
     }
 }

@@ -66,7 +66,7 @@ pub struct RuleTarget {
     pub pool: bool,
     /// For `listen`: where remote applications show (`accept`, `getpeername`,
     /// `recvfrom`).
-    pub peers: crate::view::PeerRange,
+    pub peers: crate::synthetic::PeerRange,
 }
 
 /// The outcome of matching a call against the rules.
