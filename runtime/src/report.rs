@@ -138,6 +138,10 @@ pub struct CountersReport {
     pub pdus_dropped: u64,
 }
 
+/// How a management socket's refusal starts (its text follows), where a report would
+/// be: the asking process is not of the stack's user nor root.
+pub const REFUSED: &str = "rina: management: ";
+
 /// The abstract address of process `pid`'s management socket (no leading NUL).
 pub fn mgmt_address(pid: u32) -> String {
     format!("rina-mgmt/{pid}")
@@ -163,7 +167,8 @@ pub fn list_processes() -> Vec<u32> {
 /// Fetches the report of process `pid`.
 ///
 /// # Errors
-/// The process has no management socket here, or its answer does not parse.
+/// The process has no management socket here, refused this process (another user's
+/// stack), or its answer does not parse.
 pub fn fetch(pid: u32) -> Result<Report, String> {
     use std::io::Read;
     use std::os::linux::net::SocketAddrExt;
@@ -177,5 +182,8 @@ pub fn fetch(pid: u32) -> Result<Report, String> {
     let mut text = String::new();
     s.read_to_string(&mut text)
         .map_err(|e| format!("process {pid}: {e}"))?;
+    if let Some(why) = text.strip_prefix(REFUSED) {
+        return Err(format!("process {pid}: {}", why.trim_end()));
+    }
     serde_json::from_str(&text).map_err(|e| format!("process {pid}: bad report: {e}"))
 }

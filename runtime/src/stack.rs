@@ -121,6 +121,7 @@ impl Stack {
                     Layer::Link(id)
                 }
                 DifKind::Normal(n) => {
+                    tracing::info!("{}", crate::config::open_dif(&dif.name));
                     let cfg = Self::dif_config(&dif.name, n, &stack.layers, program, seed)?;
                     let id = stack
                         .node

@@ -120,6 +120,11 @@ fn check_describes_a_good_file() {
         text.contains("connect 127.0.0.1:5000 (tcp and udp) -> DIF net, application \"nc-server\""),
         "{text}"
     );
+    // A DIF without security says so, in one line.
+    assert!(
+        text.contains("DIF net is open: anyone who reaches its members' endpoints can join it"),
+        "{text}"
+    );
 }
 
 /// Without any rules file, a program under the interposer behaves exactly as without

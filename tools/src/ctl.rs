@@ -25,21 +25,30 @@ pub fn ctl(pid: Option<u32>, json: bool) -> ExitCode {
             }
         },
         None => {
-            let reports: Vec<Report> = report::list_processes()
-                .into_iter()
-                .filter_map(|p| report::fetch(p).ok())
-                .collect();
+            let (mut reports, mut refused) = (Vec::new(), 0);
+            for p in report::list_processes() {
+                match report::fetch(p) {
+                    Ok(r) => reports.push(r),
+                    Err(e) if e.contains("refused") => refused += 1,
+                    Err(_) => {}
+                }
+            }
             if json {
                 println!(
                     "{}",
                     serde_json::to_string_pretty(&reports).unwrap_or_default()
                 );
-            } else if reports.is_empty() {
+            } else if reports.is_empty() && refused == 0 {
                 println!("no process runs a RINA stack here");
             } else {
                 for r in &reports {
                     println!("{}", summary(r));
                 }
+            }
+            if refused > 0 && !json {
+                println!(
+                    "{refused} more stack(s) here belong to other users (a stack answers only its own user and root)"
+                );
             }
             ExitCode::SUCCESS
         }

@@ -28,7 +28,12 @@ pub(super) fn describe(c: &Config) -> String {
     s
 }
 
-/// The DIFs, one or two lines each.
+/// What every DIF without security is, in one line (for `rina check` and the log).
+pub fn open_dif(name: &str) -> String {
+    format!("DIF {name} is open: anyone who reaches its members' endpoints can join it and read its traffic")
+}
+
+/// The DIFs, a few lines each.
 fn difs(s: &mut String, c: &Config) {
     let _ = writeln!(s, "DIFs ({}):", c.difs.len());
     for d in &c.difs {
@@ -83,6 +88,7 @@ fn difs(s: &mut String, c: &Config) {
                     "    enrollment timeout {:?}, keepalive every {:?}, lost after {} misses",
                     n.enrollment_timeout, n.keepalive_interval, n.keepalive_misses
                 );
+                let _ = writeln!(s, "    {}", open_dif(&d.name));
             }
         }
     }

@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use rina_core::ApplicationName;
 
+pub use describe::open_dif;
 pub use names::NameRule;
 pub use parse::{load, parse_str, ConfigError, MAX_DIF_DURATION, MAX_SETTINGS_DURATION};
 pub use rules::{AddrPattern, Decision, PortRange, Proto, RuleTarget};

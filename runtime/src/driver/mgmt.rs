@@ -1,5 +1,7 @@
 //! The management socket (DESIGN.md D8): the runtime answers every connection with
-//! its [`Report`] as JSON, then closes it. See `report.rs`.
+//! its [`Report`] as JSON, then closes it. See `report.rs`. Only processes of this
+//! process's user, or root, are answered (the peer's credentials, `SO_PEERCRED`); any
+//! other gets one line saying so ([`REFUSED`]) and nothing of the stack.
 
 use std::os::fd::OwnedFd;
 
@@ -8,7 +10,7 @@ use rustix::net::{self, AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
 use super::Driver;
 use crate::report::{
     mgmt_address, CountersReport, DifReport, DirectoryReport, FlowReport, NeighborReport, Report,
-    RouteReport, ShimReport,
+    RouteReport, ShimReport, REFUSED,
 };
 use rina_core::node::{Dif, Layer, LinkId, Node};
 
@@ -28,12 +30,36 @@ pub(super) fn listener(pid: u32) -> rustix::io::Result<OwnedFd> {
     Ok(shims::high_fd::move_high(sock))
 }
 
+/// True if the process at the other end of `c` may read this stack: it runs as this
+/// process's effective user, or as root; otherwise why not.
+fn may_read(c: &OwnedFd) -> Result<(), String> {
+    let me = rustix::process::geteuid();
+    match net::sockopt::socket_peercred(c) {
+        Ok(cred) if cred.uid == me || cred.uid.is_root() => Ok(()),
+        Ok(cred) => Err(format!(
+            "refused to process {} of user {}: this stack answers only its own user ({}) and root",
+            cred.pid.as_raw_nonzero(),
+            cred.uid.as_raw(),
+            me.as_raw()
+        )),
+        Err(e) => Err(format!(
+            "refused: the peer's credentials cannot be read ({e})"
+        )),
+    }
+}
+
 impl Driver {
     /// Answers every waiting connection.
     pub(super) fn serve_mgmt(&mut self) {
         let Some(l) = &self.mgmt else { return };
         while let Ok(c) = net::accept_with(l, SocketFlags::NONBLOCK | SocketFlags::CLOEXEC) {
-            let text = serde_json::to_vec(&self.report()).unwrap_or_default();
+            let text = match may_read(&c) {
+                Ok(()) => serde_json::to_vec(&self.report()).unwrap_or_default(),
+                Err(why) => {
+                    tracing::info!("management socket: {why}");
+                    format!("{REFUSED}{why}\n").into_bytes()
+                }
+            };
             // A report is a few kilobytes: it fits the socket's buffer (raised first);
             // a client too slow to take it gets what fit.
             let _ = net::sockopt::set_socket_send_buffer_size(&c, text.len() + 4096);
