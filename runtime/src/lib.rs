@@ -11,6 +11,7 @@ pub mod config;
 pub mod datagram;
 mod driver;
 mod handle;
+pub mod keys;
 mod link;
 mod log;
 pub mod pending;

@@ -9,6 +9,9 @@
 //!   with the reason if the stack cannot start (an endpoint held by another process).
 //! - `rina ctl [PID] [--json]`: the processes of this host that run a stack, or what
 //!   one of them knows (members, neighbours, routes, directory, flows, counters).
+//! - `rina keygen KEYFILE`: writes a new member key readable by its owner only and
+//!   prints its public key; `rina pubkey KEYFILE` prints the public key of a key file
+//!   (the formats of `wg genkey` and `wg pubkey`).
 
 mod ctl;
 
@@ -60,6 +63,16 @@ enum Cmd {
         #[arg(short = 'c', long = "config", value_name = "RULES")]
         config: PathBuf,
     },
+    /// Write a new member key (readable by its owner only) and print its public key.
+    Keygen {
+        /// Where to write it (an existing file is not replaced).
+        keyfile: PathBuf,
+    },
+    /// Print the public key of a private key file.
+    Pubkey {
+        /// The private key file.
+        keyfile: PathBuf,
+    },
     /// List the processes here that run a stack, or show what one of them knows.
     Ctl {
         /// The process to show (default: list them all).
@@ -89,6 +102,29 @@ fn main() -> ExitCode {
         } => run(&rules, lib, &program),
         Cmd::Node { config: rules } => node(&rules),
         Cmd::Ctl { pid, json } => ctl::ctl(pid, json),
+        Cmd::Keygen { keyfile } => {
+            let key = runtime::keys::PrivateKey::generate();
+            match key.save(&keyfile) {
+                Ok(()) => {
+                    println!("{}", key.public());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("rina keygen: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Cmd::Pubkey { keyfile } => match runtime::keys::PrivateKey::load(&keyfile) {
+            Ok(key) => {
+                println!("{}", key.public());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("rina pubkey: {e}");
+                ExitCode::from(1)
+            }
+        },
     }
 }
 
