@@ -59,6 +59,13 @@ pub enum Event {
         /// Its N-1 port (the driver should release it).
         port: N1Port,
     },
+    /// An N-1 port whose peer has not said who it is was dropped, to keep what such
+    /// peers cost this member within a small bound: the driver releases its flow
+    /// without a word to the peer (no reply for what proved nothing).
+    NeighborRefused {
+        /// Its N-1 port (gone).
+        port: N1Port,
+    },
     /// A flow this member asked for is up.
     FlowAllocated {
         /// The flow.

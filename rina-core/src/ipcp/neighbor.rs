@@ -46,9 +46,20 @@ pub(super) struct Neighbor {
     pub(super) enroll_retry: Option<Instant>,
     /// The address the enroller gave us, held until its state has arrived.
     pub(super) assigned: Option<Address>,
+    /// The peer opened the N-1 flow (not this member).
+    pub(super) opened_by_peer: bool,
 }
 
+/// N-1 ports whose peer has not said who it is (no enrollment request or hello yet)
+/// that a member keeps at once; a new one beyond drops the oldest.
+pub(super) const MAX_UNIDENTIFIED: usize = 64;
+
 impl Neighbor {
+    /// The peer opened the flow and has not said who it is.
+    fn unidentified(&self) -> bool {
+        self.opened_by_peer && self.stage == Stage::Awaiting && self.name.is_none()
+    }
+
     pub(super) fn poll_timeout(&self, cfg: &IpcpConfig) -> Option<Instant> {
         let mut t = self.mgmt.poll_timeout();
         t = crate::time::earliest(t, Some(self.last_keepalive + cfg.keepalive_interval));
@@ -87,6 +98,7 @@ impl IpcProcess {
             last_keepalive: now,
             enroll_retry: None,
             assigned: None,
+            opened_by_peer: !initiate,
         };
         if initiate {
             let msg = match self.address {
@@ -106,8 +118,30 @@ impl IpcProcess {
             };
             let _ = n.mgmt.send(now, &msg.encode());
         }
+        if !initiate {
+            self.bound_unidentified();
+        }
         self.neighbors.insert(port, n);
         // The first PDU on this port has no route to wait for: flush at once.
+    }
+
+    /// Keeps at most [`MAX_UNIDENTIFIED`] N-1 ports whose peer has not said who it is,
+    /// room made for one more: the oldest goes (a flood of flows that never speak costs
+    /// a bounded amount of state and no reply).
+    fn bound_unidentified(&mut self) {
+        let waiting: Vec<(Instant, N1Port)> = self
+            .neighbors
+            .values()
+            .filter(|n| n.unidentified())
+            .map(|n| (n.last_heard, n.port))
+            .collect();
+        if waiting.len() < MAX_UNIDENTIFIED {
+            return;
+        }
+        if let Some(&(_, port)) = waiting.iter().min() {
+            self.neighbors.remove(&port);
+            self.events.push_back(Event::NeighborRefused { port });
+        }
     }
 
     /// The N-1 port is gone (released by the layer below).
@@ -334,7 +368,11 @@ impl IpcProcess {
             }
             if lost {
                 if let Some(n) = self.neighbors.remove(&port) {
-                    self.neighbor_gone(now, n);
+                    if n.unidentified() {
+                        self.events.push_back(Event::NeighborRefused { port });
+                    } else {
+                        self.neighbor_gone(now, n);
+                    }
                 }
                 continue;
             }

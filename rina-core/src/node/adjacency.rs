@@ -182,6 +182,7 @@ impl Node {
                 self.release_n1(now, port);
                 self.join_failed(now, dif, reason);
             }
+            Event::NeighborRefused { port } => self.refuse_n1(now, port),
             Event::NeighborUp { port, name } => {
                 self.keep_up(dif, port);
                 self.events

@@ -181,6 +181,22 @@ impl ShimLayer {
         }
     }
 
+    /// Forgets a flow without a word to the peer.
+    pub(crate) fn forget(&mut self, id: ShimFlowId) {
+        match &mut self.proto {
+            Proto::Udp { proto, .. } => proto.forget(id),
+            Proto::Eth(p) => p.shim().forget(id),
+        }
+    }
+
+    /// The flows this layer holds.
+    pub(crate) fn flow_count(&self) -> usize {
+        match &self.proto {
+            Proto::Udp { proto, .. } => proto.flow_count(),
+            Proto::Eth(p) => p.shim_flow_count(),
+        }
+    }
+
     pub(crate) fn deallocate(&mut self, id: ShimFlowId) {
         match &mut self.proto {
             Proto::Udp { proto, .. } => proto.deallocate(id),

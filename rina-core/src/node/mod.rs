@@ -21,6 +21,8 @@ mod dif;
 mod link;
 mod n1;
 mod poll;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::ops::Range;
@@ -391,6 +393,16 @@ impl Node {
     /// sender, not ours).
     pub fn link_dropped(&self, link: LinkId) -> u64 {
         self.shims[link.0].dropped()
+    }
+
+    /// The flows shim layer `link` holds (up or being made).
+    pub fn link_flow_count(&self, link: LinkId) -> usize {
+        self.shims[link.0].flow_count()
+    }
+
+    /// The N-1 ports of every DIF.
+    pub fn n1_count(&self) -> usize {
+        self.n1.len()
     }
 
     /// The endpoint of the UDP peer `name` of `link` (as its rules name it).

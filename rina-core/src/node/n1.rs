@@ -29,6 +29,21 @@ impl Node {
         }
     }
 
+    /// An N-1 port whose peer never said who it is is dropped: its flow below is
+    /// forgotten without a word to the peer (a shim flow), or released (a flow of a
+    /// DIF below, whose peer that DIF knows).
+    pub(crate) fn refuse_n1(&mut self, now: Instant, port: N1Port) {
+        let Some((_, below)) = self.n1.remove(&port) else {
+            return;
+        };
+        self.by_lower.remove(&below);
+        self.lower_readable.remove(&below);
+        match below {
+            LowerFlow::Shim(s, id) => self.shims[s.0].forget(id),
+            LowerFlow::Dif(d, p) => self.difs[d.0].ipcp.deallocate(now, p),
+        }
+    }
+
     /// Releases a flow of the layer below.
     fn release_lower(&mut self, now: Instant, below: LowerFlow) {
         match below {

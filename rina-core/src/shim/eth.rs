@@ -197,7 +197,12 @@ impl EthShim {
         self.me
     }
 
-    /// The flow protocol.
+    /// The flows the shim protocol holds.
+    pub fn shim_flow_count(&self) -> usize {
+        self.shim.flow_count()
+    }
+
+    /// The shim protocol over this link.
     pub fn shim(&mut self) -> &mut ShimProcess<EthPeer> {
         &mut self.shim
     }

@@ -205,6 +205,20 @@ impl<A: Copy + Ord> ShimProcess<A> {
     }
 
     /// Releases a flow and tells the peer.
+    /// Forgets flow `id` without a word to its peer: one that never proved anything
+    /// costs no reply (see `Event::NeighborRefused`).
+    pub fn forget(&mut self, id: ShimFlowId) {
+        if let Some(f) = self.flows.remove(&id.0) {
+            self.by_remote.remove(&(f.peer, f.remote_id));
+        }
+    }
+
+    /// The flows this end holds (up or being made).
+    pub fn flow_count(&self) -> usize {
+        self.flows.len()
+    }
+
+    /// Releases flow `id` and tells the peer.
     pub fn deallocate(&mut self, id: ShimFlowId) {
         if let Some(f) = self.flows.remove(&id.0) {
             self.by_remote.remove(&(f.peer, f.remote_id));

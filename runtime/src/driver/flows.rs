@@ -30,7 +30,8 @@ impl Driver {
             Event::Enrolled { .. }
             | Event::EnrollmentFailed { .. }
             | Event::NeighborUp { .. }
-            | Event::NeighborLost { .. } => {}
+            | Event::NeighborLost { .. }
+            | Event::NeighborRefused { .. } => {}
             Event::FlowClosed { port, reset } => {
                 let Some(&token) = self.by_port.get(&(dif, port)) else {
                     return;
