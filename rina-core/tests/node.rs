@@ -33,7 +33,7 @@ fn path() -> LinkConfig {
 fn udp_node(seed: u64, long_lived: bool) -> (Node, LinkId) {
     let mut node = Node::new(long_lived);
     let place = format!("UDP sim {seed}");
-    let link = node.add_udp_link("udp".into(), place, ShimConfig::default(), vec![], seed);
+    let link = node.add_udp_link("udp".into(), place, ShimConfig::default(), seed);
     (node, link)
 }
 

@@ -85,13 +85,7 @@ impl Stack {
                         ..ShimConfig::default()
                     };
                     let place = format!("UDP {}", link.local_addr());
-                    let id = stack.node.add_udp_link(
-                        dif.name.clone(),
-                        place,
-                        cfg,
-                        u.peers.clone(),
-                        seed,
-                    );
+                    let id = stack.node.add_udp_link(dif.name.clone(), place, cfg, seed);
                     stack.push_link(Link::Udp(link));
                     Layer::Link(id)
                 }

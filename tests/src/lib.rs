@@ -412,6 +412,12 @@ pub fn output_within(cmd: &mut Command, limit: Duration) -> std::process::Output
     }
 }
 
+/// Runs `args` over RINA with `rules` to its end within `limit` (stdin empty, stdout
+/// and stderr captured; see [`output_within`]).
+pub fn run_within(rules: &Path, args: &[&str], limit: Duration) -> std::process::Output {
+    output_within(&mut over(Some(rules), args), limit)
+}
+
 /// A program with its arguments, over RINA under `rules` (through `rina run`), or
 /// plainly (kernel TCP/IP) without; stdin empty, stdout and stderr piped.
 pub fn over(rules: Option<&Path>, args: &[&str]) -> Command {

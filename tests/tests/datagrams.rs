@@ -332,13 +332,9 @@ fn sendmmsg_and_recvmmsg_are_translated() {
         panic!("server: {}", server.kill_and_stderr());
     }
     let mmsg = bin_dir().join("mmsg");
-    let out = output_within(
-        &mut rina_run(
-            &c,
-            &[mmsg.to_str().unwrap(), &addr],
-            Stdio::null(),
-            Stdio::piped(),
-        ),
+    let out = run_within(
+        &c,
+        &[mmsg.to_str().unwrap(), &addr],
         Duration::from_secs(60),
     );
     let text = String::from_utf8_lossy(&out.stdout);

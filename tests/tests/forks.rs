@@ -71,13 +71,9 @@ c.sendall(b"parent relays: " + got); c.close()
     );
     let (_, client) = pair_rules(su, 0, front, "front");
     let client = rules(dir.path(), "client.toml", &client);
-    let out = output_within(
-        &mut rina_run(
-            &client,
-            &["nc", "-N", "127.0.0.1", &front.to_string()],
-            Stdio::null(),
-            Stdio::piped(),
-        ),
+    let out = run_within(
+        &client,
+        &["nc", "-N", "127.0.0.1", &front.to_string()],
         Duration::from_secs(60),
     );
     assert_eq!(
@@ -120,13 +116,9 @@ fn second_server_with_the_same_rules_joins_the_pool() {
     );
     let mut seen = std::collections::BTreeSet::new();
     let both = wait_until(Duration::from_secs(15), || {
-        let out = output_within(
-            &mut rina_run(
-                &p.client,
-                &["nc", "-N", "127.0.0.1", &p.port.to_string()],
-                Stdio::null(),
-                Stdio::piped(),
-            ),
+        let out = run_within(
+            &p.client,
+            &["nc", "-N", "127.0.0.1", &p.port.to_string()],
             Duration::from_secs(60),
         );
         seen.insert(String::from_utf8_lossy(&out.stdout).trim().to_owned());
@@ -176,13 +168,9 @@ fn second_server_without_a_pool_is_refused() {
     );
     assert!(text.contains("registered in DIF net by member"), "{text}");
     for _ in 0..5 {
-        let out = output_within(
-            &mut rina_run(
-                &p.client,
-                &["nc", "-N", "127.0.0.1", &port.to_string()],
-                Stdio::null(),
-                Stdio::piped(),
-            ),
+        let out = run_within(
+            &p.client,
+            &["nc", "-N", "127.0.0.1", &port.to_string()],
             Duration::from_secs(20),
         );
         assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "first");
@@ -220,13 +208,9 @@ for s, m in ((a, b"old"), (b, b"new")):
 "#,
         port = p.port
     );
-    let out = output_within(
-        &mut rina_run(
-            &p.client,
-            &["python3", "-c", &client],
-            Stdio::null(),
-            Stdio::piped(),
-        ),
+    let out = run_within(
+        &p.client,
+        &["python3", "-c", &client],
         Duration::from_secs(60),
     );
     assert_eq!(

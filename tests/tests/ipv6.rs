@@ -135,13 +135,9 @@ fn curl_to_an_ipv6_literal() {
         Stdio::null(),
     );
     let url = format!("http://[fd00::1]:{p}/");
-    let out = output_within(
-        &mut rina_run(
-            &c,
-            &["curl", "-g", "-sS", "-v", "--max-time", "10", &url],
-            Stdio::null(),
-            Stdio::piped(),
-        ),
+    let out = run_within(
+        &c,
+        &["curl", "-g", "-sS", "-v", "--max-time", "10", &url],
         Duration::from_secs(30),
     );
     let err = String::from_utf8_lossy(&out.stderr);

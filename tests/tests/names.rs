@@ -97,13 +97,9 @@ fn host_names_resolve_to_applications() {
         Stdio::null(),
         Stdio::null(),
     );
-    let out = output_within(
-        &mut rina_run(
-            &client,
-            &["python3", "-c", LOOKUPS, "echo.rina"],
-            Stdio::null(),
-            Stdio::piped(),
-        ),
+    let out = run_within(
+        &client,
+        &["python3", "-c", LOOKUPS, "echo.rina"],
         Duration::from_secs(60),
     );
     assert!(
@@ -114,13 +110,9 @@ fn host_names_resolve_to_applications() {
     let v4 = String::from_utf8_lossy(&out.stdout).trim().to_owned();
 
     let url = format!("http://echo.rina:{p}/");
-    let curl = output_within(
-        &mut rina_run(
-            &client,
-            &["curl", "-sS", "-v", "--max-time", "10", &url],
-            Stdio::null(),
-            Stdio::piped(),
-        ),
+    let curl = run_within(
+        &client,
+        &["curl", "-sS", "-v", "--max-time", "10", &url],
         Duration::from_secs(30),
     );
     let err = String::from_utf8_lossy(&curl.stderr);
@@ -134,13 +126,9 @@ fn host_names_resolve_to_applications() {
     let urllib = format!(
         "import urllib.request; print(urllib.request.urlopen('{url}', timeout=10).read().decode(), end='')"
     );
-    let py = output_within(
-        &mut rina_run(
-            &client,
-            &["python3", "-c", &urllib],
-            Stdio::null(),
-            Stdio::piped(),
-        ),
+    let py = run_within(
+        &client,
+        &["python3", "-c", &urllib],
         Duration::from_secs(60),
     );
     assert_eq!(
@@ -151,20 +139,16 @@ fn host_names_resolve_to_applications() {
     );
 
     // A name whose application nobody registered: refused, never sent over IP.
-    let refused = output_within(
-        &mut rina_run(
-            &client,
-            &[
-                "curl",
-                "-v",
-                "-sS",
-                "--max-time",
-                "10",
-                &format!("http://nobody.rina:{p}/"),
-            ],
-            Stdio::null(),
-            Stdio::piped(),
-        ),
+    let refused = run_within(
+        &client,
+        &[
+            "curl",
+            "-v",
+            "-sS",
+            "--max-time",
+            "10",
+            &format!("http://nobody.rina:{p}/"),
+        ],
         Duration::from_secs(30),
     );
     assert_eq!(

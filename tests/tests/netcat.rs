@@ -299,13 +299,9 @@ while True:
 print(data.decode())
 "#
     );
-    let out = output_within(
-        &mut rina_run(
-            &c_rules,
-            &["python3", "-c", &script],
-            Stdio::null(),
-            Stdio::piped(),
-        ),
+    let out = run_within(
+        &c_rules,
+        &["python3", "-c", &script],
         Duration::from_secs(60),
     );
     assert!(

@@ -56,10 +56,7 @@ fn web_clients_against_python_http_server() {
         ("urllib", vec!["python3", "-c", &script]),
     ];
     for (name, args) in &clients {
-        let out = output_within(
-            &mut rina_run(&p.client, args, Stdio::null(), Stdio::piped()),
-            Duration::from_secs(60),
-        );
+        let out = run_within(&p.client, args, Duration::from_secs(60));
         assert!(
             out.status.success(),
             "{name}: {}",
@@ -105,13 +102,9 @@ fn socat_pair_and_fork_server() {
     );
     let connect = format!("TCP:127.0.0.1:{}", p.port);
     let src = format!("OPEN:{}", input.display());
-    let out = output_within(
-        &mut rina_run(
-            &p.client,
-            &["socat", "-u", &src, &connect],
-            Stdio::null(),
-            Stdio::null(),
-        ),
+    let out = run_within(
+        &p.client,
+        &["socat", "-u", &src, &connect],
         Duration::from_secs(60),
     );
     assert!(
@@ -293,13 +286,9 @@ fn server_pool_spreads_and_survives_a_kill() {
         Stdio::null(),
     );
     let ask = || {
-        let out = output_within(
-            &mut rina_run(
-                &rc,
-                &["nc", "-v", "-N", "127.0.0.1", &port.to_string()],
-                Stdio::null(),
-                Stdio::piped(),
-            ),
+        let out = run_within(
+            &rc,
+            &["nc", "-v", "-N", "127.0.0.1", &port.to_string()],
             Duration::from_secs(60),
         );
         assert!(
@@ -501,13 +490,9 @@ fn curl_reports_connection_refused() {
         Stdio::null(),
     );
     let url = format!("http://127.0.0.1:{}/", p.port);
-    let out = output_within(
-        &mut rina_run(
-            &p.client,
-            &["curl", "-v", "-sS", "--max-time", "10", &url],
-            Stdio::null(),
-            Stdio::null(),
-        ),
+    let out = run_within(
+        &p.client,
+        &["curl", "-v", "-sS", "--max-time", "10", &url],
         Duration::from_secs(30),
     );
     let err = String::from_utf8_lossy(&out.stderr);
@@ -517,13 +502,9 @@ fn curl_reports_connection_refused() {
         "import socket, errno\ns = socket.socket()\ne = s.connect_ex(('127.0.0.1', {}))\nprint(errno.errorcode.get(e, e))",
         p.port
     );
-    let out = output_within(
-        &mut rina_run(
-            &p.client,
-            &["python3", "-c", &script],
-            Stdio::null(),
-            Stdio::piped(),
-        ),
+    let out = run_within(
+        &p.client,
+        &["python3", "-c", &script],
         Duration::from_secs(60),
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ECONNREFUSED");
@@ -655,13 +636,9 @@ s.close()
 print("echoed", len(got))
 "#
     );
-    let out = output_within(
-        &mut rina_run(
-            &p.client,
-            &["python3", "-c", &client],
-            Stdio::null(),
-            Stdio::piped(),
-        ),
+    let out = run_within(
+        &p.client,
+        &["python3", "-c", &client],
         Duration::from_secs(60),
     );
     assert_eq!(

@@ -272,13 +272,9 @@ fn a_ring_heals_around_a_killed_relay() {
             &connect(tcp),
         ),
     );
-    let out = output_within(
-        &mut rina_run(
-            &via_back,
-            &["python3", "-c", PACED, &tcp.to_string(), "200000"],
-            Stdio::null(),
-            Stdio::piped(),
-        ),
+    let out = run_within(
+        &via_back,
+        &["python3", "-c", PACED, &tcp.to_string(), "200000"],
         Duration::from_secs(60),
     );
     assert!(

@@ -97,13 +97,9 @@ print("client ok")
         "server: {}",
         srv.kill_and_stderr()
     );
-    let out = output_within(
-        &mut rina_run(
-            &p.client,
-            &["python3", "-c", &client],
-            Stdio::null(),
-            Stdio::piped(),
-        ),
+    let out = run_within(
+        &p.client,
+        &["python3", "-c", &client],
         Duration::from_secs(60),
     );
     assert!(
@@ -142,13 +138,9 @@ print(s.makefile().read(), end="")
 "#,
         p.port
     );
-    let out = output_within(
-        &mut rina_run(
-            &p.client,
-            &["python3", "-c", &client],
-            Stdio::null(),
-            Stdio::piped(),
-        ),
+    let out = run_within(
+        &p.client,
+        &["python3", "-c", &client],
         Duration::from_secs(60),
     );
     assert!(
@@ -257,21 +249,17 @@ for _ in range(9):
     );
     let port = p.port.to_string();
     let run = |rules: &std::path::Path, port: &str, expect: &str, hows: &str, waits: &str| {
-        let out = output_within(
-            &mut rina_run(
-                rules,
-                &[
-                    "python3",
-                    "-c",
-                    NONBLOCKING_CLIENT,
-                    port,
-                    expect,
-                    hows,
-                    waits,
-                ],
-                Stdio::null(),
-                Stdio::piped(),
-            ),
+        let out = run_within(
+            rules,
+            &[
+                "python3",
+                "-c",
+                NONBLOCKING_CLIENT,
+                port,
+                expect,
+                hows,
+                waits,
+            ],
             Duration::from_secs(60),
         );
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -338,13 +326,9 @@ fn fast_open_goes_through_rina() {
         "import socket\ns = socket.socket()\ns.sendto(b'sent with fast open', socket.MSG_FASTOPEN, ('127.0.0.1', {}))\ns.shutdown(socket.SHUT_WR)\ns.recv(1)\n",
         p.port
     );
-    let out = output_within(
-        &mut rina_run(
-            &p.client,
-            &["python3", "-c", &client],
-            Stdio::null(),
-            Stdio::piped(),
-        ),
+    let out = run_within(
+        &p.client,
+        &["python3", "-c", &client],
         Duration::from_secs(60),
     );
     assert!(

@@ -106,13 +106,9 @@ fn a_udp_endpoint_held_by_another_program() {
         ],
     );
     // nc reports the errno as it does for TCP.
-    let out = output_within(
-        &mut rina_run(
-            &r,
-            &["nc", "-v", "127.0.0.1", &port.to_string()],
-            Stdio::null(),
-            Stdio::null(),
-        ),
+    let out = run_within(
+        &r,
+        &["nc", "-v", "127.0.0.1", &port.to_string()],
         Duration::from_secs(30),
     );
     let err = String::from_utf8_lossy(&out.stderr);

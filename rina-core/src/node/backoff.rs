@@ -31,11 +31,6 @@ impl Backoff {
         }
     }
 
-    /// The delay before the next attempt, without taking it.
-    pub fn peek(&self) -> Duration {
-        self.next
-    }
-
     /// Takes the delay before the next attempt; the one after is twice as long (up to
     /// the maximum).
     pub fn next_delay(&mut self) -> Duration {
@@ -78,6 +73,7 @@ mod tests {
         assert_eq!(b.next_delay(), Duration::MAX);
         assert_eq!(b.next_delay(), Duration::MAX);
         let b = Backoff::new(Duration::from_secs(2), Duration::from_secs(1));
-        assert_eq!(b.peek(), Duration::from_secs(2));
+        let mut b = b;
+        assert_eq!(b.next_delay(), Duration::from_secs(2));
     }
 }

@@ -132,11 +132,6 @@ impl Dif {
         self.chunk
     }
 
-    /// When the next attempt to join is due, if one waits.
-    pub fn retry_at(&self) -> Option<Instant> {
-        self.retry_at
-    }
-
     /// Tries to enroll again at once (what it waited for is there).
     pub(crate) fn retry_now(&mut self, now: Instant) {
         self.waiting = false;

@@ -102,28 +102,16 @@ pub(crate) struct ShimLayer {
     reason = "a node has a handful of links; boxing buys nothing"
 )]
 enum Proto {
-    Udp {
-        proto: ShimProcess<SocketAddr>,
-        peers: Vec<(String, SocketAddr)>,
-    },
+    Udp(ShimProcess<SocketAddr>),
     Eth(EthShim),
 }
 
 impl ShimLayer {
-    pub(crate) fn udp(
-        name: String,
-        place: String,
-        cfg: ShimConfig,
-        peers: Vec<(String, SocketAddr)>,
-        seed: u64,
-    ) -> Self {
+    pub(crate) fn udp(name: String, place: String, cfg: ShimConfig, seed: u64) -> Self {
         Self {
             name,
             place,
-            proto: Proto::Udp {
-                proto: ShimProcess::new(cfg, seed),
-                peers,
-            },
+            proto: Proto::Udp(ShimProcess::new(cfg, seed)),
         }
     }
 
@@ -141,23 +129,15 @@ impl ShimLayer {
 
     pub(crate) fn max_sdu(&self) -> usize {
         match &self.proto {
-            Proto::Udp { proto, .. } => proto.max_sdu(),
+            Proto::Udp(proto) => proto.max_sdu(),
             Proto::Eth(p) => p.max_sdu(),
         }
     }
 
     pub(crate) fn register(&mut self, name: ApplicationName) {
         match &mut self.proto {
-            Proto::Udp { proto, .. } => proto.register(name),
+            Proto::Udp(proto) => proto.register(name),
             Proto::Eth(p) => p.register(name),
-        }
-    }
-
-    /// A UDP peer's endpoint by its name in the rules.
-    pub(crate) fn udp_peer(&self, name: &str) -> Option<SocketAddr> {
-        match &self.proto {
-            Proto::Udp { peers, .. } => peers.iter().find(|(n, _)| n == name).map(|(_, a)| *a),
-            Proto::Eth(_) => None,
         }
     }
 
@@ -169,7 +149,7 @@ impl ShimLayer {
         remote: ApplicationName,
     ) -> Allocation<ShimFlowId> {
         match (&mut self.proto, peer) {
-            (Proto::Udp { proto, .. }, Peer::Udp(a)) => {
+            (Proto::Udp(proto), Peer::Udp(a)) => {
                 Allocation::Started(proto.allocate(now, *a, local, remote))
             }
             (Proto::Eth(p), Peer::Name(n)) => match p.resolve(now, n) {
@@ -184,7 +164,7 @@ impl ShimLayer {
     /// Forgets a flow without a word to the peer.
     pub(crate) fn forget(&mut self, id: ShimFlowId) {
         match &mut self.proto {
-            Proto::Udp { proto, .. } => proto.forget(id),
+            Proto::Udp(proto) => proto.forget(id),
             Proto::Eth(p) => p.shim().forget(id),
         }
     }
@@ -192,14 +172,14 @@ impl ShimLayer {
     /// The flows this layer holds.
     pub(crate) fn flow_count(&self) -> usize {
         match &self.proto {
-            Proto::Udp { proto, .. } => proto.flow_count(),
+            Proto::Udp(proto) => proto.flow_count(),
             Proto::Eth(p) => p.shim_flow_count(),
         }
     }
 
     pub(crate) fn deallocate(&mut self, id: ShimFlowId) {
         match &mut self.proto {
-            Proto::Udp { proto, .. } => proto.deallocate(id),
+            Proto::Udp(proto) => proto.deallocate(id),
             Proto::Eth(p) => p.shim().deallocate(id),
         }
     }
@@ -212,7 +192,7 @@ impl ShimLayer {
         bytes: &'b [u8],
     ) -> Option<(ShimFlowId, &'b [u8])> {
         match (&mut self.proto, from) {
-            (Proto::Udp { proto, .. }, LinkAddr::Udp(a)) => proto.handle_datagram(now, a, bytes),
+            (Proto::Udp(proto), LinkAddr::Udp(a)) => proto.handle_datagram(now, a, bytes),
             (Proto::Eth(p), LinkAddr::Eth(mac)) => p.handle_frame(now, mac, bytes),
             _ => None,
         }
@@ -221,7 +201,7 @@ impl ShimLayer {
     /// Where to send a PDU of flow `id`, and its header (`None`: not up).
     pub(crate) fn data_header(&self, id: ShimFlowId) -> Option<(LinkAddr, Header)> {
         match &self.proto {
-            Proto::Udp { proto, .. } => proto
+            Proto::Udp(proto) => proto
                 .data_header(id)
                 .map(|(a, h)| (LinkAddr::Udp(a), Header::new(&h))),
             Proto::Eth(p) => p
@@ -233,28 +213,28 @@ impl ShimLayer {
     /// The next management datagram or frame.
     pub(crate) fn poll_transmit(&mut self) -> Option<(LinkAddr, Vec<u8>)> {
         match &mut self.proto {
-            Proto::Udp { proto, .. } => proto.poll_transmit().map(|(a, d)| (LinkAddr::Udp(a), d)),
+            Proto::Udp(proto) => proto.poll_transmit().map(|(a, d)| (LinkAddr::Udp(a), d)),
             Proto::Eth(p) => p.poll_transmit().map(|(m, f)| (LinkAddr::Eth(m), f)),
         }
     }
 
     /// Nothing listens at `peer` (the link said so): flows being made to it fail.
     pub(crate) fn peer_unreachable(&mut self, peer: LinkAddr) {
-        if let (Proto::Udp { proto, .. }, LinkAddr::Udp(a)) = (&mut self.proto, peer) {
+        if let (Proto::Udp(proto), LinkAddr::Udp(a)) = (&mut self.proto, peer) {
             proto.peer_unreachable(a);
         }
     }
 
     pub(crate) fn has_pending_output(&self) -> bool {
         match &self.proto {
-            Proto::Udp { proto, .. } => proto.has_pending_output(),
+            Proto::Udp(proto) => proto.has_pending_output(),
             Proto::Eth(p) => p.has_pending_output(),
         }
     }
 
     pub(crate) fn poll_notice(&mut self) -> Option<Notice> {
         match &mut self.proto {
-            Proto::Udp { proto, .. } => proto.poll_event().map(Notice::Flow),
+            Proto::Udp(proto) => proto.poll_event().map(Notice::Flow),
             Proto::Eth(p) => match p.poll_event() {
                 Some(EthEvent::Resolved { name, .. }) => Some(Notice::Resolved(name)),
                 Some(EthEvent::Unresolved { name }) => Some(Notice::Unresolved(name)),
@@ -265,14 +245,14 @@ impl ShimLayer {
 
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         match &self.proto {
-            Proto::Udp { proto, .. } => proto.poll_timeout(),
+            Proto::Udp(proto) => proto.poll_timeout(),
             Proto::Eth(p) => p.poll_timeout(),
         }
     }
 
     pub(crate) fn handle_timeout(&mut self, now: Instant) {
         match &mut self.proto {
-            Proto::Udp { proto, .. } => proto.handle_timeout(now),
+            Proto::Udp(proto) => proto.handle_timeout(now),
             Proto::Eth(p) => p.handle_timeout(now),
         }
     }
@@ -281,7 +261,7 @@ impl ShimLayer {
     /// sender, not ours).
     pub(crate) fn dropped(&self) -> u64 {
         match &self.proto {
-            Proto::Udp { proto, .. } => proto.counters().dropped,
+            Proto::Udp(proto) => proto.counters().dropped,
             Proto::Eth(p) => {
                 let c = p.counters();
                 c.malformed + c.unknown + c.not_ours + p.shim_counters().dropped

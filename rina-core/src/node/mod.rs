@@ -29,7 +29,6 @@ use std::ops::Range;
 use std::time::Duration;
 
 use core::fmt;
-use core::net::SocketAddr;
 
 pub use backoff::Backoff;
 pub use dif::{Dif, Plan};
@@ -213,18 +212,15 @@ impl Node {
         }
     }
 
-    /// Adds a UDP shim layer at `place` (for messages: "UDP 10.0.0.1:7000"); `peers`
-    /// name its neighbours' endpoints.
+    /// Adds a UDP shim layer at `place` (for messages: "UDP 10.0.0.1:7000").
     pub fn add_udp_link(
         &mut self,
         name: String,
         place: String,
         cfg: ShimConfig,
-        peers: Vec<(String, SocketAddr)>,
         seed: u64,
     ) -> LinkId {
-        self.shims
-            .push(ShimLayer::udp(name, place, cfg, peers, seed));
+        self.shims.push(ShimLayer::udp(name, place, cfg, seed));
         LinkId(self.shims.len() - 1)
     }
 
@@ -350,11 +346,6 @@ impl Node {
         self.difs.iter().enumerate().map(|(i, d)| (DifId(i), d))
     }
 
-    /// The DIF named `name`.
-    pub fn dif_named(&self, name: &str) -> Option<DifId> {
-        self.difs.iter().position(|d| d.name == name).map(DifId)
-    }
-
     /// The IPC process of `dif`, for the applications' flows (read, write, answer,
     /// deallocate) and reports.
     ///
@@ -367,11 +358,6 @@ impl Node {
     /// The number of shim layers.
     pub fn link_count(&self) -> usize {
         self.shims.len()
-    }
-
-    /// The shim layer named `name`.
-    pub fn link_named(&self, name: &str) -> Option<LinkId> {
-        self.shims.iter().position(|s| s.name == name).map(LinkId)
     }
 
     /// A shim layer's name.
@@ -403,11 +389,6 @@ impl Node {
     /// The N-1 ports of every DIF.
     pub fn n1_count(&self) -> usize {
         self.n1.len()
-    }
-
-    /// The endpoint of the UDP peer `name` of `link` (as its rules name it).
-    pub fn udp_peer(&self, link: LinkId, name: &str) -> Option<SocketAddr> {
-        self.shims[link.0].udp_peer(name)
     }
 
     /// Asks DIF `dif` for a flow (see [`IpcProcess::allocate_flow_with_info`]); a DIF

@@ -25,13 +25,7 @@ fn alloc_request(src_id: u32, dst: &str) -> Vec<u8> {
 #[test]
 fn a_flood_of_silent_flows_costs_bounded_state_and_no_amplification() {
     let mut node = Node::new(true);
-    let link = node.add_udp_link(
-        "udp".into(),
-        "UDP test".into(),
-        ShimConfig::default(),
-        vec![],
-        7,
-    );
+    let link = node.add_udp_link("udp".into(), "UDP test".into(), ShimConfig::default(), 7);
     let mut ipcp = IpcpConfig::new("net", ApplicationName::new("server"), 7);
     ipcp.bootstrap = Some(Address(1));
     let dif = node

@@ -24,6 +24,33 @@ enum Piece {
     Capture(String),
 }
 
+impl Piece {
+    /// The text this piece gives: `port` and `addr` from a call, `host` and `caps`
+    /// from a lookup.
+    fn text<'a>(
+        &'a self,
+        port: &'a str,
+        addr: &'a str,
+        host: &'a str,
+        caps: Option<&Captures<'a>>,
+    ) -> &'a str {
+        match self {
+            Self::Text(t) => t,
+            Self::Port => port,
+            Self::Addr => addr,
+            Self::Host => host,
+            Self::Capture(c) => {
+                let m = match (caps, c.parse::<usize>()) {
+                    (Some(caps), Ok(n)) => caps.get(n),
+                    (Some(caps), Err(_)) => caps.name(c),
+                    (None, _) => None,
+                };
+                m.map_or("", |m| m.as_str())
+            }
+        }
+    }
+}
+
 /// An application-name template (`app = "svc-{port}"`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AppTemplate {
@@ -134,20 +161,7 @@ impl AppTemplate {
     fn render(&self, port: &str, addr: &str, host: &str, caps: Option<&Captures<'_>>) -> String {
         let mut out = String::with_capacity(self.text.len() + 16);
         for p in &self.pieces {
-            match p {
-                Piece::Text(t) => out.push_str(t),
-                Piece::Port => out.push_str(port),
-                Piece::Addr => out.push_str(addr),
-                Piece::Host => out.push_str(host),
-                Piece::Capture(c) => {
-                    let m = match (caps, c.parse::<usize>()) {
-                        (Some(caps), Ok(n)) => caps.get(n),
-                        (Some(caps), Err(_)) => caps.name(c),
-                        (None, _) => None,
-                    };
-                    out.push_str(m.map_or("", |m| m.as_str()));
-                }
-            }
+            out.push_str(p.text(port, addr, host, caps));
         }
         out
     }
@@ -180,7 +194,7 @@ impl AppTemplate {
                     pieces.push(Piece::Port);
                 }
                 Piece::Addr => {}
-                other => text.push_str(&Self::one(other, host, caps)),
+                other => text.push_str(other.text("", "", host, Some(caps))),
             }
         }
         if !text.is_empty() {
@@ -194,15 +208,6 @@ impl AppTemplate {
         t.text = t.render("{port}", "", "", None);
         t.fix();
         t
-    }
-
-    fn one(p: &Piece, host: &str, caps: &Captures<'_>) -> String {
-        let t = Self {
-            text: String::new(),
-            pieces: vec![p.clone()],
-            fixed: None,
-        };
-        t.render("", "", host, Some(caps))
     }
 
     /// The template with every field filled by the shortest text it can take
