@@ -43,6 +43,7 @@ pub mod ipcp;
 pub mod name;
 pub mod node;
 pub mod rand;
+pub mod secure;
 pub mod shim;
 #[cfg(feature = "sim")]
 pub mod sim;

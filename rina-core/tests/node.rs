@@ -2,32 +2,16 @@
 //! DIFs), joined over in-memory UDP paths, from a seed. Every failure message carries
 //! the seed; `RINA_SIM_SEED=n` replays one seed.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use rina_core::ipcp::{Event, FlowKind, FlowKinds, IpcpConfig, ReadResult};
-use rina_core::node::{DifConfig, DifId, Layer, LinkId, Node, NodeEvent, Peer, Plan};
+use rina_core::ipcp::{Event, FlowKind, FlowKinds};
+use rina_core::node::{DifId, Layer, LinkId, Node, NodeEvent, Peer};
 use rina_core::shim::ShimConfig;
-use rina_core::sim::{LinkConfig, Net};
-use rina_core::{Address, ApplicationName, Instant, PortId};
+use rina_core::sim::Net;
+use rina_core::{ApplicationName, Instant};
 
 mod common;
-use common::seeds;
-
-/// The UDP endpoint of host `h`.
-fn ep(h: u8) -> SocketAddr {
-    SocketAddr::from(([10, 0, 0, h], 7000))
-}
-
-/// A path with a little delay, jitter (reordering) and loss.
-fn path() -> LinkConfig {
-    LinkConfig {
-        delay: Duration::from_millis(1),
-        jitter: Duration::from_millis(2),
-        loss: 0.01,
-        ..LinkConfig::default()
-    }
-}
+use common::{dif, ep, path, run_net as run, seeds, transfer};
 
 /// A node with one UDP link.
 fn udp_node(seed: u64, long_lived: bool) -> (Node, LinkId) {
@@ -37,54 +21,12 @@ fn udp_node(seed: u64, long_lived: bool) -> (Node, LinkId) {
     (node, link)
 }
 
-/// A member `name` of DIF `dif` over `over`: it bootstraps with `address`, or
-/// enrolls through `via`.
-fn dif(dif: &str, name: &str, seed: u64, over: Layer, join: Result<u32, Peer>) -> DifConfig {
-    let mut ipcp = IpcpConfig::new(dif, ApplicationName::new(name), seed);
-    let enroll = match join {
-        Ok(a) => {
-            ipcp.bootstrap = Some(Address(a));
-            None
-        }
-        Err(peer) => Some(Plan { lower: over, peer }),
-    };
-    DifConfig {
-        ipcp,
-        over: vec![over],
-        enroll,
-        neighbors: Vec::new(),
-    }
-}
-
 fn by_name(n: &str) -> Peer {
     Peer::Name(ApplicationName::new(n))
 }
 
-/// Runs `net` until `done` or `secs` of virtual time pass; the seed and the trace
-/// on failure.
-fn run(net: &mut Net, secs: u64, what: &str, done: impl FnMut(&mut Net) -> bool) {
-    let limit = net.now() + Duration::from_secs(secs);
-    if let Err(e) = net.run_until(limit, done) {
-        panic!(
-            "seed {}: {what}: not done by {}\n{}",
-            net.seed(),
-            e.now,
-            e.trace.join("\n")
-        );
-    }
-}
-
 fn joined(net: &mut Net, h: usize, d: DifId) -> bool {
     net.is_up(h) && net.host(h).node.dif(d).ipcp().is_enrolled()
-}
-
-/// The port of the first event of host `h` that `pick` matches.
-fn find_event(
-    net: &mut Net,
-    h: usize,
-    pick: impl Fn(&NodeEvent) -> Option<PortId>,
-) -> Option<PortId> {
-    net.host(h).events.iter().find_map(pick)
 }
 
 /// Three levels of DIFs on three hosts: `low` over UDP, `mid` over `low`, `top` over
@@ -155,80 +97,11 @@ fn three_levels_with_a_relay_in_the_middle() {
             .map(|(_, n, _)| n.to_string())
             .collect();
         assert_eq!(mid_neighbors, ["b.mid"], "seed {seed}");
-        let app = ApplicationName::new("echo");
-        let now = net.now();
-        net.host(a)
-            .node
-            .register(now, top, app.clone(), FlowKinds::RELIABLE, false)
-            .unwrap();
-        run(&mut net, 30, "C sees echo in top's directory", |n| {
-            !n.host(c)
-                .node
-                .dif(top)
-                .ipcp()
-                .directory()
-                .lookup(&app)
-                .is_empty()
-        });
         let relayed_before = net.host(b).node.dif(mid).ipcp().counters().pdus_relayed;
-        let now = net.now();
-        let port = net.host(c).node.allocate(
-            now,
-            top,
-            ApplicationName::new("client"),
-            app,
-            FlowKind::Reliable,
-            now + Duration::from_secs(10),
-            Vec::new(),
-        );
-        run(&mut net, 30, "the flow is up", |n| {
-            n.host(c)
-                .events
-                .iter()
-                .any(|e| *e == NodeEvent::Flow(top, Event::FlowAllocated { port }))
-        });
-        let incoming = find_event(&mut net, a, |e| match e {
-            NodeEvent::Flow(d, Event::IncomingFlow { port, .. }) if *d == top => Some(*port),
-            _ => None,
-        })
-        .unwrap_or_else(|| panic!("seed {seed}: no incoming flow at A"));
-        let data: Vec<u8> = (0..200_000u32)
-            .map(|i| (i * 7 + seed as u32) as u8)
-            .collect();
-        let mut sent = 0;
-        let mut got = Vec::new();
-        let limit = net.now() + Duration::from_secs(120);
-        while got.len() < data.len() {
-            assert!(
-                net.now() < limit,
-                "seed {seed}: {} of {} bytes",
-                got.len(),
-                data.len()
-            );
-            let now = net.now();
-            while sent < data.len() {
-                let end = (sent + 4096).min(data.len());
-                if net
-                    .host(c)
-                    .node
-                    .ipcp_mut(top)
-                    .write(now, port, &data[sent..end])
-                    .is_err()
-                {
-                    break;
-                }
-                sent = end;
-            }
-            while let ReadResult::Sdu(v) = net.host(a).node.ipcp_mut(top).read(now, incoming) {
-                got.extend_from_slice(&v);
-            }
-            net.step();
-        }
-        assert!(got == data, "seed {seed}: the bytes differ");
+        transfer(&mut net, top, a, c, 200_000);
         let relayed = net.host(b).node.dif(mid).ipcp().counters().pdus_relayed - relayed_before;
         println!(
-            "seed {seed}: {} bytes at {}, {relayed} PDUs relayed by B in mid",
-            got.len(),
+            "seed {seed}: at {}, {relayed} PDUs relayed by B in mid",
             net.now()
         );
         assert!(

@@ -27,6 +27,7 @@ mod links;
 mod mgmt;
 mod sessions;
 mod start;
+mod trust;
 
 pub(crate) use flows::set_send_buffer;
 pub use flows::APP_SOCKET_BUFFER;
@@ -92,6 +93,8 @@ struct Driver {
     node: bool,
     /// What was said on standard error already (see `sessions.rs`).
     said: BTreeSet<String>,
+    /// When the trust directories are read next (`trust.rs`).
+    next_trust_check: Instant,
 }
 
 impl Driver {
@@ -189,12 +192,14 @@ impl Driver {
         if let Some((deadline, _)) = &self.exiting {
             t = rina_core::time::earliest(t, Some(*deadline));
         }
+        t = rina_core::time::earliest(t, self.trust_deadline());
         rina_core::time::earliest(t, self.keeper_deadline())
     }
 
     /// Timers, then work until nothing moves (bounded, so commands and I/O get turns).
     fn turn(&mut self, now: Instant) {
         self.stack.node.handle_timeout(now);
+        self.check_trust(now);
         self.expire_listens(now);
         self.retry_waiting(now);
         // Until nothing moves and the core has nothing more to say (handling a PDU this

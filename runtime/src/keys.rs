@@ -159,6 +159,38 @@ impl FromStr for PublicKey {
     }
 }
 
+/// The keys in a trust directory: every regular file not starting with a dot holds
+/// one public key (as `rina pubkey` prints it), in name order.
+///
+/// # Errors
+/// The directory or a file cannot be read, or a file holds no key.
+pub fn read_trust_dir(dir: &Path) -> Result<Vec<PublicKey>, KeyError> {
+    let io = |p: &Path, e: std::io::Error| KeyError::Io {
+        path: p.display().to_string(),
+        why: e.to_string(),
+    };
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| io(dir, e))?
+        .filter_map(Result::ok)
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .map(|f| {
+            let text = std::fs::read_to_string(f).map_err(|e| io(f, e))?;
+            text.parse().map_err(|_| {
+                KeyError::Malformed(format!(
+                    "{}: not a public key (base64 of 32 bytes, as `rina pubkey` prints)",
+                    f.display()
+                ))
+            })
+        })
+        .collect()
+}
+
 /// 32 bytes from base64 text, or `None`.
 fn decode32(text: &str) -> Option<Zeroizing<[u8; 32]>> {
     let v = Zeroizing::new(STANDARD.decode(text).ok()?);

@@ -47,6 +47,18 @@ pub(crate) struct Stack {
     pub(crate) dropped: Vec<u64>,
     /// The node's layer for each DIF of the rules, by [`DifIndex`].
     layers: Vec<Layer>,
+    /// The secured DIFs with a trust directory, read again while the stack runs.
+    pub(crate) trust: Vec<Trust>,
+}
+
+/// A secured DIF whose trust directory is read again while the stack runs.
+#[derive(Debug)]
+pub(crate) struct Trust {
+    pub(crate) dif: DifId,
+    pub(crate) name: String,
+    pub(crate) config: crate::config::SecurityConfig,
+    /// The keys trusted now.
+    pub(crate) current: std::collections::BTreeSet<crate::keys::PublicKey>,
 }
 
 impl Stack {
@@ -64,7 +76,13 @@ impl Stack {
             links: Vec::new(),
             dropped: Vec::new(),
             layers: Vec::new(),
+            trust: Vec::new(),
         };
+        // The ephemeral keys of secured DIFs' handshakes: from the OS.
+        let mut seed32 = zeroize::Zeroizing::new([0u8; 32]);
+        rustix::rand::getrandom(&mut seed32[..], rustix::rand::GetRandomFlags::empty())
+            .map_err(|e| FlowError::RuntimeDown(format!("no randomness from the system: {e}")))?;
+        stack.node.seed_security(*seed32);
         for (i, dif) in config.difs.iter().enumerate() {
             let seed = seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
             let layer = match &dif.kind {
@@ -114,19 +132,40 @@ impl Stack {
                     stack.push_link(Link::Eth(link));
                     Layer::Link(id)
                 }
-                DifKind::Normal(n) => {
-                    tracing::info!("{}", crate::config::open_dif(&dif.name));
-                    let cfg = Self::dif_config(&dif.name, n, &stack.layers, program, seed)?;
-                    let id = stack
-                        .node
-                        .add_dif(now, cfg)
-                        .map_err(|e| FlowError::RuntimeDown(e.to_string()))?;
-                    Layer::Dif(id)
-                }
+                DifKind::Normal(n) => stack.add_normal(now, &dif.name, n, program, seed)?,
             };
             stack.layers.push(layer);
         }
         Ok(stack)
+    }
+
+    /// Adds the normal DIF `name` to the node (with its security, if any).
+    fn add_normal(
+        &mut self,
+        now: Instant,
+        name: &str,
+        n: &NormalDifConfig,
+        program: &str,
+        seed: u64,
+    ) -> Result<Layer, FlowError> {
+        match &n.security {
+            Some(s) => tracing::info!("{}", s.describe(name)),
+            None => tracing::info!("{}", crate::config::open_dif(name)),
+        }
+        let cfg = Self::dif_config(name, n, &self.layers, program, seed)?;
+        let id = self
+            .node
+            .add_dif(now, cfg)
+            .map_err(|e| FlowError::RuntimeDown(e.to_string()))?;
+        if let Some(s) = n.security.as_ref().filter(|s| s.trust_dir.is_some()) {
+            self.trust.push(Trust {
+                dif: id,
+                name: name.to_owned(),
+                config: s.clone(),
+                current: s.trusted().unwrap_or_default(),
+            });
+        }
+        Ok(Layer::Dif(id))
     }
 
     fn push_link(&mut self, link: Link) {
@@ -186,6 +225,12 @@ impl Stack {
             over,
             enroll,
             neighbors,
+            security: n
+                .security
+                .as_ref()
+                .map(|s| s.load())
+                .transpose()
+                .map_err(|e| FlowError::RuntimeDown(format!("DIF {name}: {e}")))?,
         })
     }
 

@@ -53,6 +53,7 @@ fn config(bind: SocketAddr, join: Join) -> Arc<Config> {
                     enrollment_timeout: Duration::from_secs(3),
                     keepalive_interval: Duration::from_secs(1),
                     keepalive_misses: 3,
+                    security: None,
                 })),
             },
         ],

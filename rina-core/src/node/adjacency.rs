@@ -353,7 +353,7 @@ impl Node {
 
     /// N-1 port `port` of DIF `dif` is gone: if it carried a kept adjacency, that one
     /// is set up again after its back-off. False if no kept adjacency used it.
-    fn keep_lost(&mut self, now: Instant, dif: DifId, port: N1Port) -> bool {
+    pub(crate) fn keep_lost(&mut self, now: Instant, dif: DifId, port: N1Port) -> bool {
         let keep = &self.difs[dif.0].keep;
         match keep.iter().position(|k| k.state == KeepState::Up(port)) {
             Some(k) => {

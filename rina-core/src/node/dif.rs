@@ -91,6 +91,8 @@ pub struct Dif {
     pub(crate) last_failure: Option<String>,
     /// The stream SDU size: a whole number of PDU payloads, about 64 KiB.
     pub(crate) chunk: usize,
+    /// Its security (`None`: open).
+    pub(crate) guard: Option<Box<crate::node::guard::Guard>>,
 }
 
 impl Dif {
@@ -107,6 +109,11 @@ impl Dif {
     /// The layers it is over.
     pub fn over(&self) -> &[Layer] {
         &self.over
+    }
+
+    /// True if the DIF is secured.
+    pub fn is_secured(&self) -> bool {
+        self.guard.is_some()
     }
 
     /// Why the last attempt to join failed, until it is joined.

@@ -169,6 +169,14 @@ impl ShimLayer {
         }
     }
 
+    /// Protects a flow of a secured DIF (see [`crate::shim::ShimProcess::protect`]).
+    pub(crate) fn protect(&mut self, id: ShimFlowId) {
+        match &mut self.proto {
+            Proto::Udp(proto) => proto.protect(id),
+            Proto::Eth(p) => p.shim().protect(id),
+        }
+    }
+
     /// The flows this layer holds.
     pub(crate) fn flow_count(&self) -> usize {
         match &self.proto {
@@ -259,6 +267,14 @@ impl ShimLayer {
 
     /// Datagrams or frames the protocol dropped (malformed, unknown flow, wrong
     /// sender, not ours).
+    /// Releases of protected flows ignored.
+    pub(crate) fn releases_ignored(&self) -> u64 {
+        match &self.proto {
+            Proto::Udp(proto) => proto.counters().releases_ignored,
+            Proto::Eth(p) => p.shim_counters().releases_ignored,
+        }
+    }
+
     pub(crate) fn dropped(&self) -> u64 {
         match &self.proto {
             Proto::Udp(proto) => proto.counters().dropped,

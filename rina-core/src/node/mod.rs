@@ -18,6 +18,7 @@
 mod adjacency;
 mod backoff;
 mod dif;
+mod guard;
 mod link;
 mod n1;
 mod poll;
@@ -32,6 +33,7 @@ use core::fmt;
 
 pub use backoff::Backoff;
 pub use dif::{Dif, Plan};
+pub use guard::MAX_UNPROVEN;
 pub use link::{Header, LinkAddr, Peer};
 
 use crate::efcp::EfcpConfig;
@@ -138,6 +140,13 @@ pub enum NodeEvent {
         /// Its name.
         name: ApplicationName,
     },
+    /// A neighbour of a secured DIF was refused, or its handshake failed or ended.
+    NeighborRefused {
+        /// The DIF.
+        dif: DifId,
+        /// Why (with the key's fingerprint when it is the key).
+        why: String,
+    },
     /// A neighbour was lost.
     NeighborLost {
         /// The DIF.
@@ -159,6 +168,8 @@ pub struct DifConfig {
     pub enroll: Option<Plan>,
     /// More adjacencies to keep once it is a member.
     pub neighbors: Vec<Plan>,
+    /// Its security (`None`: an open DIF).
+    pub security: Option<crate::secure::Security>,
 }
 
 /// Why a DIF cannot be added.
@@ -171,6 +182,13 @@ pub enum NodeError {
         dif: String,
         /// What it refers to.
         layer: Layer,
+    },
+    /// A secured DIF on a node with no seed for its handshakes
+    /// ([`Node::seed_security`]).
+    #[error("DIF {dif:?} is secured but the node has no seed for handshakes")]
+    Unseeded {
+        /// The DIF added.
+        dif: String,
     },
     /// A neighbour is named in a way its layer cannot reach.
     #[error("DIF {dif:?}: neighbour {peer} cannot be reached over {layer:?}")]
@@ -200,6 +218,12 @@ pub struct Node {
     /// Every member here takes newcomers once it is one (a node that stays up), not
     /// only those that bootstrapped or serve names.
     long_lived: bool,
+    /// The channels of secured DIFs' N-1 ports.
+    channels: BTreeMap<N1Port, crate::secure::Channel>,
+    /// Channels' messages for shim flows, with where they go.
+    guard_out: VecDeque<(LinkId, LinkAddr, Header, Vec<u8>)>,
+    guard_now: Instant,
+    secure_rng: Option<crate::secure::SecureRng>,
 }
 
 impl Node {
@@ -249,8 +273,12 @@ impl Node {
             over,
             enroll,
             neighbors,
+            security,
         } = cfg;
         let name = ipcp.dif.clone();
+        if security.is_some() && self.secure_rng.is_none() {
+            return Err(NodeError::Unseeded { dif: name });
+        }
         for &layer in over
             .iter()
             .chain(enroll.iter().chain(&neighbors).map(|p| &p.lower))
@@ -274,16 +302,7 @@ impl Node {
                 });
             }
         }
-        // Over a normal DIF the largest PDU is known once that DIF is joined (flows
-        // then use the DIF-wide figure); until then, a guess.
-        let mtu = over
-            .iter()
-            .map(|&l| match l {
-                Layer::Link(s) => self.shims[s.0].max_sdu(),
-                Layer::Dif(_) => 1400,
-            })
-            .min()
-            .unwrap_or(1400);
+        let mtu = self.first_mtu(&over, security.is_some());
         ipcp.data_efcp = data_efcp(mtu);
         // Peers reach this member through each shim by its own name and by the DIF's
         // name; on Ethernet, where any member answering for the DIF's name may be
@@ -317,8 +336,33 @@ impl Node {
             backoff: Backoff::STANDARD,
             last_failure: None,
             chunk: payload * (65536 / payload).max(1),
+            guard: security.map(|sec| {
+                Box::new(guard::Guard {
+                    sec,
+                    counters: Default::default(),
+                })
+            }),
         });
         Ok(DifId(self.difs.len() - 1))
+    }
+
+    /// The largest PDU of a new DIF over `over` (less what sealing adds if `secured`).
+    /// Over a normal DIF it is known once that DIF is joined (flows then use the
+    /// DIF-wide figure); until then, a guess.
+    fn first_mtu(&self, over: &[Layer], secured: bool) -> usize {
+        let seal = if secured {
+            crate::secure::wire::OVERHEAD
+        } else {
+            0
+        };
+        over.iter()
+            .map(|&l| match l {
+                Layer::Link(s) => self.shims[s.0].max_sdu(),
+                Layer::Dif(_) => 1400,
+            })
+            .min()
+            .unwrap_or(1400)
+            .saturating_sub(seal)
     }
 
     fn has_layer(&self, layer: Layer) -> bool {
@@ -379,6 +423,11 @@ impl Node {
     /// sender, not ours).
     pub fn link_dropped(&self, link: LinkId) -> u64 {
         self.shims[link.0].dropped()
+    }
+
+    /// Releases of secured flows on `link` ignored (unauthenticated).
+    pub fn link_releases_ignored(&self, link: LinkId) -> u64 {
+        self.shims[link.0].releases_ignored()
     }
 
     /// The flows shim layer `link` holds (up or being made).

@@ -22,10 +22,31 @@ impl Node {
 
     /// Forgets an N-1 port and releases the flow below it.
     pub(crate) fn release_n1(&mut self, now: Instant, port: N1Port) {
+        // A secured flow ends with a sealed close (its peer ignores a shim release).
+        let secured = self.channels.contains_key(&port);
+        self.guard_close(now, port);
         if let Some((_, below)) = self.n1.remove(&port) {
             self.by_lower.remove(&below);
             self.lower_readable.remove(&below);
-            self.release_lower(now, below);
+            match below {
+                LowerFlow::Shim(s, id) if secured => self.shims[s.0].forget(id),
+                _ => self.release_lower(now, below),
+            }
+        }
+    }
+
+    /// A secured N-1 port whose peer closed it: the IPC process loses the neighbour;
+    /// the flow below is forgotten (the peer already has).
+    pub(crate) fn n1_gone_quietly(&mut self, now: Instant, port: N1Port) {
+        let Some((dif, below)) = self.n1.remove(&port) else {
+            return;
+        };
+        self.by_lower.remove(&below);
+        self.lower_readable.remove(&below);
+        self.difs[dif.0].ipcp.remove_n1_port(now, port);
+        match below {
+            LowerFlow::Shim(s, id) => self.shims[s.0].forget(id),
+            LowerFlow::Dif(d, p) => self.difs[d.0].ipcp.deallocate(now, p),
         }
     }
 
@@ -33,6 +54,7 @@ impl Node {
     /// forgotten without a word to the peer (a shim flow), or released (a flow of a
     /// DIF below, whose peer that DIF knows).
     pub(crate) fn refuse_n1(&mut self, now: Instant, port: N1Port) {
+        self.channels.remove(&port);
         let Some((_, below)) = self.n1.remove(&port) else {
             return;
         };
@@ -53,7 +75,7 @@ impl Node {
     }
 
     /// The largest PDU a flow of layer `lower` carries whole.
-    fn lower_max_sdu(&self, lower: Layer) -> usize {
+    pub(crate) fn lower_max_sdu(&self, lower: Layer) -> usize {
         match lower {
             Layer::Link(s) => self.shims[s.0].max_sdu(),
             Layer::Dif(d) => self.difs[d.0]
@@ -174,6 +196,9 @@ impl Node {
         if d.ipcp.is_enrolled() && d.enrolling == Some(f) {
             d.enrolling = None;
         }
+        if d.guard.is_some() {
+            return self.guard_port(now, dif, port, f, true);
+        }
         d.ipcp.add_n1_port(now, port, mtu, true);
     }
 
@@ -201,6 +226,9 @@ impl Node {
     /// A neighbour made the N-1 flow `f` to DIF `dif`'s member.
     fn n1_incoming(&mut self, now: Instant, dif: DifId, f: LowerFlow) {
         let port = self.bind_n1(dif, f);
+        if self.is_secured(dif) {
+            return self.guard_port(now, dif, port, f, false);
+        }
         let mtu = self.lower_max_sdu(f.layer());
         self.difs[dif.0].ipcp.add_n1_port(now, port, mtu, false);
     }
@@ -208,6 +236,14 @@ impl Node {
     /// The N-1 flow `f` is gone (released below): so is its N-1 port.
     fn n1_gone(&mut self, now: Instant, f: LowerFlow) {
         self.lower_readable.remove(&f);
+        // A secured port whose handshake had not finished: the IPC process never knew
+        // it; the attempt that made it fails.
+        if let Some(&port) = self.by_lower.get(&f) {
+            if self.channels.get(&port).is_some_and(|c| !c.is_up()) {
+                return self.guard_failed(now, port, "the flow below closed");
+            }
+            self.channels.remove(&port);
+        }
         if let Some(port) = self.by_lower.remove(&f) {
             if let Some((dif, _)) = self.n1.remove(&port) {
                 self.difs[dif.0].ipcp.remove_n1_port(now, port);
@@ -231,9 +267,17 @@ impl Node {
             let mut drained = false;
             for _ in 0..256 {
                 match self.difs[low.0].ipcp.read(now, p) {
-                    ReadResult::Sdu(pdu) => {
+                    ReadResult::Sdu(mut pdu) => {
                         moved = true;
-                        self.difs[up.0].ipcp.handle_pdu(now, port, &pdu);
+                        let range = if self.channels.contains_key(&port) {
+                            match self.guard_open(now, port, &mut pdu) {
+                                Some(r) => r,
+                                None => continue,
+                            }
+                        } else {
+                            0..pdu.len()
+                        };
+                        self.difs[up.0].ipcp.handle_pdu(now, port, &pdu[range]);
                     }
                     ReadResult::WouldBlock | ReadResult::Eof | ReadResult::Closed => {
                         drained = true;

@@ -25,9 +25,26 @@ impl Node {
         };
         let port = *self.by_lower.get(&LowerFlow::Shim(link, id))?;
         let (dif, _) = *self.n1.get(&port)?;
-        let pdu = &mut bytes[range.clone()];
-        // A PDU for another member goes on at once, from this buffer.
+        // A secured port's message is opened in place: the PDU is inside it.
+        let secured = self.channels.contains_key(&port);
+        let pdu_range = if secured {
+            let r = self.guard_open(now, port, &mut bytes[range.clone()])?;
+            range.start + r.start..range.start + r.end
+        } else {
+            range.clone()
+        };
+        let pdu = &mut bytes[pdu_range.clone()];
+        // A PDU for another member goes on at once, from this buffer (sealed again in
+        // the same place for a secured port: the DIF's ports are all secured).
         let out = self.difs[dif.0].ipcp.handle_pdu_in_place(now, port, pdu)?;
+        let payload = if secured {
+            if !self.guard_seal_in_place(out, &mut bytes[range.clone()]) {
+                return None;
+            }
+            range
+        } else {
+            pdu_range
+        };
         match *self.n1.get(&out)? {
             (_, LowerFlow::Shim(l, id)) => {
                 let (to, header) = self.shims[l.0].data_header(id)?;
@@ -35,12 +52,12 @@ impl Node {
                     link: l,
                     to,
                     header,
-                    payload: range,
+                    payload,
                 })
             }
             (_, LowerFlow::Dif(low, p)) => {
                 // A full flow below loses it, as a link would.
-                let _ = self.difs[low.0].ipcp.write(now, p, pdu);
+                let _ = self.difs[low.0].ipcp.write(now, p, &bytes[payload]);
                 None
             }
         }
@@ -56,8 +73,15 @@ impl Node {
     /// The next datagram or frame to send, its payload in `buf` (the DIFs on top
     /// first, so what they hand to the DIFs below goes out in the same pass).
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
+        if let Some(t) = self.guard_transmit(now, buf) {
+            return Some(t);
+        }
         for d in (0..self.difs.len()).rev() {
             while let Some(port) = self.difs[d].ipcp.poll_transmit(now, buf) {
+                // A secured port seals it (or loses it, with no session yet).
+                if self.channels.contains_key(&port) && !self.guard_seal(port, buf) {
+                    continue;
+                }
                 match self.n1.get(&port) {
                     Some(&(_, LowerFlow::Shim(l, id))) => {
                         // A flow not up yet loses it, as a link would.
@@ -103,6 +127,7 @@ impl Node {
             t = earliest(t, d.ipcp.poll_timeout());
             t = earliest(t, d.retry_at);
         }
+        t = earliest(t, self.guard_timeout());
         earliest(t, self.keep_deadline())
     }
 
@@ -115,6 +140,7 @@ impl Node {
         for s in &mut self.shims {
             s.handle_timeout(now);
         }
+        self.guard_handle_timeout(now);
         for d in &mut self.difs {
             if d.ipcp.poll_timeout().is_some_and(|t| t <= now) {
                 d.ipcp.handle_timeout(now);
@@ -145,6 +171,7 @@ impl Node {
                 }
             }
             moved |= self.receive_lower(now);
+            moved |= self.guard_events(now);
             if !moved && self.events.is_empty() {
                 return None;
             }
@@ -159,5 +186,6 @@ impl Node {
             || !self.lower_readable.is_empty()
             || self.difs.iter().any(|d| d.ipcp.has_pending_output())
             || self.shims.iter().any(ShimLayer::has_pending_output)
+            || self.guard_pending()
     }
 }

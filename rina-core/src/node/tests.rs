@@ -36,6 +36,7 @@ fn a_flood_of_silent_flows_costs_bounded_state_and_no_amplification() {
                 over: vec![Layer::Link(link)],
                 enroll: None,
                 neighbors: vec![],
+                security: None,
             },
         )
         .unwrap();

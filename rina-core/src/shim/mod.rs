@@ -110,6 +110,9 @@ pub enum ShimEvent {
 pub struct ShimCounters {
     /// Datagrams dropped: malformed, unknown flow, or wrong sender.
     pub dropped: u64,
+    /// Releases of protected flows ignored (unauthenticated: a secured DIF's flows end
+    /// by a sealed close).
+    pub releases_ignored: u64,
 }
 
 #[derive(Debug)]
@@ -132,6 +135,8 @@ struct Flow<A> {
     peer: A,
     remote_id: u32,
     state: State,
+    /// A secured DIF's flow: a release message does not end it.
+    protected: bool,
 }
 
 /// One end of a shim DIF over a link with addresses of type `A`.
@@ -198,6 +203,7 @@ impl<A: Copy + Ord> ShimProcess<A> {
                     deadline: now + self.cfg.alloc_timeout,
                     next_try: now,
                 },
+                protected: false,
             },
         );
         self.retry(now, id);
@@ -210,6 +216,14 @@ impl<A: Copy + Ord> ShimProcess<A> {
     pub fn forget(&mut self, id: ShimFlowId) {
         if let Some(f) = self.flows.remove(&id.0) {
             self.by_remote.remove(&(f.peer, f.remote_id));
+        }
+    }
+
+    /// Protects flow `id`: an (unauthenticated) release from the peer is ignored and
+    /// counted; the flow ends when this end says so.
+    pub fn protect(&mut self, id: ShimFlowId) {
+        if let Some(f) = self.flows.get_mut(&id.0) {
+            f.protected = true;
         }
     }
 
@@ -282,7 +296,10 @@ impl<A: Copy + Ord> ShimProcess<A> {
             DEALLOCATE => {
                 let id = r.u32()?;
                 r.finish()?;
-                if self.flows.get(&id).is_some_and(|f| f.peer == from) {
+                let flow = self.flows.get(&id).filter(|f| f.peer == from);
+                if flow.is_some_and(|f| f.protected) {
+                    self.counters.releases_ignored += 1;
+                } else if flow.is_some() {
                     if let Some(f) = self.flows.remove(&id) {
                         self.by_remote.remove(&(f.peer, f.remote_id));
                     }
@@ -315,6 +332,7 @@ impl<A: Copy + Ord> ShimProcess<A> {
                     peer: from,
                     remote_id: src_id,
                     state: State::Up,
+                    protected: false,
                 },
             );
             self.by_remote.insert((from, src_id), mine);

@@ -3,10 +3,12 @@
 
 #![allow(dead_code)]
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use rina_core::ipcp::{Event, FlowKind, IpcpConfig};
-use rina_core::sim::{LinkConfig, Sim};
+use rina_core::ipcp::{Event, FlowKind, FlowKinds, IpcpConfig, ReadResult};
+use rina_core::node::{DifConfig, DifId, Layer, NodeEvent, Peer, Plan};
+use rina_core::sim::{LinkConfig, Net, Sim};
 use rina_core::{Address, ApplicationName, Instant, PortId};
 
 pub fn member(name: &str, bootstrap: bool) -> IpcpConfig {
@@ -86,16 +88,12 @@ pub fn connected_flow(sim: &mut Sim, client: usize, server: usize, app: &str) ->
 }
 
 /// Reads everything `port` of `node` delivers now: the bytes, and how it ended.
-pub fn read_all(
-    sim: &mut Sim,
-    node: usize,
-    port: PortId,
-) -> (Vec<u8>, rina_core::ipcp::ReadResult) {
+pub fn read_all(sim: &mut Sim, node: usize, port: PortId) -> (Vec<u8>, ReadResult) {
     let mut got = Vec::new();
     let now = sim.now();
     loop {
         match sim.node(node).ipcp.read(now, port) {
-            rina_core::ipcp::ReadResult::Sdu(v) => got.extend_from_slice(&v),
+            ReadResult::Sdu(v) => got.extend_from_slice(&v),
             other => return (got, other),
         }
     }
@@ -111,4 +109,131 @@ pub fn run_for(sim: &mut Sim, d: Duration) {
 /// The instant `s` seconds after the simulator's start.
 pub fn at(s: u64) -> Instant {
     Instant::from_micros(s * 1_000_000)
+}
+
+/// Host `client` allocates a flow to `echo` (registered at `server`) in `d` and sends
+/// `len` bytes: they arrive whole.
+pub fn transfer(net: &mut Net, d: DifId, server: usize, client: usize, len: usize) {
+    let seed = net.seed();
+    let app = ApplicationName::new("echo");
+    let now = net.now();
+    net.host(server)
+        .node
+        .register(now, d, app.clone(), FlowKinds::RELIABLE, false)
+        .unwrap();
+    run_net(net, 30, "the client sees echo", |n| {
+        !n.host(client)
+            .node
+            .dif(d)
+            .ipcp()
+            .directory()
+            .lookup(&app)
+            .is_empty()
+    });
+    let now = net.now();
+    let port = net.host(client).node.allocate(
+        now,
+        d,
+        ApplicationName::new("client"),
+        app,
+        FlowKind::Reliable,
+        now + Duration::from_secs(10),
+        Vec::new(),
+    );
+    run_net(net, 30, "the flow is up", |n| {
+        n.host(client)
+            .events
+            .iter()
+            .any(|e| *e == NodeEvent::Flow(d, Event::FlowAllocated { port }))
+    });
+    let incoming: PortId = net
+        .host(server)
+        .events
+        .iter()
+        .find_map(|e| match e {
+            NodeEvent::Flow(x, Event::IncomingFlow { port, .. }) if *x == d => Some(*port),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("seed {seed}: no incoming flow"));
+    let data: Vec<u8> = (0..len as u32)
+        .map(|i| (i * 13 + seed as u32) as u8)
+        .collect();
+    let (mut sent, mut got) = (0, Vec::new());
+    let limit = net.now() + Duration::from_secs(120);
+    while got.len() < data.len() {
+        assert!(
+            net.now() < limit,
+            "seed {seed}: {} of {} bytes",
+            got.len(),
+            data.len()
+        );
+        let now = net.now();
+        while sent < data.len() {
+            let end = (sent + 4096).min(data.len());
+            if net
+                .host(client)
+                .node
+                .ipcp_mut(d)
+                .write(now, port, &data[sent..end])
+                .is_err()
+            {
+                break;
+            }
+            sent = end;
+        }
+        while let ReadResult::Sdu(v) = net.host(server).node.ipcp_mut(d).read(now, incoming) {
+            got.extend_from_slice(&v);
+        }
+        net.step();
+    }
+    assert!(got == data, "seed {seed}: the bytes differ");
+}
+
+/// Runs `net` until `done` or `secs` of virtual time pass; the seed and the trace on
+/// failure.
+pub fn run_net(net: &mut Net, secs: u64, what: &str, done: impl FnMut(&mut Net) -> bool) {
+    let limit = net.now() + Duration::from_secs(secs);
+    if let Err(e) = net.run_until(limit, done) {
+        panic!(
+            "seed {}: {what}: not done by {}\n{}",
+            net.seed(),
+            e.now,
+            e.trace.join("\n")
+        );
+    }
+}
+
+/// A member `name` of DIF `dif` over `over`: it bootstraps with `address`, or
+/// enrolls through `via`.
+pub fn dif(dif: &str, name: &str, seed: u64, over: Layer, join: Result<u32, Peer>) -> DifConfig {
+    let mut ipcp = IpcpConfig::new(dif, ApplicationName::new(name), seed);
+    let enroll = match join {
+        Ok(a) => {
+            ipcp.bootstrap = Some(Address(a));
+            None
+        }
+        Err(peer) => Some(Plan { lower: over, peer }),
+    };
+    DifConfig {
+        ipcp,
+        over: vec![over],
+        enroll,
+        neighbors: Vec::new(),
+        security: None,
+    }
+}
+
+/// The UDP endpoint of host `h`.
+pub fn ep(h: u8) -> SocketAddr {
+    SocketAddr::from(([10, 0, 0, h], 7000))
+}
+
+/// A path with a little delay, jitter (reordering) and loss.
+pub fn path() -> LinkConfig {
+    LinkConfig {
+        delay: Duration::from_millis(1),
+        jitter: Duration::from_millis(2),
+        loss: 0.01,
+        ..LinkConfig::default()
+    }
 }

@@ -88,7 +88,11 @@ fn difs(s: &mut String, c: &Config) {
                     "    enrollment timeout {:?}, keepalive every {:?}, lost after {} misses",
                     n.enrollment_timeout, n.keepalive_interval, n.keepalive_misses
                 );
-                let _ = writeln!(s, "    {}", open_dif(&d.name));
+                let line = match &n.security {
+                    Some(sec) => sec.describe(&d.name),
+                    None => open_dif(&d.name),
+                };
+                let _ = writeln!(s, "    {line}");
             }
         }
     }

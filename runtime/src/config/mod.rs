@@ -13,6 +13,7 @@ mod describe;
 mod names;
 mod parse;
 mod rules;
+mod security;
 mod template;
 
 use std::net::{IpAddr, SocketAddr};
@@ -25,6 +26,7 @@ pub use describe::open_dif;
 pub use names::NameRule;
 pub use parse::{load, parse_str, ConfigError, MAX_DIF_DURATION, MAX_SETTINGS_DURATION};
 pub use rules::{AddrPattern, Decision, PortRange, Proto, RuleTarget};
+pub use security::SecurityConfig;
 pub use template::AppTemplate;
 
 /// A whole, validated rules file.
@@ -110,6 +112,8 @@ pub struct NormalDifConfig {
     pub keepalive_interval: Duration,
     /// Keepalives missed before a neighbour is declared lost.
     pub keepalive_misses: u32,
+    /// Its security (`None`: an open DIF).
+    pub security: Option<SecurityConfig>,
 }
 
 /// How a normal-DIF member joins its DIF.

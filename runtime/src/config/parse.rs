@@ -99,6 +99,7 @@
 mod difs;
 mod raw;
 mod rules;
+mod security;
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};

@@ -91,6 +91,10 @@ impl Driver {
                 NodeEvent::NeighborLost { port, .. } => {
                     tracing::info!("neighbour on N-1 port {port} lost");
                 }
+                NodeEvent::NeighborRefused { dif, why } => {
+                    let name = self.stack.node.dif(dif).name();
+                    tracing::warn!("DIF {name}: neighbour refused: {why}");
+                }
             }
         }
         any

@@ -117,6 +117,7 @@ pub(crate) fn spawn(
         strict: std::env::var_os("RINA_STRICT").is_some_and(|v| v != "0"),
         node,
         said: BTreeSet::new(),
+        next_trust_check: Instant::ZERO,
     };
     // The thread starts with every signal blocked (it inherits this thread's mask): the
     // program's signals are the program's, whichever thread it leaves them to (D3).

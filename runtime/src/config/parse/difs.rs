@@ -83,6 +83,10 @@ impl Validator<'_> {
                 d.keepalive_misses.as_ref().map(Spanned::span),
                 "keepalive-misses",
             ),
+            (
+                d.security.as_ref().map(Spanned::span),
+                "security (a shim DIF is secured by the normal DIFs over it)",
+            ),
         ] {
             self.not_for(span, key, kind)?;
         }
@@ -192,6 +196,7 @@ impl Validator<'_> {
             }
         }
         let over = names.iter().map(|n| index_of(earlier, n)).collect();
+        let security = d.security.as_ref().map(|s| self.security(s)).transpose()?;
         Ok(NormalDifConfig {
             over,
             ipcp_name,
@@ -200,6 +205,7 @@ impl Validator<'_> {
             enrollment_timeout,
             keepalive_interval,
             keepalive_misses,
+            security,
         })
     }
 

@@ -40,6 +40,19 @@ pub(super) struct RawDif {
     pub(super) enrollment_timeout: Option<Spanned<String>>,
     pub(super) keepalive_interval: Option<Spanned<String>>,
     pub(super) keepalive_misses: Option<Spanned<i64>>,
+    pub(super) security: Option<Spanned<RawSecurity>>,
+}
+
+/// `[dif.security]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(super) struct RawSecurity {
+    pub(super) key: Option<Spanned<String>>,
+    pub(super) trust: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(super) trust_dir: Option<Spanned<String>>,
+    pub(super) secret: Option<Spanned<String>>,
+    pub(super) rekey_after: Option<Spanned<String>>,
+    pub(super) rekey_after_messages: Option<Spanned<i64>>,
 }
 
 /// `over = "udp0"` or `over = ["udp0", "eth0"]`, keeping each listed name's position.

@@ -1,0 +1,106 @@
+//! A secured DIF's rules (issue 11): this member's key, whom it trusts (keys listed,
+//! a directory of them), the DIF's secret, and when sessions are replaced.
+//!
+//! ```toml
+//! [dif.security]
+//! key = "net.key"                 # this member's private key (rina keygen), 0600
+//! trust = ["<base64 public key>"] # members accepted ...
+//! trust-dir = "trusted"           # ... and every key file here (one key each)
+//! secret = "net.psk"              # optional: the DIF's secret (32 bytes, 0600)
+//! rekey-after = "2m"              # a new session after this long (default 2m)
+//! ```
+//!
+//! Relative paths are from the rules file's directory. Files are read when the rules
+//! load (so `rina check` refuses a missing, malformed or too-open file) and again when
+//! the stack starts; the trust directory is read again while the stack runs, so a key
+//! removed from it is refused from then on.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::keys::{read_trust_dir, KeyError, PrivateKey, PublicKey};
+
+/// A secured DIF's rules.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SecurityConfig {
+    /// This member's private key file.
+    pub key: PathBuf,
+    /// Its public key (read when the rules loaded).
+    pub public: PublicKey,
+    /// Keys accepted, listed in the rules.
+    pub trust: Vec<PublicKey>,
+    /// A directory of accepted keys.
+    pub trust_dir: Option<PathBuf>,
+    /// The DIF's secret file.
+    pub secret: Option<PathBuf>,
+    /// A new session after this long.
+    pub rekey_after: Duration,
+    /// A new session after this many messages.
+    pub rekey_after_messages: u64,
+}
+
+impl SecurityConfig {
+    /// Every key accepted now: the listed ones and the directory's.
+    ///
+    /// # Errors
+    /// The directory or a file in it cannot be read, or holds no key.
+    pub fn trusted(&self) -> Result<BTreeSet<PublicKey>, KeyError> {
+        let mut all: BTreeSet<PublicKey> = self.trust.iter().copied().collect();
+        if let Some(dir) = &self.trust_dir {
+            all.extend(read_trust_dir(dir)?);
+        }
+        Ok(all)
+    }
+
+    /// The core's policy, with the key files read now.
+    ///
+    /// # Errors
+    /// A key file cannot be read, is malformed or others can read it.
+    pub fn load(&self) -> Result<rina_core::secure::Security, KeyError> {
+        let key = PrivateKey::load(&self.key)?;
+        let secret = self.secret.as_deref().map(PrivateKey::load).transpose()?;
+        let creds = rina_core::secure::Credentials::new(
+            &key.to_bytes(),
+            secret.as_ref().map(|s| s.to_bytes()).as_deref(),
+        );
+        let limits = rina_core::secure::Limits {
+            rekey_after_time: self.rekey_after,
+            rekey_after_messages: self.rekey_after_messages,
+            reject_after_time: self
+                .rekey_after
+                .saturating_add(self.rekey_after / 2)
+                .max(self.rekey_after + Duration::from_secs(1)),
+            ..rina_core::secure::Limits::default()
+        };
+        Ok(rina_core::secure::Security {
+            creds,
+            trusted: self.trusted()?.iter().map(|k| *k.as_bytes()).collect(),
+            limits,
+        })
+    }
+
+    /// One line for `rina check` and the log: whose key, whom it trusts.
+    pub fn describe(&self, dif: &str) -> String {
+        let listed: Vec<String> = self.trust.iter().map(PublicKey::fingerprint).collect();
+        let dir = self
+            .trust_dir
+            .as_ref()
+            .map(|d| format!(" and the keys in {}", d.display()))
+            .unwrap_or_default();
+        let secret = if self.secret.is_some() {
+            ", with a DIF secret"
+        } else {
+            ""
+        };
+        format!(
+            "DIF {dif} is secured: member key {} ({}); trusts {} listed key(s) [{}]{dir}{secret}; \
+             sessions replaced every {:?}",
+            self.public.fingerprint(),
+            self.key.display(),
+            listed.len(),
+            listed.join(", "),
+            self.rekey_after,
+        )
+    }
+}
