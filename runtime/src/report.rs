@@ -36,6 +36,9 @@ pub struct ShimReport {
     pub max_sdu: usize,
     /// Datagrams or frames dropped by the link (not ours, truncated).
     pub dropped: u64,
+    /// Releases of secured flows ignored (unauthenticated).
+    #[serde(default)]
+    pub releases_ignored: u64,
 }
 
 /// One member of a normal DIF.
@@ -67,6 +70,23 @@ pub struct DifReport {
     pub flows: Vec<FlowReport>,
     /// PDU counters.
     pub counters: CountersReport,
+    /// Its security (`None`: an open DIF).
+    #[serde(default)]
+    pub security: Option<SecurityReport>,
+}
+
+/// A secured DIF's figures at one member.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecurityReport {
+    /// Handshakes finished (first ones and rekeyings).
+    pub handshakes: u64,
+    /// Handshakes refused (a key not trusted, a wrong DIF secret, a message that did
+    /// not verify).
+    pub handshakes_refused: u64,
+    /// Sealed messages that did not open (forged, corrupted).
+    pub opens_failed: u64,
+    /// Sealed messages seen before (replays), dropped.
+    pub replays: u64,
 }
 
 /// A neighbour.
@@ -78,6 +98,9 @@ pub struct NeighborReport {
     pub name: String,
     /// Its address.
     pub address: u32,
+    /// Its key's fingerprint, on a secured DIF (the adjacency is then protected).
+    #[serde(default)]
+    pub key: Option<String>,
 }
 
 /// A route.

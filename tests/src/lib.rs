@@ -233,6 +233,13 @@ impl Proc {
         text
     }
 
+    /// Closes a piped stdin (the process sees its end).
+    pub fn close_stdin(&mut self) {
+        if let Some(c) = self.child.as_mut() {
+            drop(c.stdin.take());
+        }
+    }
+
     /// Takes a piped stdout.
     pub fn take_stdout(&mut self) -> Option<std::process::ChildStdout> {
         self.child.as_mut()?.stdout.take()

@@ -52,22 +52,34 @@ fn secure(rules: &str, key: &Path, trust: &str) -> String {
     s
 }
 
-/// A secured pair: (TCP port, server rules, client rules, server UDP port).
-fn secured_pair(dir: &Path, app: &str, server_trust: &str) -> (u16, PathBuf, PathBuf, u16) {
+/// A secured pair: (TCP port, server rules, client rules, server UDP port, client UDP
+/// port). `server_trust` says whom the server trusts (`CLIENT`: the client's key);
+/// `extra` goes into both security sections.
+fn secured_pair(dir: &Path, app: &str, server_trust: &str, extra: &str) -> SecuredPair {
     let (skey, spub) = keygen(dir, &format!("{app}-server"));
     let (ckey, cpub) = keygen(dir, &format!("{app}-client"));
     std::fs::write(dir.join(format!("{app}-client.pub")), &cpub).unwrap();
-    let (port, sudp) = (free_tcp_port(), free_udp_port());
-    let (s, c) = pair_rules(sudp, free_udp_port(), port, app);
+    let (port, sudp, cudp) = (free_tcp_port(), free_udp_port(), free_udp_port());
+    let (s, c) = pair_rules(sudp, cudp, port, app);
     let trust = server_trust.replace("CLIENT", &cpub);
-    let s = secure(&s, &skey, &trust);
-    let c = secure(&c, &ckey, &format!("trust = [{spub:?}]"));
-    (
+    let s = secure(&s, &skey, &format!("{trust}\n{extra}"));
+    let c = secure(&c, &ckey, &format!("trust = [{spub:?}]\n{extra}"));
+    SecuredPair {
         port,
-        rules(dir, &format!("{app}-server.toml"), &s),
-        rules(dir, &format!("{app}-client.toml"), &c),
-        sudp,
-    )
+        server: rules(dir, &format!("{app}-server.toml"), &s),
+        client: rules(dir, &format!("{app}-client.toml"), &c),
+        server_udp: sudp,
+        client_udp: cudp,
+    }
+}
+
+/// Rules of a secured pair and their ports.
+struct SecuredPair {
+    port: u16,
+    server: PathBuf,
+    client: PathBuf,
+    server_udp: u16,
+    client_udp: u16,
 }
 
 /// tcpdump on loopback for UDP port `port`, writing `file`; ready when it returns.
@@ -95,7 +107,13 @@ fn a_secured_pair_carries_nc_and_the_wire_shows_nothing_readable() {
     assert!(have("tcpdump"));
     let dir = temp_dir();
     let app = "sealed-nc";
-    let (port, s_rules, c_rules, sudp) = secured_pair(dir.path(), app, "trust = [\"CLIENT\"]");
+    let SecuredPair {
+        port,
+        server: s_rules,
+        client: c_rules,
+        server_udp: sudp,
+        ..
+    } = secured_pair(dir.path(), app, "trust = [\"CLIENT\"]", "");
     // rina check says the DIF is secured, by whose key, trusting whom.
     let out = output_within(
         Command::new(rina()).arg("check").arg(&s_rules),
@@ -160,7 +178,12 @@ fn a_member_whose_key_is_not_trusted_cannot_join() {
     // The server trusts some other key, not the client's.
     let (_, other) = keygen(dir.path(), "other");
     let trust = format!("trust = [{other:?}]");
-    let (port, s_rules, c_rules, _) = secured_pair(dir.path(), "impostor", &trust);
+    let SecuredPair {
+        port,
+        server: s_rules,
+        client: c_rules,
+        ..
+    } = secured_pair(dir.path(), "impostor", &trust, "");
     let s_log = dir.path().join("server.log");
     let p = port.to_string();
     let mut server = spawn_server_logged(&s_rules, &s_log, &["nc", "-l", "127.0.0.1", &p]);
@@ -185,4 +208,142 @@ fn spawn_server_logged(rules: &Path, log: &Path, args: &[&str]) -> Proc {
         panic!("{} never listened: {}", args[0], p.kill_and_stderr());
     }
     p
+}
+
+/// A paced transfer (`paced.py`) from the client to a sink at the server, over
+/// RINA when `pair` is given (else kernel TCP on `port`), while `during` runs: the
+/// sink's report line, and its stack's report (over RINA) before it exits.
+fn paced_transfer(
+    pair: Option<&SecuredPair>,
+    port: u16,
+    seconds: &str,
+    during: impl FnOnce(),
+) -> (String, Option<serde_json::Value>) {
+    let script = program("paced.py");
+    let script = script.to_str().unwrap();
+    let p = port.to_string();
+    let sink_args = ["python3", script, "sink", "127.0.0.1", &p];
+    let mut sink = match pair {
+        Some(pr) => spawn_server(&pr.server, &sink_args, Stdio::piped(), Stdio::piped()),
+        None => {
+            let mut c = over(None, &sink_args);
+            c.stdin(Stdio::piped());
+            let mut p = Proc::spawn("sink", &mut c);
+            let up = wait_until(Duration::from_secs(10), || tcp_port_in_use(port));
+            assert!(up, "sink never listened: {}", p.kill_and_stderr());
+            p
+        }
+    };
+    let send_args = ["python3", script, "send", "127.0.0.1", &p, seconds];
+    let mut sender = Proc::spawn(
+        "sender",
+        &mut over(pair.map(|pr| pr.client.as_path()), &send_args),
+    );
+    during();
+    let sent = sender.stdout_within(Duration::from_secs(60));
+    let st = sender.expect_exit(Duration::from_secs(60));
+    assert!(st.success(), "sender: {st:?}: {sent}{}", sender.stderr());
+    let Some(got) = sink.stdout_until("max_gap_ms", Duration::from_secs(60)) else {
+        panic!("the sink said nothing: {}", sink.kill_and_stderr());
+    };
+    let report = pair.map(|_| ctl_json(sink.pid()));
+    // Its stdin ends: it exits.
+    sink.close_stdin();
+    assert!(sink.expect_exit(Duration::from_secs(30)).success());
+    // What was sent arrived whole.
+    let field = |line: &str, k: &str| -> String {
+        let mut it = line.split_whitespace();
+        it.find(|w| *w == k);
+        it.next().unwrap_or_default().to_owned()
+    };
+    assert_eq!(field(&got, "got"), field(&sent, "sent"), "{got} / {sent}");
+    assert_eq!(
+        field(&got, "sha256"),
+        field(&sent, "sha256"),
+        "{got} / {sent}"
+    );
+    (got, report)
+}
+
+/// The sink's longest wait between two reads, ms.
+fn max_gap(line: &str) -> f64 {
+    let mut it = line.split_whitespace();
+    it.find(|w| *w == "max_gap_ms");
+    it.next().and_then(|v| v.parse().ok()).expect("max_gap_ms")
+}
+
+/// The security figures of the report's DIF `net`.
+fn security(report: &serde_json::Value) -> &serde_json::Value {
+    let difs = report["difs"].as_array().expect("difs");
+    let net = difs.iter().find(|d| d["name"] == "net").expect("DIF net");
+    &net["security"]
+}
+
+#[test]
+fn replayed_flipped_forged_and_released_datagrams_are_dropped_and_counted() {
+    assert!(have("python3"));
+    let dir = temp_dir();
+    let pair = secured_pair(dir.path(), "attacked", "trust = [\"CLIENT\"]", "");
+    let attack = program("sealed_attack.py");
+    let mut attacker = None;
+    let (got, report) = paced_transfer(Some(&pair), pair.port, "3", || {
+        let mut a = Proc::spawn(
+            "attacker",
+            Command::new("python3")
+                .arg(&attack)
+                .args([
+                    pair.server_udp.to_string(),
+                    pair.client_udp.to_string(),
+                    "40".into(),
+                ])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped()),
+        );
+        let said = a.stdout_within(Duration::from_secs(60));
+        assert!(
+            a.expect_exit(Duration::from_secs(30)).success(),
+            "{said}{}",
+            a.stderr()
+        );
+        assert!(said.contains("replayed 40"), "{said}");
+        attacker = Some(said);
+    });
+    let report = report.unwrap();
+    let sec = security(&report);
+    println!("{got}\n{:?}\n{sec}", attacker);
+    assert_eq!(sec["replays"].as_u64(), Some(40), "{sec}");
+    // Flipped (40) and forged (40) PDUs do not open.
+    assert_eq!(sec["opens_failed"].as_u64(), Some(80), "{sec}");
+    assert_eq!(sec["handshakes_refused"].as_u64(), Some(0), "{sec}");
+    let shim = &report["shims"][0];
+    assert_eq!(shim["releases_ignored"].as_u64(), Some(1), "{shim}");
+    // The stall the spoofed release caused (9.2 s) is gone: data kept flowing.
+    assert!(max_gap(&got) < 1000.0, "{got}");
+}
+
+/// Sessions replaced every 100 ms during a 3 s transfer: no wait between two reads
+/// longer than 100 ms (or than twice the same transfer's over kernel TCP, on a busy
+/// machine), and many handshakes.
+#[test]
+fn rekeying_during_a_transfer_does_not_stall_it() {
+    assert!(have("python3"));
+    let dir = temp_dir();
+    let pair = secured_pair(
+        dir.path(),
+        "rekeyed",
+        "trust = [\"CLIENT\"]",
+        "rekey-after = \"100ms\"",
+    );
+    let (got, report) = paced_transfer(Some(&pair), pair.port, "3", || {});
+    let (tcp, _) = paced_transfer(None, free_tcp_port(), "3", || {});
+    let sec = security(report.as_ref().unwrap()).clone();
+    println!("RINA: {got}\nTCP: {tcp}\n{sec}");
+    assert!(sec["handshakes"].as_u64().unwrap() >= 15, "{sec}");
+    assert_eq!(sec["opens_failed"].as_u64(), Some(0), "{sec}");
+    let (rina, kernel) = (max_gap(&got), max_gap(&tcp));
+    assert!(
+        rina < 100f64.max(2.0 * kernel),
+        "longest wait {rina} ms (TCP {kernel} ms)"
+    );
 }

@@ -116,8 +116,8 @@ fn show(r: &Report) -> String {
     for sh in &r.shims {
         let _ = writeln!(
             s,
-            "shim DIF {}: {}, largest SDU {} bytes, {} dropped",
-            sh.name, sh.link, sh.max_sdu, sh.dropped
+            "shim DIF {}: {}, largest SDU {} bytes, {} dropped, {} unauthenticated releases ignored",
+            sh.name, sh.link, sh.max_sdu, sh.dropped, sh.releases_ignored
         );
     }
     for d in &r.difs {
@@ -137,11 +137,27 @@ fn show(r: &Report) -> String {
             d.member,
             d.over.join(", ")
         );
+        match &d.security {
+            Some(c) => {
+                let _ = writeln!(
+                    s,
+                    "  secured: {} handshakes, {} refused, {} sealed PDUs that did not open, {} replays dropped",
+                    c.handshakes, c.handshakes_refused, c.opens_failed, c.replays
+                );
+            }
+            None => {
+                let _ = writeln!(s, "  open: not secured");
+            }
+        }
         let _ = writeln!(s, "  neighbours:");
         for n in &d.neighbors {
+            let protection = n.key.as_ref().map_or_else(
+                || "not protected".to_owned(),
+                |k| format!("key {k}, protected"),
+            );
             let _ = writeln!(
                 s,
-                "    {} (address {}) on port {}",
+                "    {} (address {}) on port {}: {protection}",
                 n.name, n.address, n.port
             );
         }

@@ -10,9 +10,9 @@ use rustix::net::{self, AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
 use super::Driver;
 use crate::report::{
     mgmt_address, CountersReport, DifReport, DirectoryReport, FlowReport, NeighborReport, Report,
-    RouteReport, ShimReport, REFUSED,
+    RouteReport, SecurityReport, ShimReport, REFUSED,
 };
-use rina_core::node::{Dif, Layer, LinkId, Node};
+use rina_core::node::{Dif, DifId, Layer, LinkId, Node};
 
 /// A nonblocking listener at this process's management address.
 pub(super) fn listener(pid: u32) -> rustix::io::Result<OwnedFd> {
@@ -85,10 +85,11 @@ impl Driver {
                     link: node.link_place(link).to_owned(),
                     max_sdu: node.link_max_sdu(link),
                     dropped: self.stack.dropped[i] + node.link_dropped(link),
+                    releases_ignored: node.link_releases_ignored(link),
                 }
             })
             .collect();
-        let difs = node.difs().map(|(_, d)| dif_report(node, d)).collect();
+        let difs = node.difs().map(|(id, d)| dif_report(node, id, d)).collect();
         Report {
             pid: std::process::id(),
             program: self.program.clone(),
@@ -101,7 +102,7 @@ impl Driver {
 }
 
 /// What DIF `d` of `node` reports.
-fn dif_report(node: &Node, d: &Dif) -> DifReport {
+fn dif_report(node: &Node, id: DifId, d: &Dif) -> DifReport {
     let ipcp = d.ipcp();
     let neighbors: Vec<NeighborReport> = ipcp
         .neighbors()
@@ -110,6 +111,9 @@ fn dif_report(node: &Node, d: &Dif) -> DifReport {
             port: port.0,
             name: name.to_string(),
             address: a.0,
+            key: node
+                .neighbor_key(port)
+                .map(|k| rina_core::secure::fingerprint(&k)),
         })
         .collect();
     let routes = ipcp
@@ -168,6 +172,12 @@ fn dif_report(node: &Node, d: &Dif) -> DifReport {
             pdus_malformed: c.pdus_malformed,
             pdus_dropped: c.pdus_dropped,
         },
+        security: node.security_counters(id).map(|s| SecurityReport {
+            handshakes: s.handshakes,
+            handshakes_refused: s.handshakes_refused,
+            opens_failed: s.opens_failed,
+            replays: s.replays,
+        }),
     }
 }
 
