@@ -20,7 +20,7 @@ fuzz_target!(|data: &[u8]| {
     let (mut ca, mut cb) = (Counters::default(), Counters::default());
     let now = Instant::ZERO;
     let mut a = Channel::initiator(&mut Ctx { sec: &sa, rng: &mut ra, counters: &mut ca, now });
-    let mut b = Channel::responder();
+    let mut b = Channel::responder(now);
     for chunk in data.split(|&x| x == 0xfe) {
         for ch in [&mut a, &mut b] {
             let mut m = chunk.to_vec();

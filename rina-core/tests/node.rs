@@ -5,29 +5,14 @@
 use std::time::Duration;
 
 use rina_core::ipcp::{Event, FlowKind, FlowKinds};
-use rina_core::node::{DifId, Layer, LinkId, Node, NodeEvent, Peer};
-use rina_core::shim::ShimConfig;
+use rina_core::node::{DifId, Layer, NodeEvent, Peer};
 use rina_core::sim::Net;
 use rina_core::{ApplicationName, Instant};
 
 mod common;
-use common::{dif, ep, path, run_net as run, seeds, transfer};
-
-/// A node with one UDP link.
-fn udp_node(seed: u64, long_lived: bool) -> (Node, LinkId) {
-    let mut node = Node::new(long_lived);
-    let place = format!("UDP sim {seed}");
-    let link = node.add_udp_link("udp".into(), place, ShimConfig::default(), seed);
-    (node, link)
-}
-
-fn by_name(n: &str) -> Peer {
-    Peer::Name(ApplicationName::new(n))
-}
-
-fn joined(net: &mut Net, h: usize, d: DifId) -> bool {
-    net.is_up(h) && net.host(h).node.dif(d).ipcp().is_enrolled()
-}
+use common::{
+    by_name, dif, ep, joined, path, run_net as run, seeds, three_levels, transfer, udp_node,
+};
 
 /// Three levels of DIFs on three hosts: `low` over UDP, `mid` over `low`, `top` over
 /// `mid`. A and C each reach only B in `low` and `mid`, so what A and C say to each
@@ -36,67 +21,8 @@ fn joined(net: &mut Net, h: usize, d: DifId) -> bool {
 #[test]
 fn three_levels_with_a_relay_in_the_middle() {
     for seed in seeds(5) {
-        let mut net = Net::new(seed, path());
-        let (low, mid, top) = (DifId(0), DifId(1), DifId(2));
-        let mut hosts = Vec::new();
-        for (h, name) in [(1u8, "a"), (2, "b"), (3, "c")] {
-            let s = seed ^ u64::from(h) << 40;
-            let (mut node, link) = udp_node(s, h == 2);
-            let b = h == 2;
-            let join_low = if b { Ok(1) } else { Err(Peer::Udp(ep(2))) };
-            let join_mid = if b { Ok(1) } else { Err(by_name("mid")) };
-            let now = net.now();
-            node.add_dif(
-                now,
-                dif(
-                    "low",
-                    &format!("{name}.low"),
-                    s,
-                    Layer::Link(link),
-                    join_low,
-                ),
-            )
-            .unwrap();
-            node.add_dif(
-                now,
-                dif(
-                    "mid",
-                    &format!("{name}.mid"),
-                    s + 1,
-                    Layer::Dif(low),
-                    join_mid,
-                ),
-            )
-            .unwrap();
-            if h != 2 {
-                let join_top = if h == 1 { Ok(1) } else { Err(by_name("top")) };
-                node.add_dif(
-                    now,
-                    dif(
-                        "top",
-                        &format!("{name}.top"),
-                        s + 2,
-                        Layer::Dif(mid),
-                        join_top,
-                    ),
-                )
-                .unwrap();
-            }
-            hosts.push(net.add_host(node, vec![(link, ep(h))]));
-        }
-        let (a, b, c) = (hosts[0], hosts[1], hosts[2]);
-        run(&mut net, 60, "C joins top through B", |n| joined(n, c, top));
-        // C's only neighbour in mid is B: top's traffic is relayed there.
-        let mid_neighbors: Vec<String> = net
-            .host(c)
-            .node
-            .dif(mid)
-            .ipcp()
-            .neighbors()
-            .into_iter()
-            .map(|(_, n, _)| n.to_string())
-            .collect();
-        assert_eq!(mid_neighbors, ["b.mid"], "seed {seed}");
+        let mut net = three_levels(seed, path(), |_, _| None);
+        let (mid, top, a, b, c) = (DifId(1), DifId(2), 0, 1, 2);
         let relayed_before = net.host(b).node.dif(mid).ipcp().counters().pdus_relayed;
         transfer(&mut net, top, a, c, 200_000);
         let relayed = net.host(b).node.dif(mid).ipcp().counters().pdus_relayed - relayed_before;

@@ -347,3 +347,66 @@ fn rekeying_during_a_transfer_does_not_stall_it() {
         "longest wait {rina} ms (TCP {kernel} ms)"
     );
 }
+
+/// A key removed from the server's trust directory: its adjacency ends within the
+/// directory's re-reading (a second) and a new attempt to join is refused.
+#[test]
+fn a_key_removed_from_the_trust_directory_is_refused_from_then_on() {
+    assert!(have("python3"));
+    let dir = temp_dir();
+    let trusted = dir.path().join("trusted");
+    std::fs::create_dir(&trusted).unwrap();
+    let pair = secured_pair(dir.path(), "revoked", "trust-dir = \"trusted\"", "");
+    let client_pub = dir.path().join("revoked-client.pub");
+    std::fs::copy(&client_pub, trusted.join("client.pub")).unwrap();
+    let script = program("paced.py");
+    let script = script.to_str().unwrap();
+    let p = pair.port.to_string();
+    let s_log = dir.path().join("server.log");
+    let sink_args = ["python3", script, "sink", "127.0.0.1", &p];
+    let mut cmd = rina_run(&pair.server, &sink_args, Stdio::piped(), Stdio::piped());
+    cmd.env("RINA_LOG", "info").env("RINA_LOG_FILE", &s_log);
+    let mut sink = Proc::spawn("sink", &mut cmd);
+    assert!(
+        wait_for_rina_listener(sink.pid(), Duration::from_secs(10)),
+        "{}",
+        sink.kill_and_stderr()
+    );
+    let send_args = ["python3", script, "send", "127.0.0.1", &p, "20"];
+    let _sender = Proc::spawn("sender", &mut over(Some(&pair.client), &send_args));
+    let neighbours = |pid: u32| -> usize {
+        let r = ctl_json(pid);
+        r["difs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["name"] == "net")
+            .unwrap()["neighbors"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || neighbours(sink.pid()) == 1),
+        "the client never joined"
+    );
+    std::fs::remove_file(trusted.join("client.pub")).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), || neighbours(sink.pid()) == 0),
+        "the adjacency outlived its key"
+    );
+    let text = std::fs::read_to_string(&s_log).unwrap_or_default();
+    assert!(text.contains("is trusted no more"), "{text}");
+    // The same client, again: refused at the handshake.
+    let log = dir.path().join("client.log");
+    expect_unreachable(
+        over(
+            Some(&pair.client),
+            &["nc", "-v", "-w", "20", "127.0.0.1", &p],
+        )
+        .stdin(Stdio::null()),
+        &log,
+        "did not accept our key",
+    );
+    drop(sink);
+}

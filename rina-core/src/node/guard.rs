@@ -117,7 +117,7 @@ impl Node {
             };
             Channel::initiator(&mut cx)
         } else {
-            Channel::responder()
+            Channel::responder(now + g.sec.limits.unproven_for)
         };
         self.channels.insert(port, ch);
     }
@@ -253,6 +253,7 @@ impl Node {
             return;
         };
         let initiator = self.channels.get(&port).is_some_and(Channel::is_initiator);
+        let failed = matches!(ev, ChannelEvent::Failed(_));
         let why = match ev {
             ChannelEvent::Up(_) => {
                 let mtu = self
@@ -277,10 +278,14 @@ impl Node {
                 return;
             }
         };
-        self.events.push_back(NodeEvent::NeighborRefused {
-            dif,
-            why: why.clone(),
-        });
+        // A peer that proved nothing costs no more than dropping it (a flood of them
+        // would flood the log too); refusals and our own failures are said.
+        if initiator || !failed {
+            self.events.push_back(NodeEvent::NeighborRefused {
+                dif,
+                why: why.clone(),
+            });
+        }
         self.drop_guarded(now, port);
         if initiator {
             if self.difs[dif.0].enrolling == Some(below) {

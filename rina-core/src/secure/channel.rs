@@ -75,6 +75,8 @@ pub struct Channel {
     done: bool,
     /// The slot of the next session.
     next_slot: u8,
+    /// A responder's deadline for its first handshake.
+    prove_by: Option<Instant>,
     outbox: VecDeque<Vec<u8>>,
     events: VecDeque<ChannelEvent>,
 }
@@ -90,6 +92,7 @@ impl Channel {
             up: false,
             done: false,
             next_slot: 0,
+            prove_by: None,
             outbox: VecDeque::new(),
             events: VecDeque::new(),
         }
@@ -102,9 +105,12 @@ impl Channel {
         c
     }
 
-    /// The other end: waits for an initiation.
-    pub fn responder() -> Self {
-        Self::empty(false)
+    /// The other end: waits for an initiation, until `prove_by`.
+    pub fn responder(prove_by: Instant) -> Self {
+        Self {
+            prove_by: Some(prove_by),
+            ..Self::empty(false)
+        }
     }
 
     /// The peer's key, once its handshake showed it.
@@ -417,7 +423,8 @@ impl Channel {
             };
             s.born + limit
         });
-        crate::time::earliest(retry, age)
+        let prove = self.prove_by.filter(|_| !self.up);
+        crate::time::earliest(crate::time::earliest(retry, age), prove)
     }
 
     /// Retries handshakes, starts rekeying, retires sessions too old.
@@ -426,6 +433,9 @@ impl Channel {
             return;
         }
         let limits = cx.sec.limits;
+        if !self.up && self.prove_by.is_some_and(|t| cx.now >= t) {
+            return self.fail("no handshake in time");
+        }
         if let Some(s) = &self.current {
             if cx.now >= s.born + limits.reject_after_time {
                 return self.fail("no new session in time");

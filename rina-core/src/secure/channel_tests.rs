@@ -43,7 +43,7 @@ impl End {
             };
             Channel::initiator(&mut cx)
         } else {
-            Channel::responder()
+            Channel::responder(now + sec.limits.unproven_for)
         };
         Self {
             ch,

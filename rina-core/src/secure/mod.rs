@@ -86,6 +86,8 @@ pub struct Limits {
     pub handshake_retry: Duration,
     /// Tries of a first handshake before the flow fails.
     pub handshake_attempts: u32,
+    /// How long a flow made by a peer may go without a finished handshake.
+    pub unproven_for: Duration,
 }
 
 impl Default for Limits {
@@ -97,6 +99,7 @@ impl Default for Limits {
             reject_after_time: Duration::from_secs(180),
             handshake_retry: Duration::from_millis(250),
             handshake_attempts: 4,
+            unproven_for: Duration::from_secs(10),
         }
     }
 }

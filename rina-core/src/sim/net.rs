@@ -49,6 +49,9 @@ pub struct Net {
     buf: Vec<u8>,
     /// Datagrams delivered, lost.
     pub datagrams: (u64, u64),
+    /// When set, every datagram put on a path is copied here (a capture, for tests
+    /// that look at the wire).
+    pub tap: Option<Vec<Vec<u8>>>,
 }
 
 impl Net {
@@ -67,6 +70,7 @@ impl Net {
             trace: VecDeque::new(),
             buf: Vec::new(),
             datagrams: (0, 0),
+            tap: None,
         }
     }
 
@@ -188,6 +192,9 @@ impl Net {
 
     /// Puts a datagram on the path from `from` (host `h`, its `link`) to `to`.
     fn send(&mut self, h: usize, link: LinkId, from: SocketAddr, to: SocketAddr, d: Vec<u8>) {
+        if let Some(tap) = &mut self.tap {
+            tap.push(d.clone());
+        }
         let pair = if from <= to { (from, to) } else { (to, from) };
         if self.cut.contains(&pair) || d.len() > self.path.mtu || self.rng.chance(self.path.loss) {
             self.datagrams.1 += 1;

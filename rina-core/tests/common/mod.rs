@@ -7,7 +7,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use rina_core::ipcp::{Event, FlowKind, FlowKinds, IpcpConfig, ReadResult};
-use rina_core::node::{DifConfig, DifId, Layer, NodeEvent, Peer, Plan};
+use rina_core::node::{DifConfig, DifId, Layer, LinkId, Node, NodeEvent, Peer, Plan};
+use rina_core::shim::ShimConfig;
 use rina_core::sim::{LinkConfig, Net, Sim};
 use rina_core::{Address, ApplicationName, Instant, PortId};
 
@@ -236,4 +237,79 @@ pub fn path() -> LinkConfig {
         loss: 0.01,
         ..LinkConfig::default()
     }
+}
+
+/// A node with one UDP link.
+pub fn udp_node(seed: u64, long_lived: bool) -> (Node, LinkId) {
+    let mut node = Node::new(long_lived);
+    let place = format!("UDP sim {seed}");
+    let link = node.add_udp_link("udp".into(), place, ShimConfig::default(), seed);
+    (node, link)
+}
+
+pub fn by_name(n: &str) -> Peer {
+    Peer::Name(ApplicationName::new(n))
+}
+
+pub fn joined(net: &mut Net, h: usize, d: DifId) -> bool {
+    net.is_up(h) && net.host(h).node.dif(d).ipcp().is_enrolled()
+}
+
+/// Three levels of DIFs on three hosts A, B, C (hosts 0, 1, 2): `low` over UDP, `mid`
+/// over `low`, `top` over `mid` (A and C only). A and C each reach only B in `low` and
+/// `mid`, so what A and C say to each other in `top` crosses B's `mid` member, a relay
+/// that is no member of `top`. `security(dif, host)` secures a DIF at a host (1, 2,
+/// 3). Returns once C joined `top` with B its only neighbour in `mid`.
+pub fn three_levels(
+    seed: u64,
+    path: LinkConfig,
+    security: impl Fn(&str, u8) -> Option<rina_core::secure::Security>,
+) -> Net {
+    let mut net = Net::new(seed, path);
+    let (low, mid, top) = (DifId(0), DifId(1), DifId(2));
+    for (h, name) in [(1u8, "a"), (2, "b"), (3, "c")] {
+        let s = seed ^ u64::from(h) << 40;
+        let (mut node, link) = udp_node(s, h == 2);
+        node.seed_security([h; 32]);
+        let b = h == 2;
+        let levels = [
+            (
+                "low",
+                Layer::Link(link),
+                if b { Ok(1) } else { Err(Peer::Udp(ep(2))) },
+            ),
+            (
+                "mid",
+                Layer::Dif(low),
+                if b { Ok(1) } else { Err(by_name("mid")) },
+            ),
+            (
+                "top",
+                Layer::Dif(mid),
+                if h == 1 { Ok(1) } else { Err(by_name("top")) },
+            ),
+        ];
+        // B is no member of top.
+        for (i, (d, over, join)) in levels.into_iter().enumerate().take(if b { 2 } else { 3 }) {
+            let cfg = DifConfig {
+                security: security(d, h),
+                ..dif(d, &format!("{name}.{d}"), s + i as u64, over, join)
+            };
+            node.add_dif(net.now(), cfg).unwrap();
+        }
+        net.add_host(node, vec![(link, ep(h))]);
+    }
+    run_net(&mut net, 60, "C joins top through B", |n| joined(n, 2, top));
+    // C's only neighbour in mid is B: top's traffic is relayed there.
+    let mid_neighbors: Vec<String> = net
+        .host(2)
+        .node
+        .dif(mid)
+        .ipcp()
+        .neighbors()
+        .into_iter()
+        .map(|(_, n, _)| n.to_string())
+        .collect();
+    assert_eq!(mid_neighbors, ["b.mid"], "seed {seed}");
+    net
 }
