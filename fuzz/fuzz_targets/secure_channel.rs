@@ -11,6 +11,7 @@ fn security(me: u8, peer: u8) -> Security {
         creds: Credentials::new(&[me; 32], None),
         trusted: [Credentials::new(&[peer; 32], None).public()].into(),
         limits: Limits::default(),
+        access: Default::default(),
     }
 }
 

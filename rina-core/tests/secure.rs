@@ -4,13 +4,16 @@
 //! three levels, each secured, carry a flow whose PDUs a relay of the DIF below sees
 //! only sealed. Every failure message carries the seed (`RINA_SIM_SEED=n` replays one).
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use rina_core::node::{DifConfig, DifId, Layer, LinkId, Node, NodeEvent, Peer};
+use rina_core::ipcp::{Event, FlowKind, FlowKinds, NamePattern, RegisterError};
+use rina_core::node::{DifConfig, DifId, Layer, LinkId, Node, NodeEvent, Peer, Plan};
 use rina_core::secure::{Credentials, Limits, Security};
 use rina_core::shim::ShimConfig;
 use rina_core::sim::{LinkConfig, Net};
+use rina_core::ApplicationName;
 
 mod common;
 use common::{ep, run_net as run, seeds, transfer};
@@ -45,6 +48,7 @@ fn security(me: u8, trusts: &[u8]) -> Security {
             reject_after_time: Duration::from_secs(5),
             ..Limits::default()
         },
+        access: Default::default(),
     }
 }
 
@@ -259,5 +263,199 @@ fn a_relay_below_sees_only_ciphertext_of_the_dif_above() {
             "seed {seed}: open, the bytes show ({})",
             seen[1]
         );
+    }
+}
+
+/// `security(me, trusts)` with `web` registrable only by key 1.
+fn web_for_key_1(me: u8, trusts: &[u8]) -> Security {
+    let mut s = security(me, trusts);
+    s.access.names = vec![(NamePattern::new("web"), vec![public(1)])];
+    s
+}
+
+/// Host `h` at `ep(h)`, member `name` of a secured DIF: it bootstraps with address
+/// `a` (`Ok(a)`) or enrolls through an endpoint, and keeps adjacencies with `keep`.
+fn claimant(
+    net: &mut Net,
+    name: &str,
+    join: Result<u32, SocketAddr>,
+    keep: &[SocketAddr],
+    sec: Security,
+    h: u8,
+) -> usize {
+    let seed = net.seed() + u64::from(h);
+    let (mut n, link) = node(seed);
+    let mut cfg = dif(name, seed, Layer::Link(link), join.map_err(Peer::Udp), sec);
+    cfg.neighbors = keep
+        .iter()
+        .map(|&at| Plan {
+            lower: Layer::Link(link),
+            peer: Peer::Udp(at),
+        })
+        .collect();
+    n.add_dif(net.now(), cfg).unwrap();
+    net.add_host(n, vec![(link, ep(h))])
+}
+
+/// Flows from `client` to `app`, one at a time: how many reached each host.
+fn flows_reach(net: &mut Net, client: usize, app: &str, n: usize) -> BTreeMap<usize, usize> {
+    let d = DifId(0);
+    let mut reached = BTreeMap::new();
+    for i in 0..n {
+        for h in 0..3 {
+            net.host(h).events.clear();
+        }
+        let now = net.now();
+        let port = net.host(client).node.allocate(
+            now,
+            d,
+            ApplicationName::new(format!("client{i}")),
+            ApplicationName::new(app),
+            FlowKind::Reliable,
+            now + Duration::from_secs(10),
+            Vec::new(),
+        );
+        run(net, 30, "the flow is up", |n| {
+            n.host(client)
+                .events
+                .iter()
+                .any(|e| *e == NodeEvent::Flow(d, Event::FlowAllocated { port }))
+        });
+        for h in 0..3 {
+            let got = net.host(h).events.iter().any(|e| {
+                matches!(e, NodeEvent::Flow(_, Event::IncomingFlow { local_app, .. }) if local_app.to_string() == app)
+            });
+            if got {
+                *reached.entry(h).or_default() += 1;
+            }
+        }
+    }
+    reached
+}
+
+/// S (key 1) serves `web`, which only key 1 may register. M (key 9, trusted, its own
+/// rules without the restriction) registers `web` too: S, its neighbour, refuses the
+/// entry (counted, said with the key), so C never sees it, and 20 of 20 new flows
+/// reach S.
+#[test]
+fn a_trusted_member_not_allowed_a_name_cannot_take_it() {
+    for seed in seeds(3) {
+        let mut net = Net::new(seed, path());
+        let s = claimant(&mut net, "s", Ok(1), &[], web_for_key_1(1, &[2, 9]), 1);
+        let c = claimant(&mut net, "c", Err(ep(1)), &[], web_for_key_1(2, &[1]), 2);
+        let m = claimant(&mut net, "m", Err(ep(1)), &[], security(9, &[1]), 9);
+        run(&mut net, 30, "C and M join", |n| {
+            [c, m]
+                .iter()
+                .all(|&h| n.host(h).node.dif(DifId(0)).ipcp().is_enrolled())
+        });
+        let now = net.now();
+        let web = ApplicationName::new("web");
+        net.host(s)
+            .node
+            .register(now, DifId(0), web.clone(), FlowKinds::RELIABLE, false)
+            .unwrap();
+        net.host(m)
+            .node
+            .register(now, DifId(0), web.clone(), FlowKinds::RELIABLE, false)
+            .unwrap();
+        net.run_for(Duration::from_secs(2));
+        let s_addr = net.host(s).node.dif(DifId(0)).ipcp().address().unwrap();
+        assert_eq!(
+            net.host(c)
+                .node
+                .dif(DifId(0))
+                .ipcp()
+                .directory()
+                .lookup(&web),
+            [s_addr],
+            "seed {seed}"
+        );
+        assert!(
+            net.host(s)
+                .node
+                .dif(DifId(0))
+                .ipcp()
+                .counters()
+                .refused_claims
+                >= 1,
+            "seed {seed}"
+        );
+        let said = net.host(s).events.iter().any(|e| {
+            matches!(e, NodeEvent::NeighborRefused { why, .. } if why.contains("may not register web"))
+        });
+        assert!(said, "seed {seed}");
+        let reached = flows_reach(&mut net, c, "web", 20);
+        assert_eq!(reached, BTreeMap::from([(s, 20)]), "seed {seed}");
+        // A member whose own rules carry the restriction is told at once.
+        let now = net.now();
+        let r = net
+            .host(c)
+            .node
+            .register(now, DifId(0), web.clone(), FlowKinds::RELIABLE, false);
+        assert_eq!(r, Err(RegisterError::NotAllowed), "seed {seed}");
+    }
+}
+
+/// C (key 2) is S's neighbour as `c`. M (key 9, trusted) enrolls through S as `c`,
+/// then another M bootstraps at C's address with S as a kept neighbour: both claims
+/// are refused, C stays S's neighbour throughout, and flows to C's name reach C.
+#[test]
+fn a_claim_on_a_name_or_address_evicts_no_one() {
+    for seed in seeds(3) {
+        let mut net = Net::new(seed, path());
+        let s = claimant(&mut net, "s", Ok(1), &[], security(1, &[2, 9]), 1);
+        let c = claimant(&mut net, "c", Err(ep(1)), &[], security(2, &[1]), 2);
+        run(&mut net, 30, "C joins", |n| {
+            n.host(c).node.dif(DifId(0)).ipcp().is_enrolled()
+        });
+        let now = net.now();
+        let app = ApplicationName::new("c-app");
+        net.host(c)
+            .node
+            .register(now, DifId(0), app, FlowKinds::RELIABLE, false)
+            .unwrap();
+        let c_addr = net.host(c).node.dif(DifId(0)).ipcp().address().unwrap();
+        let name_claim = claimant(&mut net, "c", Err(ep(1)), &[], security(9, &[1]), 9);
+        let addr_claim = claimant(&mut net, "m", Ok(c_addr.0), &[ep(1)], security(9, &[1]), 8);
+        net.run_for(Duration::from_secs(5));
+        let sd = net.host(s).node.dif(DifId(0));
+        let names: Vec<String> = sd
+            .ipcp()
+            .neighbors()
+            .into_iter()
+            .map(|(_, n, _)| n.to_string())
+            .collect();
+        assert_eq!(names, ["c"], "seed {seed}: S's neighbours");
+        assert!(
+            sd.ipcp().counters().refused_claims >= 2,
+            "seed {seed}: {:?}",
+            sd.ipcp().counters()
+        );
+        assert!(
+            !net.host(name_claim).node.dif(DifId(0)).ipcp().is_enrolled(),
+            "seed {seed}"
+        );
+        // C's adjacency never went down (the claimants' own ports did, once refused).
+        let c_port = net.host(s).events.iter().find_map(|e| match e {
+            NodeEvent::NeighborUp { port, .. } => Some(*port),
+            _ => None,
+        });
+        let lost_c = |e: &NodeEvent| matches!(e, NodeEvent::NeighborLost { port, .. } if Some(*port) == c_port);
+        assert!(
+            !net.host(s).events.iter().any(lost_c),
+            "seed {seed}: {:?}",
+            net.host(s).events
+        );
+        assert!(!net
+            .host(addr_claim)
+            .node
+            .dif(DifId(0))
+            .ipcp()
+            .neighbors()
+            .iter()
+            .any(|n| n.1.to_string() == "s"));
+        let reached = flows_reach(&mut net, s, "c-app", 5);
+        assert_eq!(reached, BTreeMap::from([(c, 5)]), "seed {seed}");
     }
 }

@@ -155,6 +155,9 @@ pub enum FlowError {
     /// The name is registered by another member (and not as a pool both share).
     #[error("the name is already registered: {0}")]
     NameInUse(String),
+    /// This member may not register the name (a secured DIF's rules).
+    #[error("not allowed: {0}")]
+    NotAllowed(String),
     /// The destination refused for lack of resources.
     #[error("no resources")]
     NoResources,
@@ -178,7 +181,7 @@ impl FlowError {
             Self::TimedOut => libc::ETIMEDOUT,
             Self::NameInUse(_) => libc::EADDRINUSE,
             Self::NoResources => libc::ENOBUFS,
-            Self::Denied => libc::EACCES,
+            Self::Denied | Self::NotAllowed(_) => libc::EACCES,
             Self::RuntimeDown(_) => libc::ENETDOWN,
         }
     }

@@ -36,6 +36,10 @@ pub struct IpcpConfig {
     /// [`IpcProcess::answer_flow`](super::IpcProcess::answer_flow) (a closed listener
     /// then refuses).
     pub ask_before_accepting: bool,
+    /// This member's key in a secured DIF (what it may register is checked with it).
+    pub key: Option<crate::secure::PublicKey>,
+    /// Access control of a secured DIF (`None`: open, no checks).
+    pub access: Option<super::Access>,
 }
 
 impl IpcpConfig {
@@ -57,6 +61,8 @@ impl IpcpConfig {
             flow_request_retry: Duration::from_millis(500),
             close_linger: Duration::from_secs(2),
             ask_before_accepting: false,
+            key: None,
+            access: None,
         }
     }
 }

@@ -110,6 +110,10 @@ impl IpcProcess {
             self.send_to(now, port, &self.enroll_refusal(ResultCode::WrongDif));
             return;
         }
+        if let Some(why) = self.claim_refused(port, &ipcp, None) {
+            self.send_to(now, port, &self.enroll_refusal(ResultCode::Denied));
+            return self.refuse_claim(why);
+        }
         self.replace_stale(now, port, &ipcp);
         let address = self.assign_address(old);
         let Some(n) = self.neighbors.get_mut(&port) else {
@@ -145,6 +149,12 @@ impl IpcProcess {
         let Some(me) = self.address else { return };
         if dif != self.cfg.dif || address == 0 {
             return;
+        }
+        if let Some(why) = self.claim_refused(port, &ipcp, Some(Address(address))) {
+            // No adjacency: the neighbour is dropped without a word.
+            self.neighbors.remove(&port);
+            self.events.push_back(Event::NeighborRefused { port });
+            return self.refuse_claim(why);
         }
         self.replace_stale(now, port, &ipcp);
         let Some(n) = self.neighbors.get_mut(&port) else {

@@ -30,6 +30,9 @@ pub enum RegisterError {
     /// This IPC process already registered the name for every kind asked for.
     #[error("already registered")]
     AlreadyRegistered,
+    /// This member's key may not register the name (a secured DIF's rules).
+    #[error("this member's key may not register the name")]
+    NotAllowed,
 }
 
 /// Something the driver must know about.
@@ -108,6 +111,12 @@ pub enum Event {
         /// True if it broke (peer vanished or deallocated before finishing).
         reset: bool,
     },
+    /// A secured DIF refused a neighbour's claim (a member name or address held by
+    /// another key, a name its key may not register): why, with the key's fingerprint.
+    AccessRefused {
+        /// Why.
+        why: String,
+    },
 }
 
 /// Counters for observability.
@@ -123,4 +132,7 @@ pub struct Counters {
     pub pdus_malformed: u64,
     /// PDUs dropped: no route, TTL exhausted, or no such connection.
     pub pdus_dropped: u64,
+    /// Claims refused in a secured DIF: a member name or address held by another key,
+    /// a registration the key may not make.
+    pub refused_claims: u64,
 }

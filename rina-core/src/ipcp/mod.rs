@@ -18,6 +18,7 @@
 //!    [`IpcProcess::write`], [`IpcProcess::read`], [`IpcProcess::close_write`],
 //!    [`IpcProcess::deallocate`].
 
+mod access;
 mod allocation;
 mod config;
 pub mod directory;
@@ -39,6 +40,7 @@ use crate::wire::mgmt::MgmtMessage;
 use crate::wire::{Pci, PduType};
 use crate::{Address, ApplicationName, CepId, N1Port, PortId};
 
+pub use access::{Access, NamePattern};
 pub use config::IpcpConfig;
 use directory::Directory;
 pub use event::{AllocError, Counters, Event, RegisterError};

@@ -48,6 +48,8 @@ pub(super) struct Neighbor {
     pub(super) assigned: Option<Address>,
     /// The peer opened the N-1 flow (not this member).
     pub(super) opened_by_peer: bool,
+    /// Its key, proved by the handshake of a secured DIF.
+    pub(super) key: Option<crate::secure::PublicKey>,
 }
 
 /// N-1 ports whose peer has not said who it is (no enrollment request or hello yet)
@@ -99,6 +101,7 @@ impl IpcProcess {
             enroll_retry: None,
             assigned: None,
             opened_by_peer: !initiate,
+            key: None,
         };
         if initiate {
             let msg = match self.address {
@@ -283,10 +286,12 @@ impl IpcProcess {
                 self.on_hello(now, port, ipcp, &dif, address)
             }
             MgmtMessage::Directory(entries) => {
-                let fresh: Vec<_> = entries
-                    .into_iter()
-                    .filter(|e| self.directory.apply(e))
-                    .collect();
+                let mut fresh = Vec::new();
+                for e in entries {
+                    if self.entry_allowed(&e) && self.directory.apply(&e) {
+                        fresh.push(e);
+                    }
+                }
                 if !fresh.is_empty() {
                     self.send_to_neighbors(now, &MgmtMessage::Directory(fresh), Some(port));
                 }

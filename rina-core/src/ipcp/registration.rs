@@ -48,6 +48,9 @@ impl IpcProcess {
         kinds: FlowKinds,
         pool: bool,
     ) -> Result<(), RegisterError> {
+        if !self.may_register_here(&app) {
+            return Err(RegisterError::NotAllowed);
+        }
         let had = self.registered.get(&app).copied();
         let before = had.unwrap_or_default();
         if kinds.minus(before).is_empty() {

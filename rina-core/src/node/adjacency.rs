@@ -183,6 +183,10 @@ impl Node {
                 self.join_failed(now, dif, reason);
             }
             Event::NeighborRefused { port } => self.refuse_n1(now, port),
+            Event::AccessRefused { why } => {
+                self.events
+                    .push_back(NodeEvent::NeighborRefused { dif, why });
+            }
             Event::NeighborUp { port, name } => {
                 self.keep_up(dif, port);
                 self.events

@@ -255,11 +255,13 @@ impl Node {
         let initiator = self.channels.get(&port).is_some_and(Channel::is_initiator);
         let failed = matches!(ev, ChannelEvent::Failed(_));
         let why = match ev {
-            ChannelEvent::Up(_) => {
+            ChannelEvent::Up(key) => {
                 let mtu = self
                     .lower_max_sdu(below.layer())
                     .saturating_sub(crate::secure::wire::OVERHEAD);
-                self.difs[dif.0].ipcp.add_n1_port(now, port, mtu, initiator);
+                let ipcp = &mut self.difs[dif.0].ipcp;
+                ipcp.add_n1_port(now, port, mtu, initiator);
+                ipcp.set_n1_key(port, key);
                 return;
             }
             ChannelEvent::Refused(key) => format!(

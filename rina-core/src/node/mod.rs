@@ -303,6 +303,10 @@ impl Node {
             }
         }
         let mtu = self.first_mtu(&over, security.is_some());
+        if let Some(s) = &security {
+            ipcp.key = Some(s.creds.public());
+            ipcp.access = Some(s.access.clone());
+        }
         ipcp.data_efcp = data_efcp(mtu);
         // Peers reach this member through each shim by its own name and by the DIF's
         // name; on Ethernet, where any member answering for the DIF's name may be

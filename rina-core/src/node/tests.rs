@@ -125,6 +125,7 @@ fn a_flood_of_handshakes_costs_bounded_state_and_no_amplification() {
         creds: Credentials::new(&[me; 32], None),
         trusted: [Credentials::new(&[peer; 32], None).public()].into(),
         limits: Limits::default(),
+        access: Default::default(),
     };
     let (mut node, link, dif, attacker) = server(Some(sec(1, 2)));
     // The attacker: key 66, which the node does not trust.

@@ -27,6 +27,7 @@ fn security(me: u8, trusts: &[u8], psk: Option<[u8; 32]>, limits: Limits) -> Sec
             .map(|&k| Credentials::new(&key(k), None).public())
             .collect(),
         limits,
+        access: Default::default(),
     }
 }
 

@@ -113,6 +113,8 @@ pub struct Security {
     pub trusted: BTreeSet<PublicKey>,
     /// Rekeying and retries.
     pub limits: Limits,
+    /// Who may register which names, and pinned member names and addresses.
+    pub access: crate::ipcp::Access,
 }
 
 impl Security {

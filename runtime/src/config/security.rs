@@ -8,6 +8,8 @@
 //! trust-dir = "trusted"           # ... and every key file here (one key each)
 //! secret = "net.psk"              # optional: the DIF's secret (32 bytes, 0600)
 //! rekey-after = "2m"              # a new session after this long (default 2m)
+//! names = [{ name = "web*", keys = ["<key>"] }]  # only these keys register web*
+//! pins = [{ ipcp = "server.net", key = "<key>" }, { address = 1, key = "<key>" }]
 //! ```
 //!
 //! Relative paths are from the rules file's directory. Files are read when the rules
@@ -38,6 +40,12 @@ pub struct SecurityConfig {
     pub rekey_after: Duration,
     /// A new session after this many messages.
     pub rekey_after_messages: u64,
+    /// Name patterns and the keys that alone may register matching names.
+    pub names: Vec<(String, Vec<PublicKey>)>,
+    /// IPC process names pinned to a key.
+    pub pinned_names: Vec<(rina_core::ApplicationName, PublicKey)>,
+    /// Addresses pinned to a key.
+    pub pinned_addresses: Vec<(u32, PublicKey)>,
 }
 
 impl SecurityConfig {
@@ -77,7 +85,35 @@ impl SecurityConfig {
             creds,
             trusted: self.trusted()?.iter().map(|k| *k.as_bytes()).collect(),
             limits,
+            access: self.access(),
         })
+    }
+
+    /// The core's access control.
+    fn access(&self) -> rina_core::ipcp::Access {
+        use rina_core::ipcp::{Access, NamePattern};
+        Access {
+            names: self
+                .names
+                .iter()
+                .map(|(p, keys)| {
+                    (
+                        NamePattern::new(p.clone()),
+                        keys.iter().map(|k| *k.as_bytes()).collect(),
+                    )
+                })
+                .collect(),
+            pinned_names: self
+                .pinned_names
+                .iter()
+                .map(|(n, k)| (n.clone(), *k.as_bytes()))
+                .collect(),
+            pinned_addresses: self
+                .pinned_addresses
+                .iter()
+                .map(|(a, k)| (rina_core::Address(*a), *k.as_bytes()))
+                .collect(),
+        }
     }
 
     /// One line for `rina check` and the log: whose key, whom it trusts.

@@ -31,7 +31,8 @@ impl Driver {
             | Event::EnrollmentFailed { .. }
             | Event::NeighborUp { .. }
             | Event::NeighborLost { .. }
-            | Event::NeighborRefused { .. } => {}
+            | Event::NeighborRefused { .. }
+            | Event::AccessRefused { .. } => {}
             Event::FlowClosed { port, reset } => {
                 let Some(&token) = self.by_port.get(&(dif, port)) else {
                     return;

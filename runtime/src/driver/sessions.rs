@@ -242,10 +242,19 @@ impl Driver {
         let kinds = rina_core::ipcp::FlowKinds::of(kind.flow_kind());
         // Registering again behind a new target (the old one closed) is fine.
         // Its member takes newcomers from now on.
-        let _ = self
+        let r = self
             .stack
             .node
             .register(now, dif, req.app.clone(), kinds, req.pool);
+        if r == Err(rina_core::ipcp::RegisterError::NotAllowed) {
+            let why = format!(
+                "DIF {}: this member's key may not register {} (the DIF's security rules)",
+                self.stack.node.dif(dif).name(),
+                req.app
+            );
+            tracing::warn!("listen refused: {why}");
+            return Err(FlowError::NotAllowed(why));
+        }
         self.listeners
             .insert((dif, req.app.clone(), kind), req.target.clone());
         Ok(())

@@ -53,6 +53,25 @@ pub(super) struct RawSecurity {
     pub(super) secret: Option<Spanned<String>>,
     pub(super) rekey_after: Option<Spanned<String>>,
     pub(super) rekey_after_messages: Option<Spanned<i64>>,
+    pub(super) names: Option<Vec<Spanned<RawNameAccess>>>,
+    pub(super) pins: Option<Vec<Spanned<RawPin>>>,
+}
+
+/// `names = [{ name = "web*", keys = [...] }]` in `[dif.security]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawNameAccess {
+    pub(super) name: Spanned<String>,
+    pub(super) keys: Vec<Spanned<String>>,
+}
+
+/// `pins = [{ ipcp = "...", key = "..." }, { address = N, key = "..." }]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPin {
+    pub(super) ipcp: Option<Spanned<String>>,
+    pub(super) address: Option<Spanned<i64>>,
+    pub(super) key: Spanned<String>,
 }
 
 /// `over = "udp0"` or `over = ["udp0", "eth0"]`, keeping each listed name's position.

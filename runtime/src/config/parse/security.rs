@@ -10,7 +10,8 @@ use toml::Spanned;
 use super::raw::RawSecurity;
 use super::{Validator, R};
 use crate::config::SecurityConfig;
-use crate::keys::{read_trust_dir, PrivateKey};
+use crate::keys::{read_trust_dir, PrivateKey, PublicKey};
+use rina_core::ApplicationName;
 
 /// The longest a session may last before a new handshake.
 const MAX_REKEY_AFTER: Duration = Duration::from_secs(24 * 3600);
@@ -76,7 +77,12 @@ impl Validator<'_> {
                 v as u64
             }
         };
+        let names = self.name_access(s)?;
+        let (pinned_names, pinned_addresses) = self.pins(s)?;
         Ok(SecurityConfig {
+            names,
+            pinned_names,
+            pinned_addresses,
             key,
             public,
             trust,
@@ -85,5 +91,60 @@ impl Validator<'_> {
             rekey_after,
             rekey_after_messages,
         })
+    }
+
+    /// A public key in the rules.
+    fn public_key(&self, k: &Spanned<String>) -> R<PublicKey> {
+        k.get_ref()
+            .parse()
+            .map_err(|e: crate::keys::KeyError| self.error(k.span(), e.to_string()))
+    }
+
+    /// `names = [...]`: each pattern with the keys that alone may register it.
+    fn name_access(&self, s: &RawSecurity) -> R<Vec<(String, Vec<PublicKey>)>> {
+        let mut out = Vec::new();
+        for n in s.names.iter().flatten() {
+            let n = n.get_ref();
+            if n.name.get_ref().is_empty() {
+                return Err(self.error(n.name.span(), "an empty name pattern"));
+            }
+            let keys = n
+                .keys
+                .iter()
+                .map(|k| self.public_key(k))
+                .collect::<R<Vec<_>>>()?;
+            out.push((n.name.get_ref().clone(), keys));
+        }
+        Ok(out)
+    }
+
+    /// `pins = [...]`: member names and addresses, each pinned to one key.
+    #[allow(clippy::type_complexity)]
+    fn pins(
+        &self,
+        s: &RawSecurity,
+    ) -> R<(Vec<(ApplicationName, PublicKey)>, Vec<(u32, PublicKey)>)> {
+        let (mut names, mut addresses) = (Vec::new(), Vec::new());
+        for p in s.pins.iter().flatten() {
+            let (at, p) = (p.span(), p.get_ref());
+            let key = self.public_key(&p.key)?;
+            match (&p.ipcp, &p.address) {
+                (Some(n), None) => names.push((self.name(n)?, key)),
+                (None, Some(a)) => {
+                    let v = *a.get_ref();
+                    if !(1..=i64::from(u32::MAX)).contains(&v) {
+                        return Err(self.error(a.span(), "address must be 1..=4294967295"));
+                    }
+                    addresses.push((v as u32, key));
+                }
+                _ => {
+                    return Err(self.error(
+                        at,
+                        "a pin names either `ipcp = \"...\"` or `address = N`, with its `key`",
+                    ))
+                }
+            }
+        }
+        Ok((names, addresses))
     }
 }
