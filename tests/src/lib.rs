@@ -638,8 +638,20 @@ impl Exchange {
             assert!(st.success(), "{who}: {st:?}: {}", p.stderr());
         }
         let got = |f: &str| std::fs::read(self.dir.join(f)).expect("read output");
-        assert!(got("s.out") == self.up, "bytes to the server differ");
-        assert!(got("c.out") == self.down, "bytes to the client differ");
+        let up = got("s.out");
+        assert!(
+            up == self.up,
+            "bytes to the server differ: {} of {} bytes",
+            up.len(),
+            self.up.len()
+        );
+        let down = got("c.out");
+        assert!(
+            down == self.down,
+            "bytes to the client differ: {} of {} bytes",
+            down.len(),
+            self.down.len()
+        );
     }
 }
 
@@ -664,10 +676,9 @@ pub fn expect_unreachable(cmd: &mut Command, log: &Path, why: &str) {
     assert!(text.contains(why), "{text}");
 }
 
-/// Starts `rina node -c RULES` (logging to `log`) and waits (bounded) until it has
-/// joined DIF `dif`; panics with its stderr and log otherwise.
-pub fn rina_node(rules: &Path, log: &Path, dif: &str) -> Proc {
-    let mut p = Proc::spawn(
+/// Starts `rina node -c RULES` (logging to `log`).
+pub fn start_rina_node(rules: &Path, log: &Path) -> Proc {
+    Proc::spawn(
         "rina node",
         Command::new(rina())
             .args(["node", "-c"])
@@ -678,7 +689,13 @@ pub fn rina_node(rules: &Path, log: &Path, dif: &str) -> Proc {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped()),
-    );
+    )
+}
+
+/// Starts `rina node -c RULES` (logging to `log`) and waits (bounded) until it has
+/// joined DIF `dif`; panics with its stderr and log otherwise.
+pub fn rina_node(rules: &Path, log: &Path, dif: &str) -> Proc {
+    let mut p = start_rina_node(rules, log);
     let joined = wait_until(Duration::from_secs(15), || {
         std::fs::read_to_string(log).is_ok_and(|t| t.contains(&format!("enrolled in DIF {dif} ")))
     });
@@ -690,4 +707,22 @@ pub fn rina_node(rules: &Path, log: &Path, dif: &str) -> Proc {
         );
     }
     p
+}
+
+/// A new key pair in `dir`: (private key file, public key).
+pub fn keygen(dir: &Path, name: &str) -> (PathBuf, String) {
+    let file = dir.join(format!("{name}.key"));
+    let out = output_within(
+        Command::new(rina())
+            .arg("keygen")
+            .arg(&file)
+            .stdin(Stdio::null()),
+        Duration::from_secs(20),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (file, String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }

@@ -65,8 +65,14 @@ impl Node {
         plan: &Plan,
     ) -> Allocation<LowerFlow> {
         let d = &self.difs[dif.0];
-        let local = d.ipcp.config().name.clone();
         let remote = ApplicationName::new(d.name.clone());
+        // A secured DIF's member does not say its name below (where anyone may read
+        // it): only the DIF's, and its handshake proves who it is.
+        let local = if d.guard.is_some() {
+            remote.clone()
+        } else {
+            d.ipcp.config().name.clone()
+        };
         match plan.lower {
             Layer::Link(s) => match self.shims[s.0].allocate(now, &plan.peer, local, remote) {
                 Allocation::Started(id) => Allocation::Started(LowerFlow::Shim(s, id)),

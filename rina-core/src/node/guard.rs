@@ -269,14 +269,11 @@ impl Node {
                 crate::secure::fingerprint(&key)
             ),
             ChannelEvent::Failed(why) => why.to_owned(),
-            ChannelEvent::Closed(why) => {
-                // The IPC process knew the port: it loses the neighbour as it would.
+            ChannelEvent::Closed(_) => {
+                // The IPC process knew the port: it loses the neighbour as it would
+                // (and says so).
                 self.channels.remove(&port);
                 self.n1_gone_quietly(now, port);
-                self.events.push_back(NodeEvent::NeighborRefused {
-                    dif,
-                    why: why.to_owned(),
-                });
                 return;
             }
         };
