@@ -1476,7 +1476,17 @@ fn the_readme_recursion_example_parses() {
         .filter_map(|b| b.split("```").next())
         .find(|b| b.contains("over = [\"backbone\"]"))
         .expect("the recursion example in README.md");
-    let c = parse_str(block, Path::new("README.md")).unwrap_or_else(|e| panic!("{e}"));
+    // Its DIFs are secured: their key files and trust directories, made here.
+    let dir = tempfile::tempdir().unwrap();
+    for dif in ["backbone", "apps"] {
+        let key = runtime::keys::PrivateKey::generate();
+        key.save(&dir.path().join(format!("{dif}.key"))).unwrap();
+        let trusted = dir.path().join(format!("{dif}.trusted"));
+        std::fs::create_dir(&trusted).unwrap();
+        std::fs::write(trusted.join("self.pub"), key.public().to_string()).unwrap();
+    }
+    let block = block.replace("/etc/rina/", &format!("{}/", dir.path().display()));
+    let c = parse_str(&block, Path::new("README.md")).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(c.difs.len(), 3);
     let DifKind::Normal(apps) = &c.difs[2].kind else {
         panic!("apps is a normal DIF")
@@ -1495,6 +1505,10 @@ fn the_readme_recursion_example_parses() {
         panic!("backbone is a normal DIF")
     };
     assert_eq!(backbone.neighbors.len(), 1);
+    for n in [backbone, apps] {
+        let sec = n.security.as_ref().expect("secured");
+        assert_eq!(sec.trusted().unwrap().len(), 1);
+    }
 }
 
 /// The cheap check every connect hook makes first: a connect rule's pattern, a

@@ -11,42 +11,32 @@ use std::time::Duration;
 
 use rina_e2e::*;
 
-/// One member's rules: a UDP shim at `udp`, DIF `net` joined as `join` says, secured
-/// with `key` trusting `trust`, then `tail` (listen or connect rules).
-fn member(
-    dir: &Path,
-    file: &str,
-    udp: u16,
-    join: &str,
-    key: &Path,
-    trust: &[&str],
-    extra: &str,
-    tail: &str,
-) -> std::path::PathBuf {
-    let trust: Vec<String> = trust.iter().map(|k| format!("{k:?}")).collect();
-    let text = format!(
-        r#"
-[[dif]]
-name = "udp"
-type = "udp"
-bind = "127.0.0.1:{udp}"
+/// Rules of the members of DIF `net` in `dir`, each trusting `trust`.
+struct Members<'a> {
+    dir: &'a Path,
+    trust: &'a [&'a str],
+}
 
-[[dif]]
-name = "net"
-type = "normal"
-over = ["udp"]
-{join}
-
-[dif.security]
-key = {key:?}
-trust = [{}]
-{extra}
-
-{tail}
-"#,
-        trust.join(", ")
-    );
-    rules(dir, file, &text)
+impl Members<'_> {
+    /// A member's rules: a UDP shim at `udp`, DIF `net` joined as `join` says, secured
+    /// with `key` (then `extra`), then `tail` (listen or connect rules).
+    fn rules(
+        &self,
+        udp: u16,
+        join: &str,
+        key: &Path,
+        extra: &str,
+        tail: &str,
+    ) -> std::path::PathBuf {
+        let trust: Vec<String> = self.trust.iter().map(|k| format!("{k:?}")).collect();
+        let text = format!(
+            "[[dif]]\nname = \"udp\"\ntype = \"udp\"\nbind = \"127.0.0.1:{udp}\"\n\n\
+             [[dif]]\nname = \"net\"\ntype = \"normal\"\nover = [\"udp\"]\n{join}\n\n\
+             [dif.security]\nkey = {key:?}\ntrust = [{}]\n{extra}\n\n{tail}\n",
+            trust.join(", ")
+        );
+        rules(self.dir, &format!("member-{udp}.toml"), &text)
+    }
 }
 
 /// Starts `python3 whoami.py serve PORT NAME` under `rules`, waiting until it listens.
@@ -86,15 +76,20 @@ fn trusted_members_cannot_take_names_or_addresses_of_others() {
     let n_udp = free_udp_port();
     let via = format!("enroll-via = {{ dif = \"udp\", neighbor = \"127.0.0.1:{n_udp}\" }}");
     let (web, web_m) = (free_tcp_port(), free_tcp_port());
+    let n_side = Members {
+        dir: d,
+        trust: &[s_pub, m_pub, c_pub],
+    };
+    let others = Members {
+        dir: d,
+        trust: &[n_pub],
+    };
     // N: only S's key may register web.
     let names = format!("names = [{{ name = \"web\", keys = [{s_pub:?}] }}]");
-    let n_rules = member(
-        d,
-        "n.toml",
+    let n_rules = n_side.rules(
         n_udp,
         "bootstrap = true\nipcp = \"n.net\"",
         &keys[0].0,
-        &[s_pub, m_pub, c_pub],
         &names,
         "",
     );
@@ -103,52 +98,41 @@ fn trusted_members_cannot_take_names_or_addresses_of_others() {
     // M registers web first (its own rules do not forbid it).
     let listen =
         |port: u16| format!("[[listen]]\non = \"127.0.0.1:{port}\"\ndif = \"net\"\napp = \"web\"");
-    let m_rules = member(
-        d,
-        "m.toml",
-        free_udp_port(),
-        &via,
-        &keys[2].0,
-        &[n_pub],
-        "",
-        &listen(web_m),
-    );
+    let m_rules = others.rules(free_udp_port(), &via, &keys[2].0, "", &listen(web_m));
     let mut m = whoami(&m_rules, web_m, "M", &d.join("m.log"));
     // S registers web.
-    let s_rules = member(
-        d,
-        "s.toml",
+    let s_rules = others.rules(
         free_udp_port(),
         &format!("{via}\nipcp = \"s.net\""),
         &keys[1].0,
-        &[n_pub],
         "",
         &listen(web),
     );
     let mut s = whoami(&s_rules, web, "S", &d.join("s.log"));
-    let s_addr = net(s.pid())["address"].as_u64().expect("S's address");
+    // (A listener exists before its listen returns: wait for the registration.)
+    let registered = || {
+        net(s.pid())["registered"]
+            .as_array()
+            .is_some_and(|r| !r.is_empty())
+    };
+    assert!(
+        wait_until(Duration::from_secs(15), registered),
+        "S never registered web"
+    );
+    let s_net = net(s.pid());
+    let s_addr = s_net["address"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("S's address: {s_net}"));
     // M2: S's member name; M3: S's address, with N as a kept neighbour.
-    let m2_rules = member(
-        d,
-        "m2.toml",
+    let m2_rules = others.rules(
         free_udp_port(),
         &format!("{via}\nipcp = \"s.net\""),
         &keys[2].0,
-        &[n_pub],
         "",
         "",
     );
     let m3_join = format!("bootstrap = true\naddress = {s_addr}\nneighbors = [{{ dif = \"udp\", neighbor = \"127.0.0.1:{n_udp}\" }}]");
-    let m3_rules = member(
-        d,
-        "m3.toml",
-        free_udp_port(),
-        &m3_join,
-        &keys[2].0,
-        &[n_pub],
-        "",
-        "",
-    );
+    let m3_rules = others.rules(free_udp_port(), &m3_join, &keys[2].0, "", "");
     let m2_log = d.join("m2.log");
     let mut m2 = start_rina_node(&m2_rules, &m2_log);
     let mut m3 = rina_node(&m3_rules, &d.join("m3.log"), "net");
@@ -170,16 +154,7 @@ fn trusted_members_cannot_take_names_or_addresses_of_others() {
     }
     // 20 of 20 connections from a client reach S.
     let connect = format!("[[connect]]\nto = \"127.0.0.1:{web}\"\ndif = \"net\"\napp = \"web\"");
-    let c_rules = member(
-        d,
-        "c.toml",
-        free_udp_port(),
-        &via,
-        &keys[3].0,
-        &[n_pub],
-        "",
-        &connect,
-    );
+    let c_rules = others.rules(free_udp_port(), &via, &keys[3].0, "", &connect);
     let script = program("whoami.py");
     let out = run_within(
         &c_rules,
@@ -216,7 +191,7 @@ fn trusted_members_cannot_take_names_or_addresses_of_others() {
     assert!(
         !neighbours
             .iter()
-            .any(|n| n["key"] == &m_pub[..8] && n["name"] == "s.net"),
+            .any(|n| n["key"] == m_pub[..8] && n["name"] == "s.net"),
         "{n_net}"
     );
     println!("{}", std::fs::read_to_string(&n_log).unwrap_or_default());

@@ -428,8 +428,8 @@ fn without_cap_net_raw_the_program_stops() {
     assert!(!marker.exists(), "the program ran");
 }
 
-/// `examples/ethernet/demo.sh` runs as documented: the two lines cross, only RINA
-/// frames are on the wire.
+/// `examples/ethernet/demo.sh` runs as documented: the DIF is secured, the two lines
+/// cross, only RINA frames are on the wire and none holds the text.
 #[test]
 fn the_ethernet_demo_runs() {
     assert!(have("nc") && have("tcpdump"));
@@ -455,6 +455,8 @@ fn the_ethernet_demo_runs() {
         "{text}"
     );
     assert!(text.contains("IP packets:                 0"), "{text}");
+    assert!(text.contains("frames with readable text:  0"), "{text}");
+    assert!(text.contains("DIF net is secured: member key"), "{text}");
     let frames: usize = text
         .lines()
         .find_map(|l| l.trim().strip_prefix("frames of Ethertype 0xd1f0: "))

@@ -108,7 +108,10 @@ fn a_secured_pair_carries_nc_and_the_wire_shows_nothing_readable() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(text.contains("DIF net is secured: member key"), "{text}");
-    assert!(text.contains("trusts 1 listed key(s)"), "{text}");
+    assert!(
+        text.contains("trusts 1 key(s): ") && text.contains("(listed)"),
+        "{text}"
+    );
     assert!(!text.contains("is open"), "{text}");
 
     let pcap = dir.path().join("wire.pcap");
@@ -152,7 +155,10 @@ fn nothing_readable(wire: &[u8], ex: &Exchange, names: &[&str]) {
     }
     for name in names {
         let seen = wire.windows(name.len()).position(|w| w == name.as_bytes());
-        let around = seen.map(|i| String::from_utf8_lossy(&wire[i.saturating_sub(48)..(i + 48).min(wire.len())]).into_owned());
+        let around = seen.map(|i| {
+            String::from_utf8_lossy(&wire[i.saturating_sub(48)..(i + 48).min(wire.len())])
+                .into_owned()
+        });
         assert!(seen.is_none(), "{name:?} is on the wire: {around:?}");
     }
 }
@@ -160,7 +166,7 @@ fn nothing_readable(wire: &[u8], ex: &Exchange, names: &[&str]) {
 /// A secured member's rules over the Ethernet shim: `who` (server bootstraps, client
 /// enrolls by broadcast) with `key`, trusting `trust`, then `tail`.
 fn eth_member(who: &str, key: &Path, trust: &str, tail: &str) -> String {
-    let iface = rina_e2e::netns::IFACE;
+    let iface = netns::IFACE;
     let join = if who == "server" {
         "bootstrap = true"
     } else {
@@ -181,7 +187,7 @@ fn a_secured_dif_over_ethernet_shows_nothing_readable() {
     assert!(have("tcpdump"));
     let dir = temp_dir();
     let d = dir.path();
-    let hosts = rina_e2e::netns::Hosts::pair("sec-eth");
+    let hosts = netns::Hosts::pair("sec-eth");
     let (skey, spub) = keygen(d, "eth-server");
     let (ckey, cpub) = keygen(d, "eth-client");
     let app = "sealed-eth";
@@ -199,7 +205,7 @@ fn a_secured_dif_over_ethernet_shows_nothing_readable() {
         &eth_member("client", &ckey, &spub, &tail("connect", "to")),
     );
     let (pcap, cap_err) = (d.join("eth.pcap"), d.join("cap.err"));
-    let iface = rina_e2e::netns::IFACE;
+    let iface = netns::IFACE;
     let args = [
         "tcpdump",
         "-i",

@@ -118,24 +118,28 @@ impl SecurityConfig {
 
     /// One line for `rina check` and the log: whose key, whom it trusts.
     pub fn describe(&self, dif: &str) -> String {
-        let listed: Vec<String> = self.trust.iter().map(PublicKey::fingerprint).collect();
-        let dir = self
-            .trust_dir
-            .as_ref()
-            .map(|d| format!(" and the keys in {}", d.display()))
-            .unwrap_or_default();
+        let trusted = match self.trusted() {
+            Ok(keys) => {
+                let fps: Vec<String> = keys.iter().map(PublicKey::fingerprint).collect();
+                format!("trusts {} key(s): {}", fps.len(), fps.join(", "))
+            }
+            Err(e) => format!("trusts nobody yet ({e})"),
+        };
+        let from = match &self.trust_dir {
+            Some(d) if self.trust.is_empty() => format!(" (from {})", d.display()),
+            Some(d) => format!(" (listed, and from {})", d.display()),
+            None => " (listed)".to_owned(),
+        };
         let secret = if self.secret.is_some() {
-            ", with a DIF secret"
+            "; with a DIF secret"
         } else {
             ""
         };
         format!(
-            "DIF {dif} is secured: member key {} ({}); trusts {} listed key(s) [{}]{dir}{secret}; \
-             sessions replaced every {:?}",
+            "DIF {dif} is secured: member key {} ({}); {trusted}{from}{secret}; sessions \
+             replaced every {:?}",
             self.public.fingerprint(),
             self.key.display(),
-            listed.len(),
-            listed.join(", "),
             self.rekey_after,
         )
     }
