@@ -87,6 +87,10 @@ pub struct SecurityReport {
     pub opens_failed: u64,
     /// Sealed messages seen before (replays), dropped.
     pub replays: u64,
+    /// Claims refused: a member name or address held by another key, a name the key
+    /// may not register.
+    #[serde(default)]
+    pub refused_claims: u64,
 }
 
 /// A neighbour.

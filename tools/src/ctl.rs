@@ -141,8 +141,9 @@ fn show(r: &Report) -> String {
             Some(c) => {
                 let _ = writeln!(
                     s,
-                    "  secured: {} handshakes, {} refused, {} sealed PDUs that did not open, {} replays dropped",
-                    c.handshakes, c.handshakes_refused, c.opens_failed, c.replays
+                    "  secured: {} handshakes, {} refused, {} sealed PDUs that did not open, \
+                     {} replays dropped, {} claims refused (names, addresses)",
+                    c.handshakes, c.handshakes_refused, c.opens_failed, c.replays, c.refused_claims
                 );
             }
             None => {

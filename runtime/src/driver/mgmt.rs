@@ -177,6 +177,7 @@ fn dif_report(node: &Node, id: DifId, d: &Dif) -> DifReport {
             handshakes_refused: s.handshakes_refused,
             opens_failed: s.opens_failed,
             replays: s.replays,
+            refused_claims: c.refused_claims,
         }),
     }
 }
