@@ -8,7 +8,9 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use rina_core::ipcp::{Event, FlowKind, FlowKinds, NamePattern, RegisterError};
+use rina_core::ipcp::{
+    AllocError, Event, FlowKind, FlowKinds, NamePattern, NameRule, RegisterError,
+};
 use rina_core::node::{DifConfig, DifId, Layer, LinkId, Node, NodeEvent, Peer, Plan};
 use rina_core::secure::{Credentials, Limits, Security};
 use rina_core::shim::ShimConfig;
@@ -269,7 +271,11 @@ fn a_relay_below_sees_only_ciphertext_of_the_dif_above() {
 /// `security(me, trusts)` with `web` registrable only by key 1.
 fn web_for_key_1(me: u8, trusts: &[u8]) -> Security {
     let mut s = security(me, trusts);
-    s.access.names = vec![(NamePattern::new("web"), vec![public(1)])];
+    s.access.names = vec![NameRule {
+        pattern: NamePattern::new("web"),
+        register: Some(vec![public(1)]),
+        allocate: None,
+    }];
     s
 }
 
@@ -295,6 +301,20 @@ fn claimant(
         .collect();
     n.add_dif(net.now(), cfg).unwrap();
     net.add_host(n, vec![(link, ep(h))])
+}
+
+/// S (key 1, bootstrap), C (key 2) and M (key 9, trusted by S, its own rules without
+/// restrictions), C and M enrolled through S: (S, C, M).
+fn trio(net: &mut Net, s_sec: Security, c_sec: Security) -> (usize, usize, usize) {
+    let s = claimant(net, "s", Ok(1), &[], s_sec, 1);
+    let c = claimant(net, "c", Err(ep(1)), &[], c_sec, 2);
+    let m = claimant(net, "m", Err(ep(1)), &[], security(9, &[1]), 9);
+    run(net, 30, "C and M join", |n| {
+        [c, m]
+            .iter()
+            .all(|&h| n.host(h).node.dif(DifId(0)).ipcp().is_enrolled())
+    });
+    (s, c, m)
 }
 
 /// Flows from `client` to `app`, one at a time: how many reached each host.
@@ -341,14 +361,7 @@ fn flows_reach(net: &mut Net, client: usize, app: &str, n: usize) -> BTreeMap<us
 fn a_trusted_member_not_allowed_a_name_cannot_take_it() {
     for seed in seeds(3) {
         let mut net = Net::new(seed, path());
-        let s = claimant(&mut net, "s", Ok(1), &[], web_for_key_1(1, &[2, 9]), 1);
-        let c = claimant(&mut net, "c", Err(ep(1)), &[], web_for_key_1(2, &[1]), 2);
-        let m = claimant(&mut net, "m", Err(ep(1)), &[], security(9, &[1]), 9);
-        run(&mut net, 30, "C and M join", |n| {
-            [c, m]
-                .iter()
-                .all(|&h| n.host(h).node.dif(DifId(0)).ipcp().is_enrolled())
-        });
+        let (s, c, m) = trio(&mut net, web_for_key_1(1, &[2, 9]), web_for_key_1(2, &[1]));
         let now = net.now();
         let web = ApplicationName::new("web");
         net.host(s)
@@ -457,5 +470,62 @@ fn a_claim_on_a_name_or_address_evicts_no_one() {
             .any(|n| n.1.to_string() == "s"));
         let reached = flows_reach(&mut net, s, "c-app", 5);
         assert_eq!(reached, BTreeMap::from([(c, 5)]), "seed {seed}");
+    }
+}
+
+/// Flows to `db` are for key 2 (C) only: C gets one, M (key 9, trusted, a neighbour
+/// of S too) is refused as access denied, and S counts and says it.
+#[test]
+fn flows_to_a_name_are_for_the_keys_its_rule_gives() {
+    for seed in seeds(3) {
+        let mut net = Net::new(seed, path());
+        let mut sec = security(1, &[2, 9]);
+        sec.access.names = vec![NameRule {
+            pattern: NamePattern::new("db"),
+            register: None,
+            allocate: Some(vec![public(2)]),
+        }];
+        let (s, c, m) = trio(&mut net, sec, security(2, &[1]));
+        let now = net.now();
+        let db = ApplicationName::new("db");
+        net.host(s)
+            .node
+            .register(now, DifId(0), db.clone(), FlowKinds::RELIABLE, false)
+            .unwrap();
+        run(&mut net, 30, "C and M see db", |n| {
+            [c, m].iter().all(|&h| {
+                let ipcp = n.host(h).node.dif(DifId(0)).ipcp();
+                !ipcp.directory().lookup(&db).is_empty()
+            })
+        });
+        assert_eq!(
+            flows_reach(&mut net, c, "db", 2),
+            BTreeMap::from([(s, 2)]),
+            "seed {seed}"
+        );
+        let now = net.now();
+        let port = net.host(m).node.allocate(
+            now,
+            DifId(0),
+            ApplicationName::new("m"),
+            db,
+            FlowKind::Reliable,
+            now + Duration::from_secs(10),
+            Vec::new(),
+        );
+        let refused = NodeEvent::Flow(
+            DifId(0),
+            Event::FlowAllocationFailed {
+                port,
+                error: AllocError::Denied,
+            },
+        );
+        run(&mut net, 30, "M is refused", |n| {
+            n.host(m).events.contains(&refused)
+        });
+        let said = net.host(s).events.iter().any(|e| {
+            matches!(e, NodeEvent::NeighborRefused { why, .. } if why.contains("may not allocate flows to db"))
+        });
+        assert!(said, "seed {seed}");
     }
 }

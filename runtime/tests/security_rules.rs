@@ -86,6 +86,14 @@ fn every_mistake_is_refused_at_its_position() {
         )),
     );
     assert!(e.contains("a pin names either"), "{e}");
+    // A names entry that says nothing.
+    let e = error(
+        d,
+        &rules(&format!(
+            "key = \"me.key\"\n{trust}\nnames = [{{ name = \"x\" }}]\n"
+        )),
+    );
+    assert!(e.contains("who registers"), "{e}");
     // Limits.
     let e = error(
         d,
@@ -122,7 +130,7 @@ fn a_good_section_reads_its_files_from_the_rules_directory() {
     std::fs::write(d.join("trusted/peer.pub"), format!("{peer}\n")).unwrap();
     let text = rules(&format!(
         "key = \"me.key\"\ntrust-dir = \"trusted\"\nsecret = \"dif.psk\"\nrekey-after = \"30s\"\n\
-         names = [{{ name = \"web*\", keys = [\"{peer}\"] }}]\n\
+         names = [{{ name = \"web*\", keys = [\"{peer}\"] }}, {{ name = \"db\", allocate = [\"{peer}\"] }}]\n\
          pins = [{{ ipcp = \"peer.net\", key = \"{peer}\" }}, {{ address = 7, key = \"{peer}\" }}]\n"
     ));
     let c = parse_str(&text, &d.join("rules.toml")).unwrap_or_else(|e| panic!("{e}"));
@@ -143,6 +151,10 @@ fn a_good_section_reads_its_files_from_the_rules_directory() {
     assert!(!loaded
         .access
         .may_register(&"web1".parse().unwrap(), key.public().as_bytes()));
+    assert!(loaded.access.restricts_allocation(&"db".parse().unwrap()));
+    assert!(!loaded
+        .access
+        .may_allocate(&"db".parse().unwrap(), key.public().as_bytes()));
     let line = s.describe("net");
     assert!(
         line.contains("trusts 1 key(s): ") && line.contains("with a DIF secret"),

@@ -48,12 +48,24 @@ impl NamePattern {
     }
 }
 
+/// Who may register names matching a pattern, and who may allocate flows to them
+/// (`None`: any trusted member).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NameRule {
+    /// The names.
+    pub pattern: NamePattern,
+    /// The keys that alone may register them.
+    pub register: Option<Vec<PublicKey>>,
+    /// The keys that alone may allocate flows to them.
+    pub allocate: Option<Vec<PublicKey>>,
+}
+
 /// Who may do what in a secured DIF.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Access {
-    /// Names matching a pattern may be registered only by its keys (the first pattern
-    /// that matches decides); a name matching none, by any trusted member.
-    pub names: Vec<(NamePattern, Vec<PublicKey>)>,
+    /// Rules by name: the first whose pattern matches decides; a name matching none
+    /// is open to any trusted member.
+    pub names: Vec<NameRule>,
     /// IPC process names that only one key may take.
     pub pinned_names: BTreeMap<ApplicationName, PublicKey>,
     /// Addresses that only one key may take.
@@ -61,13 +73,28 @@ pub struct Access {
 }
 
 impl Access {
+    fn rule(&self, name: &ApplicationName) -> Option<&NameRule> {
+        let text = name.to_string();
+        self.names.iter().find(|r| r.pattern.matches(&text))
+    }
+
     /// True if `key` may register `name`.
     pub fn may_register(&self, name: &ApplicationName, key: &PublicKey) -> bool {
-        let text = name.to_string();
-        self.names
-            .iter()
-            .find(|(p, _)| p.matches(&text))
-            .is_none_or(|(_, keys)| keys.contains(key))
+        self.rule(name)
+            .and_then(|r| r.register.as_ref())
+            .is_none_or(|keys| keys.contains(key))
+    }
+
+    /// True if flows to `name` need the requester's key to be one of a list.
+    pub fn restricts_allocation(&self, name: &ApplicationName) -> bool {
+        self.rule(name).is_some_and(|r| r.allocate.is_some())
+    }
+
+    /// True if `key` may allocate flows to `name`.
+    pub fn may_allocate(&self, name: &ApplicationName, key: &PublicKey) -> bool {
+        self.rule(name)
+            .and_then(|r| r.allocate.as_ref())
+            .is_none_or(|keys| keys.contains(key))
     }
 }
 
@@ -157,6 +184,23 @@ impl IpcProcess {
         false
     }
 
+    /// Why a flow request from `src` to `app` is refused, if it is: flows to `app` are
+    /// only for some keys, and `src`'s key is not one, or is not known here (only a
+    /// neighbour's, a pinned address's or our own is).
+    pub(super) fn allocation_refused(&self, src: Address, app: &ApplicationName) -> Option<String> {
+        let access = self.cfg.access.as_ref()?;
+        if !access.restricts_allocation(app) {
+            return None;
+        }
+        match self.key_of(src) {
+            Some(k) if access.may_allocate(app, &k) => None,
+            Some(k) => Some(format!("key {} may not allocate flows to {app}", fingerprint(&k))),
+            None => Some(format!(
+                "flows to {app} are for some keys only, and the key of member {src} is not known here"
+            )),
+        }
+    }
+
     /// True if this member (its own key) may register `app`.
     pub(super) fn may_register_here(&self, app: &ApplicationName) -> bool {
         match (&self.cfg.access, &self.cfg.key) {
@@ -188,10 +232,15 @@ mod tests {
     #[test]
     fn the_first_matching_pattern_decides() {
         let (k1, k2) = ([1u8; 32], [2u8; 32]);
+        let rule = |p: &str, register: Option<Vec<PublicKey>>, allocate| NameRule {
+            pattern: NamePattern::new(p),
+            register,
+            allocate,
+        };
         let a = Access {
             names: vec![
-                (NamePattern::new("web"), vec![k1]),
-                (NamePattern::new("w*"), vec![k2]),
+                rule("web", Some(vec![k1]), Some(vec![k2])),
+                rule("w*", Some(vec![k2]), None),
             ],
             ..Access::default()
         };
@@ -200,5 +249,8 @@ mod tests {
         assert!(!a.may_register(&n("web"), &k2));
         assert!(a.may_register(&n("wiki"), &k2));
         assert!(a.may_register(&n("other"), &k2));
+        assert!(a.restricts_allocation(&n("web")) && !a.restricts_allocation(&n("wiki")));
+        assert!(a.may_allocate(&n("web"), &k2) && !a.may_allocate(&n("web"), &k1));
+        assert!(a.may_allocate(&n("wiki"), &k1));
     }
 }

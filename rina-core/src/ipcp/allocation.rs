@@ -297,6 +297,10 @@ impl IpcProcess {
             self.respond(src, ResultCode::NoSuchName, src_cep, CepId(0));
             return;
         }
+        if let Some(why) = self.allocation_refused(src, &dst_app) {
+            self.respond(src, ResultCode::Denied, src_cep, CepId(0));
+            return self.refuse_claim(why);
+        }
         let (Some(me), port, cep) = (self.address, self.fresh_port(), self.fresh_cep()) else {
             return;
         };

@@ -40,7 +40,7 @@ use crate::wire::mgmt::MgmtMessage;
 use crate::wire::{Pci, PduType};
 use crate::{Address, ApplicationName, CepId, N1Port, PortId};
 
-pub use access::{Access, NamePattern};
+pub use access::{Access, NamePattern, NameRule};
 pub use config::IpcpConfig;
 use directory::Directory;
 pub use event::{AllocError, Counters, Event, RegisterError};

@@ -168,6 +168,20 @@ impl Node {
         .unwrap_or(false)
     }
 
+    /// Seals the PDU in `buf` for secured `port` where it lies (its tag appended): the
+    /// header to send before it, `None` if it cannot go.
+    pub(crate) fn guard_seal_detached(
+        &mut self,
+        port: N1Port,
+        buf: &mut Vec<u8>,
+    ) -> Option<[u8; crate::secure::wire::HEADER]> {
+        self.guard_ctx(port, |ch, cx| {
+            let h = ch.seal_detached(buf);
+            ch.rekey_if_due(cx);
+            h
+        })?
+    }
+
     /// Seals in place a relayed PDU already framed in `msg`.
     pub(crate) fn guard_seal_in_place(&mut self, port: N1Port, msg: &mut [u8]) -> bool {
         self.channels
@@ -233,7 +247,14 @@ impl Node {
     /// Handles what the channels say; true if any said something.
     pub(crate) fn guard_events(&mut self, now: Instant) -> bool {
         let mut moved = false;
-        let ports: Vec<N1Port> = self.channels.keys().copied().collect();
+        // (Called on every turn of the node's event loop: nothing allocated when
+        // nothing is to be said.)
+        let ports: Vec<N1Port> = self
+            .channels
+            .iter()
+            .filter(|(_, c)| c.has_events())
+            .map(|(p, _)| *p)
+            .collect();
         for port in ports {
             while let Some(ev) = self.channels.get_mut(&port).and_then(Channel::poll_event) {
                 moved = true;
@@ -313,13 +334,20 @@ impl Node {
     /// Runs the channels' timers that are due.
     pub(crate) fn guard_handle_timeout(&mut self, now: Instant) {
         self.guard_now = now;
-        let ports: Vec<N1Port> = self.channels.keys().copied().collect();
-        for port in ports {
-            self.guard_ctx(port, |ch, cx| {
-                if ch.poll_timeout(cx.sec).is_some_and(|t| t <= cx.now) {
-                    ch.handle_timeout(cx);
-                }
-            });
+        let due: Vec<N1Port> = self
+            .channels
+            .iter()
+            .filter(|(p, c)| {
+                let guard = self
+                    .n1
+                    .get(p)
+                    .and_then(|(d, _)| self.difs[d.0].guard.as_ref());
+                guard.is_some_and(|g| c.poll_timeout(&g.sec).is_some_and(|t| t <= now))
+            })
+            .map(|(p, _)| *p)
+            .collect();
+        for port in due {
+            self.guard_ctx(port, |ch, cx| ch.handle_timeout(cx));
         }
     }
 

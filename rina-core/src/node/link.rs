@@ -19,28 +19,33 @@ pub enum LinkAddr {
     Eth(Mac),
 }
 
-/// The shim header sent before a PDU on a link (at most 16 bytes).
+/// The headers sent before a PDU on a link (at most 32 bytes): the shim's, and a
+/// secured DIF's seal header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Header {
-    bytes: [u8; 16],
+    bytes: [u8; 32],
     len: u8,
 }
 
 impl Header {
     /// No header (a management datagram is whole by itself).
     pub const EMPTY: Self = Self {
-        bytes: [0; 16],
+        bytes: [0; 32],
         len: 0,
     };
 
     fn new(h: &[u8]) -> Self {
-        let mut bytes = [0; 16];
-        let len = h.len().min(16);
-        bytes[..len].copy_from_slice(&h[..len]);
-        Self {
-            bytes,
-            len: len as u8,
-        }
+        let mut me = Self::EMPTY;
+        me.push(h);
+        me
+    }
+
+    /// Appends `h` (what does not fit in 32 bytes is cut: no header here is that long).
+    pub(crate) fn push(&mut self, h: &[u8]) {
+        let at = usize::from(self.len);
+        let n = h.len().min(self.bytes.len() - at);
+        self.bytes[at..at + n].copy_from_slice(&h[..n]);
+        self.len = (at + n) as u8;
     }
 
     /// The header's bytes.

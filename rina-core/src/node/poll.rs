@@ -78,14 +78,19 @@ impl Node {
         }
         for d in (0..self.difs.len()).rev() {
             while let Some(port) = self.difs[d].ipcp.poll_transmit(now, buf) {
-                // A secured port seals it (or loses it, with no session yet).
-                if self.channels.contains_key(&port) && !self.guard_seal(port, buf) {
-                    continue;
-                }
+                let secured = self.channels.contains_key(&port);
                 match self.n1.get(&port) {
                     Some(&(_, LowerFlow::Shim(l, id))) => {
                         // A flow not up yet loses it, as a link would.
-                        if let Some((to, header)) = self.shims[l.0].data_header(id) {
+                        if let Some((to, mut header)) = self.shims[l.0].data_header(id) {
+                            // A secured port seals it where it lies: the seal header
+                            // goes out after the shim's (or it is lost, no session yet).
+                            if secured {
+                                let Some(h) = self.guard_seal_detached(port, buf) else {
+                                    continue;
+                                };
+                                header.push(&h);
+                            }
                             let payload = 0..buf.len();
                             return Some(Transmit {
                                 link: l,
@@ -96,6 +101,9 @@ impl Node {
                         }
                     }
                     Some(&(_, LowerFlow::Dif(low, p))) => {
+                        if secured && !self.guard_seal(port, buf) {
+                            continue;
+                        }
                         let _ = self.difs[low.0].ipcp.write(now, p, buf);
                     }
                     None => {}

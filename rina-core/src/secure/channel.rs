@@ -359,13 +359,22 @@ impl Channel {
     /// Seals the PDU in `buf` (which becomes the message to send); false if the flow
     /// has no session yet (or any more), and the PDU is lost as on a link.
     pub fn seal(&mut self, buf: &mut Vec<u8>) -> bool {
-        let Some(s) = self.current.as_mut().filter(|_| !self.done) else {
-            return false;
-        };
-        buf.splice(0..0, [0u8; HEADER]);
-        buf.extend_from_slice(&[0; TAG]);
-        s.seal(false, buf);
-        true
+        match self.seal_detached(buf) {
+            Some(header) => {
+                buf.splice(0..0, header);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Seals the PDU in `buf` where it lies, its tag appended: the header to send
+    /// before it (`None`: no session, and the PDU is lost as on a link).
+    pub fn seal_detached(&mut self, buf: &mut Vec<u8>) -> Option<[u8; HEADER]> {
+        let s = self.current.as_mut().filter(|_| !self.done)?;
+        let (header, tag) = s.seal_detached(false, buf);
+        buf.extend_from_slice(&tag);
+        Some(header)
     }
 
     /// Seals in place a PDU already framed as a sealed message (a relayed PDU, opened
@@ -399,84 +408,14 @@ impl Channel {
         self.events.pop_front()
     }
 
+    /// True while there is something to say.
+    pub fn has_events(&self) -> bool {
+        !self.events.is_empty()
+    }
+
     /// True while there is something to send or to say.
     pub fn has_pending_output(&self) -> bool {
         !self.outbox.is_empty() || !self.events.is_empty()
-    }
-
-    /// When [`Channel::handle_timeout`] must run next.
-    pub fn poll_timeout(&self, sec: &Security) -> Option<Instant> {
-        if self.done {
-            return None;
-        }
-        let retry = self
-            .pending
-            .as_ref()
-            .filter(|p| p.attempts > 0)
-            .map(|p| p.retry_at);
-        let age = self.current.as_ref().map(|s| {
-            let l = &sec.limits;
-            let limit = if self.initiator && self.pending.is_none() {
-                l.rekey_after_time
-            } else {
-                l.reject_after_time
-            };
-            s.born + limit
-        });
-        let prove = self.prove_by.filter(|_| !self.up);
-        crate::time::earliest(crate::time::earliest(retry, age), prove)
-    }
-
-    /// Retries handshakes, starts rekeying, retires sessions too old.
-    pub fn handle_timeout(&mut self, cx: &mut Ctx<'_>) {
-        if self.done {
-            return;
-        }
-        let limits = cx.sec.limits;
-        if !self.up && self.prove_by.is_some_and(|t| cx.now >= t) {
-            return self.fail("no handshake in time");
-        }
-        if let Some(s) = &self.current {
-            if cx.now >= s.born + limits.reject_after_time {
-                return self.fail("no new session in time");
-            }
-        }
-        if self.pending.is_none() && self.initiator && self.rekey_due(cx) {
-            return self.start_handshake(cx);
-        }
-        let Some(p) = self.pending.as_mut().filter(|p| p.attempts > 0) else {
-            return;
-        };
-        if cx.now < p.retry_at {
-            return;
-        }
-        if p.attempts >= limits.handshake_attempts && self.current.is_none() {
-            let why = if p.answered_us {
-                "the neighbour did not accept our key (not trusted there?)"
-            } else {
-                "no answer to the handshake (wrong DIF secret, or not a secured member?)"
-            };
-            return self.fail(why);
-        }
-        p.attempts = p.attempts.saturating_add(1);
-        p.wait = (p.wait * 2).min(core::time::Duration::from_secs(2));
-        p.retry_at = cx.now + p.wait;
-        self.outbox.push_back(p.last.clone());
-    }
-
-    fn rekey_due(&self, cx: &Ctx<'_>) -> bool {
-        self.current.as_ref().is_some_and(|s| {
-            cx.now >= s.born + cx.sec.limits.rekey_after_time
-                || s.messages >= cx.sec.limits.rekey_after_messages
-        })
-    }
-
-    /// Starts rekeying now if the session sealed or opened enough messages (checked
-    /// by the node after traffic, so a count bound needs no timer).
-    pub fn rekey_if_due(&mut self, cx: &mut Ctx<'_>) {
-        if !self.done && self.initiator && self.pending.is_none() && self.rekey_due(cx) {
-            self.start_handshake(cx);
-        }
     }
 
     /// The peer's key is no longer trusted: the flow ends now.
@@ -494,6 +433,9 @@ fn sealed_control(s: &mut Session, c: Control) -> Vec<u8> {
     s.seal(true, &mut m);
     m
 }
+
+#[path = "channel_timers.rs"]
+mod timers;
 
 #[cfg(test)]
 #[path = "channel_tests.rs"]

@@ -77,21 +77,31 @@ impl Session {
     /// `msg` is at least [`wire::OVERHEAD`] long.
     pub fn seal(&mut self, control: bool, msg: &mut [u8]) {
         debug_assert!(msg.len() >= wire::OVERHEAD);
+        let (header, rest) = msg.split_at_mut(HEADER);
+        let split = rest.len() - TAG;
+        let (body, tag) = rest.split_at_mut(split);
+        let (h, t) = self.seal_detached(control, body);
+        header.copy_from_slice(&h);
+        tag.copy_from_slice(&t);
+    }
+
+    /// Encrypts `body` in place: the header to send before it and the tag after it
+    /// (the message is header, body, tag), so a PDU is sealed where it lies.
+    pub fn seal_detached(&mut self, control: bool, body: &mut [u8]) -> ([u8; HEADER], [u8; TAG]) {
         let counter = self.next;
         // 2^64 messages never come: rekeying starts far earlier.
         self.next = self.next.saturating_add(1);
         self.messages = self.messages.saturating_add(1);
-        let (header, rest) = msg.split_at_mut(HEADER);
-        let header: &mut [u8; HEADER] = header.try_into().expect("HEADER bytes");
-        wire::write_header(header, control, self.slot, counter);
-        let split = rest.len() - TAG;
-        let (body, tag) = rest.split_at_mut(split);
+        let mut header = [0u8; HEADER];
+        wire::write_header(&mut header, control, self.slot, counter);
         // Sealing in memory cannot fail for a message under 64 GB.
         let t = self
             .seal
             .seal_in_place_separate_tag(nonce(counter), Aad::from(&header[..]), body)
             .expect("AES-GCM seals a message of any size under 64 GB");
+        let mut tag = [0u8; TAG];
         tag.copy_from_slice(t.as_ref());
+        (header, tag)
     }
 
     /// Opens the sealed message `msg` (its counter already read from the header) in

@@ -26,7 +26,7 @@ pub use describe::open_dif;
 pub use names::NameRule;
 pub use parse::{load, parse_str, ConfigError, MAX_DIF_DURATION, MAX_SETTINGS_DURATION};
 pub use rules::{AddrPattern, Decision, PortRange, Proto, RuleTarget};
-pub use security::SecurityConfig;
+pub use security::{NameAccess, SecurityConfig};
 pub use template::AppTemplate;
 
 /// A whole, validated rules file.

@@ -8,7 +8,7 @@
 //! trust-dir = "trusted"           # ... and every key file here (one key each)
 //! secret = "net.psk"              # optional: the DIF's secret (32 bytes, 0600)
 //! rekey-after = "2m"              # a new session after this long (default 2m)
-//! names = [{ name = "web*", keys = ["<key>"] }]  # only these keys register web*
+//! names = [{ name = "web*", keys = ["<key>"], allocate = ["<key>"] }]  # who registers, who connects
 //! pins = [{ ipcp = "server.net", key = "<key>" }, { address = 1, key = "<key>" }]
 //! ```
 //!
@@ -22,6 +22,17 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::keys::{read_trust_dir, KeyError, PrivateKey, PublicKey};
+
+/// Who may register names matching a pattern, and allocate flows to them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NameAccess {
+    /// The pattern (`*` matches any run of characters).
+    pub pattern: String,
+    /// The keys that alone may register the names (`None`: any trusted member).
+    pub register: Option<Vec<PublicKey>>,
+    /// The keys that alone may allocate flows to them (`None`: any trusted member).
+    pub allocate: Option<Vec<PublicKey>>,
+}
 
 /// A secured DIF's rules.
 #[derive(Clone, Debug, PartialEq)]
@@ -40,8 +51,9 @@ pub struct SecurityConfig {
     pub rekey_after: Duration,
     /// A new session after this many messages.
     pub rekey_after_messages: u64,
-    /// Name patterns and the keys that alone may register matching names.
-    pub names: Vec<(String, Vec<PublicKey>)>,
+    /// Name patterns, with the keys that alone may register matching names and those
+    /// that alone may allocate flows to them (`None`: any trusted member).
+    pub names: Vec<NameAccess>,
     /// IPC process names pinned to a key.
     pub pinned_names: Vec<(rina_core::ApplicationName, PublicKey)>,
     /// Addresses pinned to a key.
@@ -91,16 +103,19 @@ impl SecurityConfig {
 
     /// The core's access control.
     fn access(&self) -> rina_core::ipcp::Access {
-        use rina_core::ipcp::{Access, NamePattern};
+        use rina_core::ipcp::{Access, NamePattern, NameRule};
+        let raw = |keys: &Option<Vec<PublicKey>>| {
+            keys.as_ref()
+                .map(|v| v.iter().map(|k| *k.as_bytes()).collect())
+        };
         Access {
             names: self
                 .names
                 .iter()
-                .map(|(p, keys)| {
-                    (
-                        NamePattern::new(p.clone()),
-                        keys.iter().map(|k| *k.as_bytes()).collect(),
-                    )
+                .map(|n| NameRule {
+                    pattern: NamePattern::new(n.pattern.clone()),
+                    register: raw(&n.register),
+                    allocate: raw(&n.allocate),
                 })
                 .collect(),
             pinned_names: self

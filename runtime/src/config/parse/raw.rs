@@ -57,12 +57,13 @@ pub(super) struct RawSecurity {
     pub(super) pins: Option<Vec<Spanned<RawPin>>>,
 }
 
-/// `names = [{ name = "web*", keys = [...] }]` in `[dif.security]`.
+/// `names = [{ name = "web*", keys = [...], allocate = [...] }]` in `[dif.security]`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawNameAccess {
     pub(super) name: Spanned<String>,
-    pub(super) keys: Vec<Spanned<String>>,
+    pub(super) keys: Option<Vec<Spanned<String>>>,
+    pub(super) allocate: Option<Vec<Spanned<String>>>,
 }
 
 /// `pins = [{ ipcp = "...", key = "..." }, { address = N, key = "..." }]`.

@@ -9,7 +9,7 @@ use toml::Spanned;
 
 use super::raw::RawSecurity;
 use super::{Validator, R};
-use crate::config::SecurityConfig;
+use crate::config::{NameAccess, SecurityConfig};
 use crate::keys::{read_trust_dir, PrivateKey, PublicKey};
 use rina_core::ApplicationName;
 
@@ -100,20 +100,28 @@ impl Validator<'_> {
             .map_err(|e: crate::keys::KeyError| self.error(k.span(), e.to_string()))
     }
 
-    /// `names = [...]`: each pattern with the keys that alone may register it.
-    fn name_access(&self, s: &RawSecurity) -> R<Vec<(String, Vec<PublicKey>)>> {
+    /// `names = [...]`: each pattern with the keys that alone may register it, and
+    /// those that alone may allocate flows to it.
+    fn name_access(&self, s: &RawSecurity) -> R<Vec<NameAccess>> {
         let mut out = Vec::new();
         for n in s.names.iter().flatten() {
-            let n = n.get_ref();
+            let (at, n) = (n.span(), n.get_ref());
             if n.name.get_ref().is_empty() {
                 return Err(self.error(n.name.span(), "an empty name pattern"));
             }
-            let keys = n
-                .keys
-                .iter()
-                .map(|k| self.public_key(k))
-                .collect::<R<Vec<_>>>()?;
-            out.push((n.name.get_ref().clone(), keys));
+            if n.keys.is_none() && n.allocate.is_none() {
+                return Err(self.error(at, "a names entry says who registers (`keys`), who allocates (`allocate`), or both"));
+            }
+            let keys = |list: &Option<Vec<Spanned<String>>>| {
+                list.as_ref()
+                    .map(|l| l.iter().map(|k| self.public_key(k)).collect::<R<Vec<_>>>())
+                    .transpose()
+            };
+            out.push(NameAccess {
+                pattern: n.name.get_ref().clone(),
+                register: keys(&n.keys)?,
+                allocate: keys(&n.allocate)?,
+            });
         }
         Ok(out)
     }

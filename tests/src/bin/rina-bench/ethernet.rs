@@ -9,12 +9,15 @@ use std::time::{Duration, Instant};
 use rina_e2e::netns::Hosts;
 use rina_e2e::*;
 
+use super::{open, Shape};
+
 const SERVER_IP: &str = "10.77.0.1";
 
 fn rules_for(
     dir: &tempfile::TempDir,
     tag: &str,
     port: u16,
+    shape: Shape<'_>,
 ) -> (std::path::PathBuf, std::path::PathBuf) {
     let shim = "[[dif]]\nname = \"eth\"\ntype = \"ethernet\"\ninterface = \"eth0\"\n\n[[dif]]\nname = \"net\"\ntype = \"normal\"\nover = [\"eth\"]\n";
     let s = format!(
@@ -24,18 +27,25 @@ fn rules_for(
         "{shim}enroll-via = {{ dif = \"eth\" }}\n\n[[connect]]\nto = \"10.9.0.1:{port}\"\ndif = \"net\"\napp = \"bench\"\n"
     );
     (
-        rules(dir.path(), &format!("{tag}-s.toml"), &s),
-        rules(dir.path(), &format!("{tag}-c.toml"), &c),
+        rules(dir.path(), &format!("{tag}-s.toml"), &shape(s, true)),
+        rules(dir.path(), &format!("{tag}-c.toml"), &shape(c, false)),
     )
 }
 
-/// Gbit/s of `head -c MIB | nc -N` from host 1 into `nc -l` on host 0, over RINA or TCP.
-fn throughput(hosts: &Hosts, dir: &tempfile::TempDir, tag: &str, mib: usize, rina: bool) -> f64 {
+/// Gbit/s of `head -c MIB | nc -N` from host 1 into `nc -l` on host 0, over RINA (its
+/// rules through the shape) or TCP (None).
+pub(crate) fn throughput(
+    hosts: &Hosts,
+    dir: &tempfile::TempDir,
+    tag: &str,
+    mib: usize,
+    rina: Option<Shape<'_>>,
+) -> f64 {
     let port = 5000;
     let bytes = mib << 20;
-    let (s_rules, c_rules) = rules_for(dir, tag, port);
+    let (s_rules, c_rules) = rules_for(dir, tag, port, rina.unwrap_or(&open));
     let p = port.to_string();
-    let (ip, mut server) = if rina {
+    let (ip, mut server) = if rina.is_some() {
         let s = Proc::spawn(
             "nc -l",
             &mut hosts.rina_run(
@@ -68,7 +78,7 @@ fn throughput(hosts: &Hosts, dir: &tempfile::TempDir, tag: &str, mib: usize, rin
         );
         (SERVER_IP, s)
     };
-    let runner = if rina {
+    let runner = if rina.is_some() {
         format!(
             "{} run -c {} -- ",
             rina_e2e::rina().display(),
@@ -94,7 +104,7 @@ fn rtt(hosts: &Hosts, dir: &tempfile::TempDir, tag: &str, count: usize, rina: bo
     let pingpong = bin_dir().join("pingpong");
     let pp = pingpong.to_str().expect("path");
     let port = 5001;
-    let (s_rules, c_rules) = rules_for(dir, tag, port);
+    let (s_rules, c_rules) = rules_for(dir, tag, port, &open);
     let cnt = count.to_string();
     let (addr, _server, out) = if rina {
         let addr = format!("10.9.0.1:{port}");
@@ -157,25 +167,34 @@ fn rtt(hosts: &Hosts, dir: &tempfile::TempDir, tag: &str, count: usize, rina: bo
         })
 }
 
-/// Runs the section and prints its figures.
-pub fn section(dir: &tempfile::TempDir, runs: usize, mib: usize, rtt_count: usize) {
+/// The two namespaces joined by a veth pair, with addresses for the TCP baseline; None
+/// unless root.
+pub(crate) fn hosts(tag: &str) -> Option<Hosts> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        println!("Ethernet: skipped (needs root for network namespaces and raw sockets)");
-        return;
+        return None;
     }
-    let hosts = Hosts::pair("bench");
+    let hosts = Hosts::pair(tag);
     // The TCP baseline needs addresses; RINA does not use them.
     hosts.add_address(0, &format!("{SERVER_IP}/24"));
     hosts.add_address(1, "10.77.0.2/24");
+    Some(hosts)
+}
+
+/// Runs the section and prints its figures.
+pub fn section(dir: &tempfile::TempDir, runs: usize, mib: usize, rtt_count: usize) {
+    let Some(hosts) = hosts("bench") else {
+        println!("Ethernet: skipped (needs root for network namespaces and raw sockets)");
+        return;
+    };
     super::against_tcp(
         &format!("nc {mib} MiB over a veth pair between two namespaces"),
         "RINA/Ethernet shim",
         runs,
         |run| {
             [
-                throughput(&hosts, dir, &format!("eth-t{run}"), mib, false),
-                throughput(&hosts, dir, &format!("eth-r{run}"), mib, true),
+                throughput(&hosts, dir, &format!("eth-t{run}"), mib, None),
+                throughput(&hosts, dir, &format!("eth-r{run}"), mib, Some(&open)),
                 rtt(&hosts, dir, &format!("eth-pt{run}"), rtt_count, false),
                 rtt(&hosts, dir, &format!("eth-pr{run}"), rtt_count, true),
             ]

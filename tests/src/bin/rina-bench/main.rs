@@ -1,7 +1,7 @@
 //! The benchmark: nc over RINA (UDP shim on loopback) against nc over kernel TCP on
 //! loopback, in one run, interleaved, several runs, medians.
 //!
-//! `cargo run --release -p rina-e2e --bin rina-bench -- [--mib 256] [--runs 5] [--rtt-count 10000] [--http-seconds 3] [--sections loopback,http,ethernet,relays,passthrough]`
+//! `cargo run --release -p rina-e2e --bin rina-bench -- [--mib 256] [--runs 5] [--rtt-count 10000] [--http-seconds 3] [--sections loopback,http,ethernet,relays,passthrough,secured]`
 //!
 //! Throughput: `nc -N` sends MiB of zeros into `nc -l` (output discarded); the time is
 //! from the client's start to both processes' exit. Round trip: `pingpong` sends 64-byte
@@ -10,19 +10,24 @@
 //! same through chains of relays, and routing convergence in a ring (see `relays.rs`). HTTP: `httpload` requests (one
 //! connection, over RINA one flow, per request) from 8 threads, and from 1 thread (one
 //! request at a time: a flow allocation plus a round trip each), and `curl` processes
-//! one after another. Each against the same over kernel TCP on loopback, interleaved.
+//! one after another (see `http.rs`). Each against the same over kernel TCP on
+//! loopback, interleaved. Secured: these figures over a secured DIF, over the same DIF
+//! open and over TCP (see `secured.rs`).
 
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rina_e2e::*;
 
 mod ethernet;
+mod http;
 mod relays;
+mod secured;
 
 /// What `--help` prints.
 const USAGE: &str = "usage: rina-bench [--mib N] [--runs N] [--rtt-count N] [--http-seconds N] \
-[--sections loopback,http,ethernet,relays,passthrough]
+[--sections loopback,http,ethernet,relays,passthrough,secured]
 
 Runs each section against kernel TCP in the same run, several runs, and prints the
 medians and ratios (see BENCHMARKS.md). Defaults: --mib 256 --runs 5 --rtt-count 10000
@@ -70,14 +75,17 @@ fn main() {
         .iter()
         .position(|a| a == "--sections")
         .and_then(|i| args.get(i + 1))
-        .map_or("loopback,http,ethernet,relays,passthrough", String::as_str)
+        .map_or(
+            "loopback,http,ethernet,relays,passthrough,secured",
+            String::as_str,
+        )
         .to_owned();
     let wants = |name: &str| sections.split(',').any(|s| s == name);
     if wants("loopback") {
         loopback_section(&dir, runs, mib, rtt_count);
     }
     if wants("http") {
-        http_section(&dir, runs, http_seconds as u64);
+        http::section(&dir, runs, http_seconds as u64);
     }
     if wants("ethernet") {
         ethernet::section(&dir, runs, mib, rtt_count);
@@ -87,6 +95,9 @@ fn main() {
     }
     if wants("passthrough") {
         passthrough_section(&dir, runs, mib);
+    }
+    if wants("secured") {
+        secured::section(&dir, runs, mib, rtt_count, http_seconds as u64);
     }
 }
 
@@ -99,9 +110,9 @@ fn loopback_section(dir: &tempfile::TempDir, runs: usize, mib: usize, rtt_count:
         |run| {
             [
                 nc_throughput(dir, mib, None),
-                nc_throughput(dir, mib, Some(run)),
+                nc_throughput(dir, mib, Some((&format!("nc{run}"), &open))),
                 rtt(dir, rtt_count, None),
-                rtt(dir, rtt_count, Some(run)),
+                rtt(dir, rtt_count, Some((&format!("pp{run}"), &open))),
             ]
         },
     );
@@ -114,20 +125,14 @@ pub(crate) fn against_tcp(
     title: &str,
     rina: &str,
     runs: usize,
-    mut measure: impl FnMut(usize) -> [f64; 4],
+    measure: impl FnMut(usize) -> [f64; 4],
 ) {
-    let mut series = [(); 4].map(|()| Vec::with_capacity(runs));
-    for run in 0..runs {
-        let m = measure(run);
+    let [tt, rt, tr, rr] = medians(runs, measure, |run, m| {
         eprintln!(
             "{title}, run {run}: tcp {:.2} Gbit/s, rina {:.2} Gbit/s; rtt tcp {:.1} us, rina {:.1} us",
             m[0], m[1], m[2], m[3]
         );
-        for (s, v) in series.iter_mut().zip(m) {
-            s.push(v);
-        }
-    }
-    let [tt, rt, tr, rr] = series.map(|s| median(&s));
+    });
     println!("{title}, median of {runs} runs:");
     println!(
         "  throughput  TCP {tt:.2} Gbit/s   {rina} {rt:.2} Gbit/s   ratio {:.2}",
@@ -137,6 +142,48 @@ pub(crate) fn against_tcp(
         "  64 B RTT    TCP {tr:.1} us   {rina} {rr:.1} us   ratio {:.2}",
         rr / tr
     );
+}
+
+/// Runs `measure` `runs` times, shows each run's figures (`show`), and returns the
+/// median of each figure.
+pub(crate) fn medians<const N: usize>(
+    runs: usize,
+    mut measure: impl FnMut(usize) -> [f64; N],
+    show: impl Fn(usize, &[f64; N]),
+) -> [f64; N] {
+    let mut series = [(); N].map(|()| Vec::with_capacity(runs));
+    for run in 0..runs {
+        let m = measure(run);
+        show(run, &m);
+        for (s, v) in series.iter_mut().zip(m) {
+            s.push(v);
+        }
+    }
+    series.map(|s| median(&s))
+}
+
+/// What becomes of a member's rules text (`true`: the server's) before it is written:
+/// [`open`] leaves it as it is; `secured.rs` adds a `[dif.security]` section.
+pub(crate) type Shape<'a> = &'a dyn Fn(String, bool) -> String;
+
+/// The open DIF: rules as [`pair_rules`] writes them.
+pub(crate) fn open(text: String, _server: bool) -> String {
+    text
+}
+
+/// [`pair_rules`] for `app` and TCP `port` through `shape`, written as `{app}-s.toml`
+/// and `{app}-c.toml` (the client's UDP port is the kernel's choice).
+fn pair_files(
+    dir: &tempfile::TempDir,
+    app: &str,
+    port: u16,
+    shape: Shape<'_>,
+) -> (PathBuf, PathBuf) {
+    let (s, c) = pair_rules(free_udp_port(), 0, port, app);
+    (
+        rules(dir.path(), &format!("{app}-s.toml"), &shape(s, true)),
+        rules(dir.path(), &format!("{app}-c.toml"), &shape(c, false)),
+    )
 }
 
 /// Pass-through: a program doing only plain TCP under the interposer (rules loaded,
@@ -162,140 +209,6 @@ fn passthrough_section(dir: &tempfile::TempDir, runs: usize, mib: usize) {
         "  nc {mib} MiB      without {pt:.2} Gbit/s   with interposer {it:.2} Gbit/s   ratio {:.3}",
         it / pt
     );
-}
-
-/// Requests per second over HTTP (8 threads, 1 thread), curl processes per second:
-/// RINA against TCP, interleaved, medians.
-fn http_section(dir: &tempfile::TempDir, runs: usize, seconds: u64) {
-    let (mut rps, mut alloc, mut curls) = (
-        [Vec::new(), Vec::new()],
-        [Vec::new(), Vec::new()],
-        [Vec::new(), Vec::new()],
-    );
-    for run in 0..runs {
-        for (i, rina) in [false, true].into_iter().enumerate() {
-            let tag = format!("http{run}{i}");
-            rps[i].push(httpload(
-                dir,
-                &tag,
-                rina,
-                &["client", "{addr}", &seconds.to_string(), "8"],
-                "rps=",
-            ));
-            alloc[i].push(httpload(
-                dir,
-                &format!("{tag}c"),
-                rina,
-                &["client", "{addr}", &seconds.to_string(), "1"],
-                "rps=",
-            ));
-            curls[i].push(curl_rate(dir, &format!("{tag}u"), rina, 100));
-        }
-        eprintln!(
-            "run {run}: http x8 tcp {:.0} rina {:.0} req/s; x1 tcp {:.0} rina {:.0} req/s; curl tcp {:.1} rina {:.1}/s",
-            rps[0][run], rps[1][run], alloc[0][run], alloc[1][run], curls[0][run], curls[1][run]
-        );
-    }
-    println!("HTTP, one connection (one flow) per request, median of {runs} runs:");
-    for (what, v, unit) in [
-        ("8 client threads, 1 KiB answers", &rps, "req/s"),
-        ("1 client thread (one at a time) ", &alloc, "req/s"),
-        ("curl processes, one at a time   ", &curls, "req/s"),
-    ] {
-        let (t, r) = (median(&v[0]), median(&v[1]));
-        println!(
-            "  {what}  TCP {t:.1} {unit}   RINA {r:.1} {unit}   ratio {:.2}",
-            r / t
-        );
-    }
-}
-
-/// A server under rules (or plain) for `port`: the server process and, for RINA, the
-/// client's rules.
-fn serve(
-    dir: &tempfile::TempDir,
-    tag: &str,
-    rina: bool,
-    port: u16,
-    args: &[&str],
-) -> (Proc, Option<std::path::PathBuf>) {
-    if !rina {
-        let s = Proc::spawn(
-            args[0],
-            Command::new(args[0])
-                .args(&args[1..])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null()),
-        );
-        assert!(
-            wait_until(Duration::from_secs(5), || tcp_port_in_use(port)),
-            "{} did not listen",
-            args[0]
-        );
-        return (s, None);
-    }
-    let (s_rules, c_rules) = pair_rules(free_udp_port(), 0, port, tag);
-    let s_rules = rules(dir.path(), &format!("{tag}-s.toml"), &s_rules);
-    let c_rules = rules(dir.path(), &format!("{tag}-c.toml"), &c_rules);
-    let s = Proc::spawn(
-        args[0],
-        &mut rina_run(&s_rules, args, Stdio::null(), Stdio::null()),
-    );
-    assert!(
-        wait_for_rina_listener(s.pid(), Duration::from_secs(10)),
-        "{} did not listen",
-        args[0]
-    );
-    (s, Some(c_rules))
-}
-
-/// Runs `httpload` against an `httpload server`; returns the figure after `key`.
-fn httpload(dir: &tempfile::TempDir, tag: &str, rina: bool, client: &[&str], key: &str) -> f64 {
-    let load = bin_dir().join("httpload");
-    let load = load.to_str().expect("path");
-    let port = free_tcp_port();
-    let addr = format!("127.0.0.1:{port}");
-    let (_server, c_rules) = serve(dir, tag, rina, port, &[load, "server", &addr, "1024"]);
-    let mut args = vec![load];
-    let client: Vec<String> = client.iter().map(|a| a.replace("{addr}", &addr)).collect();
-    args.extend(client.iter().map(String::as_str));
-    let out = match &c_rules {
-        None => Command::new(args[0]).args(&args[1..]).output(),
-        Some(r) => rina_run(r, &args, Stdio::null(), Stdio::piped()).output(),
-    }
-    .expect("httpload client");
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.split_whitespace()
-        .find_map(|w| w.strip_prefix(key))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| {
-            panic!(
-                "httpload printed {text:?}, stderr {}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        })
-}
-
-/// `count` curl processes one after another (each starts, joins the DIF when over
-/// RINA, makes one flow, fetches 1 KiB): processes per second.
-fn curl_rate(dir: &tempfile::TempDir, tag: &str, rina: bool, count: usize) -> f64 {
-    let load = bin_dir().join("httpload");
-    let load = load.to_str().expect("path");
-    let port = free_tcp_port();
-    let addr = format!("127.0.0.1:{port}");
-    let (_server, c_rules) = serve(dir, tag, rina, port, &[load, "server", &addr, "1024"]);
-    let url = format!("http://{addr}/");
-    let args = ["curl", "-sS", "-o", "/dev/null", "--max-time", "10", &url];
-    let start = Instant::now();
-    for _ in 0..count {
-        let st = match &c_rules {
-            None => Command::new("curl").args(&args[1..]).status(),
-            Some(r) => rina_run(r, &args, Stdio::null(), Stdio::null()).status(),
-        }
-        .expect("curl");
-        assert!(st.success(), "curl failed");
-    }
-    count as f64 / start.elapsed().as_secs_f64()
 }
 
 /// Connections per second of a Python loop doing connect + close to a local TCP
@@ -363,8 +276,13 @@ fn median(v: &[f64]) -> f64 {
     s[s.len() / 2]
 }
 
-/// Gbit/s of one nc transfer; `rina`: Some(run) to go over RINA.
-fn nc_throughput(dir: &tempfile::TempDir, mib: usize, rina: Option<usize>) -> f64 {
+/// Gbit/s of one nc transfer; `rina`: Some((app, shape)) to go over RINA (see
+/// [`pair_files`]).
+pub(crate) fn nc_throughput(
+    dir: &tempfile::TempDir,
+    mib: usize,
+    rina: Option<(&str, Shape<'_>)>,
+) -> f64 {
     let port = free_tcp_port();
     let p = port.to_string();
     let bytes = mib << 20;
@@ -384,10 +302,8 @@ fn nc_throughput(dir: &tempfile::TempDir, mib: usize, rina: Option<usize>) -> f6
             );
             (s, shell_client.replace("{}", ""))
         }
-        Some(run) => {
-            let (s_rules, c_rules) = pair_rules(free_udp_port(), free_udp_port(), port, "bench");
-            let s_rules = rules(dir.path(), &format!("s{run}.toml"), &s_rules);
-            let c_rules = rules(dir.path(), &format!("c{run}.toml"), &c_rules);
+        Some((app, shape)) => {
+            let (s_rules, c_rules) = pair_files(dir, app, port, shape);
             let s = Proc::spawn(
                 "rina nc -l",
                 &mut rina_run(
@@ -421,8 +337,8 @@ fn nc_throughput(dir: &tempfile::TempDir, mib: usize, rina: Option<usize>) -> f6
     (bytes as f64 * 8.0) / secs / 1e9
 }
 
-/// Median 64-byte round trip in µs.
-fn rtt(dir: &tempfile::TempDir, count: usize, rina: Option<usize>) -> f64 {
+/// Median 64-byte round trip in µs; `rina` as for [`nc_throughput`].
+pub(crate) fn rtt(dir: &tempfile::TempDir, count: usize, rina: Option<(&str, Shape<'_>)>) -> f64 {
     let pingpong = bin_dir().join("pingpong");
     let port = free_tcp_port();
     let addr = format!("127.0.0.1:{port}");
@@ -437,10 +353,8 @@ fn rtt(dir: &tempfile::TempDir, count: usize, rina: Option<usize>) -> f64 {
             );
             (s, Command::new(pp).args(["client", &addr, &cnt]).output())
         }
-        Some(run) => {
-            let (s_rules, c_rules) = pair_rules(free_udp_port(), free_udp_port(), port, "pingpong");
-            let s_rules = rules(dir.path(), &format!("ps{run}.toml"), &s_rules);
-            let c_rules = rules(dir.path(), &format!("pc{run}.toml"), &c_rules);
+        Some((app, shape)) => {
+            let (s_rules, c_rules) = pair_files(dir, app, port, shape);
             let s = Proc::spawn(
                 "rina pingpong server",
                 &mut rina_run(
