@@ -2,7 +2,8 @@
 # Size limits for the product crates (rina-core, runtime, interposer, shims):
 #
 # - no source file under <crate>/src longer than MAX_FILE_LINES (500) lines, counted
-#   up to its inline test module (`#[cfg(test)]` at column 0); test-only files (named
+#   up to its inline test module (`#[cfg(test)]` at column 0 followed by `mod name {`);
+#   test-only files (named
 #   tests.rs or *_tests.rs, or under a tests/ directory) are exempt;
 # - no function longer than the `too-many-lines-threshold` (80) of clippy.toml (the
 #   workspace root's, and rina-core/clippy.toml for rina-core), found by clippy's
@@ -27,8 +28,13 @@ while IFS= read -r -d '' f; do
     case "$f" in
         */tests.rs | *_tests.rs | */tests/*) continue ;;
     esac
-    # Lines before an inline test module (`#[cfg(test)]` at column 0): tests aside.
-    n=$(awk '/^#\[cfg\(test\)\]/ { exit } { n++ } END { print n + 0 }' "$f")
+    # Lines before an inline test module (`#[cfg(test)]` at column 0 then `mod name {`):
+    # tests aside. A test module in a file of its own (`mod tests;`) ends nothing.
+    n=$(awk '
+        /^#\[cfg\(test\)\]/ { pending = 1; n++; next }
+        pending && /^mod [A-Za-z_0-9]+ *\{/ { n--; exit }
+        { pending = 0; n++ }
+        END { print n + 0 }' "$f")
     if ((n > MAX_FILE_LINES)); then
         echo "$f:$n"
         status=1

@@ -91,6 +91,9 @@ pub struct SecurityReport {
     /// may not register.
     #[serde(default)]
     pub refused_claims: u64,
+    /// Initiations dropped under load (a peer address past its handshakes a second).
+    #[serde(default)]
+    pub handshakes_limited: u64,
 }
 
 /// A neighbour.

@@ -141,9 +141,14 @@ fn show(r: &Report) -> String {
             Some(c) => {
                 let _ = writeln!(
                     s,
-                    "  secured: {} handshakes, {} refused, {} sealed PDUs that did not open, \
-                     {} replays dropped, {} claims refused (names, addresses)",
-                    c.handshakes, c.handshakes_refused, c.opens_failed, c.replays, c.refused_claims
+                    "  secured: {} handshakes, {} refused, {} limited under load, {} sealed PDUs \
+                     that did not open, {} replays dropped, {} claims refused (names, addresses)",
+                    c.handshakes,
+                    c.handshakes_refused,
+                    c.handshakes_limited,
+                    c.opens_failed,
+                    c.replays,
+                    c.refused_claims
                 );
             }
             None => {

@@ -151,6 +151,9 @@ impl Node {
         msg: &mut [u8],
     ) -> Option<Range<usize>> {
         self.guard_now = now;
+        if !self.admit(now, port, msg) {
+            return None;
+        }
         self.guard_ctx(port, |ch, cx| {
             let r = ch.handle(cx, msg);
             ch.rekey_if_due(cx);

@@ -18,30 +18,32 @@
 mod adjacency;
 mod backoff;
 mod dif;
+mod event;
 mod guard;
 mod link;
 mod n1;
 mod poll;
 #[cfg(test)]
 mod tests;
+mod throttle;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::ops::Range;
-use std::time::Duration;
 
 use core::fmt;
 
 pub use backoff::Backoff;
 pub use dif::{Dif, Plan};
+pub use event::{NodeError, NodeEvent};
 pub use guard::MAX_UNPROVEN;
 pub use link::{Header, LinkAddr, Peer};
 
 use crate::efcp::EfcpConfig;
-use crate::ipcp::{Event, FlowKind, FlowKinds, IpcProcess, IpcpConfig, RegisterError};
+use crate::ipcp::{FlowKind, FlowKinds, IpcProcess, IpcpConfig, RegisterError};
 use crate::shim::eth::{EthConfig, EthPeer};
 use crate::shim::{ShimConfig, ShimFlowId};
 use crate::wire::PCI_LEN;
-use crate::{Address, ApplicationName, Instant, N1Port, PortId};
+use crate::{ApplicationName, Instant, N1Port, PortId};
 use dif::Keep;
 use link::ShimLayer;
 
@@ -98,64 +100,6 @@ pub struct Transmit {
     pub payload: Range<usize>,
 }
 
-/// What a node tells its driver.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum NodeEvent {
-    /// An event of a DIF's IPC process about the applications' flows and names (what
-    /// concerns N-1 flows and enrollment the node handles itself).
-    Flow(DifId, Event),
-    /// This member joined the DIF.
-    Joined {
-        /// The DIF.
-        dif: DifId,
-        /// Its address there.
-        address: Address,
-    },
-    /// An attempt to join the DIF failed; the next one after `retry_in`. Calls that
-    /// wait for it may fail now (see [`Dif::joining`]).
-    JoinFailed {
-        /// The DIF.
-        dif: DifId,
-        /// Why.
-        why: String,
-        /// When it is tried again.
-        retry_in: Duration,
-    },
-    /// A kept adjacency is down (lost, or it could not be set up): it is tried again
-    /// after `retry_in`, which grows while it keeps failing.
-    AdjacencyDown {
-        /// The DIF.
-        dif: DifId,
-        /// The neighbour, as the plan names it.
-        peer: String,
-        /// When it is tried again.
-        retry_in: Duration,
-    },
-    /// A neighbour is up.
-    NeighborUp {
-        /// The DIF.
-        dif: DifId,
-        /// Its N-1 port.
-        port: N1Port,
-        /// Its name.
-        name: ApplicationName,
-    },
-    /// A neighbour of a secured DIF was refused, or its handshake failed or ended.
-    NeighborRefused {
-        /// The DIF.
-        dif: DifId,
-        /// Why (with the key's fingerprint when it is the key).
-        why: String,
-    },
-    /// A neighbour was lost.
-    NeighborLost {
-        /// The DIF.
-        dif: DifId,
-        /// Its N-1 port (gone).
-        port: N1Port,
-    },
-}
-
 /// A normal DIF to add to a node.
 #[derive(Clone, Debug)]
 pub struct DifConfig {
@@ -170,36 +114,6 @@ pub struct DifConfig {
     pub neighbors: Vec<Plan>,
     /// Its security (`None`: an open DIF).
     pub security: Option<crate::secure::Security>,
-}
-
-/// Why a DIF cannot be added.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum NodeError {
-    /// It refers to a layer the node does not have (yet).
-    #[error("DIF {dif:?}: no layer {layer:?} below it")]
-    NoSuchLayer {
-        /// The DIF added.
-        dif: String,
-        /// What it refers to.
-        layer: Layer,
-    },
-    /// A secured DIF on a node with no seed for its handshakes
-    /// ([`Node::seed_security`]).
-    #[error("DIF {dif:?} is secured but the node has no seed for handshakes")]
-    Unseeded {
-        /// The DIF added.
-        dif: String,
-    },
-    /// A neighbour is named in a way its layer cannot reach.
-    #[error("DIF {dif:?}: neighbour {peer} cannot be reached over {layer:?}")]
-    PeerKind {
-        /// The DIF added.
-        dif: String,
-        /// The neighbour.
-        peer: String,
-        /// Its layer.
-        layer: Layer,
-    },
 }
 
 /// One member's stack: shim layers, normal DIFs and the N-1 ports between them.
@@ -224,6 +138,8 @@ pub struct Node {
     guard_out: VecDeque<(LinkId, LinkAddr, Header, Vec<u8>)>,
     guard_now: Instant,
     secure_rng: Option<crate::secure::SecureRng>,
+    /// Handshakes started per peer address, under load.
+    throttle: throttle::Throttle,
 }
 
 impl Node {

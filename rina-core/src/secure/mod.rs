@@ -138,6 +138,8 @@ pub struct Counters {
     pub replays: u64,
     /// Unauthenticated releases of a secured flow, ignored.
     pub releases_ignored: u64,
+    /// Initiations dropped under load (a peer address past its handshakes a second).
+    pub handshakes_limited: u64,
 }
 
 /// A cryptographically secure generator seeded by the driver: the ephemeral keys of

@@ -178,6 +178,7 @@ fn dif_report(node: &Node, id: DifId, d: &Dif) -> DifReport {
             opens_failed: s.opens_failed,
             replays: s.replays,
             refused_claims: c.refused_claims,
+            handshakes_limited: s.handshakes_limited,
         }),
     }
 }
