@@ -21,7 +21,7 @@ pub enum NodeEvent {
         address: Address,
     },
     /// An attempt to join the DIF failed; the next one after `retry_in`. Calls that
-    /// wait for it may fail now (see [`Dif::joining`]).
+    /// wait for it may fail now (see [`Dif::joining`](crate::node::Dif::joining)).
     JoinFailed {
         /// The DIF.
         dif: DifId,
@@ -77,7 +77,7 @@ pub enum NodeError {
         layer: Layer,
     },
     /// A secured DIF on a node with no seed for its handshakes
-    /// ([`Node::seed_security`]).
+    /// ([`Node::seed_security`](crate::node::Node::seed_security)).
     #[error("DIF {dif:?} is secured but the node has no seed for handshakes")]
     Unseeded {
         /// The DIF added.
