@@ -111,7 +111,7 @@ fn every_mistake_is_refused_at_its_position() {
             "key = \"me.key\"\n{trust}\nrekey-after-messages = 3\n"
         )),
     );
-    assert!(e.contains("16..=2^60"), "{e}");
+    assert!(e.contains("16..=2^32"), "{e}");
     // A shim DIF is not secured itself.
     let shim = "[[dif]]\nname = \"udp\"\ntype = \"udp\"\nbind = \"127.0.0.1:7000\"\n[dif.security]\nkey = \"me.key\"\n";
     let e = error(d, shim);

@@ -73,9 +73,12 @@ pub struct Access {
 }
 
 impl Access {
+    /// The rule for `name`, by its process name (the part applications are named by;
+    /// instances and entities of a name fall under the same rule).
     fn rule(&self, name: &ApplicationName) -> Option<&NameRule> {
-        let text = name.to_string();
-        self.names.iter().find(|r| r.pattern.matches(&text))
+        self.names
+            .iter()
+            .find(|r| r.pattern.matches(&name.process_name))
     }
 
     /// True if `key` may register `name`.
@@ -107,16 +110,40 @@ impl IpcProcess {
         }
     }
 
-    /// The key known to hold `a`: ours, a neighbour's (proved), or a pinned one.
+    /// The key known to hold `a`: ours, a pinned one, or a neighbour's (proved).
     fn key_of(&self, a: Address) -> Option<PublicKey> {
         if Some(a) == self.address {
             return self.cfg.key;
+        }
+        if let Some(k) = self
+            .cfg
+            .access
+            .as_ref()
+            .and_then(|x| x.pinned_addresses.get(&a))
+        {
+            return Some(*k);
         }
         self.neighbors
             .values()
             .find(|n| n.address == Some(a) && n.key.is_some())
             .and_then(|n| n.key)
-            .or_else(|| self.cfg.access.as_ref()?.pinned_addresses.get(&a).copied())
+    }
+
+    /// True if the adjacency on `port` is up (or is our enroller's, while we enroll).
+    pub(super) fn adjacency_up(&self, port: crate::N1Port) -> bool {
+        use super::neighbor::Stage;
+        self.neighbors
+            .get(&port)
+            .is_some_and(|n| matches!(n.stage, Stage::Up | Stage::Enrolling(_)))
+    }
+
+    /// True if `a` is pinned to a key other than `key` (an enrollee is not given it).
+    pub(super) fn pinned_to_other(&self, a: Address, key: Option<PublicKey>) -> bool {
+        self.cfg
+            .access
+            .as_ref()
+            .and_then(|x| x.pinned_addresses.get(&a))
+            .is_some_and(|k| Some(*k) != key)
     }
 
     /// Why the neighbour on `port` (key `key`) may not be `name` at `address`, if it
@@ -165,9 +192,7 @@ impl IpcProcess {
         let Some(access) = &self.cfg.access else {
             return true;
         };
-        if !e.present {
-            return true;
-        }
+        // Removals too: only a key that may hold the name may withdraw it.
         let Some(key) = self.key_of(Address(e.address)) else {
             return true; // checked by its member's neighbours
         };

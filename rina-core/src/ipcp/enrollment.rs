@@ -111,11 +111,14 @@ impl IpcProcess {
             return;
         }
         if let Some(why) = self.claim_refused(port, &ipcp, None) {
-            self.send_to(now, port, &self.enroll_refusal(ResultCode::Denied));
+            // No adjacency: the neighbour is dropped without a word (an answer would
+            // leave it a way in until it went).
+            self.neighbors.remove(&port);
+            self.events.push_back(Event::NeighborRefused { port });
             return self.refuse_claim(why);
         }
         self.replace_stale(now, port, &ipcp);
-        let address = self.assign_address(old);
+        let address = self.assign_address(port, old);
         let Some(n) = self.neighbors.get_mut(&port) else {
             return;
         };
@@ -198,11 +201,15 @@ impl IpcProcess {
         }
     }
 
-    fn assign_address(&mut self, wanted: u32) -> Address {
+    /// An address for the enrollee on `port`: the one it asks for if free, else a new
+    /// one; never one pinned to another key.
+    fn assign_address(&mut self, port: N1Port, wanted: u32) -> Address {
+        let key = self.neighbors.get(&port).and_then(|n| n.key);
         let taken = |s: &Self, a: u32| {
             Some(Address(a)) == s.address
                 || s.lsdb.get(Address(a)).is_some()
                 || s.neighbors.values().any(|n| n.address == Some(Address(a)))
+                || s.pinned_to_other(Address(a), key)
         };
         if wanted != 0 && !taken(self, wanted) {
             return Address(wanted);

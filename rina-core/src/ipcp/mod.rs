@@ -214,6 +214,11 @@ impl IpcProcess {
         if let Some(n) = self.neighbors.get_mut(&port) {
             n.last_heard = now;
         }
+        // In a secured DIF, only an adjacency that is up carries routed PDUs.
+        if pci.dst_addr != Address::NONE && self.cfg.access.is_some() && !self.adjacency_up(port) {
+            self.counters.pdus_dropped += 1;
+            return;
+        }
         if pci.dst_addr == Address::NONE {
             self.on_neighbor_pdu(now, port, &pci, payload);
         } else if Some(pci.dst_addr) == self.address {

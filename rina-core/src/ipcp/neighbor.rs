@@ -269,6 +269,21 @@ impl IpcProcess {
     }
 
     fn on_neighbor_msg(&mut self, now: Instant, port: N1Port, msg: MgmtMessage) {
+        // State is taken only from a neighbour that said who it is (an adjacency up,
+        // or the enroller while we enroll): not from one still unidentified or
+        // refused.
+        let identified = self
+            .neighbors
+            .get(&port)
+            .is_some_and(|n| matches!(n.stage, Stage::Up | Stage::Enrolling(_)));
+        let state = matches!(
+            msg,
+            MgmtMessage::Directory(_) | MgmtMessage::LinkState(_) | MgmtMessage::Goodbye { .. }
+        );
+        if state && !identified {
+            self.counters.pdus_dropped += 1;
+            return;
+        }
         match msg {
             MgmtMessage::EnrollRequest {
                 ipcp, dif, address, ..
@@ -309,10 +324,15 @@ impl IpcProcess {
             }
             MgmtMessage::Keepalive => {}
             MgmtMessage::Goodbye { address } => {
+                // A neighbour says goodbye for itself only.
+                let own =
+                    self.neighbors.get(&port).and_then(|n| n.address) == Some(Address(address));
                 if let Some(n) = self.neighbors.remove(&port) {
                     self.neighbor_gone(now, n);
                 }
-                self.forget_member(Address(address));
+                if own {
+                    self.forget_member(Address(address));
+                }
             }
             // Routed messages never travel on the neighbour connection.
             MgmtMessage::FlowRequest { .. }

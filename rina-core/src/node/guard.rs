@@ -56,9 +56,13 @@ impl Node {
             .map(|(p, _)| *p)
             .collect();
         for port in gone {
-            self.guard_ctx(port, |ch, cx| ch.distrust(cx));
+            // An authenticated close for the peer, then the channel's Refused ends the
+            // adjacency (see `on_channel_event`).
+            let close = self.guard_ctx(port, |ch, cx| ch.distrust(cx)).flatten();
+            if let (Some(msg), Some(&(_, below))) = (close, self.n1.get(&port)) {
+                self.send_below(now, below, msg);
+            }
             self.guard_events(now);
-            self.release_n1(now, port);
         }
     }
 
@@ -125,14 +129,20 @@ impl Node {
     /// Past [`MAX_UNPROVEN`] ports of `dif` whose peer has not proved itself, the
     /// oldest is dropped without a word.
     fn drop_unproven(&mut self, now: Instant, dif: DifId) {
-        let unproven: Vec<N1Port> = self
+        let unproven: Vec<(N1Port, bool)> = self
             .channels
             .iter()
             .filter(|(p, c)| !c.is_up() && self.n1.get(p).is_some_and(|(d, _)| *d == dif))
-            .map(|(p, _)| *p)
+            .map(|(p, c)| (*p, c.has_shown_itself()))
             .collect();
         if unproven.len() >= MAX_UNPROVEN {
-            self.drop_guarded(now, unproven[0]);
+            // The oldest that sent nothing verifiable goes first: spoofed allocations
+            // cannot push out a peer in the middle of its handshake.
+            let victim = unproven
+                .iter()
+                .find(|(_, shown)| !shown)
+                .unwrap_or(&unproven[0]);
+            self.drop_guarded(now, victim.0);
         }
     }
 
@@ -187,9 +197,12 @@ impl Node {
 
     /// Seals in place a relayed PDU already framed in `msg`.
     pub(crate) fn guard_seal_in_place(&mut self, port: N1Port, msg: &mut [u8]) -> bool {
-        self.channels
-            .get_mut(&port)
-            .is_some_and(|ch| ch.seal_in_place(msg))
+        self.guard_ctx(port, |ch, cx| {
+            let ok = ch.seal_in_place(msg);
+            ch.rekey_if_due(cx);
+            ok
+        })
+        .unwrap_or(false)
     }
 
     /// Before a secured port goes: an authenticated close for its peer.
@@ -277,6 +290,7 @@ impl Node {
             return;
         };
         let initiator = self.channels.get(&port).is_some_and(Channel::is_initiator);
+        let was_up = self.channels.get(&port).is_some_and(Channel::is_up);
         let failed = matches!(ev, ChannelEvent::Failed(_));
         let why = match ev {
             ChannelEvent::Up(key) => {
@@ -308,6 +322,12 @@ impl Node {
                 dif,
                 why: why.clone(),
             });
+        }
+        if was_up {
+            // The IPC process knew the port (a key no longer trusted, or changed at a
+            // rekeying): it loses the neighbour now, and a kept adjacency comes back.
+            self.channels.remove(&port);
+            return self.n1_gone_quietly(now, port);
         }
         self.drop_guarded(now, port);
         if initiator {

@@ -73,6 +73,7 @@ impl Node {
     /// The next datagram or frame to send, its payload in `buf` (the DIFs on top
     /// first, so what they hand to the DIFs below goes out in the same pass).
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
+        self.guard_now = now;
         if let Some(t) = self.guard_transmit(now, buf) {
             return Some(t);
         }

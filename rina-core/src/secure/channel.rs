@@ -18,6 +18,9 @@ use super::wire::{self, Control, Message, FINAL, HEADER, INITIATION, RESPONSE, T
 use super::{Counters, PublicKey, SecureRng, Security};
 use crate::Instant;
 
+/// Initiations a responder keeps answers for (see `Channel::answering`).
+const ANSWERING: usize = 4;
+
 /// What a channel's handlers need from the node.
 pub struct Ctx<'a> {
     /// The DIF's policy.
@@ -69,7 +72,14 @@ pub struct Channel {
     /// The other slot's session: the previous one (opens only), or the initiator's next
     /// one waiting for its confirmation.
     other: Option<Session>,
+    /// The initiator's handshake in progress.
     pending: Option<Pending>,
+    /// The responder's: the last few initiations it answered (a replayed or injected
+    /// initiation adds one, and never replaces the real one).
+    answering: VecDeque<Pending>,
+    /// The last final message that finished a handshake here (a copy of it, and only
+    /// that, is answered with a confirmation again).
+    last_final: Vec<u8>,
     peer: Option<PublicKey>,
     up: bool,
     done: bool,
@@ -88,6 +98,8 @@ impl Channel {
             current: None,
             other: None,
             pending: None,
+            answering: VecDeque::new(),
+            last_final: Vec::new(),
             peer: None,
             up: false,
             done: false,
@@ -121,6 +133,12 @@ impl Channel {
     /// True if this end made the flow (and starts its handshakes).
     pub fn is_initiator(&self) -> bool {
         self.initiator
+    }
+
+    /// True if its peer sent a verified initiation or finished a handshake (so the
+    /// node keeps it over ports that proved nothing).
+    pub fn has_shown_itself(&self) -> bool {
+        self.up || !self.answering.is_empty()
     }
 
     /// True once the first handshake finished.
@@ -157,6 +175,7 @@ impl Channel {
         if !self.done {
             self.done = true;
             self.pending = None;
+            self.answering.clear();
             self.events.push_back(if self.up {
                 ChannelEvent::Closed(why)
             } else {
@@ -169,6 +188,7 @@ impl Channel {
         cx.counters.handshakes_refused += 1;
         self.done = true;
         self.pending = None;
+        self.answering.clear();
         self.current = None;
         self.other = None;
         self.events.push_back(ChannelEvent::Refused(peer));
@@ -186,7 +206,7 @@ impl Channel {
                 match (kind, self.initiator) {
                     (INITIATION, false) => self.on_initiation(cx, &msg[..], &body),
                     (RESPONSE, true) => self.on_response(cx, &body),
-                    (FINAL, false) => self.on_final(cx, &body),
+                    (FINAL, false) => self.on_final(cx, &msg[..], &body),
                     _ => cx.counters.handshakes_refused += 1,
                 }
                 None
@@ -206,11 +226,9 @@ impl Channel {
     fn on_initiation(&mut self, cx: &mut Ctx<'_>, whole: &[u8], body: &[u8]) {
         // A repeated initiation (our response was lost): the same response again, no
         // new state and no new work.
-        if let Some(p) = &self.pending {
-            if p.answered == whole {
-                self.outbox.push_back(p.last.clone());
-                return;
-            }
+        if let Some(p) = self.answering.iter().find(|p| p.answered == whole) {
+            self.outbox.push_back(p.last.clone());
+            return;
         }
         let answer = Handshake::new(&cx.sec.creds, false, cx.rng.seed32()).and_then(|mut hs| {
             hs.read(body)?;
@@ -224,13 +242,15 @@ impl Channel {
             return;
         };
         self.outbox.push_back(msg.clone());
-        self.pending = Some(Pending {
+        if self.answering.len() == ANSWERING {
+            self.answering.pop_front();
+        }
+        self.answering.push_back(Pending {
             hs: Some(hs),
             last: msg,
             answered: whole.to_vec(),
             answered_us: false,
-            // The responder does not retry; an unanswered handshake ends at the next
-            // initiation or with the flow.
+            // The responder does not retry.
             retry_at: Instant::ZERO,
             wait: core::time::Duration::ZERO,
             attempts: 0,
@@ -270,24 +290,37 @@ impl Channel {
         p.retry_at = cx.now + p.wait;
     }
 
-    fn on_final(&mut self, cx: &mut Ctx<'_>, body: &[u8]) {
-        let Some(mut hs) = self.pending.as_mut().and_then(|p| p.hs.take()) else {
-            // The initiator did not see our confirmation: say it again.
-            if let Some(cur) = self.current.as_mut() {
-                self.outbox.push_back(sealed_control(cur, Control::Confirm));
+    fn on_final(&mut self, cx: &mut Ctx<'_>, whole: &[u8], body: &[u8]) {
+        // The handshake this final message finishes, if any (a failed read leaves a
+        // handshake as it was: a forged final spoils nothing).
+        let mut done = None;
+        for i in 0..self.answering.len() {
+            let Some(hs) = self.answering[i].hs.as_mut() else {
+                continue;
+            };
+            if hs.read(body).is_ok() {
+                done = self.answering.remove(i).and_then(|p| p.hs);
+                break;
+            }
+        }
+        let Some(hs) = done else {
+            // The initiator did not see our confirmation: say it again, to the same
+            // final message only (anything else gets nothing).
+            if whole == self.last_final.as_slice() {
+                if let Some(cur) = self.current.as_mut() {
+                    self.outbox.push_back(sealed_control(cur, Control::Confirm));
+                }
+            } else {
+                cx.counters.handshakes_refused += 1;
             }
             return;
         };
-        if hs.read(body).is_err() {
-            cx.counters.handshakes_refused += 1;
-            self.pending = None;
-            return;
-        }
+        self.answering.clear();
         let peer = hs.peer().unwrap_or_default();
-        self.pending = None;
         if !cx.sec.trusts(&peer) || self.peer.is_some_and(|p| p != peer) {
             return self.refuse(cx, peer);
         }
+        self.last_final = whole.to_vec();
         let (i2r, r2i) = hs.keys();
         self.peer = Some(peer);
         self.install(cx, Session::new(&r2i, &i2r, self.next_slot, cx.now));
@@ -371,7 +404,10 @@ impl Channel {
     /// Seals the PDU in `buf` where it lies, its tag appended: the header to send
     /// before it (`None`: no session, and the PDU is lost as on a link).
     pub fn seal_detached(&mut self, buf: &mut Vec<u8>) -> Option<[u8; HEADER]> {
-        let s = self.current.as_mut().filter(|_| !self.done)?;
+        let s = self
+            .current
+            .as_mut()
+            .filter(|s| !self.done && !s.exhausted())?;
         let (header, tag) = s.seal_detached(false, buf);
         buf.extend_from_slice(&tag);
         Some(header)
@@ -380,7 +416,11 @@ impl Channel {
     /// Seals in place a PDU already framed as a sealed message (a relayed PDU, opened
     /// and changed in the buffer it came in): false as for [`Channel::seal`].
     pub fn seal_in_place(&mut self, msg: &mut [u8]) -> bool {
-        match self.current.as_mut().filter(|_| !self.done) {
+        match self
+            .current
+            .as_mut()
+            .filter(|s| !self.done && !s.exhausted())
+        {
             Some(s) => {
                 s.seal(false, msg);
                 true
@@ -393,6 +433,7 @@ impl Channel {
     pub fn close(&mut self) -> Option<Vec<u8>> {
         self.done = true;
         self.pending = None;
+        self.answering.clear();
         self.current
             .as_mut()
             .map(|s| sealed_control(s, Control::Close))

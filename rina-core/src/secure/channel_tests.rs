@@ -344,3 +344,60 @@ proptest::proptest! {
         }
     }
 }
+
+/// An attacker on the flow during a rekeying: a forged final message and a replay of
+/// the first initiation reach the responder before the real messages. Neither spoils
+/// the handshake in progress: the rekeying finishes and nothing ends the flow.
+#[test]
+fn forged_and_replayed_handshake_messages_do_not_spoil_a_rekeying() {
+    let limits = Limits {
+        rekey_after_messages: 3,
+        ..Limits::default()
+    };
+    let mut now = Instant::ZERO;
+    let mut a = End::new(security(1, &[2], None, limits), true, 1, now);
+    let mut b = End::new(security(2, &[1], None, limits), false, 2, now);
+    let first_initiation = a.ch.poll_transmit().unwrap();
+    b.receive(now, first_initiation.clone());
+    let mut flow = Flow {
+        rng: Rng::new(9),
+        loss: 0.0,
+        in_flight: Vec::new(),
+    };
+    flow.run(&mut a, &mut b, now);
+    assert!(a.ch.is_up() && b.ch.is_up());
+    // Enough traffic for a rekeying: the new initiation waits in a's outbox.
+    for i in 0..4 {
+        let mut m = pdu(i);
+        assert!(a.ch.seal(&mut m));
+        b.receive(now, m);
+    }
+    a.tick(now);
+    let real = a.ch.poll_transmit().expect("a new initiation");
+    assert_eq!(real[0], INITIATION);
+    // The real initiation is answered; then the attack, before the real final.
+    b.receive(now, real);
+    let response = b.ch.poll_transmit().expect("a response");
+    let mut junk = vec![FINAL];
+    junk.extend([7u8; 64]);
+    b.receive(now, junk);
+    b.receive(now, first_initiation);
+    let junk_answers = std::iter::from_fn(|| b.ch.poll_transmit()).count();
+    assert!(junk_answers <= 1, "only the replayed initiation's answer");
+    a.receive(now, response);
+    for _ in 0..200 {
+        flow.run(&mut a, &mut b, now);
+        now += Duration::from_millis(5);
+        a.tick(now);
+        b.tick(now);
+    }
+    assert_eq!(a.counters.handshakes, 2, "{:?}", a.counters);
+    assert_eq!(b.counters.handshakes, 2, "{:?}", b.counters);
+    let only_up = |e: &Vec<ChannelEvent>| e.iter().all(|e| matches!(e, ChannelEvent::Up(_)));
+    assert!(
+        only_up(&a.events) && only_up(&b.events),
+        "{:?} {:?}",
+        a.events,
+        b.events
+    );
+}

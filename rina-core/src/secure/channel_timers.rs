@@ -53,7 +53,12 @@ impl Channel {
         if cx.now < p.retry_at {
             return;
         }
-        if p.attempts >= limits.handshake_attempts && self.current.is_none() {
+        if p.attempts >= limits.handshake_attempts {
+            if self.current.is_some() {
+                // A rekeying that does not finish (its messages lost or spoiled): a
+                // new one, while the session in use goes on.
+                return self.start_handshake(cx);
+            }
             let why = if p.answered_us {
                 "the neighbour did not accept our key (not trusted there?)"
             } else {

@@ -95,7 +95,8 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             rekey_after_time: Duration::from_secs(120),
-            rekey_after_messages: 1 << 48,
+            // AES-GCM's confidentiality limit per key (RFC 9001, 6.6).
+            rekey_after_messages: 1 << 23,
             reject_after_time: Duration::from_secs(180),
             handshake_retry: Duration::from_millis(250),
             handshake_attempts: 4,
@@ -136,8 +137,6 @@ pub struct Counters {
     pub opens_failed: u64,
     /// Sealed messages seen before (replays).
     pub replays: u64,
-    /// Unauthenticated releases of a secured flow, ignored.
-    pub releases_ignored: u64,
     /// Initiations dropped under load (a peer address past its handshakes a second).
     pub handshakes_limited: u64,
 }
@@ -158,10 +157,17 @@ impl SecureRng {
         Self(ChaCha20Rng::from_seed(seed))
     }
 
-    /// 32 fresh bytes.
+    /// 32 fresh bytes. The generator then re-keys itself from its own output ("fast
+    /// key erasure"): its state at any later time does not give back what it drew
+    /// before, so a memory read later does not reveal past handshakes' ephemeral keys.
     pub fn seed32(&mut self) -> [u8; 32] {
+        let mut both = Zeroizing::new([0u8; 64]);
+        self.0.fill_bytes(&mut both[..]);
+        let mut next = Zeroizing::new([0u8; 32]);
+        next.copy_from_slice(&both[..32]);
+        self.0 = ChaCha20Rng::from_seed(*next);
         let mut s = [0u8; 32];
-        self.0.fill_bytes(&mut s);
+        s.copy_from_slice(&both[32..]);
         s
     }
 }

@@ -72,6 +72,11 @@ impl Session {
         }
     }
 
+    /// True once the session may seal no more (every counter used).
+    pub fn exhausted(&self) -> bool {
+        self.next == u64::MAX
+    }
+
     /// Seals `msg` in place: its first [`HEADER`] bytes are written, the bytes between
     /// them and the last [`TAG`] bytes are encrypted, and the tag is written last.
     /// `msg` is at least [`wire::OVERHEAD`] long.
@@ -89,7 +94,9 @@ impl Session {
     /// (the message is header, body, tag), so a PDU is sealed where it lies.
     pub fn seal_detached(&mut self, control: bool, body: &mut [u8]) -> ([u8; HEADER], [u8; TAG]) {
         let counter = self.next;
-        // 2^64 messages never come: rekeying starts far earlier.
+        // A nonce is never used twice: a session that sealed 2^64 - 1 messages (never
+        // reached: rekeying comes first) seals nothing more, as `exhausted` says.
+        debug_assert!(counter < u64::MAX);
         self.next = self.next.saturating_add(1);
         self.messages = self.messages.saturating_add(1);
         let mut header = [0u8; HEADER];

@@ -68,11 +68,14 @@ impl Validator<'_> {
                 self.duration(t, "rekey-after", false, MAX_REKEY_AFTER)
             })?;
         let rekey_after_messages = match &s.rekey_after_messages {
-            None => 1 << 48,
+            None => 1 << 23,
             Some(m) => {
                 let v = *m.get_ref();
-                if !(16..=1 << 60).contains(&v) {
-                    return Err(self.error(m.span(), "rekey-after-messages must be 16..=2^60"));
+                if !(16..=1 << 32).contains(&v) {
+                    return Err(self.error(
+                        m.span(),
+                        "rekey-after-messages must be 16..=2^32 (AES-GCM's limit per key)",
+                    ));
                 }
                 v as u64
             }
