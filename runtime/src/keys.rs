@@ -169,6 +169,7 @@ pub fn read_trust_dir(dir: &Path) -> Result<Vec<PublicKey>, KeyError> {
         path: p.display().to_string(),
         why: e.to_string(),
     };
+    only_trusted_writers(dir)?;
     let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| io(dir, e))?
         .filter_map(Result::ok)
@@ -180,6 +181,7 @@ pub fn read_trust_dir(dir: &Path) -> Result<Vec<PublicKey>, KeyError> {
     files
         .iter()
         .map(|f| {
+            only_trusted_writers(f)?;
             let text = std::fs::read_to_string(f).map_err(|e| io(f, e))?;
             text.parse().map_err(|_| {
                 KeyError::Malformed(format!(
@@ -189,6 +191,28 @@ pub fn read_trust_dir(dir: &Path) -> Result<Vec<PublicKey>, KeyError> {
             })
         })
         .collect()
+}
+
+/// Refuses a trust directory or key file that someone other than its owner can write,
+/// or whose owner is neither this user nor root: whoever can write there decides whom
+/// the DIF trusts.
+fn only_trusted_writers(p: &Path) -> Result<(), KeyError> {
+    use std::os::unix::fs::MetadataExt as _;
+    let meta = std::fs::metadata(p).map_err(|e| KeyError::Io {
+        path: p.display().to_string(),
+        why: e.to_string(),
+    })?;
+    let me = rustix::process::geteuid().as_raw();
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o022 != 0 || (meta.uid() != me && meta.uid() != 0) {
+        return Err(KeyError::Malformed(format!(
+            "{}: others can change it (mode {mode:04o}, owner {}): trusted keys must be \
+             writable by their owner only, and owned by this user or root",
+            p.display(),
+            meta.uid()
+        )));
+    }
+    Ok(())
 }
 
 /// 32 bytes from base64 text, or `None`.

@@ -78,6 +78,28 @@ fn every_mistake_is_refused_at_its_position() {
     std::fs::write(d.join("trusted/bad.pub"), "xyz\n").unwrap();
     let e = error(d, &rules("key = \"me.key\"\ntrust-dir = \"trusted\"\n"));
     assert!(e.starts_with("13:13: ") && e.contains("bad.pub"), "{e}");
+    // A trust directory, or a key file in it, that others can write.
+    std::fs::remove_file(d.join("trusted/bad.pub")).unwrap();
+    std::fs::write(d.join("trusted/peer.pub"), format!("{other}\n")).unwrap();
+    let good = rules("key = \"me.key\"\ntrust-dir = \"trusted\"\n");
+    parse_str(&good, &d.join("rules.toml")).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::set_permissions(d.join("trusted"), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let e = error(d, &good);
+    assert!(
+        e.starts_with("13:13: ") && e.contains("others can change it"),
+        "{e}"
+    );
+    std::fs::set_permissions(d.join("trusted"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(
+        d.join("trusted/peer.pub"),
+        std::fs::Permissions::from_mode(0o666),
+    )
+    .unwrap();
+    let e = error(d, &good);
+    assert!(
+        e.contains("peer.pub") && e.contains("others can change it"),
+        "{e}"
+    );
     // A pin naming both or neither.
     let e = error(
         d,
