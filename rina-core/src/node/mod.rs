@@ -219,6 +219,10 @@ impl Node {
             }
         }
         let mtu = self.first_mtu(&over, security.is_some());
+        let security = security.map(|mut s| {
+            s.creds = s.creds.for_dif(&name);
+            s
+        });
         if let Some(s) = &security {
             ipcp.key = Some(s.creds.public());
             ipcp.access = Some(s.access.clone());

@@ -401,3 +401,23 @@ fn forged_and_replayed_handshake_messages_do_not_spoil_a_rekeying() {
         b.events
     );
 }
+
+#[test]
+fn a_handshake_for_one_dif_does_not_finish_in_another() {
+    let now = Instant::ZERO;
+    let limits = Limits::default();
+    let mut sa = security(1, &[2], None, limits);
+    sa.creds = sa.creds.for_dif("red");
+    let mut sb = security(2, &[1], None, limits);
+    sb.creds = sb.creds.for_dif("blue");
+    let mut a = End::new(sa, true, 1, now);
+    let mut b = End::new(sb, false, 2, now);
+    let mut flow = Flow {
+        rng: Rng::new(3),
+        loss: 0.0,
+        in_flight: Vec::new(),
+    };
+    flow.run(&mut a, &mut b, now);
+    assert!(!a.ch.is_up() && !b.ch.is_up());
+    assert!(a.counters.handshakes_refused + b.counters.handshakes_refused >= 1);
+}

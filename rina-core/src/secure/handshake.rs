@@ -31,6 +31,13 @@ pub const RESPONSE_LEN: usize = 32 + 48 + 16;
 /// Noise bytes of the final message: encrypted static key, empty payload's tag.
 pub const FINAL_LEN: usize = 48 + 16;
 
+/// What both ends bind into the handshake: the protocol's version and the DIF's name.
+fn prologue(dif: &str) -> Vec<u8> {
+    let mut p = b"rina-interposer secured N-1 flow v1; DIF ".to_vec();
+    p.extend_from_slice(dif.as_bytes());
+    p
+}
+
 /// A handshake that failed: the message did not verify (wrong DIF secret, forged,
 /// out of order) or the peer's key is not one the handshake can use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -100,10 +107,11 @@ impl Handshake {
             seed: Zeroizing::new(seed),
             inner: DefaultResolver,
         };
+        let prologue = prologue(&creds.dif);
         let b = snow::Builder::with_resolver(params, Box::new(resolver))
             .local_private_key(&creds.private[..])?
             .psk(0, &creds.psk)?
-            .prologue(b"rina-interposer secured N-1 flow v1")?;
+            .prologue(&prologue)?;
         let state = if initiator {
             b.build_initiator()?
         } else {

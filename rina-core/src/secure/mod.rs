@@ -37,6 +37,9 @@ pub struct Credentials {
     pub(crate) private: Zeroizing<[u8; 32]>,
     pub(crate) public: PublicKey,
     pub(crate) psk: Zeroizing<[u8; 32]>,
+    /// The DIF they are for, bound into every handshake (set when the DIF is added to
+    /// a node): a handshake meant for one DIF does not finish in another.
+    pub(crate) dif: String,
 }
 
 impl core::fmt::Debug for Credentials {
@@ -57,12 +60,19 @@ impl Credentials {
             private: Zeroizing::new(*private),
             public,
             psk: Zeroizing::new(psk.copied().unwrap_or([0; 32])),
+            dif: String::new(),
         }
     }
 
     /// Our public key.
     pub fn public(&self) -> PublicKey {
         self.public
+    }
+
+    /// The same credentials for DIF `dif` (bound into its handshakes).
+    pub fn for_dif(mut self, dif: &str) -> Self {
+        self.dif = dif.to_owned();
+        self
     }
 }
 
