@@ -11,7 +11,7 @@ use rina_core::{ApplicationName, Instant};
 
 mod common;
 use common::{
-    by_name, dif, ep, joined, path, run_net as run, seeds, three_levels, transfer, udp_node,
+    by_name, dif, ep, joined, path, run_net as run, seeds, sees, three_levels, transfer, udp_node,
 };
 
 /// Three levels of DIFs on three hosts: `low` over UDP, `mid` over `low`, `top` over
@@ -142,15 +142,7 @@ fn a_restarted_member_replaces_its_stale_state() {
                 .unwrap();
         };
         register(&mut net);
-        run(&mut net, 30, "C sees svc", |n| {
-            !n.host(c)
-                .node
-                .dif(d)
-                .ipcp()
-                .directory()
-                .lookup(&app)
-                .is_empty()
-        });
+        run(&mut net, 30, "C sees svc", |n| sees(n, c, d, &app));
         let old = net.host(b).node.dif(d).ipcp().address();
         // The same member name and endpoint; a new seed, as a restarted process draws
         // one from the system (so its shim flow ids differ from the stale ones).

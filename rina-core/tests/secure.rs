@@ -493,10 +493,7 @@ fn flows_to_a_name_are_for_the_keys_its_rule_gives() {
             .register(now, DifId(0), db.clone(), FlowKinds::RELIABLE, false)
             .unwrap();
         run(&mut net, 30, "C and M see db", |n| {
-            [c, m].iter().all(|&h| {
-                let ipcp = n.host(h).node.dif(DifId(0)).ipcp();
-                !ipcp.directory().lookup(&db).is_empty()
-            })
+            [c, m].iter().all(|&h| common::sees(n, h, DifId(0), &db))
         });
         assert_eq!(
             flows_reach(&mut net, c, "db", 2),

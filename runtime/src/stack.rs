@@ -2,6 +2,8 @@
 //! its shim layers and normal DIFs, and the sockets under its links. The protocol is
 //! the node's; this file opens the links and says what the rules mean in its terms.
 
+use std::collections::BTreeSet;
+
 use rina_core::ipcp::IpcpConfig;
 use rina_core::node::{DifConfig, DifId, Layer, LinkId, Node, Peer, Plan};
 use rina_core::shim::eth::{EthConfig, EthPeer};
@@ -12,6 +14,7 @@ use shims::udp::UdpLink;
 
 use crate::api::FlowError;
 use crate::config::{Config, DifIndex, DifKind, Join, Neighbor, NormalDifConfig};
+use crate::keys::PublicKey;
 use crate::link::Link;
 
 /// Why a stack could not be built.
@@ -58,7 +61,7 @@ pub(crate) struct Trust {
     pub(crate) name: String,
     pub(crate) config: crate::config::SecurityConfig,
     /// The keys trusted now.
-    pub(crate) current: std::collections::BTreeSet<crate::keys::PublicKey>,
+    pub(crate) current: BTreeSet<PublicKey>,
 }
 
 impl Stack {
@@ -148,21 +151,29 @@ impl Stack {
         program: &str,
         seed: u64,
     ) -> Result<Layer, FlowError> {
-        match &n.security {
-            Some(s) => tracing::info!("{}", s.describe(name)),
-            None => tracing::info!("{}", crate::config::open_dif(name)),
-        }
         let cfg = Self::dif_config(name, n, &self.layers, program, seed)?;
+        // The keys trusted, as the key files were just read (once).
+        let trusted: Option<BTreeSet<PublicKey>> = cfg
+            .security
+            .as_ref()
+            .map(|s| s.trusted.iter().map(|&k| PublicKey::from(k)).collect());
+        match (&n.security, &trusted) {
+            (Some(s), Some(t)) => tracing::info!("{}", s.describe_trusting(name, Ok(t.clone()))),
+            _ => tracing::info!("{}", crate::config::open_dif(name)),
+        }
         let id = self
             .node
             .add_dif(now, cfg)
             .map_err(|e| FlowError::RuntimeDown(e.to_string()))?;
-        if let Some(s) = n.security.as_ref().filter(|s| s.trust_dir.is_some()) {
+        if let (Some(s), Some(current)) = (
+            n.security.as_ref().filter(|s| s.trust_dir.is_some()),
+            trusted,
+        ) {
             self.trust.push(Trust {
                 dif: id,
                 name: name.to_owned(),
                 config: s.clone(),
-                current: s.trusted().unwrap_or_default(),
+                current,
             });
         }
         Ok(Layer::Dif(id))

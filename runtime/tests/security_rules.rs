@@ -100,39 +100,21 @@ fn every_mistake_is_refused_at_its_position() {
         e.contains("peer.pub") && e.contains("others can change it"),
         "{e}"
     );
+    // With a good key and trust, then `extra`: the error.
+    let refused = |extra: &str| error(d, &rules(&format!("key = \"me.key\"\n{trust}\n{extra}\n")));
     // A pin naming both or neither.
-    let e = error(
-        d,
-        &rules(&format!(
-            "key = \"me.key\"\n{trust}\npins = [{{ key = {other:?} }}]\n"
-        )),
-    );
+    let e = refused(&format!("pins = [{{ key = {other:?} }}]"));
     assert!(e.contains("a pin names either"), "{e}");
     // A names entry that says nothing.
-    let e = error(
-        d,
-        &rules(&format!(
-            "key = \"me.key\"\n{trust}\nnames = [{{ name = \"x\" }}]\n"
-        )),
-    );
+    let e = refused("names = [{ name = \"x\" }]");
     assert!(e.contains("who registers"), "{e}");
     // Limits.
-    let e = error(
-        d,
-        &rules(&format!(
-            "key = \"me.key\"\n{trust}\nrekey-after = \"0s\"\n"
-        )),
-    );
+    let e = refused("rekey-after = \"0s\"");
     assert!(
         e.starts_with("14:15: ") && e.contains("more than zero"),
         "{e}"
     );
-    let e = error(
-        d,
-        &rules(&format!(
-            "key = \"me.key\"\n{trust}\nrekey-after-messages = 3\n"
-        )),
-    );
+    let e = refused("rekey-after-messages = 3");
     assert!(e.contains("16..=2^32"), "{e}");
     // A shim DIF is not secured itself.
     let shim = "[[dif]]\nname = \"udp\"\ntype = \"udp\"\nbind = \"127.0.0.1:7000\"\n[dif.security]\nkey = \"me.key\"\n";

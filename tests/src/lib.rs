@@ -583,9 +583,27 @@ pub fn pair(dir: &Path, app: &str) -> Pair {
 /// Runs a server under `rina run` and waits (bounded) until it has registered its name
 /// and listens; panics with its stderr otherwise.
 pub fn spawn_server(rules: &Path, args: &[&str], stdin: Stdio, stdout: Stdio) -> Proc {
-    let mut p = Proc::spawn(args[0], &mut rina_run(rules, args, stdin, stdout));
-    if !wait_for_rina_listener(p.pid(), Duration::from_secs(10)) {
-        panic!("{} never listened: {}", args[0], p.kill_and_stderr());
+    listening(args[0], &mut rina_run(rules, args, stdin, stdout))
+}
+
+/// As [`spawn_server`], with its log (`RINA_LOG=info`) written to `log`.
+pub fn spawn_logged_server(
+    rules: &Path,
+    log: &Path,
+    args: &[&str],
+    stdin: Stdio,
+    stdout: Stdio,
+) -> Proc {
+    let mut cmd = rina_run(rules, args, stdin, stdout);
+    cmd.env("RINA_LOG", "info").env("RINA_LOG_FILE", log);
+    listening(args[0], &mut cmd)
+}
+
+/// Starts `cmd` and waits (bounded) until it listens; panics with its stderr otherwise.
+fn listening(name: &str, cmd: &mut Command) -> Proc {
+    let mut p = Proc::spawn(name, cmd);
+    if !wait_for_rina_listener(p.pid(), Duration::from_secs(15)) {
+        panic!("{name} never listened: {}", p.kill_and_stderr());
     }
     p
 }

@@ -44,13 +44,7 @@ fn whoami(rules: &Path, port: u16, name: &str, log: &Path) -> Proc {
     let script = program("whoami.py");
     let p = port.to_string();
     let args = ["python3", script.to_str().unwrap(), "serve", &p, name];
-    let mut cmd = rina_run(rules, &args, Stdio::null(), Stdio::null());
-    cmd.env("RINA_LOG", "info").env("RINA_LOG_FILE", log);
-    let mut proc = Proc::spawn(name, &mut cmd);
-    if !wait_for_rina_listener(proc.pid(), Duration::from_secs(15)) {
-        panic!("{name} never listened: {}", proc.kill_and_stderr());
-    }
-    proc
+    spawn_logged_server(rules, log, &args, Stdio::null(), Stdio::null())
 }
 
 /// The DIF `net` of a process's report.

@@ -267,7 +267,13 @@ fn a_member_whose_key_is_not_trusted_cannot_join() {
     } = secured_pair(dir.path(), "impostor", &trust, "");
     let s_log = dir.path().join("server.log");
     let p = port.to_string();
-    let mut server = spawn_server_logged(&s_rules, &s_log, &["nc", "-l", "127.0.0.1", &p]);
+    let mut server = spawn_logged_server(
+        &s_rules,
+        &s_log,
+        &["nc", "-l", "127.0.0.1", &p],
+        Stdio::null(),
+        Stdio::null(),
+    );
     let log = dir.path().join("client.log");
     expect_unreachable(
         over(Some(&c_rules), &["nc", "-v", "-w", "20", "127.0.0.1", &p]).stdin(Stdio::null()),
@@ -278,17 +284,6 @@ fn a_member_whose_key_is_not_trusted_cannot_join() {
     assert!(text.contains("is not trusted"), "{text}");
     // The server is alone in its DIF and still serves.
     assert!(server.wait_timeout(Duration::from_millis(1)).is_none());
-}
-
-/// Runs a server under rules with its log in `log`, waiting until it listens.
-fn spawn_server_logged(rules: &Path, log: &Path, args: &[&str]) -> Proc {
-    let mut cmd = rina_run(rules, args, Stdio::null(), Stdio::null());
-    cmd.env("RINA_LOG", "info").env("RINA_LOG_FILE", log);
-    let mut p = Proc::spawn(args[0], &mut cmd);
-    if !wait_for_rina_listener(p.pid(), Duration::from_secs(10)) {
-        panic!("{} never listened: {}", args[0], p.kill_and_stderr());
-    }
-    p
 }
 
 /// A paced transfer (`paced.py`) from the client to a sink at the server, over
@@ -445,13 +440,12 @@ fn a_key_removed_from_the_trust_directory_is_refused_from_then_on() {
     let p = pair.port.to_string();
     let s_log = dir.path().join("server.log");
     let sink_args = ["python3", script, "sink", "127.0.0.1", &p];
-    let mut cmd = rina_run(&pair.server, &sink_args, Stdio::piped(), Stdio::piped());
-    cmd.env("RINA_LOG", "info").env("RINA_LOG_FILE", &s_log);
-    let mut sink = Proc::spawn("sink", &mut cmd);
-    assert!(
-        wait_for_rina_listener(sink.pid(), Duration::from_secs(10)),
-        "{}",
-        sink.kill_and_stderr()
+    let sink = spawn_logged_server(
+        &pair.server,
+        &s_log,
+        &sink_args,
+        Stdio::piped(),
+        Stdio::piped(),
     );
     let send_args = ["python3", script, "send", "127.0.0.1", &p, "20"];
     let _sender = Proc::spawn("sender", &mut over(Some(&pair.client), &send_args));

@@ -58,7 +58,9 @@ impl Node {
         for port in gone {
             // An authenticated close for the peer, then the channel's Refused ends the
             // adjacency (see `on_channel_event`).
-            let close = self.guard_ctx(port, |ch, cx| ch.distrust(cx)).flatten();
+            let close = self
+                .guard_ctx(now, port, |ch, cx| ch.distrust(cx))
+                .flatten();
             if let (Some(msg), Some(&(_, below))) = (close, self.n1.get(&port)) {
                 self.send_below(now, below, msg);
             }
@@ -69,6 +71,7 @@ impl Node {
     /// Runs `f` on the channel of `port` with its DIF's context.
     fn guard_ctx<T>(
         &mut self,
+        now: Instant,
         port: N1Port,
         f: impl FnOnce(&mut Channel, &mut Ctx<'_>) -> T,
     ) -> Option<T> {
@@ -80,7 +83,7 @@ impl Node {
             sec: &g.sec,
             rng,
             counters: &mut g.counters,
-            now: self.guard_now,
+            now,
         };
         Some(f(ch, &mut cx))
     }
@@ -106,7 +109,6 @@ impl Node {
         if !initiator {
             self.drop_unproven(now, dif);
         }
-        self.guard_now = now;
         // Fail closed: a port with no channel never reaches the IPC process.
         let (Some(g), Some(rng)) = (self.difs[dif.0].guard.as_mut(), self.secure_rng.as_mut())
         else {
@@ -130,10 +132,8 @@ impl Node {
     /// oldest is dropped without a word.
     fn drop_unproven(&mut self, now: Instant, dif: DifId) {
         let unproven: Vec<(N1Port, bool)> = self
-            .channels
-            .iter()
-            .filter(|(p, c)| !c.is_up() && self.n1.get(p).is_some_and(|(d, _)| *d == dif))
-            .map(|(p, c)| (*p, c.has_shown_itself()))
+            .unproven(dif)
+            .map(|(p, c)| (p, c.has_shown_itself()))
             .collect();
         if unproven.len() >= MAX_UNPROVEN {
             // The oldest that sent nothing verifiable goes first: spoofed allocations
@@ -160,49 +160,58 @@ impl Node {
         port: N1Port,
         msg: &mut [u8],
     ) -> Option<Range<usize>> {
-        self.guard_now = now;
         if !self.admit(now, port, msg) {
             return None;
         }
-        self.guard_ctx(port, |ch, cx| {
+        self.guard_ctx(now, port, |ch, cx| {
             let r = ch.handle(cx, msg);
             ch.rekey_if_due(cx);
             r
         })?
     }
 
-    /// Seals the PDU in `buf` for secured `port`: false if it cannot go (no session).
-    pub(crate) fn guard_seal(&mut self, port: N1Port, buf: &mut Vec<u8>) -> bool {
-        self.guard_ctx(port, |ch, cx| {
-            let ok = ch.seal(buf);
+    /// Runs `seal` on the channel of secured `port`, then starts rekeying if the
+    /// session is due (a bound of messages needs no timer).
+    fn sealing<T>(
+        &mut self,
+        now: Instant,
+        port: N1Port,
+        seal: impl FnOnce(&mut Channel) -> T,
+    ) -> Option<T> {
+        self.guard_ctx(now, port, |ch, cx| {
+            let out = seal(ch);
             ch.rekey_if_due(cx);
-            ok
+            out
         })
-        .unwrap_or(false)
+    }
+
+    /// Seals the PDU in `buf` for secured `port`, its header in `buf` too (for a flow
+    /// of a DIF below, which takes one buffer): false if it cannot go (no session).
+    pub(crate) fn guard_seal(&mut self, now: Instant, port: N1Port, buf: &mut Vec<u8>) -> bool {
+        self.sealing(now, port, |ch| ch.seal(buf)).unwrap_or(false)
     }
 
     /// Seals the PDU in `buf` for secured `port` where it lies (its tag appended): the
     /// header to send before it, `None` if it cannot go.
     pub(crate) fn guard_seal_detached(
         &mut self,
+        now: Instant,
         port: N1Port,
         buf: &mut Vec<u8>,
     ) -> Option<[u8; crate::secure::wire::HEADER]> {
-        self.guard_ctx(port, |ch, cx| {
-            let h = ch.seal_detached(buf);
-            ch.rekey_if_due(cx);
-            h
-        })?
+        self.sealing(now, port, |ch| ch.seal_detached(buf))
+            .flatten()
     }
 
     /// Seals in place a relayed PDU already framed in `msg`.
-    pub(crate) fn guard_seal_in_place(&mut self, port: N1Port, msg: &mut [u8]) -> bool {
-        self.guard_ctx(port, |ch, cx| {
-            let ok = ch.seal_in_place(msg);
-            ch.rekey_if_due(cx);
-            ok
-        })
-        .unwrap_or(false)
+    pub(crate) fn guard_seal_in_place(
+        &mut self,
+        now: Instant,
+        port: N1Port,
+        msg: &mut [u8],
+    ) -> bool {
+        self.sealing(now, port, |ch| ch.seal_in_place(msg))
+            .unwrap_or(false)
     }
 
     /// Before a secured port goes: an authenticated close for its peer.
@@ -356,7 +365,6 @@ impl Node {
 
     /// Runs the channels' timers that are due.
     pub(crate) fn guard_handle_timeout(&mut self, now: Instant) {
-        self.guard_now = now;
         let due: Vec<N1Port> = self
             .channels
             .iter()
@@ -370,7 +378,7 @@ impl Node {
             .map(|(p, _)| *p)
             .collect();
         for port in due {
-            self.guard_ctx(port, |ch, cx| ch.handle_timeout(cx));
+            self.guard_ctx(now, port, |ch, cx| ch.handle_timeout(cx));
         }
     }
 

@@ -136,7 +136,6 @@ pub struct Node {
     channels: BTreeMap<N1Port, crate::secure::Channel>,
     /// Channels' messages for shim flows, with where they go.
     guard_out: VecDeque<(LinkId, LinkAddr, Header, Vec<u8>)>,
-    guard_now: Instant,
     secure_rng: Option<crate::secure::SecureRng>,
     /// Handshakes started per peer address, under load.
     throttle: throttle::Throttle,

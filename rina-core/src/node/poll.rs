@@ -38,7 +38,7 @@ impl Node {
         // the same place for a secured port: the DIF's ports are all secured).
         let out = self.difs[dif.0].ipcp.handle_pdu_in_place(now, port, pdu)?;
         let payload = if secured {
-            if !self.guard_seal_in_place(out, &mut bytes[range.clone()]) {
+            if !self.guard_seal_in_place(now, out, &mut bytes[range.clone()]) {
                 return None;
             }
             range
@@ -73,7 +73,6 @@ impl Node {
     /// The next datagram or frame to send, its payload in `buf` (the DIFs on top
     /// first, so what they hand to the DIFs below goes out in the same pass).
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
-        self.guard_now = now;
         if let Some(t) = self.guard_transmit(now, buf) {
             return Some(t);
         }
@@ -87,7 +86,7 @@ impl Node {
                             // A secured port seals it where it lies: the seal header
                             // goes out after the shim's (or it is lost, no session yet).
                             if secured {
-                                let Some(h) = self.guard_seal_detached(port, buf) else {
+                                let Some(h) = self.guard_seal_detached(now, port, buf) else {
                                     continue;
                                 };
                                 header.push(&h);
@@ -102,7 +101,7 @@ impl Node {
                         }
                     }
                     Some(&(_, LowerFlow::Dif(low, p))) => {
-                        if secured && !self.guard_seal(port, buf) {
+                        if secured && !self.guard_seal(now, port, buf) {
                             continue;
                         }
                         let _ = self.difs[low.0].ipcp.write(now, p, buf);

@@ -77,6 +77,16 @@ impl Cost {
         out
     }
 
+    /// After forged request `i`: 100 ms pass every thousand; the state held is noted.
+    fn tick(&mut self, node: &mut Node, link: LinkId, i: u32, now: &mut Instant) {
+        if i.is_multiple_of(1000) {
+            *now += std::time::Duration::from_millis(100);
+            node.handle_timeout(*now);
+        }
+        let state = node.n1_count() + node.link_flow_count(link);
+        self.most_state = self.most_state.max(state);
+    }
+
     /// Time passes (20 s): what is still held unproven is dropped without a word.
     fn pass_time(&mut self, node: &mut Node, now: &mut Instant) {
         for _ in 0..100 {
@@ -101,13 +111,7 @@ fn a_flood_of_silent_flows_costs_bounded_state_and_no_amplification() {
     let (mut cost, mut now) = (Cost::default(), Instant::ZERO);
     for i in 0..60_000u32 {
         cost.exchange(&mut node, link, attacker, now, alloc_request(i + 1, "net"));
-        if i % 1000 == 0 {
-            now += std::time::Duration::from_millis(100);
-            node.handle_timeout(now);
-        }
-        cost.most_state = cost
-            .most_state
-            .max(node.n1_count() + node.link_flow_count(link));
+        cost.tick(&mut node, link, i, &mut now);
     }
     cost.pass_time(&mut node, &mut now);
     cost.check(&node, link);
@@ -157,13 +161,7 @@ fn a_flood_of_handshakes_costs_bounded_state_and_no_amplification() {
                 .filter(|a| a.first() == Some(&RESPONSE))
                 .count();
         }
-        if i % 1000 == 0 {
-            now += std::time::Duration::from_millis(100);
-            node.handle_timeout(now);
-        }
-        cost.most_state = cost
-            .most_state
-            .max(node.n1_count() + node.link_flow_count(link));
+        cost.tick(&mut node, link, i, &mut now);
     }
     cost.pass_time(&mut node, &mut now);
     cost.check(&node, link);

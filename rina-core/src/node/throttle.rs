@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use crate::node::{DifId, LinkAddr, LowerFlow, Node};
 use crate::secure::wire::INITIATION;
+use crate::secure::Channel;
 use crate::{Instant, N1Port};
 
 /// Unproven ports of a DIF from which on it is under load.
@@ -37,7 +38,7 @@ impl Node {
         let Some(&(dif, LowerFlow::Shim(l, id))) = self.n1.get(&port) else {
             return true; // a flow of a DIF below: its own DIF answers for its peers
         };
-        if self.unproven(dif) < LOAD {
+        if self.unproven(dif).count() < LOAD {
             return true;
         }
         let Some((peer, _)) = self.shims[l.0].data_header(id) else {
@@ -67,11 +68,11 @@ impl Node {
         allowed
     }
 
-    /// Ports of `dif` whose peer has not finished a handshake.
-    pub(crate) fn unproven(&self, dif: DifId) -> usize {
+    /// The ports of `dif` whose peer has not finished a handshake, oldest first.
+    pub(crate) fn unproven(&self, dif: DifId) -> impl Iterator<Item = (N1Port, &Channel)> {
         self.channels
             .iter()
-            .filter(|(p, c)| !c.is_up() && self.n1.get(p).is_some_and(|(d, _)| *d == dif))
-            .count()
+            .filter(move |(p, c)| !c.is_up() && self.n1.get(p).is_some_and(|(d, _)| *d == dif))
+            .map(|(p, c)| (*p, c))
     }
 }

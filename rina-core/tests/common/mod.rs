@@ -123,13 +123,7 @@ pub fn transfer(net: &mut Net, d: DifId, server: usize, client: usize, len: usiz
         .register(now, d, app.clone(), FlowKinds::RELIABLE, false)
         .unwrap();
     run_net(net, 30, "the client sees echo", |n| {
-        !n.host(client)
-            .node
-            .dif(d)
-            .ipcp()
-            .directory()
-            .lookup(&app)
-            .is_empty()
+        sees(n, client, d, &app)
     });
     let now = net.now();
     let port = net.host(client).node.allocate(
@@ -312,4 +306,10 @@ pub fn three_levels(
         .collect();
     assert_eq!(mid_neighbors, ["b.mid"], "seed {seed}");
     net
+}
+
+/// True if host `h` knows a member of DIF `d` where `app` is registered.
+pub fn sees(net: &mut Net, h: usize, d: DifId, app: &ApplicationName) -> bool {
+    let ipcp = net.host(h).node.dif(d).ipcp();
+    !ipcp.directory().lookup(app).is_empty()
 }

@@ -133,7 +133,16 @@ impl SecurityConfig {
 
     /// One line for `rina check` and the log: whose key, whom it trusts.
     pub fn describe(&self, dif: &str) -> String {
-        let trusted = match self.trusted() {
+        self.describe_trusting(dif, self.trusted())
+    }
+
+    /// As [`SecurityConfig::describe`], with the keys trusted already read.
+    pub fn describe_trusting(
+        &self,
+        dif: &str,
+        trusted: Result<BTreeSet<PublicKey>, KeyError>,
+    ) -> String {
+        let trusted = match trusted {
             Ok(keys) => {
                 let fps: Vec<String> = keys.iter().map(PublicKey::fingerprint).collect();
                 format!("trusts {} key(s): {}", fps.len(), fps.join(", "))

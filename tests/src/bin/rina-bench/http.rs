@@ -122,11 +122,11 @@ pub(crate) fn httpload(
     let mut args = vec![load.to_str().expect("path")];
     let client: Vec<String> = client.iter().map(|a| a.replace("{addr}", &addr)).collect();
     args.extend(client.iter().map(String::as_str));
-    let out = match &c_rules {
-        None => Command::new(args[0]).args(&args[1..]).output(),
-        Some(r) => rina_run(r, &args, Stdio::null(), Stdio::piped()).output(),
-    }
-    .expect("httpload client");
+    // Bounded like every wait on a child (a run is seconds long).
+    let out = output_within(
+        &mut over(c_rules.as_deref(), &args),
+        Duration::from_secs(300),
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     text.split_whitespace()
         .find_map(|w| w.strip_prefix(key))
