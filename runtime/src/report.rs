@@ -73,6 +73,18 @@ pub struct DifReport {
     /// Its security (`None`: an open DIF).
     #[serde(default)]
     pub security: Option<SecurityReport>,
+    /// True for a leaf member (it relays for no one and has no link-state database).
+    #[serde(default)]
+    pub leaf: bool,
+    /// Entries in its link-state database (withdrawals included).
+    #[serde(default)]
+    pub lsdb_size: usize,
+    /// Entries in its directory (removals not yet forgotten included).
+    #[serde(default)]
+    pub directory_size: usize,
+    /// The leaves enrolled through it: their addresses.
+    #[serde(default)]
+    pub leaves: Vec<u32>,
 }
 
 /// A secured DIF's figures at one member.
@@ -108,6 +120,9 @@ pub struct NeighborReport {
     /// Its key's fingerprint, on a secured DIF (the adjacency is then protected).
     #[serde(default)]
     pub key: Option<String>,
+    /// A leaf enrolled through this member.
+    #[serde(default)]
+    pub leaf: bool,
 }
 
 /// A route.
@@ -166,6 +181,15 @@ pub struct CountersReport {
     pub pdus_malformed: u64,
     /// Dropped (no route, TTL, no such connection).
     pub pdus_dropped: u64,
+    /// Sent to full-member neighbours (leaves' N-1 ports left out).
+    #[serde(default)]
+    pub pdus_to_members: u64,
+    /// Management messages sent to full-member neighbours, keepalives left out.
+    #[serde(default)]
+    pub control_to_members: u64,
+    /// Route computations (one per burst of advertisements).
+    #[serde(default)]
+    pub route_computations: u64,
 }
 
 /// How a management socket's refusal starts (its text follows), where a report would

@@ -236,6 +236,7 @@ impl Stack {
             over,
             enroll,
             neighbors,
+            role: n.role,
             security: n
                 .security
                 .as_ref()

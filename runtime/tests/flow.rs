@@ -54,6 +54,7 @@ fn config(bind: SocketAddr, join: Join) -> Arc<Config> {
                     keepalive_interval: Duration::from_secs(1),
                     keepalive_misses: 3,
                     security: None,
+                    role: Default::default(),
                 })),
             },
         ],

@@ -3,6 +3,7 @@
 //! wait, and kills every process it started (by pid) when the test ends, even when it
 //! fails.
 
+pub mod many;
 pub mod netns;
 
 use std::io::Read;

@@ -94,10 +94,11 @@ fn trusted_members_cannot_take_names_or_addresses_of_others() {
         |port: u16| format!("[[listen]]\non = \"127.0.0.1:{port}\"\ndif = \"net\"\napp = \"web\"");
     let m_rules = others.rules(free_udp_port(), &via, &keys[2].0, "", &listen(web_m));
     let mut m = whoami(&m_rules, web_m, "M", &d.join("m.log"));
-    // S registers web.
+    // S registers web (a full member: M3 takes its address below, and leaves'
+    // addresses are no member's to bootstrap with).
     let s_rules = others.rules(
         free_udp_port(),
-        &format!("{via}\nipcp = \"s.net\""),
+        &format!("{via}\nipcp = \"s.net\"\nrole = \"member\""),
         &keys[1].0,
         "",
         &listen(web),

@@ -242,7 +242,9 @@ fn three_hosts_on_a_bridge() {
 
 /// Two server processes in one host, on one interface, with different application
 /// names: a client on the other host reaches each. (They joined the DIF through a
-/// member on the other host: processes of one host do not see each other's frames.)
+/// member on the other host, as full members (`role = "member"`) that take newcomers,
+/// and the client joins through one of them: processes of one host do not see each
+/// other's frames.)
 #[test]
 fn two_servers_on_one_interface() {
     assert!(have("nc") && have("python3"));
@@ -272,7 +274,10 @@ fn two_servers_on_one_interface() {
         let r = write_rules(
             dir.path(),
             &format!("{name}.toml"),
-            &member(false, &listen(&format!("10.9.0.1:{port}"), name)),
+            &member(false, &listen(&format!("10.9.0.1:{port}"), name)).replace(
+                "{ dif = \"eth\" }\n",
+                "{ dif = \"eth\" }\nrole = \"member\"\n",
+            ),
         );
         servers.push(server(
             &hosts,

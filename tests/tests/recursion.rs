@@ -219,10 +219,11 @@ fn four_levels(udp: u16, via: Option<u16>, extra: &str) -> String {
 }
 
 /// Who may be enrolled through: in a stack of four levels, a program serving a name in
-/// "top" offers "top" to newcomers (it registers the DIF's name in "mid"), but its
-/// "mid" member, which only carries "top", does not offer "mid" in "base": a newcomer
-/// must not join through a program that may exit at any time. Both register their
-/// members' names below, to be reached.
+/// "top" as a full member (`role = "member"`) offers "top" to newcomers (it registers
+/// the DIF's name in "mid"), but its "mid" member, a leaf (a program's own, by
+/// default), does not offer "mid" in "base": a newcomer must not join through a
+/// program that may exit at any time. Both register their members' names below, to be
+/// reached.
 #[test]
 fn only_members_serving_applications_take_newcomers() {
     assert!(have("python3"));
@@ -231,7 +232,9 @@ fn only_members_serving_applications_take_newcomers() {
     let a_rules = rules(dir.path(), "a.toml", &four_levels(pa, None, ""));
     let _a = rina_node(&a_rules, &dir.path().join("a.log"), "top");
     let tcp = free_tcp_port();
-    let listen = format!("[[listen]]\non = \"127.0.0.1:{tcp}\"\ndif = \"top\"\napp = \"far\"\n");
+    let listen = format!(
+        "role = \"member\"\n[[listen]]\non = \"127.0.0.1:{tcp}\"\ndif = \"top\"\napp = \"far\"\n"
+    );
     let b_rules = rules(dir.path(), "b.toml", &four_levels(pb, Some(pa), &listen));
     let mut b = listen_until_stdin_closes(&b_rules, tcp);
     // Its listener exists before its listen returns (the name is registered once all

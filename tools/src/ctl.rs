@@ -161,14 +161,38 @@ fn show(r: &Report) -> String {
                 || "not protected".to_owned(),
                 |k| format!("key {k}, protected"),
             );
+            let leaf = if n.leaf { ", a leaf" } else { "" };
             let _ = writeln!(
                 s,
-                "    {} (address {}) on port {}: {protection}",
+                "    {} (address {}) on port {}: {protection}{leaf}",
                 n.name, n.address, n.port
             );
         }
         let members: Vec<String> = d.members.iter().map(u32::to_string).collect();
         let _ = writeln!(s, "  members: {}", members.join(" "));
+        if d.leaf {
+            let _ = writeln!(
+                s,
+                "  a leaf: its enroller routes for it; no link-state database"
+            );
+        } else {
+            let leaves: Vec<String> = d.leaves.iter().map(u32::to_string).collect();
+            let _ = writeln!(
+                s,
+                "  link-state database: {} entries; {} route computations",
+                d.lsdb_size, d.counters.route_computations
+            );
+            let _ = writeln!(
+                s,
+                "  leaves: {}",
+                if leaves.is_empty() {
+                    "none".to_owned()
+                } else {
+                    leaves.join(" ")
+                }
+            );
+        }
+        let _ = writeln!(s, "  directory: {} entries", d.directory_size);
         let _ = writeln!(s, "  routes:");
         for rt in &d.routes {
             let hop = rt
@@ -176,7 +200,6 @@ fn show(r: &Report) -> String {
                 .map_or_else(|| "?".to_owned(), |h| h.to_string());
             let _ = writeln!(s, "    {} via {hop} (port {})", rt.destination, rt.port);
         }
-        let _ = writeln!(s, "  directory:");
         for e in &d.directory {
             let at: Vec<String> = e.members.iter().map(u32::to_string).collect();
             let _ = writeln!(s, "    {} at {}", e.app, at.join(", "));
@@ -207,8 +230,13 @@ fn show(r: &Report) -> String {
         let c = d.counters;
         let _ = writeln!(
             s,
-            "  counters: {} PDUs in, {} out, {} relayed, {} malformed, {} dropped",
-            c.pdus_in, c.pdus_out, c.pdus_relayed, c.pdus_malformed, c.pdus_dropped
+            "  counters: {} PDUs in, {} out ({} to full members), {} relayed, {} malformed, {} dropped",
+            c.pdus_in,
+            c.pdus_out,
+            c.pdus_to_members,
+            c.pdus_relayed,
+            c.pdus_malformed,
+            c.pdus_dropped
         );
     }
     s

@@ -161,6 +161,11 @@ impl IpcProcess {
             return;
         }
         let mut candidates = self.directory.lookup(&f.remote_app);
+        // Members a route leads to first: a gone member's entries may outlive it a
+        // little (and a new member's route may not be there yet: then all are tried).
+        if candidates.iter().any(|&a| self.reaches(a)) {
+            candidates.retain(|&a| self.reaches(a));
+        }
         if f.elsewhere {
             candidates.retain(|&a| Some(a) != self.address);
         }

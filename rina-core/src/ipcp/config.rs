@@ -40,6 +40,17 @@ pub struct IpcpConfig {
     pub key: Option<crate::secure::PublicKey>,
     /// Access control of a secured DIF (`None`: open, no checks).
     pub access: Option<super::Access>,
+    /// A leaf member: it relays for no one, enrolls as a leaf of its enroller, takes
+    /// no newcomers and holds no link-state database (see `leaves.rs`).
+    pub leaf: bool,
+    /// Routes are computed at most once per this interval: a burst of advertisements
+    /// within it costs one computation, at its end (SPF hold-down).
+    pub route_hold: Duration,
+    /// This member re-advertises itself this often, so that its advertisement never
+    /// ages out while it lives.
+    pub lsa_refresh: Duration,
+    /// An advertisement not refreshed for this long is forgotten.
+    pub lsa_max_age: Duration,
 }
 
 impl IpcpConfig {
@@ -63,6 +74,10 @@ impl IpcpConfig {
             ask_before_accepting: false,
             key: None,
             access: None,
+            leaf: false,
+            route_hold: Duration::from_millis(10),
+            lsa_refresh: Duration::from_secs(600),
+            lsa_max_age: Duration::from_secs(1800),
         }
     }
 }

@@ -32,6 +32,8 @@ impl IpcProcess {
     pub(super) fn become_enrolled(&mut self, now: Instant, a: Address) {
         self.address = Some(a);
         self.events.push_back(Event::Enrolled { address: a });
+        self.claim_block();
+        self.sweep_at.get_or_insert(now + self.sweep_interval());
         let apps: Vec<_> = self.registered.keys().cloned().collect();
         for app in apps {
             self.publish_registration(now, &app, a, true);
@@ -90,6 +92,9 @@ impl IpcProcess {
         n.stage = Stage::Up;
         let name = n.name.clone().unwrap_or_default();
         self.events.push_back(Event::NeighborUp { port, name });
+        if self.cfg.leaf {
+            self.uplink = Some(port);
+        }
         self.become_enrolled(now, a);
     }
 
@@ -100,7 +105,12 @@ impl IpcProcess {
         ipcp: ApplicationName,
         dif: &str,
         old: u32,
+        leaf: bool,
     ) {
+        if self.cfg.leaf {
+            // A leaf takes no one.
+            return self.send_to(now, port, &self.enroll_refusal(ResultCode::Denied));
+        }
         let Some(me) = self.address else {
             // Not a member ourselves: cannot enroll anyone.
             self.send_to(now, port, &self.enroll_refusal(ResultCode::NoResources));
@@ -118,13 +128,27 @@ impl IpcProcess {
             return self.refuse_claim(why);
         }
         self.replace_stale(now, port, &ipcp);
-        let address = self.assign_address(port, old);
+        let address = if leaf {
+            match self.assign_leaf_address(old) {
+                Some(a) => a,
+                None => {
+                    let no = self.enroll_refusal(ResultCode::NoResources);
+                    return self.send_to(now, port, &no);
+                }
+            }
+        } else {
+            self.assign_address(port, old)
+        };
         let Some(n) = self.neighbors.get_mut(&port) else {
             return;
         };
         n.name = Some(ipcp.clone());
         n.address = Some(address);
         n.stage = Stage::Up;
+        n.leaf = leaf;
+        if leaf {
+            self.leaves.insert(address, port);
+        }
         let resp = MgmtMessage::EnrollResponse {
             result: ResultCode::Ok,
             address: address.0,
@@ -133,8 +157,13 @@ impl IpcProcess {
         };
         self.send_to(now, port, &resp);
         // Advertise the new adjacency first, so the snapshot already holds it and the
-        // new member has a two-way route to us the moment it is enrolled.
-        self.advertise(now);
+        // new member has a two-way route to us the moment it is enrolled (a leaf's
+        // changes nothing: it is reached through this member's block).
+        if leaf {
+            self.tell_leaves_mtu(now);
+        } else {
+            self.advertise(now);
+        }
         self.send_snapshot(now, port);
         self.send_to(now, port, &MgmtMessage::EnrollDone);
         self.events
@@ -149,7 +178,9 @@ impl IpcProcess {
         dif: &str,
         address: u32,
     ) {
-        let Some(me) = self.address else { return };
+        let Some(me) = self.address.filter(|_| !self.cfg.leaf) else {
+            return;
+        };
         if dif != self.cfg.dif || address == 0 {
             return;
         }
@@ -206,7 +237,8 @@ impl IpcProcess {
     fn assign_address(&mut self, port: N1Port, wanted: u32) -> Address {
         let key = self.neighbors.get(&port).and_then(|n| n.key);
         let taken = |s: &Self, a: u32| {
-            Some(Address(a)) == s.address
+            a >= super::leaves::LEAF_BIT
+                || Some(Address(a)) == s.address
                 || s.lsdb.get(Address(a)).is_some()
                 || s.neighbors.values().any(|n| n.address == Some(Address(a)))
                 || s.pinned_to_other(Address(a), key)
@@ -222,9 +254,16 @@ impl IpcProcess {
         }
     }
 
-    /// Sends the link-state database and the directory to a new neighbour.
+    /// Sends the link-state database (not to a leaf) and the directory to a new
+    /// neighbour.
     pub(super) fn send_snapshot(&mut self, now: Instant, port: N1Port) {
-        let lsas: Vec<Lsa> = self.lsdb.all().cloned().collect();
+        let leaf = self.neighbors.get(&port).is_some_and(|n| n.leaf);
+        // A leaf gets a summary: this member's advertisement, carrying the DIF's
+        // largest PDU (what its PDUs must fit in, whatever path they take).
+        let lsas: Vec<Lsa> = match leaf {
+            true => self.leaf_summary().into_iter().collect(),
+            false => self.lsdb.all().cloned().collect(),
+        };
         for chunk in lsas.chunks(SNAPSHOT_CHUNK) {
             self.send_to(now, port, &MgmtMessage::LinkState(chunk.to_vec()));
         }

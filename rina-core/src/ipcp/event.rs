@@ -135,4 +135,11 @@ pub struct Counters {
     /// Claims refused in a secured DIF: a member name or address held by another key,
     /// a registration the key may not make.
     pub refused_claims: u64,
+    /// Route computations (one per burst of advertisements, see `route_hold`).
+    pub route_computations: u64,
+    /// PDUs sent to full-member neighbours (leaves' N-1 ports left out).
+    pub pdus_to_members: u64,
+    /// Management messages sent to full-member neighbours, keepalives left out:
+    /// enrollment, directory, link state, goodbyes (what joins and leaves cost).
+    pub control_to_members: u64,
 }

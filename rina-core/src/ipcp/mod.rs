@@ -26,6 +26,8 @@ mod enrollment;
 mod event;
 mod flows;
 mod kind;
+pub mod leaves;
+mod link_state;
 mod neighbor;
 mod registration;
 mod relay;
@@ -63,6 +65,25 @@ pub struct IpcProcess {
     lsa_seq: u64,
     /// Destination -> N-1 port of the next hop.
     pft: BTreeMap<Address, N1Port>,
+    /// Leaf block -> N-1 port of the next hop toward its owner.
+    blocks: BTreeMap<u16, N1Port>,
+    /// When routes were last computed, and when they must be next (hold-down).
+    routes_at: Option<Instant>,
+    routes_due: Option<Instant>,
+    /// The latest time the driver gave (for a computation a lookup cannot wait for).
+    clock: Instant,
+    /// When this member's advertisement is refreshed, and the database swept next.
+    refresh_at: Option<Instant>,
+    sweep_at: Option<Instant>,
+    /// This member's block of leaf addresses (0: none yet), and the last index given.
+    block: u16,
+    next_leaf: u16,
+    /// Leaves enrolled through this member: address -> N-1 port.
+    leaves: BTreeMap<Address, N1Port>,
+    /// A leaf's enroller: where everything goes.
+    uplink: Option<N1Port>,
+    /// The DIF's largest PDU as last told to the leaves.
+    leaves_mtu: usize,
     /// Names registered at this member, with the kinds of flow each accepts.
     registered: BTreeMap<ApplicationName, FlowKinds>,
     /// Names registered here as one of a pool.
@@ -103,6 +124,17 @@ impl IpcProcess {
             lsdb: Lsdb::default(),
             lsa_seq: 0,
             pft: BTreeMap::new(),
+            blocks: BTreeMap::new(),
+            routes_at: None,
+            routes_due: None,
+            clock: now,
+            refresh_at: None,
+            sweep_at: None,
+            block: 0,
+            next_leaf: 0,
+            leaves: BTreeMap::new(),
+            uplink: None,
+            leaves_mtu: 0,
             registered: BTreeMap::new(),
             pooled: std::collections::BTreeSet::new(),
             flows: BTreeMap::new(),
@@ -154,11 +186,16 @@ impl IpcProcess {
         &self.pft
     }
 
-    /// The members this member can reach, itself included (the link-state database
-    /// may still hold advertisements of members that left without a goodbye to it).
+    /// The full members this member can reach, itself included (a leaf knows of its
+    /// enroller only).
     pub fn members(&self) -> Vec<Address> {
+        let uplink = self
+            .uplink
+            .and_then(|p| self.neighbors.get(&p)?.address)
+            .filter(|_| self.cfg.leaf);
         self.address
             .into_iter()
+            .chain(uplink)
             .chain(self.pft.keys().copied())
             .collect()
     }
@@ -195,17 +232,21 @@ impl IpcProcess {
         for n in self.neighbors.values() {
             t = earliest(t, n.poll_timeout(&self.cfg));
         }
+        t = earliest(t, self.link_state_deadline());
         earliest(t, self.schedule.next())
     }
 
     /// Runs every timer that is due.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.clock = now;
         self.neighbors_timeout(now);
+        self.link_state_timeout(now);
         self.flows_timeout(now);
     }
 
     /// Handles a PDU that arrived on N-1 port `port`.
     pub fn handle_pdu(&mut self, now: Instant, port: N1Port, pdu: &[u8]) {
+        self.clock = now;
         self.counters.pdus_in += 1;
         let Ok((pci, payload)) = Pci::parse(pdu) else {
             self.counters.pdus_malformed += 1;
@@ -242,6 +283,7 @@ impl IpcProcess {
     /// The next PDU to send: clears `buf`, writes the PDU into it and returns the N-1
     /// port to send it on; `None` when nothing is ready.
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<N1Port> {
+        self.clock = now;
         loop {
             // PDUs this member sent to itself are handled first (no N-1 port involved).
             while let Some(pdu) = self.loopback.pop_front() {
@@ -252,7 +294,7 @@ impl IpcProcess {
             // Neighbour management first: a new adjacency's advertisement must reach
             // the neighbour before routed messages that need it for the way back.
             if let Some(p) = self.poll_neighbors_transmit(now, buf) {
-                self.counters.pdus_out += 1;
+                self.count_out(p);
                 return Some(p);
             }
             if let Some((p, mut pdu)) = self.out.pop_front() {
@@ -261,7 +303,7 @@ impl IpcProcess {
                 if self.spare.len() < SPARE_PDUS {
                     self.spare.push(pdu);
                 }
-                self.counters.pdus_out += 1;
+                self.count_out(p);
                 return Some(p);
             }
             let Some((_, dst)) = self.poll_flows_transmit(now, buf) else {
@@ -278,8 +320,8 @@ impl IpcProcess {
                 }
                 continue;
             }
-            if let Some(&p) = self.pft.get(&dst) {
-                self.counters.pdus_out += 1;
+            if let Some(p) = self.port_toward(dst) {
+                self.count_out(p);
                 return Some(p);
             }
             // No route right now: EFCP will retransmit once there is one.

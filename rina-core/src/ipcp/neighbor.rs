@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use crate::efcp::{Connection, Delivery, Endpoint};
 use crate::time::Instant;
-use crate::wire::mgmt::{Lsa, MgmtMessage};
+use crate::wire::mgmt::MgmtMessage;
 use crate::wire::{Pci, PduType};
 use crate::{Address, ApplicationName, CepId, N1Port};
 
@@ -50,6 +50,8 @@ pub(super) struct Neighbor {
     pub(super) opened_by_peer: bool,
     /// Its key, proved by the handshake of a secured DIF.
     pub(super) key: Option<crate::secure::PublicKey>,
+    /// A leaf enrolled through this member.
+    pub(super) leaf: bool,
 }
 
 /// N-1 ports whose peer has not said who it is (no enrollment request or hello yet)
@@ -102,8 +104,10 @@ impl IpcProcess {
             assigned: None,
             opened_by_peer: !initiate,
             key: None,
+            leaf: false,
         };
-        if initiate {
+        // A leaf whose enroller is up has nothing to say on another N-1 port.
+        if initiate && !(self.cfg.leaf && self.uplink.is_some()) {
             let msg = match self.address {
                 None => {
                     n.stage = Stage::Enrolling(now + self.cfg.enrollment_timeout);
@@ -111,7 +115,17 @@ impl IpcProcess {
                         ipcp: self.cfg.name.clone(),
                         dif: self.cfg.dif.clone(),
                         address: 0,
-                        leaf: false,
+                        leaf: self.cfg.leaf,
+                    }
+                }
+                // A leaf that lost its enroller enrolls again, asking for its address.
+                Some(a) if self.cfg.leaf => {
+                    n.stage = Stage::Enrolling(now + self.cfg.enrollment_timeout);
+                    MgmtMessage::EnrollRequest {
+                        ipcp: self.cfg.name.clone(),
+                        dif: self.cfg.dif.clone(),
+                        address: a.0,
+                        leaf: true,
                     }
                 }
                 Some(a) => {
@@ -163,63 +177,8 @@ impl IpcProcess {
         }
     }
 
-    /// Re-advertises this member's adjacencies and recomputes routes.
-    pub(super) fn advertise(&mut self, now: Instant) {
-        let Some(me) = self.address else { return };
-        self.lsa_seq = self.lsa_seq.max(self.lsdb.get(me).map_or(0, |l| l.seq)) + 1;
-        let lsa = Lsa {
-            origin: me.0,
-            seq: self.lsa_seq,
-            max_pdu: self
-                .local_max_pdu()
-                .map_or(0, |m| u32::try_from(m).unwrap_or(u32::MAX)),
-            neighbors: self
-                .neighbors
-                .values()
-                .filter(|n| n.stage == Stage::Up)
-                .filter_map(|n| n.address.map(|a| a.0))
-                .collect(),
-        };
-        self.lsdb.apply(&lsa);
-        self.recompute_routes();
-        self.send_to_neighbors(now, &MgmtMessage::LinkState(vec![lsa]), None);
-    }
-
-    pub(super) fn recompute_routes(&mut self) {
-        let Some(me) = self.address else { return };
-        let hops = self.lsdb.next_hops(me);
-        let by_addr: std::collections::BTreeMap<Address, N1Port> = self
-            .neighbors
-            .values()
-            .filter(|n| n.stage == Stage::Up)
-            .filter_map(|n| Some((n.address?, n.port)))
-            .collect();
-        let pft: std::collections::BTreeMap<Address, N1Port> = hops
-            .into_iter()
-            .filter_map(|(dst, hop)| Some((dst, *by_addr.get(&hop)?)))
-            .collect();
-        // A member that was reachable and is no more (it vanished, or the last link to
-        // it failed): its registrations go, so new flows go to the other registrants of
-        // a name. Existing flows are left to EFCP, as a route may come back.
-        let lost: Vec<Address> = self
-            .pft
-            .keys()
-            .filter(|a| !pft.contains_key(a))
-            .copied()
-            .collect();
-        for a in lost {
-            self.directory.purge_address(a);
-        }
-        self.pft = pft;
-        // A member with a smaller PDU limit may have joined: SDUs queued from now on
-        // are cut to fit the DIF's (PDUs already queued keep their size).
-        if let Some(m) = self.path_mtu() {
-            self.limit_pdu_size(m);
-        }
-    }
-
     /// Queues `msg` on the management connection of every neighbour that is up,
-    /// except `except`.
+    /// except `except` (and leaves, for link state: they have no database).
     pub(super) fn send_to_neighbors(
         &mut self,
         now: Instant,
@@ -227,8 +186,10 @@ impl IpcProcess {
         except: Option<N1Port>,
     ) {
         let bytes = msg.encode();
+        let to_leaves = !matches!(msg, MgmtMessage::LinkState(_));
         for n in self.neighbors.values_mut() {
-            if n.stage == Stage::Up && Some(n.port) != except {
+            if n.stage == Stage::Up && Some(n.port) != except && (to_leaves || !n.leaf) {
+                self.counters.control_to_members += u64::from(!n.leaf);
                 let _ = n.mgmt.send(now, &bytes);
             }
         }
@@ -236,6 +197,7 @@ impl IpcProcess {
 
     pub(super) fn send_to(&mut self, now: Instant, port: N1Port, msg: &MgmtMessage) {
         if let Some(n) = self.neighbors.get_mut(&port) {
+            self.counters.control_to_members += u64::from(!n.leaf && n.stage == Stage::Up);
             let _ = n.mgmt.send(now, &msg.encode());
         }
     }
@@ -286,9 +248,12 @@ impl IpcProcess {
         }
         match msg {
             MgmtMessage::EnrollRequest {
-                ipcp, dif, address, ..
+                ipcp,
+                dif,
+                address,
+                leaf,
             } => {
-                self.on_enroll_request(now, port, ipcp, &dif, address);
+                self.on_enroll_request(now, port, ipcp, &dif, address, leaf);
             }
             MgmtMessage::EnrollResponse {
                 result,
@@ -301,9 +266,19 @@ impl IpcProcess {
                 self.on_hello(now, port, ipcp, &dif, address)
             }
             MgmtMessage::Directory(entries) => {
+                // A leaf speaks for its own address only.
+                let leaf = self
+                    .neighbors
+                    .get(&port)
+                    .filter(|n| n.leaf)
+                    .and_then(|n| n.address);
                 let mut fresh = Vec::new();
                 for e in entries {
-                    if self.entry_allowed(&e) && self.directory.apply(&e) {
+                    if leaf.is_some_and(|a| a.0 != e.address) {
+                        self.counters.refused_claims += 1;
+                        continue;
+                    }
+                    if self.entry_allowed(&e) && self.directory.apply(&e, now) {
                         fresh.push(e);
                     }
                 }
@@ -311,27 +286,19 @@ impl IpcProcess {
                     self.send_to_neighbors(now, &MgmtMessage::Directory(fresh), Some(port));
                 }
             }
-            MgmtMessage::LinkState(lsas) => {
-                let me = self.address;
-                let fresh: Vec<_> = lsas
-                    .into_iter()
-                    .filter(|l| Some(Address(l.origin)) != me && self.lsdb.apply(l))
-                    .collect();
-                if !fresh.is_empty() {
-                    self.recompute_routes();
-                    self.send_to_neighbors(now, &MgmtMessage::LinkState(fresh), Some(port));
-                }
-            }
+            MgmtMessage::LinkState(lsas) => self.on_link_state(now, port, lsas),
             MgmtMessage::Keepalive => {}
             MgmtMessage::Goodbye { address } => {
-                // A neighbour says goodbye for itself only.
-                let own =
-                    self.neighbors.get(&port).and_then(|n| n.address) == Some(Address(address));
+                // A neighbour says goodbye for itself only; a leaf's goodbye stays
+                // with its enroller.
+                let (own, leaf) = self.neighbors.get(&port).map_or((false, false), |n| {
+                    (n.address == Some(Address(address)), n.leaf)
+                });
                 if let Some(n) = self.neighbors.remove(&port) {
                     self.neighbor_gone(now, n);
                 }
-                if own {
-                    self.forget_member(Address(address));
+                if own && !leaf && !self.cfg.leaf {
+                    self.withdraw_member(now, Address(address));
                 }
             }
             // Routed messages never travel on the neighbour connection.
@@ -349,17 +316,16 @@ impl IpcProcess {
                 reason: "the enroller went away".into(),
             });
         }
-        if n.stage == Stage::Up {
+        if n.leaf {
+            self.leaf_gone(now, &n);
+        } else if self.uplink == Some(n.port) {
+            // A leaf's enroller: it enrolls again through another adjacency it made,
+            // or the next one made.
+            self.uplink = None;
+            self.enroll_elsewhere(now);
+        } else if n.stage == Stage::Up {
             self.advertise(now);
         }
-    }
-
-    /// A member left for good: its advertisement and registrations go.
-    fn forget_member(&mut self, a: Address) {
-        self.lsdb.remove(a);
-        self.directory.purge_address(a);
-        self.recompute_routes();
-        self.reset_flows_to(a);
     }
 
     pub(super) fn neighbors_timeout(&mut self, now: Instant) {
@@ -378,7 +344,7 @@ impl IpcProcess {
                         ipcp: self.cfg.name.clone(),
                         dif: self.cfg.dif.clone(),
                         address: self.address.map_or(0, |a| a.0),
-                        leaf: false,
+                        leaf: self.cfg.leaf,
                     };
                     let _ = n.mgmt.send(now, &msg.encode());
                 }

@@ -113,7 +113,7 @@ impl IpcProcess {
             present,
             pool: self.pooled.contains(app),
         };
-        self.directory.apply(&e);
+        self.directory.apply(&e, now);
         self.send_to_neighbors(now, &MgmtMessage::Directory(vec![e]), None);
     }
 }

@@ -37,20 +37,29 @@ impl IpcProcess {
                 return None;
             }
         };
+        self.clock = now;
         self.counters.pdus_in += 1;
         if let Some(n) = self.neighbors.get_mut(&port) {
             n.last_heard = now;
         }
-        match (self.pft.get(&dst), crate::wire::pci::decrement_ttl(pdu)) {
-            (Some(&out), Some(_)) => {
+        match (self.port_toward(dst), crate::wire::pci::decrement_ttl(pdu)) {
+            (Some(out), Some(_)) => {
                 self.counters.pdus_relayed += 1;
-                self.counters.pdus_out += 1;
+                self.count_out(out);
                 Some(out)
             }
             _ => {
                 self.counters.pdus_dropped += 1;
                 None
             }
+        }
+    }
+
+    /// Counts a PDU handed to N-1 port `p`.
+    pub(super) fn count_out(&mut self, p: N1Port) {
+        self.counters.pdus_out += 1;
+        if self.neighbors.get(&p).is_some_and(|n| !n.leaf) {
+            self.counters.pdus_to_members += 1;
         }
     }
 
@@ -62,10 +71,10 @@ impl IpcProcess {
         v.clear();
         v.extend_from_slice(pdu);
         match (
-            self.pft.get(&pci.dst_addr),
+            self.port_toward(pci.dst_addr),
             crate::wire::pci::decrement_ttl(&mut v),
         ) {
-            (Some(&p), Some(_)) => {
+            (Some(p), Some(_)) => {
                 self.counters.pdus_relayed += 1;
                 self.out.push_back((p, v));
             }
@@ -84,8 +93,8 @@ impl IpcProcess {
             self.loopback.push_back(pdu);
             return true;
         }
-        match self.pft.get(&dst) {
-            Some(&p) => {
+        match self.port_toward(dst) {
+            Some(p) => {
                 self.out.push_back((p, pdu));
                 true
             }

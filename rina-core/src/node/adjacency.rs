@@ -108,7 +108,7 @@ impl Node {
     pub(crate) fn offer_enrollment(&mut self, now: Instant, dif: DifId) {
         let d = &self.difs[dif.0];
         let long_lived = self.long_lived || d.enroll.is_none() || self.serves_applications(dif);
-        if !d.ipcp.is_enrolled() || !long_lived {
+        if !d.ipcp.is_enrolled() || !long_lived || d.ipcp.is_leaf() {
             return;
         }
         let name = ApplicationName::new(d.name.clone());

@@ -114,6 +114,21 @@ pub struct DifConfig {
     pub neighbors: Vec<Plan>,
     /// Its security (`None`: an open DIF).
     pub security: Option<crate::secure::Security>,
+    /// Whether it joins as a leaf or as a full member.
+    pub role: Role,
+}
+
+/// How a member joins a normal DIF (see `ipcp::leaves`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Role {
+    /// A leaf if it enrolls in a short-lived node (a program's own stack), a full
+    /// member in a long-lived one (`rina node`) or when it bootstraps.
+    #[default]
+    Auto,
+    /// A leaf: it relays for no one and costs the DIF nothing when it comes and goes.
+    Leaf,
+    /// A full member: it relays, takes newcomers and is in the link-state database.
+    Full,
 }
 
 /// One member's stack: shim layers, normal DIFs and the N-1 ports between them.
@@ -177,6 +192,40 @@ impl Node {
         LinkId(self.shims.len() - 1)
     }
 
+    /// Checks that every layer a new DIF refers to is there, and that each neighbour
+    /// is named in a way its layer can reach.
+    fn check_plans<'a>(
+        &self,
+        name: &str,
+        over: &[Layer],
+        plans: impl Iterator<Item = &'a Plan> + Clone,
+    ) -> Result<(), NodeError> {
+        for &layer in over.iter().chain(plans.clone().map(|p| &p.lower)) {
+            if !self.has_layer(layer) {
+                return Err(NodeError::NoSuchLayer {
+                    dif: name.to_owned(),
+                    layer,
+                });
+            }
+        }
+        for p in plans {
+            let fits = match (p.lower, &p.peer) {
+                (Layer::Link(l), Peer::Udp(_)) => !self.shims[l.0].is_ethernet(),
+                (Layer::Link(l), Peer::Name(_)) => self.shims[l.0].is_ethernet(),
+                (Layer::Dif(_), peer) => matches!(peer, Peer::Name(_)),
+            };
+            if !fits {
+                let (peer, layer) = (p.peer.to_string(), p.lower);
+                return Err(NodeError::PeerKind {
+                    dif: name.to_owned(),
+                    peer,
+                    layer,
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Adds a normal DIF over layers already added.
     ///
     /// # Errors
@@ -189,34 +238,13 @@ impl Node {
             enroll,
             neighbors,
             security,
+            role,
         } = cfg;
         let name = ipcp.dif.clone();
         if security.is_some() && self.secure_rng.is_none() {
             return Err(NodeError::Unseeded { dif: name });
         }
-        for &layer in over
-            .iter()
-            .chain(enroll.iter().chain(&neighbors).map(|p| &p.lower))
-        {
-            if !self.has_layer(layer) {
-                return Err(NodeError::NoSuchLayer { dif: name, layer });
-            }
-        }
-        for p in enroll.iter().chain(&neighbors) {
-            let fits = match (p.lower, &p.peer) {
-                (Layer::Link(l), Peer::Udp(_)) => !self.shims[l.0].is_ethernet(),
-                (Layer::Link(l), Peer::Name(_)) => self.shims[l.0].is_ethernet(),
-                (Layer::Dif(_), peer) => matches!(peer, Peer::Name(_)),
-            };
-            if !fits {
-                let (peer, layer) = (p.peer.to_string(), p.lower);
-                return Err(NodeError::PeerKind {
-                    dif: name,
-                    peer,
-                    layer,
-                });
-            }
-        }
+        self.check_plans(&name, &over, enroll.iter().chain(&neighbors))?;
         let mtu = self.first_mtu(&over, security.is_some());
         let security = security.map(|mut s| {
             s.creds = s.creds.for_dif(&name);
@@ -227,6 +255,12 @@ impl Node {
             ipcp.access = Some(s.access.clone());
         }
         ipcp.data_efcp = data_efcp(mtu);
+        ipcp.leaf = enroll.is_some()
+            && match role {
+                Role::Auto => !self.long_lived,
+                Role::Leaf => true,
+                Role::Full => false,
+            };
         // Peers reach this member through each shim by its own name and by the DIF's
         // name; on Ethernet, where any member answering for the DIF's name may be
         // picked to enroll through, only once it can take newcomers (see

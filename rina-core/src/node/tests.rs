@@ -37,6 +37,7 @@ fn server(security: Option<crate::secure::Security>) -> (Node, LinkId, DifId, Li
         enroll: None,
         neighbors: vec![],
         security,
+        role: Default::default(),
     };
     let dif = node.add_dif(Instant::ZERO, cfg).unwrap();
     let attacker: SocketAddr = "10.0.0.66:4000".parse().unwrap();

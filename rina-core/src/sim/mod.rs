@@ -17,7 +17,7 @@ pub use net::{Host, Net};
 pub use scenario::{transfer, TransferReport};
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::{BTreeSet, BinaryHeap, VecDeque};
 use std::time::Duration;
 
 use crate::ipcp::{Event, IpcProcess, IpcpConfig};
@@ -75,6 +75,17 @@ struct Link {
     cfg: LinkConfig,
     rng: [Rng; 2],
     up: bool,
+    stats: LinkStats,
+}
+
+/// What one link carried (both directions).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LinkStats {
+    /// Frames delivered.
+    pub frames: u64,
+    /// Of them, frames of the neighbours' management connection (enrollment,
+    /// directory, link state, keepalives: destination address 0).
+    pub neighbor_frames: u64,
 }
 
 /// Why [`Sim::run_until`] gave up.
@@ -100,6 +111,14 @@ pub struct Sim {
     buf: Vec<u8>,
     /// Frames delivered, dropped by the link.
     pub frames: (u64, u64),
+    /// Nodes touched since they were last flushed (and a flag per node).
+    dirty: Vec<usize>,
+    is_dirty: Vec<bool>,
+    /// Each node's next deadline, and all of them in order.
+    deadline: Vec<Option<Instant>>,
+    deadlines: BTreeSet<(Instant, usize)>,
+    /// Nodes taken out of the simulation (see [`Sim::retire`]).
+    retired: Vec<bool>,
 }
 
 impl Sim {
@@ -115,6 +134,11 @@ impl Sim {
             trace: VecDeque::new(),
             buf: Vec::new(),
             frames: (0, 0),
+            dirty: Vec::new(),
+            is_dirty: Vec::new(),
+            deadline: Vec::new(),
+            deadlines: BTreeSet::new(),
+            retired: Vec::new(),
         }
     }
 
@@ -142,12 +166,47 @@ impl Sim {
             events: VecDeque::new(),
             ports: Vec::new(),
         });
-        self.nodes.len() - 1
+        self.is_dirty.push(false);
+        self.deadline.push(None);
+        self.retired.push(false);
+        let i = self.nodes.len() - 1;
+        self.touch(i);
+        i
     }
 
-    /// The node at `i`.
+    /// The node at `i` (what the caller does to it is flushed at the next step).
     pub fn node(&mut self, i: usize) -> &mut Node {
+        self.touch(i);
         &mut self.nodes[i]
+    }
+
+    /// The node at `i`, to look at only.
+    pub fn peek(&self, i: usize) -> &Node {
+        &self.nodes[i]
+    }
+
+    /// Takes node `i` out for good, as a process that exits: its links go down, its
+    /// timers stop, and it costs the simulation nothing from now on.
+    pub fn retire(&mut self, i: usize) {
+        self.retired[i] = true;
+        if let Some(t) = self.deadline[i].take() {
+            self.deadlines.remove(&(t, i));
+        }
+        for &(_, link, _) in &self.nodes[i].ports {
+            self.links[link].up = false;
+        }
+    }
+
+    /// What link `link` carried.
+    pub fn link_stats(&self, link: usize) -> LinkStats {
+        self.links[link].stats
+    }
+
+    fn touch(&mut self, i: usize) {
+        if !self.is_dirty[i] {
+            self.is_dirty[i] = true;
+            self.dirty.push(i);
+        }
     }
 
     /// Joins `a` and `b` with a link; `a` initiates (enrolls or says hello).
@@ -164,7 +223,10 @@ impl Sim {
             cfg,
             rng: [r.fork(0), r.fork(1)],
             up: true,
+            stats: LinkStats::default(),
         });
+        self.touch(a);
+        self.touch(b);
         let now = self.now;
         self.nodes[b].ipcp.add_n1_port(now, pb, mtu, false);
         self.nodes[a].ipcp.add_n1_port(now, pa, mtu, true);
@@ -183,11 +245,16 @@ impl Sim {
         self.trace.push_back(s);
     }
 
-    /// Sends what every node has to send, schedules arrivals, collects events.
+    /// Sends what every node touched has to send, schedules arrivals, collects
+    /// events, and notes its next deadline.
     fn flush(&mut self) {
-        for n in 0..self.nodes.len() {
+        while let Some(n) = self.dirty.pop() {
+            self.is_dirty[n] = false;
+            if self.retired[n] {
+                continue;
+            }
             while let Some(port) = self.nodes[n].ipcp.poll_transmit(self.now, &mut self.buf) {
-                let Some(&(_, link, far)) = self.nodes[n].ports.iter().find(|p| p.0 == port) else {
+                let Some(&(_, link, far)) = port_of(&self.nodes[n].ports, port) else {
                     continue;
                 };
                 let frame = std::mem::take(&mut self.buf);
@@ -197,6 +264,16 @@ impl Sim {
                 let line = format!("{} node {n}: {ev:?}", self.now);
                 self.log(line);
                 self.nodes[n].events.push_back(ev);
+            }
+            let next = self.nodes[n].ipcp.poll_timeout();
+            if self.deadline[n] != next {
+                if let Some(t) = self.deadline[n] {
+                    self.deadlines.remove(&(t, n));
+                }
+                if let Some(t) = next {
+                    self.deadlines.insert((t, n));
+                }
+                self.deadline[n] = next;
             }
         }
     }
@@ -236,24 +313,27 @@ impl Sim {
     /// (nothing in flight and no deadline).
     pub fn step(&mut self) -> bool {
         self.flush();
-        let mut next = self.queue.peek().map(|Reverse(f)| f.0);
-        for n in &self.nodes {
-            next = earliest(next, n.ipcp.poll_timeout());
-        }
-        let Some(next) = next else { return false };
+        let Some(next) = self.next_event() else {
+            return false;
+        };
         self.now = self.now.max(next);
         while self.queue.peek().is_some_and(|Reverse(f)| f.0 <= self.now) {
             let Some(Reverse((_, _, node, port, frame))) = self.queue.pop() else {
                 break;
             };
+            if self.retired[node] {
+                continue;
+            }
             self.frames.0 += 1;
+            self.count(node, port, &frame);
+            self.touch(node);
             // Odd nodes take PDUs in place, as the runtime does from a shim (relayed
             // PDUs leave at once); even ones by reference, as from a DIF below.
             if node % 2 == 1 {
                 let mut frame = frame;
                 let n = &mut self.nodes[node];
                 if let Some(out) = n.ipcp.handle_pdu_in_place(self.now, port, &mut frame) {
-                    if let Some(&(_, link, far)) = n.ports.iter().find(|p| p.0 == out) {
+                    if let Some(&(_, link, far)) = port_of(&n.ports, out) {
                         self.transmit(link, far, frame);
                     }
                 }
@@ -261,13 +341,44 @@ impl Sim {
                 self.nodes[node].ipcp.handle_pdu(self.now, port, &frame);
             }
         }
-        for n in &mut self.nodes {
-            if n.ipcp.poll_timeout().is_some_and(|t| t <= self.now) {
-                n.ipcp.handle_timeout(self.now);
+        while let Some(&(t, n)) = self.deadlines.first() {
+            if t > self.now {
+                break;
             }
+            self.deadlines.remove(&(t, n));
+            self.deadline[n] = None;
+            self.nodes[n].ipcp.handle_timeout(self.now);
+            self.touch(n);
         }
         self.flush();
         true
+    }
+
+    /// When the next frame arrives or the next deadline is due.
+    fn next_event(&self) -> Option<Instant> {
+        let next = self.queue.peek().map(|Reverse(f)| f.0);
+        earliest(next, self.deadlines.first().map(|&(t, _)| t))
+    }
+
+    /// Runs everything due up to `t`, then sets the clock to `t` (a quiet network
+    /// does not jump past it).
+    pub fn advance_to(&mut self, t: Instant) {
+        self.flush();
+        while self.next_event().is_some_and(|n| n <= t) {
+            self.step();
+        }
+        self.now = self.now.max(t);
+    }
+
+    /// Counts a frame delivered to `node` on `port` in its link's figures.
+    fn count(&mut self, node: usize, port: N1Port, frame: &[u8]) {
+        if let Some(&(_, link, _)) = port_of(&self.nodes[node].ports, port) {
+            let neighbor = crate::wire::Pci::parse(frame)
+                .is_ok_and(|(pci, _)| pci.dst_addr == crate::Address::NONE);
+            let s = &mut self.links[link].stats;
+            s.frames += 1;
+            s.neighbor_frames += u64::from(neighbor);
+        }
     }
 
     /// Steps until `done` holds, failing past virtual time `limit` or `max_steps`.
@@ -282,6 +393,12 @@ impl Sim {
     ) -> Result<(), Stalled> {
         run_until(self, limit, max_steps, done)
     }
+}
+
+/// The link of N-1 port `port` (ports are numbered from 1 in the order links were
+/// added).
+fn port_of(ports: &[(N1Port, usize, usize)], port: N1Port) -> Option<&(N1Port, usize, usize)> {
+    ports.get((port.0 as usize).checked_sub(1)?)
 }
 
 /// What [`run_until`] needs of a simulation.

@@ -17,8 +17,9 @@ use super::Error;
 use crate::name::ApplicationName;
 
 /// The management encoding version (3: directory entries say whether the name is
-/// served by a pool; flow requests carry the requester's allocation info).
-pub const MGMT_VERSION: u8 = 3;
+/// served by a pool; flow requests carry the requester's allocation info; 4:
+/// advertisements carry the origin's block of leaf addresses and may be withdrawals).
+pub const MGMT_VERSION: u8 = 4;
 
 /// The most bytes of allocation info a flow request carries (see
 /// [`MgmtMessage::FlowRequest`]).
@@ -50,6 +51,11 @@ pub struct Lsa {
     /// The largest PDU every N-1 port of the origin carries (0: not known). The DIF's
     /// PDUs are no larger than the smallest of these, so that any path carries them.
     pub max_pdu: u32,
+    /// The block of leaf addresses the origin owns (see `ipcp::leaves`; 0: none).
+    pub block: u16,
+    /// A withdrawal: the origin left the DIF. It beats every older advertisement of
+    /// the origin, carries no neighbours, and is forgotten after a while.
+    pub withdrawn: bool,
     /// Addresses of the origin's enrolled neighbours.
     pub neighbors: Vec<u32>,
 }
@@ -380,6 +386,8 @@ fn put_link_state(w: &mut Writer, lsas: &[Lsa]) {
         w.u32(l.origin);
         w.u64(l.seq);
         w.u32(l.max_pdu);
+        w.u16(l.block);
+        w.bool(l.withdrawn);
         w.u16(l.neighbors.len().min(usize::from(u16::MAX)) as u16);
         for n in l.neighbors.iter().take(usize::from(u16::MAX)) {
             w.u32(*n);
@@ -388,12 +396,14 @@ fn put_link_state(w: &mut Writer, lsas: &[Lsa]) {
 }
 
 fn get_link_state(r: &mut Reader<'_>) -> Result<Vec<Lsa>, Error> {
-    let n = r.count(4 + 8 + 2)?;
+    let n = r.count(4 + 8 + 4 + 2 + 1 + 2)?;
     let mut v = Vec::with_capacity(n);
     for _ in 0..n {
         let origin = r.u32()?;
         let seq = r.u64()?;
         let max_pdu = r.u32()?;
+        let block = r.u16()?;
+        let withdrawn = r.bool()?;
         let k = r.count(4)?;
         let mut neighbors = Vec::with_capacity(k);
         for _ in 0..k {
@@ -403,6 +413,8 @@ fn get_link_state(r: &mut Reader<'_>) -> Result<Vec<Lsa>, Error> {
             origin,
             seq,
             max_pdu,
+            block,
+            withdrawn,
             neighbors,
         });
     }
@@ -445,6 +457,8 @@ mod tests {
                 origin: 1,
                 seq: 2,
                 max_pdu: 1486,
+                block: 5,
+                withdrawn: false,
                 neighbors: vec![3, 4],
             }]),
             MgmtMessage::Keepalive,
@@ -469,11 +483,13 @@ mod tests {
     fn hand_written_link_state() {
         #[rustfmt::skip]
         let bytes = [
-            3, 6,                       // version 3, link state
+            4, 6,                       // version 4, link state
             0, 1,                       // one advertisement
             0, 0, 0, 7,                 // origin 7
             0, 0, 0, 0, 0, 0, 0, 3,     // seq 3
             0, 0, 0x05, 0xce,           // largest PDU 1486
+            0x01, 0x02,                 // leaf block 0x102
+            0,                          // not a withdrawal
             0, 2,                       // two neighbours
             0, 0, 0, 1, 0, 0, 0, 9,     // 1 and 9
         ];
@@ -481,6 +497,8 @@ mod tests {
             origin: 7,
             seq: 3,
             max_pdu: 1486,
+            block: 0x102,
+            withdrawn: false,
             neighbors: vec![1, 9],
         }]);
         assert_eq!(m.encode(), bytes);
@@ -489,7 +507,7 @@ mod tests {
 
     #[test]
     fn hand_written_flow_response() {
-        let bytes = [3, 17, 1, 0, 0, 0, 11, 0, 0, 0, 12];
+        let bytes = [4, 17, 1, 0, 0, 0, 11, 0, 0, 0, 12];
         let m = MgmtMessage::FlowResponse {
             result: ResultCode::NoSuchName,
             src_cep: 11,
@@ -516,15 +534,16 @@ mod tests {
         }
         assert_eq!(MgmtMessage::decode(&[1, 1]), Err(Error::Version(1)));
         assert_eq!(MgmtMessage::decode(&[2, 1]), Err(Error::Version(2)));
-        assert_eq!(MgmtMessage::decode(&[4, 1]), Err(Error::Version(4)));
-        assert_eq!(MgmtMessage::decode(&[3, 99]), Err(Error::UnknownType(99)));
+        assert_eq!(MgmtMessage::decode(&[3, 1]), Err(Error::Version(3)));
+        assert_eq!(MgmtMessage::decode(&[5, 1]), Err(Error::Version(5)));
+        assert_eq!(MgmtMessage::decode(&[4, 99]), Err(Error::UnknownType(99)));
     }
 
     #[test]
     fn hand_written_flow_request_with_info() {
         let n = |s: &str| [&[s.len() as u8][..], s.as_bytes(), &[0, 0, 0]].concat();
         let bytes = [
-            &[3, 16][..],        // version 3, flow request
+            &[4, 16][..],        // version 4, flow request
             &n("c"),             // source name
             &n("s"),             // destination name
             &[0, 0, 0, 11],      // source CEP-id

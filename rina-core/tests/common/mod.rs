@@ -215,6 +215,7 @@ pub fn dif(dif: &str, name: &str, seed: u64, over: Layer, join: Result<u32, Peer
         enroll,
         neighbors: Vec::new(),
         security: None,
+        role: Default::default(),
     }
 }
 
@@ -287,6 +288,7 @@ pub fn three_levels(
         for (i, (d, over, join)) in levels.into_iter().enumerate().take(if b { 2 } else { 3 }) {
             let cfg = DifConfig {
                 security: security(d, h),
+                role: Default::default(),
                 ..dif(d, &format!("{name}.{d}"), s + i as u64, over, join)
             };
             node.add_dif(net.now(), cfg).unwrap();

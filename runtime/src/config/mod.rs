@@ -114,6 +114,9 @@ pub struct NormalDifConfig {
     pub keepalive_misses: u32,
     /// Its security (`None`: an open DIF).
     pub security: Option<SecurityConfig>,
+    /// A leaf or a full member (`role = "leaf" | "member"`; default: a leaf in a
+    /// program's own stack, a full member in `rina node` or when it bootstraps).
+    pub role: rina_core::node::Role,
 }
 
 /// How a normal-DIF member joins its DIF.
@@ -302,6 +305,23 @@ impl Config {
             }
         }
         c
+    }
+
+    /// Gives the members that would take this process's default names (see
+    /// [`default_member_name`]) names of their own, `<pid>.<tag>`: a stack that
+    /// replaces one handed to a keeper must not take the keeper's names, or its
+    /// enrollment would replace the keeper's adjacencies (and end its flows).
+    pub fn with_fresh_member_names(mut self, program: &str, pid: u32, tag: u16) -> Config {
+        for d in &mut self.difs {
+            if let DifKind::Normal(n) = &mut d.kind {
+                if n.ipcp_name.is_none() {
+                    let mut name = default_member_name(program, &d.name, pid);
+                    name.process_instance = format!("{pid}.{tag:x}");
+                    n.ipcp_name = Some(name);
+                }
+            }
+        }
+        self
     }
 
     /// A human-readable account of what this file makes a process do (`rina check`).

@@ -26,7 +26,7 @@
 //! type = "normal"
 //! over = ["udp0"]                  # or over = "udp0"; each a DIF declared EARLIER in the file
 //! ipcp = "server.net"              # optional IPC process name (application-name text form)
-//! bootstrap = true                 # the first member; optional `address = 1` (default 1, > 0)
+//! bootstrap = true                 # the first member; optional `address = 1` (1..2^31)
 //! # or, instead of bootstrap:
 //! # enroll-via = { dif = "udp0", neighbor = "127.0.0.1:7000" }
 //! #   neighbor: "ip:port" or a name from that shim's peers; over an Ethernet DIF, a name
@@ -39,6 +39,10 @@
 //!                                  # default 5s, at most 1h
 //! keepalive-interval = "2s"        # default 2s, at most 1h
 //! keepalive-misses = 3             # default 3, 1..=1000
+//! role = "leaf"                    # optional: "leaf" (relays for no one, costs the DIF
+//! #   nothing when it comes and goes) or "member" (a full member that relays and takes
+//! #   newcomers); default: a leaf in a program's own stack, a member in `rina node`
+//! #   and when it bootstraps
 //!
 //! [[connect]]                      # first match wins, in file order
 //! to = "127.0.0.1:5000"            # HOST:PORTS, see below
@@ -97,6 +101,7 @@
 //! Only a regular file of UTF-8 text is read ([`load`]).
 
 mod difs;
+mod join;
 mod raw;
 mod rules;
 mod security;

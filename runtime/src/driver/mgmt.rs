@@ -104,18 +104,8 @@ impl Driver {
 /// What DIF `d` of `node` reports.
 fn dif_report(node: &Node, id: DifId, d: &Dif) -> DifReport {
     let ipcp = d.ipcp();
-    let neighbors: Vec<NeighborReport> = ipcp
-        .neighbors()
-        .into_iter()
-        .map(|(port, name, a)| NeighborReport {
-            port: port.0,
-            name: name.to_string(),
-            address: a.0,
-            key: node
-                .neighbor_key(port)
-                .map(|k| rina_core::secure::fingerprint(&k)),
-        })
-        .collect();
+    let leaves = ipcp.leaves();
+    let neighbors = neighbor_reports(node, ipcp);
     let routes = ipcp
         .forwarding_table()
         .iter()
@@ -171,6 +161,9 @@ fn dif_report(node: &Node, id: DifId, d: &Dif) -> DifReport {
             pdus_relayed: c.pdus_relayed,
             pdus_malformed: c.pdus_malformed,
             pdus_dropped: c.pdus_dropped,
+            pdus_to_members: c.pdus_to_members,
+            control_to_members: c.control_to_members,
+            route_computations: c.route_computations,
         },
         security: node.security_counters(id).map(|s| SecurityReport {
             handshakes: s.handshakes,
@@ -180,7 +173,28 @@ fn dif_report(node: &Node, id: DifId, d: &Dif) -> DifReport {
             refused_claims: c.refused_claims,
             handshakes_limited: s.handshakes_limited,
         }),
+        leaf: ipcp.is_leaf(),
+        lsdb_size: ipcp.lsdb_len(),
+        directory_size: ipcp.directory().len(),
+        leaves: leaves.iter().map(|(a, _)| a.0).collect(),
     }
+}
+
+/// The neighbours of an IPC process: port, name, address, key, whether a leaf.
+fn neighbor_reports(node: &Node, ipcp: &rina_core::ipcp::IpcProcess) -> Vec<NeighborReport> {
+    let leaves = ipcp.leaves();
+    ipcp.neighbors()
+        .into_iter()
+        .map(|(port, name, a)| NeighborReport {
+            port: port.0,
+            name: name.to_string(),
+            address: a.0,
+            key: node
+                .neighbor_key(port)
+                .map(|k| rina_core::secure::fingerprint(&k)),
+            leaf: leaves.contains(&(a, port)),
+        })
+        .collect()
 }
 
 /// The flows of an IPC process, with their EFCP figures.

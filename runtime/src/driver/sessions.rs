@@ -218,7 +218,7 @@ impl Driver {
         let ipcp = d.ipcp();
         let me = ipcp.address();
         // A holder this member cannot reach (it vanished) does not count.
-        let reachable = |a| ipcp.forwarding_table().contains_key(&a);
+        let reachable = |a| ipcp.reaches(a);
         let holder = ipcp
             .directory()
             .holders(&req.app)

@@ -81,7 +81,11 @@ pub(crate) fn spawn(
         // a second server of a pool): join as one more member, through it.
         Err(BuildError::EndpointInUse(e)) => {
             tracing::info!("{e}; joining through the member that holds it");
-            let child = config.for_fork_child(std::process::id());
+            let pid = std::process::id();
+            let child =
+                config
+                    .for_fork_child(pid)
+                    .with_fresh_member_names(program, pid, seed as u16);
             Stack::build(&child, program, Instant::ZERO, seed, node)?
         }
         Err(e) => return Err(e.into()),

@@ -11,7 +11,7 @@ use toml::Spanned;
 use super::raw::{OneOrMany, RawDif, RawEnroll};
 use super::{list_or_none, Validator, MAX_DIF_DURATION, R};
 use crate::config::{
-    DifConfig, DifIndex, DifKind, EthShimConfig, Join, Neighbor, NormalDifConfig, UdpShimConfig,
+    DifConfig, DifIndex, DifKind, EthShimConfig, Neighbor, NormalDifConfig, UdpShimConfig,
 };
 use rina_core::name::MAX_NAME_PART;
 use rina_core::ApplicationName;
@@ -55,7 +55,7 @@ impl Validator<'_> {
         Ok(difs)
     }
 
-    fn not_for(&self, present: Option<Range<usize>>, key: &str, kind: &str) -> R<()> {
+    pub(super) fn not_for(&self, present: Option<Range<usize>>, key: &str, kind: &str) -> R<()> {
         match present {
             Some(span) => Err(self.error(span, format!("`{key}` does not apply to a {kind} DIF"))),
             None => Ok(()),
@@ -197,6 +197,7 @@ impl Validator<'_> {
         }
         let over = names.iter().map(|n| index_of(earlier, n)).collect();
         let security = d.security.as_ref().map(|s| self.security(s)).transpose()?;
+        let role = self.role(d, &join)?;
         Ok(NormalDifConfig {
             over,
             ipcp_name,
@@ -206,6 +207,7 @@ impl Validator<'_> {
             keepalive_interval,
             keepalive_misses,
             security,
+            role,
         })
     }
 
@@ -254,57 +256,6 @@ impl Validator<'_> {
             names.push(n);
         }
         Ok(names)
-    }
-
-    /// How a normal DIF's member joins: it bootstraps (with its address) or enrolls.
-    fn join(
-        &self,
-        d: &RawDif,
-        span: &Range<usize>,
-        names: &[String],
-        earlier: &[DifConfig],
-    ) -> R<Join> {
-        Ok(match (&d.bootstrap, &d.enroll_via) {
-            (Some(b), Some(_)) if *b.get_ref() => {
-                return Err(self.error(
-                    b.span(),
-                    "a member either bootstraps the DIF or enrolls (`enroll-via`), not both",
-                ))
-            }
-            (Some(b), _) if *b.get_ref() => {
-                let address = match &d.address {
-                    None => 1,
-                    Some(a) => {
-                        let v = *a.get_ref();
-                        if !(1..=i64::from(u32::MAX)).contains(&v) {
-                            return Err(self.error(a.span(), "address must be 1..=4294967295"));
-                        }
-                        v as u32
-                    }
-                };
-                Join::Bootstrap { address }
-            }
-            (_, Some(e)) => {
-                self.not_for(
-                    d.address.as_ref().map(Spanned::span),
-                    "address",
-                    "enrolling (only a bootstrap member sets its address)",
-                )?;
-                let e_ref = e.get_ref();
-                let (via, neighbor) =
-                    self.adjacency(d, names, earlier, e_ref, e.span(), "enroll-via")?;
-                Join::Enroll { via, neighbor }
-            }
-            _ => {
-                return Err(self.error(
-                    span.clone(),
-                    format!(
-                        "normal DIF {:?} needs `bootstrap = true` or `enroll-via = {{ ... }}`",
-                        d.name.get_ref()
-                    ),
-                ))
-            }
-        })
     }
 
     /// Enrollment time-out, keepalive interval and misses (defaults 5 s, 2 s, 3).
@@ -373,7 +324,7 @@ impl Validator<'_> {
     /// A neighbour named by `{ dif = ..., neighbor = ... }` (`key` is `enroll-via` or
     /// `neighbors`): the lower DIF (which may be left out when `over` names one) and how
     /// the neighbour is reached in it.
-    fn adjacency(
+    pub(super) fn adjacency(
         &self,
         d: &RawDif,
         names: &[String],

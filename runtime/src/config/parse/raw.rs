@@ -41,6 +41,7 @@ pub(super) struct RawDif {
     pub(super) keepalive_interval: Option<Spanned<String>>,
     pub(super) keepalive_misses: Option<Spanned<i64>>,
     pub(super) security: Option<Spanned<RawSecurity>>,
+    pub(super) role: Option<Spanned<String>>,
 }
 
 /// `[dif.security]`.

@@ -203,6 +203,24 @@ fn structural_mistakes() {
         "not a duration",
     );
     assert_err(
+        &format!("{base}bootstrap = true\nrole = \"leaf\"\n"),
+        10,
+        8,
+        "bootstraps the DIF is a full member",
+    );
+    assert_err(
+        &format!("{base}enroll-via = {{ neighbor = \"127.0.0.1:2\" }}\nrole = \"relay\"\n"),
+        10,
+        8,
+        "role must be \"leaf\" or \"member\"",
+    );
+    assert_err(
+        &format!("{base}bootstrap = true\naddress = 2147483648\n"),
+        10,
+        11,
+        "address must be 1..=2147483647",
+    );
+    assert_err(
         &format!("{base}bootstrap = true\nbind = \"1.2.3.4:5\"\n"),
         10,
         8,

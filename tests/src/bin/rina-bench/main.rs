@@ -1,13 +1,14 @@
 //! The benchmark: nc over RINA (UDP shim on loopback) against nc over kernel TCP on
 //! loopback, in one run, interleaved, several runs, medians.
 //!
-//! `cargo run --release -p rina-e2e --bin rina-bench -- [--mib 256] [--runs 5] [--rtt-count 10000] [--http-seconds 3] [--sections loopback,http,ethernet,relays,passthrough,secured]`
+//! `cargo run --release -p rina-e2e --bin rina-bench -- [--mib 256] [--runs 5] [--rtt-count 10000] [--http-seconds 3] [--scale-clients 100] [--sections loopback,http,ethernet,relays,passthrough,secured,scale]`
 //!
 //! Throughput: `nc -N` sends MiB of zeros into `nc -l` (output discarded); the time is
 //! from the client's start to both processes' exit. Round trip: `pingpong` sends 64-byte
 //! messages one at a time and reports the median. Ethernet: the same two figures over
 //! the Ethernet shim between two network namespaces (see `ethernet.rs`). Relays: the
-//! same through chains of relays, and routing convergence in a ring (see `relays.rs`). HTTP: `httpload` requests (one
+//! same through chains of relays, and routing convergence in a ring (see `relays.rs`). Scale: short-lived
+//! clients through DIFs of 2, 16 and 64 members (see `scale.rs`). HTTP: `httpload` requests (one
 //! connection, over RINA one flow, per request) from 8 threads, and from 1 thread (one
 //! request at a time: a flow allocation plus a round trip each), and `curl` processes
 //! one after another (see `http.rs`). Each against the same over kernel TCP on
@@ -23,16 +24,17 @@ use rina_e2e::*;
 mod ethernet;
 mod http;
 mod relays;
+mod scale;
 mod secured;
 
 /// What `--help` prints.
 const USAGE: &str = "usage: rina-bench [--mib N] [--runs N] [--rtt-count N] [--http-seconds N] \
-[--sections loopback,http,ethernet,relays,passthrough,secured]
+[--scale-clients N] [--sections loopback,http,ethernet,relays,passthrough,secured,scale]
 
 Runs each section against kernel TCP in the same run, several runs, and prints the
 medians and ratios (see BENCHMARKS.md). Defaults: --mib 256 --runs 5 --rtt-count 10000
---http-seconds 3, every section. Needs the release build of the workspace, and root for
-the ethernet section.
+--http-seconds 3 --scale-clients 100, every section. Needs the release build of the
+workspace, and root for the ethernet section.
 ";
 
 /// The options it knows (each takes a value).
@@ -41,6 +43,7 @@ const OPTIONS: &[&str] = &[
     "--runs",
     "--rtt-count",
     "--http-seconds",
+    "--scale-clients",
     "--sections",
 ];
 
@@ -69,6 +72,7 @@ fn main() {
     let runs = opt("--runs", 5);
     let rtt_count = opt("--rtt-count", 10_000);
     let http_seconds = opt("--http-seconds", 3);
+    let scale_clients = opt("--scale-clients", 100);
     let dir = temp_dir();
 
     let sections = args
@@ -76,7 +80,7 @@ fn main() {
         .position(|a| a == "--sections")
         .and_then(|i| args.get(i + 1))
         .map_or(
-            "loopback,http,ethernet,relays,passthrough,secured",
+            "loopback,http,ethernet,relays,passthrough,secured,scale",
             String::as_str,
         )
         .to_owned();
@@ -98,6 +102,9 @@ fn main() {
     }
     if wants("secured") {
         secured::section(&dir, runs, mib, rtt_count, http_seconds as u64);
+    }
+    if wants("scale") {
+        scale::section(&dir, runs, scale_clients);
     }
 }
 
