@@ -38,7 +38,9 @@ impl Directory {
     pub fn apply(&mut self, e: &DirEntry, now: Instant) -> bool {
         let key = (e.app.clone(), e.address);
         match self.entries.get(&key) {
-            Some(s) if s.seq >= e.seq => false,
+            // A removal beats a registration of the same version (a member's entries
+            // purged when it left keep their version).
+            Some(s) if s.seq > e.seq || s.seq == e.seq && (!s.present || e.present) => false,
             _ => {
                 let slot = Slot {
                     seq: e.seq,
@@ -108,24 +110,28 @@ impl Directory {
 
     /// Every entry of the members for which `gone` holds becomes a tombstone (they
     /// left): a copy arriving late cannot bring it back, a newer registration can.
-    pub fn purge(&mut self, now: Instant, mut gone: impl FnMut(Address) -> bool) {
-        for ((_, a), s) in self.entries.iter_mut() {
+    /// Returns the tombstones made.
+    pub fn purge(&mut self, now: Instant, mut gone: impl FnMut(Address) -> bool) -> Vec<DirEntry> {
+        let mut made = Vec::new();
+        for ((app, a), s) in self.entries.iter_mut() {
             if s.present && gone(Address(*a)) {
                 s.present = false;
                 s.changed = now;
+                made.push(DirEntry {
+                    app: app.clone(),
+                    address: *a,
+                    seq: s.seq,
+                    present: false,
+                    pool: s.pool,
+                });
             }
         }
+        made
     }
 
     /// Every entry of a member that left becomes a tombstone.
     pub fn purge_address(&mut self, now: Instant, address: Address) {
         self.purge(now, |a| a == address);
-    }
-
-    /// Every entry of the leaves of leaf block `block` becomes a tombstone (its owner
-    /// left).
-    pub fn purge_block(&mut self, now: Instant, block: u16) {
-        self.purge(now, |a| super::leaves::block_of(a) == Some(block));
     }
 
     /// Forgets tombstones older than `hold`.

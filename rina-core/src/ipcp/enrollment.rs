@@ -89,6 +89,12 @@ impl IpcProcess {
             return;
         }
         let Some(a) = n.assigned.take() else { return };
+        if self.cfg.leaf && self.uplink.is_some_and(|u| u != port) {
+            // Enrolled elsewhere meanwhile: a leaf has one enroller.
+            self.neighbors.remove(&port);
+            self.events.push_back(Event::NeighborRefused { port });
+            return;
+        }
         n.stage = Stage::Up;
         let name = n.name.clone().unwrap_or_default();
         self.events.push_back(Event::NeighborUp { port, name });
@@ -110,6 +116,10 @@ impl IpcProcess {
         if self.cfg.leaf {
             // A leaf takes no one.
             return self.send_to(now, port, &self.enroll_refusal(ResultCode::Denied));
+        }
+        if self.neighbors.get(&port).is_some_and(|n| n.leaf) {
+            // A leaf enrolled here already: it does not change its address or kind.
+            return;
         }
         let Some(me) = self.address else {
             // Not a member ourselves: cannot enroll anyone.
@@ -159,10 +169,13 @@ impl IpcProcess {
         // Advertise the new adjacency first, so the snapshot already holds it and the
         // new member has a two-way route to us the moment it is enrolled (a leaf's
         // changes nothing: it is reached through this member's block).
-        if leaf {
+        if leaf && super::leaves::block_of(address) == Some(self.block) {
             self.tell_leaves_mtu(now);
         } else {
+            // A member, or a leaf that kept its address from a block whose owner
+            // went: its host route is advertised.
             self.advertise(now);
+            self.tell_leaves_mtu(now);
         }
         self.send_snapshot(now, port);
         self.send_to(now, port, &MgmtMessage::EnrollDone);
@@ -181,6 +194,10 @@ impl IpcProcess {
         let Some(me) = self.address.filter(|_| !self.cfg.leaf) else {
             return;
         };
+        if self.neighbors.get(&port).is_some_and(|n| n.leaf) {
+            // A leaf does not become a full neighbour by saying hello.
+            return;
+        }
         if dif != self.cfg.dif || address == 0 {
             return;
         }

@@ -58,14 +58,20 @@ impl IpcProcess {
         if b == 0 || self.lsdb.block_holder(b).is_none_or(|h| h == me) {
             return;
         }
-        self.block = 0;
-        self.claim_block();
-        let ports: Vec<N1Port> = self.leaves.values().copied().collect();
+        // The leaves of the block go first (their names withdrawn), then the block.
+        let ports: Vec<N1Port> = self
+            .leaves
+            .iter()
+            .filter(|(&a, _)| block_of(a) == Some(b))
+            .map(|(_, &p)| p)
+            .collect();
         for p in ports {
             if let Some(n) = self.neighbors.remove(&p) {
                 self.neighbor_gone(now, n);
             }
         }
+        self.block = 0;
+        self.claim_block();
         self.advertise(now);
     }
 
@@ -91,14 +97,23 @@ impl IpcProcess {
     }
 
     /// An address for a leaf enrolling here: the one it asks for if it is of this
-    /// member's block and free, else the next free one; `None` when the block is full.
+    /// member's block and free, or of a block whose owner this member cannot reach
+    /// any more (the leaf's enroller died: it keeps its address, and its flows, by a
+    /// host route this member advertises); else the next free one of this member's
+    /// block; `None` when the block is full.
     pub(super) fn assign_leaf_address(&mut self, wanted: u32) -> Option<Address> {
         if self.block == 0 {
             return None;
         }
-        let free = |s: &Self, a: Address| !s.leaves.contains_key(&a);
+        // Not a leaf here, nor one another member carries a host route to.
+        let free = |s: &Self, a: Address| {
+            !s.leaves.contains_key(&a) && s.lsdb.host_holder(a).is_none_or(|h| Some(h) == s.address)
+        };
         let w = Address(wanted);
         if block_of(w) == Some(self.block) && w.0 & 0xffff != 0 && free(self, w) {
+            return Some(w);
+        }
+        if self.may_adopt(w) && free(self, w) {
             return Some(w);
         }
         for _ in 0..=u16::MAX {
@@ -139,14 +154,41 @@ impl IpcProcess {
         }
     }
 
+    /// True if leaf address `a` of another member's block may be given to a leaf
+    /// enrolling here: the block's owner is known and this member reaches it no more
+    /// (the leaf's enroller is gone), and no member it reaches carries a host route to
+    /// `a`. A peer cannot take an address of a live block, nor of a block nobody held.
+    fn may_adopt(&self, a: Address) -> bool {
+        let Some(b) = block_of(a).filter(|&b| b != 0 && b != self.block && a.0 & 0xffff != 0)
+        else {
+            return false;
+        };
+        let unreachable = |h: Address| !self.pft.contains_key(&h);
+        self.lsdb.block_holder(b).is_some_and(unreachable)
+            && self.lsdb.host_holder(a).is_none_or(unreachable)
+    }
+
+    /// Leaves of other members' blocks enrolled here (advertised as host routes).
+    pub(super) fn foreign_leaves(&self) -> impl Iterator<Item = Address> + '_ {
+        let mine = self.block;
+        self.leaves
+            .keys()
+            .copied()
+            .filter(move |&a| block_of(a) != Some(mine))
+    }
+
     /// A leaf of this member is gone: the names it had registered are withdrawn
-    /// everywhere (nothing else about it was ever flooded).
+    /// everywhere (nothing else about it was ever flooded, but the host route to a
+    /// leaf of another's block).
     pub(super) fn leaf_gone(&mut self, now: Instant, n: &Neighbor) {
         let Some(a) = n.address else { return };
         if self.leaves.get(&a) != Some(&n.port) {
             return;
         }
         self.leaves.remove(&a);
+        if block_of(a) != Some(self.block) {
+            self.advertise(now);
+        }
         let removals: Vec<DirEntry> = self
             .directory
             .live()

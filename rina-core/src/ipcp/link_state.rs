@@ -13,6 +13,7 @@ use crate::time::Instant;
 use crate::wire::mgmt::{Lsa, MgmtMessage};
 use crate::{Address, N1Port};
 
+use super::leaves::block_of;
 use super::neighbor::Stage;
 use super::routing::Ageing;
 use super::IpcProcess;
@@ -40,6 +41,7 @@ impl IpcProcess {
                 .filter(|n| n.stage == Stage::Up && !n.leaf)
                 .filter_map(|n| n.address.map(|a| a.0))
                 .collect(),
+            hosts: self.foreign_leaves().map(|a| a.0).collect(),
         };
         self.lsdb.apply(&lsa, now);
         self.refresh_at = Some(now + self.cfg.lsa_refresh);
@@ -103,8 +105,22 @@ impl IpcProcess {
             self.send_to_neighbors(now, &MgmtMessage::LinkState(vec![w]), None);
         }
         self.routes_changed(now);
-        self.directory.purge_address(now, a);
+        self.purge_directory(now, |x| x == a);
         self.reset_flows_to(a);
+    }
+
+    /// The directory entries of the members for which `gone` holds become tombstones
+    /// here; the leaves of this member, which hear of no routing change, get them too.
+    pub(super) fn purge_directory(&mut self, now: Instant, gone: impl FnMut(Address) -> bool) {
+        let removed = self.directory.purge(now, gone);
+        if removed.is_empty() || self.leaves.is_empty() {
+            return;
+        }
+        let ports: Vec<N1Port> = self.leaves.values().copied().collect();
+        let msg = MgmtMessage::Directory(removed);
+        for p in ports {
+            self.send_to(now, p, &msg);
+        }
     }
 
     /// The link-state database changed: routes are recomputed now, unless one was
@@ -159,18 +175,17 @@ impl IpcProcess {
             .filter(|a| !pft.contains_key(a))
             .copied()
             .collect();
-        for a in lost {
-            self.directory.purge_address(now, a);
-        }
         let lost_blocks: Vec<u16> = self
             .blocks
             .keys()
             .filter(|b| !blocks.contains_key(b))
             .copied()
             .collect();
-        for b in lost_blocks {
-            self.directory.purge_block(now, b);
-        }
+        // (A leaf of a lost block that enrolled elsewhere, a host route, stays.)
+        self.purge_directory(now, |a| {
+            lost.contains(&a)
+                || block_of(a).is_some_and(|b| lost_blocks.contains(&b)) && !pft.contains_key(&a)
+        });
         self.pft = pft;
         self.blocks = blocks;
         self.check_own_block(now);
@@ -198,8 +213,16 @@ impl IpcProcess {
                 max_age: self.cfg.lsa_max_age,
                 hold: self.liveness_bound(),
             };
-            for a in self.lsdb.expire(me, now, ageing) {
-                self.directory.purge_address(now, a);
+            // A leaf's database is its enroller's summary, kept until the next one.
+            let gone = match self.cfg.leaf {
+                true => Vec::new(),
+                false => self.lsdb.expire(me, now, ageing),
+            };
+            if !gone.is_empty() {
+                self.routes_changed(now);
+            }
+            for a in gone {
+                self.purge_directory(now, |x| x == a);
             }
             // Entries of members no route leads to (copies that arrived after their
             // member was lost) go too; a leaf cannot tell, and keeps them.
@@ -210,9 +233,7 @@ impl IpcProcess {
                     .map(|(_, a)| a)
                     .filter(|&a| !self.reaches(a))
                     .collect();
-                for a in stale {
-                    self.directory.purge_address(now, a);
-                }
+                self.purge_directory(now, |x| stale.contains(&x));
             }
             self.directory.sweep(now, ageing.hold);
         }

@@ -196,7 +196,12 @@ impl IpcProcess {
         self.address
             .into_iter()
             .chain(uplink)
-            .chain(self.pft.keys().copied())
+            .chain(
+                self.pft
+                    .keys()
+                    .copied()
+                    .filter(|&a| leaves::block_of(a).is_none()),
+            )
             .collect()
     }
 
@@ -264,6 +269,9 @@ impl IpcProcess {
             self.on_neighbor_pdu(now, port, &pci, payload);
         } else if Some(pci.dst_addr) == self.address {
             self.on_local_pdu(now, &pci, payload);
+        } else if self.cfg.leaf {
+            // A leaf relays for no one (sending it back up would loop until the TTL).
+            self.counters.pdus_dropped += 1;
         } else {
             self.relay(pdu);
         }

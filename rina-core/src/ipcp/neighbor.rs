@@ -76,7 +76,10 @@ impl Neighbor {
     }
 
     fn lost_at(&self, cfg: &IpcpConfig) -> Instant {
-        self.last_heard + cfg.keepalive_interval * cfg.keepalive_misses.max(1)
+        self.last_heard
+            + cfg
+                .keepalive_interval
+                .saturating_mul(cfg.keepalive_misses.max(1))
     }
 }
 
@@ -389,6 +392,8 @@ impl IpcProcess {
 
     /// How long before a lost neighbour is noticed.
     pub fn liveness_bound(&self) -> Duration {
-        self.cfg.keepalive_interval * self.cfg.keepalive_misses.max(1)
+        self.cfg
+            .keepalive_interval
+            .saturating_mul(self.cfg.keepalive_misses.max(1))
     }
 }

@@ -27,6 +27,7 @@ impl IpcProcess {
             Ok((pci, _))
                 if pci.dst_addr != Address::NONE
                     && Some(pci.dst_addr) != self.address
+                    && !self.cfg.leaf
                     && pci.pdu_type != PduType::Management
                     && self.out.is_empty() =>
             {

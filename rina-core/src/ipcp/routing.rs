@@ -68,26 +68,35 @@ impl Lsdb {
     /// not change them).
     pub fn update(&mut self, lsa: &Lsa, now: Instant) -> Option<bool> {
         match self.lsas.get(&lsa.origin) {
-            Some(old) if old.lsa.seq >= lsa.seq => None,
+            // A withdrawal beats an advertisement of the same version.
+            Some(old)
+                if old.lsa.seq > lsa.seq
+                    || old.lsa.seq == lsa.seq && (old.lsa.withdrawn || !lsa.withdrawn) =>
+            {
+                None
+            }
             old => {
-                let same = old.is_some_and(|o| {
-                    let mut n = lsa.neighbors.clone();
-                    n.sort_unstable();
-                    n.dedup();
-                    (
-                        o.lsa.withdrawn,
-                        o.lsa.block,
-                        o.lsa.max_pdu,
-                        &o.lsa.neighbors,
-                    ) == (lsa.withdrawn, lsa.block, lsa.max_pdu, &n)
-                });
                 let mut l = lsa.clone();
                 if l.withdrawn {
                     l.neighbors.clear();
+                    l.hosts.clear();
                     l.block = 0;
                 }
-                l.neighbors.sort_unstable();
-                l.neighbors.dedup();
+                for v in [&mut l.neighbors, &mut l.hosts] {
+                    v.sort_unstable();
+                    v.dedup();
+                }
+                // What routes depend on; a refresh that says the same changes nothing.
+                let key = |x: &Lsa| {
+                    (
+                        x.withdrawn,
+                        x.block,
+                        x.max_pdu,
+                        x.neighbors.clone(),
+                        x.hosts.clone(),
+                    )
+                };
+                let same = old.is_some_and(|o| key(&o.lsa) == key(&l));
                 let since = self.lsas.get(&lsa.origin).and_then(|e| e.unreachable_since);
                 self.lsas.insert(
                     lsa.origin,
@@ -113,6 +122,7 @@ impl Lsdb {
             block: 0,
             withdrawn: true,
             neighbors: Vec::new(),
+            hosts: Vec::new(),
         };
         self.apply(&w, now);
         Some(w)
@@ -161,6 +171,15 @@ impl Lsdb {
             .map(|e| Address(e.lsa.origin))
     }
 
+    /// The live member that carries a host route to leaf `a` (the lowest address if
+    /// several do).
+    pub fn host_holder(&self, a: Address) -> Option<Address> {
+        self.lsas
+            .values()
+            .find(|e| e.lsa.hosts.binary_search(&a.0).is_ok())
+            .map(|e| Address(e.lsa.origin))
+    }
+
     fn two_way(&self, a: u32, b: u32) -> bool {
         let has = |x: u32, y: u32| {
             self.lsas
@@ -172,10 +191,19 @@ impl Lsdb {
 
     /// For each destination reachable from `me`, the first hop (a direct neighbour of
     /// `me`) on a shortest path; the same for each leaf block of a reachable member
-    /// (not `me`'s own). Notes, for [`Lsdb::expire`], which members are unreachable
-    /// since `now`.
+    /// (not `me`'s own) and each leaf it carries a host route to. Notes, for
+    /// [`Lsdb::expire`], which members are unreachable since `now`.
     pub fn routes(&mut self, me: Address, now: Instant) -> Routes {
-        let hops = self.next_hops(me);
+        let mut hops = self.next_hops(me);
+        let hosts: Vec<(Address, Address)> = self
+            .lsas
+            .values()
+            .filter_map(|e| Some((e, *hops.get(&Address(e.lsa.origin))?)))
+            .flat_map(|(e, hop)| e.lsa.hosts.iter().map(move |&h| (Address(h), hop)))
+            .collect();
+        for (h, hop) in hosts {
+            hops.entry(h).or_insert(hop);
+        }
         let mut blocks = BTreeMap::new();
         let mut claimed = BTreeSet::new();
         for (&origin, e) in self.lsas.iter_mut() {
@@ -260,6 +288,7 @@ mod tests {
             block: 0,
             withdrawn: false,
             neighbors: n.to_vec(),
+            hosts: Vec::new(),
         }
     }
 

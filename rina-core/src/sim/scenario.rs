@@ -42,7 +42,7 @@ pub fn transfer(
     })
     .map_err(|e| fail("enrollment did not finish", sim, e.trace))?;
     let now = sim.now();
-    sim.nodes[server]
+    sim.node(server)
         .ipcp
         .register(now, app.clone())
         .map_err(|e| e.to_string())?;
@@ -51,7 +51,7 @@ pub fn transfer(
     })
     .map_err(|e| fail("the registration did not reach the client", sim, e.trace))?;
     let start = sim.now();
-    let port = sim.nodes[client].ipcp.allocate_flow(
+    let port = sim.node(client).ipcp.allocate_flow(
         start,
         ApplicationName::new("client"),
         app,
@@ -67,7 +67,7 @@ pub fn transfer(
     let mut error = None;
     let result = sim.run_until(deadline, u64::MAX, |s| {
         let now: Instant = s.now();
-        while let Some(ev) = s.nodes[client].events.pop_front() {
+        while let Some(ev) = s.node(client).events.pop_front() {
             match ev {
                 Event::FlowAllocated { port: p } if p == port => up = true,
                 Event::FlowAllocationFailed { error: e, .. } => {
@@ -80,13 +80,13 @@ pub fn transfer(
                 _ => {}
             }
         }
-        while let Some(ev) = s.nodes[server].events.pop_front() {
+        while let Some(ev) = s.node(server).events.pop_front() {
             if let Event::IncomingFlow { port: p, .. } = ev {
                 server_port = Some(p);
             }
         }
         if up {
-            let c = &mut s.nodes[client].ipcp;
+            let c = &mut s.node(client).ipcp;
             while sent < data.len() && c.can_write(port) {
                 let end = (sent + 16 * 1024).min(data.len());
                 if c.write(now, port, &data[sent..end]).is_err() {
@@ -101,7 +101,7 @@ pub fn transfer(
         }
         if let Some(sp) = server_port {
             loop {
-                match s.nodes[server].ipcp.read(now, sp) {
+                match s.node(server).ipcp.read(now, sp) {
                     ReadResult::Sdu(v) => received.extend_from_slice(&v),
                     ReadResult::Eof => {
                         eof = true;

@@ -18,8 +18,9 @@ use crate::name::ApplicationName;
 
 /// The management encoding version (3: directory entries say whether the name is
 /// served by a pool; flow requests carry the requester's allocation info; 4:
-/// advertisements carry the origin's block of leaf addresses and may be withdrawals).
-pub const MGMT_VERSION: u8 = 4;
+/// advertisements carry the origin's block of leaf addresses and may be withdrawals; 5:
+/// and host routes).
+pub const MGMT_VERSION: u8 = 5;
 
 /// The most bytes of allocation info a flow request carries (see
 /// [`MgmtMessage::FlowRequest`]).
@@ -58,6 +59,9 @@ pub struct Lsa {
     pub withdrawn: bool,
     /// Addresses of the origin's enrolled neighbours.
     pub neighbors: Vec<u32>,
+    /// Leaves of other members' blocks that enrolled here when their enroller went
+    /// (host routes: they beat the block's route).
+    pub hosts: Vec<u32>,
 }
 
 /// Result codes of enrollment and flow allocation.
@@ -392,11 +396,15 @@ fn put_link_state(w: &mut Writer, lsas: &[Lsa]) {
         for n in l.neighbors.iter().take(usize::from(u16::MAX)) {
             w.u32(*n);
         }
+        w.u16(l.hosts.len().min(usize::from(u16::MAX)) as u16);
+        for h in l.hosts.iter().take(usize::from(u16::MAX)) {
+            w.u32(*h);
+        }
     }
 }
 
 fn get_link_state(r: &mut Reader<'_>) -> Result<Vec<Lsa>, Error> {
-    let n = r.count(4 + 8 + 4 + 2 + 1 + 2)?;
+    let n = r.count(4 + 8 + 4 + 2 + 1 + 2 + 2)?;
     let mut v = Vec::with_capacity(n);
     for _ in 0..n {
         let origin = r.u32()?;
@@ -409,6 +417,11 @@ fn get_link_state(r: &mut Reader<'_>) -> Result<Vec<Lsa>, Error> {
         for _ in 0..k {
             neighbors.push(r.u32()?);
         }
+        let k = r.count(4)?;
+        let mut hosts = Vec::with_capacity(k);
+        for _ in 0..k {
+            hosts.push(r.u32()?);
+        }
         v.push(Lsa {
             origin,
             seq,
@@ -416,6 +429,7 @@ fn get_link_state(r: &mut Reader<'_>) -> Result<Vec<Lsa>, Error> {
             block,
             withdrawn,
             neighbors,
+            hosts,
         });
     }
     Ok(v)
@@ -460,6 +474,7 @@ mod tests {
                 block: 5,
                 withdrawn: false,
                 neighbors: vec![3, 4],
+                hosts: vec![0x8005_0001],
             }]),
             MgmtMessage::Keepalive,
             MgmtMessage::Goodbye { address: 5 },
@@ -483,7 +498,7 @@ mod tests {
     fn hand_written_link_state() {
         #[rustfmt::skip]
         let bytes = [
-            4, 6,                       // version 4, link state
+            5, 6,                       // version 5, link state
             0, 1,                       // one advertisement
             0, 0, 0, 7,                 // origin 7
             0, 0, 0, 0, 0, 0, 0, 3,     // seq 3
@@ -492,6 +507,8 @@ mod tests {
             0,                          // not a withdrawal
             0, 2,                       // two neighbours
             0, 0, 0, 1, 0, 0, 0, 9,     // 1 and 9
+            0, 1,                       // one host route
+            0x80, 0x01, 0, 2,           // a leaf of block 1
         ];
         let m = MgmtMessage::LinkState(vec![Lsa {
             origin: 7,
@@ -500,6 +517,7 @@ mod tests {
             block: 0x102,
             withdrawn: false,
             neighbors: vec![1, 9],
+            hosts: vec![0x8001_0002],
         }]);
         assert_eq!(m.encode(), bytes);
         assert_eq!(MgmtMessage::decode(&bytes).unwrap(), m);
@@ -507,7 +525,7 @@ mod tests {
 
     #[test]
     fn hand_written_flow_response() {
-        let bytes = [4, 17, 1, 0, 0, 0, 11, 0, 0, 0, 12];
+        let bytes = [5, 17, 1, 0, 0, 0, 11, 0, 0, 0, 12];
         let m = MgmtMessage::FlowResponse {
             result: ResultCode::NoSuchName,
             src_cep: 11,
@@ -534,16 +552,16 @@ mod tests {
         }
         assert_eq!(MgmtMessage::decode(&[1, 1]), Err(Error::Version(1)));
         assert_eq!(MgmtMessage::decode(&[2, 1]), Err(Error::Version(2)));
-        assert_eq!(MgmtMessage::decode(&[3, 1]), Err(Error::Version(3)));
-        assert_eq!(MgmtMessage::decode(&[5, 1]), Err(Error::Version(5)));
-        assert_eq!(MgmtMessage::decode(&[4, 99]), Err(Error::UnknownType(99)));
+        assert_eq!(MgmtMessage::decode(&[4, 1]), Err(Error::Version(4)));
+        assert_eq!(MgmtMessage::decode(&[6, 1]), Err(Error::Version(6)));
+        assert_eq!(MgmtMessage::decode(&[5, 99]), Err(Error::UnknownType(99)));
     }
 
     #[test]
     fn hand_written_flow_request_with_info() {
         let n = |s: &str| [&[s.len() as u8][..], s.as_bytes(), &[0, 0, 0]].concat();
         let bytes = [
-            &[4, 16][..],        // version 4, flow request
+            &[5, 16][..],        // version 5, flow request
             &n("c"),             // source name
             &n("s"),             // destination name
             &[0, 0, 0, 11],      // source CEP-id
