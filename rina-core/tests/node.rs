@@ -289,3 +289,59 @@ fn a_lower_dif_that_cannot_be_joined_fails_the_difs_above_with_its_reason() {
         );
     }
 }
+
+/// A program's stack (a leaf) enrolls through A and keeps B as an adjacency to fall
+/// back on; it opens no N-1 flow to B while A is up. A crashes mid-transfer: the leaf
+/// enrolls again through B with the same address, and the transfer completes
+/// byte-exact on the same flow.
+#[test]
+fn a_leaf_falls_back_on_a_kept_adjacency_and_keeps_its_flows() {
+    for seed in seeds(3) {
+        let mut net = Net::new(seed, path());
+        let d = DifId(0);
+        let full = |h: u8, name: &str, join: Result<u32, Peer>| {
+            let (mut node, l) = udp_node(seed + u64::from(h), true);
+            let mut cfg = dif("net", name, seed + u64::from(h), Layer::Link(l), join);
+            cfg.ipcp.keepalive_interval = Duration::from_millis(200);
+            node.add_dif(Instant::ZERO, cfg).unwrap();
+            (node, vec![(l, ep(h))])
+        };
+        let (n, e) = full(1, "s", Ok(1));
+        let s = net.add_host(n, e);
+        let (n, e) = full(2, "a", Err(Peer::Udp(ep(1))));
+        let a = net.add_host(n, e);
+        let (n, e) = full(3, "b", Err(Peer::Udp(ep(1))));
+        let b = net.add_host(n, e);
+        run(&mut net, 30, "A and B join", |n| {
+            joined(n, a, d) && joined(n, b, d)
+        });
+        let (mut node, l) = udp_node(seed + 4, false);
+        let mut cfg = dif(
+            "net",
+            "leaf",
+            seed + 4,
+            Layer::Link(l),
+            Err(Peer::Udp(ep(2))),
+        );
+        cfg.ipcp.keepalive_interval = Duration::from_millis(200);
+        cfg.neighbors = vec![rina_core::node::Plan {
+            lower: Layer::Link(l),
+            peer: Peer::Udp(ep(3)),
+        }];
+        node.add_dif(Instant::ZERO, cfg).unwrap();
+        let leaf = net.add_host(node, vec![(l, ep(4))]);
+        run(&mut net, 30, "the leaf joins", |n| joined(n, leaf, d));
+        let addr = net.host(leaf).node.dif(d).ipcp().address();
+        assert!(net.host(leaf).node.dif(d).ipcp().is_leaf());
+        let crash_a = move |net: &mut Net| net.crash(a);
+        common::transfer_with(&mut net, d, s, leaf, 300_000, crash_a);
+        let ipcp = net.host(leaf).node.dif(d).ipcp();
+        assert_eq!(
+            ipcp.address(),
+            addr,
+            "seed {seed}: the leaf kept its address"
+        );
+        let names: Vec<String> = ipcp.neighbors().iter().map(|n| n.1.to_string()).collect();
+        assert_eq!(names, ["b"], "seed {seed}");
+    }
+}

@@ -249,6 +249,11 @@ impl IpcProcess {
         self.leaves.iter().map(|(&a, &p)| (a, p)).collect()
     }
 
+    /// True for a leaf with its enroller up.
+    pub fn has_uplink(&self) -> bool {
+        self.uplink.is_some()
+    }
+
     /// True for a leaf member.
     pub fn is_leaf(&self) -> bool {
         self.cfg.leaf

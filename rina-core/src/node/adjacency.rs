@@ -323,7 +323,7 @@ impl Node {
     /// belongs to.
     pub(crate) fn maintain_adjacencies(&mut self, now: Instant) {
         for i in 0..self.difs.len() {
-            if !self.difs[i].ipcp.is_enrolled() {
+            if !self.difs[i].keeps_adjacencies() {
                 continue;
             }
             for k in 0..self.difs[i].keep.len() {
@@ -344,7 +344,7 @@ impl Node {
     pub(crate) fn keep_deadline(&self) -> Option<Instant> {
         self.difs
             .iter()
-            .filter(|d| d.ipcp.is_enrolled())
+            .filter(|d| d.keeps_adjacencies())
             .flat_map(|d| &d.keep)
             .filter(|k| k.state == KeepState::Down)
             .map(|k| k.retry_at)

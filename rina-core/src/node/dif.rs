@@ -155,6 +155,13 @@ impl Dif {
         delay
     }
 
+    /// True while its kept adjacencies are to be set up: once it is a member; for a
+    /// leaf, only while it has no enroller (it has one at a time: the others are where
+    /// it enrolls again when that one goes).
+    pub(crate) fn keeps_adjacencies(&self) -> bool {
+        self.ipcp.is_enrolled() && !(self.ipcp.is_leaf() && self.ipcp.has_uplink())
+    }
+
     /// The DIFs directly below this one.
     pub(crate) fn lower_difs(&self) -> impl Iterator<Item = DifId> + '_ {
         self.over.iter().filter_map(|l| match l {

@@ -115,6 +115,20 @@ pub fn at(s: u64) -> Instant {
 /// Host `client` allocates a flow to `echo` (registered at `server`) in `d` and sends
 /// `len` bytes: they arrive whole.
 pub fn transfer(net: &mut Net, d: DifId, server: usize, client: usize, len: usize) {
+    transfer_with(net, d, server, client, len, |_| {});
+}
+
+/// As [`transfer`]; `midway` runs once a third of the bytes are written (a crash, a
+/// link going down).
+pub fn transfer_with(
+    net: &mut Net,
+    d: DifId,
+    server: usize,
+    client: usize,
+    len: usize,
+    midway: impl FnOnce(&mut Net),
+) {
+    let mut midway = Some(midway);
     let seed = net.seed();
     let app = ApplicationName::new("echo");
     let now = net.now();
@@ -175,6 +189,11 @@ pub fn transfer(net: &mut Net, d: DifId, server: usize, client: usize, len: usiz
                 break;
             }
             sent = end;
+        }
+        if sent > data.len() / 3 {
+            if let Some(f) = midway.take() {
+                f(net);
+            }
         }
         while let ReadResult::Sdu(v) = net.host(server).node.ipcp_mut(d).read(now, incoming) {
             got.extend_from_slice(&v);
