@@ -113,7 +113,9 @@ fn check_describes_a_good_file() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success());
     assert!(
-        text.contains("enrolls through peer server over udp"),
+        text.contains(
+            "enrolls through peer server over udp (a leaf in a program, a full member in `rina node`)"
+        ),
         "{text}"
     );
     assert!(

@@ -62,6 +62,13 @@ fn difs(s: &mut String, c: &Config) {
                     || format!("{}.{}|<pid>", "<program>", d.name),
                     ToString::to_string,
                 );
+                let role = match n.role {
+                    rina_core::node::Role::Leaf => "as a leaf",
+                    rina_core::node::Role::Full => "as a full member",
+                    rina_core::node::Role::Auto => {
+                        "(a leaf in a program, a full member in `rina node`)"
+                    }
+                };
                 let join = match &n.join {
                     Join::Bootstrap { address } => format!("bootstraps it (address {address})"),
                     Join::Enroll { via, neighbor } => {
@@ -70,7 +77,7 @@ fn difs(s: &mut String, c: &Config) {
                             Neighbor::Peer { name, .. } => format!("peer {name}"),
                             Neighbor::Name(p) => format!("peer {p}"),
                         };
-                        format!("enrolls through {n} over {}", c.dif_name(*via))
+                        format!("enrolls through {n} over {} {role}", c.dif_name(*via))
                     }
                 };
                 let _ = writeln!(
