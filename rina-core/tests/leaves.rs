@@ -125,3 +125,29 @@ fn a_leaf_forgets_the_names_of_a_member_that_vanished() {
         .unwrap_or_else(|e| panic!("seed {seed}: the leaf still knows svc at {}", e.now));
     }
 }
+
+/// A leaf's enroller that leaves (a server that bootstrapped the DIF, exiting) ends
+/// the leaf's flows to it at once, as a member's goodbye ends its neighbours' flows:
+/// the leaf does not wait for a linger to run out.
+#[test]
+fn a_leaf_hears_its_enroller_leave() {
+    for seed in seeds(3) {
+        let mut sim = Sim::new(seed);
+        let s = sim.add_node(cfg("s", true, false));
+        let l = sim.add_node(cfg("l", false, true));
+        sim.link(l, s, LinkConfig::default());
+        let (cp, _) = connected_flow(&mut sim, l, s, "svc");
+        let now = sim.now();
+        sim.node(s).ipcp.leave(now);
+        let until = now + Duration::from_millis(50);
+        sim.run_until(until, u64::MAX, |z| {
+            z.node(l).events.iter().any(|e| {
+                *e == rina_core::ipcp::Event::FlowClosed {
+                    port: cp,
+                    reset: true,
+                }
+            })
+        })
+        .unwrap_or_else(|e| panic!("seed {seed}: the flow still open at {}", e.now));
+    }
+}

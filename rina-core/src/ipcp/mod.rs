@@ -2,7 +2,9 @@
 //!
 //! [`IpcProcess`] is the facade the driver talks to. It owns the per-neighbour
 //! management connections and enrollment (`neighbor`), the replicated directory
-//! ([`directory`]), the link-state database and forwarding table ([`routing`]), and the
+//! ([`directory`]), the link-state database and forwarding table ([`routing`]; this
+//! member's advertisements, their flooding and the route hold-down in `link_state`),
+//! the leaves enrolled through it or, for a leaf, its enroller ([`leaves`]), and the
 //! flows with their EFCP connections (`flows`).
 //!
 //! ## How to drive it

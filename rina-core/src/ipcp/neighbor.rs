@@ -1,6 +1,7 @@
 //! Neighbours: the per-N-1-port management connection, adjacencies, flooding of
 //! directory and link state, keepalives and goodbyes (enrollment, over the same
-//! connection, is in `enrollment.rs`).
+//! connection, is in `enrollment.rs`; what link state says and when routes are
+//! computed, in `link_state.rs`).
 //!
 //! Each N-1 port carries one reliable EFCP connection (CEP-id 0 at both ends, address
 //! 0) whose SDUs are management messages, so enrollment state, directory snapshots and
@@ -300,7 +301,10 @@ impl IpcProcess {
                 if let Some(n) = self.neighbors.remove(&port) {
                     self.neighbor_gone(now, n);
                 }
-                if own && !leaf && !self.cfg.leaf {
+                if own && self.cfg.leaf {
+                    // A leaf's enroller left: what it had with it is over.
+                    self.reset_flows_to(Address(address));
+                } else if own && !leaf {
                     self.withdraw_member(now, Address(address));
                 }
             }
