@@ -4,7 +4,7 @@
 //! versioned [`DirEntry`]; the higher `seq` for an (application, address) pair wins,
 //! and removals stay as tombstones so that an old registration arriving late cannot
 //! resurrect a name. The entries of a member that left become tombstones too
-//! ([`Directory::purge_address`]), and tombstones are forgotten after a hold time
+//! ([`Directory::purge`]), and tombstones are forgotten after a hold time
 //! ([`Directory::sweep`]), so that the directory holds live entries and a bounded
 //! tail of removals. Each entry also says whether its registrant serves the name as
 //! one of a pool (see [`Directory::holders`]).
@@ -129,11 +129,6 @@ impl Directory {
         made
     }
 
-    /// Every entry of a member that left becomes a tombstone.
-    pub fn purge_address(&mut self, now: Instant, address: Address) {
-        self.purge(now, |a| a == address);
-    }
-
     /// Forgets tombstones older than `hold`.
     pub fn sweep(&mut self, now: Instant, hold: Duration) {
         self.entries
@@ -177,7 +172,7 @@ mod tests {
             "an old registration must not resurrect"
         );
         assert_eq!(d.lookup(&ApplicationName::new("echo")), vec![Address(3)]);
-        d.purge_address(T, Address(3));
+        d.purge(T, |a| a == Address(3));
         assert!(d.lookup(&ApplicationName::new("echo")).is_empty());
         assert!(
             !d.apply(&e("echo", 3, 1, true), T),

@@ -12,13 +12,24 @@ use crate::wire::mgmt::{Lsa, MgmtMessage, ResultCode};
 use crate::{Address, ApplicationName, N1Port};
 
 use super::neighbor::Stage;
-use super::{Event, IpcProcess};
+use super::{Event, IpcProcess, IpcpConfig};
 
 /// Pause before asking an enroller that is not yet a member again.
 const ENROLL_RETRY: Duration = Duration::from_millis(200);
 
 /// Entries per directory or link-state message in a snapshot.
 const SNAPSHOT_CHUNK: usize = 64;
+
+/// The request to join the DIF of `cfg`, asking for `address` (held before, as a
+/// leaf that enrolls again keeps its address), as a leaf if `cfg` says so.
+pub(super) fn enroll_request(cfg: &IpcpConfig, address: Option<Address>) -> MgmtMessage {
+    MgmtMessage::EnrollRequest {
+        ipcp: cfg.name.clone(),
+        dif: cfg.dif.clone(),
+        address: address.map_or(0, |a| a.0),
+        leaf: cfg.leaf,
+    }
+}
 
 impl IpcProcess {
     pub(super) fn hello(&self, a: Address) -> MgmtMessage {

@@ -87,12 +87,7 @@ impl IpcProcess {
             return;
         };
         n.stage = Stage::Enrolling(now + self.cfg.enrollment_timeout);
-        let msg = MgmtMessage::EnrollRequest {
-            ipcp: self.cfg.name.clone(),
-            dif: self.cfg.dif.clone(),
-            address: a.0,
-            leaf: true,
-        };
+        let msg = super::enrollment::enroll_request(&self.cfg, Some(a));
         let _ = n.mgmt.send(now, &msg.encode());
     }
 

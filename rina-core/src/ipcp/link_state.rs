@@ -155,32 +155,13 @@ impl IpcProcess {
             .filter(|n| n.stage == Stage::Up && !n.leaf)
             .filter_map(|n| Some((n.address?, n.port)))
             .collect();
-        let pft: BTreeMap<Address, N1Port> = routes
-            .hops
-            .into_iter()
-            .filter_map(|(dst, hop)| Some((dst, *by_addr.get(&hop)?)))
-            .collect();
-        let blocks: BTreeMap<u16, N1Port> = routes
-            .blocks
-            .into_iter()
-            .filter_map(|(b, hop)| Some((b, *by_addr.get(&hop)?)))
-            .collect();
+        let pft = via_ports(routes.hops, &by_addr);
+        let blocks = via_ports(routes.blocks, &by_addr);
         // A member that was reachable and is no more (it vanished, or the last link to
         // it failed): its registrations go, and its leaves', so new flows go to the
         // other registrants of a name. Existing flows are left to EFCP, as a route may
         // come back.
-        let lost: Vec<Address> = self
-            .pft
-            .keys()
-            .filter(|a| !pft.contains_key(a))
-            .copied()
-            .collect();
-        let lost_blocks: Vec<u16> = self
-            .blocks
-            .keys()
-            .filter(|b| !blocks.contains_key(b))
-            .copied()
-            .collect();
+        let (lost, lost_blocks) = (gone(&self.pft, &pft), gone(&self.blocks, &blocks));
         // (A leaf of a lost block that enrolled elsewhere, a host route, stays.)
         self.purge_directory(now, |a| {
             lost.contains(&a)
@@ -260,4 +241,23 @@ impl IpcProcess {
     pub fn lsdb_members(&self) -> Vec<Address> {
         self.lsdb.members().into_iter().map(Address).collect()
     }
+}
+
+/// Each destination's next hop (a neighbour's address) as the N-1 port to it; those
+/// whose neighbour is not up are left out.
+fn via_ports<K: Ord>(
+    hops: BTreeMap<K, Address>,
+    by_addr: &BTreeMap<Address, N1Port>,
+) -> BTreeMap<K, N1Port> {
+    hops.into_iter()
+        .filter_map(|(k, hop)| Some((k, *by_addr.get(&hop)?)))
+        .collect()
+}
+
+/// The keys of `old` that `new` no longer has.
+fn gone<K: Ord + Copy, V, W>(old: &BTreeMap<K, V>, new: &BTreeMap<K, W>) -> Vec<K> {
+    old.keys()
+        .filter(|k| !new.contains_key(k))
+        .copied()
+        .collect()
 }

@@ -16,6 +16,7 @@ use crate::wire::mgmt::MgmtMessage;
 use crate::wire::{Pci, PduType};
 use crate::{Address, ApplicationName, CepId, N1Port};
 
+use super::enrollment::enroll_request;
 use super::{Event, IpcProcess, IpcpConfig};
 
 /// Where an adjacency stands.
@@ -113,28 +114,15 @@ impl IpcProcess {
         // A leaf whose enroller is up has nothing to say on another N-1 port.
         if initiate && !(self.cfg.leaf && self.uplink.is_some()) {
             let msg = match self.address {
-                None => {
-                    n.stage = Stage::Enrolling(now + self.cfg.enrollment_timeout);
-                    MgmtMessage::EnrollRequest {
-                        ipcp: self.cfg.name.clone(),
-                        dif: self.cfg.dif.clone(),
-                        address: 0,
-                        leaf: self.cfg.leaf,
-                    }
-                }
-                // A leaf that lost its enroller enrolls again, asking for its address.
-                Some(a) if self.cfg.leaf => {
-                    n.stage = Stage::Enrolling(now + self.cfg.enrollment_timeout);
-                    MgmtMessage::EnrollRequest {
-                        ipcp: self.cfg.name.clone(),
-                        dif: self.cfg.dif.clone(),
-                        address: a.0,
-                        leaf: true,
-                    }
-                }
-                Some(a) => {
+                Some(a) if !self.cfg.leaf => {
                     n.stage = Stage::Greeting;
                     self.hello(a)
+                }
+                // Not a member yet, or a leaf that lost its enroller (it asks for its
+                // address).
+                _ => {
+                    n.stage = Stage::Enrolling(now + self.cfg.enrollment_timeout);
+                    enroll_request(&self.cfg, self.address)
                 }
             };
             let _ = n.mgmt.send(now, &msg.encode());
@@ -347,12 +335,7 @@ impl IpcProcess {
             if let Stage::Enrolling(deadline) = n.stage {
                 if n.enroll_retry.is_some_and(|t| now >= t) {
                     n.enroll_retry = None;
-                    let msg = MgmtMessage::EnrollRequest {
-                        ipcp: self.cfg.name.clone(),
-                        dif: self.cfg.dif.clone(),
-                        address: self.address.map_or(0, |a| a.0),
-                        leaf: self.cfg.leaf,
-                    };
+                    let msg = enroll_request(cfg, self.address);
                     let _ = n.mgmt.send(now, &msg.encode());
                 }
                 if now >= deadline {
