@@ -39,7 +39,7 @@ pub fn after_close(c: Closing) {
         Closing::Datagram(k, d) => crate::dgram::release(k, d),
         Closing::Listener(k, name) => {
             sockets::remove_key(k);
-            if let Some(h) = crate::state::running_runtime() {
+            if let Some(h) = crate::state::runtime_to_tell() {
                 h.listener_closed(name);
             }
         }

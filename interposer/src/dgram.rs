@@ -420,7 +420,7 @@ pub fn release(k: sockets::Key, d: Datagram) {
         }
         SHOWN_COUNT.store(t.len(), Ordering::Release);
     }
-    if let (Some(app), Some(h)) = (d.app, state::running_runtime()) {
+    if let (Some(app), Some(h)) = (d.app, state::runtime_to_tell()) {
         h.release_datagram(app);
     }
 }

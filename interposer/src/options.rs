@@ -231,12 +231,14 @@ fn tcp_info(fd: c_int, role: &Role) -> Vec<u8> {
     b
 }
 
-/// The EFCP figures of the flow behind `fd`, from this process's runtime (a flow
-/// served by another process's stack has none here).
+/// The EFCP figures of the flow behind `fd`, from this process's runtime or from the
+/// host member that serves the program (a flow served by another process's stack has
+/// none here).
 fn flow_stats(fd: c_int) -> Option<rina_core::efcp::ConnectionStats> {
     let f = crate::flow_fd::peer_flow(fd)?;
-    if f.pid != std::process::id() {
+    let h = crate::state::runtime_to_tell()?;
+    if f.pid != std::process::id() && !h.is_host_session() {
         return None;
     }
-    crate::state::running_runtime()?.flow_stats(f.dif, f.port)
+    h.flow_stats(f.dif, f.port)
 }

@@ -23,6 +23,8 @@ static RUNTIME: Mutex<Option<Handle>> = Mutex::new(None);
 /// The process whose runtime `RUNTIME` holds (0: none yet).
 static RUNTIME_PID: AtomicU32 = AtomicU32::new(0);
 static ATEXIT: std::sync::Once = std::sync::Once::new();
+/// The process that last said why its stack cannot be had (see `say_once`).
+static SAID: AtomicU32 = AtomicU32::new(0);
 
 /// True if this process has rules (otherwise every call passes to libc).
 #[inline]
@@ -90,6 +92,8 @@ pub fn runtime() -> Result<Handle, FlowError> {
         return Ok(h.clone());
     }
     let h = Handle::start(rules.clone(), &program_name()).inspect_err(say_once)?;
+    // Said again if the stack (a host member) goes away later.
+    SAID.store(0, Ordering::Release);
     *slot = Some(h.clone());
     RUNTIME_PID.store(pid, Ordering::Release);
     ATEXIT.call_once(|| sys::at_exit(at_exit));
@@ -100,7 +104,6 @@ pub fn runtime() -> Result<Handle, FlowError> {
 /// send to RINA fail with [`FlowError::errno`], `ENETDOWN`, each time): the program,
 /// the DIF, the endpoint and the reason.
 fn say_once(e: &FlowError) {
-    static SAID: AtomicU32 = AtomicU32::new(0);
     let pid = std::process::id();
     if SAID.swap(pid, Ordering::AcqRel) == pid {
         return;
@@ -115,8 +118,13 @@ fn say_once(e: &FlowError) {
     } else {
         ""
     };
+    let what = if rules().is_some_and(|r| matches!(r.settings.stack, config::StackMode::Host(_))) {
+        "cannot reach the host member"
+    } else {
+        "cannot start the RINA stack"
+    };
     let msg = format!(
-        "rina: {program}: cannot start the RINA stack: {why}\n\
+        "rina: {program}: {what}: {why}\n\
          rina: {program}: the calls its rules send to RINA fail{errno}; nothing goes over TCP/IP\n"
     );
     sys::stderr(&msg);
@@ -133,6 +141,27 @@ pub fn owns_runtime() -> bool {
 pub fn running_runtime() -> Option<Handle> {
     let pid = std::process::id();
     RUNTIME.lock().clone().filter(|h| h.pid() == pid)
+}
+
+/// The runtime to tell that a socket of ours was closed: this process's own, or a
+/// session with the host member that serves the program (opened if need be: the
+/// socket may have come by exec or fork).
+pub fn runtime_to_tell() -> Option<Handle> {
+    if let Some(h) = running_runtime() {
+        return Some(h);
+    }
+    let host = rules().is_some_and(|r| matches!(r.settings.stack, config::StackMode::Host(_)));
+    host.then(runtime).and_then(Result::ok)
+}
+
+/// Reads the results of nonblocking connects the host member sent; true if the host
+/// member serves this process.
+pub fn settle() -> bool {
+    let Some(h) = running_runtime() else {
+        return false;
+    };
+    h.settle();
+    h.is_host_session()
 }
 
 /// Holds this module's lock across `fork` (see [`crate::hold_across_fork`]).

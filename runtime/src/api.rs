@@ -141,7 +141,7 @@ pub struct FlowInfo {
 
 /// Why a flow or registration could not be made. Each maps to the errno a socket
 /// program expects (DESIGN.md D5).
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum FlowError {
     /// No application is registered under the name.
     #[error("no application is registered under that name")]

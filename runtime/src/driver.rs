@@ -21,6 +21,7 @@ use crate::pump::AppFlow;
 use crate::stack::Stack;
 
 mod flows;
+mod host;
 mod incoming;
 mod keeper;
 mod links;
@@ -43,6 +44,7 @@ const TOKEN_SHIM: u64 = 1 << 56;
 const TOKEN_FLOW: u64 = 2 << 56;
 const TOKEN_DATAGRAM: u64 = 3 << 56;
 const TOKEN_MGMT: u64 = 4 << 56;
+const TOKEN_HOST: u64 = 5 << 56;
 const TOKEN_MASK: u64 = (1 << 56) - 1;
 
 /// What the epoll set watches on a stream flow's socket (edge-triggered).
@@ -95,6 +97,8 @@ struct Driver {
     said: BTreeSet<String>,
     /// When the trust directories are read next (`trust.rs`).
     next_trust_check: Instant,
+    /// A host member's service to the programs of its host (`host.rs`).
+    host: Option<host::Service>,
 }
 
 impl Driver {
@@ -165,6 +169,7 @@ impl Driver {
                 self.receive_link(now, link);
             }
             TOKEN_MGMT => self.serve_mgmt(),
+            TOKEN_HOST => self.serve_host(now, token),
             TOKEN_DATAGRAM => {
                 if let Some(f) = self.datagrams.get_mut(&token) {
                     f.readable |= flags.intersects(F::IN | F::ERR);

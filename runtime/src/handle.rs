@@ -7,15 +7,26 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::api::{Command, ConnectRequest, FlowError, FlowInfo, ListenRequest, Reply};
-use crate::config::{Config, DifKind};
+use crate::config::{Config, DifKind, StackMode};
 use crate::driver;
+use crate::host::client::Client;
+use crate::host::wire::Request;
 
-/// A running runtime (one per process). Cheap to clone; safe to use from any thread.
+/// A running runtime (one per process), or a session with the host member that serves
+/// the process (`stack = "host"`). Cheap to clone; safe to use from any thread.
 #[derive(Clone, Debug)]
 pub struct Handle {
-    inner: Arc<driver::Shared>,
+    inner: Inner,
     pid: u32,
     config: Arc<Config>,
+}
+
+#[derive(Clone, Debug)]
+enum Inner {
+    /// The process's own stack.
+    Embedded(Arc<driver::Shared>),
+    /// The host member's.
+    Host(Arc<Client>),
 }
 
 impl Handle {
@@ -27,8 +38,30 @@ impl Handle {
     /// held by a program that runs no RINA stack, no such interface, no permission) or
     /// the thread cannot be started. Its text names the DIF, the endpoint and the
     /// reason (`DIF udp0: UDP 127.0.0.1:7000: cannot bind: ...`).
+    /// With `stack = "host"`, no stack starts: a session with the host member opens.
     pub fn start(config: Arc<Config>, program: &str) -> Result<Self, FlowError> {
+        if let StackMode::Host(at) = &config.settings.stack {
+            let client = Client::open(at)?;
+            return Ok(Self {
+                inner: Inner::Host(Arc::new(client)),
+                pid: std::process::id(),
+                config,
+            });
+        }
         Self::spawn(config, program, false)
+    }
+
+    /// True if the host member serves this process (it runs no stack of its own).
+    pub fn is_host_session(&self) -> bool {
+        matches!(self.inner, Inner::Host(_))
+    }
+
+    /// Reads the results of nonblocking connects the host member has sent (nothing to
+    /// do for a stack of the process's own, which reports them itself).
+    pub fn settle(&self) {
+        if let Inner::Host(c) = &self.inner {
+            c.settle();
+        }
     }
 
     /// Starts a node: a runtime with no application, a long-lived member of every DIF
@@ -54,7 +87,7 @@ impl Handle {
                 tracing::error!("{program}: cannot start the RINA stack: {why}");
             })?;
         Ok(Self {
-            inner,
+            inner: Inner::Embedded(inner),
             pid: std::process::id(),
             config,
         })
@@ -68,7 +101,17 @@ impl Handle {
     /// True while the runtime thread runs (false once it stopped, e.g. after its flows
     /// were handed to a keeper before an exec that then failed).
     pub fn is_running(&self) -> bool {
-        self.inner.is_alive()
+        match &self.inner {
+            Inner::Embedded(d) => d.is_alive(),
+            Inner::Host(c) => c.is_up(),
+        }
+    }
+
+    fn driver(&self) -> Option<&Arc<driver::Shared>> {
+        match &self.inner {
+            Inner::Embedded(d) => Some(d),
+            Inner::Host(_) => None,
+        }
     }
 
     /// The rules this runtime runs.
@@ -81,6 +124,9 @@ impl Handle {
     /// # Errors
     /// A [`FlowError`] whose [`FlowError::errno`] the hook returns.
     pub fn connect(&self, req: ConnectRequest) -> Result<FlowInfo, FlowError> {
+        if let Inner::Host(c) = &self.inner {
+            return c.connect(&self.config, req);
+        }
         let timeout = req.timeout;
         self.call(timeout, |r| Command::Connect(req, r))
     }
@@ -93,9 +139,13 @@ impl Handle {
         req: ConnectRequest,
         done: impl FnOnce(Result<FlowInfo, FlowError>) + Send + 'static,
     ) {
+        let d = match &self.inner {
+            Inner::Host(c) => return c.connect_then(&self.config, req, Box::new(done)),
+            Inner::Embedded(d) => d,
+        };
         let down = || FlowError::RuntimeDown("the runtime thread has stopped".into());
         let reply = Reply::then(done, Err(down()));
-        if !self.inner.post(Command::Connect(req, reply.clone())) {
+        if !d.post(Command::Connect(req, reply.clone())) {
             reply.send(Err(down()));
         }
     }
@@ -106,6 +156,9 @@ impl Handle {
     /// # Errors
     /// A [`FlowError`] whose [`FlowError::errno`] the hook returns.
     pub fn listen(&self, req: ListenRequest) -> Result<(), FlowError> {
+        if let Inner::Host(c) = &self.inner {
+            return c.listen(&self.config, req);
+        }
         let timeout = req.timeout;
         self.call(timeout, |r| Command::Listen(req, r))
     }
@@ -114,15 +167,21 @@ impl Handle {
     /// in [`crate::AppEnd::Datagram`]) is closed: its flows are deallocated and its
     /// registrations withdrawn. Does not wait.
     pub fn release_datagram(&self, app: SocketAddr) {
-        let _ = self.inner.post(Command::ReleaseDatagram(app));
+        match &self.inner {
+            Inner::Embedded(d) => drop(d.post(Command::ReleaseDatagram(app))),
+            Inner::Host(c) => c.tell(&Request::ReleaseDatagram(app)),
+        }
     }
 
     /// Called at process exit: lets every flow deliver what the application wrote
     /// (bounded by the rules' `linger`), says goodbye to the neighbours, and stops.
+    /// A process the host member serves has nothing to do: its flows are the host
+    /// member's, and go on as TCP connections do.
     pub fn exit(&self) {
+        let Some(d) = self.driver() else { return };
         let linger = self.config.settings.linger;
         let reply = Reply::new();
-        if self.inner.post(Command::Exit(linger, reply.clone())) {
+        if d.post(Command::Exit(linger, reply.clone())) {
             let _ = reply.wait(linger.saturating_add(Duration::from_secs(1)));
         }
     }
@@ -130,10 +189,12 @@ impl Handle {
     /// Called before the process execs: the stack's stream flows and listeners go to
     /// a keeper process that serves them while other processes (the new program
     /// among them) hold their sockets; this process's runtime stops.
+    /// Nothing to hand over when the host member serves the process.
     pub fn hand_over(&self) {
+        let Some(d) = self.driver() else { return };
         let linger = self.config.settings.linger;
         let reply = Reply::new();
-        if self.inner.post(Command::HandOver(linger, reply.clone())) {
+        if d.post(Command::HandOver(linger, reply.clone())) {
             let _ = reply.wait(Duration::from_secs(5));
         }
     }
@@ -142,7 +203,10 @@ impl Handle {
     /// name): its names are withdrawn unless another process still holds it. Does not
     /// wait.
     pub fn listener_closed(&self, name: Vec<u8>) {
-        let _ = self.inner.post(Command::ListenerClosed(name));
+        match &self.inner {
+            Inner::Embedded(d) => drop(d.post(Command::ListenerClosed(name))),
+            Inner::Host(c) => c.tell(&Request::ListenerClosed(name)),
+        }
     }
 
     /// The EFCP figures of flow `port` of DIF `dif` (the index a flow's name carries,
@@ -153,11 +217,12 @@ impl Handle {
         dif: u16,
         port: rina_core::PortId,
     ) -> Option<rina_core::efcp::ConnectionStats> {
+        let d = match &self.inner {
+            Inner::Host(c) => return c.flow_stats(dif, port.0),
+            Inner::Embedded(d) => d,
+        };
         let reply = Reply::new();
-        if !self
-            .inner
-            .post(Command::FlowStats(dif, port, reply.clone()))
-        {
+        if !d.post(Command::FlowStats(dif, port, reply.clone())) {
             return None;
         }
         reply.wait(Duration::from_secs(1)).flatten()
@@ -168,8 +233,11 @@ impl Handle {
         timeout: Duration,
         make: impl FnOnce(Reply<Result<T, FlowError>>) -> Command,
     ) -> Result<T, FlowError> {
+        let Some(d) = self.driver() else {
+            return Err(FlowError::RuntimeDown("no stack in this process".into()));
+        };
         let reply = Reply::new();
-        if !self.inner.post(make(reply.clone())) {
+        if !d.post(make(reply.clone())) {
             return Err(FlowError::RuntimeDown(
                 "the runtime thread has stopped".into(),
             ));
@@ -224,6 +292,12 @@ fn preflight(config: &Config, node: bool) -> Result<(), FlowError> {
         )));
     }
     Ok(())
+}
+
+/// True if no socket holds the UDP address `app` any more (an application's datagram
+/// socket that was closed).
+pub(crate) fn nobody_holds(app: SocketAddr) -> bool {
+    probe_bind(app).is_ok()
 }
 
 /// Binds (and closes) a UDP socket at `addr`, with direct system calls (never through

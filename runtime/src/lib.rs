@@ -11,6 +11,7 @@ pub mod config;
 pub mod datagram;
 mod driver;
 mod handle;
+mod host;
 pub mod keys;
 mod link;
 mod log;

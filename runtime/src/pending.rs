@@ -27,6 +27,23 @@ pub struct Held {
     send_buffer: Option<usize>,
 }
 
+impl Held {
+    /// Its parts: the duplicate of the application's end, the filler queued, the send
+    /// buffer to restore (to pass it to a host member).
+    pub(crate) fn into_parts(self) -> (OwnedFd, usize, Option<usize>) {
+        (self.app_side, self.filler, self.send_buffer)
+    }
+
+    /// From [`Held::into_parts`]'s parts.
+    pub(crate) fn from_parts(app_side: OwnedFd, filler: usize, send_buffer: Option<usize>) -> Self {
+        Self {
+            app_side,
+            filler,
+            send_buffer,
+        }
+    }
+}
+
 /// Makes the application's end `app` unwritable (see the module docs); once the flow
 /// is up it gets `send_buffer` bytes of send buffer (`None`: the runtime's default).
 ///

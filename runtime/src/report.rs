@@ -23,6 +23,24 @@ pub struct Report {
     pub difs: Vec<DifReport>,
     /// Flows carried for the application (stream and datagram).
     pub app_flows: usize,
+    /// For a host member: the programs it serves.
+    #[serde(default)]
+    pub programs: Vec<ProgramReport>,
+}
+
+/// A program a host member serves (one process's session).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProgramReport {
+    /// Its process.
+    pub pid: u32,
+    /// Its user.
+    pub uid: u32,
+    /// Its user's name (or the uid).
+    pub user: String,
+    /// The names it registered (`name in DIF`).
+    pub names: Vec<String>,
+    /// The flows it asked for.
+    pub flows: usize,
 }
 
 /// One shim DIF.

@@ -136,6 +136,12 @@ impl Stack {
                     Layer::Link(id)
                 }
                 DifKind::Normal(n) => stack.add_normal(now, &dif.name, n, program, seed)?,
+                DifKind::Host => {
+                    return Err(BuildError::Other(FlowError::RuntimeDown(format!(
+                        "DIF {} is the host member's: a program served by it runs no stack",
+                        dif.name
+                    ))))
+                }
             };
             stack.layers.push(layer);
         }

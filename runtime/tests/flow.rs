@@ -65,7 +65,9 @@ fn config(bind: SocketAddr, join: Join) -> Arc<Config> {
         settings: Settings {
             connect_timeout: Duration::from_secs(5),
             linger: Duration::from_secs(5),
+            ..Settings::default()
         },
+        host: None,
     })
 }
 

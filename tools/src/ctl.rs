@@ -100,6 +100,9 @@ fn summary(r: &Report) -> String {
         );
     }
     let _ = write!(s, ", {} application flows", r.app_flows);
+    if !r.programs.is_empty() {
+        let _ = write!(s, ", serves {} programs", r.programs.len());
+    }
     s
 }
 
@@ -238,6 +241,21 @@ fn show(r: &Report) -> String {
             c.pdus_malformed,
             c.pdus_dropped
         );
+    }
+    if !r.programs.is_empty() {
+        let _ = writeln!(s, "programs served ({}):", r.programs.len());
+        for p in &r.programs {
+            let names = if p.names.is_empty() {
+                "no names".to_owned()
+            } else {
+                p.names.join(", ")
+            };
+            let _ = writeln!(
+                s,
+                "  pid {} (user {}, uid {}): {names}; {} flows asked for",
+                p.pid, p.user, p.uid, p.flows
+            );
+        }
     }
     s
 }

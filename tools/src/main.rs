@@ -152,6 +152,9 @@ fn node(rules: &Path) -> ExitCode {
         set
     };
     let difs: Vec<String> = c.difs.iter().map(|d| d.name.clone()).collect();
+    let serves = c.host.as_ref().map_or(String::new(), |h| {
+        format!("; serves the programs of this host at {}", h.socket)
+    });
     let handle = match runtime::Handle::start_node(std::sync::Arc::new(c), "node") {
         Ok(h) => h,
         Err(e) => {
@@ -164,7 +167,7 @@ fn node(rules: &Path) -> ExitCode {
         }
     };
     eprintln!(
-        "rina node {}: member of {}; SIGINT or SIGTERM stops it",
+        "rina node {}: member of {}{serves}; SIGINT or SIGTERM stops it",
         std::process::id(),
         difs.join(", ")
     );

@@ -13,6 +13,7 @@ fn proto_text(p: Option<Proto>) -> String {
 pub(super) fn describe(c: &Config) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "{}: valid", c.path.display());
+    host(&mut s, c);
     difs(&mut s, c);
     rules(&mut s, c);
     let d = match c.default {
@@ -33,11 +34,38 @@ pub fn open_dif(name: &str) -> String {
     format!("DIF {name} is open: anyone who reaches its members' endpoints can join it and read its traffic")
 }
 
+/// Who runs the stack: the host member serving this program, or this host member
+/// serving others.
+fn host(s: &mut String, c: &Config) {
+    if let super::StackMode::Host(at) = &c.settings.stack {
+        let _ = writeln!(
+            s,
+            "served by the host member at {at}: no stack of its own (it joins nothing, \
+             holds no key and needs no CAP_NET_RAW)"
+        );
+    }
+    if let Some(h) = &c.host {
+        let who = if h.allow.is_empty() {
+            "root and this user".to_owned()
+        } else {
+            format!("{} [[host.allow]] entries", h.allow.len())
+        };
+        let _ = writeln!(
+            s,
+            "serves the programs of this host at {} (for {who})",
+            h.socket
+        );
+    }
+}
+
 /// The DIFs, a few lines each.
 fn difs(s: &mut String, c: &Config) {
     let _ = writeln!(s, "DIFs ({}):", c.difs.len());
     for d in &c.difs {
         match &d.kind {
+            DifKind::Host => {
+                let _ = writeln!(s, "  {}: a DIF of the host member", d.name);
+            }
             DifKind::Udp(u) => {
                 let _ = writeln!(
                     s,

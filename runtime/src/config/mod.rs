@@ -10,6 +10,7 @@
 //! (`rules.rs`), the runtime and the interposer.
 
 mod describe;
+mod host;
 mod names;
 mod parse;
 mod rules;
@@ -23,6 +24,10 @@ use std::time::Duration;
 use rina_core::ApplicationName;
 
 pub use describe::open_dif;
+pub use host::{
+    gid_of, groups_of, name_of, uid_of, HostAllow, HostService, HostSocket, Peer, StackMode,
+    DEFAULT_HOST_SOCKET,
+};
 pub use names::NameRule;
 pub use parse::{load, parse_str, ConfigError, MAX_DIF_DURATION, MAX_SETTINGS_DURATION};
 pub use rules::{AddrPattern, Decision, PortRange, Proto, RuleTarget};
@@ -47,6 +52,8 @@ pub struct Config {
     pub default: DefaultPolicy,
     /// Process-wide settings.
     pub settings: Settings,
+    /// The service to local programs, for a host member (`[host]`).
+    pub host: Option<HostService>,
 }
 
 /// A DIF of a rules file, by its place in [`Config::difs`]: what rules, DIFs and
@@ -72,6 +79,9 @@ pub enum DifKind {
     Ethernet(EthShimConfig),
     /// A normal DIF.
     Normal(Box<NormalDifConfig>),
+    /// A DIF of the host member, which serves this program (`stack = "host"`): only
+    /// its name is known here.
+    Host,
 }
 
 /// A UDP tunnel shim DIF.
@@ -184,6 +194,8 @@ pub struct Settings {
     pub connect_timeout: Duration,
     /// How long a process waits at exit for its flows to deliver what was written.
     pub linger: Duration,
+    /// A stack of the program's own, or the host member's (`stack = "host"`).
+    pub stack: StackMode,
 }
 
 impl Default for Settings {
@@ -191,6 +203,7 @@ impl Default for Settings {
         Self {
             connect_timeout: Duration::from_secs(10),
             linger: Duration::from_secs(30),
+            stack: StackMode::Embedded,
         }
     }
 }
@@ -270,14 +283,14 @@ impl Config {
             .enumerate()
             .filter_map(|(i, d)| match &d.kind {
                 DifKind::Udp(u) => Some((DifIndex(i), u.bind)),
-                DifKind::Ethernet(_) | DifKind::Normal(_) => None,
+                DifKind::Ethernet(_) | DifKind::Normal(_) | DifKind::Host => None,
             })
             .collect();
         for d in &mut c.difs {
             match &mut d.kind {
                 DifKind::Udp(u) => u.bind.set_port(0),
                 // Another process on the interface has its own demultiplexing id.
-                DifKind::Ethernet(_) => {}
+                DifKind::Ethernet(_) | DifKind::Host => {}
                 DifKind::Normal(n) => {
                     if let Some(name) = &mut n.ipcp_name {
                         name.process_instance = pid.to_string();

@@ -76,6 +76,12 @@
 //! [settings]
 //! connect-timeout = "10s"          # default 10s, at most 24h
 //! linger = "30s"                   # default 30s, 0 to 24h
+//! stack = "host"                   # optional: the host member serves this program (no
+//!                                  # stack of its own, no [[dif]]: rules name its DIFs)
+//! host-socket = "@rina-host"       # optional: where it listens (default "@rina-host")
+//!
+//! [host]                           # a host member (rina node) serving local programs:
+//!                                  # see config/host.rs
 //! ```
 //!
 //! `HOST:PORTS`: HOST is `*` (any address of either family), an IPv4 address, an IPv4
@@ -101,6 +107,7 @@
 //! Only a regular file of UTF-8 text is read ([`load`]).
 
 mod difs;
+mod host;
 mod join;
 mod raw;
 mod rules;
@@ -266,7 +273,7 @@ pub const MAX_SETTINGS_DURATION: Duration = Duration::from_secs(24 * 3600);
 
 /// Keys that are arrays of tables (`[[dif]]`) and keys that are tables (`[settings]`).
 const ARRAYS_OF_TABLES: [&str; 4] = ["dif", "connect", "listen", "name"];
-const TABLES: [&str; 2] = ["default", "settings"];
+const TABLES: [&str; 3] = ["default", "settings", "host"];
 
 /// Checks raw rules against the text they came from, for positions in errors.
 struct Validator<'a> {
@@ -358,12 +365,17 @@ impl Validator<'_> {
     }
 
     fn build(&self, raw: RawFile) -> R<Config> {
-        let difs = self.difs(raw.dif)?;
+        let settings = self.settings(raw.settings.as_ref())?;
+        let difs = if matches!(settings.stack, crate::config::StackMode::Host(_)) {
+            self.host_difs(&raw)?
+        } else {
+            self.difs(raw.dif)?
+        };
+        let host = self.host(raw.host)?;
         let connect = self.connect_rules(raw.connect, &difs)?;
         let listen = self.listen_rules(raw.listen, &difs)?;
         let names = self.name_rules(raw.name, &difs)?;
         let default = self.default_policy(raw.default)?;
-        let settings = self.settings(raw.settings)?;
         Ok(Config {
             path: self.path.to_path_buf(),
             difs,
@@ -372,10 +384,11 @@ impl Validator<'_> {
             names,
             default,
             settings,
+            host,
         })
     }
 
-    fn settings(&self, raw: Option<RawSettings>) -> R<Settings> {
+    fn settings(&self, raw: Option<&RawSettings>) -> R<Settings> {
         let mut settings = Settings::default();
         if let Some(s) = raw {
             if let Some(t) = &s.connect_timeout {
@@ -385,6 +398,7 @@ impl Validator<'_> {
             if let Some(t) = &s.linger {
                 settings.linger = self.duration(t, "linger", true, MAX_SETTINGS_DURATION)?;
             }
+            settings.stack = self.stack_mode(s.stack.as_ref(), s.host_socket.as_ref())?;
         }
         Ok(settings)
     }

@@ -97,6 +97,7 @@ impl Driver {
             shims,
             difs,
             app_flows: self.flows.len() + self.datagrams.len(),
+            programs: self.host.as_ref().map(|h| h.report()).unwrap_or_default(),
         }
     }
 }

@@ -95,6 +95,21 @@ pub(crate) fn spawn(
         .inspect_err(|e| tracing::warn!("no management socket: {e}"))
         .ok();
     let epoll = new_epoll(&shared, mgmt.as_ref(), &stack).map_err(|e| down("epoll", e))?;
+    // A host member serves the programs of its host.
+    let host = match config.host.as_ref().filter(|_| node) {
+        Some(rules) => {
+            let service = super::host::open(rules, &config)?;
+            epoll::add(
+                &epoll,
+                service.listener(),
+                epoll::EventData::new_u64(super::TOKEN_HOST),
+                epoll::EventFlags::IN,
+            )
+            .map_err(|e| down("epoll", e))?;
+            Some(service)
+        }
+        None => None,
+    };
     let mut driver = Driver {
         shared: shared.clone(),
         program: program.to_owned(),
@@ -122,6 +137,7 @@ pub(crate) fn spawn(
         node,
         said: BTreeSet::new(),
         next_trust_check: Instant::ZERO,
+        host,
     };
     // The thread starts with every signal blocked (it inherits this thread's mask): the
     // program's signals are the program's, whichever thread it leaves them to (D3).

@@ -19,6 +19,7 @@ pub(super) struct RawFile {
     pub(super) name: Vec<Spanned<RawName>>,
     pub(super) default: Option<RawDefault>,
     pub(super) settings: Option<RawSettings>,
+    pub(super) host: Option<Spanned<RawHost>>,
 }
 
 #[derive(Deserialize)]
@@ -158,4 +159,24 @@ pub(super) struct RawDefault {
 pub(super) struct RawSettings {
     pub(super) connect_timeout: Option<Spanned<String>>,
     pub(super) linger: Option<Spanned<String>>,
+    pub(super) stack: Option<Spanned<String>>,
+    pub(super) host_socket: Option<Spanned<String>>,
+}
+
+/// `[host]`: a host member's service to local programs.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHost {
+    pub(super) socket: Option<Spanned<String>>,
+    pub(super) allow: Option<Vec<Spanned<RawAllow>>>,
+}
+
+/// `[[host.allow]]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAllow {
+    pub(super) users: Option<Vec<Spanned<String>>>,
+    pub(super) groups: Option<Vec<Spanned<String>>>,
+    pub(super) difs: Option<Vec<Spanned<String>>>,
+    pub(super) names: Option<Vec<Spanned<String>>>,
 }

@@ -153,7 +153,7 @@ impl Validator<'_> {
             Some((
                 i,
                 DifConfig {
-                    kind: DifKind::Normal(_),
+                    kind: DifKind::Normal(_) | DifKind::Host,
                     ..
                 },
             )) => Ok(DifIndex(i)),
