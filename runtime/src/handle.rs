@@ -41,7 +41,7 @@ impl Handle {
     /// With `stack = "host"`, no stack starts: a session with the host member opens.
     pub fn start(config: Arc<Config>, program: &str) -> Result<Self, FlowError> {
         if let StackMode::Host(at) = &config.settings.stack {
-            let client = Client::open(at)?;
+            let client = Client::open(at, program)?;
             return Ok(Self {
                 inner: Inner::Host(Arc::new(client)),
                 pid: std::process::id(),

@@ -74,7 +74,7 @@ pub(super) fn open(rules: &HostService, config: &Config) -> Result<Service, Flow
     let addr = crate::host::client::address(&rules.socket).map_err(|e| why(e.to_string()))?;
     if let HostSocket::Path(p) = &rules.socket {
         if p.exists() {
-            if crate::host::client::Client::open(&rules.socket).is_ok() {
+            if crate::host::client::Client::open(&rules.socket, "node").is_ok() {
                 return Err(why("another host member serves there".into()));
             }
             let _ = std::fs::remove_file(p);

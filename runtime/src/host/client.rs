@@ -27,6 +27,8 @@ type Done = Box<dyn FnOnce(Result<FlowInfo, FlowError>) + Send>;
 /// A session with the host member.
 pub(crate) struct Client {
     at: HostSocket,
+    /// The program's name, for what it says on standard error.
+    program: String,
     sock: OwnedFd,
     next_id: AtomicU64,
     broken: AtomicBool,
@@ -63,7 +65,7 @@ impl Client {
     ///
     /// # Errors
     /// [`FlowError::RuntimeDown`], naming the socket, if nothing listens there.
-    pub(crate) fn open(at: &HostSocket) -> Result<Self, FlowError> {
+    pub(crate) fn open(at: &HostSocket, program: &str) -> Result<Self, FlowError> {
         let down = |e: rustix::io::Errno| {
             FlowError::RuntimeDown(format!(
                 "no host member at {at}: {}",
@@ -81,6 +83,7 @@ impl Client {
         net::connect(&sock, &address(at).map_err(down)?).map_err(down)?;
         Ok(Self {
             at: at.clone(),
+            program: program.to_owned(),
             sock,
             next_id: AtomicU64::new(1),
             broken: AtomicBool::new(false),
@@ -312,9 +315,17 @@ impl Client {
         st
     }
 
-    /// The host member went away: every waiting nonblocking connect fails.
+    /// The host member went away: the program's user is told (once), every waiting
+    /// nonblocking connect fails.
     fn broke(&self) {
-        self.broken.store(true, Ordering::Release);
+        if !self.broken.swap(true, Ordering::AcqRel) {
+            let line = format!(
+                "rina: {}: the host member at {} went away: the calls its rules send to RINA \
+                 fail (ENETDOWN) until it is back; nothing goes over TCP/IP\n",
+                self.program, self.at
+            );
+            let _ = rustix::io::write(rustix::stdio::stderr(), line.as_bytes());
+        }
         let pending = std::mem::take(&mut self.state.lock().pending);
         for (_, done) in pending {
             done(Err(self.gone()));
