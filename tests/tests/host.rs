@@ -643,3 +643,85 @@ fn rustix_kill(pid: u32) -> std::io::Result<()> {
     assert!(st.success());
     Ok(())
 }
+
+/// Echoes datagrams back to whoever sent them.
+const UDP_ECHO: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", int(sys.argv[1])))
+print("bound", flush=True)
+while True:
+    b, a = s.recvfrom(65536)
+    s.sendto(b, a)
+"#;
+
+/// Sends datagrams of several sizes and prints how many came back whole.
+const UDP_CLIENT: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(5)
+s.connect(("127.0.0.1", int(sys.argv[1])))
+good = 0
+for n in (1, 100, 1400, 30000):
+    m = bytes((i * 7 + n) % 256 for i in range(n))
+    for _ in range(20):
+        s.send(m)
+        try:
+            if s.recv(65536) == m:
+                good += 1
+                break
+        except socket.timeout:
+            pass
+print("echoed", good, flush=True)
+"#;
+
+/// Datagram flows through a host member: a UDP echo server and a client that is
+/// served by it, boundaries kept from 1 B to 30000 B.
+#[test]
+fn datagrams_go_through_a_host_member() {
+    assert!(have("python3"));
+    let dir = temp_dir();
+    let u = free_udp_port();
+    let socket = format!("@rina-host-{u}");
+    let h = write(
+        dir.path(),
+        "h.toml",
+        &udp_member(u, None, &host_section(&socket, "")),
+    );
+    let mut host = loopback_node(&h, &dir.path().join("h.log"), Some(&socket));
+    let port = free_udp_port();
+    let prog = write(dir.path(), "p.toml", &program_rules(&socket, port, "uecho"));
+    let mut server = Proc::spawn(
+        "udp echo",
+        &mut rina_run(
+            &prog,
+            &["python3", "-c", UDP_ECHO, &port.to_string()],
+            Stdio::null(),
+            Stdio::piped(),
+        ),
+    );
+    assert!(
+        server
+            .stdout_until("bound", Duration::from_secs(20))
+            .is_some(),
+        "{}",
+        server.kill_and_stderr()
+    );
+    // The server's socket is not on the port: its name is registered in the host member.
+    assert!(std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok());
+    let programs = ctl_json(host.pid())["programs"].to_string();
+    assert!(programs.contains("uecho in net"), "{programs}");
+    let out = run_within(
+        &prog,
+        &["python3", "-c", UDP_CLIENT, &port.to_string()],
+        Duration::from_secs(60),
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("echoed 4"),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    server.kill_and_stderr();
+    host.kill_and_stderr();
+}

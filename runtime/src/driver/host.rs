@@ -150,11 +150,16 @@ impl Driver {
 
     fn accept_sessions(&mut self) {
         let Some(h) = self.host.as_mut() else { return };
-        while h.sessions.len() < MAX_SESSIONS {
+        loop {
             let Ok(c) = net::accept_with(&h.listener, SocketFlags::NONBLOCK | SocketFlags::CLOEXEC)
             else {
                 return;
             };
+            if h.sessions.len() >= MAX_SESSIONS {
+                // Closed at once: the program's call fails (ENETDOWN) rather than wait.
+                tracing::warn!("host: {MAX_SESSIONS} programs attached already; one more refused");
+                continue;
+            }
             let Ok(cred) = net::sockopt::socket_peercred(&c) else {
                 continue;
             };
@@ -221,7 +226,7 @@ impl Driver {
                     let sock = sock.clone();
                     move |r: Result<FlowInfo, FlowError>| {
                         let r = r.map(|f| (f.port.0, f.proxy));
-                        let _ = wire::send(sock.as_fd(), &Answer::Flow(id, r), &[]);
+                        let _ = wire::send(sock.as_fd(), &Answer::Flow(id, r), &[], false);
                     }
                 };
                 match self.host_connect(&peer, m, fds) {
@@ -249,7 +254,7 @@ impl Driver {
             Request::Listen(m) => {
                 let id = m.id;
                 let answer = move |r: Result<(), FlowError>| {
-                    let _ = wire::send(sock.as_fd(), &Answer::Listened(id, r), &[]);
+                    let _ = wire::send(sock.as_fd(), &Answer::Listened(id, r), &[], false);
                 };
                 match self.host_listen(&peer, m) {
                     Ok((req, dif)) => {
@@ -282,7 +287,7 @@ impl Driver {
             Request::ListenerClosed(name) => self.listener_closed(now, &name),
             Request::FlowStats { id, dif, port } => {
                 let stats = self.flow_stats(dif, PortId(port)).map(Into::into);
-                let _ = wire::send(sock.as_fd(), &Answer::Stats(id, stats), &[]);
+                let _ = wire::send(sock.as_fd(), &Answer::Stats(id, stats), &[], false);
             }
         }
     }

@@ -227,7 +227,7 @@ impl Client {
         if !self.is_up() {
             return Err(self.gone());
         }
-        wire::send(self.sock.as_fd(), msg, fds).map_err(|e| {
+        wire::send(self.sock.as_fd(), msg, fds, true).map_err(|e| {
             if e != rustix::io::Errno::AGAIN {
                 self.broke();
             }

@@ -140,11 +140,14 @@ stats_on_the_wire!(
     malformed: u64,
 );
 
-/// Sends `msg` with `fds` as one record (blocking unless the socket is not).
+/// Sends `msg` with `fds` as one record; if the other side's buffer is full, waits up
+/// to a second for room when `wait` (a program), or fails at once (the host member,
+/// whose thread serves everyone).
 pub(crate) fn send<T: Serialize>(
     sock: BorrowedFd<'_>,
     msg: &T,
     fds: &[BorrowedFd<'_>],
+    wait: bool,
 ) -> rustix::io::Result<()> {
     let bytes = serde_json::to_vec(msg).map_err(|_| Errno::INVAL)?;
     if bytes.len() > MAX_MESSAGE || fds.len() > MAX_FDS {
@@ -163,7 +166,7 @@ pub(crate) fn send<T: Serialize>(
             SendFlags::NOSIGNAL | SendFlags::DONTWAIT,
         ) {
             Err(Errno::INTR) => {}
-            Err(Errno::AGAIN) => {
+            Err(Errno::AGAIN) if wait => {
                 // The other side is slow to read: wait for room, bounded.
                 let mut p = [rustix::event::PollFd::new(
                     &sock,
@@ -255,7 +258,7 @@ mod tests {
             dif: 1,
             port: 9,
         };
-        send(a.as_fd(), &req, &[x.as_fd()]).unwrap();
+        send(a.as_fd(), &req, &[x.as_fd()], true).unwrap();
         let Received::Message(Request::FlowStats { id, dif, port }, fds) =
             recv::<Request>(&b, RecvFlags::empty()).unwrap()
         else {
