@@ -1,7 +1,7 @@
 //! The benchmark: nc over RINA (UDP shim on loopback) against nc over kernel TCP on
 //! loopback, in one run, interleaved, several runs, medians.
 //!
-//! `cargo run --release -p rina-e2e --bin rina-bench -- [--mib 256] [--runs 5] [--rtt-count 10000] [--http-seconds 3] [--scale-clients 100] [--sections loopback,http,ethernet,relays,passthrough,secured,scale]`
+//! `cargo run --release -p rina-e2e --bin rina-bench -- [--mib 256] [--runs 5] [--rtt-count 10000] [--http-seconds 3] [--scale-clients 100] [--sections loopback,http,ethernet,relays,passthrough,secured,scale,host]`
 //!
 //! Throughput: `nc -N` sends MiB of zeros into `nc -l` (output discarded); the time is
 //! from the client's start to both processes' exit. Round trip: `pingpong` sends 64-byte
@@ -13,7 +13,8 @@
 //! request at a time: a flow allocation plus a round trip each), and `curl` processes
 //! one after another (see `http.rs`). Each against the same over kernel TCP on
 //! loopback, interleaved. Secured: these figures over a secured DIF, over the same DIF
-//! open and over TCP (see `secured.rs`).
+//! open and over TCP (see `secured.rs`). Host: short-lived clients, throughput and round
+//! trips through a host member against the embedded stack and TCP (see `host.rs`).
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -22,6 +23,7 @@ use std::time::{Duration, Instant};
 use rina_e2e::*;
 
 mod ethernet;
+mod host;
 mod http;
 mod relays;
 mod scale;
@@ -29,7 +31,7 @@ mod secured;
 
 /// What `--help` prints.
 const USAGE: &str = "usage: rina-bench [--mib N] [--runs N] [--rtt-count N] [--http-seconds N] \
-[--scale-clients N] [--sections loopback,http,ethernet,relays,passthrough,secured,scale]
+[--scale-clients N] [--sections loopback,http,ethernet,relays,passthrough,secured,scale,host]
 
 Runs each section against kernel TCP in the same run, several runs, and prints the
 medians and ratios (see BENCHMARKS.md). Defaults: --mib 256 --runs 5 --rtt-count 10000
@@ -80,7 +82,7 @@ fn main() {
         .position(|a| a == "--sections")
         .and_then(|i| args.get(i + 1))
         .map_or(
-            "loopback,http,ethernet,relays,passthrough,secured,scale",
+            "loopback,http,ethernet,relays,passthrough,secured,scale,host",
             String::as_str,
         )
         .to_owned();
@@ -105,6 +107,9 @@ fn main() {
     }
     if wants("scale") {
         scale::section(&dir, runs, scale_clients);
+    }
+    if wants("host") {
+        host::section(&dir, runs, scale_clients, mib, rtt_count);
     }
 }
 
