@@ -230,13 +230,17 @@ fn programs_without_cap_net_raw_talk_through_host_members_over_ethernet() {
     node_b.kill_and_stderr();
 }
 
-/// A Python server that forks a child for its one connection and exits at once; the
-/// child echoes what comes until the end of the stream.
+/// A Python server that daemonises once it has its one connection (fork, `setsid`,
+/// fork again; both parents exit at once); the daemon echoes what comes until the end
+/// of the stream.
 const FORKING: &str = r#"
 import os, socket, sys
 l = socket.socket(); l.bind(("127.0.0.1", int(sys.argv[1]))); l.listen(1)
 c, _ = l.accept()
 if os.fork() == 0:
+    os.setsid()
+    if os.fork() != 0:
+        os._exit(0)
     l.close()
     while True:
         b = c.recv(65536)
@@ -247,10 +251,10 @@ sys.exit(0)
 "#;
 
 /// Servers whose connection outlives the process that accepted it, served by a host
-/// member: `busybox nc -l -e cat` execs `cat` with the socket, a Python server forks a
-/// child for the connection and exits. While the flow is open (half the data sent)
-/// no keeper exists, nor any stack but the host member's; then all of it is echoed
-/// byte-exact.
+/// member: `busybox nc -l -e cat` execs `cat` with the socket, a Python server
+/// daemonises (double fork, `setsid`) with the connection and exits. While the flow
+/// is open (half the data sent) no keeper exists, nor any stack but the host member's;
+/// then all of it is echoed byte-exact.
 #[test]
 fn exec_and_exiting_servers_keep_their_flows_with_no_keeper() {
     assert!(have("nc") && have("busybox") && have("python3"));
@@ -308,7 +312,7 @@ fn exec_and_exiting_servers_keep_their_flows_with_no_keeper() {
         std::io::Write::write_all(&mut stdin, &data[..100_000]).unwrap();
         std::io::Write::flush(&mut stdin).unwrap();
         if args[0] == "python3" {
-            // The server exited: its child holds the flow.
+            // The server exited: its daemon holds the flow.
             assert!(
                 server.expect_exit(Duration::from_secs(15)).success(),
                 "{args:?}"
