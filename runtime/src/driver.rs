@@ -22,6 +22,7 @@ use crate::stack::Stack;
 
 mod flows;
 mod host;
+mod host_state;
 mod incoming;
 mod keeper;
 mod links;
@@ -206,6 +207,7 @@ impl Driver {
         self.stack.node.handle_timeout(now);
         self.check_trust(now);
         self.expire_listens(now);
+        self.restore_host(now);
         self.retry_waiting(now);
         // Until nothing moves and the core has nothing more to say (handling a PDU this
         // member sent to itself, say, makes events and no transmission): bounded, so

@@ -19,9 +19,11 @@ fn program_rules(socket: &str, port: u16, app: &str) -> String {
     )
 }
 
-/// `[host]` at `socket`, then `extra` (allow rules).
+/// `[host]` at `socket`, keeping its state beside its rules, then `extra` (allow
+/// rules).
 fn host_section(socket: &str, extra: &str) -> String {
-    format!("[host]\nsocket = \"{socket}\"\n{extra}")
+    let state = socket.trim_start_matches('@');
+    format!("[host]\nsocket = \"{socket}\"\nstate = \"{state}.state.json\"\n{extra}")
 }
 
 /// A host member over Ethernet: bootstraps DIF `net`, or joins it by broadcast.
@@ -547,13 +549,13 @@ fn users_the_host_member_does_not_allow_get_eacces() {
     assert!(log.contains("register web in DIF net"), "{log}");
 }
 
-/// Connects to `127.0.0.1:PORT` for each line read, sends a line, prints the echo
-/// (`ok LINE`) or the errno's name.
+/// Connects to `127.0.0.1:PORT` for each line read (the port), sends a line, prints
+/// the echo (`ok LINE`) or the errno's name.
 const CLIENT: &str = r#"
 import errno, socket, sys
 for line in sys.stdin:
     s = socket.socket()
-    r = s.connect_ex(("127.0.0.1", int(sys.argv[1])))
+    r = s.connect_ex(("127.0.0.1", int(line)))
     if r:
         print("err", errno.errorcode.get(r, r), flush=True)
         continue
@@ -564,7 +566,9 @@ for line in sys.stdin:
 
 /// SIGKILL of the host member: a running program's next connect fails with
 /// `ENETDOWN` and a message naming the socket, never over TCP; once the host member is
-/// back (and has joined again), the same program's next connect succeeds.
+/// back (and has joined again), the same program's next connect succeeds, to a server
+/// of another member and to a server of its own, which kept running: the new host
+/// member registered its name again.
 #[test]
 fn a_killed_host_member_fails_calls_until_it_is_back() {
     assert!(have("python3"));
@@ -585,7 +589,32 @@ fn a_killed_host_member_fails_calls_until_it_is_back() {
     let mut host = loopback_node(&h, &dir.path().join("h1.log"), Some(&sb));
     let port = free_tcp_port();
     let server_rules = write(dir.path(), "s.toml", &program_rules(&sa, port, "echo"));
-    let client_rules = write(dir.path(), "c.toml", &program_rules(&sb, port, "echo"));
+    let port2 = free_tcp_port();
+    let client_rules = write(
+        dir.path(),
+        "c.toml",
+        &format!(
+            "{}\n[[connect]]\nto = \"127.0.0.1:{port2}\"\ndif = \"net\"\napp = \"echo2\"\n",
+            program_rules(&sb, port, "echo")
+        ),
+    );
+    let local_rules = write(dir.path(), "l.toml", &program_rules(&sb, port2, "echo2"));
+    let mut local = Proc::spawn(
+        "local echo server",
+        &mut rina_run(
+            &local_rules,
+            &["python3", "-c", ECHO_N, &port2.to_string(), "100"],
+            Stdio::null(),
+            Stdio::piped(),
+        ),
+    );
+    assert!(
+        local
+            .stdout_until("listening", Duration::from_secs(20))
+            .is_some(),
+        "{}",
+        local.kill_and_stderr()
+    );
     let mut server = Proc::spawn(
         "echo server",
         &mut rina_run(
@@ -606,35 +635,53 @@ fn a_killed_host_member_fails_calls_until_it_is_back() {
         "client",
         &mut rina_run(
             &client_rules,
-            &["python3", "-c", CLIENT, &port.to_string()],
+            &["python3", "-c", CLIENT],
             Stdio::piped(),
             Stdio::piped(),
         ),
     );
     let mut stdin = client.take_stdin().unwrap();
-    let mut ask = |client: &mut Proc, expect: &str| {
-        std::io::Write::write_all(&mut stdin, b"go\n").unwrap();
+    let mut ask = |client: &mut Proc, port: u16, expect: &str| {
+        std::io::Write::write_all(&mut stdin, format!("{port}\n").as_bytes()).unwrap();
         std::io::Write::flush(&mut stdin).unwrap();
         client
             .stdout_until(expect, Duration::from_secs(20))
             .unwrap_or_else(|| panic!("no {expect:?}: {}", client.kill_and_stderr()))
     };
-    ask(&mut client, "ok ping");
+    ask(&mut client, port, "ok ping");
+    ask(&mut client, port2, "ok ping");
     let _ = rustix_kill(host.pid());
     assert!(wait_until(Duration::from_secs(10), || has_exited(
         host.pid()
     )));
-    ask(&mut client, "err ENETDOWN");
+    ask(&mut client, port, "err ENETDOWN");
     assert!(!tcp_port_in_use(port), "a connect went over TCP");
     // The host member is back: it joins again and serves the same program.
     let mut again = loopback_node(&h, &dir.path().join("h2.log"), Some(&sb));
-    ask(&mut client, "ok ping");
+    ask(&mut client, port, "ok ping");
+    // Its own server's name comes back once the DIF has forgotten the killed member,
+    // which still held it (2.25 liveness bounds: about 14 s by default).
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    loop {
+        let line = ask(&mut client, port2, "\n");
+        if line.contains("ok ping") {
+            break;
+        }
+        assert!(line.contains("err ECONNREFUSED"), "{line}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never registered again"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
     drop(stdin);
     assert!(client.expect_exit(Duration::from_secs(10)).success());
     let said = client.stderr();
     assert!(said.contains(&format!("host member at {sb}")), "{said}");
     assert!(said.contains("ENETDOWN"), "{said}");
-    for p in [&mut server, &mut again, &mut member, &mut host] {
+    let log = std::fs::read_to_string(dir.path().join("h2.log")).unwrap_or_default();
+    assert!(log.contains("echo2 registered again"), "{log}");
+    for p in [&mut server, &mut local, &mut again, &mut member, &mut host] {
         p.kill_and_stderr();
     }
 }

@@ -16,6 +16,10 @@
 //! names = ["web*"]                 # the names they may register (default: all)
 //! ```
 //!
+//! `state = "PATH"` in `[host]` says where the host member keeps the names it registered
+//! for programs (default `/run/rina/host-<netns>-<socket>.json`), so that after a restart
+//! it registers them again for the programs still holding their listeners.
+//!
 //! A local program's user is what the kernel says of its socket (`SO_PEERCRED`), its
 //! groups what `/proc/<pid>/status` lists.
 
@@ -78,6 +82,9 @@ pub struct HostService {
     /// Who may use it, first match wins; empty: root and the node's own user, for
     /// every DIF and name.
     pub allow: Vec<HostAllow>,
+    /// Where it keeps the names it registered for programs, to register them again
+    /// after a restart (`None`: under `/run/rina/`).
+    pub state: Option<PathBuf>,
 }
 
 /// One `[[host.allow]]` entry.
@@ -208,6 +215,7 @@ mod tests {
     #[test]
     fn allow_rules_match_users_groups_difs_and_names() {
         let s = HostService {
+            state: None,
             socket: HostSocket::parse("@h").unwrap(),
             allow: vec![
                 HostAllow {

@@ -17,6 +17,7 @@ use rina_core::{ApplicationName, Instant, PortId};
 use rustix::event::epoll;
 use rustix::net::{self, AddressFamily, RecvFlags, SocketFlags, SocketType};
 
+use super::host_state::Registration;
 use super::{Driver, TOKEN_HOST, TOKEN_MASK};
 use crate::api::{AppEnd, ConnectRequest, FlowError, FlowInfo, ListenRequest, ListenTarget, Reply};
 use crate::config::{groups_of, name_of, Config, DifIndex, HostService, HostSocket, Peer};
@@ -35,6 +36,14 @@ pub(super) struct Service {
     difs: Vec<String>,
     sessions: BTreeMap<u64, Session>,
     next: u64,
+    /// The names registered for programs, kept in `state` across restarts.
+    pub(super) remembered: Arc<Mutex<Vec<Registration>>>,
+    state: Arc<std::path::PathBuf>,
+    /// What a previous host member registered, to register again.
+    pub(super) to_restore: Vec<Registration>,
+    /// Those to try again at `retry_at`.
+    pub(super) retry: Arc<Mutex<Vec<Registration>>>,
+    pub(super) retry_at: Instant,
 }
 
 /// One program process's session.
@@ -90,7 +99,15 @@ pub(super) fn open(rules: &HostService, config: &Config) -> Result<Service, Flow
         let _ = std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o666));
     }
     net::listen(&sock, 128).map_err(|e| why(e.to_string()))?;
+    let state = super::host_state::path(rules);
+    let to_restore = super::host_state::load(&state);
     Ok(Service {
+        // Kept (in the file too) until their programs no longer hold them.
+        remembered: Arc::new(Mutex::new(to_restore.clone())),
+        state: Arc::new(state),
+        to_restore,
+        retry: Arc::default(),
+        retry_at: Instant::ZERO,
         listener: shims::high_fd::move_high(sock),
         rules: rules.clone(),
         difs: config.difs.iter().map(|d| d.name.clone()).collect(),
@@ -100,6 +117,11 @@ pub(super) fn open(rules: &HostService, config: &Config) -> Result<Service, Flow
 }
 
 impl Service {
+    /// The host member's DIF of this name.
+    pub(super) fn dif_index(&self, name: &str) -> Option<DifIndex> {
+        self.difs.iter().position(|d| d == name).map(DifIndex)
+    }
+
     /// The listener, to watch.
     pub(super) fn listener(&self) -> &OwnedFd {
         &self.listener
@@ -213,6 +235,9 @@ impl Driver {
                 self.release_datagram(now, app);
             }
         }
+        if let Some(h) = &self.host {
+            super::host_state::save(&h.state, &mut h.remembered.lock());
+        }
     }
 
     fn host_request(&mut self, now: Instant, n: u64, req: Request, fds: Vec<OwnedFd>) {
@@ -251,34 +276,7 @@ impl Driver {
                     Err(e) => answer(Err(e)),
                 }
             }
-            Request::Listen(m) => {
-                let id = m.id;
-                let answer = move |r: Result<(), FlowError>| {
-                    let _ = wire::send(sock.as_fd(), &Answer::Listened(id, r), &[], false);
-                };
-                match self.host_listen(&peer, m) {
-                    Ok((req, dif)) => {
-                        let what = (dif, req.app.to_string(), req.target.clone());
-                        let reply = Reply::then(
-                            move |r: Result<(), FlowError>| {
-                                if r.is_ok() {
-                                    let mut m = made.lock();
-                                    let (dif, app, target) = what;
-                                    match target {
-                                        ListenTarget::Stream(name, _) => m.listeners.insert(name),
-                                        ListenTarget::Datagram(a) => m.datagrams.insert(a),
-                                    };
-                                    m.names.insert((dif, app));
-                                }
-                                answer(r);
-                            },
-                            Err(FlowError::RuntimeDown("the host member stopped".into())),
-                        );
-                        self.listen(now, req, reply);
-                    }
-                    Err(e) => answer(Err(e)),
-                }
-            }
+            Request::Listen(m) => self.host_listen_request(now, &sock, &made, &peer, m),
             Request::ReleaseDatagram(app) => {
                 if crate::handle::nobody_holds(app) {
                     self.release_datagram(now, app);
@@ -289,6 +287,61 @@ impl Driver {
                 let stats = self.flow_stats(dif, PortId(port)).map(Into::into);
                 let _ = wire::send(sock.as_fd(), &Answer::Stats(id, stats), &[], false);
             }
+        }
+    }
+
+    /// A program's `listen`: checked, then served; once registered, remembered (for
+    /// `rina ctl`, the session's end, and a restart).
+    fn host_listen_request(
+        &mut self,
+        now: Instant,
+        sock: &Arc<OwnedFd>,
+        made: &Arc<Mutex<Made>>,
+        peer: &Peer,
+        m: ListenMsg,
+    ) {
+        let (sock, made) = (sock.clone(), made.clone());
+        let id = m.id;
+        let answer = move |r: Result<(), FlowError>| {
+            let _ = wire::send(sock.as_fd(), &Answer::Listened(id, r), &[], false);
+        };
+        let registration = Registration {
+            uid: peer.uid,
+            gids: peer.gids.clone(),
+            listen: m.clone(),
+            tries: 0,
+        };
+        let keep = self
+            .host
+            .as_ref()
+            .map(|h| (h.remembered.clone(), h.state.clone()));
+        match self.host_listen(peer, m) {
+            Ok((req, dif)) => {
+                let what = (dif, req.app.to_string(), req.target.clone());
+                let reply = Reply::then(
+                    move |r: Result<(), FlowError>| {
+                        if r.is_ok() {
+                            let mut m = made.lock();
+                            let (dif, app, target) = what;
+                            match target {
+                                ListenTarget::Stream(name, _) => m.listeners.insert(name),
+                                ListenTarget::Datagram(a) => m.datagrams.insert(a),
+                            };
+                            m.names.insert((dif, app));
+                            drop(m);
+                            if let Some((remembered, state)) = keep {
+                                let mut r = remembered.lock();
+                                r.push(registration);
+                                super::host_state::save(&state, &mut r);
+                            }
+                        }
+                        answer(r);
+                    },
+                    Err(FlowError::RuntimeDown("the host member stopped".into())),
+                );
+                self.listen(now, req, reply);
+            }
+            Err(e) => answer(Err(e)),
         }
     }
 
@@ -347,7 +400,11 @@ impl Driver {
         Ok((req, dif))
     }
 
-    fn host_listen(&self, peer: &Peer, m: ListenMsg) -> Result<(ListenRequest, String), FlowError> {
+    pub(super) fn host_listen(
+        &self,
+        peer: &Peer,
+        m: ListenMsg,
+    ) -> Result<(ListenRequest, String), FlowError> {
         let dif = self.host_dif(peer, &m.dif, Some(&m.app))?;
         let target = match m.target {
             Target::Stream {

@@ -320,9 +320,9 @@ impl Client {
     fn broke(&self) {
         if !self.broken.swap(true, Ordering::AcqRel) {
             let line = format!(
-                "rina: {}: the host member at {} went away: its flows ended, the names it \
-                 registered are gone (listen again once it is back), and the calls its rules \
-                 send to RINA fail (ENETDOWN) until it is back; nothing goes over TCP/IP\n",
+                "rina: {}: the host member at {} went away: its flows ended, and the calls its \
+                 rules send to RINA fail (ENETDOWN) until it is back (it then registers its \
+                 names again); nothing goes over TCP/IP\n",
                 self.program, self.at
             );
             let _ = rustix::io::write(rustix::stdio::stderr(), line.as_bytes());

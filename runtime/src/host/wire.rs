@@ -64,7 +64,7 @@ pub(crate) struct ConnectMsg {
 }
 
 /// `Request::Listen`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct ListenMsg {
     pub(crate) id: u64,
     pub(crate) dif: String,
@@ -75,7 +75,7 @@ pub(crate) struct ListenMsg {
 }
 
 /// Where a registered name's flows go.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) enum Target {
     /// The abstract name of a stream listener, and what its accepted ends show.
     Stream {

@@ -116,6 +116,16 @@ impl Validator<'_> {
                 line,
             });
         }
-        Ok(Some(HostService { socket, allow }))
+        let state = raw.state.as_ref().map(|s| {
+            let p = std::path::Path::new(s.get_ref());
+            self.path
+                .parent()
+                .map_or_else(|| p.to_path_buf(), |d| d.join(p))
+        });
+        Ok(Some(HostService {
+            socket,
+            allow,
+            state,
+        }))
     }
 }

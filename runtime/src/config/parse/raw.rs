@@ -168,6 +168,7 @@ pub(super) struct RawSettings {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawHost {
     pub(super) socket: Option<Spanned<String>>,
+    pub(super) state: Option<Spanned<String>>,
     pub(super) allow: Option<Vec<Spanned<RawAllow>>>,
 }
 
