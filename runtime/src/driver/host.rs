@@ -62,8 +62,8 @@ struct Made {
     listeners: BTreeSet<Vec<u8>>,
     /// Datagram sockets with flows or names.
     datagrams: BTreeSet<SocketAddr>,
-    /// Flows (DIF index, port-id) it asked for.
-    flows: BTreeSet<(usize, u32)>,
+    /// Flows it asked for (allocated).
+    flows: usize,
 }
 
 /// Binds the host member's socket. A path where a socket nobody listens at remains
@@ -138,7 +138,7 @@ impl Service {
                     uid: s.peer.uid,
                     user: name_of("/etc/passwd", s.peer.uid),
                     names: m.names.iter().map(|(d, n)| format!("{n} in {d}")).collect(),
-                    flows: m.flows.len(),
+                    flows: m.flows,
                 }
             })
             .collect()
@@ -255,16 +255,16 @@ impl Driver {
                     }
                 };
                 match self.host_connect(&peer, m, fds) {
-                    Ok((req, dif)) => {
+                    Ok(req) => {
                         let datagram = match &req.end {
                             AppEnd::Datagram(a) => Some(*a),
                             _ => None,
                         };
                         let reply = Reply::then(
                             move |r: Result<FlowInfo, FlowError>| {
-                                if let Ok(f) = &r {
+                                if r.is_ok() {
                                     let mut m = made.lock();
-                                    m.flows.insert((dif.0, f.port.0));
+                                    m.flows += 1;
                                     m.datagrams.extend(datagram);
                                 }
                                 answer(r);
@@ -376,7 +376,7 @@ impl Driver {
         peer: &Peer,
         m: ConnectMsg,
         fds: Vec<OwnedFd>,
-    ) -> Result<(ConnectRequest, DifIndex), FlowError> {
+    ) -> Result<ConnectRequest, FlowError> {
         let dif = self.host_dif(peer, &m.dif, None)?;
         let mut fds = fds.into_iter();
         let end = match (m.datagram, fds.next(), fds.next(), m.held) {
@@ -397,7 +397,7 @@ impl Driver {
             recv_buffer: m.recv_buffer,
             timeout: m.timeout,
         };
-        Ok((req, dif))
+        Ok(req)
     }
 
     pub(super) fn host_listen(
