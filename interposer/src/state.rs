@@ -118,7 +118,7 @@ fn say_once(e: &FlowError) {
     } else {
         ""
     };
-    let what = if rules().is_some_and(|r| matches!(r.settings.stack, config::StackMode::Host(_))) {
+    let what = if served_by_host() {
         "cannot reach the host member"
     } else {
         "cannot start the RINA stack"
@@ -150,18 +150,24 @@ pub fn runtime_to_tell() -> Option<Handle> {
     if let Some(h) = running_runtime() {
         return Some(h);
     }
-    let host = rules().is_some_and(|r| matches!(r.settings.stack, config::StackMode::Host(_)));
-    host.then(runtime).and_then(Result::ok)
+    served_by_host().then(runtime).and_then(Result::ok)
+}
+
+/// True if the rules say the host member serves this program (`stack = "host"`).
+fn served_by_host() -> bool {
+    rules().is_some_and(|r| matches!(r.settings.stack, config::StackMode::Host(_)))
 }
 
 /// Reads the results of nonblocking connects the host member sent; true if the host
-/// member serves this process.
+/// member serves this process (a stack of its own reports them itself: nothing to do).
 pub fn settle() -> bool {
-    let Some(h) = running_runtime() else {
+    if !served_by_host() {
         return false;
-    };
-    h.settle();
-    h.is_host_session()
+    }
+    if let Some(h) = running_runtime() {
+        h.settle();
+    }
+    true
 }
 
 /// Holds this module's lock across `fork` (see [`crate::hold_across_fork`]).

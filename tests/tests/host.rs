@@ -70,22 +70,22 @@ fn node_in(hosts: &Hosts, i: usize, rules: &Path, socket: &str) -> Proc {
         ),
     );
     // `ip netns exec` execs the node: the pid is the node's.
-    let name = socket.trim_start_matches('@');
-    if !wait_until(Duration::from_secs(15), || {
-        !abstract_seqpacket_listeners(p.pid(), name).is_empty()
-    }) {
-        panic!("host member never served: {}", p.kill_and_stderr());
-    }
+    wait_serving(&mut p, socket);
     p
 }
 
-/// Abstract listeners named exactly `name` in the network namespace of `pid` (of any
-/// socket type).
-fn abstract_seqpacket_listeners(pid: u32, name: &str) -> Vec<String> {
-    abstract_listeners_of(pid, name)
-        .into_iter()
-        .filter(|n| n[1..] == *name)
-        .collect()
+/// Waits (bounded) until the host member `p` listens at `socket` (an abstract name,
+/// in its network namespace); panics with its stderr otherwise.
+fn wait_serving(p: &mut Proc, socket: &str) {
+    let name = socket.trim_start_matches('@');
+    let serving = wait_until(Duration::from_secs(15), || {
+        abstract_listeners_of(p.pid(), name)
+            .iter()
+            .any(|n| n[1..] == *name)
+    });
+    if !serving {
+        panic!("host member never served: {}", p.kill_and_stderr());
+    }
 }
 
 /// The pids with a RINA stack (a management socket) in the namespace of `pid`.
@@ -364,12 +364,26 @@ fn exec_and_exiting_servers_keep_their_flows_with_no_keeper() {
 fn loopback_node(rules: &Path, log: &Path, socket: Option<&str>) -> Proc {
     let mut p = rina_node(rules, log, "net");
     if let Some(s) = socket {
-        let name = s.trim_start_matches('@');
-        if !wait_until(Duration::from_secs(10), || {
-            !abstract_seqpacket_listeners(p.pid(), name).is_empty()
-        }) {
-            panic!("host member never served: {}", p.kill_and_stderr());
-        }
+        wait_serving(&mut p, s);
+    }
+    p
+}
+
+/// The echo server `ECHO_N` (100 connections) under `rules` on `port`, once it listens.
+fn echo_server(rules: &Path, port: u16) -> Proc {
+    let mut p = Proc::spawn(
+        "echo server",
+        &mut rina_run(
+            rules,
+            &["python3", "-c", ECHO_N, &port.to_string(), "100"],
+            Stdio::null(),
+            Stdio::piped(),
+        ),
+    );
+    if p.stdout_until("listening", Duration::from_secs(20))
+        .is_none()
+    {
+        panic!("echo server never listened: {}", p.kill_and_stderr());
     }
     p
 }
@@ -599,38 +613,8 @@ fn a_killed_host_member_fails_calls_until_it_is_back() {
         ),
     );
     let local_rules = write(dir.path(), "l.toml", &program_rules(&sb, port2, "echo2"));
-    let mut local = Proc::spawn(
-        "local echo server",
-        &mut rina_run(
-            &local_rules,
-            &["python3", "-c", ECHO_N, &port2.to_string(), "100"],
-            Stdio::null(),
-            Stdio::piped(),
-        ),
-    );
-    assert!(
-        local
-            .stdout_until("listening", Duration::from_secs(20))
-            .is_some(),
-        "{}",
-        local.kill_and_stderr()
-    );
-    let mut server = Proc::spawn(
-        "echo server",
-        &mut rina_run(
-            &server_rules,
-            &["python3", "-c", ECHO_N, &port.to_string(), "100"],
-            Stdio::null(),
-            Stdio::piped(),
-        ),
-    );
-    assert!(
-        server
-            .stdout_until("listening", Duration::from_secs(20))
-            .is_some(),
-        "{}",
-        server.kill_and_stderr()
-    );
+    let mut local = echo_server(&local_rules, port2);
+    let mut server = echo_server(&server_rules, port);
     let mut client = Proc::spawn(
         "client",
         &mut rina_run(
@@ -650,10 +634,7 @@ fn a_killed_host_member_fails_calls_until_it_is_back() {
     };
     ask(&mut client, port, "ok ping");
     ask(&mut client, port2, "ok ping");
-    let _ = rustix_kill(host.pid());
-    assert!(wait_until(Duration::from_secs(10), || has_exited(
-        host.pid()
-    )));
+    host.kill_and_stderr(); // SIGKILL, waited for
     ask(&mut client, port, "err ENETDOWN");
     assert!(!tcp_port_in_use(port), "a connect went over TCP");
     // The host member is back: it joins again and serves the same program.
@@ -684,15 +665,6 @@ fn a_killed_host_member_fails_calls_until_it_is_back() {
     for p in [&mut server, &mut local, &mut again, &mut member, &mut host] {
         p.kill_and_stderr();
     }
-}
-
-/// SIGKILL to `pid`.
-fn rustix_kill(pid: u32) -> std::io::Result<()> {
-    let st = std::process::Command::new("kill")
-        .args(["-9", &pid.to_string()])
-        .status()?;
-    assert!(st.success());
-    Ok(())
 }
 
 /// Echoes datagrams back to whoever sent them.

@@ -127,16 +127,21 @@ impl Service {
         &self.listener
     }
 
-    /// What `rina ctl` shows of each program served.
+    /// What `rina ctl` shows of each program served (each user's name looked up once).
     pub(super) fn report(&self) -> Vec<ProgramReport> {
+        let mut users = BTreeMap::new();
         self.sessions
             .values()
             .map(|s| {
                 let m = s.made.lock();
+                let uid = s.peer.uid;
                 ProgramReport {
                     pid: s.peer.pid,
-                    uid: s.peer.uid,
-                    user: name_of("/etc/passwd", s.peer.uid),
+                    uid,
+                    user: users
+                        .entry(uid)
+                        .or_insert_with(|| name_of("/etc/passwd", uid))
+                        .clone(),
                     names: m.names.iter().map(|(d, n)| format!("{n} in {d}")).collect(),
                     flows: m.flows,
                 }
@@ -186,10 +191,16 @@ impl Driver {
                 continue;
             };
             let pid = cred.pid.as_raw_nonzero().get() as u32;
+            // A process's other groups are read only if a rule names groups.
+            let gid = cred.gid.as_raw();
             let peer = Peer {
                 pid,
                 uid: cred.uid.as_raw(),
-                gids: groups_of(pid, cred.gid.as_raw()),
+                gids: if h.rules.allow.iter().any(|a| !a.groups.is_empty()) {
+                    groups_of(pid, gid)
+                } else {
+                    vec![gid]
+                },
             };
             let c = shims::high_fd::move_high(c);
             let n = h.next;
@@ -227,6 +238,8 @@ impl Driver {
         let _ = epoll::delete(&self.epoll, &*s.sock);
         tracing::debug!("host: program {} detached", s.peer.pid);
         let made = std::mem::take(&mut *s.made.lock());
+        // Only a session that registered names changes what is remembered.
+        let registered = !made.names.is_empty();
         for name in made.listeners {
             self.listener_closed(now, &name);
         }
@@ -235,7 +248,7 @@ impl Driver {
                 self.release_datagram(now, app);
             }
         }
-        if let Some(h) = &self.host {
+        if let Some(h) = self.host.as_ref().filter(|_| registered) {
             super::host_state::save(&h.state, &mut h.remembered.lock());
         }
     }
@@ -364,10 +377,7 @@ impl Driver {
             let _ = rustix::io::write(rustix::stdio::stderr(), line.as_bytes());
             return Err(FlowError::NotAllowed(why));
         }
-        h.difs
-            .iter()
-            .position(|d| d == dif)
-            .map(DifIndex)
+        h.dif_index(dif)
             .ok_or_else(|| FlowError::NoSuchDif(dif.to_owned()))
     }
 

@@ -97,25 +97,10 @@ fn wait_for_echo(pid: u32, tag: &str) {
     }
 }
 
-/// A command running `args` under `rules` (through `rina run`), or plainly.
-fn under(rules: Option<&Path>, args: &[&str], stdin: Stdio, stdout: Stdio) -> Command {
-    match rules {
-        Some(r) => rina_run(r, args, stdin, stdout),
-        None => {
-            let mut c = Command::new(args[0]);
-            c.args(&args[1..])
-                .stdin(stdin)
-                .stdout(stdout)
-                .stderr(Stdio::piped());
-            c
-        }
-    }
-}
-
 /// Starts a server (`args`, under `rules` or plainly) on `port` and waits (bounded)
 /// until it listens; panics with its stderr otherwise.
 fn server(rules: Option<&Path>, args: &[&str], port: u16, stdout: Stdio) -> Proc {
-    let mut p = Proc::spawn(args[0], &mut under(rules, args, Stdio::null(), stdout));
+    let mut p = Proc::spawn(args[0], over(rules, args).stdout(stdout));
     let pid = p.pid();
     let ok = match rules {
         Some(_) => wait_for_rina_listener(pid, Duration::from_secs(15)),
@@ -139,10 +124,7 @@ fn clients(k: usize, port: u16, rules: Option<&Path>, input: &Path, tag: &str) -
     for i in 0..k {
         let stdin = stdin_from(input);
         let t = Instant::now();
-        let out = output_within(
-            &mut under(rules, &args, stdin, Stdio::piped()),
-            CLIENT_LIMIT,
-        );
+        let out = output_within(over(rules, &args).stdin(stdin), CLIENT_LIMIT);
         times.push(t.elapsed().as_secs_f64() * 1e3);
         if !(out.status.success() && out.stdout == sent) {
             failed += 1;
@@ -245,12 +227,7 @@ fn rtt_us(count: usize, rules: Option<(&Path, &Path)>, port: u16, tag: &str) -> 
         Stdio::null(),
     );
     let out = output_within(
-        &mut under(
-            rules.map(|r| r.1),
-            &[pp, "client", &addr, &cnt],
-            Stdio::null(),
-            Stdio::piped(),
-        ),
+        &mut over(rules.map(|r| r.1), &[pp, "client", &addr, &cnt]),
         TRANSFER_LIMIT,
     );
     let text = String::from_utf8_lossy(&out.stdout);
