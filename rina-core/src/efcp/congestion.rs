@@ -5,9 +5,18 @@
 //!   caller's: it never offers a sample from a retransmitted PDU.
 //! - [`Congestion`]: a window in PDUs. It starts at [`INITIAL_CWND`] and grows by one
 //!   per acknowledged PDU (slow start, doubling per RTT) until the first loss event,
-//!   then by one per window acknowledged (additive increase). A loss event halves it,
-//!   at most once per round trip: losses among PDUs sent before the last reduction
-//!   belong to the same event. It stays within [`MIN_CWND`]..=[`MAX_CWND`].
+//!   then by one per window acknowledged (additive increase). Losses among PDUs sent
+//!   before the last loss event belong to it (one response per round trip).
+//!
+//!   A loss event does not take the window below 1.25 times the path's
+//!   bandwidth-delay product (the `floor`: the recent maximum delivery rate times the
+//!   smallest round trip, see `rate.rs`): a window that small keeps at most a quarter
+//!   of a BDP queued, so a loss there is taken as random (a lossy link, a dropping firewall), not as a
+//!   queue overflowing, and costs nothing but its retransmission. Above the floor, or
+//!   when more than [`HEAVY_LOSS_PERMILLE`] of recent PDUs are lost (the floor is
+//!   wrong: a queue shallower than the BDP), the window shrinks to
+//!   [`BETA_PERMILLE`] of itself (CUBIC's 0.7); a retransmission timeout halves it.
+//!   It stays within [`MIN_CWND`]..=[`MAX_CWND`].
 
 use std::time::Duration;
 
@@ -19,6 +28,11 @@ pub(super) const INITIAL_CWND: u64 = 16;
 pub(super) const MIN_CWND: u64 = 2;
 /// Largest congestion window, in PDUs.
 pub(super) const MAX_CWND: u64 = 65536;
+/// What a loss event leaves of the window, in thousandths.
+pub(super) const BETA_PERMILLE: u64 = 700;
+/// The smoothed share of PDUs lost (thousandths) above which losses are congestion
+/// whatever the floor says.
+pub(super) const HEAVY_LOSS_PERMILLE: u64 = 150;
 
 /// Smoothed RTT, variation and the retransmission timeout.
 #[derive(Clone, Debug)]
@@ -104,7 +118,32 @@ pub(super) struct Congestion {
     acc: u64,
     /// Losses of sequence numbers below this belong to the last loss event.
     recovery_end: u64,
+    /// The window does not grow while `snd_una` is below this (the PDUs of the last
+    /// reduction are still outstanding).
+    frozen_until: u64,
     last_reduction: Option<Instant>,
+    /// The loss share, smoothed over rounds (1/8 per round), in thousandths.
+    loss_permille: u64,
+    /// This round: it ends when `snd_una` reaches `round_end`.
+    round_end: u64,
+    round_delivered: u64,
+    round_lost: u64,
+}
+
+/// What the sender knows of a loss event.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Loss {
+    /// The newest PDU found lost.
+    pub(super) seq: u64,
+    /// How many were found lost.
+    pub(super) count: u64,
+    /// The next new sequence number.
+    pub(super) next_seq: u64,
+    /// Found by the retransmission timer.
+    pub(super) timeout: bool,
+    pub(super) srtt: Duration,
+    /// 1.25 times the bandwidth-delay product, in PDUs, once measured.
+    pub(super) floor: Option<u64>,
 }
 
 impl Congestion {
@@ -114,7 +153,12 @@ impl Congestion {
             ssthresh: u64::MAX,
             acc: 0,
             recovery_end: 0,
+            frozen_until: 0,
             last_reduction: None,
+            loss_permille: 0,
+            round_end: 0,
+            round_delivered: 0,
+            round_lost: 0,
         }
     }
 
@@ -124,9 +168,19 @@ impl Congestion {
 
     /// `newly` PDUs were acknowledged (cumulatively or selectively). The window grows
     /// only when it was the limit (at least half used), and not while the PDUs of the
-    /// last loss event are still outstanding (`snd_una` below the recovery point).
-    pub(super) fn on_ack(&mut self, newly: u64, in_flight: u64, snd_una: u64) {
-        if newly == 0 || in_flight.saturating_mul(2) < self.cwnd || snd_una < self.recovery_end {
+    /// last reduction are still outstanding (`snd_una` below its recovery point).
+    pub(super) fn on_ack(&mut self, newly: u64, in_flight: u64, snd_una: u64, next_seq: u64) {
+        self.round_delivered = self.round_delivered.saturating_add(newly);
+        if snd_una >= self.round_end {
+            let total = self.round_delivered + self.round_lost;
+            if let Some(share) = self.round_lost.saturating_mul(1000).checked_div(total) {
+                self.loss_permille = (self.loss_permille * 7 + share.min(1000)) / 8;
+            }
+            self.round_end = next_seq;
+            self.round_delivered = 0;
+            self.round_lost = 0;
+        }
+        if newly == 0 || in_flight.saturating_mul(2) < self.cwnd || snd_una < self.frozen_until {
             return;
         }
         if self.cwnd < self.ssthresh {
@@ -140,27 +194,37 @@ impl Congestion {
         }
     }
 
-    /// The PDU `seq` was lost (`next_seq`: the next new sequence number). Halves the
-    /// window unless this loss belongs to the last event. A timeout (`timeout`)
-    /// starts a new event once a round trip (`srtt`) passed since the last reduction.
+    /// PDUs were found lost. Unless they belong to the last event (sent before it), this
+    /// is a new one: it ends slow start and shrinks the window as the module says. A
+    /// timeout starts a new event once a round trip passed since the last reduction.
     /// Returns true if the window was reduced.
-    pub(super) fn on_loss(
-        &mut self,
-        now: Instant,
-        seq: u64,
-        next_seq: u64,
-        timeout: bool,
-        srtt: Duration,
-    ) -> bool {
-        let new_event = seq >= self.recovery_end
-            || (timeout && self.last_reduction.is_none_or(|t| now >= t + srtt));
+    pub(super) fn on_loss(&mut self, now: Instant, l: Loss) -> bool {
+        self.round_lost = self.round_lost.saturating_add(l.count);
+        let new_event = l.seq >= self.recovery_end
+            || (l.timeout && self.last_reduction.is_none_or(|t| now >= t + l.srtt));
         if !new_event {
             return false;
         }
-        self.cwnd = (self.cwnd / 2).max(MIN_CWND);
-        self.ssthresh = self.cwnd;
+        self.recovery_end = l.next_seq;
         self.acc = 0;
-        self.recovery_end = next_seq;
+        let heavy = self.loss_permille > HEAVY_LOSS_PERMILLE;
+        let target = if l.timeout {
+            self.cwnd / 2
+        } else {
+            let beta = self.cwnd.saturating_mul(BETA_PERMILLE) / 1000;
+            match l.floor {
+                Some(f) if !heavy => beta.max(f.min(self.cwnd)),
+                _ => beta,
+            }
+        }
+        .max(MIN_CWND);
+        self.ssthresh = target;
+        if target >= self.cwnd {
+            // Random loss: the window stays, and keeps growing.
+            return false;
+        }
+        self.cwnd = target;
+        self.frozen_until = l.next_seq;
         self.last_reduction = Some(now);
         true
     }
@@ -193,19 +257,78 @@ mod tests {
         assert_eq!(e.rto(), ms(10), "clamped to min_rto");
     }
 
+    fn loss(seq: u64, next_seq: u64, floor: Option<u64>) -> Loss {
+        Loss {
+            seq,
+            count: 1,
+            next_seq,
+            timeout: false,
+            srtt: Duration::from_millis(10),
+            floor,
+        }
+    }
+
     #[test]
     fn slow_start_then_additive_increase() {
         let mut c = Congestion::new();
         let t = Instant::ZERO;
-        c.on_ack(16, 16, 16);
+        c.on_ack(16, 16, 16, 32);
         assert_eq!(c.window(), 32, "doubles in a round trip");
-        assert!(c.on_loss(t, 40, 50, false, Duration::from_millis(10)));
-        assert_eq!(c.window(), 16);
-        assert!(!c.on_loss(t, 45, 60, false, Duration::from_millis(10)));
-        assert_eq!(c.window(), 16, "same event");
-        c.on_ack(16, 16, 50);
-        assert_eq!(c.window(), 17, "one per window");
-        c.on_ack(100, 2, 60);
-        assert_eq!(c.window(), 17, "not window-limited");
+        assert!(c.on_loss(t, loss(40, 50, None)));
+        assert_eq!(c.window(), 22, "0.7 of 32");
+        assert!(!c.on_loss(t, loss(45, 60, None)));
+        assert_eq!(c.window(), 22, "same event");
+        c.on_ack(22, 22, 50, 72);
+        assert_eq!(c.window(), 23, "one per window");
+        c.on_ack(100, 2, 60, 72);
+        assert_eq!(c.window(), 23, "not window-limited");
+    }
+
+    #[test]
+    fn random_loss_below_twice_the_bdp_keeps_the_window() {
+        let mut c = Congestion::new();
+        let t = Instant::ZERO;
+        c.on_ack(16, 16, 16, 32);
+        assert!(
+            !c.on_loss(t, loss(40, 50, Some(64))),
+            "32 is under the floor"
+        );
+        assert_eq!(c.window(), 32);
+        c.on_ack(32, 32, 50, 90);
+        assert_eq!(c.window(), 33, "it grows on, additively");
+        assert!(c.on_loss(t, loss(95, 100, Some(30))));
+        assert_eq!(c.window(), 30, "above the floor: down to it, not to 0.7");
+        assert!(c.on_loss(t, loss(110, 120, Some(2))));
+        assert_eq!(c.window(), 21, "0.7 at most");
+        let timeout = Loss {
+            timeout: true,
+            ..loss(115, 130, Some(64))
+        };
+        assert!(c.on_loss(t + Duration::from_secs(1), timeout));
+        assert_eq!(c.window(), 10, "a timeout halves it whatever the floor");
+    }
+
+    #[test]
+    fn heavy_loss_overrides_the_floor() {
+        let mut c = Congestion::new();
+        let t = Instant::ZERO;
+        let mut next = 32;
+        // Rounds losing half their PDUs.
+        for round in 0..20u64 {
+            c.on_loss(
+                t,
+                Loss {
+                    count: 8,
+                    ..loss(next - 1, next, Some(1000))
+                },
+            );
+            c.on_ack(8, 16, next, next + 16);
+            next += 16;
+            let _ = round;
+        }
+        assert!(c.loss_permille > HEAVY_LOSS_PERMILLE, "{}", c.loss_permille);
+        let w = c.window();
+        assert!(c.on_loss(t, loss(next, next + 16, Some(1000))));
+        assert_eq!(c.window(), (w * 7 / 10).max(MIN_CWND));
     }
 }

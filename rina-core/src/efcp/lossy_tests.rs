@@ -44,7 +44,27 @@ struct Report {
 }
 
 /// A frame in flight: (arrival, tie-break, towards b, bytes).
-type Frame = Reverse<(Instant, u64, bool, Vec<u8>)>;
+pub(super) type Frame = Reverse<(Instant, u64, bool, Vec<u8>)>;
+
+/// Hands every frame due by `now` to its connection, then runs both connections'
+/// timers.
+pub(super) fn arrive(
+    now: Instant,
+    flight: &mut BinaryHeap<Frame>,
+    a: &mut Connection,
+    b: &mut Connection,
+) {
+    while flight.peek().is_some_and(|Reverse(f)| f.0 <= now) {
+        let Some(Reverse((_, _, to_b, bytes))) = flight.pop() else {
+            break;
+        };
+        let (pci, payload) = Pci::parse(&bytes).expect("frames are not corrupted");
+        let to = if to_b { &mut *b } else { &mut *a };
+        to.handle_pdu(now, &pci, payload);
+    }
+    a.handle_timeout(now);
+    b.handle_timeout(now);
+}
 
 /// Sends `size` bytes from a to b as SDUs of random sizes (fragmented by the PDU
 /// size), closes, and runs until b read the end of stream and a saw it acknowledged.
@@ -137,16 +157,7 @@ fn transfer(seed: u64, size: usize, cfg: &EfcpConfig, link: Link, slow_reader: b
             panic!("seed {seed}: idle at {now} before the end, {got} of {size} bytes");
         };
         now = now.max(next);
-        while flight.peek().is_some_and(|Reverse(f)| f.0 <= now) {
-            let Some(Reverse((_, _, to_b, bytes))) = flight.pop() else {
-                break;
-            };
-            let (pci, payload) = Pci::parse(&bytes).expect("frames are not corrupted");
-            let to = if to_b { &mut b } else { &mut a };
-            to.handle_pdu(now, &pci, payload);
-        }
-        a.handle_timeout(now);
-        b.handle_timeout(now);
+        arrive(now, &mut flight, &mut a, &mut b);
     }
     assert_eq!(got, size, "seed {seed}");
     let s = a.stats();

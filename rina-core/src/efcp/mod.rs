@@ -34,11 +34,14 @@ mod buffer;
 mod config;
 mod congestion;
 mod ranges;
+mod rate;
 mod reassembly;
 mod receiver;
 mod sender;
 mod unreliable;
 
+#[cfg(test)]
+mod goodput_tests;
 #[cfg(test)]
 mod lossy_tests;
 #[cfg(test)]

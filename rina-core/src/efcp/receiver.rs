@@ -9,8 +9,9 @@
 //! - Duplicates (below `rcv_next` or already held) are counted and dropped, and make
 //!   an acknowledgement go out at once: the sender may have missed the last one.
 //! - Acknowledgements: at once on a PDU out of order (a gap), one filling a gap, a
-//!   duplicate, one past the window, the end of stream, or when a quarter of the
-//!   credit is unacknowledged; otherwise after `ack_delay` (the A timer). Reading that
+//!   duplicate, one past the window, the end of stream, when two full-sized PDUs'
+//!   worth of payload or a quarter of the credit is unacknowledged; otherwise after
+//!   `ack_delay` (the A timer). Reading that
 //!   grows the window by a quarter of the credit since the last advertised edge sends
 //!   a window update. The SACK ranges are the lowest [`MAX_SACKS`] held runs, the ones
 //!   whose holes block delivery first.
@@ -24,6 +25,14 @@ use crate::wire::control::{ControlRepr, MAX_SACKS};
 use super::ranges::RangeSet;
 use super::reassembly::Reassembly;
 use super::{ConnectionStats, Delivery, EfcpConfig};
+
+/// An acknowledgement goes out at once when two full-sized PDUs' worth of payload is
+/// unacknowledged (TCP's every second full-sized segment, RFC 1122 §4.2.3.2): a full
+/// size is the largest payload seen, at least [`SMALL_PAYLOAD`] bytes, so a stream of
+/// small requests is acknowledged by the timer, or by the bulk it grows into. The
+/// runtime reads every datagram waiting before it sends, so under load one
+/// acknowledgement covers a whole batch.
+const SMALL_PAYLOAD: u64 = 1024;
 
 /// Recycled PDU buffers kept at most.
 const POOL_MAX: usize = 64;
@@ -46,8 +55,11 @@ pub(super) struct Receiver {
     asm: Reassembly,
     /// When the next acknowledgement is due.
     ack_at: Option<Instant>,
-    /// In-order PDUs since the last acknowledgement.
+    /// In-order PDUs since the last acknowledgement, and their payload bytes.
     unacked: u64,
+    unacked_bytes: u64,
+    /// The largest payload received (the peer's full size, as far as seen).
+    largest: u64,
     advertised: u64,
     ctrl: ControlRepr,
     pdus_received: u64,
@@ -70,6 +82,8 @@ impl Receiver {
             asm: Reassembly::new(cfg.max_sdu_size),
             ack_at: None,
             unacked: 0,
+            unacked_bytes: 0,
+            largest: 0,
             advertised: credit,
             ctrl: ControlRepr::default(),
             pdus_received: 0,
@@ -118,6 +132,8 @@ impl Receiver {
         self.bytes_received += payload.len() as u64;
         self.rcv_next += 1;
         self.unacked += 1;
+        self.unacked_bytes += payload.len() as u64;
+        self.largest = self.largest.max(payload.len() as u64);
         let filled = !self.ooo.is_empty();
         while let Some(e) = self.ooo.first_entry() {
             if *e.key() != self.rcv_next {
@@ -126,6 +142,7 @@ impl Receiver {
             let h = e.remove();
             self.asm.push(h.flags, &h.data);
             self.bytes_received += h.data.len() as u64;
+            self.unacked_bytes += h.data.len() as u64;
             if self.pool.len() < POOL_MAX {
                 self.pool.push(h.data);
             }
@@ -137,7 +154,12 @@ impl Receiver {
         }
         // The end of stream is acknowledged at once: the peer may be waiting for it to
         // finish, and this side may go away right after reading it.
-        if filled || self.asm.eof_received() || self.unacked >= self.quarter() {
+        let two_full = self.largest.max(SMALL_PAYLOAD).saturating_mul(2);
+        if filled
+            || self.asm.eof_received()
+            || self.unacked >= self.quarter()
+            || self.unacked_bytes >= two_full
+        {
             self.ack_now(now);
         } else if self.ack_at.is_none() {
             self.ack_at = Some(now + self.ack_delay);
@@ -179,6 +201,7 @@ impl Receiver {
         }
         self.ack_at = None;
         self.unacked = 0;
+        self.unacked_bytes = 0;
         self.advertised = self.rwe();
         self.ctrl.ack = self.rcv_next;
         self.ctrl.rwe = self.advertised;

@@ -22,8 +22,9 @@ use crate::wire::pci::flags;
 use crate::wire::{Pci, PduType, PCI_LEN};
 
 use super::buffer::ByteQueue;
-use super::congestion::{Congestion, RttEstimator};
+use super::congestion::{Congestion, Loss, RttEstimator};
 use super::ranges::RangeSet;
+use super::rate::{DeliveryRate, Snapshot};
 use super::{ConnectionStats, EfcpConfig, Failure};
 
 mod loss;
@@ -32,6 +33,8 @@ mod loss;
 const MIN_DUPTHRESH: u64 = 3;
 /// Largest fast-retransmit threshold reordering can raise it to.
 const MAX_DUPTHRESH: u64 = 256;
+/// The delivery rate's maximum is kept ten round trips, and at least this long.
+const RATE_WINDOW_MIN: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// One PDU, queued or sent.
 #[derive(Clone, Copy, Debug)]
@@ -45,6 +48,8 @@ struct Slot {
     rtx: u32,
     /// Time of the last transmission.
     sent_at: Instant,
+    /// The deliveries when it was last sent (for the delivery rate).
+    snap: Snapshot,
 }
 
 /// What one acknowledgement taught.
@@ -55,6 +60,8 @@ struct AckEvent {
     sample: Option<Instant>,
     /// Reordering distance seen.
     reorder: u64,
+    /// The most recently sent of the newly delivered PDUs: (sent at, seq, snapshot).
+    newest: Option<(Instant, u64, Snapshot)>,
 }
 
 #[derive(Debug)]
@@ -75,6 +82,7 @@ pub(super) struct Sender {
     dupthresh: u64,
     rtt: RttEstimator,
     cc: Congestion,
+    rate: DeliveryRate,
     /// The retransmission timer, or the window probe timer when nothing is in flight.
     timer: Option<Instant>,
     probe: bool,
@@ -113,6 +121,7 @@ impl Sender {
             dupthresh: MIN_DUPTHRESH,
             rtt: RttEstimator::new(cfg.initial_rto, cfg.min_rto, cfg.max_rto, cfg.ack_delay),
             cc: Congestion::new(),
+            rate: DeliveryRate::default(),
             timer: None,
             probe: false,
             probed: None,
@@ -200,6 +209,7 @@ impl Sender {
             lost: false,
             rtx: 0,
             sent_at: Instant::ZERO,
+            snap: Snapshot::default(),
         });
     }
 
@@ -248,6 +258,12 @@ impl Sender {
         if let Some(t) = ev.sample {
             self.rtt.sample(now - t);
         }
+        let window = self
+            .rtt
+            .srtt()
+            .map_or(RATE_WINDOW_MIN, |s| (s * 10).max(RATE_WINDOW_MIN));
+        self.rate
+            .on_delivered(now, ev.newly, ev.newest.map(|n| n.2), window);
         if ev.reorder > 0 {
             self.dupthresh = self.dupthresh.max(ev.reorder + 1).min(MAX_DUPTHRESH);
         }
@@ -261,7 +277,8 @@ impl Sender {
             // RFC 6298 §5.3: restart the timer when new data is acknowledged.
             self.timer = None;
         }
-        self.cc.on_ack(ev.newly, in_flight, self.snd_una);
+        self.cc
+            .on_ack(ev.newly, in_flight, self.snd_una, self.next_seq);
         self.detect_losses(now);
         self.detect_lost_retransmissions(now);
         self.update_timer(now);
@@ -294,6 +311,12 @@ impl Sender {
     /// A PDU was newly acknowledged, cumulatively or selectively.
     fn on_delivered(&mut self, ev: &mut AckEvent, now: Instant, seq: u64, slot: &Slot, fack: u64) {
         ev.newly += 1;
+        if ev
+            .newest
+            .is_none_or(|(t, s, _)| (slot.sent_at, seq) > (t, s))
+        {
+            ev.newest = Some((slot.sent_at, seq, slot.snap));
+        }
         if slot.rtx == 0 {
             ev.sample = Some(ev.sample.map_or(slot.sent_at, |t| t.max(slot.sent_at)));
             if seq < fack {
@@ -343,10 +366,12 @@ impl Sender {
             return false;
         }
         let seq = self.next_seq;
+        let snap = self.rate.snapshot(now);
         let Some(slot) = self.slot_mut(seq) else {
             return false;
         };
         slot.sent_at = now;
+        slot.snap = snap;
         let slot = *slot;
         self.emit(base, seq, &slot, buf);
         if seq >= self.peer_rwe {
@@ -360,6 +385,7 @@ impl Sender {
     }
 
     fn retransmit(&mut self, now: Instant, base: &Pci, buf: &mut Vec<u8>) -> bool {
+        let snap = self.rate.snapshot(now);
         while let Some(seq) = self.lost.pop_first() {
             let Some(slot) = self.slot_mut(seq) else {
                 continue;
@@ -370,6 +396,7 @@ impl Sender {
             slot.lost = false;
             slot.rtx += 1;
             slot.sent_at = now;
+            slot.snap = snap;
             let slot = *slot;
             self.emit(base, seq, &slot, buf);
             self.rtx_watch.push_back((seq, self.next_seq, slot.rtx));

@@ -146,3 +146,35 @@ fn send_queue_is_bounded() {
     assert_eq!(drain(at(0), &mut a).len(), 3);
     assert!(a.can_send(), "sent PDUs no longer count");
 }
+
+#[test]
+fn full_pdus_are_acknowledged_every_second_and_small_ones_by_the_timer() {
+    let cfg = EfcpConfig {
+        max_pdu_size: 1452,
+        initial_credit: 2889,
+        send_queue_pdus: 180,
+        ..EfcpConfig::default()
+    };
+    let (mut a, mut b) = pair(cfg);
+    // Small requests (64 bytes, one PDU each): the acknowledgement waits for the A
+    // timer, so an answer could go with it rather than a PDU of its own.
+    for i in 0..8u8 {
+        a.send(at(0), &[i; 64]).unwrap();
+        deliver(at(0), &mut a, &mut b, |_| false);
+        assert!(
+            drain(at(0), &mut b).is_empty(),
+            "request {i} acknowledged at once"
+        );
+    }
+    assert_eq!(drain(at(2), &mut b).len(), 1, "the A timer");
+    // Bulk: full PDUs are acknowledged every second one, whatever the credit.
+    a.send(at(3), &[7; 1424 * 6]).unwrap();
+    let mut acks = 0;
+    for _ in 0..6 {
+        let mut buf = Vec::new();
+        assert!(a.poll_transmit(at(3), &mut buf));
+        feed(at(3), &mut b, &buf);
+        acks += drain(at(3), &mut b).len();
+    }
+    assert_eq!(acks, 3, "one per two full PDUs");
+}

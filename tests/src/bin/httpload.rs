@@ -4,9 +4,9 @@
 //! - `httpload server ADDR BODY_BYTES`: answers every `GET` with a body of
 //!   BODY_BYTES and closes the connection (a thread per connection).
 //! - `httpload client ADDR SECONDS THREADS`: THREADS threads each connect, send a GET,
-//!   read the whole answer, check it, and close, for SECONDS; prints `rps=...`.
-
-#![forbid(unsafe_code)]
+//!   read the whole answer, check it, and close, for SECONDS; prints `rps=...` and
+//!   `cpu_us_per_req=...` (this process's CPU, getrusage user + system, over the run,
+//!   per request answered; `cpu_us=...` is the total).
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -71,6 +71,7 @@ fn request(addr: &str) -> bool {
 }
 
 fn client(addr: &str, seconds: u64, threads: usize) {
+    let cpu0 = rina_e2e::cpu_us();
     let done = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
@@ -95,7 +96,11 @@ fn client(addr: &str, seconds: u64, threads: usize) {
     for w in workers {
         let _ = w.join();
     }
-    let secs = start.elapsed().as_secs_f64();
+    let (secs, cpu) = (start.elapsed().as_secs_f64(), rina_e2e::cpu_us() - cpu0);
     let (ok, bad) = (done.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
-    println!("rps={:.1} ok={ok} failed={bad}", ok as f64 / secs);
+    println!(
+        "rps={:.1} ok={ok} failed={bad} cpu_us_per_req={:.2} cpu_us={cpu:.0}",
+        ok as f64 / secs,
+        cpu / ok.max(1) as f64
+    );
 }

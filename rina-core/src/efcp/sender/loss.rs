@@ -17,7 +17,7 @@
 
 use crate::time::Instant;
 
-use super::{Failure, RangeSet, Sender, VecDeque, MIN_DUPTHRESH};
+use super::{Failure, Loss, RangeSet, Sender, VecDeque, MIN_DUPTHRESH};
 
 impl Sender {
     /// SACKed PDUs above a hole that make it lost: `dupthresh`, at most half the PDUs
@@ -73,7 +73,7 @@ impl Sender {
             }
         }
         let Some(edge) = edge else { return };
-        let mut newest = None;
+        let (mut newest, mut count) = (None, 0);
         for seq in self.loss_floor..edge {
             let Some(slot) = self.slot_mut(seq) else {
                 break;
@@ -84,10 +84,11 @@ impl Sender {
             slot.lost = true;
             self.lost.insert(seq);
             newest = Some(seq);
+            count += 1;
         }
         self.loss_floor = self.loss_floor.max(edge);
         if let Some(seq) = newest {
-            self.on_loss_event(now, seq, false);
+            self.on_loss_event(now, seq, count, false);
         }
     }
 
@@ -106,7 +107,7 @@ impl Sender {
                     slot.lost = true;
                 }
                 self.lost.insert(seq);
-                self.on_loss_event(now, mark, false);
+                self.on_loss_event(now, mark, 1, false);
             }
             self.rtx_watch.pop_front();
         }
@@ -124,9 +125,22 @@ impl Sender {
         n
     }
 
-    fn on_loss_event(&mut self, now: Instant, seq: u64, timeout: bool) {
+    fn on_loss_event(&mut self, now: Instant, seq: u64, count: u64, timeout: bool) {
         let srtt = self.rtt.srtt().unwrap_or(self.rtt.rto());
-        if self.cc.on_loss(now, seq, self.next_seq, timeout, srtt) {
+        let floor = self
+            .rtt
+            .min_rtt()
+            .and_then(|m| self.rate.bdp(m))
+            .map(|b| b.saturating_mul(5) / 4);
+        let loss = Loss {
+            seq,
+            count,
+            next_seq: self.next_seq,
+            timeout,
+            srtt,
+            floor,
+        };
+        if self.cc.on_loss(now, loss) {
             self.loss_events += 1;
         }
     }
@@ -166,7 +180,7 @@ impl Sender {
         }
         self.stalled += 1;
         let rto = self.rtt.rto();
-        let mut newest = None;
+        let (mut newest, mut count) = (None, 0);
         let mut oldest = true;
         for seq in self.snd_una..self.next_seq {
             let Some(slot) = self.slot_mut(seq) else {
@@ -180,12 +194,13 @@ impl Sender {
                 slot.lost = true;
                 self.lost.insert(seq);
                 newest = Some(seq);
+                count += 1;
             }
             oldest = false;
         }
         // A probe past the peer's window is not a congestion signal.
         if let Some(seq) = newest.filter(|&s| s < self.peer_rwe) {
-            self.on_loss_event(now, seq, true);
+            self.on_loss_event(now, seq, count, true);
         }
         self.rtt.back_off();
         self.timer = Some(now + self.rtt.rto());

@@ -1,7 +1,7 @@
 //! The benchmark: nc over RINA (UDP shim on loopback) against nc over kernel TCP on
 //! loopback, in one run, interleaved, several runs, medians.
 //!
-//! `cargo run --release -p rina-e2e --bin rina-bench -- [--mib 256] [--runs 5] [--rtt-count 10000] [--http-seconds 3] [--scale-clients 100] [--sections loopback,http,ethernet,relays,passthrough,secured,scale,host]`
+//! `cargo run --release -p rina-e2e --bin rina-bench -- [--mib 256] [--runs 5] [--rtt-count 10000] [--http-seconds 3] [--scale-clients 100] [--sections loopback,reqresp,http,ethernet,loss,relays,passthrough,secured,scale,host]`
 //!
 //! Throughput: `nc -N` sends MiB of zeros into `nc -l` (output discarded); the time is
 //! from the client's start to both processes' exit. Round trip: `pingpong` sends 64-byte
@@ -25,13 +25,15 @@ use rina_e2e::*;
 mod ethernet;
 mod host;
 mod http;
+mod loss;
 mod relays;
+mod reqresp;
 mod scale;
 mod secured;
 
 /// What `--help` prints.
 const USAGE: &str = "usage: rina-bench [--mib N] [--runs N] [--rtt-count N] [--http-seconds N] \
-[--scale-clients N] [--sections loopback,http,ethernet,relays,passthrough,secured,scale,host]
+[--scale-clients N] [--sections loopback,reqresp,http,ethernet,loss,relays,passthrough,secured,scale,host]
 
 Runs each section against kernel TCP in the same run, several runs, and prints the
 medians and ratios (see BENCHMARKS.md). Defaults: --mib 256 --runs 5 --rtt-count 10000
@@ -82,7 +84,7 @@ fn main() {
         .position(|a| a == "--sections")
         .and_then(|i| args.get(i + 1))
         .map_or(
-            "loopback,http,ethernet,relays,passthrough,secured,scale,host",
+            "loopback,reqresp,http,ethernet,loss,relays,passthrough,secured,scale,host",
             String::as_str,
         )
         .to_owned();
@@ -90,11 +92,17 @@ fn main() {
     if wants("loopback") {
         loopback_section(&dir, runs, mib, rtt_count);
     }
+    if wants("reqresp") {
+        reqresp::section(&dir, runs);
+    }
     if wants("http") {
         http::section(&dir, runs, http_seconds as u64);
     }
     if wants("ethernet") {
         ethernet::section(&dir, runs, mib, rtt_count);
+    }
+    if wants("loss") {
+        loss::section(&dir, runs);
     }
     if wants("relays") {
         relays::section(&dir, runs, mib, rtt_count);
