@@ -28,6 +28,7 @@ mod keeper;
 mod links;
 mod mgmt;
 mod sessions;
+mod spin;
 mod start;
 mod trust;
 
@@ -48,11 +49,15 @@ const TOKEN_MGMT: u64 = 4 << 56;
 const TOKEN_HOST: u64 = 5 << 56;
 const TOKEN_MASK: u64 = (1 << 56) - 1;
 
-/// What the epoll set watches on a stream flow's socket (edge-triggered).
+/// What the epoll set watches on a stream flow's socket (edge-triggered). Room to
+/// write is watched only while the socket is full ([`FLOW_EVENTS_FULL`]): otherwise
+/// every read by the application (which frees room) would wake this thread for
+/// nothing.
 const FLOW_EVENTS: epoll::EventFlags = epoll::EventFlags::IN
-    .union(epoll::EventFlags::OUT)
     .union(epoll::EventFlags::RDHUP)
     .union(epoll::EventFlags::ET);
+/// [`FLOW_EVENTS`] and room to write, while the socket is full.
+const FLOW_EVENTS_FULL: epoll::EventFlags = FLOW_EVENTS.union(epoll::EventFlags::OUT);
 
 struct Driver {
     shared: Arc<Shared>,
@@ -100,6 +105,8 @@ struct Driver {
     next_trust_check: Instant,
     /// A host member's service to the programs of its host (`host.rs`).
     host: Option<host::Service>,
+    /// How long to poll before sleeping (`spin.rs`).
+    spin: spin::Spin,
 }
 
 impl Driver {
@@ -134,17 +141,10 @@ impl Driver {
                 self.next_deadline()
                     .map(|t| t.saturating_duration_since(self.now()))
             };
-            let ts = timeout.map(|d| rustix::time::Timespec {
-                tv_sec: d.as_secs() as i64,
-                tv_nsec: i64::from(d.subsec_nanos()),
-            });
             events.clear();
-            match epoll::wait(&self.epoll, spare(&mut events), ts.as_ref()) {
-                Ok(_) | Err(rustix::io::Errno::INTR) => {}
-                Err(e) => {
-                    tracing::error!("epoll_wait failed: {e}; the runtime stops");
-                    return;
-                }
+            if let Err(e) = self.wait(&mut events, timeout) {
+                tracing::error!("epoll_wait failed: {e}; the runtime stops");
+                return;
             }
             let now = self.now();
             for ev in &events {
@@ -155,6 +155,38 @@ impl Driver {
                 self.on_ready(now, token, flags);
             }
         }
+    }
+
+    /// Waits for events up to `timeout` (`None`: until one comes): first spinning for
+    /// the spin's budget, unless the wait is shorter, then sleeping.
+    fn wait(
+        &mut self,
+        events: &mut Vec<epoll::Event>,
+        mut timeout: Option<Duration>,
+    ) -> rustix::io::Result<()> {
+        let budget = self.spin.budget();
+        if !budget.is_zero() && timeout.is_none_or(|t| t > budget) {
+            let start = std::time::Instant::now();
+            loop {
+                epoll_wait(&self.epoll, events, Some(Duration::ZERO))?;
+                if !events.is_empty() {
+                    self.spin.caught();
+                    return Ok(());
+                }
+                if start.elapsed() >= budget {
+                    self.spin.missed();
+                    break;
+                }
+                std::thread::yield_now();
+            }
+            timeout = timeout.map(|t| t.saturating_sub(start.elapsed()));
+        }
+        let start = std::time::Instant::now();
+        epoll_wait(&self.epoll, events, timeout)?;
+        if !events.is_empty() && !timeout.is_some_and(|t| t.is_zero()) {
+            self.spin.woken_after(start.elapsed());
+        }
+        Ok(())
     }
 
     /// What epoll said of the socket behind `token`.
@@ -278,6 +310,23 @@ impl Driver {
                 Command::HandOver(linger, reply) => self.hand_over(now, linger, reply),
             }
         }
+    }
+}
+
+/// `epoll_wait` for at most `timeout` (`None`: no limit); an interrupted wait is an
+/// empty one.
+fn epoll_wait(
+    epoll: &OwnedFd,
+    events: &mut Vec<epoll::Event>,
+    timeout: Option<Duration>,
+) -> rustix::io::Result<()> {
+    let ts = timeout.map(|d| rustix::time::Timespec {
+        tv_sec: d.as_secs() as i64,
+        tv_nsec: i64::from(d.subsec_nanos()),
+    });
+    match epoll::wait(epoll, spare(events), ts.as_ref()) {
+        Ok(_) | Err(rustix::io::Errno::INTR) => Ok(()),
+        Err(e) => Err(e),
     }
 }
 

@@ -25,6 +25,8 @@ pub(crate) struct AppFlow {
     pub(crate) readable: bool,
     /// The socket may take data.
     pub(crate) writable: bool,
+    /// The epoll set watches for room in the socket (it was full).
+    pub(crate) watching_room: bool,
     /// The application finished writing (EOF read); the flow carries its end mark.
     pub(crate) app_eof: bool,
     /// The peer finished writing; the socket was shut down for writing.
@@ -62,6 +64,7 @@ impl AppFlow {
             sock,
             readable: true,
             writable: true,
+            watching_room: false,
             app_eof: false,
             peer_eof: false,
             app_gone: false,

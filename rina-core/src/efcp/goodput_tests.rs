@@ -12,18 +12,9 @@ use std::collections::BinaryHeap;
 use std::time::Duration;
 
 use super::lossy_tests::{arrive, Frame};
+use super::tests::{A, B};
 use super::*;
 use crate::rand::Rng;
-use crate::{Address, CepId};
-
-const A: Endpoint = Endpoint {
-    addr: Address(1),
-    cep: CepId(10),
-};
-const B: Endpoint = Endpoint {
-    addr: Address(2),
-    cep: CepId(20),
-};
 
 /// The path: what a veth between two namespaces looks like to user space.
 #[derive(Clone, Copy, Debug)]

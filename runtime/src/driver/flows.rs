@@ -58,6 +58,17 @@ impl Driver {
             let ipcp = self.stack.node.ipcp_mut(f.dif);
             let out = f.pump(now, ipcp, &mut self.io, chunk, exiting);
             progress |= out.progress;
+            if f.watching_room == f.writable {
+                // Full: watch for room; room again: stop watching (see FLOW_EVENTS).
+                f.watching_room = !f.writable;
+                let events = if f.watching_room {
+                    super::FLOW_EVENTS_FULL
+                } else {
+                    super::FLOW_EVENTS
+                };
+                let data = epoll::EventData::new_u64(token);
+                let _ = epoll::modify(&self.epoll, &f.sock, data, events);
+            }
             if out.broken || f.is_over(ipcp) {
                 finished.push(token);
             }

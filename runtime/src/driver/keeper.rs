@@ -136,6 +136,7 @@ impl Driver {
             let _ = epoll::add(&ep, &f.sock, data, super::FLOW_EVENTS);
             f.readable = true;
             f.writable = true;
+            f.watching_room = false;
         }
         // The old epoll fd was closed with everything else; forget it without closing
         // it again.

@@ -134,6 +134,7 @@ pub(crate) fn spawn(
         busy: false,
         missed_wakeups: 0,
         strict: std::env::var_os("RINA_STRICT").is_some_and(|v| v != "0"),
+        spin: super::spin::Spin::from_env(),
         node,
         said: BTreeSet::new(),
         next_trust_check: Instant::ZERO,
