@@ -14,8 +14,10 @@
 //! - Flow control is driven by the reading application: the peer may send up to
 //!   `credit` PDUs past the first PDU not yet consumed (see `reassembly.rs`); a closed
 //!   window is probed after an RTO.
-//! - Congestion control: a window in PDUs, slow start then additive increase,
-//!   halved per loss event (see `congestion.rs`).
+//! - Congestion control: a window in PDUs, slow start then additive increase; a
+//!   loss event takes it to 0.7 of itself but not below 1.25 times the measured
+//!   bandwidth-delay product (random loss is not congestion), a timeout halves it
+//!   (see `congestion.rs`, `rate.rs`).
 //! - `max_rtx` timeouts in a row without progress fail the connection.
 //!
 //! **Unreliable mode**: no acknowledgements, retransmissions or windows; complete
