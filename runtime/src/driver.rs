@@ -165,7 +165,7 @@ impl Driver {
         mut timeout: Option<Duration>,
     ) -> rustix::io::Result<()> {
         let budget = self.spin.budget();
-        if !budget.is_zero() && timeout.is_none_or(|t| t > budget) && !self.spin.contended() {
+        if !budget.is_zero() && timeout.is_none_or(|t| t > budget) {
             let start = std::time::Instant::now();
             loop {
                 epoll_wait(&self.epoll, events, Some(Duration::ZERO))?;

@@ -8,9 +8,7 @@
 //! that finds nothing halves it, down to nothing. An idle process therefore stops
 //! spinning after a few quiet turns and costs nothing while it sleeps; a keepalive
 //! every few seconds earns at most one short spin. Between polls the thread yields,
-//! and it does not spin at all when it was preempted since it last looked (its
-//! involuntary context switches grew): on a busy machine the application threads it
-//! is waiting for need the core more than it needs a fast wake-up.
+//! so on a busy machine the application threads it is waiting for get the core.
 //!
 //! `RINA_SPIN_US` sets `MAX_SPIN` in microseconds (0: never spin), for measurement.
 
@@ -24,18 +22,12 @@ pub(super) const MAX_SPIN: Duration = Duration::from_micros(50);
 pub(super) struct Spin {
     max: Duration,
     budget: Duration,
-    /// This thread's involuntary context switches when last looked at.
-    preempted: i64,
 }
 
 impl Spin {
     /// A spin of at most `max` (zero: never).
     pub(super) fn new(max: Duration) -> Self {
-        Self {
-            max,
-            budget: max,
-            preempted: 0,
-        }
+        Self { max, budget: max }
     }
 
     /// From `RINA_SPIN_US`, else [`MAX_SPIN`].
@@ -50,19 +42,6 @@ impl Spin {
     /// How long to spin before the next sleep (zero: sleep at once).
     pub(super) fn budget(&self) -> Duration {
         self.budget
-    }
-
-    /// Other threads wanted this core since the last look (the thread was preempted,
-    /// or a yield gave the core away): spinning now would take the core from the
-    /// threads whose work this one waits for (a bulk transfer on a small machine).
-    pub(super) fn contended(&mut self) -> bool {
-        // SAFETY: getrusage fills the zeroed plain C structure it is given.
-        let now = unsafe {
-            let mut ru: libc::rusage = std::mem::zeroed();
-            libc::getrusage(libc::RUSAGE_THREAD, &mut ru);
-            ru.ru_nivcsw
-        };
-        std::mem::replace(&mut self.preempted, now) != now
     }
 
     /// The spin caught an event.

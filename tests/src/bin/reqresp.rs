@@ -62,6 +62,7 @@ fn serve(mut s: TcpStream) {
     let (mut buf, mut have) = (vec![0u8; 64 * SIZE], 0);
     loop {
         match s.read(&mut buf[have..]) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Ok(0) | Err(_) => return,
             Ok(n) => have += n,
         }
@@ -151,7 +152,10 @@ fn connection(
     };
     issue(&mut s, &mut sent, depth)?;
     while got < sent {
-        let n = s.read(&mut inb[have..])?;
+        let n = match s.read(&mut inb[have..]) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            r => r?,
+        };
         if n == 0 {
             return Err(std::io::ErrorKind::UnexpectedEof.into());
         }
