@@ -184,6 +184,18 @@ pub struct FlowReport {
     pub pdus_received: u64,
     /// Smoothed round trip, µs.
     pub srtt_us: Option<u64>,
+    /// Congestion window, PDUs.
+    #[serde(default)]
+    pub cwnd: u64,
+    /// Loss events that shrank the congestion window.
+    #[serde(default)]
+    pub loss_events: u64,
+    /// Retransmission timer expiries (window probes included).
+    #[serde(default)]
+    pub timeouts: u64,
+    /// Retransmissions found needless afterwards.
+    #[serde(default)]
+    pub spurious_retransmissions: u64,
 }
 
 /// PDU counters of a member.

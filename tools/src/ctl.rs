@@ -218,16 +218,25 @@ fn show(r: &Report) -> String {
             let rtt = f
                 .srtt_us
                 .map_or_else(String::new, |t| format!(", srtt {t} us"));
+            let loss = if f.pdus_retransmitted > 0 || f.timeouts > 0 {
+                format!(
+                    ", {} loss events, {} timeouts, {} needless retransmissions",
+                    f.loss_events, f.timeouts, f.spurious_retransmissions
+                )
+            } else {
+                String::new()
+            };
             let _ = writeln!(
                 s,
-                "    port {}: {} -> {}{at}, {}, {} PDUs sent ({} retransmitted), {} received{rtt}",
+                "    port {}: {} -> {}{at}, {}, {} PDUs sent ({} retransmitted), {} received{rtt}, window {} PDUs{loss}",
                 f.port,
                 f.local_app,
                 f.remote_app,
                 f.state,
                 f.pdus_sent,
                 f.pdus_retransmitted,
-                f.pdus_received
+                f.pdus_received,
+                f.cwnd
             );
         }
         let c = d.counters;

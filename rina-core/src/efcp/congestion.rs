@@ -15,7 +15,8 @@
 //!   queue overflowing, and costs nothing but its retransmission. Above the floor, or
 //!   when more than [`HEAVY_LOSS_PERMILLE`] of recent PDUs are lost (the floor is
 //!   wrong: a queue shallower than the BDP), the window shrinks to
-//!   [`BETA_PERMILLE`] of itself (CUBIC's 0.7); a retransmission timeout halves it.
+//!   [`BETA_PERMILLE`] of itself (CUBIC's 0.7), or to half on a retransmission
+//!   timeout (a tail lost at random times out too, so the floor holds there as well).
 //!   It stays within [`MIN_CWND`]..=[`MAX_CWND`].
 
 use std::time::Duration;
@@ -208,14 +209,14 @@ impl Congestion {
         self.recovery_end = l.next_seq;
         self.acc = 0;
         let heavy = self.loss_permille > HEAVY_LOSS_PERMILLE;
-        let target = if l.timeout {
+        let cut = if l.timeout {
             self.cwnd / 2
         } else {
-            let beta = self.cwnd.saturating_mul(BETA_PERMILLE) / 1000;
-            match l.floor {
-                Some(f) if !heavy => beta.max(f.min(self.cwnd)),
-                _ => beta,
-            }
+            self.cwnd.saturating_mul(BETA_PERMILLE) / 1000
+        };
+        let target = match l.floor {
+            Some(f) if !heavy => cut.max(f.min(self.cwnd)),
+            _ => cut,
         }
         .max(MIN_CWND);
         self.ssthresh = target;
@@ -304,8 +305,18 @@ mod tests {
             timeout: true,
             ..loss(115, 130, Some(64))
         };
-        assert!(c.on_loss(t + Duration::from_secs(1), timeout));
-        assert_eq!(c.window(), 10, "a timeout halves it whatever the floor");
+        assert!(!c.on_loss(t + Duration::from_secs(1), timeout));
+        assert_eq!(
+            c.window(),
+            21,
+            "under the floor a timeout keeps the window too"
+        );
+        let timeout = Loss {
+            timeout: true,
+            ..loss(125, 140, Some(4))
+        };
+        assert!(c.on_loss(t + Duration::from_secs(2), timeout));
+        assert_eq!(c.window(), 10, "above it, a timeout halves it");
     }
 
     #[test]

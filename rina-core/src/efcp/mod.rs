@@ -62,6 +62,9 @@ use sender::Sender;
 use unreliable::Unreliable;
 
 /// The receiving half, per mode.
+// One per connection, and reliable is the common mode: boxing it would add a pointer
+// chase per PDU to save memory only on unreliable connections.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 enum Rx {
     Reliable(Receiver),

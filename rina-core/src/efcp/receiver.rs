@@ -10,8 +10,9 @@
 //!   an acknowledgement go out at once: the sender may have missed the last one.
 //! - Acknowledgements: at once on a PDU out of order (a gap), one filling a gap, a
 //!   duplicate, one past the window, the end of stream, when two full-sized PDUs'
-//!   worth of payload or a quarter of the credit is unacknowledged; otherwise after
-//!   `ack_delay` (the A timer). Reading that
+//!   worth of payload or a quarter of the credit is unacknowledged, and for the 32
+//!   in-order PDUs after one out of order (quick acknowledgements while the sender
+//!   recovers); otherwise after `ack_delay` (the A timer). Reading that
 //!   grows the window by a quarter of the credit since the last advertised edge sends
 //!   a window update. The SACK ranges are the lowest [`MAX_SACKS`] held runs, the ones
 //!   whose holes block delivery first.
@@ -33,6 +34,9 @@ use super::{ConnectionStats, Delivery, EfcpConfig};
 /// runtime reads every datagram waiting before it sends, so under load one
 /// acknowledgement covers a whole batch.
 const SMALL_PAYLOAD: u64 = 1024;
+
+/// In-order PDUs acknowledged at once after one arrived out of order (a loss).
+const QUICK_ACKS: u64 = 32;
 
 /// Recycled PDU buffers kept at most.
 const POOL_MAX: usize = 64;
@@ -60,6 +64,10 @@ pub(super) struct Receiver {
     unacked_bytes: u64,
     /// The largest payload received (the peer's full size, as far as seen).
     largest: u64,
+    /// In-order PDUs still to acknowledge at once after a loss was seen (quick
+    /// acknowledgements while the sender recovers: its window is small then, and a
+    /// delayed acknowledgement would stall it and inflate its round-trip estimate).
+    quick: u64,
     advertised: u64,
     ctrl: ControlRepr,
     pdus_received: u64,
@@ -84,6 +92,7 @@ impl Receiver {
             unacked: 0,
             unacked_bytes: 0,
             largest: 0,
+            quick: 0,
             advertised: credit,
             ctrl: ControlRepr::default(),
             pdus_received: 0,
@@ -125,6 +134,7 @@ impl Receiver {
             data.extend_from_slice(payload);
             self.ooo.insert(seq, Held { flags: f, data });
             self.held.insert(seq, seq + 1, |_, _| {});
+            self.quick = QUICK_ACKS;
             self.ack_now(now);
             return;
         }
@@ -155,7 +165,10 @@ impl Receiver {
         // The end of stream is acknowledged at once: the peer may be waiting for it to
         // finish, and this side may go away right after reading it.
         let two_full = self.largest.max(SMALL_PAYLOAD).saturating_mul(2);
+        let quick = self.quick > 0;
+        self.quick = self.quick.saturating_sub(1);
         if filled
+            || quick
             || self.asm.eof_received()
             || self.unacked >= self.quarter()
             || self.unacked_bytes >= two_full

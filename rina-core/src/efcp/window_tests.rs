@@ -178,3 +178,33 @@ fn full_pdus_are_acknowledged_every_second_and_small_ones_by_the_timer() {
     }
     assert_eq!(acks, 3, "one per two full PDUs");
 }
+
+#[test]
+fn after_a_loss_in_order_pdus_are_acknowledged_at_once() {
+    let cfg = EfcpConfig {
+        max_pdu_size: 1452,
+        initial_credit: 2889,
+        ..EfcpConfig::default()
+    };
+    let (mut a, mut b) = pair(cfg);
+    for i in 0..4u8 {
+        a.send(at(0), &[i; 64]).unwrap();
+    }
+    // The first is lost: the others arrive out of order and are acknowledged at once.
+    let sent = deliver(at(0), &mut a, &mut b, |p| p.seq == 0);
+    assert_eq!(sent.len(), 4);
+    let acks = drain(at(0), &mut b);
+    assert_eq!(acks.len(), 1);
+    feed(at(1), &mut a, &acks[0]);
+    // Three SACKed above it: the hole goes again at once.
+    let rtx = drain(at(1), &mut a);
+    assert_eq!(rtx.len(), 1);
+    assert_eq!(Pci::parse(&rtx[0]).map(|p| p.0.seq), Ok(0));
+    feed(at(1), &mut b, &rtx[0]);
+    assert_eq!(drain(at(1), &mut b).len(), 1, "the gap filled");
+    // Small in-order PDUs that would wait for the A timer are acknowledged at once
+    // while the sender recovers.
+    a.send(at(2), &[9; 64]).unwrap();
+    deliver(at(2), &mut a, &mut b, |_| false);
+    assert_eq!(drain(at(2), &mut b).len(), 1, "a quick acknowledgement");
+}

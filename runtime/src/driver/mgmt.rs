@@ -12,6 +12,7 @@ use crate::report::{
     mgmt_address, CountersReport, DifReport, DirectoryReport, FlowReport, NeighborReport, Report,
     RouteReport, SecurityReport, ShimReport, REFUSED,
 };
+use rina_core::efcp::ConnectionStats;
 use rina_core::node::{Dif, DifId, Layer, LinkId, Node};
 
 /// A nonblocking listener at this process's management address.
@@ -204,15 +205,20 @@ fn flow_reports(ipcp: &rina_core::ipcp::IpcProcess) -> Vec<FlowReport> {
         .into_iter()
         .map(|f| {
             let stats = ipcp.flow_stats(f.port);
+            let of = |k: fn(&ConnectionStats) -> u64| stats.as_ref().map_or(0, k);
             FlowReport {
                 port: f.port.0,
                 local_app: f.local_app.to_string(),
                 remote_app: f.remote_app.to_string(),
                 remote_address: f.remote_addr.map(|a| a.0),
                 state: f.state.to_owned(),
-                pdus_sent: stats.as_ref().map_or(0, |s| s.pdus_sent),
-                pdus_retransmitted: stats.as_ref().map_or(0, |s| s.pdus_retransmitted),
-                pdus_received: stats.as_ref().map_or(0, |s| s.pdus_received),
+                pdus_sent: of(|s| s.pdus_sent),
+                pdus_retransmitted: of(|s| s.pdus_retransmitted),
+                pdus_received: of(|s| s.pdus_received),
+                cwnd: of(|s| s.cwnd),
+                loss_events: of(|s| s.loss_events),
+                timeouts: of(|s| s.timeouts),
+                spurious_retransmissions: of(|s| s.spurious_retransmissions),
                 srtt_us: stats.and_then(|s| s.srtt).map(|t| t.as_micros() as u64),
             }
         })
