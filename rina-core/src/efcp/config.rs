@@ -125,6 +125,6 @@ pub struct ConnectionStats {
     pub spurious_retransmissions: u64,
     /// Retransmission timer expiries (window probes included).
     pub timeouts: u64,
-    /// Loss events that halved the congestion window.
+    /// Loss events that shrank the congestion window.
     pub loss_events: u64,
 }

@@ -16,8 +16,8 @@
 //!   window is probed after an RTO.
 //! - Congestion control: a window in PDUs, slow start then additive increase; a
 //!   loss event takes it to 0.7 of itself but not below 1.25 times the measured
-//!   bandwidth-delay product (random loss is not congestion), a timeout halves it
-//!   (see `congestion.rs`, `rate.rs`).
+//!   bandwidth-delay product (random loss is not congestion); a timeout takes it to
+//!   half, again not below that floor (see `congestion.rs`, `rate.rs`).
 //! - `max_rtx` timeouts in a row without progress fail the connection.
 //!
 //! **Unreliable mode**: no acknowledgements, retransmissions or windows; complete
