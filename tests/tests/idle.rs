@@ -9,21 +9,6 @@ use std::time::Duration;
 
 use rina_e2e::*;
 
-/// CPU time (user + system, all threads) of process `pid` so far.
-fn cpu_of(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
-    // Fields after the command name (which may hold spaces) start at state (3).
-    let rest = &stat[stat.rfind(')').expect("comm") + 2..];
-    let f: Vec<u64> = rest
-        .split_whitespace()
-        .map(|v| v.parse().unwrap_or(0))
-        .collect();
-    // utime and stime are fields 14 and 15, i.e. 11 and 12 after state.
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    Duration::from_micros((f[11] + f[12]) * 1_000_000 / hz)
-}
-
 #[test]
 fn an_idle_flow_costs_under_half_a_percent_of_a_core() {
     let dir = temp_dir();
@@ -55,10 +40,10 @@ fn an_idle_flow_costs_under_half_a_percent_of_a_core() {
     );
     // Let start-up work (enrollment, the flow's first acknowledgements) settle.
     std::thread::sleep(Duration::from_secs(2));
-    let (c0, s0) = (cpu_of(client.pid()), cpu_of(server.pid()));
+    let (c0, s0) = (process_cpu(client.pid()), process_cpu(server.pid()));
     let window = Duration::from_secs(30);
     std::thread::sleep(window);
-    let (c1, s1) = (cpu_of(client.pid()), cpu_of(server.pid()));
+    let (c1, s1) = (process_cpu(client.pid()), process_cpu(server.pid()));
     let bound = window / 200;
     for (who, used) in [("client", c1 - c0), ("server", s1 - s0)] {
         eprintln!("idle {who}: {used:?} of CPU in {window:?}");

@@ -64,18 +64,9 @@ pub(crate) fn spread(v: &[f64], places: usize) -> String {
     format!("{:.places$} [{min:.places$}–{max:.places$}]", median(v))
 }
 
-/// CPU time (user + system, every thread) process `pid` has used so far, in µs, from
-/// /proc (clock ticks).
+/// CPU µs process `pid` used so far (see [`process_cpu`]).
 pub(crate) fn proc_cpu_us(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .unwrap_or_else(|e| panic!("/proc/{pid}/stat: {e}"));
-    // After the parenthesised command name: state (field 3), ..., utime (14), stime (15).
-    let rest = stat.rsplit_once(')').expect("stat format").1;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = f[11].parse::<f64>().expect("utime") + f[12].parse::<f64>().expect("stime");
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    ticks * 1e6 / hz
+    process_cpu(pid).as_secs_f64() * 1e6
 }
 
 /// The figure after `key` in `text` (a `key=value` word).
