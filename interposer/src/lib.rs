@@ -26,6 +26,7 @@
 //! the rules and the runtime of this process.
 
 pub mod closing;
+pub mod connecting;
 pub mod detour;
 pub mod dgram;
 pub mod exec;

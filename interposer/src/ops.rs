@@ -4,7 +4,7 @@
 //! they make goes through [`crate::sys`].
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use libc::{c_int, AF_INET, AF_INET6, SOCK_STREAM};
@@ -13,6 +13,7 @@ use runtime::api::{AppEnd, ConnectRequest, ListenRequest, ListenTarget};
 use runtime::config::{Decision, Proto};
 use runtime::view::{self, FlowView, ListenView};
 
+use crate::connecting::{deferred, Deferred};
 use crate::sockets::{self, Meta, Role};
 use crate::state;
 use crate::synthetic;
@@ -44,7 +45,7 @@ pub(crate) fn inet_socket(fd: c_int) -> Option<(c_int, c_int)> {
 /// Lets the application queue `size` bytes toward the runtime (what it asked for
 /// with `SO_SNDBUF`), by default [`runtime::APP_SOCKET_BUFFER`] so that the two wake
 /// each other rarely (forced when privileged).
-fn set_send_buffer(fd: c_int, size: Option<usize>) {
+pub(crate) fn set_send_buffer(fd: c_int, size: Option<usize>) {
     let v = size
         .unwrap_or(runtime::APP_SOCKET_BUFFER)
         .min(c_int::MAX as usize) as c_int;
@@ -268,6 +269,9 @@ fn connect_stream(
         _ => bound_address(fd),
     };
     let local = bound.unwrap_or_else(|| synthetic::own_address(&local_app, family == AF_INET6));
+    // A destination reached before, still in the directory: connect returns at once
+    // and the first bytes ride on the flow request (runtime's `driver/early.rs`).
+    let early = handle.may_connect_early(rule.target.dif, &app);
     let flow_view = FlowView { local, peer: sa };
     let options = crate::options::snapshot(fd);
     let (send_buffer, recv_buffer) = crate::options::buffers_set(fd);
@@ -291,8 +295,13 @@ fn connect_stream(
         role: Role::Connecting { peer: sa },
         options,
     };
-    if sys::is_nonblocking(fd) {
-        return connect_in_progress(fd, meta, app_end, req, send_buffer, &handle);
+    let how = if early {
+        Some(Deferred::Early)
+    } else {
+        sys::is_nonblocking(fd).then_some(Deferred::InProgress)
+    };
+    if let Some(how) = how {
+        return deferred(how, fd, meta, app_end, req, send_buffer, &handle);
     }
     if let Err(e) = handle.connect(req) {
         return Outcome::Fail(e.errno()); // our end of the pair is closed
@@ -321,47 +330,6 @@ fn bound_address(fd: c_int) -> Option<SocketAddr> {
         sa.set_ip(loopback(family));
     }
     Some(sa)
-}
-
-/// `connect` on a nonblocking socket: the fd becomes the application's end of the pair
-/// at once, held unwritable until the flow is up (`runtime::pending`), and connect
-/// fails with EINPROGRESS. The result goes into the socket's record (for `SO_ERROR`,
-/// `getpeername` and another `connect`) before the end turns writable.
-fn connect_in_progress(
-    fd: c_int,
-    meta: Meta,
-    app_end: OwnedFd,
-    mut req: ConnectRequest,
-    send_buffer: Option<usize>,
-    handle: &runtime::Handle,
-) -> Outcome {
-    // On a failure our end of the pair is closed as it drops.
-    let Role::Connecting { peer } = meta.role else {
-        return Outcome::Fail(libc::EINVAL);
-    };
-    let held = match runtime::pending::hold(app_end.as_fd(), send_buffer) {
-        Ok(h) => h,
-        Err(e) => return Outcome::Fail(e.raw_os_error().unwrap_or(libc::EIO)),
-    };
-    let AppEnd::Stream(rt_end) = req.end else {
-        return Outcome::Fail(libc::EINVAL);
-    };
-    req.end = AppEnd::StreamHeld(rt_end, held);
-    if let Err(e) = install(app_end, fd) {
-        return Outcome::Fail(e);
-    }
-    sockets::set(fd, meta);
-    let Some(key) = sockets::key(fd) else {
-        return Outcome::Fail(libc::EBADF);
-    };
-    handle.connect_then(req, move |r| {
-        let role = match r {
-            Ok(_) => Role::Connected { peer },
-            Err(e) => Role::Refused { error: e.errno() },
-        };
-        sockets::update_key(key, |m| m.role = role);
-    });
-    Outcome::Fail(libc::EINPROGRESS)
 }
 
 /// `accept`/`accept4` on a listener we installed: learn the flow's peer from the

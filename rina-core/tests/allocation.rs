@@ -1,7 +1,8 @@
 //! Flow allocation in the simulator: the requester's allocation info reaches the
 //! responder; a responder that asks before accepting answers when its driver decides
 //! (a refusal reads as "no such application"); the directory says which registrants
-//! serve a name as one of a pool.
+//! serve a name as one of a pool; the first data of a request reaches the responder
+//! once, ahead of the stream, through loss and duplication.
 
 use std::time::Duration;
 
@@ -10,17 +11,22 @@ use rina_core::sim::{LinkConfig, Sim};
 use rina_core::{ApplicationName, PortId};
 
 mod common;
-use common::{member, run_for, seeds};
+use common::{lossy, member, run_for, seeds};
 
 /// Two joined members; the server (bootstrap) asks before accepting flows and has
 /// registered "svc"; the client knows it.
 fn asking_pair(seed: u64) -> (Sim, usize, usize) {
+    asking_pair_over(seed, LinkConfig::default())
+}
+
+/// As [`asking_pair`], over a link like `link`.
+fn asking_pair_over(seed: u64, link: LinkConfig) -> (Sim, usize, usize) {
     let mut sim = Sim::new(seed);
     let mut cfg = member("server", true);
     cfg.ask_before_accepting = true;
     let server = sim.add_node(cfg);
     let client = sim.add_node(member("client", false));
-    sim.link(client, server, LinkConfig::default());
+    sim.link(client, server, link);
     let until = sim.now() + Duration::from_secs(10);
     sim.run_until(until, u64::MAX, |s| s.node(client).ipcp.is_enrolled())
         .unwrap();
@@ -163,4 +169,101 @@ fn the_directory_says_who_serves_a_name_as_a_pool() {
         sim.node(c).ipcp.directory().holders(&name),
         vec![(ba, false)]
     );
+}
+
+/// A request's first data reaches the responder's application once (retried and
+/// duplicated requests do not deliver it again), and what the requester writes after
+/// it follows it: the stream is byte-exact. The request takes one PDU's worth.
+#[test]
+fn first_data_rides_on_the_request_once_ahead_of_the_stream() {
+    for seed in seeds(20) {
+        let (mut sim, server, client) = asking_pair_over(seed, lossy());
+        let stream: Vec<u8> = (0..3000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let now = sim.now();
+        let (port, taken) = sim.node(client).ipcp.allocate_flow_with_first_data(
+            now,
+            ApplicationName::new("c"),
+            ApplicationName::new("svc"),
+            FlowKind::Reliable,
+            now + Duration::from_secs(30),
+            Vec::new(),
+            &stream,
+        );
+        assert!(
+            (1000..1500).contains(&taken),
+            "seed {seed}: one PDU's worth on a 1500-byte link, took {taken}"
+        );
+        let offered = |s: &mut Sim| {
+            s.node(server).events.iter().find_map(|e| match e {
+                Event::IncomingFlow {
+                    port, first_data, ..
+                } => Some((*port, first_data.clone())),
+                _ => None,
+            })
+        };
+        let until = sim.now() + Duration::from_secs(20);
+        sim.run_until(until, u64::MAX, |s| offered(s).is_some())
+            .unwrap();
+        let (their_port, first) = offered(&mut sim).unwrap();
+        assert_eq!(first, stream[..taken], "seed {seed}");
+        let now = sim.now();
+        sim.node(server).ipcp.answer_flow(now, their_port, true);
+        let until = sim.now() + Duration::from_secs(20);
+        sim.run_until(until, u64::MAX, |s| allocated(s, client, port).is_some())
+            .unwrap();
+        assert_eq!(
+            allocated(&mut sim, client, port),
+            Some(Ok(())),
+            "seed {seed}"
+        );
+        for chunk in stream[taken..].chunks(700) {
+            let now = sim.now();
+            sim.node(client).ipcp.write(now, port, chunk).unwrap();
+        }
+        // Long enough for every retried or duplicated request to arrive.
+        run_for(&mut sim, Duration::from_secs(5));
+        let incoming = sim
+            .node(server)
+            .events
+            .iter()
+            .filter(|e| matches!(e, Event::IncomingFlow { .. }))
+            .count();
+        assert_eq!(incoming, 1, "seed {seed}: the request was offered again");
+        let mut got = first;
+        loop {
+            let now = sim.now();
+            match sim.node(server).ipcp.read(now, their_port) {
+                rina_core::ipcp::ReadResult::Sdu(b) => got.extend_from_slice(&b),
+                _ => break,
+            }
+        }
+        assert!(
+            got == stream,
+            "seed {seed}: {} of {} bytes, or not in order",
+            got.len(),
+            stream.len()
+        );
+        let (sent, received) = (
+            sim.node(client).ipcp.counters().flows_with_first_data,
+            sim.node(server).ipcp.counters().first_data_received,
+        );
+        assert_eq!((sent, received), (1, taken as u64), "seed {seed}");
+    }
+}
+
+/// A datagram flow's request carries no first data: there is no stream to start.
+#[test]
+fn an_unreliable_flow_takes_no_first_data() {
+    let (mut sim, _server, client) = asking_pair(1);
+    let now = sim.now();
+    let (_, taken) = sim.node(client).ipcp.allocate_flow_with_first_data(
+        now,
+        ApplicationName::new("c"),
+        ApplicationName::new("svc"),
+        FlowKind::Unreliable,
+        now + Duration::from_secs(5),
+        Vec::new(),
+        b"hello",
+    );
+    assert_eq!(taken, 0);
 }

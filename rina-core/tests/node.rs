@@ -158,7 +158,7 @@ fn a_restarted_member_replaces_its_stale_state() {
             n.host(c).node.dif(d).ipcp().directory().lookup(&app) == [new.unwrap()]
         });
         let now = net.now();
-        let port = net.host(c).node.allocate(
+        let (port, _) = net.host(c).node.allocate(
             now,
             d,
             ApplicationName::new("client"),
@@ -166,6 +166,7 @@ fn a_restarted_member_replaces_its_stale_state() {
             FlowKind::Reliable,
             now + Duration::from_secs(20),
             Vec::new(),
+            &[],
         );
         run(&mut net, 60, "C's flow reaches the new B", |n| {
             n.host(b)

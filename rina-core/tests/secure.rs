@@ -326,7 +326,7 @@ fn flows_reach(net: &mut Net, client: usize, app: &str, n: usize) -> BTreeMap<us
             net.host(h).events.clear();
         }
         let now = net.now();
-        let port = net.host(client).node.allocate(
+        let (port, _) = net.host(client).node.allocate(
             now,
             d,
             ApplicationName::new(format!("client{i}")),
@@ -334,6 +334,7 @@ fn flows_reach(net: &mut Net, client: usize, app: &str, n: usize) -> BTreeMap<us
             FlowKind::Reliable,
             now + Duration::from_secs(10),
             Vec::new(),
+            &[],
         );
         run(net, 30, "the flow is up", |n| {
             n.host(client)
@@ -501,7 +502,7 @@ fn flows_to_a_name_are_for_the_keys_its_rule_gives() {
             "seed {seed}"
         );
         let now = net.now();
-        let port = net.host(m).node.allocate(
+        let (port, _) = net.host(m).node.allocate(
             now,
             DifId(0),
             ApplicationName::new("m"),
@@ -509,6 +510,7 @@ fn flows_to_a_name_are_for_the_keys_its_rule_gives() {
             FlowKind::Reliable,
             now + Duration::from_secs(10),
             Vec::new(),
+            &[],
         );
         let refused = NodeEvent::Flow(
             DifId(0),

@@ -52,6 +52,10 @@ pub enum AppEnd {
     /// A byte stream whose application end is held unwritable until the flow is up
     /// (a nonblocking connect in progress; see [`crate::pending`]).
     StreamHeld(std::os::fd::OwnedFd, crate::pending::Held),
+    /// A byte stream whose application end the program holds already, connected as
+    /// far as it can tell (an early connect: see `driver/early.rs`); the second fd is
+    /// a duplicate of the application's end, to reset it if the flow is refused.
+    StreamEarly(std::os::fd::OwnedFd, std::os::fd::OwnedFd),
     /// Datagrams: the address of the application's UDP socket, as a proxy on loopback
     /// reaches it (see [`crate::datagram::app_address`]). The reply carries the proxy's
     /// address, which the application's socket sends to.
@@ -62,7 +66,7 @@ impl AppEnd {
     /// The kind of flow this end carries.
     pub fn kind(&self) -> FlowKind {
         match self {
-            Self::Stream(_) | Self::StreamHeld(..) => FlowKind::Stream,
+            Self::Stream(_) | Self::StreamHeld(..) | Self::StreamEarly(..) => FlowKind::Stream,
             Self::Datagram(_) => FlowKind::Datagram,
         }
     }

@@ -20,6 +20,7 @@ use crate::datagram::DatagramFlow;
 use crate::pump::AppFlow;
 use crate::stack::Stack;
 
+mod early;
 mod flows;
 mod host;
 mod host_state;
@@ -47,6 +48,7 @@ const TOKEN_FLOW: u64 = 2 << 56;
 const TOKEN_DATAGRAM: u64 = 3 << 56;
 const TOKEN_MGMT: u64 = 4 << 56;
 const TOKEN_HOST: u64 = 5 << 56;
+const TOKEN_EARLY: u64 = 6 << 56;
 const TOKEN_MASK: u64 = (1 << 56) - 1;
 
 /// What the epoll set watches on a stream flow's socket (edge-triggered). Room to
@@ -76,6 +78,10 @@ struct Driver {
     by_port: BTreeMap<(DifId, PortId), u64>,
     next_flow: u64,
     pending_connects: BTreeMap<(DifId, PortId), PendingConnect>,
+    /// Early connects waiting for the program's first bytes, by token (`early.rs`).
+    parked: BTreeMap<u64, early::Parked>,
+    /// Each DIF's directory change count when the hints were last checked.
+    directory_changes: Vec<u64>,
     pending_listens: Vec<PendingListen>,
     /// Incoming stream flows waiting for room in their listener's backlog.
     waiting: Vec<Waiting>,
@@ -203,6 +209,7 @@ impl Driver {
             }
             TOKEN_MGMT => self.serve_mgmt(),
             TOKEN_HOST => self.serve_host(now, token),
+            TOKEN_EARLY => self.early_readable(token),
             TOKEN_DATAGRAM => {
                 if let Some(f) = self.datagrams.get_mut(&token) {
                     f.readable |= flags.intersects(F::IN | F::ERR);
@@ -227,6 +234,7 @@ impl Driver {
         for w in &self.waiting {
             t = rina_core::time::earliest(t, Some(w.next_try));
         }
+        t = rina_core::time::earliest(t, self.parked_deadline());
         if let Some((deadline, _)) = &self.exiting {
             t = rina_core::time::earliest(t, Some(*deadline));
         }
@@ -241,6 +249,7 @@ impl Driver {
         self.expire_listens(now);
         self.restore_host(now);
         self.retry_waiting(now);
+        self.start_parked(now);
         // Until nothing moves and the core has nothing more to say (handling a PDU this
         // member sent to itself, say, makes events and no transmission): bounded, so
         // that commands and I/O get turns; `busy` then skips the next wait.
@@ -254,6 +263,7 @@ impl Driver {
                 break;
             }
         }
+        self.prune_hints();
     }
 
     /// Checks, before the loop waits, that the core has nothing left for it. Anything

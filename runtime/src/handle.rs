@@ -131,6 +131,21 @@ impl Handle {
         self.call(timeout, |r| Command::Connect(req, r))
     }
 
+    /// True if a stream connect to `app` in `dif` may return before its flow is up,
+    /// its first bytes riding on the request ([`crate::AppEnd::StreamEarly`]): a flow
+    /// to it was made before and the directory still lists it. Never for a session
+    /// with the host member.
+    pub fn may_connect_early(
+        &self,
+        dif: crate::config::DifIndex,
+        app: &rina_core::ApplicationName,
+    ) -> bool {
+        match &self.inner {
+            Inner::Embedded(d) => d.is_alive() && d.knows(dif, app),
+            Inner::Host(_) => false,
+        }
+    }
+
     /// Starts allocating a flow and returns at once; `done` is called with the result
     /// (on the runtime thread, so it must be quick and must not call back into the
     /// runtime). If the runtime is not running, `done` is called here.

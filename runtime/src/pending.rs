@@ -50,7 +50,7 @@ impl Held {
 /// # Errors
 /// A failed `dup`, `setsockopt` or `send`.
 pub fn hold(app: BorrowedFd<'_>, send_buffer: Option<usize>) -> io::Result<Held> {
-    let app_side = shims::high_fd::move_high(app.try_clone_to_owned()?);
+    let app_side = shims::high_fd::dup_high(app)?;
     net::sockopt::set_socket_send_buffer_size(&app_side, 1)?; // the kernel's minimum
     let filler = [0u8; 4096];
     let mut queued = 0;
@@ -71,6 +71,21 @@ pub fn hold(app: BorrowedFd<'_>, send_buffer: Option<usize>) -> io::Result<Held>
         filler: queued,
         send_buffer,
     })
+}
+
+/// The ends an early connect gives the runtime ([`crate::AppEnd::StreamEarly`]): its
+/// own end `rt` and a duplicate of the application's end `app` (to reset that end if
+/// the flow is refused), both above the program's descriptors at once: the program
+/// goes on opening descriptors before the runtime thread sees them.
+///
+/// # Errors
+/// A failed `dup`.
+pub fn early_end(app: BorrowedFd<'_>, rt: OwnedFd) -> io::Result<crate::AppEnd> {
+    let dup = shims::high_fd::dup_high(app)?;
+    Ok(crate::AppEnd::StreamEarly(
+        shims::high_fd::move_high(rt),
+        dup,
+    ))
 }
 
 /// The flow is up: reads the filler off the runtime's end `rt` (it is all there,

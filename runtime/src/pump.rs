@@ -76,6 +76,14 @@ impl AppFlow {
         }
     }
 
+    /// Gives the application `data` ahead of anything the flow delivers (the first
+    /// bytes of the stream, which came with the flow request). Call before any pump.
+    pub(crate) fn deliver_first(&mut self, data: Vec<u8>) {
+        debug_assert!(self.held.is_empty());
+        self.held = data;
+        self.held_at = 0;
+    }
+
     /// Both directions are done and the flow has delivered everything.
     pub(crate) fn is_finished(&self, ipcp: &IpcProcess) -> bool {
         self.app_eof && self.peer_eof && self.held.is_empty() && ipcp.is_finished(self.port)

@@ -220,6 +220,13 @@ pub struct CountersReport {
     /// Route computations (one per burst of advertisements).
     #[serde(default)]
     pub route_computations: u64,
+    /// Flows this member asked for that went up with the program's first bytes on
+    /// their request (early connects).
+    #[serde(default)]
+    pub flows_with_first_data: u64,
+    /// Bytes that came with flow requests and went to programs.
+    #[serde(default)]
+    pub first_data_received: u64,
 }
 
 /// How a management socket's refusal starts (its text follows), where a report would

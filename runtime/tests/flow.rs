@@ -105,8 +105,9 @@ fn connect(
     (r, app_end)
 }
 
-#[test]
-fn flow_through_two_runtimes() {
+/// A bootstrap member that registered "echo" behind an abstract listener (its name
+/// made of `tag`), and a member enrolled through it: (server, client, listener).
+fn echo_pair(tag: &str) -> (Handle, Handle, UnixListener) {
     let server_addr = free_udp();
     let server = Handle::start(
         config(server_addr, Join::Bootstrap { address: 1 }),
@@ -114,7 +115,7 @@ fn flow_through_two_runtimes() {
     )
     .unwrap();
     let lname = format!(
-        "rina-test-listen/{}/{}",
+        "rina-test-{tag}/{}/{}",
         std::process::id(),
         server_addr.port()
     );
@@ -136,14 +137,23 @@ fn flow_through_two_runtimes() {
             timeout: Duration::from_secs(5),
         })
         .unwrap();
-    let client_cfg = config(
-        free_udp(),
-        Join::Enroll {
-            via: DifIndex(0),
-            neighbor: Neighbor::Endpoint(server_addr),
-        },
-    );
-    let client = Handle::start(client_cfg, "client").unwrap();
+    let client = Handle::start(
+        config(
+            free_udp(),
+            Join::Enroll {
+                via: DifIndex(0),
+                neighbor: Neighbor::Endpoint(server_addr),
+            },
+        ),
+        "client",
+    )
+    .unwrap();
+    (server, client, l)
+}
+
+#[test]
+fn flow_through_two_runtimes() {
+    let (_server, client, l) = echo_pair("listen");
     let (r, app) = connect(&client, "echo", Duration::from_secs(5));
     r.unwrap();
     let (mut srv, peer) = l.accept().unwrap();
@@ -298,4 +308,113 @@ fn datagram_flow_through_two_runtimes() {
     }
     let (r, _app_end) = connect(&client, "dgram", Duration::from_secs(5));
     assert_eq!(r, Err(FlowError::NoSuchApplication));
+}
+
+/// Accepts on `l` within five seconds.
+fn accept_within(l: &UnixListener) -> UnixStream {
+    l.set_nonblocking(true).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match l.accept() {
+            Ok((s, _)) => {
+                s.set_nonblocking(false).unwrap();
+                return s;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                assert!(std::time::Instant::now() < deadline, "nothing to accept");
+                std::thread::yield_now();
+            }
+            Err(e) => panic!("accept: {e}"),
+        }
+    }
+}
+
+/// Starts an early connect to `app` whose program wrote `first` already: its
+/// application end, and where its result goes.
+fn connect_early(
+    h: &Handle,
+    app: &str,
+    first: &[u8],
+) -> (
+    UnixStream,
+    std::sync::mpsc::Receiver<Result<runtime::FlowInfo, FlowError>>,
+) {
+    use std::os::fd::AsFd;
+    let (mut app_end, rt) = UnixStream::pair().unwrap();
+    app_end.write_all(first).unwrap();
+    let end = runtime::pending::early_end(app_end.as_fd(), OwnedFd::from(rt)).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    h.connect_then(
+        ConnectRequest {
+            dif: NET,
+            local_app: ApplicationName::new("client"),
+            remote_app: ApplicationName::new(app),
+            end,
+            view: Some(client_view()),
+            recv_buffer: None,
+            timeout: Duration::from_secs(8),
+        },
+        move |r| drop(tx.send(r)),
+    );
+    (app_end, rx)
+}
+
+/// A destination reached once may be connected to early: what the program wrote before
+/// the flow was up rides on the request and the stream is byte-exact both ways. If the
+/// destination refuses after all, the program's end reads ECONNRESET, the result says
+/// why, and the destination is no longer connected to early.
+#[test]
+fn early_connect_carries_the_first_bytes_and_resets_when_refused() {
+    let (_server, client, l) = echo_pair("early");
+    let echo = ApplicationName::new("echo");
+    assert!(!client.may_connect_early(NET, &echo), "never reached yet");
+    let (r, first) = connect(&client, "echo", Duration::from_secs(5));
+    r.unwrap();
+    drop((first, accept_within(&l)));
+    assert!(client.may_connect_early(NET, &echo), "reached once");
+
+    // Early: a request written before the flow is up, then more, then a half-close.
+    let request = b"GET /early HTTP/1.1\r\n\r\n";
+    let more: Vec<u8> = (0..200_000u32).map(|i| (i * 11) as u8).collect();
+    let (mut app, result) = connect_early(&client, "echo", request);
+    let mut srv = accept_within(&l);
+    let mut app_w = app.try_clone().unwrap();
+    let more2 = more.clone();
+    let writer = std::thread::spawn(move || {
+        app_w.write_all(&more2).unwrap();
+        app_w.shutdown(std::net::Shutdown::Write).unwrap();
+    });
+    let mut got = Vec::new();
+    srv.read_to_end(&mut got).unwrap();
+    writer.join().unwrap();
+    assert!(
+        got.starts_with(request) && got[request.len()..] == more[..],
+        "the server got {} bytes, or not in order",
+        got.len()
+    );
+    result
+        .recv_timeout(Duration::from_secs(5))
+        .unwrap()
+        .unwrap();
+    srv.write_all(b"answer").unwrap();
+    drop(srv);
+    let mut answer = Vec::new();
+    app.read_to_end(&mut answer).unwrap();
+    assert_eq!(answer, b"answer");
+
+    // The listener is gone without a word: the destination refuses the next flow.
+    drop(l);
+    assert!(
+        client.may_connect_early(NET, &echo),
+        "still in the directory"
+    );
+    let (mut app, result) = connect_early(&client, "echo", b"GET /gone\r\n\r\n");
+    assert_eq!(
+        result.recv_timeout(Duration::from_secs(10)).unwrap(),
+        Err(FlowError::NoSuchApplication)
+    );
+    let mut b = [0u8; 16];
+    let err = app.read(&mut b).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}");
+    assert!(!client.may_connect_early(NET, &echo), "refused: forgotten");
 }

@@ -13,7 +13,7 @@
 //! used up its whole range could be given a number above it; outside that instant,
 //! never.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::sync::Mutex;
 
 /// Soft limits at or above this are left alone.
@@ -24,6 +24,25 @@ static LIMIT: Mutex<()> = Mutex::new(());
 
 /// `fd`, or a duplicate of it above the program's range (closing `fd`).
 pub fn move_high(fd: OwnedFd) -> OwnedFd {
+    dup_above(fd.as_fd()).unwrap_or(fd)
+}
+
+/// A duplicate of `fd` above the program's range, made there directly (no number of
+/// the program's is taken even for an instant); where descriptors stay where the
+/// kernel puts them (see the module docs), a plain duplicate.
+///
+/// # Errors
+/// A failed `dup`.
+pub fn dup_high(fd: BorrowedFd<'_>) -> std::io::Result<OwnedFd> {
+    match dup_above(fd) {
+        Some(high) => Ok(high),
+        None => fd.try_clone_to_owned(),
+    }
+}
+
+/// A duplicate of `fd` at or above the soft limit, or `None` where descriptors are
+/// not moved or it failed.
+fn dup_above(fd: BorrowedFd<'_>) -> Option<OwnedFd> {
     let _held = LIMIT
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -35,7 +54,7 @@ pub fn move_high(fd: OwnedFd) -> OwnedFd {
         || lim.rlim_cur >= MOVE_BELOW
         || fd.as_raw_fd() as libc::rlim_t >= lim.rlim_cur
     {
-        return fd;
+        return None;
     }
     let soft = lim.rlim_cur;
     let raised = libc::rlimit {
@@ -44,19 +63,18 @@ pub fn move_high(fd: OwnedFd) -> OwnedFd {
     };
     // SAFETY: setting this process's limit within its hard limit.
     if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
-        return fd;
+        return None;
     }
     let start = libc::c_int::try_from(soft).unwrap_or(libc::c_int::MAX);
-    // SAFETY: duplicating a descriptor we own.
+    // SAFETY: duplicating a descriptor the caller holds.
     let high = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, start) };
     // SAFETY: restoring the limit read above.
     unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
     if high < 0 {
-        return fd;
+        return None;
     }
-    // SAFETY: `high` is a fresh descriptor that nothing else owns; `fd` is closed when
-    // dropped here.
-    unsafe { OwnedFd::from_raw_fd(high) }
+    // SAFETY: `high` is a fresh descriptor that nothing else owns.
+    Some(unsafe { OwnedFd::from_raw_fd(high) })
 }
 
 #[cfg(test)]

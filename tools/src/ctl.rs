@@ -250,6 +250,11 @@ fn show(r: &Report) -> String {
             c.pdus_malformed,
             c.pdus_dropped
         );
+        let _ = writeln!(
+            s,
+            "  first data: {} flows went up with it on their request, {} bytes came with requests",
+            c.flows_with_first_data, c.first_data_received
+        );
     }
     if !r.programs.is_empty() {
         let _ = writeln!(s, "programs served ({}):", r.programs.len());

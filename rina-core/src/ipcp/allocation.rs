@@ -2,34 +2,28 @@
 //!
 //! The requester looks the destination up in the directory (no entry: the flow is
 //! refused at once with [`AllocError::NoSuchApplication`]), sends a routed
-//! `FlowRequest` carrying both names, its CEP-id and the application's allocation
-//! info, and retries every `flow_request_retry` until its deadline. The responder
-//! answers with its own CEP-id, or a refusal, and answers a repeated request with the
-//! same response. With [`IpcpConfig::ask_before_accepting`] it asks the driver first
+//! `FlowRequest` carrying both names, its CEP-id, the application's allocation info
+//! and, for a reliable flow, maybe the first bytes of its stream (as TCP Fast Open's
+//! SYN carries data: [`IpcProcess::allocate_flow_with_first_data`]), and retries every
+//! `flow_request_retry` until its deadline. The responder answers with its own CEP-id,
+//! or a refusal, and answers a repeated request with the same response; the first
+//! data of a request goes to its application once, with [`Event::IncomingFlow`]. With [`IpcpConfig::ask_before_accepting`] it asks the driver first
 //! ([`IpcProcess::answer_flow`]).
 //!
 //! [`IpcpConfig::ask_before_accepting`]: super::IpcpConfig::ask_before_accepting
 
 use crate::efcp::{Connection, Endpoint};
 use crate::time::Instant;
-use crate::wire::mgmt::{MgmtMessage, ResultCode, MAX_FLOW_INFO};
+use crate::wire::mgmt::{MgmtMessage, ResultCode, MAX_FIRST_DATA, MAX_FLOW_INFO};
+use crate::wire::pci::PCI_LEN;
 use crate::{Address, ApplicationName, CepId, PortId};
 
 use super::flows::{Flow, FlowState};
+use super::responder::FlowRequest;
 use super::{AllocError, Event, FlowKind, IpcProcess};
 
 /// How soon a flow request is retried while its destination has no route.
 const NO_ROUTE_RETRY: std::time::Duration = std::time::Duration::from_millis(20);
-
-/// A flow request as it arrived.
-#[derive(Debug)]
-struct FlowRequest {
-    src_app: ApplicationName,
-    dst_app: ApplicationName,
-    src_cep: CepId,
-    kind: FlowKind,
-    info: Vec<u8>,
-}
 
 impl IpcProcess {
     /// Starts allocating a flow from `local_app` to `remote_app`; the outcome comes as
@@ -55,10 +49,69 @@ impl IpcProcess {
         remote_app: ApplicationName,
         kind: FlowKind,
         deadline: Instant,
-        mut info: Vec<u8>,
+        info: Vec<u8>,
     ) -> PortId {
+        let first_data = &[];
+        self.allocate_flow_with_first_data(
+            now, local_app, remote_app, kind, deadline, info, first_data,
+        )
+        .0
+    }
+
+    /// As [`IpcProcess::allocate_flow_with_info`] for a reliable flow, whose request
+    /// also carries the first bytes of its stream: as many of `data` as fit one PDU on
+    /// the DIF's paths with the rest of the request (at most [`MAX_FIRST_DATA`]). The
+    /// destination application gets them in [`Event::IncomingFlow`], ahead of anything
+    /// written to the flow; the requester must not write them again. Returns the flow
+    /// and how many bytes of `data` it took (none for an unreliable flow, or while the
+    /// DIF's MTU is not known).
+    #[allow(clippy::too_many_arguments)]
+    pub fn allocate_flow_with_first_data(
+        &mut self,
+        now: Instant,
+        local_app: ApplicationName,
+        remote_app: ApplicationName,
+        kind: FlowKind,
+        deadline: Instant,
+        mut info: Vec<u8>,
+        data: &[u8],
+    ) -> (PortId, usize) {
         info.truncate(MAX_FLOW_INFO);
-        self.request_flow(now, local_app, remote_app, kind, deadline, false, info)
+        let room = if kind.is_reliable() && !data.is_empty() {
+            self.first_data_room(&local_app, &remote_app, info.len())
+        } else {
+            0
+        };
+        let taken = data.len().min(room);
+        let port = self.new_request(now, local_app, remote_app, kind, deadline, false, info);
+        if let Some(f) = self.flows.get_mut(&port) {
+            f.first_data = data[..taken].to_vec();
+        }
+        self.try_request(now, port);
+        (port, taken)
+    }
+
+    /// How many bytes of first data a request between these names, with `info_len`
+    /// bytes of info, can carry in one PDU that fits the DIF's paths.
+    fn first_data_room(
+        &self,
+        local_app: &ApplicationName,
+        remote_app: &ApplicationName,
+        info_len: usize,
+    ) -> usize {
+        let Some(mtu) = self.path_mtu() else {
+            return 0;
+        };
+        let bare = MgmtMessage::FlowRequest {
+            src_app: local_app.clone(),
+            dst_app: remote_app.clone(),
+            src_cep: 0,
+            reliable: true,
+            info: vec![0; info_len],
+            first_data: Vec::new(),
+        };
+        mtu.saturating_sub(PCI_LEN + bare.encode().len())
+            .min(MAX_FIRST_DATA)
     }
 
     /// As [`IpcProcess::allocate_flow`], to a registrant of `remote_app` on another
@@ -74,11 +127,14 @@ impl IpcProcess {
         kind: FlowKind,
         deadline: Instant,
     ) -> PortId {
-        self.request_flow(now, local_app, remote_app, kind, deadline, true, Vec::new())
+        let port = self.new_request(now, local_app, remote_app, kind, deadline, true, Vec::new());
+        self.try_request(now, port);
+        port
     }
 
+    /// A requested flow, not tried yet.
     #[allow(clippy::too_many_arguments)]
-    fn request_flow(
+    fn new_request(
         &mut self,
         now: Instant,
         local_app: ApplicationName,
@@ -110,9 +166,9 @@ impl IpcProcess {
                 requester_cep: None,
                 elsewhere,
                 info,
+                first_data: Vec::new(),
             },
         );
-        self.try_request(now, port);
         port
     }
 
@@ -181,6 +237,7 @@ impl IpcProcess {
             src_cep: f.local_cep.0,
             reliable: f.kind.is_reliable(),
             info: f.info.clone(),
+            first_data: f.first_data.clone(),
         };
         let routed = self.send_routed(dst, &msg);
         // No route yet (routing is converging): look again soon rather than after a
@@ -236,6 +293,7 @@ impl IpcProcess {
                 src_cep,
                 reliable,
                 info,
+                first_data,
             } => {
                 let kind = if reliable {
                     FlowKind::Reliable
@@ -248,6 +306,7 @@ impl IpcProcess {
                     src_cep: CepId(src_cep),
                     kind,
                     info,
+                    first_data,
                 };
                 self.on_flow_request(now, src, req);
             }
@@ -271,137 +330,6 @@ impl IpcProcess {
             }
             _ => self.counters.pdus_dropped += 1,
         }
-    }
-
-    fn on_flow_request(&mut self, now: Instant, src: Address, req: FlowRequest) {
-        let FlowRequest {
-            src_app,
-            dst_app,
-            src_cep,
-            kind,
-            info,
-        } = req;
-        // A repeated request gets the same answer (none yet while it is offered).
-        let existing = self
-            .incoming
-            .get(&(src, src_cep))
-            .and_then(|p| self.flows.get(p));
-        match existing.map(|f| (&f.state, f.local_cep)) {
-            Some((FlowState::Up(c), cep)) if c.remote().cep == src_cep => {
-                self.respond(src, ResultCode::Ok, src_cep, cep);
-                return;
-            }
-            Some((FlowState::Offered(_), _)) => return,
-            _ => {}
-        }
-        if !self
-            .registered
-            .get(&dst_app)
-            .is_some_and(|k| k.accepts(kind))
-        {
-            self.respond(src, ResultCode::NoSuchName, src_cep, CepId(0));
-            return;
-        }
-        if let Some(why) = self.allocation_refused(src, &dst_app) {
-            self.respond(src, ResultCode::Denied, src_cep, CepId(0));
-            return self.refuse_claim(why);
-        }
-        let (Some(me), port, cep) = (self.address, self.fresh_port(), self.fresh_cep()) else {
-            return;
-        };
-        let conn = Box::new(self.new_connection(
-            now,
-            Endpoint { addr: me, cep },
-            Endpoint {
-                addr: src,
-                cep: src_cep,
-            },
-            kind,
-        ));
-        let ask = self.cfg.ask_before_accepting;
-        self.cep_to_port.insert(cep, port);
-        self.incoming.insert((src, src_cep), port);
-        self.flows.insert(
-            port,
-            Flow {
-                local_app: dst_app.clone(),
-                remote_app: src_app.clone(),
-                local_cep: cep,
-                remote_addr: Some(src),
-                kind,
-                state: if ask {
-                    FlowState::Offered(conn)
-                } else {
-                    FlowState::Up(conn)
-                },
-                readable_signalled: false,
-                want_writable: false,
-                peer_left: false,
-                requester_cep: Some(src_cep),
-                elsewhere: false,
-                info: Vec::new(),
-            },
-        );
-        if !ask {
-            self.respond(src, ResultCode::Ok, src_cep, cep);
-            self.reschedule(port);
-        }
-        self.events.push_back(Event::IncomingFlow {
-            port,
-            local_app: dst_app,
-            remote_app: src_app,
-            kind,
-            info,
-        });
-    }
-
-    /// Answers an incoming flow that was offered to the driver
-    /// ([`IpcpConfig::ask_before_accepting`](super::IpcpConfig::ask_before_accepting)):
-    /// accepted, it is up and the requester is told; refused, the requester gets
-    /// [`AllocError::NoSuchApplication`] (as if nothing were registered) and the flow
-    /// is gone. Nothing happens for a flow that is not offered.
-    pub fn answer_flow(&mut self, now: Instant, port: PortId, accept: bool) {
-        let Some(f) = self.flows.get_mut(&port) else {
-            return;
-        };
-        if !matches!(f.state, FlowState::Offered(_)) {
-            return;
-        }
-        let (src, src_cep, cep) = (
-            f.remote_addr.unwrap_or(Address::NONE),
-            f.requester_cep.unwrap_or(CepId(0)),
-            f.local_cep,
-        );
-        if !accept {
-            self.drop_flow(port);
-            self.respond(src, ResultCode::NoSuchName, src_cep, CepId(0));
-            return;
-        }
-        let placeholder = FlowState::Requested {
-            deadline: now,
-            next_try: now,
-            sent: false,
-        };
-        if let FlowState::Offered(c) = core::mem::replace(&mut f.state, placeholder) {
-            f.state = FlowState::Up(c);
-        }
-        self.respond(src, ResultCode::Ok, src_cep, cep);
-        self.reschedule(port);
-    }
-
-    pub(super) fn respond(
-        &mut self,
-        dst: Address,
-        result: ResultCode,
-        src_cep: CepId,
-        dst_cep: CepId,
-    ) {
-        let resp = MgmtMessage::FlowResponse {
-            result,
-            src_cep: src_cep.0,
-            dst_cep: dst_cep.0,
-        };
-        self.send_routed(dst, &resp);
     }
 
     fn on_flow_response(
@@ -449,6 +377,10 @@ impl IpcProcess {
         if let Some(f) = self.flows.get_mut(&port) {
             f.remote_addr = Some(src);
             f.state = FlowState::Up(Box::new(conn));
+            if !f.first_data.is_empty() {
+                self.counters.flows_with_first_data += 1;
+                f.first_data = Vec::new(); // delivered: the responder took the request
+            }
         }
         self.reschedule(port);
         self.events.push_back(Event::FlowAllocated { port });
@@ -468,50 +400,5 @@ impl IpcProcess {
             cfg.max_pdu_size = m;
         }
         Connection::new(cfg, local, remote, now)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::ipcp::IpcpConfig;
-
-    /// Every way an incoming flow goes (deallocated while up, after lingering, reset by
-    /// the peer) leaves no trace in the indexes: a long-running server does not grow.
-    #[test]
-    fn incoming_flows_leave_no_index_entries() {
-        let mut cfg = IpcpConfig::new("net", ApplicationName::new("srv"), 1);
-        cfg.bootstrap = Some(Address(1));
-        let now = Instant::ZERO;
-        let mut ipcp = IpcProcess::new(cfg, now);
-        ipcp.register(now, ApplicationName::new("svc")).unwrap();
-        let svc = || ApplicationName::new("svc");
-        let cli = || ApplicationName::new("cli");
-        let mut ports = Vec::new();
-        let req = |cep: u32| FlowRequest {
-            src_app: cli(),
-            dst_app: svc(),
-            src_cep: CepId(cep),
-            kind: FlowKind::Reliable,
-            info: Vec::new(),
-        };
-        for i in 0..6u32 {
-            ipcp.on_flow_request(now, Address(9), req(100 + i));
-            ports.push(*ipcp.incoming.get(&(Address(9), CepId(100 + i))).unwrap());
-        }
-        // A repeated request finds the same flow.
-        ipcp.on_flow_request(now, Address(9), req(100));
-        assert_eq!(ipcp.flows.len(), 6);
-        ipcp.deallocate(now, ports[0]); // unfinished: reset
-        ipcp.deallocate(now, ports[1]);
-        let dealloc = MgmtMessage::FlowDeallocate {
-            dst_cep: ipcp.flows[&ports[2]].local_cep.0,
-        };
-        ipcp.on_routed_mgmt(now, Address(9), dealloc);
-        ipcp.reset_flows_to(Address(9));
-        assert!(ipcp.flows.is_empty());
-        assert!(ipcp.incoming.is_empty(), "{:?}", ipcp.incoming);
-        assert!(ipcp.cep_to_port.is_empty());
-        assert_eq!(ipcp.schedule.next(), None);
     }
 }

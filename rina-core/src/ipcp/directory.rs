@@ -30,6 +30,8 @@ struct Slot {
 #[derive(Clone, Debug, Default)]
 pub struct Directory {
     entries: BTreeMap<(ApplicationName, u32), Slot>,
+    /// Counts the changes to live entries (see [`Directory::changes`]).
+    changes: u64,
 }
 
 impl Directory {
@@ -49,6 +51,7 @@ impl Directory {
                     changed: now,
                 };
                 self.entries.insert(key, slot);
+                self.changes += 1;
                 true
             }
         }
@@ -67,6 +70,12 @@ impl Directory {
             .filter(|(_, s)| s.present)
             .map(|((_, a), s)| (Address(*a), s.pool))
             .collect()
+    }
+
+    /// A number that grows whenever an entry is added or removed: what a driver
+    /// caches about the directory is stale once it moved.
+    pub fn changes(&self) -> u64 {
+        self.changes
     }
 
     /// The version of the entry for (app, address), 0 if none.
@@ -117,6 +126,7 @@ impl Directory {
             if s.present && gone(Address(*a)) {
                 s.present = false;
                 s.changed = now;
+                self.changes += 1;
                 made.push(DirEntry {
                     app: app.clone(),
                     address: *a,
@@ -172,8 +182,13 @@ mod tests {
             "an old registration must not resurrect"
         );
         assert_eq!(d.lookup(&ApplicationName::new("echo")), vec![Address(3)]);
+        let before = d.changes();
         d.purge(T, |a| a == Address(3));
         assert!(d.lookup(&ApplicationName::new("echo")).is_empty());
+        assert!(d.changes() > before, "a purge is a change");
+        let before = d.changes();
+        d.purge(T, |a| a == Address(3));
+        assert_eq!(d.changes(), before, "purging nothing is none");
         assert!(
             !d.apply(&e("echo", 3, 1, true), T),
             "a purged member's old entry must not resurrect"

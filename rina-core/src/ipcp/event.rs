@@ -93,6 +93,9 @@ pub enum Event {
         kind: FlowKind,
         /// What the requester says about the flow (opaque to the DIF; may be empty).
         info: Vec<u8>,
+        /// The first bytes of a reliable flow's stream, which rode on the request (may
+        /// be empty): the application reads them before anything the flow delivers.
+        first_data: Vec<u8>,
     },
     /// The flow has data (or end of stream) to read.
     Readable {
@@ -142,4 +145,8 @@ pub struct Counters {
     /// Management messages sent to full-member neighbours, keepalives left out:
     /// enrollment, directory, link state, goodbyes (what joins and leaves cost).
     pub control_to_members: u64,
+    /// Flows this member asked for that went up with first data on their request.
+    pub flows_with_first_data: u64,
+    /// Bytes of first data that came with flow requests and went to applications.
+    pub first_data_received: u64,
 }

@@ -96,6 +96,9 @@ pub(super) struct Flow {
     pub(super) elsewhere: bool,
     /// A requested flow: the allocation info its requests carry.
     pub(super) info: Vec<u8>,
+    /// A requested flow: the first bytes of its stream, which its requests carry
+    /// until one is answered.
+    pub(super) first_data: Vec<u8>,
 }
 
 impl Flow {

@@ -33,6 +33,7 @@ mod link_state;
 mod neighbor;
 mod registration;
 mod relay;
+mod responder;
 pub mod routing;
 mod schedule;
 

@@ -397,9 +397,10 @@ impl Node {
         self.n1.len()
     }
 
-    /// Asks DIF `dif` for a flow (see [`IpcProcess::allocate_flow_with_info`]); a DIF
-    /// waiting to try joining again tries at once, as a TCP connect tries whenever it
-    /// is called.
+    /// Asks DIF `dif` for a flow whose request carries as much of `first_data` as fits
+    /// (see [`IpcProcess::allocate_flow_with_first_data`]; empty: none); a DIF waiting
+    /// to try joining again tries at once, as a TCP connect tries whenever it is
+    /// called. Returns the flow and how many bytes of `first_data` its request took.
     #[allow(clippy::too_many_arguments)]
     pub fn allocate(
         &mut self,
@@ -410,11 +411,12 @@ impl Node {
         kind: FlowKind,
         deadline: Instant,
         info: Vec<u8>,
-    ) -> PortId {
+        first_data: &[u8],
+    ) -> (PortId, usize) {
         self.join_now(now, dif);
         self.difs[dif.0]
             .ipcp
-            .allocate_flow_with_info(now, local, remote, kind, deadline, info)
+            .allocate_flow_with_first_data(now, local, remote, kind, deadline, info, first_data)
     }
 
     /// Registers `app` in the (joined) DIF `dif`; its member then takes newcomers.

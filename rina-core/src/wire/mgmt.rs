@@ -19,12 +19,16 @@ use crate::name::ApplicationName;
 /// The management encoding version (3: directory entries say whether the name is
 /// served by a pool; flow requests carry the requester's allocation info; 4:
 /// advertisements carry the origin's block of leaf addresses and may be withdrawals; 5:
-/// and host routes).
-pub const MGMT_VERSION: u8 = 5;
+/// and host routes; 6: flow requests carry the requester's first data).
+pub const MGMT_VERSION: u8 = 6;
 
 /// The most bytes of allocation info a flow request carries (see
 /// [`MgmtMessage::FlowRequest`]).
 pub const MAX_FLOW_INFO: usize = 64;
+
+/// The most bytes of first data a flow request carries (see
+/// [`MgmtMessage::FlowRequest`]); the path's MTU may allow fewer.
+pub const MAX_FIRST_DATA: usize = 8 * 1024;
 
 /// One directory entry: `app` is registered at the member `address`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -164,6 +168,10 @@ pub enum MgmtMessage {
         /// opaque to the DIF (at most [`MAX_FLOW_INFO`] bytes): a socket program's
         /// view of its own address, say.
         info: Vec<u8>,
+        /// The first bytes of a reliable flow's stream (at most [`MAX_FIRST_DATA`]),
+        /// delivered to the destination application when it takes the flow, ahead of
+        /// anything the connection carries (as TCP Fast Open's data rides on its SYN).
+        first_data: Vec<u8>,
     },
     /// Routed: the answer to a [`MgmtMessage::FlowRequest`].
     FlowResponse {
@@ -271,6 +279,7 @@ impl MgmtMessage {
                 src_cep,
                 reliable,
                 info,
+                first_data,
             } => {
                 w.u8(tag::FLOW_REQUEST);
                 put_name(&mut w, src_app);
@@ -278,6 +287,7 @@ impl MgmtMessage {
                 w.u32(*src_cep);
                 w.bool(*reliable);
                 w.bytes16(&info[..info.len().min(MAX_FLOW_INFO)]);
+                w.bytes16(&first_data[..first_data.len().min(MAX_FIRST_DATA)]);
             }
             Self::FlowResponse {
                 result,
@@ -339,6 +349,13 @@ impl MgmtMessage {
                         return Err(Error::Malformed);
                     }
                     info.to_vec()
+                },
+                first_data: {
+                    let data = r.bytes16()?;
+                    if data.len() > MAX_FIRST_DATA {
+                        return Err(Error::Malformed);
+                    }
+                    data.to_vec()
                 },
             },
             tag::FLOW_RESPONSE => Self::FlowResponse {
@@ -484,6 +501,7 @@ mod tests {
                 src_cep: 11,
                 reliable: true,
                 info: vec![1, 2, 3],
+                first_data: b"GET / HTTP/1.0\r\n\r\n".to_vec(),
             },
             MgmtMessage::FlowResponse {
                 result: ResultCode::NoSuchName,
@@ -498,7 +516,7 @@ mod tests {
     fn hand_written_link_state() {
         #[rustfmt::skip]
         let bytes = [
-            5, 6,                       // version 5, link state
+            6, 6,                       // version 6, link state
             0, 1,                       // one advertisement
             0, 0, 0, 7,                 // origin 7
             0, 0, 0, 0, 0, 0, 0, 3,     // seq 3
@@ -525,7 +543,7 @@ mod tests {
 
     #[test]
     fn hand_written_flow_response() {
-        let bytes = [5, 17, 1, 0, 0, 0, 11, 0, 0, 0, 12];
+        let bytes = [6, 17, 1, 0, 0, 0, 11, 0, 0, 0, 12];
         let m = MgmtMessage::FlowResponse {
             result: ResultCode::NoSuchName,
             src_cep: 11,
@@ -553,20 +571,22 @@ mod tests {
         assert_eq!(MgmtMessage::decode(&[1, 1]), Err(Error::Version(1)));
         assert_eq!(MgmtMessage::decode(&[2, 1]), Err(Error::Version(2)));
         assert_eq!(MgmtMessage::decode(&[4, 1]), Err(Error::Version(4)));
-        assert_eq!(MgmtMessage::decode(&[6, 1]), Err(Error::Version(6)));
-        assert_eq!(MgmtMessage::decode(&[5, 99]), Err(Error::UnknownType(99)));
+        assert_eq!(MgmtMessage::decode(&[5, 1]), Err(Error::Version(5)));
+        assert_eq!(MgmtMessage::decode(&[7, 1]), Err(Error::Version(7)));
+        assert_eq!(MgmtMessage::decode(&[6, 99]), Err(Error::UnknownType(99)));
     }
 
     #[test]
     fn hand_written_flow_request_with_info() {
         let n = |s: &str| [&[s.len() as u8][..], s.as_bytes(), &[0, 0, 0]].concat();
         let bytes = [
-            &[5, 16][..],        // version 5, flow request
-            &n("c"),             // source name
-            &n("s"),             // destination name
-            &[0, 0, 0, 11],      // source CEP-id
-            &[1],                // reliable
-            &[0, 2, 0xab, 0xcd], // two bytes of info
+            &[6, 16][..],               // version 6, flow request
+            &n("c"),                    // source name
+            &n("s"),                    // destination name
+            &[0, 0, 0, 11],             // source CEP-id
+            &[1],                       // reliable
+            &[0, 2, 0xab, 0xcd],        // two bytes of info
+            &[0, 3, b'h', b'i', b'\n'], // three bytes of first data
         ]
         .concat();
         let m = MgmtMessage::FlowRequest {
@@ -575,13 +595,20 @@ mod tests {
             src_cep: 11,
             reliable: true,
             info: vec![0xab, 0xcd],
+            first_data: b"hi\n".to_vec(),
         };
         assert_eq!(m.encode(), bytes);
         assert_eq!(MgmtMessage::decode(&bytes).unwrap(), m);
         // More info than a flow request may carry is refused.
-        let mut long = bytes[..bytes.len() - 4].to_vec();
+        let mut long = bytes[..bytes.len() - 9].to_vec();
         long.extend_from_slice(&[0, (MAX_FLOW_INFO + 1) as u8]);
         long.extend(std::iter::repeat_n(0u8, MAX_FLOW_INFO + 1));
+        long.extend_from_slice(&[0, 0]);
+        assert_eq!(MgmtMessage::decode(&long), Err(Error::Malformed));
+        // And more first data.
+        let mut long = bytes[..bytes.len() - 5].to_vec();
+        long.extend_from_slice(&((MAX_FIRST_DATA + 1) as u16).to_be_bytes());
+        long.extend(std::iter::repeat_n(0u8, MAX_FIRST_DATA + 1));
         assert_eq!(MgmtMessage::decode(&long), Err(Error::Malformed));
     }
 

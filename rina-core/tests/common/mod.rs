@@ -140,7 +140,7 @@ pub fn transfer_with(
         sees(n, client, d, &app)
     });
     let now = net.now();
-    let port = net.host(client).node.allocate(
+    let (port, _) = net.host(client).node.allocate(
         now,
         d,
         ApplicationName::new("client"),
@@ -148,6 +148,7 @@ pub fn transfer_with(
         FlowKind::Reliable,
         now + Duration::from_secs(10),
         Vec::new(),
+        &[],
     );
     run_net(net, 30, "the flow is up", |n| {
         n.host(client)

@@ -8,7 +8,7 @@ use rina_core::node::DifId;
 use rina_core::{Instant, PortId};
 use rustix::event::epoll;
 
-use super::Driver;
+use super::{incoming, Driver};
 
 impl Driver {
     /// An event of DIF `dif` about the applications' flows.
@@ -24,7 +24,17 @@ impl Driver {
                 remote_app,
                 kind,
                 info,
-            } => self.incoming(now, dif, port, local_app, &remote_app, kind, &info),
+                first_data,
+            } => {
+                let offer = incoming::Offer {
+                    port,
+                    local_app,
+                    kind,
+                    info,
+                    first_data,
+                };
+                self.incoming(now, dif, offer, &remote_app);
+            }
             Event::Readable { .. } | Event::Writable { .. } => {}
             // The node's own (enrollment, neighbours).
             Event::Enrolled { .. }

@@ -3,7 +3,9 @@
 //! is offered to its listener; it is answered once the listener took it. A listener
 //! whose backlog is full leaves it waiting, as TCP leaves a connection unanswered
 //! while its accept queue is full; a listener that is gone refuses it (the peer's
-//! connect fails with ECONNREFUSED).
+//! connect fails with ECONNREFUSED). The first bytes that rode on the request are
+//! queued on the socket before the flow is answered, so the program reads them
+//! first, as soon as it accepts.
 
 use std::os::fd::OwnedFd;
 
@@ -26,6 +28,8 @@ pub(super) struct Waiting {
     listener: Vec<u8>,
     sock: OwnedFd,
     recv_buffer: Option<usize>,
+    /// The first bytes of the stream, which rode on the request.
+    first_data: Vec<u8>,
     pub(super) next_try: Instant,
     give_up: Instant,
 }
@@ -34,19 +38,34 @@ pub(super) struct Waiting {
 const WAIT_RETRY: std::time::Duration = std::time::Duration::from_millis(5);
 const WAIT_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// A flow that came in, as the DIF offers it.
+pub(super) struct Offer {
+    pub(super) port: PortId,
+    /// The registered name it is for.
+    pub(super) local_app: ApplicationName,
+    pub(super) kind: rina_core::ipcp::FlowKind,
+    /// The requester's allocation info.
+    pub(super) info: Vec<u8>,
+    /// The first bytes of the stream.
+    pub(super) first_data: Vec<u8>,
+}
+
 impl Driver {
     /// A flow came in for a registered name: its listener takes it, or it is refused.
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn incoming(
         &mut self,
         now: Instant,
         dif: DifId,
-        port: PortId,
-        local_app: ApplicationName,
+        offer: Offer,
         remote_app: &ApplicationName,
-        kind: rina_core::ipcp::FlowKind,
-        info: &[u8],
     ) {
+        let Offer {
+            port,
+            local_app,
+            kind,
+            info,
+            first_data,
+        } = offer;
         let key = (dif, local_app, FlowKind::of(kind));
         let Some(target) = self.listeners.get(&key).cloned() else {
             self.stack.node.ipcp_mut(dif).answer_flow(now, port, false);
@@ -58,7 +77,7 @@ impl Driver {
                     pid: std::process::id(),
                     dif: dif.0 as u16,
                     port,
-                    view: lv.accepted(remote_app, RequestInfo::decode(info)),
+                    view: lv.accepted(remote_app, RequestInfo::decode(&info)),
                 });
                 flow_socket(&name)
                     .map(|sock| {
@@ -69,6 +88,7 @@ impl Driver {
                             listener: listener.clone(),
                             sock,
                             recv_buffer: lv.recv_buffer,
+                            first_data,
                             next_try: now,
                             give_up: now + WAIT_LIMIT,
                         };
@@ -104,7 +124,13 @@ impl Driver {
                     .node
                     .ipcp_mut(w.dif)
                     .answer_flow(now, w.port, true);
-                self.add_flow(w.dif, w.port, w.sock, w.recv_buffer);
+                let token = self.add_flow(w.dif, w.port, w.sock, w.recv_buffer);
+                // Handed to the program before anything the flow delivers (this turn:
+                // the program may have taken the flow already, and even closed it, as
+                // a TCP server may close before reading what came with the SYN).
+                if let Some(f) = self.flows.get_mut(&token) {
+                    f.deliver_first(w.first_data);
+                }
             }
             Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) if now < w.give_up => {
                 w.next_try = now + WAIT_RETRY;

@@ -166,6 +166,8 @@ fn dif_report(node: &Node, id: DifId, d: &Dif) -> DifReport {
             pdus_to_members: c.pdus_to_members,
             control_to_members: c.control_to_members,
             route_computations: c.route_computations,
+            flows_with_first_data: c.flows_with_first_data,
+            first_data_received: c.first_data_received,
         },
         security: node.security_counters(id).map(|s| SecurityReport {
             handshakes: s.handshakes,

@@ -24,10 +24,15 @@ use crate::view::{self, FlowName, FlowView, RequestInfo};
 /// A connect waiting for its flow.
 pub(super) struct PendingConnect {
     pub(super) dif: DifId,
+    /// The DIF as the rules number it.
+    index: crate::config::DifIndex,
     remote_app: ApplicationName,
     end: AppEnd,
     view: Option<FlowView>,
     recv_buffer: Option<usize>,
+    /// Bytes of the stream the request carried (still on the socket until the flow
+    /// is up: `early.rs`).
+    carried: usize,
     pub(super) reply: Reply<Result<FlowInfo, FlowError>>,
 }
 
@@ -55,8 +60,24 @@ impl Driver {
             AppEnd::StreamHeld(sock, held) => {
                 AppEnd::StreamHeld(shims::high_fd::move_high(sock), held)
             }
-            end @ AppEnd::Datagram(_) => end,
+            // Moved already, by `pending::early_end`.
+            end @ (AppEnd::StreamEarly(..) | AppEnd::Datagram(_)) => end,
         };
+        if matches!(req.end, AppEnd::StreamEarly(..)) {
+            return self.connect_early(now, req, reply);
+        }
+        self.start_connect(now, req, reply, &[]);
+    }
+
+    /// Asks for the flow of a connect, its request carrying as much of `first_data` as
+    /// fits.
+    pub(super) fn start_connect(
+        &mut self,
+        now: Instant,
+        req: ConnectRequest,
+        reply: Reply<Result<FlowInfo, FlowError>>,
+        first_data: &[u8],
+    ) {
         let Some(dif) = self.stack.dif_of(req.dif) else {
             reply.send(Err(FlowError::NoSuchDif(format!("#{}", req.dif.0))));
             return;
@@ -71,7 +92,7 @@ impl Driver {
             .encode()
         });
         // A DIF waiting to try joining again tries now (what failed may be up by now).
-        let port = self.stack.node.allocate(
+        let (port, carried) = self.stack.node.allocate(
             now,
             dif,
             req.local_app,
@@ -79,11 +100,14 @@ impl Driver {
             req.end.kind().flow_kind(),
             now + req.timeout,
             info,
+            first_data,
         );
         self.pending_connects.insert(
             (dif, port),
             PendingConnect {
                 dif,
+                index: req.dif,
+                carried,
                 remote_app: req.remote_app,
                 end: req.end,
                 view: req.view,
@@ -100,7 +124,16 @@ impl Driver {
             self.stack.node.ipcp_mut(dif).deallocate(now, port);
             return;
         };
+        if matches!(p.end, AppEnd::Stream(_) | AppEnd::StreamHeld(..)) {
+            self.reached(p.index, &p.remote_app);
+        }
         let proxy = match p.end {
+            AppEnd::StreamEarly(sock, _app) => {
+                Self::early_allocated(&sock, p.carried);
+                self.name_flow_socket(&sock, dif, port, p.view);
+                self.add_flow(dif, port, sock, p.recv_buffer);
+                None
+            }
             AppEnd::Stream(sock) => {
                 self.name_flow_socket(&sock, dif, port, p.view);
                 self.add_flow(dif, port, sock, p.recv_buffer);
@@ -152,6 +185,15 @@ impl Driver {
     pub(super) fn allocation_failed(&mut self, dif: DifId, port: PortId, error: AllocError) {
         tracing::debug!("flow {port} not allocated: {error}");
         if let Some(p) = self.pending_connects.remove(&(dif, port)) {
+            if matches!(
+                error,
+                AllocError::NoSuchApplication | AllocError::Denied | AllocError::Unreachable
+            ) {
+                self.unreachable(p.index, &p.remote_app);
+            }
+            if let AppEnd::StreamEarly(sock, app) = p.end {
+                super::early::reset(sock, app);
+            }
             let why = self
                 .stack
                 .node
@@ -375,7 +417,7 @@ impl Driver {
         port: PortId,
         sock: OwnedFd,
         recv_buffer: Option<usize>,
-    ) {
+    ) -> u64 {
         let token = TOKEN_FLOW | (self.next_flow & TOKEN_MASK);
         self.next_flow += 1;
         let _ = rustix::io::ioctl_fionbio(&sock, true);
@@ -390,6 +432,7 @@ impl Driver {
         }
         self.flows.insert(token, AppFlow::new(dif, port, sock));
         self.by_port.insert((dif, port), token);
+        token
     }
 
     /// The EFCP figures of flow `port` of DIF `dif`.

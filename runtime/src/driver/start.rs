@@ -34,6 +34,8 @@ pub(crate) struct Shared {
     pub(super) commands: Mutex<VecDeque<Command>>,
     pub(super) waker: OwnedFd,
     pub(super) alive: AtomicBool,
+    /// The destinations a connect may reach early (`early.rs`).
+    pub(super) hints: Mutex<super::early::Hints>,
 }
 
 impl Shared {
@@ -45,7 +47,17 @@ impl Shared {
             commands: Mutex::new(VecDeque::new()),
             waker,
             alive: AtomicBool::new(true),
+            hints: Mutex::new(super::early::Hints::default()),
         }))
+    }
+
+    /// True if a connect to `app` in `dif` may be early (see `early.rs`).
+    pub(crate) fn knows(
+        &self,
+        dif: crate::config::DifIndex,
+        app: &rina_core::ApplicationName,
+    ) -> bool {
+        self.hints.lock().knows(dif, app)
     }
 
     /// True while the runtime thread takes commands.
@@ -122,6 +134,8 @@ pub(crate) fn spawn(
         by_port: BTreeMap::new(),
         next_flow: 1,
         pending_connects: BTreeMap::new(),
+        parked: BTreeMap::new(),
+        directory_changes: Vec::new(),
         pending_listens: Vec::new(),
         listeners: BTreeMap::new(),
         waiting: Vec::new(),

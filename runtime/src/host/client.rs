@@ -201,7 +201,8 @@ impl Client {
 
     fn send_connect(&self, config: &Config, id: u64, req: ConnectRequest) -> Result<(), FlowError> {
         let (fds, datagram, held): (Vec<OwnedFd>, _, _) = match req.end {
-            AppEnd::Stream(fd) => (vec![fd], None, None),
+            // The host member has no early connects: the duplicate is not needed.
+            AppEnd::Stream(fd) | AppEnd::StreamEarly(fd, _) => (vec![fd], None, None),
             AppEnd::StreamHeld(fd, held) => {
                 let (app, filler, send_buffer) = held.into_parts();
                 (vec![fd, app], None, Some((filler, send_buffer)))
