@@ -392,6 +392,11 @@ impl IpcProcess {
             if self.incoming.get(&(a, cep)) == Some(&port) {
                 self.incoming.remove(&(a, cep));
             }
+            // A flow that was up is spent; one refused before that is not (a retry of
+            // its request, its answer lost, is refused again).
+            if !matches!(f.state, FlowState::Offered(_)) {
+                self.spent.insert(self.clock, (a, cep));
+            }
         }
         Some(f)
     }

@@ -98,6 +98,8 @@ pub struct IpcProcess {
     /// Incoming flows by the requester's (address, CEP-id): a repeated request gets
     /// the same answer.
     incoming: BTreeMap<(Address, CepId), PortId>,
+    /// Requests whose flows came and went (`responder.rs`).
+    spent: responder::Spent,
     next_port: u32,
     /// Round-robin cursor over flows in `poll_transmit`.
     tx_cursor: u32,
@@ -144,6 +146,7 @@ impl IpcProcess {
             cep_to_port: BTreeMap::new(),
             schedule: FlowSchedule::default(),
             incoming: BTreeMap::new(),
+            spent: responder::Spent::default(),
             next_port: 1,
             tx_cursor: 0,
             out: VecDeque::new(),

@@ -2,7 +2,11 @@
 //! (refused when nothing is registered under the name or the DIF's access rules say
 //! no), or offered to the driver with the requester's allocation info and first data
 //! ([`Event::IncomingFlow`]); a repeated request gets the same answer, and its first
-//! data is not delivered again.
+//! data is not delivered again: not while its flow lives, nor for a while after
+//! ([`Spent`]), so that a late copy of a request makes no second flow.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::time::Duration;
 
 use crate::efcp::Endpoint;
 use crate::time::Instant;
@@ -23,8 +27,57 @@ pub(super) struct FlowRequest {
     pub(super) first_data: Vec<u8>,
 }
 
+/// The requests whose flows came and went, by the requester's (address, CEP-id),
+/// remembered [`Spent::HOLD`] (at most [`Spent::MAX`] of them): a copy of one that
+/// arrives late (a retry that crossed its answer, or a copy held in a queue) is
+/// dropped, not served as a new flow that would hand its first data to the program a
+/// second time. A requester picks a fresh random CEP-id for every flow.
+#[derive(Debug, Default)]
+pub(super) struct Spent {
+    keys: BTreeSet<(Address, CepId)>,
+    order: VecDeque<(Instant, (Address, CepId))>,
+}
+
+impl Spent {
+    /// How long a spent request is remembered: longer than a request lives in the DIF.
+    const HOLD: Duration = Duration::from_secs(10);
+    /// The most remembered; the oldest go first.
+    const MAX: usize = 16 * 1024;
+
+    pub(super) fn insert(&mut self, now: Instant, key: (Address, CepId)) {
+        self.expire(now);
+        if self.keys.insert(key) {
+            self.order.push_back((now, key));
+        }
+        while self.order.len() > Self::MAX {
+            if let Some((_, k)) = self.order.pop_front() {
+                self.keys.remove(&k);
+            }
+        }
+    }
+
+    fn contains(&mut self, now: Instant, key: (Address, CepId)) -> bool {
+        self.expire(now);
+        self.keys.contains(&key)
+    }
+
+    fn expire(&mut self, now: Instant) {
+        while let Some(&(at, k)) = self.order.front() {
+            if now.saturating_duration_since(at) < Self::HOLD {
+                return;
+            }
+            self.order.pop_front();
+            self.keys.remove(&k);
+        }
+    }
+}
+
 impl IpcProcess {
     pub(super) fn on_flow_request(&mut self, now: Instant, src: Address, req: FlowRequest) {
+        if self.spent.contains(now, (src, req.src_cep)) {
+            self.counters.pdus_dropped += 1;
+            return;
+        }
         // A repeated request gets the same answer (none yet while it is offered).
         let existing = self
             .incoming
@@ -125,7 +178,8 @@ impl IpcProcess {
     /// Answers an incoming flow that was offered to the driver
     /// ([`IpcpConfig::ask_before_accepting`](super::IpcpConfig::ask_before_accepting)):
     /// accepted, it is up and the requester is told; refused, the requester gets
-    /// [`AllocError::NoSuchApplication`] (as if nothing were registered) and the flow
+    /// [`AllocError::NoSuchApplication`](super::AllocError::NoSuchApplication) (as if
+    /// nothing were registered) and the flow
     /// is gone. Nothing happens for a flow that is not offered.
     pub fn answer_flow(&mut self, now: Instant, port: PortId, accept: bool) {
         let Some(f) = self.flows.get_mut(&port) else {
@@ -215,5 +269,51 @@ mod tests {
         assert!(ipcp.incoming.is_empty(), "{:?}", ipcp.incoming);
         assert!(ipcp.cep_to_port.is_empty());
         assert_eq!(ipcp.schedule.next(), None);
+    }
+
+    /// A late copy of a request whose flow came and went makes no second flow and
+    /// hands its first data over no second time (until the hold is over); a request
+    /// refused while it was offered is answered again when repeated.
+    #[test]
+    fn a_late_copy_of_a_spent_request_is_dropped() {
+        let mut cfg = IpcpConfig::new("net", ApplicationName::new("srv"), 1);
+        cfg.bootstrap = Some(Address(1));
+        let t0 = Instant::ZERO;
+        let mut ipcp = IpcProcess::new(cfg, t0);
+        ipcp.register(t0, ApplicationName::new("svc")).unwrap();
+        let req = |cep: u32| FlowRequest {
+            src_app: ApplicationName::new("cli"),
+            dst_app: ApplicationName::new("svc"),
+            src_cep: CepId(cep),
+            kind: FlowKind::Reliable,
+            info: Vec::new(),
+            first_data: b"POST /order".to_vec(),
+        };
+        let offers = |ipcp: &mut IpcProcess| {
+            let n = ipcp
+                .events
+                .iter()
+                .filter(|e| matches!(e, Event::IncomingFlow { first_data, .. } if first_data == b"POST /order"))
+                .count();
+            ipcp.events.clear();
+            n
+        };
+        ipcp.on_flow_request(t0, Address(9), req(100));
+        assert_eq!(offers(&mut ipcp), 1);
+        let port = ipcp.incoming[&(Address(9), CepId(100))];
+        ipcp.deallocate(t0, port);
+        ipcp.handle_timeout(t0 + Duration::from_secs(1));
+        assert!(ipcp.flows.is_empty(), "{:?}", ipcp.flows.keys());
+        let late = t0 + Duration::from_secs(2);
+        ipcp.on_flow_request(late, Address(9), req(100));
+        assert_eq!(offers(&mut ipcp), 0, "a late copy was served again");
+        assert!(ipcp.flows.is_empty());
+        // Another request of the same requester is served.
+        ipcp.on_flow_request(late, Address(9), req(101));
+        assert_eq!(offers(&mut ipcp), 1);
+        // After the hold, a CEP-id may come back.
+        let after = t0 + Spent::HOLD + Duration::from_secs(3);
+        ipcp.on_flow_request(after, Address(9), req(100));
+        assert_eq!(offers(&mut ipcp), 1);
     }
 }
