@@ -315,6 +315,7 @@ impl Driver {
                     for f in self.flows.values_mut() {
                         f.readable = true;
                     }
+                    self.hurry_parked();
                     self.exiting = Some((now + linger, reply));
                 }
                 Command::HandOver(linger, reply) => self.hand_over(now, linger, reply),

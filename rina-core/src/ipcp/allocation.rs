@@ -229,8 +229,13 @@ impl IpcProcess {
             self.fail_flow(port, AllocError::NoSuchApplication);
             return;
         }
-        // Spread flows over a pool of registrants: pick by CEP-id.
-        let dst = candidates[f.local_cep.0 as usize % candidates.len()];
+        // Spread flows over a pool of registrants: pick by CEP-id. A request that
+        // carried first data goes on to the member it went to: another would hand
+        // the same bytes to a second server.
+        let dst = match f.remote_addr {
+            Some(a) if !f.first_data.is_empty() => a,
+            _ => candidates[f.local_cep.0 as usize % candidates.len()],
+        };
         let msg = MgmtMessage::FlowRequest {
             src_app: f.local_app.clone(),
             dst_app: f.remote_app.clone(),

@@ -78,18 +78,21 @@ impl IpcProcess {
             self.counters.pdus_dropped += 1;
             return;
         }
-        // A repeated request gets the same answer (none yet while it is offered).
+        // A repeated request gets the same answer while its flow lives (none while it
+        // is offered or reset): it never makes a second flow.
         let existing = self
             .incoming
             .get(&(src, req.src_cep))
             .and_then(|p| self.flows.get(p));
         match existing.map(|f| (&f.state, f.local_cep)) {
-            Some((FlowState::Up(c), cep)) if c.remote().cep == req.src_cep => {
+            Some((FlowState::Up(c) | FlowState::Lingering(c, _), cep))
+                if c.remote().cep == req.src_cep =>
+            {
                 self.respond(src, ResultCode::Ok, req.src_cep, cep);
                 return;
             }
-            Some((FlowState::Offered(_), _)) => return,
-            _ => {}
+            Some(_) => return,
+            None => {}
         }
         if !self
             .registered

@@ -21,6 +21,7 @@ use rina_core::{ApplicationName, Instant};
 use rustix::event::epoll;
 use rustix::net::{self, RecvFlags, SendFlags};
 
+use super::sessions::PendingConnect;
 use super::{Driver, TOKEN_EARLY, TOKEN_MASK};
 use crate::api::{AppEnd, ConnectRequest, FlowError, FlowInfo, Reply};
 use crate::config::DifIndex;
@@ -141,6 +142,49 @@ impl Driver {
         }
     }
 
+    /// True while an early connect is parked or waits for its flow: the program
+    /// believes what it wrote is on its way, so an exit waits for it (bounded by the
+    /// linger).
+    pub(super) fn early_pending(&self) -> bool {
+        !self.parked.is_empty() || self.pending_connects.values().any(PendingConnect::is_early)
+    }
+
+    /// Fails every parked or pending early connect (the stack is handed over to a
+    /// keeper, which cannot take them): the program's ends are reset, the flows
+    /// asked for released.
+    pub(super) fn fail_early(&mut self, now: Instant) {
+        for (_, p) in std::mem::take(&mut self.parked) {
+            if let AppEnd::StreamEarly(sock, _) = &p.req.end {
+                let _ = epoll::delete(&self.epoll, sock);
+            }
+            p.reply
+                .send(Err(FlowError::RuntimeDown("the process is exiting".into())));
+            dispose(p.req.end);
+        }
+        let early: Vec<_> = self
+            .pending_connects
+            .iter()
+            .filter(|(_, p)| p.is_early())
+            .map(|(&k, _)| k)
+            .collect();
+        for (dif, port) in early {
+            if let Some(p) = self.pending_connects.remove(&(dif, port)) {
+                self.stack.node.ipcp_mut(dif).deallocate(now, port);
+                p.reply
+                    .send(Err(FlowError::RuntimeDown("the process is exiting".into())));
+                dispose(p.end);
+            }
+        }
+    }
+
+    /// Sends the parked connects' requests on the next turn (the program exits: it
+    /// writes nothing more).
+    pub(super) fn hurry_parked(&mut self) {
+        for p in self.parked.values_mut() {
+            p.readable = true;
+        }
+    }
+
     /// The earliest grace deadline of the parked connects.
     pub(super) fn parked_deadline(&self) -> Option<Instant> {
         self.parked.values().map(|p| p.deadline).min()
@@ -217,6 +261,15 @@ impl Driver {
                 .and_then(|d| stack.node.get_dif(d))
                 .is_some_and(|d| !d.ipcp().directory().lookup(app).is_empty())
         });
+    }
+}
+
+/// Lets go of the application's side of a connect that failed: an early connect's
+/// end is reset (its program saw the connect succeed: it must not read a clean end of
+/// stream); any other end just closes.
+pub(super) fn dispose(end: AppEnd) {
+    if let AppEnd::StreamEarly(sock, app) = end {
+        reset(sock, app);
     }
 }
 

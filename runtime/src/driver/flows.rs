@@ -127,10 +127,12 @@ impl Driver {
         let Some((deadline, _)) = &self.exiting else {
             return false;
         };
-        let drained = self
-            .flows
-            .values()
-            .all(|f| f.is_drained(self.stack.node.dif(f.dif).ipcp()));
+        // An early connect still on its way holds bytes the program wrote, too.
+        let drained = !self.early_pending()
+            && self
+                .flows
+                .values()
+                .all(|f| f.is_drained(self.stack.node.dif(f.dif).ipcp()));
         if !drained && now < *deadline {
             return false;
         }

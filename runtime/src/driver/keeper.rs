@@ -59,6 +59,7 @@ impl Driver {
     pub(super) fn hand_over(&mut self, now: Instant, linger: Duration, reply: Reply<()>) {
         self.release_datagrams(now);
         self.refuse_waiting(now);
+        self.fail_early(now);
         for (_, p) in std::mem::take(&mut self.pending_connects) {
             p.reply
                 .send(Err(FlowError::RuntimeDown("the process is exiting".into())));

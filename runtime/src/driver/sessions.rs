@@ -27,13 +27,20 @@ pub(super) struct PendingConnect {
     /// The DIF as the rules number it.
     index: crate::config::DifIndex,
     remote_app: ApplicationName,
-    end: AppEnd,
+    pub(super) end: AppEnd,
     view: Option<FlowView>,
     recv_buffer: Option<usize>,
     /// Bytes of the stream the request carried (still on the socket until the flow
     /// is up: `early.rs`).
     carried: usize,
     pub(super) reply: Reply<Result<FlowInfo, FlowError>>,
+}
+
+impl PendingConnect {
+    /// An early connect's (see `early.rs`).
+    pub(super) fn is_early(&self) -> bool {
+        matches!(self.end, AppEnd::StreamEarly(..))
+    }
 }
 
 /// A listen waiting for its DIF to be joined.
@@ -80,7 +87,7 @@ impl Driver {
     ) {
         let Some(dif) = self.stack.dif_of(req.dif) else {
             reply.send(Err(FlowError::NoSuchDif(format!("#{}", req.dif.0))));
-            return;
+            return super::early::dispose(req.end);
         };
         let name = self.stack.node.dif(dif).name();
         tracing::debug!("allocating a flow to {} in DIF {name}", req.remote_app);
@@ -191,15 +198,13 @@ impl Driver {
             ) {
                 self.unreachable(p.index, &p.remote_app);
             }
-            if let AppEnd::StreamEarly(sock, app) = p.end {
-                super::early::reset(sock, app);
-            }
             let why = self
                 .stack
                 .node
                 .dif(p.dif)
                 .last_failure()
                 .map_or_else(|| error.to_string(), str::to_owned);
+            // The socket's record says why before an early connect's end is reset.
             p.reply.send(Err(match error {
                 AllocError::NoSuchApplication => FlowError::NoSuchApplication,
                 AllocError::Unreachable => FlowError::Unreachable(why),
@@ -207,6 +212,7 @@ impl Driver {
                 AllocError::Denied => FlowError::Denied,
                 AllocError::NoResources => FlowError::NoResources,
             }));
+            super::early::dispose(p.end);
         }
     }
 
@@ -316,6 +322,7 @@ impl Driver {
             if let Some(p) = self.pending_connects.remove(&(dif, port)) {
                 self.say_once(&format!("cannot join DIF {name}: {why}"));
                 p.reply.send(Err(FlowError::Unreachable(why)));
+                super::early::dispose(p.end);
             }
         }
         self.expire_listens(now);
