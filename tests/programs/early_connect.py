@@ -2,10 +2,15 @@
 
     early_connect.py server PORT
     early_connect.py client PORT ROUNDS
+    early_connect.py late PORT
 
-The server echoes every connection (reads to the end, writes it all back, closes). A
-line `close` on its stdin closes its listener (it prints `closed`); it exits at the
-end of its stdin.
+The server echoes every connection (reads to the end, writes it all back, closes)
+and prints `got LENGTH`. A line `close` on its stdin closes its listener (it prints
+`closed`); it exits at the end of its stdin.
+
+`late` connects once and exchanges a line, prints `again?`, waits for a line on its
+stdin, then connects again, writes `late ` and 20,000 bytes more and a newline (more
+than a flow request carries), closes without reading, prints `written` and exits.
 
 The client makes ROUNDS connections one after another, each sending a request of its
 own length and content (64 bytes to about 19 KiB) and half-closing, and checks that the
@@ -26,8 +31,27 @@ def echo(conn):
         if not b:
             break
         got += b
-    conn.sendall(got)
+    print(f"got {len(got)}", flush=True)
+    try:
+        conn.sendall(got)
+    except OSError:
+        pass  # a client that wrote and left
     conn.close()
+
+
+def late(port):
+    s = socket.create_connection(("127.0.0.1", port), timeout=30)
+    s.sendall(b"first\n")
+    s.shutdown(socket.SHUT_WR)
+    while s.recv(1 << 16):
+        pass
+    s.close()
+    print("again?", flush=True)
+    sys.stdin.readline()
+    s = socket.create_connection(("127.0.0.1", port), timeout=30)
+    s.sendall(b"late " + b"y" * 20000 + b"\n")
+    s.close()
+    print("written", flush=True)
 
 
 def server(port):
@@ -95,5 +119,7 @@ if __name__ == "__main__":
     role, port = sys.argv[1], int(sys.argv[2])
     if role == "server":
         server(port)
+    elif role == "late":
+        late(port)
     else:
         client(port, int(sys.argv[3]))

@@ -8,6 +8,10 @@
 //! requests. Then the server closes its listener: once the client's directory no
 //! longer lists the name, its next connect fails with ECONNREFUSED, as before (an early
 //! connect is made only to a destination the directory lists).
+//!
+//! A program that writes more than a flow request carries after an early connect and
+//! exits before the flow is up (its server is stopped) loses nothing: the exit waits
+//! for the flow (bounded by the linger), and the server gets every byte once resumed.
 
 use std::io::Write;
 use std::process::Stdio;
@@ -23,28 +27,33 @@ fn net(pid: u32) -> serde_json::Value {
         .unwrap_or_default()
 }
 
-#[test]
-fn repeated_connects_carry_their_first_bytes_and_a_withdrawn_name_is_refused() {
+/// The echo server of `early_connect.py` under a pair of rules for `app` in `dir`,
+/// and a client running it with `args` after its port (both with piped stdin and
+/// stdout): (server, client).
+fn echo_and_client(dir: &std::path::Path, app: &str, args: &[&str]) -> (Proc, Proc) {
     assert!(have("python3"));
-    let dir = temp_dir();
-    let p = pair(dir.path(), "early");
+    let p = pair(dir, app);
     let script = program("early_connect.py");
     let (s, port) = (script.to_str().unwrap(), p.port.to_string());
-    let mut server = spawn_server(
+    let server = spawn_server(
         &p.server,
         &["python3", s, "server", &port],
         Stdio::piped(),
         Stdio::piped(),
     );
-    let mut client = Proc::spawn(
+    let mut argv = vec!["python3", s, args[0], &port];
+    argv.extend_from_slice(&args[1..]);
+    let client = Proc::spawn(
         "client",
-        &mut rina_run(
-            &p.client,
-            &["python3", s, "client", &port, "20"],
-            Stdio::piped(),
-            Stdio::piped(),
-        ),
+        &mut rina_run(&p.client, &argv, Stdio::piped(), Stdio::piped()),
     );
+    (server, client)
+}
+
+#[test]
+fn repeated_connects_carry_their_first_bytes_and_a_withdrawn_name_is_refused() {
+    let dir = temp_dir();
+    let (mut server, mut client) = echo_and_client(dir.path(), "early", &["client", "20"]);
     let Some(out) = client.stdout_until("again?", Duration::from_secs(60)) else {
         panic!("client: {}", client.kill_and_stderr());
     };
@@ -75,5 +84,40 @@ fn repeated_connects_carry_their_first_bytes_and_a_withdrawn_name_is_refused() {
     assert_eq!(out.trim(), "connect: refused", "{}", client.stderr());
     assert!(client.expect_exit(Duration::from_secs(10)).success());
     drop(server_in);
+    assert!(server.expect_exit(Duration::from_secs(10)).success());
+}
+
+/// Sends `signal` (`STOP`, `CONT`) to `pid`.
+fn signal(pid: u32, signal: &str) {
+    let st = output_within(
+        std::process::Command::new("kill").args([&format!("-{signal}"), &pid.to_string()]),
+        Duration::from_secs(10),
+    )
+    .status;
+    assert!(st.success(), "kill -{signal} {pid}");
+}
+
+#[test]
+fn an_exit_waits_for_the_early_connects_on_their_way() {
+    let dir = temp_dir();
+    let (mut server, mut client) = echo_and_client(dir.path(), "late", &["late"]);
+    let Some(_) = client.stdout_until("again?", Duration::from_secs(30)) else {
+        panic!("client: {}", client.kill_and_stderr());
+    };
+    // The server (its stack too) stops: the next flow cannot be made for now.
+    signal(server.pid(), "STOP");
+    let mut client_in = client.take_stdin().unwrap();
+    client_in.write_all(b"\n").unwrap();
+    let written = client.stdout_until("written", Duration::from_secs(30));
+    let waited = client.wait_timeout(Duration::from_secs(1)).is_none();
+    signal(server.pid(), "CONT");
+    assert!(written.is_some(), "client: {}", client.kill_and_stderr());
+    assert!(waited, "the client exited with its flow not made");
+    assert!(client.expect_exit(Duration::from_secs(30)).success());
+    let Some(_) = server.stdout_until("got 20006", Duration::from_secs(20)) else {
+        panic!("server: {}", server.kill_and_stderr());
+    };
+    drop(client_in);
+    server.close_stdin();
     assert!(server.expect_exit(Duration::from_secs(10)).success());
 }
