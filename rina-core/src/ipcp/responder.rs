@@ -319,4 +319,44 @@ mod tests {
         ipcp.on_flow_request(after, Address(9), req(100));
         assert_eq!(offers(&mut ipcp), 1);
     }
+
+    /// A copy of a request whose flow finished and lingers (answering retransmissions)
+    /// is not served as a new flow: its first data goes to the program once.
+    #[test]
+    fn a_copy_of_a_request_whose_flow_lingers_makes_no_second_flow() {
+        let mut cfg = IpcpConfig::new("net", ApplicationName::new("srv"), 1);
+        cfg.bootstrap = Some(Address(1));
+        let t0 = Instant::ZERO;
+        let mut ipcp = IpcProcess::new(cfg, t0);
+        ipcp.register(t0, ApplicationName::new("svc")).unwrap();
+        let req = || FlowRequest {
+            src_app: ApplicationName::new("cli"),
+            dst_app: ApplicationName::new("svc"),
+            src_cep: CepId(7),
+            kind: FlowKind::Reliable,
+            info: Vec::new(),
+            first_data: b"POST /order".to_vec(),
+        };
+        ipcp.on_flow_request(t0, Address(9), req());
+        let port = ipcp.incoming[&(Address(9), CepId(7))];
+        let f = ipcp.flows.get_mut(&port).unwrap();
+        let placeholder = FlowState::Requested {
+            deadline: t0,
+            next_try: t0,
+            sent: false,
+        };
+        if let FlowState::Up(c) = core::mem::replace(&mut f.state, placeholder) {
+            f.state = FlowState::Lingering(c, t0 + Duration::from_secs(2));
+        }
+        ipcp.events.clear();
+        ipcp.on_flow_request(t0 + Duration::from_millis(600), Address(9), req());
+        assert_eq!(ipcp.flows.len(), 1, "a second flow");
+        assert!(
+            !ipcp
+                .events
+                .iter()
+                .any(|e| matches!(e, Event::IncomingFlow { .. })),
+            "offered again"
+        );
+    }
 }
