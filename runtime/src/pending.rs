@@ -92,17 +92,24 @@ pub fn early_end(app: BorrowedFd<'_>, rt: OwnedFd) -> io::Result<crate::AppEnd> 
 /// ahead of anything the application can write) and restores the application's send
 /// buffer, which makes its end writable.
 pub(crate) fn release(held: Held, rt: &OwnedFd) {
-    let mut left = held.filler;
+    skip(rt, held.filler);
+    crate::driver::set_send_buffer(&held.app_side, held.send_buffer);
+}
+
+/// Reads `count` bytes off `sock` and drops them: bytes known to be queued there
+/// already (a held end's filler, an early connect's first data that its request
+/// carried), ahead of anything the application writes after them.
+pub(crate) fn skip(sock: &OwnedFd, count: usize) {
+    let mut left = count;
     let mut buf = [0u8; 4096];
     while left > 0 {
         let n = left.min(buf.len());
-        match net::recv(rt, &mut buf[..n], RecvFlags::DONTWAIT) {
+        match net::recv(sock, &mut buf[..n], RecvFlags::DONTWAIT) {
             Ok((_, got)) if got > 0 => left -= got,
             Err(Errno::INTR) => {}
-            _ => break, // cannot happen: the filler was queued before we were called
+            _ => break, // cannot happen: they were queued before we were called
         }
     }
-    crate::driver::set_send_buffer(&held.app_side, held.send_buffer);
 }
 
 #[cfg(test)]

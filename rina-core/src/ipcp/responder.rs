@@ -234,26 +234,35 @@ mod tests {
     use super::*;
     use crate::ipcp::IpcpConfig;
 
+    /// A bootstrap member at `t0` that registered "svc".
+    fn server(t0: Instant) -> IpcProcess {
+        let mut cfg = IpcpConfig::new("net", ApplicationName::new("srv"), 1);
+        cfg.bootstrap = Some(Address(1));
+        let mut ipcp = IpcProcess::new(cfg, t0);
+        ipcp.register(t0, ApplicationName::new("svc")).unwrap();
+        ipcp
+    }
+
+    /// A request from "cli" for a reliable flow to "svc" with requester CEP-id `cep`.
+    fn request(cep: u32, first_data: &[u8]) -> FlowRequest {
+        FlowRequest {
+            src_app: ApplicationName::new("cli"),
+            dst_app: ApplicationName::new("svc"),
+            src_cep: CepId(cep),
+            kind: FlowKind::Reliable,
+            info: Vec::new(),
+            first_data: first_data.to_vec(),
+        }
+    }
+
     /// Every way an incoming flow goes (deallocated while up, after lingering, reset by
     /// the peer) leaves no trace in the indexes: a long-running server does not grow.
     #[test]
     fn incoming_flows_leave_no_index_entries() {
-        let mut cfg = IpcpConfig::new("net", ApplicationName::new("srv"), 1);
-        cfg.bootstrap = Some(Address(1));
         let now = Instant::ZERO;
-        let mut ipcp = IpcProcess::new(cfg, now);
-        ipcp.register(now, ApplicationName::new("svc")).unwrap();
-        let svc = || ApplicationName::new("svc");
-        let cli = || ApplicationName::new("cli");
+        let mut ipcp = server(now);
         let mut ports = Vec::new();
-        let req = |cep: u32| FlowRequest {
-            src_app: cli(),
-            dst_app: svc(),
-            src_cep: CepId(cep),
-            kind: FlowKind::Reliable,
-            info: Vec::new(),
-            first_data: Vec::new(),
-        };
+        let req = |cep: u32| request(cep, b"");
         for i in 0..6u32 {
             ipcp.on_flow_request(now, Address(9), req(100 + i));
             ports.push(*ipcp.incoming.get(&(Address(9), CepId(100 + i))).unwrap());
@@ -279,19 +288,9 @@ mod tests {
     /// refused while it was offered is answered again when repeated.
     #[test]
     fn a_late_copy_of_a_spent_request_is_dropped() {
-        let mut cfg = IpcpConfig::new("net", ApplicationName::new("srv"), 1);
-        cfg.bootstrap = Some(Address(1));
         let t0 = Instant::ZERO;
-        let mut ipcp = IpcProcess::new(cfg, t0);
-        ipcp.register(t0, ApplicationName::new("svc")).unwrap();
-        let req = |cep: u32| FlowRequest {
-            src_app: ApplicationName::new("cli"),
-            dst_app: ApplicationName::new("svc"),
-            src_cep: CepId(cep),
-            kind: FlowKind::Reliable,
-            info: Vec::new(),
-            first_data: b"POST /order".to_vec(),
-        };
+        let mut ipcp = server(t0);
+        let req = |cep: u32| request(cep, b"POST /order");
         let offers = |ipcp: &mut IpcProcess| {
             let n = ipcp
                 .events
@@ -324,19 +323,9 @@ mod tests {
     /// is not served as a new flow: its first data goes to the program once.
     #[test]
     fn a_copy_of_a_request_whose_flow_lingers_makes_no_second_flow() {
-        let mut cfg = IpcpConfig::new("net", ApplicationName::new("srv"), 1);
-        cfg.bootstrap = Some(Address(1));
         let t0 = Instant::ZERO;
-        let mut ipcp = IpcProcess::new(cfg, t0);
-        ipcp.register(t0, ApplicationName::new("svc")).unwrap();
-        let req = || FlowRequest {
-            src_app: ApplicationName::new("cli"),
-            dst_app: ApplicationName::new("svc"),
-            src_cep: CepId(7),
-            kind: FlowKind::Reliable,
-            info: Vec::new(),
-            first_data: b"POST /order".to_vec(),
-        };
+        let mut ipcp = server(t0);
+        let req = || request(7, b"POST /order");
         ipcp.on_flow_request(t0, Address(9), req());
         let port = ipcp.incoming[&(Address(9), CepId(7))];
         let f = ipcp.flows.get_mut(&port).unwrap();

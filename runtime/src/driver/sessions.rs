@@ -136,7 +136,8 @@ impl Driver {
         }
         let proxy = match p.end {
             AppEnd::StreamEarly(sock, _app) => {
-                Self::early_allocated(&sock, p.carried);
+                // The bytes its request carried leave the socket.
+                crate::pending::skip(&sock, p.carried);
                 self.name_flow_socket(&sock, dif, port, p.view);
                 self.add_flow(dif, port, sock, p.recv_buffer);
                 None
