@@ -103,13 +103,24 @@ pub enum ListenTarget {
     /// Datagram flows: each gets a proxy socket sending to this application UDP
     /// socket address.
     Datagram(std::net::SocketAddr),
+    /// Stream flows, each carried on a TCP connection the runtime makes to `to` (a
+    /// gateway's egress; see `driver/dial.rs`): answered once the connection is up,
+    /// refused if it cannot be made. With `proxy_protocol`, the connection opens with
+    /// a PROXY protocol v2 header naming the requester's addresses
+    /// ([`crate::proxy_header`]).
+    Forward {
+        /// The TCP server.
+        to: std::net::SocketAddr,
+        /// Send a PROXY v2 header first.
+        proxy_protocol: bool,
+    },
 }
 
 impl ListenTarget {
     /// The kind of flow the target takes.
     pub fn kind(&self) -> FlowKind {
         match self {
-            Self::Stream(..) => FlowKind::Stream,
+            Self::Stream(..) | Self::Forward { .. } => FlowKind::Stream,
             Self::Datagram(_) => FlowKind::Datagram,
         }
     }

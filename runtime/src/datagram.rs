@@ -49,9 +49,15 @@ pub(crate) struct DatagramOutcome {
     pub(crate) closed: bool,
 }
 
-/// Binds a proxy for a flow with `remote` for an application socket at `app`.
+/// Binds a proxy for a flow with `remote` for an application socket at `app`. An
+/// `app` off loopback (a gateway's egress to a server elsewhere) gets a proxy bound
+/// to the wildcard address, so that the kernel picks the route's source address.
 pub(crate) fn bind_proxy(remote: &ApplicationName, app: SocketAddr) -> std::io::Result<UdpLink> {
     let ip = match app {
+        SocketAddr::V4(a) if !a.ip().is_loopback() => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        SocketAddr::V6(a) if !a.ip().is_loopback() && a.ip().to_ipv4_mapped().is_none() => {
+            IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+        }
         SocketAddr::V4(_) => IpAddr::V4(crate::synthetic::proxy_ip(remote)),
         SocketAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
     };

@@ -20,6 +20,7 @@ use crate::datagram::DatagramFlow;
 use crate::pump::AppFlow;
 use crate::stack::Stack;
 
+mod dial;
 mod early;
 mod flows;
 mod host;
@@ -49,6 +50,7 @@ const TOKEN_DATAGRAM: u64 = 3 << 56;
 const TOKEN_MGMT: u64 = 4 << 56;
 const TOKEN_HOST: u64 = 5 << 56;
 const TOKEN_EARLY: u64 = 6 << 56;
+const TOKEN_DIAL: u64 = 7 << 56;
 const TOKEN_MASK: u64 = (1 << 56) - 1;
 
 /// What the epoll set watches on a stream flow's socket (edge-triggered). Room to
@@ -85,6 +87,8 @@ struct Driver {
     pending_listens: Vec<PendingListen>,
     /// Incoming stream flows waiting for room in their listener's backlog.
     waiting: Vec<Waiting>,
+    /// Incoming stream flows whose TCP connections are on their way (`dial.rs`).
+    dialing: BTreeMap<u64, dial::Dialing>,
     /// (DIF, application, kind) -> where its incoming flows go.
     listeners: BTreeMap<ListenerKey, ListenTarget>,
     /// Set when the process exits: the deadline and who waits.
@@ -210,6 +214,7 @@ impl Driver {
             TOKEN_MGMT => self.serve_mgmt(),
             TOKEN_HOST => self.serve_host(now, token),
             TOKEN_EARLY => self.early_readable(token),
+            TOKEN_DIAL => self.dialed(now, token),
             TOKEN_DATAGRAM => {
                 if let Some(f) = self.datagrams.get_mut(&token) {
                     f.readable |= flags.intersects(F::IN | F::ERR);
@@ -235,6 +240,7 @@ impl Driver {
             t = rina_core::time::earliest(t, Some(w.next_try));
         }
         t = rina_core::time::earliest(t, self.parked_deadline());
+        t = rina_core::time::earliest(t, self.dial_deadline());
         if let Some((deadline, _)) = &self.exiting {
             t = rina_core::time::earliest(t, Some(*deadline));
         }
@@ -249,6 +255,7 @@ impl Driver {
         self.expire_listens(now);
         self.restore_host(now);
         self.retry_waiting(now);
+        self.expire_dials(now);
         self.start_parked(now);
         // Until nothing moves and the core has nothing more to say (handling a PDU this
         // member sent to itself, say, makes events and no transmission): bounded, so

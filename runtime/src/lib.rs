@@ -16,6 +16,7 @@ pub mod keys;
 mod link;
 mod log;
 pub mod pending;
+pub mod proxy_header;
 mod pump;
 pub mod report;
 mod stack;

@@ -68,6 +68,8 @@ fn config(bind: SocketAddr, join: Join) -> Arc<Config> {
             ..Settings::default()
         },
         host: None,
+        ingress: Vec::new(),
+        egress: Vec::new(),
     })
 }
 

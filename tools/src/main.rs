@@ -9,11 +9,16 @@
 //!   with the reason if the stack cannot start (an endpoint held by another process).
 //! - `rina ctl [PID] [--json]`: the processes of this host that run a stack, or what
 //!   one of them knows (members, neighbours, routes, directory, flows, counters).
+//! - `rina gateway -c RULES`: carries TCP connections and UDP datagrams of programs
+//!   that run nothing of ours over RINA: the rules' `[[ingress]]` addresses become
+//!   flows, the `[[egress]]` names' flows become TCP connections or datagrams to an
+//!   address (`gateway/`).
 //! - `rina keygen KEYFILE`: writes a new member key readable by its owner only and
 //!   prints its public key; `rina pubkey KEYFILE` prints the public key of a key file
 //!   (the formats of `wg genkey` and `wg pubkey`).
 
 mod ctl;
+mod gateway;
 
 use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
@@ -63,6 +68,13 @@ enum Cmd {
         #[arg(short = 'c', long = "config", value_name = "RULES")]
         config: PathBuf,
     },
+    /// Carry TCP connections and UDP datagrams over RINA: each `[[ingress]]` address's
+    /// connections become flows, each `[[egress]]` name's flows become connections.
+    Gateway {
+        /// The rules file.
+        #[arg(short = 'c', long = "config", value_name = "RULES")]
+        config: PathBuf,
+    },
     /// Write a new member key (readable by its owner only) and print its public key.
     Keygen {
         /// Where to write it (an existing file is not replaced).
@@ -101,6 +113,7 @@ fn main() -> ExitCode {
             program,
         } => run(&rules, lib, &program),
         Cmd::Node { config: rules } => node(&rules),
+        Cmd::Gateway { config: rules } => gateway::gateway(&rules),
         Cmd::Ctl { pid, json } => ctl::ctl(pid, json),
         Cmd::Keygen { keyfile } => {
             let key = runtime::keys::PrivateKey::generate();
@@ -140,17 +153,7 @@ fn node(rules: &Path) -> ExitCode {
         eprintln!("rina: {}: {why}", rules.display());
         return ExitCode::from(1);
     }
-    // SIGINT and SIGTERM are taken here, by sigwait: blocked before the runtime thread
-    // starts, so that it inherits the mask and never sees them.
-    // SAFETY: a signal set of our own, and the calling thread's mask.
-    let set = unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGINT);
-        libc::sigaddset(&mut set, libc::SIGTERM);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        set
-    };
+    let set = block_stop_signals();
     let difs: Vec<String> = c.difs.iter().map(|d| d.name.clone()).collect();
     let serves = c.host.as_ref().map_or(String::new(), |h| {
         format!("; serves the programs of this host at {}", h.socket)
@@ -171,12 +174,32 @@ fn node(rules: &Path) -> ExitCode {
         std::process::id(),
         difs.join(", ")
     );
-    let mut sig: libc::c_int = 0;
-    // SAFETY: waiting for one of the blocked signals of `set`.
-    unsafe { libc::sigwait(&set, &mut sig) };
+    let sig = wait_for_stop(&set);
     eprintln!("rina node {}: stopping (signal {sig})", std::process::id());
     handle.exit();
     ExitCode::SUCCESS
+}
+
+/// Blocks SIGINT and SIGTERM in this thread, before the runtime thread starts (it
+/// inherits the mask and never sees them): they are taken by [`wait_for_stop`].
+fn block_stop_signals() -> libc::sigset_t {
+    // SAFETY: a signal set of our own, and the calling thread's mask.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+/// Waits for one of the signals [`block_stop_signals`] blocked: its number.
+fn wait_for_stop(set: &libc::sigset_t) -> libc::c_int {
+    let mut sig: libc::c_int = 0;
+    // SAFETY: waiting for one of the blocked signals of `set`.
+    unsafe { libc::sigwait(set, &mut sig) };
+    sig
 }
 
 fn run(rules: &Path, lib: Option<PathBuf>, program: &[OsString]) -> ExitCode {

@@ -10,6 +10,7 @@
 //! (`rules.rs`), the runtime and the interposer.
 
 mod describe;
+mod gateway;
 mod host;
 mod names;
 mod parse;
@@ -24,6 +25,7 @@ use std::time::Duration;
 use rina_core::ApplicationName;
 
 pub use describe::open_dif;
+pub use gateway::{Egress, Ingress, DEFAULT_INGRESS_APP, UDP_IDLE};
 pub use host::{
     gid_of, groups_of, name_of, uid_of, HostAllow, HostService, HostSocket, Peer, StackMode,
     DEFAULT_HOST_SOCKET,
@@ -54,6 +56,10 @@ pub struct Config {
     pub settings: Settings,
     /// The service to local programs, for a host member (`[host]`).
     pub host: Option<HostService>,
+    /// The gateway's ingress rules (`[[ingress]]`; `rina gateway` only).
+    pub ingress: Vec<Ingress>,
+    /// The gateway's egress rules (`[[egress]]`; `rina gateway` only).
+    pub egress: Vec<Egress>,
 }
 
 /// A DIF of a rules file, by its place in [`Config::difs`]: what rules, DIFs and

@@ -107,6 +107,7 @@
 //! Only a regular file of UTF-8 text is read ([`load`]).
 
 mod difs;
+mod gateway;
 mod host;
 mod join;
 mod raw;
@@ -272,7 +273,7 @@ pub const MAX_DIF_DURATION: Duration = Duration::from_secs(3600);
 pub const MAX_SETTINGS_DURATION: Duration = Duration::from_secs(24 * 3600);
 
 /// Keys that are arrays of tables (`[[dif]]`) and keys that are tables (`[settings]`).
-const ARRAYS_OF_TABLES: [&str; 4] = ["dif", "connect", "listen", "name"];
+const ARRAYS_OF_TABLES: [&str; 6] = ["dif", "connect", "listen", "name", "ingress", "egress"];
 const TABLES: [&str; 3] = ["default", "settings", "host"];
 
 /// Checks raw rules against the text they came from, for positions in errors.
@@ -375,6 +376,8 @@ impl Validator<'_> {
         let connect = self.connect_rules(raw.connect, &difs)?;
         let listen = self.listen_rules(raw.listen, &difs)?;
         let names = self.name_rules(raw.name, &difs)?;
+        let ingress = self.ingress_rules(raw.ingress, &difs)?;
+        let egress = self.egress_rules(raw.egress, &difs)?;
         let default = self.default_policy(raw.default)?;
         Ok(Config {
             path: self.path.to_path_buf(),
@@ -385,6 +388,8 @@ impl Validator<'_> {
             default,
             settings,
             host,
+            ingress,
+            egress,
         })
     }
 

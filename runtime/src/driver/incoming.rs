@@ -96,17 +96,30 @@ impl Driver {
                     })
                     .map_err(std::io::Error::from)
             }
+            ListenTarget::Forward { to, proxy_protocol } => {
+                let mut first = if *proxy_protocol {
+                    crate::proxy_header::encode(RequestInfo::decode(&info).as_ref())
+                } else {
+                    Vec::new()
+                };
+                first.extend_from_slice(&first_data);
+                self.dial(now, dif, port, *to, first)
+            }
             ListenTarget::Datagram(app) => datagram::bind_proxy(remote_app, *app).map(|proxy| {
                 self.stack.node.ipcp_mut(dif).answer_flow(now, port, true);
                 self.add_datagram(dif, port, proxy, *app);
             }),
         };
         if let Err(e) = result {
-            tracing::info!(
-                "{}: its listener is closed ({e}); the name is withdrawn",
-                key.1
-            );
             self.stack.node.ipcp_mut(dif).answer_flow(now, port, false);
+            if let ListenTarget::Forward { to, .. } = target {
+                tracing::info!("{}: cannot connect to {to}: {e}", key.1);
+            } else {
+                tracing::info!(
+                    "{}: its listener is closed ({e}); the name is withdrawn",
+                    key.1
+                );
+            }
             if matches!(target, ListenTarget::Stream(..)) {
                 self.unlisten(now, &key);
             }

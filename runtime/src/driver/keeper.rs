@@ -211,7 +211,7 @@ impl Driver {
             .map(|f| f.app)
             .chain(self.listeners.values().filter_map(|t| match t {
                 ListenTarget::Datagram(a) => Some(*a),
-                ListenTarget::Stream(..) => None,
+                ListenTarget::Stream(..) | ListenTarget::Forward { .. } => None,
             }))
             .collect();
         for app in apps {

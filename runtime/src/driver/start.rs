@@ -139,6 +139,7 @@ pub(crate) fn spawn(
         pending_listens: Vec::new(),
         listeners: BTreeMap::new(),
         waiting: Vec::new(),
+        dialing: BTreeMap::new(),
         exiting: None,
         stopped: false,
         keeper: None,

@@ -140,6 +140,11 @@ impl Client {
                 recv_buffer: v.recv_buffer,
             },
             ListenTarget::Datagram(a) => Target::Datagram(a),
+            ListenTarget::Forward { .. } => {
+                return Err(FlowError::NotAllowed(
+                    "a gateway's egress runs a stack of its own, not the host member's".into(),
+                ))
+            }
         };
         let msg = Request::Listen(ListenMsg {
             id,

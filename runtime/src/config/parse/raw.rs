@@ -20,6 +20,10 @@ pub(super) struct RawFile {
     pub(super) default: Option<RawDefault>,
     pub(super) settings: Option<RawSettings>,
     pub(super) host: Option<Spanned<RawHost>>,
+    #[serde(default)]
+    pub(super) ingress: Vec<Spanned<RawIngress>>,
+    #[serde(default)]
+    pub(super) egress: Vec<Spanned<RawEgress>>,
 }
 
 #[derive(Deserialize)]
@@ -180,4 +184,27 @@ pub(super) struct RawAllow {
     pub(super) groups: Option<Vec<Spanned<String>>>,
     pub(super) difs: Option<Vec<Spanned<String>>>,
     pub(super) names: Option<Vec<Spanned<String>>>,
+}
+
+/// `[[ingress]]` (`rina gateway`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(super) struct RawIngress {
+    pub(super) listen: Spanned<String>,
+    pub(super) proto: Option<Spanned<String>>,
+    pub(super) dif: Spanned<String>,
+    pub(super) app: Spanned<String>,
+    pub(super) local_app: Option<Spanned<String>>,
+}
+
+/// `[[egress]]` (`rina gateway`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(super) struct RawEgress {
+    pub(super) app: Spanned<String>,
+    pub(super) dif: Spanned<String>,
+    pub(super) to: Spanned<String>,
+    pub(super) proto: Option<Spanned<String>>,
+    pub(super) pool: Option<bool>,
+    pub(super) proxy_protocol: Option<Spanned<bool>>,
 }

@@ -147,7 +147,7 @@ impl Validator<'_> {
     }
 
     /// The normal DIF a rule names.
-    fn normal_dif(&self, dif: &Spanned<String>, difs: &[DifConfig]) -> R<DifIndex> {
+    pub(super) fn normal_dif(&self, dif: &Spanned<String>, difs: &[DifConfig]) -> R<DifIndex> {
         let at = difs.iter().position(|d| d.name == *dif.get_ref());
         match at.map(|i| (i, &difs[i])) {
             Some((
@@ -175,7 +175,7 @@ impl Validator<'_> {
         }
     }
 
-    fn proto(&self, s: Option<&Spanned<String>>) -> R<Option<Proto>> {
+    pub(super) fn proto(&self, s: Option<&Spanned<String>>) -> R<Option<Proto>> {
         let Some(s) = s else { return Ok(None) };
         match s.get_ref().as_str() {
             "tcp" => Ok(Some(Proto::Tcp)),
