@@ -3,7 +3,8 @@
  *
  * static_nc HOST PORT: connects over TCP, says "local ADDR:PORT" on stderr,
  * copies stdin to the connection (half-closing it at stdin's end) and the
- * connection to stdout until the server's end. Exit 0 on a clean end; 1 with
+ * connection to stdout until the server's end, each direction to its end. Exit 0
+ * once both ended; 1 with
  * "error: <strerror>" on stderr when a call fails (a reset, say). */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -52,23 +53,23 @@ int main(int argc, char **argv) {
      * server that echoes would otherwise deadlock with us). */
     static char buf[65536], out[65536];
     ssize_t out_at = 0, out_len = 0;
-    int in_open = 1;
-    for (;;) {
-        short sev = POLLIN | (out_at < out_len ? POLLOUT : 0);
+    int in_open = 1, sock_open = 1;
+    while (sock_open || in_open || out_at < out_len) {
+        short sev = (sock_open ? POLLIN : 0) | (out_at < out_len ? POLLOUT : 0);
         short iev = in_open && out_at == out_len ? POLLIN : 0;
         struct pollfd p[2] = {{.fd = s, .events = sev}, {.fd = 0, .events = iev}};
         if (poll(p, 2, -1) < 0) {
             if (errno == EINTR) continue;
             return fail("poll");
         }
-        if (p[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+        if (sock_open && (p[0].revents & (POLLIN | POLLHUP | POLLERR))) {
             ssize_t n = read(s, buf, sizeof buf);
             if (n < 0 && errno == EINTR) continue;
             if (n < 0) return fail("read");
-            if (n == 0) return 0;
-            if (write_all(1, buf, n) < 0) return fail("write stdout");
+            if (n == 0) sock_open = 0;
+            if (n > 0 && write_all(1, buf, n) < 0) return fail("write stdout");
         }
-        if (out_at < out_len && (p[0].revents & POLLOUT)) {
+        if (out_at < out_len && (p[0].revents & (POLLOUT | POLLERR | POLLHUP))) {
             ssize_t w = send(s, out + out_at, out_len - out_at, MSG_DONTWAIT | MSG_NOSIGNAL);
             if (w < 0 && errno != EAGAIN && errno != EINTR) return fail("write");
             if (w > 0) out_at += w;
@@ -85,4 +86,5 @@ int main(int argc, char **argv) {
             }
         }
     }
+    return 0;
 }

@@ -695,6 +695,29 @@ pub fn expect_unreachable(cmd: &mut Command, log: &Path, why: &str) {
     assert!(text.contains(why), "{text}");
 }
 
+/// Compiles `tests/programs/SRC` with gcc (and `extra` flags, `-static` say) into
+/// `dir`: the binary's path.
+pub fn compile_c(dir: &Path, src: &str, extra: &[&str]) -> PathBuf {
+    assert!(have("gcc"), "gcc is needed");
+    let bin = dir.join(src.trim_end_matches(".c"));
+    let out = output_within(
+        Command::new("gcc")
+            .arg("-O1")
+            .args(extra)
+            .arg("-o")
+            .arg(&bin)
+            .arg(program(src))
+            .stdin(Stdio::null()),
+        Duration::from_secs(120),
+    );
+    assert!(
+        out.status.success(),
+        "gcc {src}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    bin
+}
+
 /// Starts `rina node -c RULES` (logging to `log`).
 pub fn start_rina_node(rules: &Path, log: &Path) -> Proc {
     Proc::spawn(

@@ -100,25 +100,8 @@ impl Logged {
     }
 }
 
-/// Compiles `tests/programs/SRC` with gcc into `dir`: the binary's path.
 fn compile(dir: &Path, src: &str) -> PathBuf {
-    assert!(have("gcc"), "gcc is needed");
-    let bin = dir.join(src.trim_end_matches(".c"));
-    let out = output_within(
-        Command::new("gcc")
-            .arg("-O1")
-            .arg("-o")
-            .arg(&bin)
-            .arg(program(src))
-            .stdin(Stdio::null()),
-        Duration::from_secs(120),
-    );
-    assert!(
-        out.status.success(),
-        "gcc {src}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    bin
+    compile_c(dir, src, &[])
 }
 
 /// A daemon that blocks SIGHUP after its first matching call (the stack's thread runs

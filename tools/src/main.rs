@@ -219,8 +219,9 @@ fn run(rules: &Path, lib: Option<PathBuf>, program: &[OsString]) -> ExitCode {
                 exe.display()
             );
             eprintln!(
-                "rina: not running it: use a dynamically linked build of the program; or, if \
-                 TCP/IP is what it should use, run it without `rina run`"
+                "rina: not running it: use a dynamically linked build of the program; or carry \
+                 its TCP and UDP over RINA with `rina gateway` (README.md, \"The gateway\"); \
+                 or, if TCP/IP is what it should use, run it without `rina run`"
             );
             return ExitCode::from(2);
         }
