@@ -40,6 +40,9 @@ pub(crate) struct AppFlow {
     pub(crate) reset: bool,
     /// After a reset: everything that had arrived was handed to the socket.
     pub(crate) drained: bool,
+    /// The socket is a TCP connection closed with a reset (`SO_LINGER` 0): it is
+    /// closed, not shut down, when the flow is forgotten.
+    pub(crate) aborted: bool,
     /// Bytes read from the application and written to the flow.
     sent: u64,
     /// Bytes of an SDU the socket has not yet taken, from `held_at`.
@@ -70,6 +73,7 @@ impl AppFlow {
             app_gone: false,
             reset: false,
             drained: false,
+            aborted: false,
             sent: 0,
             held: Vec::new(),
             held_at: 0,
@@ -153,6 +157,13 @@ impl AppFlow {
                         return;
                     }
                     Err(Errno::INTR) => continue,
+                    // A TCP connection (a gateway's) reset by its server: the flow
+                    // is reset too.
+                    Err(Errno::CONNRESET) if abort_if_inet(&self.sock) => {
+                        self.aborted = true;
+                        out.broken = true;
+                        return;
+                    }
                     Err(_) => {
                         // The application closed its end: nothing it wrote is lost
                         // (it is still read and sent), what comes is dropped.
@@ -183,10 +194,14 @@ impl AppFlow {
                 ReadResult::WouldBlock => return,
                 ReadResult::Eof | ReadResult::Closed if self.reset => {
                     // Everything that came before the reset is in the socket: reads
-                    // end there, writes fail.
+                    // end there, writes fail. A TCP connection (a gateway's) is reset
+                    // in turn, as a TCP proxy passes a reset on.
                     out.progress |= !self.drained;
                     self.drained = true;
-                    let _ = net::shutdown(&self.sock, Shutdown::Both);
+                    self.aborted = abort_if_inet(&self.sock);
+                    if !self.aborted {
+                        let _ = net::shutdown(&self.sock, Shutdown::Both);
+                    }
                     return;
                 }
                 ReadResult::Eof | ReadResult::Closed => {
@@ -269,6 +284,14 @@ impl AppFlow {
                     return;
                 }
                 Err(Errno::INTR) => {}
+                // A TCP connection (a gateway's) reset by its client: the flow is
+                // reset (deallocated unfinished). An AF_UNIX end reads ECONNRESET when
+                // the program closed without reading: what it wrote is still sent.
+                Err(Errno::CONNRESET) if abort_if_inet(&self.sock) => {
+                    self.aborted = true;
+                    out.broken = true;
+                    return;
+                }
                 Err(_) => {
                     self.end_of_app_data(now, ipcp);
                     return;
@@ -287,4 +310,13 @@ impl AppFlow {
         self.readable = false;
         ipcp.close_write(now, self.port);
     }
+}
+
+/// If `sock` is a TCP connection (not the AF_UNIX end of an interposed program), makes
+/// its close send a reset (`SO_LINGER` 0): true if so.
+fn abort_if_inet(sock: &OwnedFd) -> bool {
+    use rustix::net::{sockopt, AddressFamily};
+    let inet = sockopt::socket_domain(sock)
+        .is_ok_and(|d| d == AddressFamily::INET || d == AddressFamily::INET6);
+    inet && sockopt::set_socket_linger(sock, Some(std::time::Duration::ZERO)).is_ok()
 }

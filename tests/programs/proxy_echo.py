@@ -1,15 +1,17 @@
 #!/usr/bin/env python3
 """An echo server behind a gateway's egress (the gateway tests).
 
-proxy_echo.py PORT [--proxy] [--udp UPORT]
+proxy_echo.py PORT [--proxy] [--udp UPORT] [--reset-after N]
     Listens on 127.0.0.1:PORT and prints "ready" once it does. Each connection is
     served on a thread of its own: with --proxy it must open with a PROXY protocol v2
     header, and "from SRC to DST" is printed (SRC and DST as ADDR:PORT); then what
     comes is echoed until the client's end, and the connection is closed. With
-    --udp, datagrams to 127.0.0.1:UPORT come back prefixed with "re:".
+    --udp, datagrams to 127.0.0.1:UPORT come back prefixed with "re:". With
+    --reset-after, a connection is reset (SO_LINGER 0, close) once N bytes came.
 """
 import ipaddress
 import socket
+import struct
 import sys
 import threading
 
@@ -42,15 +44,20 @@ def proxy_header(c):
     return "from %s:%d to %s:%d" % (src, sport, dst, dport)
 
 
-def serve(c, proxy):
+def serve(c, proxy, reset_after):
     try:
         if proxy:
             line = proxy_header(c)
             with lock:
                 print(line, flush=True)
+        got = 0
         while True:
             b = c.recv(65536)
             if not b:
+                break
+            got += len(b)
+            if reset_after is not None and got >= reset_after:
+                c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 break
             c.sendall(b)
     except (OSError, EOFError, ValueError, KeyError) as e:
@@ -71,6 +78,9 @@ def udp(port):
 def main():
     port = int(sys.argv[1])
     proxy = "--proxy" in sys.argv
+    reset_after = None
+    if "--reset-after" in sys.argv:
+        reset_after = int(sys.argv[sys.argv.index("--reset-after") + 1])
     if "--udp" in sys.argv:
         uport = int(sys.argv[sys.argv.index("--udp") + 1])
         threading.Thread(target=udp, args=(uport,), daemon=True).start()
@@ -81,7 +91,7 @@ def main():
     print("ready", flush=True)
     while True:
         c, _ = s.accept()
-        threading.Thread(target=serve, args=(c, proxy), daemon=True).start()
+        threading.Thread(target=serve, args=(c, proxy, reset_after), daemon=True).start()
 
 
 main()

@@ -234,6 +234,26 @@ fn refused_flows_reset_the_clients_connection() {
     );
 }
 
+/// A server that resets its connection resets the client's, through both gateways
+/// (as a TCP proxy passes a reset on), rather than ending it as if it had closed.
+#[test]
+fn a_reset_by_the_server_resets_the_client() {
+    let dir = temp_dir();
+    let client = static_client(dir.path());
+    let server_port = free_tcp_port();
+    let _server = proxy_echo(server_port, &["--reset-after", "100000"]);
+    let (_e, _i, port) = gateway_pair(dir.path(), "web", server_port, false, "web");
+    let data = random_bytes(4 << 20, 45);
+    let (ok, got, err) = run_client(dir.path(), &client, port, &data);
+    assert!(
+        !ok,
+        "the client ended cleanly after {} bytes: {err}",
+        got.len()
+    );
+    assert!(err.contains("Connection reset by peer"), "{err}");
+    assert!(got.len() < data.len(), "{} bytes came back", got.len());
+}
+
 #[test]
 fn udp_clients_get_their_replies_from_the_ingress_address() {
     let dir = temp_dir();

@@ -16,6 +16,7 @@ pub(super) fn describe(c: &Config) -> String {
     host(&mut s, c);
     difs(&mut s, c);
     rules(&mut s, c);
+    gateway(&mut s, c);
     let d = match c.default {
         DefaultPolicy::Pass => "pass to TCP/IP",
         DefaultPolicy::Deny => "refused",
@@ -54,6 +55,43 @@ fn host(s: &mut String, c: &Config) {
             s,
             "serves the programs of this host at {} (for {who})",
             h.socket
+        );
+    }
+}
+
+/// The gateway's rules (`rina gateway`), a line each.
+fn gateway(s: &mut String, c: &Config) {
+    if c.ingress.is_empty() && c.egress.is_empty() {
+        return;
+    }
+    let _ = writeln!(s, "rina gateway:");
+    for i in &c.ingress {
+        let _ = writeln!(
+            s,
+            "  line {}: {} {} -> flows to {} in {} (from {})",
+            i.line,
+            i.proto,
+            i.listen,
+            i.app,
+            c.dif_name(i.dif),
+            i.local_app
+        );
+    }
+    for e in &c.egress {
+        let _ = writeln!(
+            s,
+            "  line {}: {} registered in {}{} -> {} {}{}",
+            e.line,
+            e.app,
+            c.dif_name(e.dif),
+            if e.pool { " (pool)" } else { "" },
+            e.proto,
+            e.to,
+            if e.proxy_protocol {
+                ", opening with a PROXY v2 header"
+            } else {
+                ""
+            }
         );
     }
 }

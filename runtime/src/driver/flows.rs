@@ -80,13 +80,14 @@ impl Driver {
                 let _ = epoll::modify(&self.epoll, &f.sock, data, events);
             }
             if out.broken || f.is_over(ipcp) {
-                finished.push(token);
+                finished.push((token, f.aborted));
             }
         }
-        for token in finished {
+        for (token, aborted) in finished {
             if let Some((dif, port, sock)) = self.forget_flow(token) {
-                if let Some(sock) = sock {
-                    // Whatever the application still holds ends here (EOF, EPIPE).
+                if let Some(sock) = sock.filter(|_| !aborted) {
+                    // Whatever the application still holds ends here (EOF, EPIPE); an
+                    // aborted TCP connection is reset as it closes instead.
                     let _ = rustix::net::shutdown(&sock, rustix::net::Shutdown::Both);
                 }
                 self.stack.node.ipcp_mut(dif).deallocate(now, port);

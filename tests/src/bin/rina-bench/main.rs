@@ -1,7 +1,7 @@
 //! The benchmark: nc over RINA (UDP shim on loopback) against nc over kernel TCP on
 //! loopback, in one run, interleaved, several runs, medians.
 //!
-//! `cargo run --release -p rina-e2e --bin rina-bench -- [--mib 256] [--runs 5] [--rtt-count 10000] [--http-seconds 3] [--scale-clients 100] [--sections loopback,reqresp,http,ethernet,loss,relays,passthrough,secured,scale,host]`
+//! `cargo run --release -p rina-e2e --bin rina-bench -- [--mib 256] [--runs 5] [--rtt-count 10000] [--http-seconds 3] [--scale-clients 100] [--sections loopback,reqresp,http,ethernet,loss,relays,passthrough,secured,scale,host,gateway]`
 //!
 //! Throughput: `nc -N` sends MiB of zeros into `nc -l` (output discarded); the time is
 //! from the client's start to both processes' exit. Round trip: `pingpong` sends 64-byte
@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use rina_e2e::*;
 
 mod ethernet;
+mod gateway;
 mod host;
 mod http;
 mod loss;
@@ -33,7 +34,7 @@ mod secured;
 
 /// What `--help` prints.
 const USAGE: &str = "usage: rina-bench [--mib N] [--runs N] [--rtt-count N] [--http-seconds N] \
-[--scale-clients N] [--sections loopback,reqresp,http,ethernet,loss,relays,passthrough,secured,scale,host]
+[--scale-clients N] [--sections loopback,reqresp,http,ethernet,loss,relays,passthrough,secured,scale,host,gateway]
 
 Runs each section against kernel TCP in the same run, several runs, and prints the
 medians and ratios (see BENCHMARKS.md). Defaults: --mib 256 --runs 5 --rtt-count 10000
@@ -84,7 +85,7 @@ fn main() {
         .position(|a| a == "--sections")
         .and_then(|i| args.get(i + 1))
         .map_or(
-            "loopback,reqresp,http,ethernet,loss,relays,passthrough,secured,scale,host",
+            "loopback,reqresp,http,ethernet,loss,relays,passthrough,secured,scale,host,gateway",
             String::as_str,
         )
         .to_owned();
@@ -118,6 +119,9 @@ fn main() {
     }
     if wants("host") {
         host::section(&dir, runs, scale_clients, mib, rtt_count);
+    }
+    if wants("gateway") {
+        gateway::section(&dir, runs, mib, rtt_count);
     }
 }
 
