@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 . scripts/lib/packages.sh
 
 # gcc and libc6-dev: the linker for Rust, and small C programs the tests compile.
-pkgs=(netcat-openbsd ncat busybox iproute2 procps curl wget socat tcpdump nftables gcc libc6-dev)
+pkgs=(netcat-openbsd ncat busybox iproute2 iputils-ping procps curl wget socat tcpdump nftables gcc libc6-dev)
 # Any python3 on PATH will do (pyenv, for instance); Debian's only when there is none.
 command -v python3 >/dev/null 2>&1 || pkgs+=(python3)
 need_packages "${pkgs[@]}"

@@ -215,6 +215,8 @@ pub(crate) enum Command {
     ListenerClosed(Vec<u8>),
     /// The EFCP figures of a flow (for `TCP_INFO`).
     FlowStats(u16, PortId, Reply<Option<rina_core::efcp::ConnectionStats>>),
+    /// The largest SDU one PDU of a DIF carries.
+    PduPayload(DifIndex, Reply<Option<usize>>),
     /// Drain every flow (bounded by `linger`), say goodbye to neighbours, stop.
     Exit(Duration, Reply<()>),
     /// The process is about to exec: hand the flows to a keeper process, stop.

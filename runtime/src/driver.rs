@@ -314,6 +314,11 @@ impl Driver {
                 Command::ReleaseDatagram(app) => self.release_datagram(now, app),
                 Command::ListenerClosed(name) => self.listener_closed(now, &name),
                 Command::FlowStats(dif, port, reply) => reply.send(self.flow_stats(dif, port)),
+                Command::PduPayload(dif, reply) => reply.send(
+                    self.stack
+                        .dif_of(dif)
+                        .map(|d| self.stack.node.dif(d).pdu_payload()),
+                ),
                 // Children may hold flows' sockets: they are served by a keeper.
                 Command::Exit(linger, reply) if self.has_streams() && keeper::has_children() => {
                     self.hand_over(now, linger, reply);

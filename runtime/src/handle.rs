@@ -243,6 +243,18 @@ impl Handle {
         reply.wait(Duration::from_secs(1)).flatten()
     }
 
+    /// The largest SDU one PDU of DIF `dif` carries (what a datagram may be without
+    /// being split); `None` for a host session, a DIF this runtime does not run, or
+    /// no answer within a second.
+    pub fn pdu_payload(&self, dif: crate::config::DifIndex) -> Option<usize> {
+        let d = self.driver()?;
+        let reply = Reply::new();
+        if !d.post(Command::PduPayload(dif, reply.clone())) {
+            return None;
+        }
+        reply.wait(Duration::from_secs(1)).flatten()
+    }
+
     fn call<T>(
         &self,
         timeout: Duration,

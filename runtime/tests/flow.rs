@@ -70,6 +70,7 @@ fn config(bind: SocketAddr, join: Join) -> Arc<Config> {
         host: None,
         ingress: Vec::new(),
         egress: Vec::new(),
+        tun: None,
     })
 }
 

@@ -147,6 +147,29 @@ impl Hosts {
         ip(&["-n", &self.hosts[i], "addr", "add", cidr, "dev", IFACE]);
     }
 
+    /// Starts capturing the first 64 bytes of every frame on host `i`'s `eth0` into
+    /// `pcap` (tcpdump; its stderr in `err`), once it listens. Stop it with
+    /// [`Capture::finish`].
+    pub fn capture(&self, i: usize, pcap: &Path, err: &Path) -> Capture {
+        let file = pcap.to_str().expect("a UTF-8 path");
+        let mut c = self.command(
+            i,
+            &["tcpdump", "-i", IFACE, "-nn", "-U", "-s", "64", "-w", file],
+        );
+        c.stdout(Stdio::null())
+            .stderr(std::fs::File::create(err).expect("create the capture's stderr"));
+        let proc = crate::Proc::spawn("tcpdump", &mut c);
+        assert!(
+            crate::wait_until(Duration::from_secs(10), || std::fs::read_to_string(err)
+                .is_ok_and(|t| t.contains("listening on"))),
+            "tcpdump did not start"
+        );
+        Capture {
+            proc,
+            pcap: pcap.to_owned(),
+        }
+    }
+
     /// The MAC address of host `i`'s `eth0`.
     pub fn mac(&self, i: usize) -> String {
         let out = output_within(
@@ -182,6 +205,36 @@ impl Drop for Hosts {
                     .stdin(Stdio::null()),
                 Duration::from_secs(30),
             );
+        }
+    }
+}
+
+/// A tcpdump capture running in a host ([`Hosts::capture`]).
+#[derive(Debug)]
+pub struct Capture {
+    proc: crate::Proc,
+    pcap: std::path::PathBuf,
+}
+
+impl Capture {
+    /// Stops the capture (it writes out what it captured) and returns a counter of
+    /// the packets matching a tcpdump filter in it.
+    pub fn finish(mut self) -> impl Fn(&str) -> usize {
+        // SAFETY: SIGINT to our own child: tcpdump writes out what it captured and exits.
+        unsafe { libc::kill(self.proc.pid() as i32, libc::SIGINT) };
+        self.proc.expect_exit(Duration::from_secs(10));
+        let pcap = self.pcap;
+        move |filter: &str| {
+            let out = output_within(
+                Command::new("tcpdump")
+                    .arg("-nn")
+                    .arg("-r")
+                    .arg(&pcap)
+                    .arg(filter)
+                    .stdin(Stdio::null()),
+                Duration::from_secs(30),
+            );
+            String::from_utf8_lossy(&out.stdout).lines().count()
         }
     }
 }

@@ -109,25 +109,7 @@ fn nc_pair_over_a_veth_without_ip() {
         &member(false, &connect("10.9.0.1:5000", "nc-server")),
     );
     let ex = Exchange::new(dir.path(), 8 << 20, 41);
-    let (pcap, cap_err) = (dir.path().join("cap.pcap"), dir.path().join("cap.err"));
-    let pcap = pcap.to_str().unwrap();
-    let mut capture = Proc::spawn(
-        "tcpdump",
-        hosts
-            .command(
-                0,
-                &["tcpdump", "-i", IFACE, "-nn", "-U", "-s", "64", "-w", pcap],
-            )
-            .stdout(Stdio::null())
-            .stderr(stdout_to(&cap_err)),
-    );
-    assert!(
-        wait_until(Duration::from_secs(10), || std::fs::read_to_string(
-            &cap_err
-        )
-        .is_ok_and(|t| t.contains("listening on"))),
-        "tcpdump did not start"
-    );
+    let capture = hosts.capture(0, &dir.path().join("cap.pcap"), &dir.path().join("cap.err"));
     let (sin, sout) = ex.server_io();
     let mut srv = server(
         &hosts,
@@ -149,18 +131,7 @@ fn nc_pair_over_a_veth_without_ip() {
         "junk: {}",
         junk.stderr()
     );
-    // SAFETY: SIGINT to our own child: tcpdump writes out what it captured and exits.
-    unsafe { libc::kill(capture.pid() as i32, libc::SIGINT) };
-    capture.expect_exit(Duration::from_secs(10));
-    let count = |filter: &str| {
-        let out = output_within(
-            std::process::Command::new("tcpdump")
-                .args(["-nn", "-r", pcap, filter])
-                .stdin(Stdio::null()),
-            Duration::from_secs(30),
-        );
-        String::from_utf8_lossy(&out.stdout).lines().count()
-    };
+    let count = capture.finish();
     let rina = count("ether proto 0xd1f0");
     assert!(
         rina > 2 * (8 << 20) / 1500,

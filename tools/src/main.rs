@@ -13,12 +13,15 @@
 //!   that run nothing of ours over RINA: the rules' `[[ingress]]` addresses become
 //!   flows, the `[[egress]]` names' flows become TCP connections or datagrams to an
 //!   address (`gateway/`).
+//! - `rina tun -c RULES`: IP over RINA through a TUN device (`tun/`).
 //! - `rina keygen KEYFILE`: writes a new member key readable by its owner only and
 //!   prints its public key; `rina pubkey KEYFILE` prints the public key of a key file
 //!   (the formats of `wg genkey` and `wg pubkey`).
 
 mod ctl;
 mod gateway;
+mod loopback;
+mod tun;
 
 use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
@@ -75,6 +78,13 @@ enum Cmd {
         #[arg(short = 'c', long = "config", value_name = "RULES")]
         config: PathBuf,
     },
+    /// IP over RINA: a TUN device whose packets go, by destination, over flows to the
+    /// tunnels of other hosts (`[tun]`). Needs CAP_NET_ADMIN.
+    Tun {
+        /// The rules file.
+        #[arg(short = 'c', long = "config", value_name = "RULES")]
+        config: PathBuf,
+    },
     /// Write a new member key (readable by its owner only) and print its public key.
     Keygen {
         /// Where to write it (an existing file is not replaced).
@@ -114,6 +124,7 @@ fn main() -> ExitCode {
         } => run(&rules, lib, &program),
         Cmd::Node { config: rules } => node(&rules),
         Cmd::Gateway { config: rules } => gateway::gateway(&rules),
+        Cmd::Tun { config: rules } => tun::tun(&rules),
         Cmd::Ctl { pid, json } => ctl::ctl(pid, json),
         Cmd::Keygen { keyfile } => {
             let key = runtime::keys::PrivateKey::generate();

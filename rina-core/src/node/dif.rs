@@ -91,6 +91,8 @@ pub struct Dif {
     pub(crate) last_failure: Option<String>,
     /// The stream SDU size: a whole number of PDU payloads, about 64 KiB.
     pub(crate) chunk: usize,
+    /// The largest SDU one PDU carries.
+    pub(crate) payload: usize,
     /// Its security (`None`: open).
     pub(crate) guard: Option<Box<crate::node::guard::Guard>>,
 }
@@ -137,6 +139,12 @@ impl Dif {
     /// about 64 KiB.
     pub fn stream_sdu(&self) -> usize {
         self.chunk
+    }
+
+    /// The largest SDU one PDU carries (an IP packet over a tunnel's flow, say, that
+    /// must not be split).
+    pub fn pdu_payload(&self) -> usize {
+        self.payload
     }
 
     /// Tries to enroll again at once (what it waited for is there).

@@ -293,6 +293,7 @@ impl Node {
             backoff: Backoff::STANDARD,
             last_failure: None,
             chunk: payload * (65536 / payload).max(1),
+            payload,
             guard: security.map(|sec| {
                 Box::new(guard::Guard {
                     sec,

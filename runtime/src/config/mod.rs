@@ -17,6 +17,7 @@ mod parse;
 mod rules;
 mod security;
 mod template;
+pub mod tun;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -60,6 +61,8 @@ pub struct Config {
     pub ingress: Vec<Ingress>,
     /// The gateway's egress rules (`[[egress]]`; `rina gateway` only).
     pub egress: Vec<Egress>,
+    /// The tunnel (`[tun]`; `rina tun` only).
+    pub tun: Option<tun::TunConfig>,
 }
 
 /// A DIF of a rules file, by its place in [`Config::difs`]: what rules, DIFs and

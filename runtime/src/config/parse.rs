@@ -113,6 +113,7 @@ mod join;
 mod raw;
 mod rules;
 mod security;
+mod tun;
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -274,7 +275,7 @@ pub const MAX_SETTINGS_DURATION: Duration = Duration::from_secs(24 * 3600);
 
 /// Keys that are arrays of tables (`[[dif]]`) and keys that are tables (`[settings]`).
 const ARRAYS_OF_TABLES: [&str; 6] = ["dif", "connect", "listen", "name", "ingress", "egress"];
-const TABLES: [&str; 3] = ["default", "settings", "host"];
+const TABLES: [&str; 4] = ["default", "settings", "host", "tun"];
 
 /// Checks raw rules against the text they came from, for positions in errors.
 struct Validator<'a> {
@@ -376,11 +377,12 @@ impl Validator<'_> {
         let connect = self.connect_rules(raw.connect, &difs)?;
         let listen = self.listen_rules(raw.listen, &difs)?;
         let names = self.name_rules(raw.name, &difs)?;
-        let ingress = self.ingress_rules(raw.ingress, &difs)?;
-        let egress = self.egress_rules(raw.egress, &difs)?;
         let default = self.default_policy(raw.default)?;
         Ok(Config {
             path: self.path.to_path_buf(),
+            ingress: self.ingress_rules(raw.ingress, &difs)?,
+            egress: self.egress_rules(raw.egress, &difs)?,
+            tun: self.tun(raw.tun, &difs)?,
             difs,
             connect,
             listen,
@@ -388,8 +390,6 @@ impl Validator<'_> {
             default,
             settings,
             host,
-            ingress,
-            egress,
         })
     }
 

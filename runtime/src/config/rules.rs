@@ -110,13 +110,8 @@ impl AddrPattern {
         let net = if host == "*" {
             None
         } else {
-            let (ip, len) = match host.split_once('/') {
-                Some((ip, len)) => (ip, Some(len)),
-                None => (host, None),
-            };
-            let ip: IpAddr = ip
-                .parse()
-                .map_err(|_| format!("{s:?}: {ip:?} is not an IP address"))?;
+            let p = super::tun::Prefix::parse(host).map_err(|e| format!("{s:?}: {e}"))?;
+            let (ip, len) = (p.addr, p.len);
             if ip.is_ipv6() != bracketed {
                 return Err(if bracketed {
                     format!("{s:?}: only IPv6 addresses go in brackets")
@@ -124,15 +119,6 @@ impl AddrPattern {
                     format!("{s:?}: write IPv6 addresses in brackets, e.g. \"[{ip}]:80\"")
                 });
             }
-            let max = if ip.is_ipv4() { 32 } else { 128 };
-            let len = match len {
-                None => max,
-                Some(l) => l
-                    .parse::<u8>()
-                    .ok()
-                    .filter(|&l| l <= max)
-                    .ok_or_else(|| format!("{s:?}: prefix length must be 0..={max}"))?,
-            };
             if masked(ip, len) != ip {
                 return Err(format!("{s:?}: host bits set beyond the /{len} prefix"));
             }

@@ -24,6 +24,7 @@ pub(super) struct RawFile {
     pub(super) ingress: Vec<Spanned<RawIngress>>,
     #[serde(default)]
     pub(super) egress: Vec<Spanned<RawEgress>>,
+    pub(super) tun: Option<Spanned<RawTun>>,
 }
 
 #[derive(Deserialize)]
@@ -207,4 +208,25 @@ pub(super) struct RawEgress {
     pub(super) proto: Option<Spanned<String>>,
     pub(super) pool: Option<bool>,
     pub(super) proxy_protocol: Option<Spanned<bool>>,
+}
+
+/// `[tun]` (`rina tun`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(super) struct RawTun {
+    pub(super) name: Option<Spanned<String>>,
+    pub(super) dif: Spanned<String>,
+    pub(super) app: Spanned<String>,
+    #[serde(default)]
+    pub(super) addresses: Vec<Spanned<String>>,
+    pub(super) mtu: Option<Spanned<i64>>,
+    pub(super) peer: Option<Vec<Spanned<RawTunPeer>>>,
+}
+
+/// `[[tun.peer]]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTunPeer {
+    pub(super) app: Spanned<String>,
+    pub(super) routes: Vec<Spanned<String>>,
 }

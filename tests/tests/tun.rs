@@ -1,0 +1,190 @@
+//! `rina tun`: IP over RINA. Two hosts (network namespaces) whose only link is a veth
+//! with no IP address run `rina tun` over the Ethernet shim: `ping` crosses the
+//! tunnel, plain `nc` over TCP/IP inside it moves 8 MiB each way byte-exact, and a
+//! capture on the veth sees only RINA's Ethertype. Without CAP_NET_ADMIN it says so.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use rina_e2e::netns::{Hosts, IFACE};
+use rina_e2e::*;
+
+/// Host `me`'s rules (1 or 2): the Ethernet shim, DIF `net` (host 1 bootstraps it),
+/// and a tunnel `10.77.0.{me}/24` whose peer is the other host's tunnel.
+fn tun_rules(me: u8) -> String {
+    let other = 3 - me;
+    let join = if me == 1 {
+        "bootstrap = true"
+    } else {
+        "enroll-via = { dif = \"eth\" }"
+    };
+    format!(
+        "[[dif]]\nname = \"eth\"\ntype = \"ethernet\"\ninterface = \"{IFACE}\"\n\n\
+         [[dif]]\nname = \"net\"\ntype = \"normal\"\nover = [\"eth\"]\n{join}\n\n\
+         [tun]\nname = \"rina0\"\ndif = \"net\"\napp = \"tun-{me}\"\naddresses = [\"10.77.0.{me}/24\"]\n\n\
+         [[tun.peer]]\napp = \"tun-{other}\"\nroutes = [\"10.77.0.{other}/32\"]\n"
+    )
+}
+
+/// Starts `rina tun` in host `i` and waits (bounded) until its device is up.
+fn start_tun(hosts: &Hosts, i: usize, rules: &Path, err: &Path) -> Proc {
+    let mut p = Proc::spawn(
+        "rina tun",
+        hosts
+            .command(
+                i,
+                &[
+                    rina().to_str().unwrap(),
+                    "tun",
+                    "-c",
+                    rules.to_str().unwrap(),
+                ],
+            )
+            .env("RINA_STRICT", "1")
+            .stdout(Stdio::null())
+            .stderr(stdout_to(err)),
+    );
+    let up = wait_until(Duration::from_secs(15), || {
+        std::fs::read_to_string(err).is_ok_and(|t| t.contains("SIGINT or SIGTERM stops it"))
+    });
+    if !up {
+        let _ = p.kill_and_stderr();
+        panic!(
+            "rina tun never came up in host {i}: {}",
+            std::fs::read_to_string(err).unwrap_or_default()
+        );
+    }
+    p
+}
+
+#[test]
+fn ping_and_tcp_cross_a_tunnel_with_only_rina_on_the_wire() {
+    assert!(have("ping") && have("nc") && have("tcpdump"));
+    let dir = temp_dir();
+    let hosts = Hosts::pair("tun");
+    let capture = hosts.capture(0, &dir.path().join("cap.pcap"), &dir.path().join("cap.err"));
+    let rules: Vec<PathBuf> = (1..=2)
+        .map(|me| rules(dir.path(), &format!("tun{me}.toml"), &tun_rules(me)))
+        .collect();
+    let _a = start_tun(&hosts, 0, &rules[0], &dir.path().join("a.err"));
+    let _b = start_tun(&hosts, 1, &rules[1], &dir.path().join("b.err"));
+    // The device has the rules' address and an MTU one PDU carries (below the veth's).
+    let out = output_within(
+        &mut hosts.command(0, &["ip", "-o", "addr", "show", "dev", "rina0"]),
+        Duration::from_secs(10),
+    );
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(shown.contains("inet 10.77.0.1/24"), "{shown}");
+    let out = output_within(
+        &mut hosts.command(0, &["ip", "-o", "link", "show", "dev", "rina0"]),
+        Duration::from_secs(10),
+    );
+    let link = String::from_utf8_lossy(&out.stdout);
+    let mtu: usize = link
+        .split_whitespace()
+        .skip_while(|w| *w != "mtu")
+        .nth(1)
+        .and_then(|m| m.parse().ok())
+        .unwrap_or_else(|| panic!("no MTU in {link}"));
+    assert!((1280..1500).contains(&mtu), "mtu {mtu}");
+    // ICMP: the first echo waits for the flow, none is lost.
+    let out = output_within(
+        &mut hosts.command(0, &["ping", "-c", "5", "-i", "0.2", "-W", "5", "10.77.0.2"]),
+        Duration::from_secs(30),
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && said.contains("5 received"),
+        "{said}"
+    );
+    // TCP: plain nc (not interposed) inside the tunnel, 8 MiB each way (one way at a
+    // time: OpenBSD nc stops sending once its peer's end of stream comes).
+    let up = random_bytes(8 << 20, 47);
+    assert!(
+        transfer(&hosts, dir.path(), (0, 1), "10.77.0.2", &up) == up,
+        "up differs"
+    );
+    let down = random_bytes(8 << 20, 48);
+    assert!(
+        transfer(&hosts, dir.path(), (1, 0), "10.77.0.1", &down) == down,
+        "down differs"
+    );
+    let count = capture.finish();
+    let rina = count("ether proto 0xd1f0");
+    assert!(
+        rina > 2 * (8 << 20) / 1500,
+        "only {rina} RINA frames captured"
+    );
+    assert_eq!(count("ip or ip6 or arp"), 0, "IP on the wire");
+}
+
+/// Sends `data` with `nc -N` from host `from` to `nc -l` on `to_ip` in host `to`,
+/// inside the tunnel: what the listener received.
+fn transfer(
+    hosts: &Hosts,
+    dir: &Path,
+    (from, to): (usize, usize),
+    to_ip: &str,
+    data: &[u8],
+) -> Vec<u8> {
+    let (inp, out) = (dir.join(format!("in{from}")), dir.join(format!("out{to}")));
+    std::fs::write(&inp, data).expect("write the data");
+    let mut server = Proc::spawn(
+        "nc -l",
+        hosts
+            .command(to, &["nc", "-l", to_ip, "5000"])
+            .stdout(stdout_to(&out)),
+    );
+    let listening = wait_until(Duration::from_secs(10), || {
+        let out = output_within(
+            &mut hosts.command(to, &["ss", "-Hltn", "sport = :5000"]),
+            Duration::from_secs(10),
+        );
+        !out.stdout.is_empty()
+    });
+    assert!(listening, "nc never listened: {}", server.kill_and_stderr());
+    let mut client = Proc::spawn(
+        "nc",
+        hosts
+            .command(from, &["nc", "-N", to_ip, "5000"])
+            .stdin(stdin_from(&inp))
+            .stdout(Stdio::null()),
+    );
+    for (p, who) in [(&mut client, "client"), (&mut server, "server")] {
+        let st = p.expect_exit(Duration::from_secs(60));
+        assert!(st.success(), "{who}: {st:?}: {}", p.stderr());
+    }
+    std::fs::read(&out).expect("the received bytes")
+}
+
+#[test]
+fn without_cap_net_admin_it_says_so() {
+    assert!(have("setpriv"));
+    let dir = temp_dir();
+    let text = format!(
+        "{}\n[tun]\nname = \"rina-nocap\"\ndif = \"net\"\napp = \"t\"\naddresses = [\"10.78.0.1/24\"]\n",
+        many::udp_member(free_udp_port(), None, "")
+    );
+    let path = rules(dir.path(), "nocap.toml", &text);
+    let out = output_within(
+        Command::new("setpriv")
+            .args([
+                "--bounding-set",
+                "-net_admin",
+                "--inh-caps",
+                "-net_admin",
+                "--",
+            ])
+            .arg(rina())
+            .args(["tun", "-c"])
+            .arg(&path),
+        Duration::from_secs(15),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("creating TUN device rina-nocap needs CAP_NET_ADMIN"),
+        "{err}"
+    );
+}
