@@ -17,6 +17,7 @@ pub(super) fn describe(c: &Config) -> String {
     difs(&mut s, c);
     rules(&mut s, c);
     gateway(&mut s, c);
+    tun(&mut s, c);
     let d = match c.default {
         DefaultPolicy::Pass => "pass to TCP/IP",
         DefaultPolicy::Deny => "refused",
@@ -93,6 +94,31 @@ fn gateway(s: &mut String, c: &Config) {
                 ""
             }
         );
+    }
+}
+
+/// The tunnel (`rina tun`): its device and routes.
+fn tun(s: &mut String, c: &Config) {
+    let Some(t) = &c.tun else { return };
+    let addrs: Vec<String> = t.addresses.iter().map(ToString::to_string).collect();
+    let mtu = t
+        .mtu
+        .map_or_else(|| "what one PDU carries".to_owned(), |m| m.to_string());
+    let _ = writeln!(
+        s,
+        "rina tun: device {} ({}; mtu {mtu}) as {} in {}",
+        t.name,
+        if addrs.is_empty() {
+            "no address".to_owned()
+        } else {
+            addrs.join(", ")
+        },
+        t.app,
+        c.dif_name(t.dif)
+    );
+    for p in &t.peers {
+        let routes: Vec<String> = p.routes.iter().map(ToString::to_string).collect();
+        let _ = writeln!(s, "  {} -> flow to {}", routes.join(", "), p.app);
     }
 }
 

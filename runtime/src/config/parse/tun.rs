@@ -80,3 +80,41 @@ impl Validator<'_> {
         Prefix::parse(s.get_ref()).map_err(|e| self.error(s.span(), e))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::parse_str;
+
+    const DIFS: &str = "[[dif]]\nname = \"udp\"\ntype = \"udp\"\nbind = \"127.0.0.1:7000\"\n\n\
+        [[dif]]\nname = \"net\"\ntype = \"normal\"\nover = \"udp\"\nbootstrap = true\n";
+
+    #[test]
+    fn a_tunnel_parses_and_each_mistake_names_its_line() {
+        let good = format!(
+            "{DIFS}[tun]\ndif = \"net\"\napp = \"a\"\naddresses = [\"10.77.0.1/24\", \"fd77::1/64\"]\n\n\
+             [[tun.peer]]\napp = \"b\"\nroutes = [\"10.77.0.2/32\", \"fd77::2\"]\n"
+        );
+        let c = parse_str(&good, Path::new("t.toml")).unwrap();
+        let t = c.tun.expect("a tunnel");
+        assert_eq!((t.name.as_str(), t.mtu), ("rina0", None));
+        assert_eq!(t.addresses[1].to_string(), "fd77::1/64");
+        assert_eq!(t.peers[0].routes[1].to_string(), "fd77::2/128");
+        assert_eq!(t.peer_for("10.77.0.2".parse().unwrap()), Some(0));
+        let cases = [
+            ("name = \"a-very-long-device\"\n", "invalid device name"),
+            ("mtu = 100\n", "mtu must be 576..=65535"),
+            ("addresses = [\"10.77.0.1/40\"]\n", "prefix length"),
+        ];
+        for (line, needle) in cases {
+            let text = format!("{DIFS}[tun]\ndif = \"net\"\napp = \"a\"\n{line}");
+            let e = parse_str(&text, Path::new("t.toml")).expect_err(line);
+            assert_eq!(e.line, 14, "{line}: {e}");
+            assert!(e.message.contains(needle), "{line}: {e}");
+        }
+        let text = format!("{DIFS}[tun]\ndif = \"udp\"\napp = \"a\"\n");
+        let e = parse_str(&text, Path::new("t.toml")).expect_err("a shim DIF");
+        assert!(e.message.contains("shim DIF"), "{e}");
+    }
+}

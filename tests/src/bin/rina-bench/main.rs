@@ -1,7 +1,7 @@
 //! The benchmark: nc over RINA (UDP shim on loopback) against nc over kernel TCP on
 //! loopback, in one run, interleaved, several runs, medians.
 //!
-//! `cargo run --release -p rina-e2e --bin rina-bench -- [--mib 256] [--runs 5] [--rtt-count 10000] [--http-seconds 3] [--scale-clients 100] [--sections loopback,reqresp,http,ethernet,loss,relays,passthrough,secured,scale,host,gateway]`
+//! `cargo run --release -p rina-e2e --bin rina-bench -- [--mib 256] [--runs 5] [--rtt-count 10000] [--http-seconds 3] [--scale-clients 100] [--sections loopback,reqresp,http,ethernet,loss,relays,passthrough,secured,scale,host,gateway,tunnel]`
 //!
 //! Throughput: `nc -N` sends MiB of zeros into `nc -l` (output discarded); the time is
 //! from the client's start to both processes' exit. Round trip: `pingpong` sends 64-byte
@@ -31,10 +31,11 @@ mod relays;
 mod reqresp;
 mod scale;
 mod secured;
+mod tunnel;
 
 /// What `--help` prints.
 const USAGE: &str = "usage: rina-bench [--mib N] [--runs N] [--rtt-count N] [--http-seconds N] \
-[--scale-clients N] [--sections loopback,reqresp,http,ethernet,loss,relays,passthrough,secured,scale,host,gateway]
+[--scale-clients N] [--sections loopback,reqresp,http,ethernet,loss,relays,passthrough,secured,scale,host,gateway,tunnel]
 
 Runs each section against kernel TCP in the same run, several runs, and prints the
 medians and ratios (see BENCHMARKS.md). Defaults: --mib 256 --runs 5 --rtt-count 10000
@@ -85,7 +86,7 @@ fn main() {
         .position(|a| a == "--sections")
         .and_then(|i| args.get(i + 1))
         .map_or(
-            "loopback,reqresp,http,ethernet,loss,relays,passthrough,secured,scale,host,gateway",
+            "loopback,reqresp,http,ethernet,loss,relays,passthrough,secured,scale,host,gateway,tunnel",
             String::as_str,
         )
         .to_owned();
@@ -122,6 +123,9 @@ fn main() {
     }
     if wants("gateway") {
         gateway::section(&dir, runs, mib, rtt_count);
+    }
+    if wants("tunnel") {
+        tunnel::section(&dir, runs, mib, rtt_count);
     }
 }
 

@@ -1,0 +1,130 @@
+//! The tunnel (`rina tun`): nc throughput and 64-byte round trips of plain TCP inside
+//! the tunnel (over the Ethernet shim on a veth pair between two namespaces), against
+//! the same programs over TCP on the veth itself (with IPv4 addresses on it for that
+//! baseline), interleaved. Needs root; skipped otherwise.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use rina_e2e::netns::{Hosts, IFACE};
+use rina_e2e::*;
+
+/// The veth's addresses (the baseline) and the tunnel's.
+const VETH: [&str; 2] = ["10.66.0.1", "10.66.0.2"];
+const TUNNEL: [&str; 2] = ["10.77.0.1", "10.77.0.2"];
+
+/// Prints the section's medians.
+pub(crate) fn section(dir: &tempfile::TempDir, runs: usize, mib: usize, rtt_count: usize) {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        println!("tunnel: skipped (needs root for namespaces, raw sockets and TUN)");
+        return;
+    }
+    let hosts = Hosts::pair("tunb");
+    hosts.add_address(0, &format!("{}/24", VETH[0]));
+    hosts.add_address(1, &format!("{}/24", VETH[1]));
+    let _tunnels: Vec<Proc> = (0..2).map(|i| start(&hosts, dir, i)).collect();
+    super::against_tcp(
+        &format!("nc {mib} MiB inside rina tun (Ethernet shim, veth)"),
+        "tunnel",
+        runs,
+        |_| {
+            [
+                throughput(&hosts, VETH[0], mib),
+                throughput(&hosts, TUNNEL[0], mib),
+                rtt(&hosts, VETH[0], rtt_count),
+                rtt(&hosts, TUNNEL[0], rtt_count),
+            ]
+        },
+    );
+}
+
+/// Starts host `i`'s tunnel and waits until its device is up.
+fn start(hosts: &Hosts, dir: &tempfile::TempDir, i: usize) -> Proc {
+    let join = if i == 0 {
+        "bootstrap = true"
+    } else {
+        "enroll-via = { dif = \"eth\" }"
+    };
+    let text = format!(
+        "[[dif]]\nname = \"eth\"\ntype = \"ethernet\"\ninterface = \"{IFACE}\"\n\n\
+         [[dif]]\nname = \"net\"\ntype = \"normal\"\nover = [\"eth\"]\n{join}\n\n\
+         [tun]\ndif = \"net\"\napp = \"tun{i}\"\naddresses = [\"{}/24\"]\n\n\
+         [[tun.peer]]\napp = \"tun{}\"\nroutes = [\"{}/32\"]\n",
+        TUNNEL[i],
+        1 - i,
+        TUNNEL[1 - i]
+    );
+    let r = rules(dir.path(), &format!("tun{i}.toml"), &text);
+    let err = dir.path().join(format!("tun{i}.err"));
+    let p = Proc::spawn(
+        "rina tun",
+        hosts
+            .command(
+                i,
+                &[rina().to_str().unwrap(), "tun", "-c", r.to_str().unwrap()],
+            )
+            .stdout(Stdio::null())
+            .stderr(stdout_to(&err)),
+    );
+    let up = wait_until(Duration::from_secs(15), || {
+        std::fs::read_to_string(&err).is_ok_and(|t| t.contains("stops it"))
+    });
+    assert!(up, "rina tun {i} never came up");
+    p
+}
+
+/// Waits until something in host `i` listens on `addr`.
+fn listening(hosts: &Hosts, i: usize, addr: &str) {
+    let up = wait_until(Duration::from_secs(5), || {
+        let out = hosts.command(i, &["ss", "-Htln"]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).contains(addr)
+    });
+    assert!(up, "nothing listened on {addr}");
+}
+
+/// Gbit/s of `head -c MIB | nc -N` from host 1 into `nc -l` on `ip` in host 0.
+fn throughput(hosts: &Hosts, ip: &str, mib: usize) -> f64 {
+    let bytes = mib << 20;
+    let mut server = Proc::spawn(
+        "nc -l",
+        hosts
+            .command(0, &["nc", "-l", ip, "5000"])
+            .stdout(Stdio::null()),
+    );
+    listening(hosts, 0, &format!("{ip}:5000"));
+    let script = format!("head -c {bytes} /dev/zero | nc -N {ip} 5000");
+    let start = Instant::now();
+    let st = hosts
+        .command(1, &["sh", "-c", &script])
+        .stdout(Stdio::null())
+        .status()
+        .expect("client");
+    assert!(st.success(), "nc to {ip} failed");
+    server.expect_exit(Duration::from_secs(120));
+    (bytes as f64 * 8.0) / start.elapsed().as_secs_f64() / 1e9
+}
+
+/// Median 64-byte round trip in µs from host 1 to a pingpong server on `ip` in host 0.
+fn rtt(hosts: &Hosts, ip: &str, count: usize) -> f64 {
+    let pingpong = bin_dir().join("pingpong");
+    let pp = pingpong.to_str().expect("path");
+    let addr = format!("{ip}:5001");
+    let _server = Proc::spawn(
+        "pingpong",
+        hosts
+            .command(0, &[pp, "server", &addr])
+            .stdout(Stdio::null()),
+    );
+    listening(hosts, 0, &addr);
+    let out = hosts
+        .command(1, &[pp, "client", &addr, &count.to_string()])
+        .stdout(Stdio::piped())
+        .output()
+        .expect("pingpong client");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split_whitespace()
+        .find_map(|w| w.strip_prefix("median_us="))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("pingpong to {addr} printed {text:?}"))
+}
