@@ -136,9 +136,5 @@ fn gateway_rtt(dir: &Path, count: usize, run: usize) -> f64 {
         ])
         .output()
         .expect("pingpong client");
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.split_whitespace()
-        .find_map(|w| w.strip_prefix("median_us="))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("pingpong printed {text:?}"))
+    super::pingpong_median(&out)
 }

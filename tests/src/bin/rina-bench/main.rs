@@ -408,7 +408,11 @@ pub(crate) fn rtt(dir: &tempfile::TempDir, count: usize, rina: Option<(&str, Sha
             )
         }
     };
-    let out = out.expect("pingpong client");
+    pingpong_median(&out.expect("pingpong client"))
+}
+
+/// The median round trip in µs that a pingpong client printed.
+pub(crate) fn pingpong_median(out: &std::process::Output) -> f64 {
     let text = String::from_utf8_lossy(&out.stdout);
     text.split_whitespace()
         .find_map(|w| w.strip_prefix("median_us="))

@@ -122,9 +122,5 @@ fn rtt(hosts: &Hosts, ip: &str, count: usize) -> f64 {
         .stdout(Stdio::piped())
         .output()
         .expect("pingpong client");
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.split_whitespace()
-        .find_map(|w| w.strip_prefix("median_us="))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("pingpong to {addr} printed {text:?}"))
+    super::pingpong_median(&out)
 }
