@@ -1,6 +1,7 @@
 //! `rina tun`: IP over RINA. Two hosts (network namespaces) whose only link is a veth
 //! with no IP address run `rina tun` over the Ethernet shim: `ping` crosses the
-//! tunnel, plain `nc` over TCP/IP inside it moves 8 MiB each way byte-exact, and a
+//! tunnel, UDP datagrams (one of them in IP fragments) come back, plain `nc` over
+//! TCP/IP inside it moves 8 MiB each way byte-exact, and a
 //! capture on the veth sees only RINA's Ethertype. Without CAP_NET_ADMIN it says so.
 
 use std::path::{Path, PathBuf};
@@ -9,6 +10,32 @@ use std::time::Duration;
 
 use rina_e2e::netns::{Hosts, IFACE};
 use rina_e2e::*;
+
+/// A UDP server in host 2 that sends each datagram back reversed.
+const UDP_ECHO: &str = r#"
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("10.77.0.2", 5003))
+print("ready", flush=True)
+while True:
+    d, a = s.recvfrom(70000); s.sendto(d[::-1], a)
+"#;
+
+/// A UDP client in host 1: each size until answered (bounded), "SIZE ok" if the
+/// answer is right.
+const UDP_ASK: &str = r#"
+import os, socket
+c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); c.settimeout(0.5)
+for size in (1200, 4000):
+    d = os.urandom(size)
+    for _ in range(20):
+        c.sendto(d, ("10.77.0.2", 5003))
+        try:
+            got, _ = c.recvfrom(70000)
+        except socket.timeout:
+            continue
+        print(size, "ok" if got == d[::-1] else "wrong", flush=True)
+        break
+"#;
 
 /// Host `me`'s rules (1 or 2): the Ethernet shim, DIF `net` (host 1 bootstraps it),
 /// and a tunnel `10.77.0.{me}/24` whose peer is the other host's tunnel.
@@ -96,6 +123,28 @@ fn ping_and_tcp_cross_a_tunnel_with_only_rina_on_the_wire() {
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success() && said.contains("5 received"),
+        "{said}"
+    );
+    // UDP: a datagram and one larger than the MTU (IP fragments inside the tunnel).
+    let mut server = Proc::spawn(
+        "udp echo",
+        hosts
+            .command(1, &["python3", "-c", UDP_ECHO])
+            .stdout(Stdio::piped()),
+    );
+    if server
+        .stdout_until("ready", Duration::from_secs(10))
+        .is_none()
+    {
+        panic!("the UDP echo never started: {}", server.kill_and_stderr());
+    }
+    let out = output_within(
+        &mut hosts.command(0, &["python3", "-c", UDP_ASK]),
+        Duration::from_secs(30),
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("1200 ok") && said.contains("4000 ok"),
         "{said}"
     );
     // TCP: plain nc (not interposed) inside the tunnel, 8 MiB each way (one way at a

@@ -4,6 +4,9 @@
 //! that come over any flow (the peers' own flows to this tunnel's name, and the
 //! answers on this tunnel's flows) are written to the device.
 //!
+//! What goes over a flow is what the device reads: a `virtio_net_hdr` and a packet,
+//! which may be a TCP stream's segments in one (see `device.rs`).
+//!
 //! A flow's application socket is a UDP socket on loopback connected to the runtime's
 //! proxy for the flow, as an interposed program's is. A peer whose flow is refused is
 //! not asked for again for [`REFUSED_HOLD`]; its packets are dropped meanwhile, as a
@@ -16,6 +19,8 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use runtime::config::tun::TunConfig;
+
+use super::device::VNET_HDR;
 use runtime::{AppEnd, ConnectRequest, FlowError, FlowInfo, Handle};
 use rustix::event::{epoll, eventfd, EventfdFlags};
 use rustix::net::{self, RecvFlags, SendFlags};
@@ -144,7 +149,8 @@ impl Forwarder {
                 Err(_) => return,
             };
             let packet = &self.buf[..n];
-            let Some(i) = destination(packet).and_then(|d| self.config.peer_for(d)) else {
+            let ip = packet.get(VNET_HDR..).unwrap_or_default();
+            let Some(i) = destination(ip).and_then(|d| self.config.peer_for(d)) else {
                 continue;
             };
             match &mut self.peers[i] {
@@ -231,7 +237,7 @@ impl Forwarder {
         };
         loop {
             match net::recv(sock, &mut self.buf, RecvFlags::DONTWAIT) {
-                Ok((n, _)) if destination(&self.buf[..n]).is_some() => {
+                Ok((n, _)) if n > VNET_HDR && destination(&self.buf[VNET_HDR..n]).is_some() => {
                     let _ = rustix::io::write(&self.tun, &self.buf[..n]);
                 }
                 Ok(_) | Err(rustix::io::Errno::INTR) => {}
