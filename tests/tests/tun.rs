@@ -1,6 +1,6 @@
 //! `rina tun`: IP over RINA. Two hosts (network namespaces) whose only link is a veth
 //! with no IP address run `rina tun` over the Ethernet shim: `ping` crosses the
-//! tunnel, UDP datagrams (one of them in IP fragments) come back, plain `nc` over
+//! tunnel (IPv4 and IPv6), UDP datagrams (one of them in IP fragments) come back, plain `nc` over
 //! TCP/IP inside it moves 8 MiB each way byte-exact, and a
 //! capture on the veth sees only RINA's Ethertype. Without CAP_NET_ADMIN it says so.
 
@@ -49,8 +49,9 @@ fn tun_rules(me: u8) -> String {
     format!(
         "[[dif]]\nname = \"eth\"\ntype = \"ethernet\"\ninterface = \"{IFACE}\"\n\n\
          [[dif]]\nname = \"net\"\ntype = \"normal\"\nover = [\"eth\"]\n{join}\n\n\
-         [tun]\nname = \"rina0\"\ndif = \"net\"\napp = \"tun-{me}\"\naddresses = [\"10.77.0.{me}/24\"]\n\n\
-         [[tun.peer]]\napp = \"tun-{other}\"\nroutes = [\"10.77.0.{other}/32\"]\n"
+         [tun]\nname = \"rina0\"\ndif = \"net\"\napp = \"tun-{me}\"\n\
+         addresses = [\"10.77.0.{me}/24\", \"fd77::{me}/64\"]\n\n\
+         [[tun.peer]]\napp = \"tun-{other}\"\nroutes = [\"10.77.0.{other}/32\", \"fd77::{other}/128\"]\n"
     )
 }
 
@@ -91,6 +92,18 @@ fn ping_and_tcp_cross_a_tunnel_with_only_rina_on_the_wire() {
     let dir = temp_dir();
     let hosts = Hosts::pair("tun");
     let capture = hosts.capture(0, &dir.path().join("cap.pcap"), &dir.path().join("cap.err"));
+    // IPv6 on for the devices made from now on (the tunnels'), still off on the veth.
+    for i in 0..2 {
+        let st = output_within(
+            &mut hosts.command(
+                i,
+                &["sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=0"],
+            ),
+            Duration::from_secs(10),
+        )
+        .status;
+        assert!(st.success(), "sysctl in host {i}");
+    }
     let rules: Vec<PathBuf> = (1..=2)
         .map(|me| rules(dir.path(), &format!("tun{me}.toml"), &tun_rules(me)))
         .collect();
