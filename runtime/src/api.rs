@@ -114,6 +114,26 @@ pub enum ListenTarget {
         /// Send a PROXY v2 header first.
         proxy_protocol: bool,
     },
+    /// Datagram flows whose SDUs are IP packets for this runtime's tunnel device
+    /// ([`TunnelRequest`]).
+    Tunnel,
+}
+
+/// Asks the runtime to carry the IP packets of a TUN device (`rina tun`; see
+/// `driver/tunnel.rs`): its name is registered, and packets go by destination over an
+/// unreliable flow per peer tunnel.
+#[derive(Debug)]
+pub struct TunnelRequest {
+    /// The normal DIF the flows are in.
+    pub dif: DifIndex,
+    /// The tunnel's name, addresses and peers.
+    pub config: crate::config::tun::TunConfig,
+    /// The device, nonblocking: a read gives one packet, a write takes one.
+    pub device: std::os::fd::OwnedFd,
+    /// Bytes before each packet's IP header (a `virtio_net_hdr` with offloads).
+    pub header: usize,
+    /// Upper bound on the registration and on each flow's allocation.
+    pub timeout: Duration,
 }
 
 impl ListenTarget {
@@ -121,7 +141,7 @@ impl ListenTarget {
     pub fn kind(&self) -> FlowKind {
         match self {
             Self::Stream(..) | Self::Forward { .. } => FlowKind::Stream,
-            Self::Datagram(_) => FlowKind::Datagram,
+            Self::Datagram(_) | Self::Tunnel => FlowKind::Datagram,
         }
     }
 }
@@ -217,6 +237,7 @@ pub(crate) enum Command {
     FlowStats(u16, PortId, Reply<Option<rina_core::efcp::ConnectionStats>>),
     /// The largest SDU one PDU of a DIF carries.
     PduPayload(DifIndex, Reply<Option<usize>>),
+    Tunnel(TunnelRequest, Reply<Result<(), FlowError>>),
     /// Drain every flow (bounded by `linger`), say goodbye to neighbours, stop.
     Exit(Duration, Reply<()>),
     /// The process is about to exec: hand the flows to a keeper process, stop.

@@ -33,6 +33,7 @@ mod sessions;
 mod spin;
 mod start;
 mod trust;
+mod tunnel;
 
 pub(crate) use flows::set_send_buffer;
 pub use flows::APP_SOCKET_BUFFER;
@@ -51,6 +52,7 @@ const TOKEN_MGMT: u64 = 4 << 56;
 const TOKEN_HOST: u64 = 5 << 56;
 const TOKEN_EARLY: u64 = 6 << 56;
 const TOKEN_DIAL: u64 = 7 << 56;
+const TOKEN_TUNNEL: u64 = 8 << 56;
 const TOKEN_MASK: u64 = (1 << 56) - 1;
 
 /// What the epoll set watches on a stream flow's socket (edge-triggered). Room to
@@ -89,6 +91,8 @@ struct Driver {
     waiting: Vec<Waiting>,
     /// Incoming stream flows whose TCP connections are on their way (`dial.rs`).
     dialing: BTreeMap<u64, dial::Dialing>,
+    /// The TUN device whose packets this runtime carries (`tunnel.rs`).
+    tunnel: Option<tunnel::Tunnel>,
     /// (DIF, application, kind) -> where its incoming flows go.
     listeners: BTreeMap<ListenerKey, ListenTarget>,
     /// Set when the process exits: the deadline and who waits.
@@ -215,6 +219,7 @@ impl Driver {
             TOKEN_HOST => self.serve_host(now, token),
             TOKEN_EARLY => self.early_readable(token),
             TOKEN_DIAL => self.dialed(now, token),
+            TOKEN_TUNNEL => self.tunnel_readable(),
             TOKEN_DATAGRAM => {
                 if let Some(f) = self.datagrams.get_mut(&token) {
                     f.readable |= flags.intersects(F::IN | F::ERR);
@@ -314,6 +319,7 @@ impl Driver {
                 Command::ReleaseDatagram(app) => self.release_datagram(now, app),
                 Command::ListenerClosed(name) => self.listener_closed(now, &name),
                 Command::FlowStats(dif, port, reply) => reply.send(self.flow_stats(dif, port)),
+                Command::Tunnel(req, reply) => self.start_tunnel(now, req, reply),
                 Command::PduPayload(dif, reply) => reply.send(
                     self.stack
                         .dif_of(dif)

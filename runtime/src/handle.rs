@@ -255,6 +255,16 @@ impl Handle {
         reply.wait(Duration::from_secs(1)).flatten()
     }
 
+    /// Carries a TUN device's packets over flows (`rina tun`). Blocks up to
+    /// `req.timeout` for the tunnel's name to be registered.
+    ///
+    /// # Errors
+    /// As [`Handle::listen`]; [`FlowError::RuntimeDown`] for a host session.
+    pub fn tunnel(&self, req: crate::api::TunnelRequest) -> Result<(), FlowError> {
+        let timeout = req.timeout;
+        self.call(timeout, |r| Command::Tunnel(req, r))
+    }
+
     fn call<T>(
         &self,
         timeout: Duration,

@@ -23,6 +23,9 @@ mod stack;
 pub mod synthetic;
 pub mod view;
 
-pub use api::{AppEnd, ConnectRequest, FlowError, FlowInfo, FlowKind, ListenRequest, ListenTarget};
+pub use api::{
+    AppEnd, ConnectRequest, FlowError, FlowInfo, FlowKind, ListenRequest, ListenTarget,
+    TunnelRequest,
+};
 pub use driver::{on_runtime_thread, APP_SOCKET_BUFFER};
 pub use handle::Handle;

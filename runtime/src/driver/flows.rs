@@ -14,6 +14,9 @@ impl Driver {
     /// An event of DIF `dif` about the applications' flows.
     pub(super) fn on_flow_event(&mut self, now: Instant, dif: DifId, ev: Event) {
         match ev {
+            Event::FlowAllocated { port } if self.tunnel_allocated(now, dif, port, true) => {}
+            Event::FlowAllocationFailed { port, .. }
+                if self.tunnel_allocated(now, dif, port, false) => {}
             Event::FlowAllocated { port } => self.flow_allocated(now, dif, port),
             Event::FlowAllocationFailed { port, error } => {
                 self.allocation_failed(dif, port, error);
@@ -43,6 +46,9 @@ impl Driver {
             | Event::NeighborLost { .. }
             | Event::NeighborRefused { .. }
             | Event::AccessRefused { .. } => {}
+            Event::FlowClosed { port, .. } if self.tunnel_closed(dif, port) => {
+                self.stack.node.ipcp_mut(dif).deallocate(now, port);
+            }
             Event::FlowClosed { port, reset } => {
                 let Some(&token) = self.by_port.get(&(dif, port)) else {
                     return;
@@ -61,7 +67,7 @@ impl Driver {
 
     pub(super) fn pump_flows(&mut self, now: Instant) -> bool {
         let exiting = self.exiting.is_some();
-        let mut progress = false;
+        let mut progress = self.pump_tunnel(now);
         let mut finished = Vec::new();
         for (&token, f) in &mut self.flows {
             let chunk = self.stack.node.dif(f.dif).stream_sdu();

@@ -339,7 +339,7 @@ impl Driver {
                             match target {
                                 ListenTarget::Stream(name, _) => m.listeners.insert(name),
                                 ListenTarget::Datagram(a) => m.datagrams.insert(a),
-                                ListenTarget::Forward { .. } => false,
+                                ListenTarget::Forward { .. } | ListenTarget::Tunnel => false,
                             };
                             m.names.insert((dif, app));
                             drop(m);

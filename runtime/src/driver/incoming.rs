@@ -105,6 +105,10 @@ impl Driver {
                 first.extend_from_slice(&first_data);
                 self.dial(now, dif, port, *to, first)
             }
+            ListenTarget::Tunnel => {
+                self.tunnel_incoming(now, dif, port);
+                Ok(())
+            }
             ListenTarget::Datagram(app) => datagram::bind_proxy(remote_app, *app).map(|proxy| {
                 self.stack.node.ipcp_mut(dif).answer_flow(now, port, true);
                 self.add_datagram(dif, port, proxy, *app);

@@ -211,7 +211,9 @@ impl Driver {
             .map(|f| f.app)
             .chain(self.listeners.values().filter_map(|t| match t {
                 ListenTarget::Datagram(a) => Some(*a),
-                ListenTarget::Stream(..) | ListenTarget::Forward { .. } => None,
+                ListenTarget::Stream(..) | ListenTarget::Forward { .. } | ListenTarget::Tunnel => {
+                    None
+                }
             }))
             .collect();
         for app in apps {

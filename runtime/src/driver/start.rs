@@ -107,21 +107,7 @@ pub(crate) fn spawn(
         .inspect_err(|e| tracing::warn!("no management socket: {e}"))
         .ok();
     let epoll = new_epoll(&shared, mgmt.as_ref(), &stack).map_err(|e| down("epoll", e))?;
-    // A host member serves the programs of its host.
-    let host = match config.host.as_ref().filter(|_| node) {
-        Some(rules) => {
-            let service = super::host::open(rules, &config)?;
-            epoll::add(
-                &epoll,
-                service.listener(),
-                epoll::EventData::new_u64(super::TOKEN_HOST),
-                epoll::EventFlags::IN,
-            )
-            .map_err(|e| down("epoll", e))?;
-            Some(service)
-        }
-        None => None,
-    };
+    let host = host_service(&config, node, &epoll)?;
     let mut driver = Driver {
         shared: shared.clone(),
         program: program.to_owned(),
@@ -140,6 +126,7 @@ pub(crate) fn spawn(
         listeners: BTreeMap::new(),
         waiting: Vec::new(),
         dialing: BTreeMap::new(),
+        tunnel: None,
         exiting: None,
         stopped: false,
         keeper: None,
@@ -168,6 +155,27 @@ pub(crate) fn spawn(
     });
     spawned.map_err(|e| FlowError::RuntimeDown(format!("cannot start the runtime thread: {e}")))?;
     Ok(shared)
+}
+
+/// A host member's service to the programs of its host, watched by `epoll` (none for
+/// a process that is not a host member).
+fn host_service(
+    config: &Config,
+    node: bool,
+    epoll: &OwnedFd,
+) -> Result<Option<super::host::Service>, FlowError> {
+    let Some(rules) = config.host.as_ref().filter(|_| node) else {
+        return Ok(None);
+    };
+    let service = super::host::open(rules, config)?;
+    epoll::add(
+        epoll,
+        service.listener(),
+        epoll::EventData::new_u64(super::TOKEN_HOST),
+        epoll::EventFlags::IN,
+    )
+    .map_err(|e| FlowError::RuntimeDown(format!("epoll: {e}")))?;
+    Ok(Some(service))
 }
 
 /// Runs `f` with every signal blocked in this thread (so that threads it starts begin

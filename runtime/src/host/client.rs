@@ -140,9 +140,9 @@ impl Client {
                 recv_buffer: v.recv_buffer,
             },
             ListenTarget::Datagram(a) => Target::Datagram(a),
-            ListenTarget::Forward { .. } => {
+            ListenTarget::Forward { .. } | ListenTarget::Tunnel => {
                 return Err(FlowError::NotAllowed(
-                    "a gateway's egress runs a stack of its own, not the host member's".into(),
+                    "a gateway or a tunnel runs a stack of its own, not the host member's".into(),
                 ))
             }
         };

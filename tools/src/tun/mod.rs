@@ -1,19 +1,19 @@
 //! `rina tun -c RULES`: IP over RINA. A TUN device with the rules' addresses and
 //! routes; the packets routed to it go, by destination, over an unreliable flow to
 //! the tunnel of the host the rules name (`[[tun.peer]]`), which writes them to its own
-//! device. So `ping`, `ssh` or `iperf` run unchanged between hosts whose only link is
+//! device. The runtime thread serves the device itself (`runtime/src/driver/tunnel.rs`):
+//! this command creates and configures it. So `ping`, `ssh` or `iperf` run unchanged between hosts whose only link is
 //! a RINA network. The device's MTU is what one PDU of the DIF carries, so no packet
 //! is split. Needs CAP_NET_ADMIN.
 
 mod device;
-mod forward;
 
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use runtime::config;
-use runtime::{FlowError, Handle, ListenRequest, ListenTarget};
+use runtime::{FlowError, Handle, TunnelRequest};
 
 /// Runs the tunnel of `rules` until SIGINT or SIGTERM.
 pub fn tun(rules: &Path) -> ExitCode {
@@ -92,16 +92,14 @@ fn start(
         Some(m) => m,
         None => payload.min(65_535),
     };
-    let (incoming, at) =
-        crate::loopback::udp_socket().ok_or("cannot open a loopback UDP socket")?;
-    let req = ListenRequest {
+    let req = TunnelRequest {
         dif: t.dif,
-        app: t.app.clone(),
-        target: ListenTarget::Datagram(at),
-        pool: false,
+        config: t.clone(),
+        device: dev,
+        header: device::VNET_HDR,
         timeout: c.settings.connect_timeout,
     };
-    handle.listen(req).map_err(|e| {
+    handle.tunnel(req).map_err(|e| {
         format!(
             "cannot register {} in DIF {}: {}",
             t.app,
@@ -110,12 +108,6 @@ fn start(
         )
     })?;
     device::configure(t, mtu)?;
-    let fwd = forward::Forwarder::new(handle.clone(), t.clone(), dev, incoming)
-        .map_err(|e| format!("cannot start its event loop: {e}"))?;
-    std::thread::Builder::new()
-        .name("rina-tun".into())
-        .spawn(move || fwd.run())
-        .map_err(|e| format!("cannot start its event loop: {e}"))?;
     Ok(mtu)
 }
 
