@@ -153,8 +153,12 @@ impl Driver {
         for &port in &t.ports {
             while let ReadResult::Sdu(sdu) = ipcp.read(now, port) {
                 progress = true;
-                // A full device queue drops the packet, as a router's would.
-                let _ = rustix::io::write(&t.device, &sdu);
+                // Only what looks like an IP packet goes in (the kernel checks the
+                // rest); a full device queue drops it, as a router's would.
+                let ip = sdu.get(t.header..).unwrap_or_default();
+                if destination(ip).is_some() {
+                    let _ = rustix::io::write(&t.device, &sdu);
+                }
             }
         }
         self.tunnel = Some(t);
