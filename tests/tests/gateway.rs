@@ -300,6 +300,63 @@ fn udp_clients_get_their_replies_from_the_ingress_address() {
     }
 }
 
+/// A UDP client whose flow was refused (no server yet) is asked for again after the
+/// hold, though it never stops sending: once the name is up, it is answered.
+#[test]
+fn a_refused_udp_client_is_served_once_its_server_is_up() {
+    let dir = temp_dir();
+    let (server_port, server_udp) = (free_tcp_port(), free_udp_port());
+    let _server = proxy_echo(server_port, &["--udp", &server_udp.to_string()]);
+    let (udp, port) = (free_udp_port(), free_udp_port());
+    let ingress = format!(
+        "[[ingress]]\nlisten = \"127.0.0.1:{port}\"\nproto = \"udp\"\ndif = \"net\"\napp = \"late\"\n"
+    );
+    let _i = start_gateway(dir.path(), "ingress", &gateway_rules(udp, None, &ingress));
+    // The client never stops sending (every 100 ms, from a thread of its own).
+    let client = UdpSocket::bind("127.0.0.1:0").expect("a client socket");
+    client
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let sender = client.try_clone().expect("clone");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopped = stop.clone();
+    let to = format!("127.0.0.1:{port}");
+    let sending = std::thread::spawn(move || {
+        while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+            let _ = sender.send_to(b"q", &to);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    // The first answer within `limit`.
+    let ask = |limit: Duration| -> Option<Vec<u8>> {
+        let end = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < end {
+            let mut b = [0u8; 64];
+            if let Ok((n, _)) = client.recv_from(&mut b) {
+                return Some(b[..n].to_vec());
+            }
+        }
+        None
+    };
+    assert_eq!(ask(Duration::from_secs(2)), None, "answered with no server");
+    let egress = format!(
+        "[[egress]]\napp = \"late\"\ndif = \"net\"\nto = \"127.0.0.1:{server_udp}\"\nproto = \"udp\"\n"
+    );
+    let _e = start_gateway(
+        dir.path(),
+        "egress",
+        &gateway_rules(free_udp_port(), Some(udp), &egress),
+    );
+    let answer = ask(Duration::from_secs(15));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    sending.join().expect("the sender");
+    assert_eq!(
+        answer.as_deref(),
+        Some(&b"re:q"[..]),
+        "never answered once the server was up"
+    );
+}
+
 /// The high-water mark of a process's resident memory (KiB).
 fn peak_rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))

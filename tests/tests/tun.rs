@@ -138,6 +138,13 @@ fn ping_and_tcp_cross_a_tunnel_with_only_rina_on_the_wire() {
         out.status.success() && said.contains("5 received"),
         "{said}"
     );
+    let six = ["ping", "-6", "-c", "3", "-i", "0.2", "-W", "5", "fd77::2"];
+    let out = output_within(&mut hosts.command(0, &six), Duration::from_secs(30));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && said.contains("3 received"),
+        "IPv6: {said}"
+    );
     // UDP: a datagram and one larger than the MTU (IP fragments inside the tunnel).
     let mut server = Proc::spawn(
         "udp echo",
@@ -171,6 +178,12 @@ fn ping_and_tcp_cross_a_tunnel_with_only_rina_on_the_wire() {
     assert!(
         transfer(&hosts, dir.path(), (1, 0), "10.77.0.1", &down) == down,
         "down differs"
+    );
+    // TCP over IPv6 (TSO6 inside the tunnel).
+    let v6 = random_bytes(4 << 20, 49);
+    assert!(
+        transfer(&hosts, dir.path(), (0, 1), "fd77::2", &v6) == v6,
+        "IPv6 differs"
     );
     let count = capture.finish();
     let rina = count("ether proto 0xd1f0");

@@ -17,8 +17,13 @@ use rustix::net::{self, AddressFamily, SocketFlags, SocketType};
 
 use super::{Driver, TOKEN_DIAL, TOKEN_MASK};
 
-/// How long a connection to an egress's server may take before its flow is refused.
-const DIAL_LIMIT: Duration = Duration::from_secs(10);
+/// How long a connection to an egress's server may take before its flow is refused:
+/// less than a requester's default connect time-out (10 s), which also covers the
+/// allocation's round trips, so that the answer comes while someone waits for it.
+const DIAL_LIMIT: Duration = Duration::from_secs(8);
+/// Connections on their way at once: past it, flows are refused (no resources), so
+/// that no member can make this process open sockets without bound.
+const MAX_DIALING: usize = 1024;
 
 /// A flow whose TCP connection is on its way.
 pub(super) struct Dialing {
@@ -44,6 +49,11 @@ impl Driver {
         to: SocketAddr,
         first: Vec<u8>,
     ) -> std::io::Result<()> {
+        if self.dialing.len() >= MAX_DIALING {
+            return Err(std::io::Error::other(format!(
+                "{MAX_DIALING} connections are on their way already"
+            )));
+        }
         let family = if to.is_ipv4() {
             AddressFamily::INET
         } else {

@@ -106,7 +106,7 @@ impl Driver {
                 self.dial(now, dif, port, *to, first)
             }
             ListenTarget::Tunnel => {
-                self.tunnel_incoming(now, dif, port);
+                self.tunnel_incoming(now, dif, port, remote_app);
                 Ok(())
             }
             ListenTarget::Datagram(app) => datagram::bind_proxy(remote_app, *app).map(|proxy| {

@@ -6,8 +6,13 @@
 //! SDUs of every flow of the tunnel (its own, and the peers' flows to its name) are
 //! written to the device. Here, not in a thread of the command's, so that a packet
 //! costs no hand-off and no copy through a loopback socket.
+//!
+//! What reaches the host's IP stack is checked, as WireGuard checks its peers'
+//! allowed addresses: only the tunnels the rules name as peers may open flows to this
+//! one ([`MAX_FLOWS_PER_PEER`] each), a packet must come from an address of its peer's
+//! routes, and its offload header must describe it ([`admit`]).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::OwnedFd;
 use std::time::Duration;
@@ -27,6 +32,57 @@ const MAX_QUEUED: usize = 64;
 const REFUSED_HOLD: Duration = Duration::from_secs(1);
 /// Packets read from the device per loop turn (the other flows get turns too).
 const READ_BURST: usize = 64;
+/// Flows a peer tunnel may have open to this one at a time.
+pub const MAX_FLOWS_PER_PEER: usize = 4;
+
+/// `virtio_net_hdr` flags this tunnel accepts: the checksum is to be filled in, or
+/// was checked.
+const VNET_FLAGS: u8 = 0x01 | 0x02;
+const NEEDS_CSUM: u8 = 0x01;
+/// `gso_type`: none, TCP over IPv4, TCP over IPv6.
+const GSO_NONE: u8 = 0;
+const GSO_TCPV4: u8 = 1;
+const GSO_TCPV6: u8 = 4;
+
+/// True if `sdu` (a `header`-byte `virtio_net_hdr`, when `header` is 10, then an IP
+/// packet) may go to the device: an IPv4 or IPv6 packet from an address in `routes`,
+/// whose offload header describes it (a known segmentation type of its family, a
+/// checksum position inside it).
+pub fn admit(sdu: &[u8], header: usize, routes: &[crate::config::tun::Prefix]) -> bool {
+    let Some(ip) = sdu.get(header..) else {
+        return false;
+    };
+    let Some(src) = source(ip) else { return false };
+    if !routes.iter().any(|r| r.contains(src)) {
+        return false;
+    }
+    if header != 10 {
+        return header == 0;
+    }
+    let le = |at: usize| usize::from(u16::from_le_bytes([sdu[at], sdu[at + 1]]));
+    let (flags, gso) = (sdu[0], sdu[1]);
+    let family_ok = match gso {
+        GSO_NONE => true,
+        GSO_TCPV4 => src.is_ipv4() && le(4) > 0,
+        GSO_TCPV6 => src.is_ipv6() && le(4) > 0,
+        _ => false,
+    };
+    let csum_ok = flags & NEEDS_CSUM == 0 || le(6) + le(8) + 2 <= ip.len();
+    flags & !VNET_FLAGS == 0 && family_ok && csum_ok
+}
+
+/// The source address of an IPv4 or IPv6 packet.
+fn source(packet: &[u8]) -> Option<IpAddr> {
+    destination(packet)?;
+    match packet[0] >> 4 {
+        4 => Some(IpAddr::V4(Ipv4Addr::from(
+            <[u8; 4]>::try_from(&packet[12..16]).ok()?,
+        ))),
+        _ => Some(IpAddr::V6(Ipv6Addr::from(
+            <[u8; 16]>::try_from(&packet[8..24]).ok()?,
+        ))),
+    }
+}
 
 /// The destination address of an IPv4 or IPv6 packet.
 pub fn destination(packet: &[u8]) -> Option<IpAddr> {
@@ -61,8 +117,8 @@ pub(super) struct Tunnel {
     header: usize,
     readable: bool,
     peers: Vec<Peer>,
-    /// The flows whose SDUs go to the device.
-    ports: BTreeSet<PortId>,
+    /// The flows whose SDUs go to the device, and the peer each is with.
+    ports: BTreeMap<PortId, usize>,
     /// Flows being made, by port-id: the peer's index.
     asking: BTreeMap<PortId, usize>,
     timeout: Duration,
@@ -116,7 +172,7 @@ impl Driver {
             device,
             header,
             readable: true,
-            ports: BTreeSet::new(),
+            ports: BTreeMap::new(),
             asking: BTreeMap::new(),
             timeout,
             buf: vec![0; 65536 + header],
@@ -131,16 +187,29 @@ impl Driver {
         }
     }
 
-    /// A peer tunnel's flow came in: its SDUs go to the device.
-    pub(super) fn tunnel_incoming(&mut self, now: Instant, dif: DifId, port: PortId) {
-        let accepted = self
-            .tunnel
-            .as_mut()
-            .is_some_and(|t| t.dif == dif && t.ports.insert(port));
+    /// A flow came in for the tunnel's name: accepted (its SDUs go to the device) if
+    /// it is from a peer the rules name, with fewer than [`MAX_FLOWS_PER_PEER`] open.
+    pub(super) fn tunnel_incoming(
+        &mut self,
+        now: Instant,
+        dif: DifId,
+        port: PortId,
+        remote: &rina_core::ApplicationName,
+    ) {
+        let peer = self.tunnel.as_mut().filter(|t| t.dif == dif).and_then(|t| {
+            let i = t.config.peers.iter().position(|p| p.app == *remote)?;
+            let open = t.ports.values().filter(|&&p| p == i).count();
+            (open < MAX_FLOWS_PER_PEER)
+                .then(|| t.ports.insert(port, i))
+                .map(|_| i)
+        });
+        if peer.is_none() {
+            tracing::info!("tunnel: a flow from {remote} refused (not a peer, or too many)");
+        }
         self.stack
             .node
             .ipcp_mut(dif)
-            .answer_flow(now, port, accepted);
+            .answer_flow(now, port, peer.is_some());
     }
 
     /// Moves packets both ways: true if any moved.
@@ -150,13 +219,12 @@ impl Driver {
         };
         let mut progress = self.device_to_flows(now, &mut t);
         let ipcp = self.stack.node.ipcp_mut(t.dif);
-        for &port in &t.ports {
+        for (&port, &i) in &t.ports {
+            let routes = &t.config.peers[i].routes;
             while let ReadResult::Sdu(sdu) = ipcp.read(now, port) {
                 progress = true;
-                // Only what looks like an IP packet goes in (the kernel checks the
-                // rest); a full device queue drops it, as a router's would.
-                let ip = sdu.get(t.header..).unwrap_or_default();
-                if destination(ip).is_some() {
+                // A full device queue drops the packet, as a router's would.
+                if admit(&sdu, t.header, routes) {
                     let _ = rustix::io::write(&t.device, &sdu);
                 }
             }
@@ -240,7 +308,7 @@ impl Driver {
             return true;
         }
         t.peers[i] = Peer::Up(port);
-        t.ports.insert(port);
+        t.ports.insert(port, i);
         let ipcp = self.stack.node.ipcp_mut(dif);
         for p in queued {
             let _ = ipcp.write(now, port, &p);
@@ -254,7 +322,7 @@ impl Driver {
         let Some(t) = self.tunnel.as_mut().filter(|t| t.dif == dif) else {
             return false;
         };
-        let mine = t.ports.remove(&port);
+        let mine = t.ports.remove(&port).is_some();
         for p in &mut t.peers {
             if matches!(p, Peer::Up(q) if *q == port) {
                 *p = Peer::Idle;
@@ -266,7 +334,55 @@ impl Driver {
 
 #[cfg(test)]
 mod tests {
-    use super::destination;
+    use super::{admit, destination};
+    use crate::config::tun::Prefix;
+
+    /// An IPv4 packet from `src` after a virtio_net_hdr of `flags`, `gso`, `gso_size`,
+    /// `csum_start`, `csum_offset`.
+    fn sdu(src: [u8; 4], hdr: [u16; 5]) -> Vec<u8> {
+        let mut v = vec![hdr[0] as u8, hdr[1] as u8];
+        for f in &hdr[2..] {
+            v.extend_from_slice(&f.to_le_bytes());
+        }
+        v.extend_from_slice(&0u16.to_le_bytes()); // csum_offset
+        v.truncate(10);
+        let mut ip = vec![0x45u8; 60];
+        ip[12..16].copy_from_slice(&src);
+        ip[16..20].copy_from_slice(&[10, 77, 0, 1]);
+        v.extend_from_slice(&ip);
+        v
+    }
+
+    #[test]
+    fn only_a_peers_addresses_with_a_sound_header_are_admitted() {
+        let routes = [Prefix::parse("10.77.0.2/32").unwrap()];
+        // flags, gso_type, hdr_len, gso_size, csum_start (csum_offset follows).
+        let plain = sdu([10, 77, 0, 2], [0, 0, 0, 0, 0]);
+        assert!(admit(&plain, 10, &routes));
+        assert!(
+            !admit(&sdu([10, 77, 0, 9], [0, 0, 0, 0, 0]), 10, &routes),
+            "spoofed"
+        );
+        assert!(
+            !admit(&sdu([10, 77, 0, 2], [4, 0, 0, 0, 0]), 10, &routes),
+            "flags"
+        );
+        assert!(
+            !admit(&sdu([10, 77, 0, 2], [0, 4, 0, 1400, 0]), 10, &routes),
+            "TCPv6 on v4"
+        );
+        assert!(
+            !admit(&sdu([10, 77, 0, 2], [0, 1, 0, 0, 0]), 10, &routes),
+            "no gso_size"
+        );
+        assert!(admit(&sdu([10, 77, 0, 2], [0, 1, 0, 1400, 0]), 10, &routes));
+        assert!(
+            !admit(&sdu([10, 77, 0, 2], [1, 0, 0, 0, 59]), 10, &routes),
+            "csum beyond"
+        );
+        assert!(!admit(&plain[..12], 10, &routes), "truncated");
+        assert!(!admit(&[], 10, &routes));
+    }
 
     #[test]
     fn destinations_of_both_families() {

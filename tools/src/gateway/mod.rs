@@ -19,6 +19,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use runtime::config::{self, Config, Ingress, Proto};
 use runtime::{FlowError, Handle, ListenRequest, ListenTarget};
@@ -204,12 +205,17 @@ const TOKEN_PEER: u64 = 2 << 56;
 const TOKEN_WAKE: u64 = 3 << 56;
 const TOKEN_MASK: u64 = (1 << 56) - 1;
 
+/// How long a listener rests when the process is out of descriptors.
+const REST: Duration = Duration::from_millis(100);
+
 /// The ingress event loop.
 struct Loop {
     handle: Handle,
     epoll: OwnedFd,
     rules: Vec<Bound>,
     udp: udp::Peers,
+    /// Listeners not watched until then (out of descriptors), by rule.
+    resting: Vec<(usize, Instant)>,
 }
 
 impl Loop {
@@ -235,6 +241,7 @@ impl Loop {
             epoll,
             rules,
             udp,
+            resting: Vec::new(),
         })
     }
 
@@ -242,7 +249,16 @@ impl Loop {
         let mut events = Vec::with_capacity(256);
         loop {
             events.clear();
-            let timeout = self.udp.next_expiry_ms();
+            self.wake_rested();
+            let rest = self
+                .resting
+                .iter()
+                .map(|(_, at)| at.saturating_duration_since(Instant::now()).as_millis() as u64 + 1)
+                .min();
+            let timeout = match (self.udp.next_expiry_ms(), rest) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             let got = epoll::wait(
                 &self.epoll,
                 rustix::buffer::spare_capacity(&mut events),
@@ -255,7 +271,10 @@ impl Loop {
             );
             if let Err(e) = got {
                 if e != rustix::io::Errno::INTR {
-                    eprintln!("rina gateway: its event loop failed: {e}");
+                    eprintln!("rina gateway: its event loop failed: {e}; stopping");
+                    // SAFETY: a signal to this process, which the main thread waits for
+                    // (it stops the gateway as SIGTERM from outside would).
+                    unsafe { libc::kill(libc::getpid(), libc::SIGTERM) };
                     return;
                 }
             }
@@ -265,11 +284,28 @@ impl Loop {
                 match token & !TOKEN_MASK {
                     TOKEN_RULE => self.on_rule(index),
                     TOKEN_PEER => self.udp.take_flow(index as u64, &self.rules),
-                    TOKEN_WAKE => self.udp.settle(&self.epoll, &self.rules),
+                    TOKEN_WAKE => self.udp.settle(&self.handle, &self.epoll, &self.rules),
                     _ => {}
                 }
             }
             self.udp.expire(&self.handle, &self.epoll);
+        }
+    }
+
+    /// Watches again the listeners whose rest is over.
+    fn wake_rested(&mut self) {
+        let now = Instant::now();
+        let (done, resting): (Vec<_>, Vec<_>) =
+            self.resting.drain(..).partition(|(_, at)| *at <= now);
+        self.resting = resting;
+        for (i, _) in done {
+            let data = epoll::EventData::new_u64(TOKEN_RULE | i as u64);
+            let _ = epoll::add(
+                &self.epoll,
+                &self.rules[i].sock,
+                data,
+                epoll::EventFlags::IN,
+            );
         }
     }
 
@@ -279,7 +315,13 @@ impl Loop {
             return;
         };
         match b.rule.proto {
-            Proto::Tcp => tcp::accept_all(&self.handle, &b.rule, b.sock.as_fd()),
+            Proto::Tcp => {
+                if !tcp::accept_all(&self.handle, &b.rule, b.sock.as_fd()) {
+                    // Out of descriptors: the listener rests a while, not watched.
+                    let _ = epoll::delete(&self.epoll, &b.sock);
+                    self.resting.push((index, Instant::now() + REST));
+                }
+            }
             Proto::Udp => self.udp.take_clients(&self.handle, index, &self.rules),
         }
     }

@@ -11,18 +11,20 @@ use runtime::view::FlowView;
 use runtime::{AppEnd, ConnectRequest, Handle};
 use rustix::net::{self, sockopt, SocketFlags};
 
-/// Accepts every connection waiting on `listener`.
-pub(super) fn accept_all(handle: &Handle, rule: &Ingress, listener: BorrowedFd<'_>) {
+/// Accepts every connection waiting on `listener`. False if it must rest: the
+/// process is out of descriptors or memory, and the connections wait in the backlog
+/// (the listener, level-triggered, would otherwise wake the loop without end).
+pub(super) fn accept_all(handle: &Handle, rule: &Ingress, listener: BorrowedFd<'_>) -> bool {
+    use rustix::io::Errno;
     loop {
         match net::acceptfrom_with(listener, SocketFlags::CLOEXEC | SocketFlags::NONBLOCK) {
             Ok((conn, from)) => {
                 let from = from.and_then(|a| std::net::SocketAddr::try_from(a).ok());
                 start_flow(handle, rule, conn, from);
             }
-            Err(rustix::io::Errno::INTR | rustix::io::Errno::CONNABORTED) => {}
-            // EAGAIN: all taken. EMFILE and the like: the connection waits in the
-            // backlog; it is taken once a descriptor is free (level-triggered).
-            Err(_) => return,
+            Err(Errno::INTR | Errno::CONNABORTED) => {}
+            Err(Errno::MFILE | Errno::NFILE | Errno::NOBUFS | Errno::NOMEM) => return false,
+            Err(_) => return true,
         }
     }
 }

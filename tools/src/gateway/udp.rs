@@ -8,7 +8,7 @@
 //!
 //! Bounded as a NAT is: at most [`MAX_PEERS`] clients at a time (datagrams from
 //! more are dropped), at most [`MAX_QUEUED`] datagrams held per client while its
-//! flow is being made, and a client silent both ways for [`UDP_IDLE`] is forgotten
+//! flow is being made ([`MAX_QUEUED_BYTES`] for all), and a client silent both ways for [`UDP_IDLE`] is forgotten
 //! (its flow released). A client whose flow is refused is not asked for again for
 //! [`REFUSED_HOLD`]; its datagrams are dropped meanwhile, as a network drops them.
 
@@ -30,6 +30,9 @@ use super::{Bound, TOKEN_PEER};
 pub(super) const MAX_PEERS: usize = 4096;
 /// Datagrams held per client while its flow is being made.
 pub(super) const MAX_QUEUED: usize = 64;
+/// Bytes held for all clients while their flows are being made (UDP sources are
+/// easily forged: what they make this process hold is bounded).
+pub(super) const MAX_QUEUED_BYTES: usize = 16 << 20;
 /// How long a client whose flow was refused is not asked for again.
 pub(super) const REFUSED_HOLD: Duration = Duration::from_secs(1);
 /// How often idle clients are looked for.
@@ -43,8 +46,8 @@ enum State {
     Asking(Vec<Vec<u8>>),
     /// The flow is up: the socket is connected to its proxy.
     Up,
-    /// The flow was refused.
-    Refused,
+    /// The flow was refused (or could not be used) at this time.
+    Refused(Instant),
 }
 
 struct Peer {
@@ -65,6 +68,8 @@ pub(super) struct Peers {
     by_client: HashMap<(usize, SocketAddr), u64>,
     next: u64,
     next_sweep: Instant,
+    /// Bytes held in [`State::Asking`] queues.
+    queued: usize,
     buf: Vec<u8>,
 }
 
@@ -78,6 +83,7 @@ impl Peers {
             by_client: HashMap::new(),
             next: 0,
             next_sweep: Instant::now() + SWEEP,
+            queued: 0,
             buf: vec![0; 65536],
         })
     }
@@ -118,14 +124,17 @@ impl Peers {
             let Some(p) = self.peers.get_mut(&id) else {
                 continue;
             };
-            p.last = Instant::now();
             let data = &self.buf[..n];
             match &mut p.state {
-                State::Asking(q) if q.len() < MAX_QUEUED => q.push(data.to_vec()),
+                State::Asking(q) if q.len() < MAX_QUEUED && self.queued + n <= MAX_QUEUED_BYTES => {
+                    self.queued += n;
+                    q.push(data.to_vec());
+                }
                 State::Up => {
+                    p.last = Instant::now();
                     let _ = net::send(&p.sock, data, SendFlags::DONTWAIT);
                 }
-                State::Asking(_) | State::Refused => {}
+                State::Asking(_) | State::Refused(_) => {}
             }
         }
     }
@@ -168,7 +177,7 @@ impl Peers {
     }
 
     /// The flows made (or refused) since the last call.
-    pub(super) fn settle(&mut self, epoll: &OwnedFd, rules: &[Bound]) {
+    pub(super) fn settle(&mut self, handle: &Handle, epoll: &OwnedFd, rules: &[Bound]) {
         let mut b = [0u8; 8];
         let _ = rustix::io::read(&*self.waker, &mut b);
         let done: Vec<_> = std::mem::take(&mut *self.done.lock());
@@ -176,18 +185,23 @@ impl Peers {
             let Some(p) = self.peers.get_mut(&id) else {
                 continue;
             };
-            let queued = match std::mem::replace(&mut p.state, State::Refused) {
+            let now = Instant::now();
+            let queued = match std::mem::replace(&mut p.state, State::Refused(now)) {
                 State::Asking(q) => q,
                 other => {
                     p.state = other;
                     continue;
                 }
             };
-            p.last = Instant::now();
+            self.queued -= queued.iter().map(Vec::len).sum::<usize>();
+            p.last = now;
             let Ok(FlowInfo {
                 proxy: Some(proxy), ..
             }) = r
             else {
+                if r.is_ok() {
+                    handle.release_datagram(p.app);
+                }
                 if let Err(e) = &r {
                     let rule = rules.get(p.rule).map_or(0, |b| b.rule.line);
                     eprintln!(
@@ -204,6 +218,9 @@ impl Peers {
                 epoll::EventFlags::IN,
             );
             if net::connect(&p.sock, &proxy).is_err() || watched.is_err() {
+                // The flow is up but cannot be used: it goes now (refused meanwhile).
+                let _ = epoll::delete(epoll, p.sock.as_fd());
+                handle.release_datagram(p.app);
                 continue;
             }
             p.state = State::Up;
@@ -245,7 +262,7 @@ impl Peers {
             .iter()
             .filter(|(_, p)| match p.state {
                 State::Up => now.duration_since(p.last) >= UDP_IDLE,
-                State::Refused => now.duration_since(p.last) >= REFUSED_HOLD,
+                State::Refused(at) => now.duration_since(at) >= REFUSED_HOLD,
                 State::Asking(_) => false,
             })
             .map(|(&id, _)| id)

@@ -32,8 +32,8 @@ const TUNSETVNETLE: libc::c_ulong = 0x4004_54dc;
 
 /// Bytes of the `virtio_net_hdr` before each packet.
 pub(super) const VNET_HDR: usize = 10;
-/// The largest packet the kernel hands over (set on the device): with its header, it
-/// fits one UDP datagram, as the flow's proxy takes it.
+/// The largest packet the kernel hands over (set on the device; a TCP stream's
+/// segments in one, split into PDUs by the flow).
 pub(super) const GSO_MAX: usize = 60_000;
 
 /// Creates the TUN device `name` (nonblocking): its descriptor, or why not.
@@ -73,7 +73,15 @@ pub(super) fn open(name: &str) -> Result<OwnedFd, String> {
     }
     let le: libc::c_int = 1;
     // SAFETY: TUNSETVNETLE reads an int through the pointer, which is valid.
-    unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETVNETLE, &le) };
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETVNETLE, &le) };
+    // A little-endian host's headers are little-endian anyway (the call may be
+    // missing there); a big-endian one's must be made so, for the far side.
+    if r < 0 && cfg!(target_endian = "big") {
+        let e = std::io::Error::last_os_error();
+        return Err(format!(
+            "cannot make TUN device {name}'s headers little-endian: {e}"
+        ));
+    }
     // SAFETY: TUNSETOFFLOAD takes its flags by value.
     let r = unsafe {
         libc::ioctl(

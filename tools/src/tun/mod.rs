@@ -79,18 +79,22 @@ fn start(
     t: &config::tun::TunConfig,
     dev: std::os::fd::OwnedFd,
 ) -> Result<usize, String> {
-    let payload = handle
+    // Each SDU is a packet after its virtio_net_hdr: a packet of the MTU and its
+    // header fit one PDU.
+    let room = handle
         .pdu_payload(t.dif)
-        .ok_or("the stack did not say how large its PDUs are")?;
+        .ok_or("the stack did not say how large its PDUs are")?
+        .saturating_sub(device::VNET_HDR);
     let mtu = match t.mtu {
-        Some(m) if m > payload => {
+        Some(m) if m > room => {
             return Err(format!(
-            "mtu {m} is more than one PDU of DIF {} carries ({payload}): packets would be split",
-            c.dif_name(t.dif)
-        ))
+                "mtu {m} is more than one PDU of DIF {} carries with the packet's \
+                 offload header ({room}): packets would be split",
+                c.dif_name(t.dif)
+            ))
         }
         Some(m) => m,
-        None => payload.min(65_535),
+        None => room.min(65_535),
     };
     let req = TunnelRequest {
         dif: t.dif,
