@@ -70,6 +70,8 @@ fn start_tun(hosts: &Hosts, i: usize, rules: &Path, err: &Path) -> Proc {
                 ],
             )
             .env("RINA_STRICT", "1")
+            .env("RINA_LOG", "info")
+            .env("RINA_LOG_FILE", err.with_extension("log"))
             .stdout(Stdio::null())
             .stderr(stdout_to(err)),
     );
@@ -185,6 +187,10 @@ fn ping_and_tcp_cross_a_tunnel_with_only_rina_on_the_wire() {
         transfer(&hosts, dir.path(), (0, 1), "fd77::2", &v6) == v6,
         "IPv6 differs"
     );
+    // A member that is not a peer of the rules (a gateway whose flows come from
+    // "intruder") cannot open a flow to a tunnel.
+    let intruder = intruder(&hosts, dir.path());
+    drop(intruder);
     let count = capture.finish();
     let rina = count("ether proto 0xd1f0");
     assert!(
@@ -192,6 +198,61 @@ fn ping_and_tcp_cross_a_tunnel_with_only_rina_on_the_wire() {
         "only {rina} RINA frames captured"
     );
     assert_eq!(count("ip or ip6 or arp"), 0, "IP on the wire");
+}
+
+/// Runs, in host 2, a gateway whose UDP ingress sends to host 1's tunnel as
+/// "intruder", sends it a datagram, and checks that the tunnel refused the flow.
+fn intruder(hosts: &Hosts, dir: &Path) -> Proc {
+    let text = format!(
+        "[[dif]]\nname = \"eth\"\ntype = \"ethernet\"\ninterface = \"{IFACE}\"\n\n\
+         [[dif]]\nname = \"net\"\ntype = \"normal\"\nover = [\"eth\"]\nenroll-via = {{ dif = \"eth\" }}\n\n\
+         [[ingress]]\nlisten = \"127.0.0.1:7777\"\nproto = \"udp\"\ndif = \"net\"\napp = \"tun-1\"\nlocal-app = \"intruder\"\n"
+    );
+    let r = rules(dir, "intruder.toml", &text);
+    let err = dir.join("intruder.err");
+    let mut gw = Proc::spawn(
+        "rina gateway",
+        hosts
+            .command(
+                1,
+                &[
+                    rina().to_str().unwrap(),
+                    "gateway",
+                    "-c",
+                    r.to_str().unwrap(),
+                ],
+            )
+            .stdout(Stdio::null())
+            .stderr(stdout_to(&err)),
+    );
+    let read = || std::fs::read_to_string(&err).unwrap_or_default();
+    if !wait_until(Duration::from_secs(15), || read().contains("stops it")) {
+        let _ = gw.kill_and_stderr();
+        panic!("the intruder's gateway never started: {}", read());
+    }
+    let send = "import socket; socket.socket(2, 2).sendto(b'E' * 60, ('127.0.0.1', 7777))";
+    let st = output_within(
+        &mut hosts.command(1, &["python3", "-c", send]),
+        Duration::from_secs(10),
+    )
+    .status;
+    assert!(st.success(), "cannot send to the intruder's gateway");
+    let refused = wait_until(Duration::from_secs(20), || {
+        read().contains("no flow for UDP client 127.0.0.1:")
+    });
+    assert!(refused, "the intruder's flow was not refused: {}", read());
+    // Refused by the tunnel, for not being a peer (not for any other reason).
+    let log = dir.join("a.log");
+    let said = wait_until(Duration::from_secs(10), || {
+        std::fs::read_to_string(&log)
+            .is_ok_and(|t| t.contains("tunnel: a flow from intruder refused"))
+    });
+    assert!(
+        said,
+        "{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    gw
 }
 
 /// Sends `data` with `nc -N` from host `from` to `nc -l` on `to_ip` in host `to`,
