@@ -253,10 +253,20 @@ impl Proc {
 
     /// Resident memory (KiB) now, from /proc.
     pub fn rss_kib(&self) -> Option<u64> {
+        self.status_kib("VmRSS:")
+    }
+
+    /// The most resident memory (KiB) it has had, from /proc.
+    pub fn peak_rss_kib(&self) -> Option<u64> {
+        self.status_kib("VmHWM:")
+    }
+
+    /// A figure in KiB of /proc/PID/status, by its key.
+    fn status_kib(&self, key: &str) -> Option<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
         status
             .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .find_map(|l| l.strip_prefix(key))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
     }
 }
@@ -716,6 +726,38 @@ pub fn compile_c(dir: &Path, src: &str, extra: &[&str]) -> PathBuf {
         String::from_utf8_lossy(&out.stderr)
     );
     bin
+}
+
+/// Starts `rina gateway` with `text` as its rules (`{name}.toml` in `dir`, its stderr
+/// and log beside them; `RINA_STRICT` if `strict`) and waits (bounded) until it said
+/// what it serves and joined DIF `net`; panics with both otherwise.
+pub fn rina_gateway(dir: &Path, name: &str, text: &str, strict: bool) -> Proc {
+    let rules = rules(dir, &format!("{name}.toml"), text);
+    let (err, log) = (
+        dir.join(format!("{name}.err")),
+        dir.join(format!("{name}.log")),
+    );
+    let mut cmd = Command::new(rina());
+    cmd.args(["gateway", "-c"])
+        .arg(&rules)
+        .env("RINA_LOG", "info")
+        .env("RINA_LOG_FILE", &log)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stdout_to(&err));
+    if strict {
+        cmd.env("RINA_STRICT", "1");
+    }
+    let mut p = Proc::spawn(name, &mut cmd);
+    let read = |f: &PathBuf| std::fs::read_to_string(f).unwrap_or_default();
+    let ready = wait_until(Duration::from_secs(15), || {
+        read(&err).contains("rina gateway ") && read(&log).contains("enrolled in DIF net ")
+    });
+    if !ready {
+        let _ = p.kill_and_stderr();
+        panic!("{name} never got ready: {}\n{}", read(&err), read(&log));
+    }
+    p
 }
 
 /// Starts `rina node -c RULES` (logging to `log`).

@@ -170,6 +170,18 @@ impl Hosts {
         }
     }
 
+    /// Waits (up to `limit`) until something in host `i` listens on TCP port `port`.
+    pub fn wait_listening(&self, i: usize, port: u16, limit: Duration) -> bool {
+        let filter = format!("sport = :{port}");
+        crate::wait_until(limit, || {
+            let out = output_within(
+                &mut self.command(i, &["ss", "-Hltn", &filter]),
+                Duration::from_secs(10),
+            );
+            !out.stdout.is_empty()
+        })
+    }
+
     /// The MAC address of host `i`'s `eth0`.
     pub fn mac(&self, i: usize) -> String {
         let out = output_within(
@@ -217,6 +229,15 @@ pub struct Capture {
 }
 
 impl Capture {
+    /// Stops the capture and checks that it holds at least `frames` RINA frames
+    /// (Ethertype 0xD1F0) and no IP packet or ARP.
+    pub fn expect_only_rina(self, frames: usize) {
+        let count = self.finish();
+        let rina = count("ether proto 0xd1f0");
+        assert!(rina > frames, "only {rina} RINA frames captured");
+        assert_eq!(count("ip or ip6 or arp"), 0, "IP on the wire");
+    }
+
     /// Stops the capture (it writes out what it captured) and returns a counter of
     /// the packets matching a tcpdump filter in it.
     pub fn finish(mut self) -> impl Fn(&str) -> usize {

@@ -131,13 +131,7 @@ fn nc_pair_over_a_veth_without_ip() {
         "junk: {}",
         junk.stderr()
     );
-    let count = capture.finish();
-    let rina = count("ether proto 0xd1f0");
-    assert!(
-        rina > 2 * (8 << 20) / 1500,
-        "only {rina} RINA frames captured"
-    );
-    assert_eq!(count("ip or ip6 or arp"), 0, "IP on the wire");
+    capture.expect_only_rina(2 * (8 << 20) / 1500);
 }
 
 /// The Python echo server used below: each connection's bytes come back once its

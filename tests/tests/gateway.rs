@@ -19,35 +19,9 @@ fn gateway_rules(udp: u16, via: Option<u16>, rules: &str) -> String {
     many::udp_member(udp, via, rules)
 }
 
-/// Starts `rina gateway` with `text` as its rules and waits (bounded) until it said
-/// what it serves and joined DIF `net`.
+/// Starts `rina gateway` (strict) with `text` as its rules, once it is ready.
 fn start_gateway(dir: &Path, name: &str, text: &str) -> Proc {
-    let rules = rules(dir, &format!("{name}.toml"), text);
-    let (err, log) = (
-        dir.join(format!("{name}.err")),
-        dir.join(format!("{name}.log")),
-    );
-    let mut p = Proc::spawn(
-        name,
-        Command::new(rina())
-            .args(["gateway", "-c"])
-            .arg(&rules)
-            .env("RINA_LOG", "info")
-            .env("RINA_LOG_FILE", &log)
-            .env("RINA_STRICT", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stdout_to(&err)),
-    );
-    let read = |f: &PathBuf| std::fs::read_to_string(f).unwrap_or_default();
-    let ready = wait_until(Duration::from_secs(15), || {
-        read(&err).contains("rina gateway ") && read(&log).contains("enrolled in DIF net ")
-    });
-    if !ready {
-        let _ = p.kill_and_stderr();
-        panic!("{name} never got ready: {}\n{}", read(&err), read(&log));
-    }
-    p
+    rina_gateway(dir, name, text, true)
 }
 
 /// An egress gateway (bootstrap member) for `app` to 127.0.0.1:`server` and an
@@ -357,18 +331,6 @@ fn a_refused_udp_client_is_served_once_its_server_is_up() {
     );
 }
 
-/// The high-water mark of a process's resident memory (KiB).
-fn peak_rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 #[test]
 fn two_hundred_connections_at_once_are_byte_exact_in_bounded_memory() {
     const CONNECTIONS: usize = 200;
@@ -377,7 +339,7 @@ fn two_hundred_connections_at_once_are_byte_exact_in_bounded_memory() {
     let server_port = free_tcp_port();
     let _server = proxy_echo(server_port, &[]);
     let (e, i, port) = gateway_pair(dir.path(), "web", server_port, false, "web");
-    let before = (peak_rss_kib(e.pid()), peak_rss_kib(i.pid()));
+    let before = (e.peak_rss_kib().unwrap_or(0), i.peak_rss_kib().unwrap_or(0));
     let clients: Vec<_> = (0..CONNECTIONS)
         .map(|n| {
             pushing_client(
@@ -397,7 +359,7 @@ fn two_hundred_connections_at_once_are_byte_exact_in_bounded_memory() {
     // All at once, each gateway may hold all of it (the window is far larger), but
     // no more: under 1 MiB per connection (see the back-pressure test for the bound
     // under a server that stops reading).
-    let after = (peak_rss_kib(e.pid()), peak_rss_kib(i.pid()));
+    let after = (e.peak_rss_kib().unwrap_or(0), i.peak_rss_kib().unwrap_or(0));
     for (who, b, a) in [
         ("egress", before.0, after.0),
         ("ingress", before.1, after.1),
@@ -468,7 +430,7 @@ fn a_server_that_stops_reading_stops_its_clients_in_bounded_memory() {
     let server_port = free_tcp_port();
     let server = proxy_echo(server_port, &[]);
     let (e, i, port) = gateway_pair(dir.path(), "web", server_port, false, "web");
-    let before = (peak_rss_kib(e.pid()), peak_rss_kib(i.pid()));
+    let before = (e.peak_rss_kib().unwrap_or(0), i.peak_rss_kib().unwrap_or(0));
     let stop = |sig: &str| {
         let st = Command::new("kill")
             .args([sig, &server.pid().to_string()])
@@ -498,7 +460,7 @@ fn a_server_that_stops_reading_stops_its_clients_in_bounded_memory() {
         still >= 10
     });
     let held = total();
-    let during = (peak_rss_kib(e.pid()), peak_rss_kib(i.pid()));
+    let during = (e.peak_rss_kib().unwrap_or(0), i.peak_rss_kib().unwrap_or(0));
     eprintln!("peak memory with the server stopped: {during:?} KiB (from {before:?}); {held} bytes written");
     stop("-CONT");
     let failed = join_all(clients);

@@ -191,13 +191,7 @@ fn ping_and_tcp_cross_a_tunnel_with_only_rina_on_the_wire() {
     // "intruder") cannot open a flow to a tunnel.
     let intruder = intruder(&hosts, dir.path());
     drop(intruder);
-    let count = capture.finish();
-    let rina = count("ether proto 0xd1f0");
-    assert!(
-        rina > 2 * (8 << 20) / 1500,
-        "only {rina} RINA frames captured"
-    );
-    assert_eq!(count("ip or ip6 or arp"), 0, "IP on the wire");
+    capture.expect_only_rina(2 * (8 << 20) / 1500);
 }
 
 /// Runs, in host 2, a gateway whose UDP ingress sends to host 1's tunnel as
@@ -272,13 +266,7 @@ fn transfer(
             .command(to, &["nc", "-l", to_ip, "5000"])
             .stdout(stdout_to(&out)),
     );
-    let listening = wait_until(Duration::from_secs(10), || {
-        let out = output_within(
-            &mut hosts.command(to, &["ss", "-Hltn", "sport = :5000"]),
-            Duration::from_secs(10),
-        );
-        !out.stdout.is_empty()
-    });
+    let listening = hosts.wait_listening(to, 5000, Duration::from_secs(10));
     assert!(listening, "nc never listened: {}", server.kill_and_stderr());
     let mut client = Proc::spawn(
         "nc",

@@ -20,7 +20,6 @@
 
 mod ctl;
 mod gateway;
-mod loopback;
 mod tun;
 
 use std::ffi::OsString;
@@ -153,12 +152,9 @@ fn main() -> ExitCode {
 }
 
 fn node(rules: &Path) -> ExitCode {
-    let c = match config::load(rules) {
+    let c = match load_rules(rules) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("rina: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     if let Some(why) = c.missing_net_raw() {
         eprintln!("rina: {}: {why}", rules.display());
@@ -172,11 +168,7 @@ fn node(rules: &Path) -> ExitCode {
     let handle = match runtime::Handle::start_node(std::sync::Arc::new(c), "node") {
         Ok(h) => h,
         Err(e) => {
-            let why = match e {
-                runtime::FlowError::RuntimeDown(why) => why,
-                other => other.to_string(),
-            };
-            eprintln!("rina node: cannot start the RINA stack: {why}");
+            eprintln!("rina node: cannot start the RINA stack: {}", why(e));
             return ExitCode::from(1);
         }
     };
@@ -189,6 +181,23 @@ fn node(rules: &Path) -> ExitCode {
     eprintln!("rina node {}: stopping (signal {sig})", std::process::id());
     handle.exit();
     ExitCode::SUCCESS
+}
+
+/// Reads and checks the rules of a member the `rina` command runs (`node`, `gateway`,
+/// `tun`); a mistake is said, and the exit code (2) returned.
+fn load_rules(rules: &Path) -> Result<config::Config, ExitCode> {
+    config::load(rules).map_err(|e| {
+        eprintln!("rina: {e}");
+        ExitCode::from(2)
+    })
+}
+
+/// Why a stack or a call of it failed, in words (a stopped runtime's own reason).
+fn why(e: runtime::FlowError) -> String {
+    match e {
+        runtime::FlowError::RuntimeDown(why) => why,
+        other => other.to_string(),
+    }
 }
 
 /// Blocks SIGINT and SIGTERM in this thread, before the runtime thread starts (it

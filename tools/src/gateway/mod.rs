@@ -21,18 +21,15 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use runtime::config::{self, Config, Ingress, Proto};
-use runtime::{FlowError, Handle, ListenRequest, ListenTarget};
+use runtime::config::{Config, Ingress, Proto};
+use runtime::{Handle, ListenRequest, ListenTarget};
 use rustix::event::epoll;
 
 /// Runs the gateway of `rules` until SIGINT or SIGTERM.
 pub fn gateway(rules: &Path) -> ExitCode {
-    let c = match config::load(rules) {
+    let c = match crate::load_rules(rules) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("rina: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     if c.ingress.is_empty() && c.egress.is_empty() {
         eprintln!(
@@ -59,7 +56,10 @@ pub fn gateway(rules: &Path) -> ExitCode {
     let handle = match Handle::start_node(c.clone(), "gateway") {
         Ok(h) => h,
         Err(e) => {
-            eprintln!("rina gateway: cannot start the RINA stack: {}", why(e));
+            eprintln!(
+                "rina gateway: cannot start the RINA stack: {}",
+                crate::why(e)
+            );
             return ExitCode::from(1);
         }
     };
@@ -84,7 +84,7 @@ pub fn gateway(rules: &Path) -> ExitCode {
                 e.app,
                 c.dif_name(e.dif),
                 e.line,
-                why(err)
+                crate::why(err)
             );
             handle.exit();
             return ExitCode::from(1);
@@ -115,13 +115,6 @@ pub fn gateway(rules: &Path) -> ExitCode {
     );
     handle.exit();
     ExitCode::SUCCESS
-}
-
-fn why(e: FlowError) -> String {
-    match e {
-        FlowError::RuntimeDown(why) => why,
-        other => other.to_string(),
-    }
 }
 
 /// What the gateway does, in one line.

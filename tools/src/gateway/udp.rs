@@ -13,7 +13,7 @@
 //! [`REFUSED_HOLD`]; its datagrams are dropped meanwhile, as a network drops them.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,7 +22,7 @@ use parking_lot::Mutex;
 use runtime::config::UDP_IDLE;
 use runtime::{AppEnd, ConnectRequest, FlowError, FlowInfo, Handle};
 use rustix::event::{epoll, eventfd, EventfdFlags};
-use rustix::net::{self, RecvFlags, SendFlags};
+use rustix::net::{self, RecvFlags, SendFlags, SocketFlags};
 
 use super::{Bound, TOKEN_PEER};
 
@@ -144,7 +144,7 @@ impl Peers {
         if self.peers.len() >= MAX_PEERS {
             return None;
         }
-        let (sock, app) = crate::loopback::udp_socket()?;
+        let (sock, app) = loopback_socket()?;
         let id = self.next;
         self.next += 1;
         let req = ConnectRequest {
@@ -277,4 +277,21 @@ impl Peers {
             }
         }
     }
+}
+
+/// A client's flow's application socket: a nonblocking UDP socket on 127.0.0.1 with a
+/// port of the kernel's choice, and its address.
+fn loopback_socket() -> Option<(OwnedFd, SocketAddr)> {
+    let sock = net::socket_with(
+        net::AddressFamily::INET,
+        net::SocketType::DGRAM,
+        SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+        None,
+    )
+    .ok()?;
+    net::bind(&sock, &SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).ok()?;
+    let at = net::getsockname(&sock)
+        .ok()
+        .and_then(|a| SocketAddr::try_from(a).ok())?;
+    Some((sock, at))
 }

@@ -13,16 +13,13 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use runtime::config;
-use runtime::{FlowError, Handle, TunnelRequest};
+use runtime::{Handle, TunnelRequest};
 
 /// Runs the tunnel of `rules` until SIGINT or SIGTERM.
 pub fn tun(rules: &Path) -> ExitCode {
-    let c = match config::load(rules) {
+    let c = match crate::load_rules(rules) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("rina: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     let Some(t) = c.tun.clone() else {
         eprintln!(
@@ -47,7 +44,7 @@ pub fn tun(rules: &Path) -> ExitCode {
     let handle = match Handle::start_node(c.clone(), "tun") {
         Ok(h) => h,
         Err(e) => {
-            eprintln!("rina tun: cannot start the RINA stack: {}", why(e));
+            eprintln!("rina tun: cannot start the RINA stack: {}", crate::why(e));
             return ExitCode::from(1);
         }
     };
@@ -108,16 +105,9 @@ fn start(
             "cannot register {} in DIF {}: {}",
             t.app,
             c.dif_name(t.dif),
-            why(e)
+            crate::why(e)
         )
     })?;
     device::configure(t, mtu)?;
     Ok(mtu)
-}
-
-fn why(e: FlowError) -> String {
-    match e {
-        FlowError::RuntimeDown(why) => why,
-        other => other.to_string(),
-    }
 }

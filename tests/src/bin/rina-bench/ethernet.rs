@@ -68,12 +68,8 @@ pub(crate) fn throughput(
                 .command(0, &["nc", "-l", SERVER_IP, &p])
                 .stdout(Stdio::null()),
         );
-        let listening = || {
-            let out = hosts.command(0, &["ss", "-Htln"]).output().unwrap();
-            String::from_utf8_lossy(&out.stdout).contains(&format!("{SERVER_IP}:{p}"))
-        };
         assert!(
-            wait_until(Duration::from_secs(5), listening),
+            hosts.wait_listening(0, port, Duration::from_secs(5)),
             "tcp nc did not listen"
         );
         (SERVER_IP, s)
@@ -140,12 +136,8 @@ fn rtt(hosts: &Hosts, dir: &tempfile::TempDir, tag: &str, count: usize, rina: bo
                 .command(0, &[pp, "server", &addr])
                 .stdout(Stdio::null()),
         );
-        let listening = || {
-            let out = hosts.command(0, &["ss", "-Htln"]).output().unwrap();
-            String::from_utf8_lossy(&out.stdout).contains(&addr)
-        };
         assert!(
-            wait_until(Duration::from_secs(5), listening),
+            hosts.wait_listening(0, port, Duration::from_secs(5)),
             "pingpong did not listen"
         );
         let out = hosts

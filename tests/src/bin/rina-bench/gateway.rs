@@ -35,46 +35,25 @@ struct Pair {
     port: u16,
 }
 
-/// Starts `rina gateway` with `text` and waits until it joined DIF `net`.
-fn gateway(dir: &Path, name: &str, text: &str) -> Proc {
-    let rules = rules(dir, &format!("{name}.toml"), text);
-    let log = dir.join(format!("{name}.log"));
-    let _ = std::fs::remove_file(&log);
-    let p = Proc::spawn(
-        name,
-        Command::new(rina())
-            .args(["gateway", "-c"])
-            .arg(&rules)
-            .env("RINA_LOG", "info")
-            .env("RINA_LOG_FILE", &log)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-    );
-    let joined = wait_until(Duration::from_secs(15), || {
-        std::fs::read_to_string(&log).is_ok_and(|t| t.contains("enrolled in DIF net "))
-    });
-    assert!(joined, "{name} never joined");
-    p
-}
-
 /// An egress gateway to 127.0.0.1:`server` and an ingress gateway to it.
 fn pair(dir: &Path, server: u16, run: usize) -> Pair {
     let udp = free_udp_port();
     let egress =
         format!("[[egress]]\napp = \"bench\"\ndif = \"net\"\nto = \"127.0.0.1:{server}\"\n");
-    let e = gateway(
+    let e = rina_gateway(
         dir,
         &format!("gw-e{run}"),
         &many::udp_member(udp, None, &egress),
+        false,
     );
     let port = free_tcp_port();
     let ingress =
         format!("[[ingress]]\nlisten = \"127.0.0.1:{port}\"\ndif = \"net\"\napp = \"bench\"\n");
-    let i = gateway(
+    let i = rina_gateway(
         dir,
         &format!("gw-i{run}"),
         &many::udp_member(free_udp_port(), Some(udp), &ingress),
+        false,
     );
     assert!(
         wait_until(Duration::from_secs(5), || tcp_port_in_use(port)),
@@ -128,13 +107,13 @@ fn gateway_rtt(dir: &Path, count: usize, run: usize) -> f64 {
         "pingpong did not listen"
     );
     let gw = pair(dir, server_port, run);
-    let out = Command::new(&pingpong)
-        .args([
+    let out = output_within(
+        Command::new(&pingpong).args([
             "client",
             &format!("127.0.0.1:{}", gw.port),
             &count.to_string(),
-        ])
-        .output()
-        .expect("pingpong client");
+        ]),
+        Duration::from_secs(120),
+    );
     super::pingpong_median(&out)
 }

@@ -74,15 +74,6 @@ fn start(hosts: &Hosts, dir: &tempfile::TempDir, i: usize) -> Proc {
     p
 }
 
-/// Waits until something in host `i` listens on `addr`.
-fn listening(hosts: &Hosts, i: usize, addr: &str) {
-    let up = wait_until(Duration::from_secs(5), || {
-        let out = hosts.command(i, &["ss", "-Htln"]).output().unwrap();
-        String::from_utf8_lossy(&out.stdout).contains(addr)
-    });
-    assert!(up, "nothing listened on {addr}");
-}
-
 /// Gbit/s of `head -c MIB | nc -N` from host 1 into `nc -l` on `ip` in host 0.
 fn throughput(hosts: &Hosts, ip: &str, mib: usize) -> f64 {
     let bytes = mib << 20;
@@ -92,7 +83,10 @@ fn throughput(hosts: &Hosts, ip: &str, mib: usize) -> f64 {
             .command(0, &["nc", "-l", ip, "5000"])
             .stdout(Stdio::null()),
     );
-    listening(hosts, 0, &format!("{ip}:5000"));
+    assert!(
+        hosts.wait_listening(0, 5000, Duration::from_secs(5)),
+        "nc did not listen on {ip}"
+    );
     let script = format!("head -c {bytes} /dev/zero | nc -N {ip} 5000");
     let start = Instant::now();
     let st = hosts
@@ -116,11 +110,15 @@ fn rtt(hosts: &Hosts, ip: &str, count: usize) -> f64 {
             .command(0, &[pp, "server", &addr])
             .stdout(Stdio::null()),
     );
-    listening(hosts, 0, &addr);
-    let out = hosts
-        .command(1, &[pp, "client", &addr, &count.to_string()])
-        .stdout(Stdio::piped())
-        .output()
-        .expect("pingpong client");
+    assert!(
+        hosts.wait_listening(0, 5001, Duration::from_secs(5)),
+        "pingpong did not listen on {addr}"
+    );
+    let out = output_within(
+        hosts
+            .command(1, &[pp, "client", &addr, &count.to_string()])
+            .stdout(Stdio::piped()),
+        Duration::from_secs(120),
+    );
     super::pingpong_median(&out)
 }
