@@ -4,11 +4,11 @@
 
 use std::time::Duration;
 
-use rina_core::ipcp::{Event, ReadResult};
+use rina_core::ipcp::{Event, FlowKind, ReadResult};
 use rina_core::sim::Sim;
 
 mod common;
-use common::{connected_flow, joined_pair, read_all, run_for, seeds};
+use common::{connected_flow, connected_flow_of, joined_pair, read_all, run_for, seeds};
 
 /// A peer that finished sending and then left (goodbye right after its last ack): the
 /// receiver still reads every byte and the end of stream; nothing is reset.
@@ -43,6 +43,44 @@ fn goodbye_after_end_of_stream_loses_nothing() {
     sim.node(a).ipcp.close_write(now, ap);
     assert!(sim.node(a).ipcp.is_send_done(ap));
     assert!(sim.node(a).ipcp.is_finished(ap));
+}
+
+/// A datagram answer, the flow's end and the server's goodbye arrive together (the
+/// server wrote its answer, deallocated and left at once; the client had not read
+/// yet): the client still reads the answer, then the flow is closed. The goodbye
+/// dropped the reset flow, and the answer with it, before. Many seeds.
+#[test]
+fn an_unreliable_answer_survives_the_flow_s_end() {
+    for seed in seeds(20) {
+        let (mut sim, server, client) = joined_pair(seed);
+        let (cp, sp) = connected_flow_of(&mut sim, client, server, "dgram", FlowKind::Unreliable);
+        let now = sim.now();
+        sim.node(server).ipcp.write(now, sp, b"the answer").unwrap();
+        run_for(&mut sim, Duration::from_micros(1));
+        let now = sim.now();
+        sim.node(server).ipcp.deallocate(now, sp);
+        run_for(&mut sim, Duration::from_micros(1));
+        let now = sim.now();
+        sim.node(server).ipcp.leave(now);
+        run_for(&mut sim, Duration::from_secs(1));
+        let closed = sim
+            .node(client)
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::FlowClosed { port, .. } if *port == cp));
+        assert!(closed, "seed {seed}: the client was not told of the end");
+        let now = sim.now();
+        assert_eq!(
+            sim.node(client).ipcp.read(now, cp),
+            ReadResult::Sdu(b"the answer".to_vec()),
+            "seed {seed}"
+        );
+        assert_eq!(
+            sim.node(client).ipcp.read(now, cp),
+            ReadResult::Closed,
+            "seed {seed}"
+        );
+    }
 }
 
 /// The ordering that lost answers (a server writes its answer and closes without

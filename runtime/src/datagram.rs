@@ -90,6 +90,13 @@ impl DatagramFlow {
         out
     }
 
+    /// The application's socket is closing: takes into the flow what it sent before
+    /// (the proxy's queue), as far as the flow takes it now.
+    pub(crate) fn take_last(&mut self, now: Instant, ipcp: &mut IpcProcess, buf: &mut [u8]) {
+        self.readable = true;
+        self.app_to_flow(now, ipcp, buf, &mut DatagramOutcome::default());
+    }
+
     fn flow_to_app(&mut self, now: Instant, ipcp: &mut IpcProcess, out: &mut DatagramOutcome) {
         while self.writable {
             let sdu = match self.held.take() {

@@ -25,6 +25,43 @@ fn rule(kind: &str, addr: &str, app: &str, extra: &str) -> String {
     format!("[[{kind}]]\n{key} = \"{addr}\"\ndif = \"net\"\napp = \"{app}\"\n{extra}\n")
 }
 
+/// The rules of a server member (bootstrapping the DIF, with a listen rule for `app`
+/// at `addr` and `listen_extra`) and of a client member joining through it (a
+/// connect rule with `connect_extra`), written into `dir`: (server's, client's).
+fn pair_rules(
+    dir: &std::path::Path,
+    su: u16,
+    addr: &str,
+    app: &str,
+    listen_extra: &str,
+    connect_extra: &str,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let s = rules(
+        dir,
+        "s.toml",
+        &member(su, None, &rule("listen", addr, app, listen_extra)),
+    );
+    let c = rules(
+        dir,
+        "c.toml",
+        &member(0, Some(su), &rule("connect", addr, app, connect_extra)),
+    );
+    (s, c)
+}
+
+/// Starts a Python UDP server `script` under `rules` (it prints `ready` once bound)
+/// and waits until it is ready.
+fn python_server(rules: &std::path::Path, script: &str, stdin: Stdio) -> Proc {
+    let mut srv = Proc::spawn(
+        "udp server",
+        &mut rina_run(rules, &["python3", "-c", script], stdin, Stdio::piped()),
+    );
+    if srv.stdout_until("ready", Duration::from_secs(10)).is_none() {
+        panic!("the server did not start: {}", srv.kill_and_stderr());
+    }
+    srv
+}
+
 fn read(p: &std::path::Path) -> String {
     std::fs::read_to_string(p).unwrap_or_default()
 }
@@ -37,23 +74,13 @@ fn nc_udp_pair() {
     let dir = temp_dir();
     let (su, port) = (free_udp_port(), free_udp_port());
     let addr = format!("127.0.0.1:{port}");
-    let s = rules(
+    let (s, c) = pair_rules(
         dir.path(),
-        "s.toml",
-        &member(
-            su,
-            None,
-            &rule("listen", &addr, "nc-udp", "proto = \"udp\""),
-        ),
-    );
-    let c = rules(
-        dir.path(),
-        "c.toml",
-        &member(
-            0,
-            Some(su),
-            &rule("connect", &addr, "nc-udp", "proto = \"udp\""),
-        ),
+        su,
+        &addr,
+        "nc-udp",
+        "proto = \"udp\"",
+        "proto = \"udp\"",
     );
     let (s_in, s_out, c_in, c_out) = (
         dir.path().join("s_in"),
@@ -308,16 +335,7 @@ fn sendmmsg_and_recvmmsg_are_translated() {
     let dir = temp_dir();
     let (su, port) = (free_udp_port(), free_udp_port());
     let addr = format!("127.0.0.1:{port}");
-    let s = rules(
-        dir.path(),
-        "s.toml",
-        &member(su, None, &rule("listen", &addr, "mm", "")),
-    );
-    let c = rules(
-        dir.path(),
-        "c.toml",
-        &member(0, Some(su), &rule("connect", &addr, "mm", "")),
-    );
+    let (s, c) = pair_rules(dir.path(), su, &addr, "mm", "", "");
     let log = dir.path().join("server.log");
     let mut server = Proc::spawn(
         "python udp server",
@@ -366,44 +384,18 @@ fn a_listen_rule_chooses_where_datagram_peers_show() {
     let dir = temp_dir();
     let (su, port) = (free_udp_port(), free_udp_port());
     let addr = format!("127.0.0.1:{port}");
-    let s = rules(
+    let (s, c) = pair_rules(
         dir.path(),
-        "s.toml",
-        &member(
-            su,
-            None,
-            &rule(
-                "listen",
-                &addr,
-                "fixed",
-                "proto = \"udp\"\npeers = \"192.0.2.7\"",
-            ),
-        ),
-    );
-    let c = rules(
-        dir.path(),
-        "c.toml",
-        &member(
-            0,
-            Some(su),
-            &rule("connect", &addr, "fixed", "proto = \"udp\""),
-        ),
+        su,
+        &addr,
+        "fixed",
+        "proto = \"udp\"\npeers = \"192.0.2.7\"",
+        "proto = \"udp\"",
     );
     let server = format!(
         "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.bind(('127.0.0.1', {port}))\nprint('ready', flush=True)\nfor _ in range(2):\n    d, a = s.recvfrom(100)\n    s.sendto(a[0].encode() + b' ' + d, a)\n"
     );
-    let mut srv = Proc::spawn(
-        "udp server",
-        &mut rina_run(
-            &s,
-            &["python3", "-c", &server],
-            Stdio::null(),
-            Stdio::piped(),
-        ),
-    );
-    if srv.stdout_until("ready", Duration::from_secs(10)).is_none() {
-        panic!("the server did not start: {}", srv.kill_and_stderr());
-    }
+    let mut srv = python_server(&s, &server, Stdio::null());
     let client = format!(
         "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.settimeout(10)\nfor m in (b'one', b'two'):\n    s.sendto(m, ('127.0.0.1', {port}))\n    print(s.recvfrom(100)[0].decode())\n"
     );
@@ -428,4 +420,64 @@ fn a_listen_rule_chooses_where_datagram_peers_show() {
         "{}",
         srv.kill_and_stderr()
     );
+}
+
+/// A UDP server that answers and exits at once: its answer arrives. The client is
+/// stopped (SIGSTOP) from before the answer is sent until the server has exited, so
+/// that its runtime finds the answer and the flow's end together; it dropped the
+/// answer with the flow before.
+#[test]
+fn the_last_answer_of_a_server_that_exits_arrives() {
+    assert!(have("python3"));
+    let dir = temp_dir();
+    let (su, port) = (free_udp_port(), free_udp_port());
+    let addr = format!("127.0.0.1:{port}");
+    let (s, c) = pair_rules(
+        dir.path(),
+        su,
+        &addr,
+        "last",
+        "proto = \"udp\"",
+        "proto = \"udp\"",
+    );
+    let got = dir.path().join("got");
+    let server = format!(
+        "import socket, sys\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         s.bind(('127.0.0.1', {port}))\nprint('ready', flush=True)\nd, a = s.recvfrom(100)\n\
+         open({got:?}, 'w').close()\nsys.stdin.read()\ns.sendto(b'last ' + d, a)\n"
+    );
+    let mut srv = python_server(&s, &server, Stdio::piped());
+    let client = format!(
+        "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.settimeout(20)\n\
+         s.sendto(b'question', ('127.0.0.1', {port}))\nprint(s.recvfrom(100)[0].decode())\n"
+    );
+    let mut cl = Proc::spawn(
+        "udp client",
+        &mut rina_run(
+            &c,
+            &["python3", "-c", &client],
+            Stdio::null(),
+            Stdio::piped(),
+        ),
+    );
+    assert!(
+        wait_until(Duration::from_secs(15), || got.exists()),
+        "the question never came: {}",
+        srv.kill_and_stderr()
+    );
+    let client_pid = libc::pid_t::try_from(cl.pid()).expect("pid");
+    // SAFETY: signals to our own child, which is alive (it waits for the answer).
+    assert_eq!(unsafe { libc::kill(client_pid, libc::SIGSTOP) }, 0);
+    srv.close_stdin();
+    let st = srv.expect_exit(Duration::from_secs(15));
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(client_pid, libc::SIGCONT) }, 0);
+    assert!(st.success(), "{}", srv.stderr());
+    let answer = cl.stdout_within(Duration::from_secs(30));
+    assert!(
+        cl.expect_exit(Duration::from_secs(10)).success(),
+        "{}",
+        cl.stderr()
+    );
+    assert_eq!(answer, "last question\n");
 }

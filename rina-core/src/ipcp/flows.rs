@@ -373,9 +373,10 @@ impl IpcProcess {
                     .push_back(Event::FlowClosed { port, reset: true });
             }
             FlowState::Requested { .. } => self.fail_flow(port, AllocError::Unreachable),
-            FlowState::Lingering(..) | FlowState::Reset(_) | FlowState::Offered(_) => {
-                self.drop_flow(port);
-            }
+            // Reset already (the peer's deallocation, then its goodbye): what it keeps
+            // for the application stays until the application has read it.
+            FlowState::Reset(c) => f.state = FlowState::Reset(c),
+            FlowState::Lingering(..) | FlowState::Offered(_) => self.drop_flow(port),
         }
     }
 

@@ -57,6 +57,17 @@ pub fn lossy() -> LinkConfig {
 /// Registers `app` at `server`, allocates a reliable flow to it from `client` and
 /// waits until it is up at both ends: (the client's port, the server's port).
 pub fn connected_flow(sim: &mut Sim, client: usize, server: usize, app: &str) -> (PortId, PortId) {
+    connected_flow_of(sim, client, server, app, FlowKind::Reliable)
+}
+
+/// As [`connected_flow`], for a flow of `kind`.
+pub fn connected_flow_of(
+    sim: &mut Sim,
+    client: usize,
+    server: usize,
+    app: &str,
+    kind: FlowKind,
+) -> (PortId, PortId) {
     let app = ApplicationName::new(app);
     let now = sim.now();
     sim.node(server).ipcp.register(now, app.clone()).unwrap();
@@ -70,7 +81,7 @@ pub fn connected_flow(sim: &mut Sim, client: usize, server: usize, app: &str) ->
         now,
         ApplicationName::new("c"),
         app,
-        FlowKind::Reliable,
+        kind,
         now + Duration::from_secs(5),
     );
     let until = sim.now() + Duration::from_secs(10);

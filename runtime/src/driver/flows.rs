@@ -58,8 +58,15 @@ impl Driver {
                     // What arrived before the reset is still delivered (see pump.rs).
                     f.reset = true;
                     f.writable = true;
-                } else {
+                } else if let Some(f) = self.datagrams.get_mut(&token) {
+                    // Datagrams that arrived before the end are delivered too, as far
+                    // as the application's socket takes them now (what it cannot take
+                    // is lost, as UDP loses it): a server that answers and exits at
+                    // once lost its last answer here before.
+                    f.writable = true;
+                    let _ = f.pump(now, self.stack.node.ipcp_mut(dif), &mut self.io);
                     let _ = self.forget_flow(token);
+                    self.stack.node.ipcp_mut(dif).deallocate(now, port);
                 }
             }
         }
@@ -109,7 +116,10 @@ impl Driver {
             }
         }
         for token in closed {
-            progress |= self.forget_flow(token).is_some();
+            if let Some((dif, port, _)) = self.forget_flow(token) {
+                self.stack.node.ipcp_mut(dif).deallocate(now, port);
+                progress = true;
+            }
         }
         progress
     }

@@ -376,6 +376,16 @@ impl Driver {
             .filter(|(_, f)| f.app == app)
             .map(|(&t, _)| t)
             .collect();
+        // What the application sent just before it closed its socket goes out first
+        // (a server that answers and exits closes its socket at once).
+        for token in &gone {
+            if let Some(f) = self.datagrams.get_mut(token) {
+                f.take_last(now, self.stack.node.ipcp_mut(f.dif), &mut self.io);
+            }
+        }
+        if !gone.is_empty() {
+            let _ = self.flush(now);
+        }
         for token in gone {
             if let Some((dif, port, _)) = self.forget_flow(token) {
                 self.stack.node.ipcp_mut(dif).deallocate(now, port);
