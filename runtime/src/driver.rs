@@ -102,8 +102,10 @@ struct Driver {
     stopped: bool,
     /// Set in a keeper process (see `keeper.rs`).
     keeper: Option<keeper::Keeper>,
-    rx: Vec<u8>,
+    rx: crate::link::Received,
     tx: Vec<u8>,
+    /// PDUs waiting for their links until the end of `flush`.
+    transmits: crate::transmits::Transmits,
     io: Vec<u8>,
     /// The last turn stopped at its bound with work left.
     busy: bool,

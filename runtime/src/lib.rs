@@ -21,6 +21,7 @@ mod pump;
 pub mod report;
 mod stack;
 pub mod synthetic;
+mod transmits;
 pub mod view;
 
 pub use api::{

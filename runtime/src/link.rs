@@ -9,6 +9,27 @@ use rina_core::node::{Header, LinkAddr};
 use shims::eth::EthLink;
 use shims::udp::UdpLink;
 
+/// What one receive brought: each datagram's or frame's sender and where its payload
+/// lies in `buf`.
+#[derive(Debug)]
+pub(crate) struct Received {
+    /// Where the datagrams or frames were written.
+    pub(crate) buf: Vec<u8>,
+    /// Each one's sender and payload.
+    pub(crate) items: Vec<(LinkAddr, Range<usize>)>,
+    frames: Vec<shims::eth::Received>,
+}
+
+impl Default for Received {
+    fn default() -> Self {
+        Self {
+            buf: vec![0; 65536], // the largest UDP datagram
+            items: Vec::new(),
+            frames: Vec::new(),
+        }
+    }
+}
+
 /// One link's socket.
 #[derive(Debug)]
 pub(crate) enum Link {
@@ -27,23 +48,44 @@ impl Link {
         }
     }
 
-    /// Receives one datagram or frame into `buf`: who sent it and where its payload
-    /// is; `None` when nothing waits. Frames not for this protocol are counted in
-    /// `dropped`.
+    /// Receives what waits, in one system call: a UDP datagram, or up to
+    /// [`shims::eth::RECV_BATCH`] frames (`recvmmsg`), into `rx`. `None` when nothing
+    /// waited; else whether the socket was drained (fewer frames than a batch: no
+    /// need to ask again before epoll says so). Frames not for this protocol are
+    /// counted in `dropped`.
     ///
     /// # Errors
     /// The socket's receive error.
     pub(crate) fn recv(
         &self,
-        buf: &mut [u8],
+        rx: &mut Received,
         dropped: &mut u64,
-    ) -> std::io::Result<Option<(LinkAddr, Range<usize>)>> {
-        Ok(match self {
-            Self::Udp(l) => l.recv(buf)?.map(|(n, from)| (LinkAddr::Udp(from), 0..n)),
-            Self::Eth(l) => l
-                .recv(buf, dropped)?
-                .map(|r| (LinkAddr::Eth(r.src), r.start..r.end)),
-        })
+    ) -> std::io::Result<Option<bool>> {
+        rx.items.clear();
+        match self {
+            Self::Udp(l) => {
+                let Some((n, from)) = l.recv(&mut rx.buf)? else {
+                    return Ok(None);
+                };
+                rx.items.push((LinkAddr::Udp(from), 0..n));
+                Ok(Some(false))
+            }
+            Self::Eth(l) => {
+                let slot = l.mtu().saturating_add(shims::eth::ETH_HEADER_LEN);
+                let want = slot.saturating_mul(shims::eth::RECV_BATCH);
+                if rx.buf.len() < want {
+                    rx.buf.resize(want, 0);
+                }
+                rx.frames.clear();
+                let Some(n) = l.recv_batch(&mut rx.buf, slot, &mut rx.frames, dropped)? else {
+                    return Ok(None);
+                };
+                let frames = rx.frames.iter();
+                rx.items
+                    .extend(frames.map(|r| (LinkAddr::Eth(r.src), r.start..r.end)));
+                Ok(Some(n < shims::eth::RECV_BATCH))
+            }
+        }
     }
 
     /// Sends `header` then `payload` to `to` (a full socket or a link error loses it,

@@ -7,7 +7,9 @@
 //!
 //! - [`udp`]: the UDP tunnel (IPv4 and IPv6).
 //! - [`eth`]: raw Ethernet frames (`AF_PACKET`).
+//! - [`batch`]: many datagrams or frames in one system call.
 
+pub mod batch;
 pub mod eth;
 pub mod high_fd;
 pub mod udp;

@@ -1,7 +1,7 @@
 //! The UDP tunnel link: one nonblocking UDP socket per shim DIF.
 //!
-//! Sends are one `sendmsg` per datagram with the shim header and the PDU as two
-//! I/O slices (no copy to join them). Receives are nonblocking `recvfrom` into a
+//! Sends carry the shim header and the PDU as two I/O slices (no copy to join them),
+//! one `sendmsg` per datagram or many in one `sendmmsg` ([`UdpLink::send_batch`]). Receives are nonblocking `recvfrom` into a
 //! caller-owned buffer; [`UdpLink::recv`] reports would-block as `Ok(None)`.
 //!
 //! The socket asks for ICMP errors (`IP_RECVERR`, `IPV6_RECVERR`): a datagram sent to
@@ -13,6 +13,10 @@ use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
+use crate::batch::{Outcome, Outgoing, BATCH};
+
+use rustix::io::Errno;
+use rustix::net::addr::SocketAddrArg;
 use rustix::net::{
     self, AddressFamily, RecvFlags, SendAncillaryBuffer, SendFlags, SocketFlags, SocketType,
 };
@@ -86,14 +90,39 @@ impl UdpLink {
     pub fn send(&self, to: SocketAddr, header: &[u8], payload: &[u8]) -> io::Result<bool> {
         let iov = [IoSlice::new(header), IoSlice::new(payload)];
         let mut control = SendAncillaryBuffer::default();
-        match net::sendmsg_addr(&self.fd, &to, &iov, &mut control, SendFlags::empty()) {
-            Ok(_) => Ok(true),
-            Err(rustix::io::Errno::AGAIN) => Ok(false),
-            // A peer that is not (yet) listening answers ICMP port unreachable, which
-            // the next send reports; that is the peer's problem, not the link's.
-            Err(rustix::io::Errno::CONNREFUSED) => Ok(true),
-            Err(e) => Err(e.into()),
+        // A peer that is not (yet) listening answers ICMP port unreachable, which the
+        // next send reports, whoever it goes to, and that datagram is not sent: the
+        // error is an earlier datagram's, so this one is sent again.
+        for _ in 0..2 {
+            match net::sendmsg_addr(&self.fd, &to, &iov, &mut control, SendFlags::empty()) {
+                Ok(_) => return Ok(true),
+                Err(Errno::AGAIN) => return Ok(false),
+                Err(Errno::CONNREFUSED) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
+        Ok(true)
+    }
+
+    /// Sends `datagrams` in as few system calls as the kernel takes (one `sendmmsg`
+    /// per [`BATCH`]). What the socket refuses is lost and counted.
+    pub fn send_batch(&self, datagrams: &[Outgoing<'_, SocketAddr>]) -> Outcome {
+        let mut out = Outcome::default();
+        for chunk in datagrams.chunks(BATCH) {
+            let addrs: Vec<net::SocketAddrAny> = chunk.iter().map(|d| d.to.as_any()).collect();
+            let iovs: Vec<[IoSlice<'_>; 2]> = chunk
+                .iter()
+                .map(|d| [IoSlice::new(d.header), IoSlice::new(d.payload)])
+                .collect();
+            let slices: Vec<&[IoSlice<'_>]> = iovs.iter().map(|i| &i[..]).collect();
+            // A peer not (yet) listening: its ICMP refusal stops a later send.
+            let stale = [Errno::CONNREFUSED];
+            let full = [Errno::AGAIN];
+            let o = crate::batch::send_all(self.fd.as_fd(), &slices, Some(&addrs), &stale, &full);
+            out.lost += o.lost;
+            out.error = out.error.or(o.error);
+        }
+        out
     }
 
     /// Receives one datagram into `buf`. `Ok(None)`: nothing waiting.
@@ -109,8 +138,8 @@ impl UdpLink {
                     }
                 }
                 Ok((_, _, None)) => {}
-                Err(rustix::io::Errno::AGAIN) => return Ok(None),
-                Err(rustix::io::Errno::CONNREFUSED | rustix::io::Errno::INTR) => {}
+                Err(Errno::AGAIN) => return Ok(None),
+                Err(Errno::CONNREFUSED | Errno::INTR) => {}
                 Err(e) => return Err(e.into()),
             }
         }

@@ -22,39 +22,52 @@ impl Driver {
 
     /// Receives what link `link` has and hands it to the node.
     pub(super) fn receive_link(&mut self, now: Instant, link: LinkId) {
-        // Bounded, so one busy link cannot starve the rest of the loop.
-        for _ in 0..256 {
+        // Bounded (256 datagrams or frames), so one busy link cannot starve the rest
+        // of the loop.
+        let mut budget = 256usize;
+        while budget > 0 {
             let Some(l) = self.stack.links.get(link.0) else {
                 return;
             };
-            let (from, range) = match l.recv(&mut self.rx, &mut self.stack.dropped[link.0]) {
-                Ok(Some(r)) => r,
+            let drained = match l.recv(&mut self.rx, &mut self.stack.dropped[link.0]) {
+                Ok(Some(drained)) => drained,
                 Ok(None) => return,
                 Err(e) => {
                     tracing::warn!("{}: receive failed: {e}", l.describe());
                     return;
                 }
             };
-            let bytes = &mut self.rx[range];
-            if let Some(t) = self.stack.node.handle_link(now, link, from, bytes) {
-                if let Some(out) = self.stack.link(t.link) {
-                    out.send(t.to, &t.header, &bytes[t.payload]);
+            budget = budget.saturating_sub(self.rx.items.len().max(1));
+            for (from, range) in self.rx.items.drain(..) {
+                let bytes = &mut self.rx.buf[range];
+                if let Some(t) = self.stack.node.handle_link(now, link, from, bytes) {
+                    if let Some(out) = self.stack.link(t.link) {
+                        out.send(t.to, &t.header, &bytes[t.payload]);
+                    }
                 }
+            }
+            if drained {
+                return; // epoll (level-triggered) says when more comes
             }
         }
         // More may be waiting; come back after the rest of the loop has had a turn.
         let _ = rustix::io::write(&self.shared.waker, &1u64.to_ne_bytes());
     }
 
-    /// Sends everything the node has ready; true if anything went.
+    /// Sends everything the node has ready, in batches (`transmits`); true if
+    /// anything went.
     pub(super) fn flush(&mut self, now: Instant) -> bool {
         let mut sent = false;
         while let Some(t) = self.stack.node.poll_transmit(now, &mut self.tx) {
             sent = true;
-            if let Some(l) = self.stack.link(t.link) {
-                l.send(t.to, &t.header, &self.tx[t.payload]);
+            let pdu = std::mem::take(&mut self.tx);
+            let (next, full) = self.transmits.push(t, pdu);
+            self.tx = next;
+            if full {
+                self.transmits.send(&self.stack.links);
             }
         }
+        self.transmits.send(&self.stack.links);
         sent
     }
 
