@@ -81,6 +81,30 @@ fn allocated(sim: &mut Sim, client: usize, port: PortId) -> Option<Result<(), Al
     })
 }
 
+/// A flow accepted after its requester gave up (its deadline passed): the responder
+/// is told and its side ends, instead of staying up with nobody at the other end.
+#[test]
+fn a_flow_accepted_after_its_requester_gave_up_ends() {
+    for seed in seeds(10) {
+        let (mut sim, server, client) = asking_pair(seed);
+        let (port, offered, _) = offer(&mut sim, server, client, b"");
+        run_for(&mut sim, Duration::from_secs(6));
+        assert!(
+            matches!(allocated(&mut sim, client, port), Some(Err(_))),
+            "seed {seed}: the requester did not give up"
+        );
+        let now = sim.now();
+        sim.node(server).ipcp.answer_flow(now, offered, true);
+        run_for(&mut sim, Duration::from_millis(500));
+        let ended = sim
+            .node(server)
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::FlowClosed { port, .. } if *port == offered));
+        assert!(ended, "seed {seed}: the responder's side stayed up");
+    }
+}
+
 #[test]
 fn an_offered_flow_is_up_once_accepted_and_refused_otherwise() {
     for seed in seeds(10) {

@@ -346,6 +346,18 @@ impl IpcProcess {
         their_cep: CepId,
     ) {
         let Some(&port) = self.cep_to_port.get(&my_cep) else {
+            if result == ResultCode::Ok {
+                // A flow this member gave up on (its deadline passed) was accepted
+                // late: the responder is told, so that it does not hold it (a
+                // gateway's egress, a connection to its server) until it times out.
+                // Only a flow of the responder's with this member as its peer ends.
+                self.send_routed(
+                    src,
+                    &MgmtMessage::FlowDeallocate {
+                        dst_cep: their_cep.0,
+                    },
+                );
+            }
             return;
         };
         let Some(f) = self.flows.get(&port) else {
