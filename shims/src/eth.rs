@@ -22,8 +22,8 @@ use rustix::io::Errno;
 
 use crate::batch::{Outcome, Outgoing, BATCH};
 use rustix::net::{
-    self, addr::SocketAddrArg, AddressFamily, RecvFlags, SendAncillaryBuffer, SendFlags,
-    SocketFlags, SocketType,
+    self, addr::SocketAddrArg, AddressFamily, SendAncillaryBuffer, SendFlags, SocketFlags,
+    SocketType,
 };
 
 /// The most frames [`EthLink::recv_batch`] takes in one system call.
@@ -375,36 +375,6 @@ impl EthLink {
         let src: Mac = frame[6..12].try_into().expect("six bytes");
         let ethertype = u16::from_be_bytes([frame[12], frame[13]]);
         (ethertype == ETHERTYPE && (dst == self.mac || dst == [0xff; 6])).then_some(src)
-    }
-
-    /// Receives one frame for this interface into `buf`. `Ok(None)`: nothing waiting.
-    /// Frames addressed elsewhere, of another Ethertype, or truncated are skipped and
-    /// counted in `dropped`.
-    ///
-    /// # Errors
-    /// Receive errors other than would-block.
-    pub fn recv(&self, buf: &mut [u8], dropped: &mut u64) -> io::Result<Option<Received>> {
-        loop {
-            let n = match net::recv(&self.fd, &mut *buf, RecvFlags::TRUNC) {
-                Ok((_, n)) => n,
-                Err(Errno::AGAIN) => return Ok(None),
-                Err(Errno::INTR) => continue,
-                Err(e) => return Err(e.into()),
-            };
-            if n > buf.len() {
-                *dropped += 1; // larger than our buffer
-                continue;
-            }
-            let Some(src) = self.accept(&buf[..n]) else {
-                *dropped += 1;
-                continue;
-            };
-            return Ok(Some(Received {
-                src,
-                start: ETH_HEADER_LEN,
-                end: n,
-            }));
-        }
     }
 }
 

@@ -65,8 +65,7 @@ impl Driver {
                     // once lost its last answer here before.
                     f.writable = true;
                     let _ = f.pump(now, self.stack.node.ipcp_mut(dif), &mut self.io);
-                    let _ = self.forget_flow(token);
-                    self.stack.node.ipcp_mut(dif).deallocate(now, port);
+                    self.end_datagram(now, token);
                 }
             }
         }
@@ -116,12 +115,19 @@ impl Driver {
             }
         }
         for token in closed {
-            if let Some((dif, port, _)) = self.forget_flow(token) {
-                self.stack.node.ipcp_mut(dif).deallocate(now, port);
-                progress = true;
-            }
+            progress |= self.end_datagram(now, token);
         }
         progress
+    }
+
+    /// Stops serving the datagram flow behind `token` and releases its port; false if
+    /// there was none.
+    pub(super) fn end_datagram(&mut self, now: Instant, token: u64) -> bool {
+        let Some((dif, port, _)) = self.forget_flow(token) else {
+            return false;
+        };
+        self.stack.node.ipcp_mut(dif).deallocate(now, port);
+        true
     }
 
     /// Stops serving the flow behind `token` (stream or datagram): out of the tables

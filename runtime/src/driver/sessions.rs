@@ -387,9 +387,7 @@ impl Driver {
             let _ = self.flush(now);
         }
         for token in gone {
-            if let Some((dif, port, _)) = self.forget_flow(token) {
-                self.stack.node.ipcp_mut(dif).deallocate(now, port);
-            }
+            self.end_datagram(now, token);
         }
         let keys: Vec<_> = self
             .listeners

@@ -73,26 +73,24 @@ pub fn admit(sdu: &[u8], header: usize, routes: &[crate::config::tun::Prefix]) -
 
 /// The source address of an IPv4 or IPv6 packet.
 fn source(packet: &[u8]) -> Option<IpAddr> {
-    destination(packet)?;
-    match packet[0] >> 4 {
-        4 => Some(IpAddr::V4(Ipv4Addr::from(
-            <[u8; 4]>::try_from(&packet[12..16]).ok()?,
-        ))),
-        _ => Some(IpAddr::V6(Ipv6Addr::from(
-            <[u8; 16]>::try_from(&packet[8..24]).ok()?,
-        ))),
-    }
+    address(packet, 12, 8)
 }
 
 /// The destination address of an IPv4 or IPv6 packet.
 pub fn destination(packet: &[u8]) -> Option<IpAddr> {
+    address(packet, 16, 24)
+}
+
+/// The address at byte `v4` of an IPv4 header or `v6` of an IPv6 one, if the packet
+/// is long enough to hold its whole header's addresses.
+fn address(packet: &[u8], v4: usize, v6: usize) -> Option<IpAddr> {
     match packet.first()? >> 4 {
-        4 => {
-            let b: [u8; 4] = packet.get(16..20)?.try_into().ok()?;
+        4 if packet.len() >= 20 => {
+            let b: [u8; 4] = packet.get(v4..v4 + 4)?.try_into().ok()?;
             Some(IpAddr::V4(Ipv4Addr::from(b)))
         }
-        6 => {
-            let b: [u8; 16] = packet.get(24..40)?.try_into().ok()?;
+        6 if packet.len() >= 40 => {
+            let b: [u8; 16] = packet.get(v6..v6 + 16)?.try_into().ok()?;
             Some(IpAddr::V6(Ipv6Addr::from(b)))
         }
         _ => None,
@@ -119,8 +117,6 @@ pub(super) struct Tunnel {
     peers: Vec<Peer>,
     /// The flows whose SDUs go to the device, and the peer each is with.
     ports: BTreeMap<PortId, usize>,
-    /// Flows being made, by port-id: the peer's index.
-    asking: BTreeMap<PortId, usize>,
     timeout: Duration,
     buf: Vec<u8>,
 }
@@ -173,7 +169,6 @@ impl Driver {
             header,
             readable: true,
             ports: BTreeMap::new(),
-            asking: BTreeMap::new(),
             timeout,
             buf: vec![0; 65536 + header],
         });
@@ -274,7 +269,6 @@ impl Driver {
                         &[],
                     );
                     t.peers[i] = Peer::Asking(port, vec![first]);
-                    t.asking.insert(port, i);
                 }
             }
         }
@@ -292,15 +286,15 @@ impl Driver {
         let Some(t) = self.tunnel.as_mut().filter(|t| t.dif == dif) else {
             return false;
         };
-        let Some(i) = t.asking.remove(&port) else {
+        let Some(i) = t
+            .peers
+            .iter()
+            .position(|p| matches!(p, Peer::Asking(q, _) if *q == port))
+        else {
             return false;
         };
-        let queued = match std::mem::replace(&mut t.peers[i], Peer::Idle) {
-            Peer::Asking(p, q) if p == port => q,
-            other => {
-                t.peers[i] = other;
-                return true;
-            }
+        let Peer::Asking(_, queued) = std::mem::replace(&mut t.peers[i], Peer::Idle) else {
+            return false;
         };
         if !up {
             tracing::info!("tunnel: no flow to {}", t.config.peers[i].app);
@@ -345,7 +339,6 @@ mod tests {
             v.extend_from_slice(&f.to_le_bytes());
         }
         v.extend_from_slice(&0u16.to_le_bytes()); // csum_offset
-        v.truncate(10);
         let mut ip = vec![0x45u8; 60];
         ip[12..16].copy_from_slice(&src);
         ip[16..20].copy_from_slice(&[10, 77, 0, 1]);
