@@ -8,8 +8,8 @@
 //!
 //! Bounded as a NAT is: at most [`MAX_PEERS`] clients at a time (datagrams from
 //! more are dropped), at most [`MAX_QUEUED`] datagrams held per client while its
-//! flow is being made ([`MAX_QUEUED_BYTES`] for all), and a client silent both ways for [`UDP_IDLE`] is forgotten
-//! (its flow released). A client whose flow is refused is not asked for again for
+//! flow is being made ([`MAX_QUEUED_BYTES`] for all), and a client silent both ways
+//! for [`UDP_IDLE`] is forgotten (its flow released). A client whose flow is refused is not asked for again for
 //! [`REFUSED_HOLD`]; its datagrams are dropped meanwhile, as a network drops them.
 
 use std::collections::HashMap;

@@ -2,8 +2,8 @@
 //! routes; the packets routed to it go, by destination, over an unreliable flow to
 //! the tunnel of the host the rules name (`[[tun.peer]]`), which writes them to its own
 //! device. The runtime thread serves the device itself (`runtime/src/driver/tunnel.rs`):
-//! this command creates and configures it. So `ping`, `ssh` or `iperf` run unchanged between hosts whose only link is
-//! a RINA network. The device's MTU is what one PDU of the DIF carries, so no packet
+//! this command creates and configures it. So `ping`, `ssh` or `iperf` run unchanged
+//! between hosts whose only link is a RINA network. The device's MTU is what one PDU of the DIF carries, so no packet
 //! is split. Needs CAP_NET_ADMIN.
 
 mod device;
