@@ -246,6 +246,7 @@ pub unsafe extern "C" fn setsockopt(
 /// As close(2).
 #[no_mangle]
 pub unsafe extern "C" fn close(fd: c_int) -> c_int {
+    crate::inline::unmark(fd);
     // Only the process that runs the flows releases them: a fork or vfork child (which
     // shares the parent's memory) closing its copies must not touch them. The fd is
     // closed whatever happens: what it releases is bookkeeping (see `crate::detour`).

@@ -33,6 +33,7 @@ pub mod exec;
 pub mod flow_fd;
 pub mod guard;
 pub mod hooks;
+pub mod inline;
 pub mod lookups;
 pub mod msg_hooks;
 pub mod names;

@@ -141,6 +141,9 @@ pub fn get(fd: c_int) -> Option<Meta> {
 /// Records (or replaces) what we know of `fd`.
 pub fn set(fd: c_int, meta: Meta) {
     let Some(k) = key(fd) else { return };
+    if matches!(meta.role, Role::Connected { .. }) {
+        crate::inline::mark(fd);
+    }
     let sweep = {
         let t = TABLE.lock();
         t.entries.len() + 1 >= t.sweep_at

@@ -143,6 +143,11 @@ pub fn running_runtime() -> Option<Handle> {
     RUNTIME.lock().clone().filter(|h| h.pid() == pid)
 }
 
+/// The runtime of process `pid` (this one, the caller says) if it runs.
+pub fn runtime_of(pid: u32) -> Option<Handle> {
+    RUNTIME.lock().clone().filter(|h| h.pid() == pid)
+}
+
 /// The runtime to tell that a socket of ours was closed: this process's own, or a
 /// session with the host member that serves the program (opened if need be: the
 /// socket may have come by exec or fork).

@@ -4,11 +4,15 @@
 //! application-side socket (edge-triggered), with the earliest protocol deadline as
 //! its time-out. Each turn feeds inputs to the shims and IPC processes, then repeats
 //! "pump sockets, send PDUs, handle events" until nothing moves. Application threads
-//! reach it only through [`Shared::post`].
+//! reach it through [`Shared::post`] (commands), and the stack itself only to send a
+//! small write inline (`inline.rs`): the stack is behind a lock that the thread holds
+//! except while it waits, and that they only ever try.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
+
+use parking_lot::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use rina_core::node::{DifId, LinkId};
@@ -26,6 +30,7 @@ mod flows;
 mod host;
 mod host_state;
 mod incoming;
+mod inline;
 mod keeper;
 mod links;
 mod mgmt;
@@ -37,6 +42,7 @@ mod tunnel;
 
 pub(crate) use flows::set_send_buffer;
 pub use flows::APP_SOCKET_BUFFER;
+pub use inline::enabled as inline_sends;
 use start::new_epoll;
 pub use start::on_runtime_thread;
 pub(crate) use start::{spawn, Shared};
@@ -53,6 +59,7 @@ const TOKEN_HOST: u64 = 5 << 56;
 const TOKEN_EARLY: u64 = 6 << 56;
 const TOKEN_DIAL: u64 = 7 << 56;
 const TOKEN_TUNNEL: u64 = 8 << 56;
+const TOKEN_TIMER: u64 = 9 << 56;
 const TOKEN_MASK: u64 = (1 << 56) - 1;
 
 /// What the epoll set watches on a stream flow's socket (edge-triggered). Room to
@@ -123,6 +130,16 @@ struct Driver {
     host: Option<host::Service>,
     /// How long to poll before sleeping (`spin.rs`).
     spin: spin::Spin,
+    /// Until when the thread sleeps, while it waits (`None`: until an event;
+    /// `Instant::ZERO` while it works): an application thread that sends on a flow
+    /// itself wakes it if the stack then has an earlier deadline (`inline.rs`).
+    asleep_until: Option<Instant>,
+    /// A timer fd in the epoll set, that an application thread sets to a deadline its
+    /// send armed (`inline.rs`; only when inline sends are on).
+    timer: Option<OwnedFd>,
+    /// Writes sent inline so far, and wake-ups by the timer they set (for reports).
+    inline_sends: u64,
+    inline_timer_wakes: u64,
 }
 
 impl Driver {
@@ -130,79 +147,52 @@ impl Driver {
         Instant::from_micros(self.clock.elapsed().as_micros() as u64)
     }
 
-    fn run(&mut self) {
-        let mut events = Vec::with_capacity(256);
-        loop {
-            // After a hand-over, a keeper process owns the flows: this thread must not
-            // touch them again, not even for a turn.
+    /// The loop before a wait: a turn, then how long the wait may be. `None`: the
+    /// loop ends.
+    fn before_wait(&mut self) -> Option<Option<Duration>> {
+        // After a hand-over, a keeper process owns the flows: this thread must not
+        // touch them again, not even for a turn.
+        if self.stopped {
+            return None;
+        }
+        let now = self.now();
+        self.turn(now);
+        if self.stopped || self.exit_done(now) {
+            return None;
+        }
+        if self.keeper_done(now) {
+            tracing::info!("keeper done: every flow delivered, no listener left");
+            self.leave(now);
+            // SAFETY: the keeper ends here, without the application's exit
+            // handlers (it is a copy of a process that already exited or exec'd).
+            unsafe { libc::_exit(0) };
+        }
+        let timeout = if self.busy || self.output_left() {
+            // More to do right away: look at the sockets without waiting.
+            Some(Duration::ZERO)
+        } else {
+            self.next_deadline()
+                .map(|t| t.saturating_duration_since(self.now()))
+        };
+        self.asleep_until = match timeout {
+            Some(t) if t.is_zero() => Some(self.now()),
+            Some(t) => Some(self.now() + t),
+            None => None,
+        };
+        Some(timeout)
+    }
+
+    /// What epoll said, after a wait.
+    fn after_wait(&mut self, events: &[epoll::Event]) {
+        self.asleep_until = Some(Instant::ZERO);
+        let now = self.now();
+        for ev in events {
             if self.stopped {
                 return;
             }
-            let now = self.now();
-            self.turn(now);
-            if self.stopped || self.exit_done(now) {
-                return;
-            }
-            if self.keeper_done(now) {
-                tracing::info!("keeper done: every flow delivered, no listener left");
-                self.leave(now);
-                // SAFETY: the keeper ends here, without the application's exit
-                // handlers (it is a copy of a process that already exited or exec'd).
-                unsafe { libc::_exit(0) };
-            }
-            let timeout = if self.busy || self.output_left() {
-                // More to do right away: look at the sockets without waiting.
-                Some(Duration::ZERO)
-            } else {
-                self.next_deadline()
-                    .map(|t| t.saturating_duration_since(self.now()))
-            };
-            events.clear();
-            if let Err(e) = self.wait(&mut events, timeout) {
-                tracing::error!("epoll_wait failed: {e}; the runtime stops");
-                return;
-            }
-            let now = self.now();
-            for ev in &events {
-                if self.stopped {
-                    return;
-                }
-                let (token, flags) = (ev.data.u64(), ev.flags);
-                self.on_ready(now, token, flags);
-            }
+            let (token, flags) = (ev.data.u64(), ev.flags);
+            self.on_ready(now, token, flags);
         }
-    }
-
-    /// Waits for events up to `timeout` (`None`: until one comes): first spinning for
-    /// the spin's budget, unless the wait is shorter, then sleeping.
-    fn wait(
-        &mut self,
-        events: &mut Vec<epoll::Event>,
-        mut timeout: Option<Duration>,
-    ) -> rustix::io::Result<()> {
-        let budget = self.spin.budget();
-        if !budget.is_zero() && timeout.is_none_or(|t| t > budget) {
-            let start = std::time::Instant::now();
-            loop {
-                epoll_wait(&self.epoll, events, Some(Duration::ZERO))?;
-                if !events.is_empty() {
-                    self.spin.caught();
-                    return Ok(());
-                }
-                if start.elapsed() >= budget {
-                    self.spin.missed();
-                    break;
-                }
-                std::thread::yield_now();
-            }
-            timeout = timeout.map(|t| t.saturating_sub(start.elapsed()));
-        }
-        let start = std::time::Instant::now();
-        epoll_wait(&self.epoll, events, timeout)?;
-        if !events.is_empty() && !timeout.is_some_and(|t| t.is_zero()) {
-            self.spin.woken_after(start.elapsed());
-        }
-        Ok(())
     }
 
     /// What epoll said of the socket behind `token`.
@@ -222,6 +212,7 @@ impl Driver {
             TOKEN_EARLY => self.early_readable(token),
             TOKEN_DIAL => self.dialed(now, token),
             TOKEN_TUNNEL => self.tunnel_readable(),
+            TOKEN_TIMER => self.timer_fired(),
             TOKEN_DATAGRAM => {
                 if let Some(f) = self.datagrams.get_mut(&token) {
                     f.readable |= flags.intersects(F::IN | F::ERR);
@@ -344,10 +335,80 @@ impl Driver {
     }
 }
 
+/// The runtime thread's loop: a turn, then a wait for events, until the process no
+/// longer needs it. The stack is locked except while the thread waits (so that an
+/// application thread may send on a flow itself meanwhile: `inline.rs`).
+fn run(stack: &Mutex<Driver>) {
+    let mut events = Vec::with_capacity(256);
+    let mut d = stack.lock();
+    loop {
+        let Some(timeout) = d.before_wait() else {
+            return;
+        };
+        let budget = d.spin.budget();
+        events.clear();
+        let epoll = d.epoll.as_raw_fd();
+        let waited = MutexGuard::unlocked(&mut d, || {
+            // SAFETY: the epoll set is the driver's, which the thread's `Arc` keeps
+            // alive, and it is never replaced or closed while the loop runs.
+            let epoll = unsafe { BorrowedFd::borrow_raw(epoll) };
+            wait(epoll, &mut events, timeout, budget)
+        });
+        match waited {
+            Ok(w) => d.spin.record(w),
+            Err(e) => {
+                tracing::error!("epoll_wait failed: {e}; the runtime stops");
+                return;
+            }
+        }
+        d.after_wait(&events);
+    }
+}
+
+/// Waits for events up to `timeout` (`None`: until one comes): first spinning for
+/// `budget`, unless the wait is shorter, then sleeping.
+fn wait(
+    epoll: BorrowedFd<'_>,
+    events: &mut Vec<epoll::Event>,
+    mut timeout: Option<Duration>,
+    budget: Duration,
+) -> rustix::io::Result<spin::Waited> {
+    if !budget.is_zero() && timeout.is_none_or(|t| t > budget) {
+        let start = std::time::Instant::now();
+        loop {
+            epoll_wait(epoll, events, Some(Duration::ZERO))?;
+            if !events.is_empty() {
+                return Ok(spin::Waited::Caught);
+            }
+            if start.elapsed() >= budget {
+                break;
+            }
+            std::thread::yield_now();
+        }
+        timeout = timeout.map(|t| t.saturating_sub(start.elapsed()));
+        let start = std::time::Instant::now();
+        epoll_wait(epoll, events, timeout)?;
+        return Ok(spin::Waited::MissedThenSlept(slept(events, timeout, start)));
+    }
+    let start = std::time::Instant::now();
+    epoll_wait(epoll, events, timeout)?;
+    Ok(spin::Waited::Slept(slept(events, timeout, start)))
+}
+
+/// How long a wait that an event ended lasted (`None`: its time-out ended it, or it
+/// was a poll).
+fn slept(
+    events: &[epoll::Event],
+    timeout: Option<Duration>,
+    start: std::time::Instant,
+) -> Option<Duration> {
+    (!events.is_empty() && !timeout.is_some_and(|t| t.is_zero())).then(|| start.elapsed())
+}
+
 /// `epoll_wait` for at most `timeout` (`None`: no limit); an interrupted wait is an
 /// empty one.
 fn epoll_wait(
-    epoll: &OwnedFd,
+    epoll: BorrowedFd<'_>,
     events: &mut Vec<epoll::Event>,
     timeout: Option<Duration>,
 ) -> rustix::io::Result<()> {

@@ -23,6 +23,14 @@ pub struct Report {
     pub difs: Vec<DifReport>,
     /// Flows carried for the application (stream and datagram).
     pub app_flows: usize,
+    /// Writes the application's threads sent on their stream flows themselves, not
+    /// through the runtime thread (`runtime/src/driver/inline.rs`).
+    #[serde(default)]
+    pub inline_sends: u64,
+    /// Times the timer an inline send set woke the runtime thread (a deadline the
+    /// thread, asleep, did not know of: a retransmission, say).
+    #[serde(default)]
+    pub inline_timer_wakes: u64,
     /// For a host member: the programs it serves.
     #[serde(default)]
     pub programs: Vec<ProgramReport>,

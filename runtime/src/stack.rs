@@ -45,7 +45,9 @@ impl From<BuildError> for FlowError {
 #[derive(Debug)]
 pub(crate) struct Stack {
     pub(crate) node: Node,
-    pub(crate) links: Vec<Link>,
+    /// Shared with application threads that send on a flow themselves, outside the
+    /// stack's lock (`driver/inline.rs`).
+    pub(crate) links: std::sync::Arc<Vec<Link>>,
     /// Frames each link's socket dropped (not ours, truncated).
     pub(crate) dropped: Vec<u64>,
     /// The node's layer for each DIF of the rules, by [`DifIndex`].
@@ -76,7 +78,7 @@ impl Stack {
     ) -> Result<Self, BuildError> {
         let mut stack = Self {
             node: Node::new(long_lived),
-            links: Vec::new(),
+            links: std::sync::Arc::default(),
             dropped: Vec::new(),
             layers: Vec::new(),
             trust: Vec::new(),
@@ -186,8 +188,14 @@ impl Stack {
     }
 
     fn push_link(&mut self, link: Link) {
-        self.links.push(link);
-        self.dropped.push(0);
+        // Links are all opened while the stack is built, before anything shares them.
+        match std::sync::Arc::get_mut(&mut self.links) {
+            Some(links) => {
+                links.push(link);
+                self.dropped.push(0);
+            }
+            None => tracing::error!("a link opened after the stack started is not used"),
+        }
     }
 
     /// What the rules say of the normal DIF `name`, in the node's terms: the parser

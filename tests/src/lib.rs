@@ -364,10 +364,13 @@ pub fn wait_for_rina_listener(pid: u32, timeout: Duration) -> bool {
     })
 }
 
-/// True if any TCP socket uses `port` (listening or connected), per `ss`.
+/// True if any TCP socket uses `port` (listening or connected), per `ss`. Sockets in
+/// TIME-WAIT are left out: an earlier program's connection on a port that is free again
+/// (a benchmark's TCP baseline, say) is not one of this test's.
 pub fn tcp_port_in_use(port: u16) -> bool {
+    let filter = format!("( sport = :{port} or dport = :{port} )");
     let out = output_within(
-        Command::new("ss").args(["-Htan", &format!("( sport = :{port} or dport = :{port} )")]),
+        Command::new("ss").args(["-Htan", "exclude", "time-wait", &filter]),
         Duration::from_secs(10),
     );
     !String::from_utf8_lossy(&out.stdout).trim().is_empty()

@@ -15,6 +15,20 @@ static NEXT: AtomicU32 = AtomicU32::new(0);
 /// The interface every host has toward the others.
 pub const IFACE: &str = "eth0";
 
+/// A member's rules: an Ethernet shim on [`IFACE`] and a normal DIF `net` over it
+/// (bootstrap, or enrolled through any member found by broadcast), then `extra`.
+pub fn eth_member(bootstrap: bool, extra: &str) -> String {
+    let join = if bootstrap {
+        "bootstrap = true"
+    } else {
+        "enroll-via = { dif = \"eth\" }"
+    };
+    format!(
+        "[[dif]]\nname = \"eth\"\ntype = \"ethernet\"\ninterface = \"{IFACE}\"\n\n\
+         [[dif]]\nname = \"net\"\ntype = \"normal\"\nover = [\"eth\"]\n{join}\n\n{extra}"
+    )
+}
+
 /// A set of hosts (network namespaces).
 #[derive(Debug)]
 pub struct Hosts {

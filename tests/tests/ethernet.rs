@@ -6,21 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use rina_e2e::netns::{Hosts, IFACE};
+// A member's rules: an Ethernet shim on eth0 and DIF `net` over it, then the rest.
+use rina_e2e::netns::{eth_member as member, Hosts, IFACE};
 use rina_e2e::*;
-
-/// A member's rules: an Ethernet shim on `eth0` and a normal DIF over it (bootstrap,
-/// or enrolled through any member found by broadcast), then `extra`.
-fn member(bootstrap: bool, extra: &str) -> String {
-    let join = if bootstrap {
-        "bootstrap = true"
-    } else {
-        "enroll-via = { dif = \"eth\" }"
-    };
-    format!(
-        "[[dif]]\nname = \"eth\"\ntype = \"ethernet\"\ninterface = \"{IFACE}\"\n\n[[dif]]\nname = \"net\"\ntype = \"normal\"\nover = [\"eth\"]\n{join}\n\n{extra}"
-    )
-}
 
 fn listen(addr: &str, app: &str) -> String {
     format!("[[listen]]\non = \"{addr}\"\ndif = \"net\"\napp = \"{app}\"\n")

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use rina_e2e::netns::{Hosts, IFACE};
+use rina_e2e::netns::{eth_member, Hosts};
 use rina_e2e::*;
 
 /// A program's rules: served by the host member at `socket`; connect and listen on
@@ -28,16 +28,7 @@ fn host_section(socket: &str, extra: &str) -> String {
 
 /// A host member over Ethernet: bootstraps DIF `net`, or joins it by broadcast.
 fn eth_host_member(bootstrap: bool, socket: &str) -> String {
-    let join = if bootstrap {
-        "bootstrap = true"
-    } else {
-        "enroll-via = { dif = \"eth\" }"
-    };
-    format!(
-        "[[dif]]\nname = \"eth\"\ntype = \"ethernet\"\ninterface = \"{IFACE}\"\n\n\
-         [[dif]]\nname = \"net\"\ntype = \"normal\"\nover = [\"eth\"]\n{join}\n\n{}",
-        host_section(socket, "")
-    )
+    eth_member(bootstrap, &host_section(socket, ""))
 }
 
 /// A member over UDP on loopback at `udp`: bootstraps DIF `net`, or joins it through

@@ -100,6 +100,9 @@ fn summary(r: &Report) -> String {
         );
     }
     let _ = write!(s, ", {} application flows", r.app_flows);
+    if r.inline_sends > 0 {
+        let _ = write!(s, " ({} writes sent inline)", r.inline_sends);
+    }
     if !r.programs.is_empty() {
         let _ = write!(s, ", serves {} programs", r.programs.len());
     }

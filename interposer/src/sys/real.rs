@@ -39,6 +39,8 @@ type RecvFromFn = unsafe extern "C" fn(
 type SendMsgFn = unsafe extern "C" fn(c_int, *const msghdr, c_int) -> ssize_t;
 type RecvMsgFn = unsafe extern "C" fn(c_int, *mut msghdr, c_int) -> ssize_t;
 type CloseFn = unsafe extern "C" fn(c_int) -> c_int;
+type WriteFn = unsafe extern "C" fn(c_int, *const c_void, size_t) -> ssize_t;
+type SendFn = unsafe extern "C" fn(c_int, *const c_void, size_t, c_int) -> ssize_t;
 type SendMmsgFn = unsafe extern "C" fn(c_int, *mut mmsghdr, c_uint, c_int) -> c_int;
 type RecvMmsgFn =
     unsafe extern "C" fn(c_int, *mut mmsghdr, c_uint, c_int, *mut libc::timespec) -> c_int;
@@ -108,6 +110,10 @@ pub struct Real {
     pub recvmmsg: RecvMmsgFn,
     /// `close`
     pub close: CloseFn,
+    /// `write`
+    pub write: WriteFn,
+    /// `send`
+    pub send: SendFn,
     /// `execve`
     pub execve: ExecveFn,
     /// `execv`
@@ -154,7 +160,7 @@ macro_rules! resolve_fn {
 
 /// Resolves every real function (idempotent).
 pub fn resolve() -> &'static Real {
-    use crate::{exec, hooks, lookups, msg_hooks};
+    use crate::{exec, hooks, inline, lookups, msg_hooks};
     REAL.get_or_init(|| Real {
         socket: resolve_fn!(c"socket", SocketFn, hooks::socket),
         bind: resolve_fn!(c"bind", AddrFn, hooks::bind),
@@ -173,6 +179,8 @@ pub fn resolve() -> &'static Real {
         sendmmsg: resolve_fn!(c"sendmmsg", SendMmsgFn, msg_hooks::sendmmsg),
         recvmmsg: resolve_fn!(c"recvmmsg", RecvMmsgFn, msg_hooks::recvmmsg),
         close: resolve_fn!(c"close", CloseFn, hooks::close),
+        write: resolve_fn!(c"write", WriteFn, inline::write),
+        send: resolve_fn!(c"send", SendFn, inline::send),
         execve: resolve_fn!(c"execve", ExecveFn, exec::execve),
         execv: resolve_fn!(c"execv", ExecvFn, exec::execv),
         execvp: resolve_fn!(c"execvp", ExecvFn, exec::execvp),

@@ -238,6 +238,11 @@ impl Sim {
         self.links[link].up = up;
     }
 
+    /// Sets the probability that a frame on `link` is lost, from now on (both ways).
+    pub fn set_link_loss(&mut self, link: usize, loss: f64) {
+        self.links[link].cfg.loss = loss;
+    }
+
     fn log(&mut self, s: String) {
         if self.trace.len() == 64 {
             self.trace.pop_front();

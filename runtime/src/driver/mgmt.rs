@@ -98,6 +98,8 @@ impl Driver {
             shims,
             difs,
             app_flows: self.flows.len() + self.datagrams.len(),
+            inline_sends: self.inline_sends,
+            inline_timer_wakes: self.inline_timer_wakes,
             programs: self.host.as_ref().map(|h| h.report()).unwrap_or_default(),
         }
     }

@@ -17,6 +17,19 @@ use std::time::Duration;
 /// The longest a spin lasts, by default.
 pub(super) const MAX_SPIN: Duration = Duration::from_micros(50);
 
+/// How a wait went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Waited {
+    /// The spin caught an event.
+    Caught,
+    /// The spin found nothing, then the thread slept: this long before an event woke
+    /// it (`None`: its time-out did).
+    MissedThenSlept(Option<Duration>),
+    /// It slept at once: this long before an event woke it (`None`: its time-out, or
+    /// a poll).
+    Slept(Option<Duration>),
+}
+
 /// The spin budget and its adaptation (no clock: the caller measures).
 #[derive(Debug, Clone)]
 pub(super) struct Spin {
@@ -37,6 +50,21 @@ impl Spin {
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map_or(MAX_SPIN, |us| Duration::from_micros(us.min(10_000)));
         Self::new(max)
+    }
+
+    /// Adapts to how the last wait went.
+    pub(super) fn record(&mut self, w: Waited) {
+        match w {
+            Waited::Caught => self.caught(),
+            Waited::MissedThenSlept(slept) => {
+                self.missed();
+                if let Some(s) = slept {
+                    self.woken_after(s);
+                }
+            }
+            Waited::Slept(Some(s)) => self.woken_after(s),
+            Waited::Slept(None) => {}
+        }
     }
 
     /// How long to spin before the next sleep (zero: sleep at once).

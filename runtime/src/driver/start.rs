@@ -36,6 +36,9 @@ pub(crate) struct Shared {
     pub(super) alive: AtomicBool,
     /// The destinations a connect may reach early (`early.rs`).
     pub(super) hints: Mutex<super::early::Hints>,
+    /// The stack, for application threads that send on a flow themselves
+    /// (`inline.rs`); set only when that is on.
+    pub(super) stack: std::sync::OnceLock<std::sync::Weak<Mutex<Driver>>>,
 }
 
 impl Shared {
@@ -48,6 +51,7 @@ impl Shared {
             waker,
             alive: AtomicBool::new(true),
             hints: Mutex::new(super::early::Hints::default()),
+            stack: std::sync::OnceLock::new(),
         }))
     }
 
@@ -87,28 +91,19 @@ pub(crate) fn spawn(
     let shared = Shared::new().map_err(|e| down("eventfd", e))?;
     let clock = std::time::Instant::now();
     let seed = seed();
-    let stack = match Stack::build(&config, program, Instant::ZERO, seed, node) {
-        Ok(s) => s,
-        // Another process with these rules holds the endpoints (a fork child's parent,
-        // a second server of a pool): join as one more member, through it.
-        Err(BuildError::EndpointInUse(e)) => {
-            tracing::info!("{e}; joining through the member that holds it");
-            let pid = std::process::id();
-            let child =
-                config
-                    .for_fork_child(pid)
-                    .with_fresh_member_names(program, pid, seed as u16);
-            Stack::build(&child, program, Instant::ZERO, seed, node)?
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let stack = build_stack(&config, program, seed, node)?;
     // The management socket: a stack that cannot serve one still runs.
     let mgmt = mgmt::listener(std::process::id())
         .inspect_err(|e| tracing::warn!("no management socket: {e}"))
         .ok();
     let epoll = new_epoll(&shared, mgmt.as_ref(), &stack).map_err(|e| down("epoll", e))?;
     let host = host_service(&config, node, &epoll)?;
-    let mut driver = Driver {
+    let timer = if super::inline::enabled() {
+        Some(timer(&epoll).map_err(|e| down("timerfd", e))?)
+    } else {
+        None
+    };
+    let driver = Driver {
         shared: shared.clone(),
         program: program.to_owned(),
         mgmt,
@@ -142,7 +137,15 @@ pub(crate) fn spawn(
         said: BTreeSet::new(),
         next_trust_check: Instant::ZERO,
         host,
+        asleep_until: Some(Instant::ZERO),
+        timer,
+        inline_sends: 0,
+        inline_timer_wakes: 0,
     };
+    let driver = Arc::new(Mutex::new(driver));
+    if super::inline::enabled() {
+        let _ = shared.stack.set(Arc::downgrade(&driver));
+    }
     // The thread starts with every signal blocked (it inherits this thread's mask): the
     // program's signals are the program's, whichever thread it leaves them to (D3).
     let spawned = with_signals_blocked(|| {
@@ -150,12 +153,32 @@ pub(crate) fn spawn(
             .name("rina-runtime".into())
             .spawn(move || {
                 RUNTIME_THREAD.with(|t| t.set(true));
-                driver.run();
-                driver.shared.alive.store(false, Ordering::Release);
+                super::run(&driver);
+                driver.lock().shared.alive.store(false, Ordering::Release);
             })
     });
     spawned.map_err(|e| FlowError::RuntimeDown(format!("cannot start the runtime thread: {e}")))?;
     Ok(shared)
+}
+
+/// The stack the rules describe, as one more member of a DIF whose endpoints another
+/// process holds if need be.
+fn build_stack(config: &Config, program: &str, seed: u64, node: bool) -> Result<Stack, FlowError> {
+    match Stack::build(config, program, Instant::ZERO, seed, node) {
+        Ok(s) => Ok(s),
+        // Another process with these rules holds the endpoints (a fork child's parent,
+        // a second server of a pool): join as one more member, through it.
+        Err(BuildError::EndpointInUse(e)) => {
+            tracing::info!("{e}; joining through the member that holds it");
+            let pid = std::process::id();
+            let child =
+                config
+                    .for_fork_child(pid)
+                    .with_fresh_member_names(program, pid, seed as u16);
+            Ok(Stack::build(&child, program, Instant::ZERO, seed, node)?)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// A host member's service to the programs of its host, watched by `epoll` (none for
@@ -177,6 +200,23 @@ fn host_service(
     )
     .map_err(|e| FlowError::RuntimeDown(format!("epoll: {e}")))?;
     Ok(Some(service))
+}
+
+/// A timer fd in `epoll` (see `inline.rs`).
+fn timer(epoll: &OwnedFd) -> rustix::io::Result<OwnedFd> {
+    use rustix::time::{TimerfdClockId, TimerfdFlags};
+    let t = rustix::time::timerfd_create(
+        TimerfdClockId::Monotonic,
+        TimerfdFlags::NONBLOCK | TimerfdFlags::CLOEXEC,
+    )?;
+    let t = shims::high_fd::move_high(t);
+    epoll::add(
+        epoll,
+        &t,
+        epoll::EventData::new_u64(super::TOKEN_TIMER),
+        epoll::EventFlags::IN,
+    )?;
+    Ok(t)
 }
 
 /// Runs `f` with every signal blocked in this thread (so that threads it starts begin
