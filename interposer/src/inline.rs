@@ -65,7 +65,8 @@ unsafe fn try_inline(fd: c_int, buf: *const c_void, n: size_t) -> Option<ssize_t
     }
     let sent = detour::choose(
         || {
-            let flow = crate::flow_fd::peer_flow(fd)?;
+            let name = crate::sys::unix_name(fd, true)?;
+            let flow = runtime::view::parse_flow_name(&name)?;
             let pid = std::process::id();
             if flow.pid != pid {
                 return None;
@@ -73,12 +74,21 @@ unsafe fn try_inline(fd: c_int, buf: *const c_void, n: size_t) -> Option<ssize_t
             let h = state::runtime_of(pid)?;
             // SAFETY: per the caller, `n` readable bytes at `buf`, for this call.
             let bytes = unsafe { std::slice::from_raw_parts(buf.cast::<u8>(), n) };
-            h.send_inline(usize::from(flow.dif), flow.port, bytes)
+            h.send_inline(usize::from(flow.dif), flow.port, &name, bytes)
         },
-        None,
+        // A panic may come after EFCP took the bytes: the call fails (EIO), it never
+        // sends them a second time through libc.
+        Some(PANICKED),
     )??;
+    if sent == PANICKED {
+        crate::sys::set_errno(libc::EIO);
+        return Some(-1);
+    }
     ssize_t::try_from(sent).ok()
 }
+
+/// What [`try_inline`]'s decision gives if it panicked.
+const PANICKED: usize = usize::MAX;
 
 /// write(2): see the module docs.
 ///

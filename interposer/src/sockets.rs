@@ -141,7 +141,7 @@ pub fn get(fd: c_int) -> Option<Meta> {
 /// Records (or replaces) what we know of `fd`.
 pub fn set(fd: c_int, meta: Meta) {
     let Some(k) = key(fd) else { return };
-    if matches!(meta.role, Role::Connected { .. }) {
+    if matches!(meta.role, Role::Connected { .. } | Role::Connecting { .. }) {
         crate::inline::mark(fd);
     }
     let sweep = {

@@ -101,11 +101,18 @@ impl Handle {
     /// Sends `buf` on stream flow `port` of DIF `dif` (an index into the rules' DIFs)
     /// from the calling thread, if inline sends are on and nothing the application
     /// wrote before is still on its way through the flow's socket (see
-    /// `driver/inline.rs`). `None`: write to the socket as usual.
-    /// The caller checks that this is its own process's runtime ([`Handle::pid`]).
-    pub fn send_inline(&self, dif: usize, port: rina_core::PortId, buf: &[u8]) -> Option<usize> {
+    /// `driver/inline.rs`), whose runtime end is bound to `name` (the caller's end's
+    /// peer name). `None`: write to the socket as usual. The caller checks that this is
+    /// its own process's runtime ([`Handle::pid`]).
+    pub fn send_inline(
+        &self,
+        dif: usize,
+        port: rina_core::PortId,
+        name: &[u8],
+        buf: &[u8],
+    ) -> Option<usize> {
         match &self.inner {
-            Inner::Embedded(d) => d.send_inline(dif, port, buf),
+            Inner::Embedded(d) => d.send_inline(dif, port, name, buf),
             Inner::Host(_) => None,
         }
     }

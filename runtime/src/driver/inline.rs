@@ -48,16 +48,24 @@ pub fn enabled() -> bool {
 impl Shared {
     /// Sends `buf` on stream flow `port` of DIF `dif` from the calling thread, if that
     /// is possible now without passing anything the application wrote before to the
-    /// flow's socket. `None`: write it to the socket as usual.
+    /// flow's socket, whose runtime end is bound to `name` (what the caller's end shows
+    /// as its peer: a flow of an earlier runtime of this pid, after an exec, has the
+    /// same port-id but another name). `None`: write it to the socket as usual.
     ///
     /// The stack is locked only to hand the SDU to EFCP and take the PDUs it makes; they
     /// go out on the link after the lock is released.
-    pub(crate) fn send_inline(&self, dif: usize, port: PortId, buf: &[u8]) -> Option<usize> {
+    pub(crate) fn send_inline(
+        &self,
+        dif: usize,
+        port: PortId,
+        name: &[u8],
+        buf: &[u8],
+    ) -> Option<usize> {
         if buf.is_empty() || buf.len() > INLINE_MAX {
             return None;
         }
         let stack = self.stack.get()?.upgrade()?;
-        let (mut out, links) = take(&stack)?.send_inline(DifId(dif), port, buf)?;
+        let (mut out, links) = take(&stack)?.send_inline(DifId(dif), port, name, buf)?;
         out.send(&links);
         Some(buf.len())
     }
@@ -85,6 +93,7 @@ impl Driver {
         &mut self,
         dif: DifId,
         port: PortId,
+        name: &[u8],
         buf: &[u8],
     ) -> Option<(Transmits, Arc<Vec<Link>>)> {
         if self.exiting.is_some() || self.stopped || self.keeper.is_some() {
@@ -92,7 +101,10 @@ impl Driver {
         }
         let token = *self.by_port.get(&(dif, port))?;
         let f = self.flows.get(&token)?;
-        if f.app_eof || f.app_gone || f.reset || f.dif != dif || !drained(&f.sock) {
+        if f.app_eof || f.app_gone || f.reset || f.dif != dif || !named(&f.sock, name) {
+            return None;
+        }
+        if !drained(&f.sock) {
             return None;
         }
         if buf.len() > self.stack.node.dif(dif).stream_sdu() {
@@ -162,6 +174,14 @@ impl Driver {
             }
         }
     }
+}
+
+/// True if `sock` is bound to the abstract name `name`.
+fn named(sock: &OwnedFd, name: &[u8]) -> bool {
+    rustix::net::getsockname(sock)
+        .ok()
+        .and_then(|a| rustix::net::SocketAddrUnix::try_from(a).ok())
+        .is_some_and(|a| a.abstract_name() == Some(name))
 }
 
 /// True if everything the application wrote to its end of the socket pair has been

@@ -122,6 +122,9 @@ impl Driver {
             unsafe { libc::_exit(1) };
         };
         std::mem::forget(std::mem::replace(&mut self.shared, fresh));
+        // The inline sends' timer was the exiting process's too (closed above): a
+        // keeper has no application threads, so it needs none.
+        std::mem::forget(self.timer.take());
         // The management socket was the exiting process's: the keeper has its own.
         std::mem::forget(self.mgmt.take());
         self.mgmt = super::mgmt::listener(std::process::id()).ok();

@@ -98,11 +98,14 @@ pub(crate) fn spawn(
         .ok();
     let epoll = new_epoll(&shared, mgmt.as_ref(), &stack).map_err(|e| down("epoll", e))?;
     let host = host_service(&config, node, &epoll)?;
-    let timer = if super::inline::enabled() {
-        Some(timer(&epoll).map_err(|e| down("timerfd", e))?)
-    } else {
-        None
-    };
+    // Without a timer fd, inline sends stay off (a deadline they set could not reach
+    // the sleeping thread); the stack runs as before.
+    let timer = super::inline::enabled()
+        .then(|| timer(&epoll))
+        .and_then(|t| {
+            t.inspect_err(|e| tracing::warn!("no timer fd ({e}): inline sends off"))
+                .ok()
+        });
     let driver = Driver {
         shared: shared.clone(),
         program: program.to_owned(),
@@ -143,7 +146,7 @@ pub(crate) fn spawn(
         inline_timer_wakes: 0,
     };
     let driver = Arc::new(Mutex::new(driver));
-    if super::inline::enabled() {
+    if driver.lock().timer.is_some() {
         let _ = shared.stack.set(Arc::downgrade(&driver));
     }
     // The thread starts with every signal blocked (it inherits this thread's mask): the
