@@ -14,7 +14,14 @@ use crate::sockets::{self, Meta, Role};
 
 /// The flow behind `fd`, if its peer is the runtime's end of a stream flow.
 pub fn peer_flow(fd: c_int) -> Option<FlowName> {
-    crate::sys::unix_name(fd, true).and_then(|n| view::parse_flow_name(&n))
+    peer_flow_named(fd).map(|(_, f)| f)
+}
+
+/// [`peer_flow`], and the peer's name it was read from.
+pub fn peer_flow_named(fd: c_int) -> Option<(Vec<u8>, FlowName)> {
+    let name = crate::sys::unix_name(fd, true)?;
+    let flow = view::parse_flow_name(&name)?;
+    Some((name, flow))
 }
 
 /// What we know of `fd`: the table's entry, or, for the application's end of a flow

@@ -21,9 +21,6 @@ use crate::sys::real::real;
 const WORDS: usize = 1024;
 static MARKS: [AtomicU64; WORDS] = [const { AtomicU64::new(0) }; WORDS];
 
-/// The largest write tried inline (the runtime has its own, smaller or equal, limit).
-const MAX: usize = 4 << 10;
-
 fn slot(fd: c_int) -> Option<(&'static AtomicU64, u64)> {
     let fd = usize::try_from(fd).ok()?;
     Some((MARKS.get(fd / 64)?, 1 << (fd % 64)))
@@ -57,7 +54,7 @@ fn marked(fd: c_int) -> bool {
 /// # Safety
 /// `buf` valid for reads of `n` bytes (or `n` zero).
 unsafe fn try_inline(fd: c_int, buf: *const c_void, n: size_t) -> Option<ssize_t> {
-    if n == 0 || n > MAX || buf.is_null() || !marked(fd) || !state::active() {
+    if n == 0 || n > runtime::INLINE_MAX || buf.is_null() || !marked(fd) || !state::active() {
         return None;
     }
     if !runtime::inline_sends() {
@@ -65,8 +62,7 @@ unsafe fn try_inline(fd: c_int, buf: *const c_void, n: size_t) -> Option<ssize_t
     }
     let sent = detour::choose(
         || {
-            let name = crate::sys::unix_name(fd, true)?;
-            let flow = runtime::view::parse_flow_name(&name)?;
+            let (name, flow) = crate::flow_fd::peer_flow_named(fd)?;
             let pid = std::process::id();
             if flow.pid != pid {
                 return None;

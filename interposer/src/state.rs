@@ -139,8 +139,7 @@ pub fn owns_runtime() -> bool {
 
 /// The runtime of this process if it runs (never starts one).
 pub fn running_runtime() -> Option<Handle> {
-    let pid = std::process::id();
-    RUNTIME.lock().clone().filter(|h| h.pid() == pid)
+    runtime_of(std::process::id())
 }
 
 /// The runtime of process `pid` (this one, the caller says) if it runs.

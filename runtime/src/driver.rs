@@ -42,7 +42,7 @@ mod tunnel;
 
 pub(crate) use flows::set_send_buffer;
 pub use flows::APP_SOCKET_BUFFER;
-pub use inline::enabled as inline_sends;
+pub use inline::{enabled as inline_sends, INLINE_MAX};
 use start::new_epoll;
 pub use start::on_runtime_thread;
 pub(crate) use start::{spawn, Shared};
@@ -130,9 +130,10 @@ struct Driver {
     host: Option<host::Service>,
     /// How long to poll before sleeping (`spin.rs`).
     spin: spin::Spin,
-    /// Until when the thread sleeps, while it waits (`None`: until an event;
-    /// `Instant::ZERO` while it works): an application thread that sends on a flow
-    /// itself wakes it if the stack then has an earlier deadline (`inline.rs`).
+    /// Until when the thread sleeps while it waits (`None`: until an event), set before
+    /// each wait: an application thread, which only holds the stack while the thread
+    /// waits, sets its timer if a send of its own armed an earlier deadline
+    /// (`inline.rs`).
     asleep_until: Option<Instant>,
     /// A timer fd in the epoll set, that an application thread sets to a deadline its
     /// send armed (`inline.rs`; only when inline sends are on).
@@ -174,17 +175,12 @@ impl Driver {
             self.next_deadline()
                 .map(|t| t.saturating_duration_since(self.now()))
         };
-        self.asleep_until = match timeout {
-            Some(t) if t.is_zero() => Some(self.now()),
-            Some(t) => Some(self.now() + t),
-            None => None,
-        };
+        self.asleep_until = timeout.map(|t| self.now() + t);
         Some(timeout)
     }
 
     /// What epoll said, after a wait.
     fn after_wait(&mut self, events: &[epoll::Event]) {
-        self.asleep_until = Some(Instant::ZERO);
         let now = self.now();
         for ev in events {
             if self.stopped {
@@ -405,6 +401,14 @@ fn slept(
     (!events.is_empty() && !timeout.is_some_and(|t| t.is_zero())).then(|| start.elapsed())
 }
 
+/// `d` as a `Timespec` (one past `i64::MAX` seconds saturates there).
+pub(crate) fn timespec(d: Duration) -> rustix::time::Timespec {
+    rustix::time::Timespec::try_from(d).unwrap_or(rustix::time::Timespec {
+        tv_sec: i64::MAX,
+        tv_nsec: 0,
+    })
+}
+
 /// `epoll_wait` for at most `timeout` (`None`: no limit); an interrupted wait is an
 /// empty one.
 fn epoll_wait(
@@ -412,10 +416,7 @@ fn epoll_wait(
     events: &mut Vec<epoll::Event>,
     timeout: Option<Duration>,
 ) -> rustix::io::Result<()> {
-    let ts = timeout.map(|d| rustix::time::Timespec {
-        tv_sec: d.as_secs() as i64,
-        tv_nsec: i64::from(d.subsec_nanos()),
-    });
+    let ts = timeout.map(timespec);
     match epoll::wait(epoll, spare(events), ts.as_ref()) {
         Ok(_) | Err(rustix::io::Errno::INTR) => Ok(()),
         Err(e) => Err(e),

@@ -26,7 +26,7 @@ use std::time::Duration;
 use rina_core::node::DifId;
 use rina_core::{Instant, PortId};
 use rustix::net::RecvFlags;
-use rustix::time::{Itimerspec, TimerfdTimerFlags, Timespec};
+use rustix::time::{Itimerspec, TimerfdTimerFlags};
 
 use parking_lot::{Mutex, MutexGuard};
 
@@ -36,7 +36,7 @@ use crate::transmits::Transmits;
 
 /// The largest write sent inline (a small message; a bulk transfer keeps the pump, so
 /// an application thread never does a transfer's EFCP work).
-const INLINE_MAX: usize = 4 << 10;
+pub const INLINE_MAX: usize = 4 << 10;
 
 /// True unless `RINA_INLINE_SEND` is 0 (read once): application threads may send
 /// small writes on stream flows themselves.
@@ -101,7 +101,7 @@ impl Driver {
         }
         let token = *self.by_port.get(&(dif, port))?;
         let f = self.flows.get(&token)?;
-        if f.app_eof || f.app_gone || f.reset || f.dif != dif || !named(&f.sock, name) {
+        if f.app_eof || f.app_gone || f.reset || !named(&f.sock, name) {
             return None;
         }
         if !drained(&f.sock) {
@@ -130,7 +130,7 @@ impl Driver {
     /// (events: wake it) and of an earlier deadline (its timer fd).
     fn after_inline(&mut self, now: Instant) {
         if self.stack.node.has_pending_output() {
-            let _ = rustix::io::write(&self.shared.waker, &1u64.to_ne_bytes());
+            self.shared.wake();
             return;
         }
         let Some(deadline) = self.next_deadline() else {
@@ -141,7 +141,7 @@ impl Driver {
         }
         self.asleep_until = Some(deadline);
         let Some(timer) = self.timer.as_ref() else {
-            let _ = rustix::io::write(&self.shared.waker, &1u64.to_ne_bytes());
+            self.shared.wake();
             return;
         };
         // At least a nanosecond: a zero value would disarm the timer.
@@ -149,18 +149,12 @@ impl Driver {
             .saturating_duration_since(now)
             .max(Duration::from_nanos(1));
         let spec = Itimerspec {
-            it_interval: Timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            },
-            it_value: Timespec {
-                tv_sec: i64::try_from(wait.as_secs()).unwrap_or(i64::MAX),
-                tv_nsec: i64::from(wait.subsec_nanos()),
-            },
+            it_interval: super::timespec(Duration::ZERO),
+            it_value: super::timespec(wait),
         };
         if rustix::time::timerfd_settime(timer.as_fd(), TimerfdTimerFlags::empty(), &spec).is_err()
         {
-            let _ = rustix::io::write(&self.shared.waker, &1u64.to_ne_bytes());
+            self.shared.wake();
         }
     }
 

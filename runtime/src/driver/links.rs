@@ -51,7 +51,7 @@ impl Driver {
             }
         }
         // More may be waiting; come back after the rest of the loop has had a turn.
-        let _ = rustix::io::write(&self.shared.waker, &1u64.to_ne_bytes());
+        self.shared.wake();
     }
 
     /// Sends everything the node has ready, in batches (`transmits`); true if

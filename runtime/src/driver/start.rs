@@ -75,8 +75,13 @@ impl Shared {
             return false;
         }
         self.commands.lock().push_back(cmd);
-        let _ = rustix::io::write(&self.waker, &1u64.to_ne_bytes());
+        self.wake();
         true
+    }
+
+    /// Wakes the runtime thread (it then takes a turn).
+    pub(super) fn wake(&self) {
+        let _ = rustix::io::write(&self.waker, &1u64.to_ne_bytes());
     }
 }
 
@@ -140,7 +145,7 @@ pub(crate) fn spawn(
         said: BTreeSet::new(),
         next_trust_check: Instant::ZERO,
         host,
-        asleep_until: Some(Instant::ZERO),
+        asleep_until: None,
         timer,
         inline_sends: 0,
         inline_timer_wakes: 0,

@@ -284,10 +284,7 @@ impl Client {
     fn read_one(&self, left: Duration) -> Result<Option<Answer>, ()> {
         use rustix::event::{poll, PollFd, PollFlags};
         let mut p = [PollFd::new(&self.sock, PollFlags::IN)];
-        let t = rustix::time::Timespec {
-            tv_sec: left.as_secs().min(i64::MAX as u64) as i64,
-            tv_nsec: i64::from(left.subsec_nanos()),
-        };
+        let t = crate::driver::timespec(left);
         match poll(&mut p, Some(&t)) {
             Ok(0) | Err(rustix::io::Errno::INTR) => return Ok(None),
             Ok(_) => {}
