@@ -204,6 +204,24 @@ pub struct FlowReport {
     /// Retransmissions found needless afterwards.
     #[serde(default)]
     pub spurious_retransmissions: u64,
+    /// The retransmission timeout now (back-off included), µs.
+    #[serde(default)]
+    pub rto_us: u64,
+    /// PDUs sent and neither acknowledged nor deemed lost.
+    #[serde(default)]
+    pub in_flight: u64,
+    /// Payload bytes the peer acknowledged.
+    #[serde(default)]
+    pub bytes_acked: u64,
+    /// Payload bytes received in order.
+    #[serde(default)]
+    pub bytes_received: u64,
+    /// DT PDUs received more than once.
+    #[serde(default)]
+    pub duplicates: u64,
+    /// PDUs ignored as malformed.
+    #[serde(default)]
+    pub malformed: u64,
 }
 
 /// PDU counters of a member.

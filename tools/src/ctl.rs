@@ -218,13 +218,13 @@ fn show(r: &Report) -> String {
             let at = f
                 .remote_address
                 .map_or_else(String::new, |a| format!(" at {a}"));
-            let rtt = f
-                .srtt_us
-                .map_or_else(String::new, |t| format!(", srtt {t} us"));
+            let rtt = f.srtt_us.map_or_else(String::new, |t| {
+                format!(", srtt {t} us, timeout {} us", f.rto_us)
+            });
             let loss = if f.pdus_retransmitted > 0 || f.timeouts > 0 {
                 format!(
-                    ", {} loss events, {} timeouts, {} needless retransmissions",
-                    f.loss_events, f.timeouts, f.spurious_retransmissions
+                    ", {} loss events, {} timeouts, {} needless retransmissions, {} in flight",
+                    f.loss_events, f.timeouts, f.spurious_retransmissions, f.in_flight
                 )
             } else {
                 String::new()

@@ -47,6 +47,8 @@ mod goodput_tests;
 #[cfg(test)]
 mod lossy_tests;
 #[cfg(test)]
+mod rtt_tests;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod window_tests;

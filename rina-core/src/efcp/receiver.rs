@@ -16,12 +16,17 @@
 //!   grows the window by a quarter of the credit since the last advertised edge sends
 //!   a window update. The SACK ranges are the lowest [`MAX_SACKS`] held runs, the ones
 //!   whose holes block delivery first.
+//! - The echo: each acknowledgement names the DT PDU that arrived last since the
+//!   previous one, if that was a new first transmission; a retransmission or a
+//!   duplicate arriving clears it, since the acknowledgement it causes is about a
+//!   transmission the sender cannot tell apart.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::time::Instant;
 use crate::wire::control::{ControlRepr, MAX_SACKS};
+use crate::wire::pci::flags;
 
 use super::ranges::RangeSet;
 use super::reassembly::Reassembly;
@@ -59,6 +64,8 @@ pub(super) struct Receiver {
     asm: Reassembly,
     /// When the next acknowledgement is due.
     ack_at: Option<Instant>,
+    /// What the next acknowledgement echoes.
+    echo: Option<u64>,
     /// In-order PDUs since the last acknowledgement, and their payload bytes.
     unacked: u64,
     unacked_bytes: u64,
@@ -89,6 +96,7 @@ impl Receiver {
             pool: Vec::new(),
             asm: Reassembly::new(cfg.max_sdu_size),
             ack_at: None,
+            echo: None,
             unacked: 0,
             unacked_bytes: 0,
             largest: 0,
@@ -118,7 +126,10 @@ impl Receiver {
     /// Handles a DT PDU.
     pub(super) fn on_data(&mut self, now: Instant, seq: u64, f: u8, payload: &[u8]) {
         self.pdus_received += 1;
-        if seq < self.rcv_next || self.ooo.contains_key(&seq) {
+        let duplicate = seq < self.rcv_next || self.ooo.contains_key(&seq);
+        let fresh = !duplicate && seq < self.rwe() && f & flags::RTX == 0;
+        self.echo = fresh.then_some(seq);
+        if duplicate {
             self.duplicates += 1;
             self.ack_now(now);
             return;
@@ -218,6 +229,7 @@ impl Receiver {
         self.advertised = self.rwe();
         self.ctrl.ack = self.rcv_next;
         self.ctrl.rwe = self.advertised;
+        self.ctrl.echo = self.echo.take();
         self.ctrl.sacks.clear();
         self.ctrl.sacks.extend(self.held.iter().take(MAX_SACKS));
         Some(&self.ctrl)

@@ -48,6 +48,8 @@ struct Slot {
     sacked: bool,
     lost: bool,
     rtx: u32,
+    /// Time of the first transmission (round trips are timed from it, by the echo).
+    first_sent: Instant,
     /// Time of the last transmission.
     sent_at: Instant,
     /// The deliveries when it was last sent (for the delivery rate).
@@ -58,8 +60,6 @@ struct Slot {
 #[derive(Default)]
 struct AckEvent {
     newly: u64,
-    /// Latest send time of a newly delivered, never retransmitted PDU (Karn).
-    sample: Option<Instant>,
     /// Reordering distance seen.
     reorder: u64,
     /// The most recently sent of the newly delivered PDUs: (sent at, seq, snapshot).
@@ -210,6 +210,7 @@ impl Sender {
             sacked: false,
             lost: false,
             rtx: 0,
+            first_sent: Instant::ZERO,
             sent_at: Instant::ZERO,
             snap: Snapshot::default(),
         });
@@ -237,6 +238,7 @@ impl Sender {
         }
         let in_flight = self.in_flight();
         let fack = self.sacked.max_end().unwrap_or(0);
+        let echoed = self.echoed(&c);
         let mut ev = AckEvent::default();
         let progress = c.ack > self.snd_una;
         while self.snd_una < c.ack {
@@ -257,7 +259,7 @@ impl Sender {
         self.sacked.remove_below(self.snd_una);
         self.loss_floor = self.loss_floor.max(self.snd_una);
         self.on_sacks(&mut ev, now, &c.sacks, fack);
-        if let Some(t) = ev.sample {
+        if let Some(t) = echoed {
             self.rtt.sample(now - t);
         }
         let window = self
@@ -284,6 +286,21 @@ impl Sender {
         self.detect_losses(now);
         self.detect_lost_retransmissions(now);
         self.update_timer(now);
+    }
+
+    /// The first sending time of the PDU the acknowledgement echoes, when this
+    /// acknowledgement newly covers it: the round trip is timed from there. An
+    /// acknowledgement without an echo (caused by a retransmission or a duplicate)
+    /// gives no sample, which is Karn's rule without its blind spot (a cumulative
+    /// acknowledgement carried by a retransmission no longer times the PDUs sent
+    /// before it).
+    fn echoed(&self, c: &ControlRepr) -> Option<Instant> {
+        let e = c.echo?;
+        let slot = self
+            .slots
+            .get(usize::try_from(e.checked_sub(self.snd_una)?).ok()?)?;
+        let covered = e < c.ack || c.sacks.iter().any(|&(s, x)| s <= e && e < x);
+        (e < self.next_seq && !slot.sacked && covered).then_some(slot.first_sent)
     }
 
     fn on_sacks(&mut self, ev: &mut AckEvent, now: Instant, sacks: &[(u64, u64)], fack: u64) {
@@ -320,7 +337,6 @@ impl Sender {
             ev.newest = Some((slot.sent_at, seq, slot.snap));
         }
         if slot.rtx == 0 {
-            ev.sample = Some(ev.sample.map_or(slot.sent_at, |t| t.max(slot.sent_at)));
             if seq < fack {
                 // It arrived after PDUs sent later: reordering, not loss.
                 ev.reorder = ev.reorder.max(fack - seq);
@@ -372,6 +388,7 @@ impl Sender {
         let Some(slot) = self.slot_mut(seq) else {
             return false;
         };
+        slot.first_sent = now;
         slot.sent_at = now;
         slot.snap = snap;
         let slot = *slot;
@@ -416,6 +433,9 @@ impl Sender {
         let mut f = slot.flags;
         if seq == 0 {
             f |= flags::DRF;
+        }
+        if slot.rtx > 0 {
+            f |= flags::RTX;
         }
         buf.clear();
         buf.reserve(PCI_LEN + slot.len as usize);

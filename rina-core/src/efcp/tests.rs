@@ -117,7 +117,7 @@ fn pci_carries_endpoints_ttl_and_drf() {
     assert_eq!(pdus.len(), 2);
     #[rustfmt::skip]
     let first = [
-        1, 0x80, flags::FIRST | flags::LAST | flags::DRF, 64,
+        2, 0x80, flags::FIRST | flags::LAST | flags::DRF, 64,
         0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0, 20, 0, 0, 0, 10,
         0, 0, 0, 0, 0, 0, 0, 0,
         b'h', b'i',
@@ -206,7 +206,9 @@ fn rto_retransmits_a_dropped_pdu() {
     assert!(drain(at(199), &mut a).is_empty(), "not yet");
     a.handle_timeout(at(200));
     let again = drain(at(200), &mut a);
-    assert_eq!(again, original, "the same PDU, byte for byte");
+    let mut marked = original[0].clone();
+    marked[2] |= flags::RTX;
+    assert_eq!(again, [marked], "the same PDU, marked as a retransmission");
     assert_eq!(a.poll_timeout(), Some(at(600)), "backed off to 400 ms");
     feed(at(210), &mut b, &again[0]);
     deliver(at(212), &mut b, &mut a, |_| false);
@@ -233,6 +235,7 @@ fn sack_triggers_fast_retransmit_of_the_hole() {
         ControlRepr {
             ack: 2,
             rwe: 256,
+            echo: Some(9),
             sacks: vec![(3, 10)]
         }
     );
@@ -247,6 +250,7 @@ fn sack_triggers_fast_retransmit_of_the_hole() {
         ControlRepr {
             ack: 10,
             rwe: 256,
+            echo: None,
             sacks: vec![]
         }
     );
@@ -384,6 +388,7 @@ fn garbage_is_counted_and_ignored() {
     ControlRepr {
         ack: 5,
         rwe: 1 << 40,
+        echo: None,
         sacks: vec![],
     }
     .emit(&mut beyond);
@@ -406,6 +411,7 @@ fn garbage_is_counted_and_ignored() {
         ControlRepr {
             ack: 0,
             rwe: 256,
+            echo: None,
             sacks: vec![]
         }
     );

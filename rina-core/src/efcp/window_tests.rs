@@ -30,6 +30,7 @@ fn window_closes_without_reads_and_reopens_on_reads() {
         ControlRepr {
             ack: 8,
             rwe: 8,
+            echo: Some(7),
             sacks: vec![]
         }
     );
@@ -46,6 +47,7 @@ fn window_closes_without_reads_and_reopens_on_reads() {
         ControlRepr {
             ack: 8,
             rwe: 10,
+            echo: None,
             sacks: vec![]
         }
     );

@@ -1,18 +1,23 @@
 //! The body of an EFCP control PDU (DTCP): cumulative acknowledgement, right window
-//! edge and selective acknowledgements.
+//! edge, the round-trip echo and selective acknowledgements.
 //!
 //! It follows a PCI of type [`PduType::Control`](super::PduType::Control). Layout,
 //! network byte order:
 //!
 //! ```text
-//!  0                8                16       17
-//!  +----------------+----------------+--------+-------------------------------+
-//!  |      ack       |      rwe       | n_sack | n_sack x (start: u64, end: u64) |
-//!  +----------------+----------------+--------+-------------------------------+
+//!  0                8                16               24       25
+//!  +----------------+----------------+----------------+--------+---------------------+
+//!  |      ack       |      rwe       |      echo      | n_sack | n_sack x (start: u64,
+//!  +----------------+----------------+----------------+--------+   end: u64)         |
 //! ```
 //!
 //! - `ack`: cumulative; every DT sequence number below it was received;
 //! - `rwe`: right window edge; the peer may send sequence numbers below it;
+//! - `echo`: the sequence number of the DT PDU that arrived last since the previous
+//!   control PDU, if it was a first transmission and new, else all ones (none): the
+//!   sender times the round trip from that PDU's first sending, with no ambiguity about
+//!   which transmission is acknowledged (the role of TCP's timestamp echo, RFC 7323
+//!   §4);
 //! - `n_sack`: at most [`MAX_SACKS`];
 //! - each SACK pair is a half-open range `[start, end)` received above `ack`; the
 //!   ranges are non-empty, strictly increasing and disjoint (`ack < start < end`, and
@@ -27,8 +32,10 @@ use super::Error;
 /// The most SACK ranges one control PDU carries.
 pub const MAX_SACKS: usize = 16;
 
-/// Length of the fixed part (`ack`, `rwe`, `n_sack`).
-const FIXED_LEN: usize = 17;
+/// Length of the fixed part (`ack`, `rwe`, `echo`, `n_sack`).
+const FIXED_LEN: usize = 25;
+/// The wire value of "no echo".
+const NO_ECHO: u64 = u64::MAX;
 /// Length of one SACK range.
 const SACK_LEN: usize = 16;
 
@@ -39,6 +46,9 @@ pub struct ControlRepr {
     pub ack: u64,
     /// Right window edge: the peer may send sequence numbers below it.
     pub rwe: u64,
+    /// The last DT PDU that arrived since the previous control PDU, when it was a
+    /// first transmission and new (never all ones: that encodes `None`).
+    pub echo: Option<u64>,
     /// Ranges `[start, end)` received above `ack`, strictly increasing.
     pub sacks: Vec<(u64, u64)>,
 }
@@ -54,6 +64,7 @@ impl ControlRepr {
         let mut r = Reader::new(bytes);
         let ack = r.u64()?;
         let rwe = r.u64()?;
+        let echo = Some(r.u64()?).filter(|&e| e != NO_ECHO);
         let n = usize::from(r.u8()?);
         if n > MAX_SACKS {
             return Err(Error::Malformed);
@@ -71,7 +82,12 @@ impl ControlRepr {
             sacks.push((start, end));
         }
         r.finish()?;
-        Ok(Self { ack, rwe, sacks })
+        Ok(Self {
+            ack,
+            rwe,
+            echo,
+            sacks,
+        })
     }
 
     /// The encoded length, in bytes.
@@ -86,6 +102,7 @@ impl ControlRepr {
         out.reserve(FIXED_LEN + SACK_LEN * n);
         out.extend_from_slice(&self.ack.to_be_bytes());
         out.extend_from_slice(&self.rwe.to_be_bytes());
+        out.extend_from_slice(&self.echo.unwrap_or(NO_ECHO).to_be_bytes());
         out.push(n as u8); // n <= MAX_SACKS < 256
         for &(start, end) in &self.sacks[..n] {
             out.extend_from_slice(&start.to_be_bytes());
@@ -111,6 +128,7 @@ mod tests {
         let bytes = [
             0, 0, 0, 0, 0, 0, 0x01, 0x02, // ack 258
             0, 0, 0, 0, 0, 0, 0x02, 0x00, // rwe 512
+            0, 0, 0, 0, 0, 0, 0x01, 0x06, // echo 262
             2,                            // two ranges
             0, 0, 0, 0, 0, 0, 0x01, 0x05, // [261,
             0, 0, 0, 0, 0, 0, 0x01, 0x07, //  263)
@@ -120,6 +138,7 @@ mod tests {
         let c = ControlRepr {
             ack: 258,
             rwe: 512,
+            echo: Some(262),
             sacks: vec![(261, 263), (272, 273)],
         };
         assert_eq!(ControlRepr::parse(&bytes), Ok(c.clone()));
@@ -128,14 +147,22 @@ mod tests {
     }
 
     #[test]
-    fn plain_ack_is_seventeen_bytes() {
+    fn plain_ack_is_twenty_five_bytes() {
         let c = ControlRepr {
             ack: 1,
             rwe: 2,
+            echo: None,
             sacks: vec![],
         };
         let v = encode(&c);
-        assert_eq!(v, [0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 2, 0]);
+        #[rustfmt::skip]
+        let want = [
+            0, 0, 0, 0, 0, 0, 0, 1,
+            0, 0, 0, 0, 0, 0, 0, 2,
+            0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+            0,
+        ];
+        assert_eq!(v, want);
         assert_eq!(ControlRepr::parse(&v), Ok(c));
     }
 
@@ -144,6 +171,7 @@ mod tests {
         let c = ControlRepr {
             ack: 5,
             rwe: 9,
+            echo: Some(8),
             sacks: vec![(6, 7), (8, 9)],
         };
         let v = encode(&c);
@@ -162,6 +190,7 @@ mod tests {
             ControlRepr::parse(&encode(&ControlRepr {
                 ack,
                 rwe: 100,
+                echo: None,
                 sacks,
             }))
         };
@@ -184,7 +213,7 @@ mod tests {
         long.push(0);
         assert_eq!(ControlRepr::parse(&long), Err(Error::Trailing));
         let mut many = encode(&ControlRepr::default());
-        many[16] = MAX_SACKS as u8 + 1;
+        many[24] = MAX_SACKS as u8 + 1;
         many.extend(std::iter::repeat_n(0, 16 * (MAX_SACKS + 1)));
         assert_eq!(ControlRepr::parse(&many), Err(Error::Malformed));
     }
@@ -194,6 +223,7 @@ mod tests {
         let c = ControlRepr {
             ack: 0,
             rwe: 1000,
+            echo: None,
             sacks: (0..20).map(|i| (10 * i + 1, 10 * i + 2)).collect(),
         };
         let v = encode(&c);
@@ -205,9 +235,10 @@ mod tests {
         (
             any::<u64>(),
             any::<u64>(),
+            prop::option::of(0..u64::MAX),
             prop::collection::vec((1u64..1000, 1u64..1000), 0..=MAX_SACKS),
         )
-            .prop_map(|(ack, rwe, gaps)| {
+            .prop_map(|(ack, rwe, echo, gaps)| {
                 let ack = ack >> 8; // leave room for the ranges above it
                 let mut at = ack;
                 let sacks = gaps
@@ -218,7 +249,12 @@ mod tests {
                         r
                     })
                     .collect();
-                ControlRepr { ack, rwe, sacks }
+                ControlRepr {
+                    ack,
+                    rwe,
+                    echo,
+                    sacks,
+                }
             })
     }
 

@@ -1,6 +1,7 @@
 //! Protocol control information (PCI): the fixed header of every normal-DIF PDU.
 //!
-//! Version 1 layout, 28 bytes, network byte order:
+//! Version 2 layout (version 1 had neither the RTX flag nor the control echo), 28
+//! bytes, network byte order:
 //!
 //! ```text
 //!  0        1        2        3        4                8
@@ -26,7 +27,7 @@ use crate::{Address, CepId};
 /// Length of the PCI in bytes.
 pub const PCI_LEN: usize = 28;
 /// The PCI version this implementation speaks.
-pub const PCI_VERSION: u8 = 1;
+pub const PCI_VERSION: u8 = 2;
 /// Initial TTL of a PDU; relays drop a PDU whose TTL reaches zero.
 pub const DEFAULT_TTL: u8 = 64;
 
@@ -73,8 +74,11 @@ pub mod flags {
     pub const EOF: u8 = 0x04;
     /// Data run flag: first PDU of a connection (the receiver may start here).
     pub const DRF: u8 = 0x08;
+    /// A retransmission: the receiver echoes only first transmissions (see
+    /// [`ControlRepr::echo`](crate::wire::control::ControlRepr::echo)).
+    pub const RTX: u8 = 0x10;
     /// All flags this version defines.
-    pub const ALL: u8 = FIRST | LAST | EOF | DRF;
+    pub const ALL: u8 = FIRST | LAST | EOF | DRF | RTX;
 }
 
 /// The decoded PCI.
@@ -194,7 +198,7 @@ mod tests {
     #[test]
     fn hand_written_bytes() {
         let bytes: [u8; 30] = [
-            1, 0x80, 0x03, 64, 0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0, 9, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 1,
+            2, 0x80, 0x03, 64, 0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0, 9, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 1,
             0, b'h', b'i',
         ];
         let (pci, payload) = Pci::parse(&bytes).unwrap();
@@ -219,9 +223,9 @@ mod tests {
     fn rejects_bad_input() {
         assert_eq!(Pci::parse(&[1; 27]), Err(Error::Truncated));
         let mut b = [0u8; 28];
-        b[0] = 2;
-        assert_eq!(Pci::parse(&b), Err(Error::Version(2)));
         b[0] = 1;
+        assert_eq!(Pci::parse(&b), Err(Error::Version(1)));
+        b[0] = 2;
         b[1] = 0x11;
         assert_eq!(Pci::parse(&b), Err(Error::UnknownType(0x11)));
         b[1] = 0x80;
