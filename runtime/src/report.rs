@@ -222,6 +222,9 @@ pub struct FlowReport {
     /// PDUs ignored as malformed.
     #[serde(default)]
     pub malformed: u64,
+    /// Tail-loss probes sent.
+    #[serde(default)]
+    pub tail_probes: u64,
 }
 
 /// PDU counters of a member.

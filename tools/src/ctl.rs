@@ -223,8 +223,8 @@ fn show(r: &Report) -> String {
             });
             let loss = if f.pdus_retransmitted > 0 || f.timeouts > 0 {
                 format!(
-                    ", {} loss events, {} timeouts, {} needless retransmissions, {} in flight",
-                    f.loss_events, f.timeouts, f.spurious_retransmissions, f.in_flight
+                    ", {} loss events, {} timeouts, {} tail probes, {} needless retransmissions, {} in flight",
+                    f.loss_events, f.timeouts, f.tail_probes, f.spurious_retransmissions, f.in_flight
                 )
             } else {
                 String::new()

@@ -127,4 +127,6 @@ pub struct ConnectionStats {
     pub timeouts: u64,
     /// Loss events that shrank the congestion window.
     pub loss_events: u64,
+    /// Tail-loss probes sent (each in place of a retransmission timeout).
+    pub tail_probes: u64,
 }

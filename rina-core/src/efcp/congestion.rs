@@ -95,6 +95,11 @@ impl RttEstimator {
         self.rto
     }
 
+    /// The longest the peer delays an acknowledgement.
+    pub(super) fn ack_delay(&self) -> Duration {
+        self.ack_delay
+    }
+
     pub(super) fn srtt(&self) -> Option<Duration> {
         self.srtt
     }

@@ -8,9 +8,13 @@
 //!
 //! **Reliable mode** (`EfcpConfig::reliable`): in-order, exactly-once delivery.
 //! - Acknowledgements are control PDUs ([`ControlRepr`](crate::wire::control)):
-//!   cumulative ack, right window edge, up to 16 SACK ranges (see `receiver.rs`).
-//! - Retransmission: fast retransmit on SACK evidence and a retransmission timer
-//!   (RFC 6298 estimates, Karn's rule, back-off); see `sender.rs`.
+//!   cumulative ack, right window edge, the echo of the last first transmission that
+//!   arrived, up to 16 SACK ranges (see `receiver.rs`).
+//! - Retransmission: fast retransmit on SACK evidence, a tail-loss probe (RFC 8985
+//!   §7, `sender/tail.rs`) and a retransmission timer (RFC 6298 estimates, back-off).
+//!   Round trips are timed only through the echo, from the echoed PDU's first
+//!   sending; retransmissions carry the `RTX` flag and are never echoed (Karn's rule,
+//!   without its blind spot). See `sender.rs`.
 //! - Flow control is driven by the reading application: the peer may send up to
 //!   `credit` PDUs past the first PDU not yet consumed (see `reassembly.rs`); a closed
 //!   window is probed after an RTO.
@@ -48,6 +52,8 @@ mod goodput_tests;
 mod lossy_tests;
 #[cfg(test)]
 mod rtt_tests;
+#[cfg(test)]
+mod tail_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

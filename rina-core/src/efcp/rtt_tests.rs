@@ -69,3 +69,22 @@ fn a_duplicate_clears_the_echo() {
     assert_eq!(ack.len(), 1);
     assert_eq!((control(&ack[0]).ack, control(&ack[0]).echo), (1, None));
 }
+
+/// The echo of a PDU that arrived above a hole is SACKed, not cumulatively
+/// acknowledged: it still times the round trip.
+#[test]
+fn a_sacked_echo_is_a_sample() {
+    let (mut a, mut b) = pair(EfcpConfig::default());
+    for m in [b"zero", b"one_", b"two_"] {
+        a.send(at(0), m).unwrap();
+    }
+    deliver(at(0), &mut a, &mut b, |p| p.seq == 0);
+    let ack = drain(at(1), &mut b);
+    let c = control(&ack[0]);
+    assert_eq!(
+        (c.ack, c.echo, c.sacks.as_slice()),
+        (0, Some(2), &[(1, 3)][..])
+    );
+    feed(at(1), &mut a, &ack[0]);
+    assert_eq!(a.stats().srtt, Some(ms(1)));
+}

@@ -12,7 +12,8 @@
 //!   lost and waiting for retransmission;
 //! - in flight = sent − acknowledged − SACKed − lost.
 //!
-//! Loss detection, timers and failure live in `sender/loss.rs`.
+//! Loss detection, timers and failure live in `sender/loss.rs`, the tail-loss probe in
+//! `sender/tail.rs`.
 
 use std::collections::{BTreeSet, VecDeque};
 
@@ -28,6 +29,9 @@ use super::rate::{DeliveryRate, Snapshot};
 use super::{ConnectionStats, EfcpConfig, Failure};
 
 mod loss;
+mod tail;
+
+use tail::TailProbe;
 
 /// Fast-retransmit threshold before any reordering is seen.
 const MIN_DUPTHRESH: u64 = 3;
@@ -88,6 +92,7 @@ pub(super) struct Sender {
     /// The retransmission timer, or the window probe timer when nothing is in flight.
     timer: Option<Instant>,
     probe: bool,
+    tail: TailProbe,
     /// The lowest seq sent past the peer's window (a probe), while unacknowledged.
     probed: Option<u64>,
     /// Timeouts in a row without progress.
@@ -126,6 +131,7 @@ impl Sender {
             rate: DeliveryRate::default(),
             timer: None,
             probe: false,
+            tail: TailProbe::default(),
             probed: None,
             stalled: 0,
             closing: false,
@@ -154,6 +160,11 @@ impl Sender {
     fn in_flight(&self) -> u64 {
         self.outstanding()
             .saturating_sub(self.sacked.count() + self.lost.len() as u64)
+    }
+
+    fn slot(&self, seq: u64) -> Option<&Slot> {
+        self.slots
+            .get(usize::try_from(seq.checked_sub(self.snd_una)?).ok()?)
     }
 
     fn slot_mut(&mut self, seq: u64) -> Option<&mut Slot> {
@@ -259,6 +270,7 @@ impl Sender {
         self.sacked.remove_below(self.snd_una);
         self.loss_floor = self.loss_floor.max(self.snd_una);
         self.on_sacks(&mut ev, now, &c.sacks, fack);
+        self.on_tail_ack(now);
         if let Some(t) = echoed {
             self.rtt.sample(now - t);
         }
@@ -280,12 +292,16 @@ impl Sender {
         if progress {
             // RFC 6298 §5.3: restart the timer when new data is acknowledged.
             self.timer = None;
+            self.end_tail_episode();
         }
         self.cc
             .on_ack(ev.newly, in_flight, self.snd_una, self.next_seq);
         self.detect_losses(now);
         self.detect_lost_retransmissions(now);
         self.update_timer(now);
+        if progress || self.recovering() {
+            self.arm_tail_probe(now);
+        }
     }
 
     /// The first sending time of the PDU the acknowledgement echoes, when this
@@ -296,9 +312,7 @@ impl Sender {
     /// before it).
     fn echoed(&self, c: &ControlRepr) -> Option<Instant> {
         let e = c.echo?;
-        let slot = self
-            .slots
-            .get(usize::try_from(e.checked_sub(self.snd_una)?).ok()?)?;
+        let slot = self.slot(e)?;
         let covered = e < c.ack || c.sacks.iter().any(|&(s, x)| s <= e && e < x);
         (e < self.next_seq && !slot.sacked && covered).then_some(slot.first_sent)
     }
@@ -368,6 +382,9 @@ impl Sender {
             self.pdus_sent += 1;
             return true;
         }
+        if self.send_tail_probe(now, base, buf) {
+            return true;
+        }
         let cwnd = self.cc.window();
         if self.in_flight() < cwnd && self.retransmit(now, base, buf) {
             return true;
@@ -380,9 +397,11 @@ impl Sender {
             self.update_timer(now);
             return false;
         }
-        if self.in_flight() >= cwnd {
-            return false;
-        }
+        self.in_flight() < cwnd && self.send_new(now, base, buf)
+    }
+
+    /// Sends the next queued PDU (the caller checked the windows).
+    fn send_new(&mut self, now: Instant, base: &Pci, buf: &mut Vec<u8>) -> bool {
         let seq = self.next_seq;
         let snap = self.rate.snapshot(now);
         let Some(slot) = self.slot_mut(seq) else {
@@ -400,6 +419,7 @@ impl Sender {
         self.probe = false;
         self.pdus_sent += 1;
         self.timer.get_or_insert(now + self.rtt.rto());
+        self.arm_tail_probe(now);
         true
     }
 
@@ -463,5 +483,6 @@ impl Sender {
         s.spurious_retransmissions = self.spurious;
         s.timeouts = self.timeouts;
         s.loss_events = self.loss_events;
+        s.tail_probes = self.tail.count;
     }
 }

@@ -229,6 +229,7 @@ fn flow_reports(ipcp: &rina_core::ipcp::IpcProcess) -> Vec<FlowReport> {
                 bytes_received: of(|s| s.bytes_received),
                 duplicates: of(|s| s.duplicates),
                 malformed: of(|s| s.malformed),
+                tail_probes: of(|s| s.tail_probes),
                 srtt_us: stats.and_then(|s| s.srtt).map(|t| t.as_micros() as u64),
             }
         })

@@ -125,7 +125,7 @@ impl Sender {
         n
     }
 
-    fn on_loss_event(&mut self, now: Instant, seq: u64, count: u64, timeout: bool) {
+    pub(super) fn on_loss_event(&mut self, now: Instant, seq: u64, count: u64, timeout: bool) {
         let srtt = self.rtt.srtt().unwrap_or(self.rtt.rto());
         let floor = self
             .rtt
@@ -160,13 +160,15 @@ impl Sender {
     }
 
     pub(in crate::efcp) fn poll_timeout(&self) -> Option<Instant> {
-        self.timer
+        crate::time::earliest(self.timer, self.tail.deadline())
     }
 
     pub(in crate::efcp) fn on_timeout(&mut self, now: Instant) {
+        self.on_tail_timeout(now);
         if self.timer.is_none_or(|t| t > now) {
             return;
         }
+        self.tail_timed_out();
         self.timer = None;
         self.timeouts += 1;
         if self.outstanding() == 0 {
@@ -214,6 +216,7 @@ impl Sender {
         self.sacked = RangeSet::default();
         self.rtx_watch = VecDeque::new();
         self.timer = None;
+        self.disarm_tail_probe();
         self.probed = None;
         self.snd_una = self.next_seq;
     }
