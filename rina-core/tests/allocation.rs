@@ -291,3 +291,36 @@ fn an_unreliable_flow_takes_no_first_data() {
     );
     assert_eq!(taken, 0);
 }
+
+/// A neighbour of another release (PCI version 1, before the round-trip echo) is told
+/// apart from noise: its PDUs are counted as malformed, and it is reported once, with
+/// both versions, however many it sends.
+#[test]
+fn a_neighbour_of_another_pci_version_is_reported_once() {
+    use rina_core::ipcp::IpcProcess;
+    use rina_core::{Instant, N1Port};
+    let mut m = IpcProcess::new(member("a", true), Instant::ZERO);
+    m.add_n1_port(Instant::ZERO, N1Port(7), 1500, false);
+    while m.poll_event().is_some() {}
+    let mut old = vec![0u8; 40];
+    old[0] = 1;
+    old[1] = 0x40;
+    for _ in 0..3 {
+        m.handle_pdu(Instant::ZERO, N1Port(7), &old);
+    }
+    let said: Vec<String> = std::iter::from_fn(|| m.poll_event())
+        .filter_map(|e| match e {
+            Event::AccessRefused { why } => Some(why),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(said.len(), 1, "{said:?}");
+    assert!(
+        said[0].contains("N-1 port 7")
+            && said[0].contains("PCI version 1")
+            && said[0].contains("version 2"),
+        "{}",
+        said[0]
+    );
+    assert_eq!(m.counters().pdus_malformed, 3);
+}

@@ -116,6 +116,7 @@ pub enum Event {
     },
     /// A secured DIF refused a neighbour's claim (a member name or address held by
     /// another key, a name its key may not register): why, with the key's fingerprint.
+    /// Also: a neighbour speaks another PCI version (said once).
     AccessRefused {
         /// Why.
         why: String,

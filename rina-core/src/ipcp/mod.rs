@@ -112,6 +112,9 @@ pub struct IpcProcess {
     loopback: VecDeque<Vec<u8>>,
     events: VecDeque<Event>,
     counters: Counters,
+    /// A PDU of another PCI version was reported (once: it is a deployment mistake,
+    /// and every PDU of that peer would repeat it).
+    version_reported: bool,
 }
 
 /// Buffers kept for relayed PDUs (see `IpcProcess::spare`).
@@ -154,6 +157,7 @@ impl IpcProcess {
             loopback: VecDeque::new(),
             events: VecDeque::new(),
             counters: Counters::default(),
+            version_reported: false,
             cfg,
         };
         if let Some(a) = me.cfg.bootstrap {
@@ -165,6 +169,25 @@ impl IpcProcess {
     /// The configuration.
     pub fn config(&self) -> &IpcpConfig {
         &self.cfg
+    }
+
+    /// A neighbour speaks another PCI version: said once, since nothing it sends can
+    /// be read (the releases on both ends must match).
+    fn report_version(&mut self, port: N1Port, e: crate::wire::Error) {
+        let crate::wire::Error::Version(v) = e else {
+            return;
+        };
+        if !std::mem::replace(&mut self.version_reported, true) {
+            let ours = crate::wire::pci::PCI_VERSION;
+            self.events.push_back(Event::AccessRefused {
+                why: format!(
+                    "the neighbour on N-1 port {} speaks PCI version {v} and this member \
+                     version {ours}: nothing it sends can be read (run the same release \
+                     on both)",
+                    port.0
+                ),
+            });
+        }
     }
 
     /// This member's address, once enrolled.
@@ -259,9 +282,13 @@ impl IpcProcess {
     pub fn handle_pdu(&mut self, now: Instant, port: N1Port, pdu: &[u8]) {
         self.clock = now;
         self.counters.pdus_in += 1;
-        let Ok((pci, payload)) = Pci::parse(pdu) else {
-            self.counters.pdus_malformed += 1;
-            return;
+        let (pci, payload) = match Pci::parse(pdu) {
+            Ok(p) => p,
+            Err(e) => {
+                self.counters.pdus_malformed += 1;
+                self.report_version(port, e);
+                return;
+            }
         };
         if let Some(n) = self.neighbors.get_mut(&port) {
             n.last_heard = now;
