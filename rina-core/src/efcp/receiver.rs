@@ -9,7 +9,8 @@
 //! - Duplicates (below `rcv_next` or already held) are counted and dropped, and make
 //!   an acknowledgement go out at once: the sender may have missed the last one.
 //! - Acknowledgements: at once on a PDU out of order (a gap), one filling a gap, a
-//!   duplicate, one past the window, the end of stream, when two full-sized PDUs'
+//!   duplicate, a retransmission (its sender is recovering: a lost last PDU found by
+//!   a tail-loss probe, say), one past the window, the end of stream, when two full-sized PDUs'
 //!   worth of payload or a quarter of the credit is unacknowledged, and for the 32
 //!   in-order PDUs after one out of order (quick acknowledgements while the sender
 //!   recovers); otherwise after `ack_delay` (the A timer). Reading that
@@ -180,6 +181,7 @@ impl Receiver {
         self.quick = self.quick.saturating_sub(1);
         if filled
             || quick
+            || f & flags::RTX != 0
             || self.asm.eof_received()
             || self.unacked >= self.quarter()
             || self.unacked_bytes >= two_full

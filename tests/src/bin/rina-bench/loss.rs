@@ -75,11 +75,23 @@ struct Wire {
     dropped: u64,
 }
 
+/// What the sending stack's flows say of their loss recovery (`rina ctl --json`),
+/// summed over its flows.
+#[derive(Clone, Copy, Debug, Default)]
+struct Recovery {
+    retrans: u64,
+    timeouts: u64,
+    tail_probes: u64,
+    loss_events: u64,
+}
+
 /// One transfer: goodput and the sender's retransmissions.
 #[derive(Clone, Copy, Debug)]
 struct Sample {
     mbps: f64,
     retrans: u64,
+    /// RINA's sender only.
+    recovery: Option<Recovery>,
     /// Dropped by the hosts outside the loss rule (see [`dropped_elsewhere`]).
     other: u64,
     wire: Wire,
@@ -192,18 +204,22 @@ fn dropped_elsewhere(hosts: &Hosts) -> u64 {
             .sum::<u64>()
 }
 
-/// The PDUs retransmitted by the flows of the stacks in host `i` (`rina ctl --json`).
-fn rina_retrans(hosts: &Hosts, i: usize) -> Option<u64> {
+/// The loss recovery of the flows of the stacks in host `i` (`rina ctl --json`).
+fn rina_recovery(hosts: &Hosts, i: usize) -> Option<Recovery> {
     let bin = rina();
     let mut c = hosts.command(i, &[bin.to_str().expect("path"), "ctl", "--json"]);
     let out = output_within(&mut c, Duration::from_secs(10));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
     let each = |v: &serde_json::Value, k: &str| v[k].as_array().cloned().unwrap_or_default();
-    let mut sum = 0;
+    let mut sum = Recovery::default();
     for stack in v.as_array()? {
         for dif in each(stack, "difs") {
             for f in each(&dif, "flows") {
-                sum += f["pdus_retransmitted"].as_u64().unwrap_or(0);
+                let n = |k: &str| f[k].as_u64().unwrap_or(0);
+                sum.retrans += n("pdus_retransmitted");
+                sum.timeouts += n("timeouts");
+                sum.tail_probes += n("tail_probes");
+                sum.loss_events += n("loss_events");
             }
         }
     }
@@ -304,9 +320,12 @@ fn transfer(hosts: &Hosts, rules: Option<&(std::path::PathBuf, std::path::PathBu
     let done = AtomicBool::new(false);
     let (ended, rina_seen) = std::thread::scope(|s| {
         let poll = s.spawn(|| {
-            let mut seen = 0;
+            let mut seen = Recovery::default();
             while rules.is_some() && !done.load(Ordering::Relaxed) {
-                seen = rina_retrans(hosts, 1).unwrap_or(0).max(seen);
+                // The flow is gone once the transfer ends: keep the last figures.
+                if let Some(r) = rina_recovery(hosts, 1).filter(|r| r.retrans >= seen.retrans) {
+                    seen = r;
+                }
                 std::thread::sleep(Duration::from_millis(200));
             }
             seen
@@ -316,7 +335,7 @@ fn transfer(hosts: &Hosts, rules: Option<&(std::path::PathBuf, std::path::PathBu
                 .wait_timeout(LIMIT.saturating_sub(start.elapsed()))
                 .is_some();
         done.store(true, Ordering::Relaxed);
-        (ended, poll.join().unwrap_or(0))
+        (ended, poll.join().unwrap_or_default())
     });
     let secs = start.elapsed().as_secs_f64();
     kill_group(&mut client);
@@ -340,9 +359,10 @@ fn transfer(hosts: &Hosts, rules: Option<&(std::path::PathBuf, std::path::PathBu
             0.0
         },
         retrans: match rules {
-            Some(_) => rina_seen,
+            Some(_) => rina_seen.retrans,
             None => snmp(hosts, 1, "Tcp", "RetransSegs").saturating_sub(tcp_before),
         },
+        recovery: rules.map(|_| rina_seen),
         other: dropped_elsewhere(hosts).saturating_sub(other_before),
         wire: wire(hosts),
     }
@@ -352,9 +372,15 @@ fn transfer(hosts: &Hosts, rules: Option<&(std::path::PathBuf, std::path::PathBu
 fn show(s: &Sample) -> String {
     let w = s.wire;
     let mean = w.bytes.checked_div(w.packets).unwrap_or(0);
+    let recovery = s.recovery.map_or_else(String::new, |r| {
+        format!(
+            " ({} timeouts, {} tail probes, {} loss events)",
+            r.timeouts, r.tail_probes, r.loss_events
+        )
+    });
     format!(
-        "{:.1} MB/s, {} retransmitted, {} of {} packets dropped (+{} elsewhere), mean {mean} B, \
-         >1500 B: {}, fragments: {}",
+        "{:.1} MB/s, {} retransmitted{recovery}, {} of {} packets dropped (+{} elsewhere), \
+         mean {mean} B, >1500 B: {}, fragments: {}",
         s.mbps, s.retrans, w.dropped, w.packets, s.other, w.oversize, w.fragments
     )
 }
