@@ -83,6 +83,7 @@ struct Recovery {
     timeouts: u64,
     tail_probes: u64,
     loss_events: u64,
+    needless: u64,
 }
 
 /// One transfer: goodput and the sender's retransmissions.
@@ -220,6 +221,7 @@ fn rina_recovery(hosts: &Hosts, i: usize) -> Option<Recovery> {
                 sum.timeouts += n("timeouts");
                 sum.tail_probes += n("tail_probes");
                 sum.loss_events += n("loss_events");
+                sum.needless += n("spurious_retransmissions");
             }
         }
     }
@@ -374,8 +376,8 @@ fn show(s: &Sample) -> String {
     let mean = w.bytes.checked_div(w.packets).unwrap_or(0);
     let recovery = s.recovery.map_or_else(String::new, |r| {
         format!(
-            " ({} timeouts, {} tail probes, {} loss events)",
-            r.timeouts, r.tail_probes, r.loss_events
+            " ({} timeouts, {} tail probes, {} loss events, {} found needless)",
+            r.timeouts, r.tail_probes, r.loss_events, r.needless
         )
     });
     format!(
