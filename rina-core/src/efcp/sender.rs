@@ -297,7 +297,7 @@ impl Sender {
         self.cc
             .on_ack(ev.newly, in_flight, self.snd_una, self.next_seq);
         self.detect_losses(now);
-        self.detect_lost_retransmissions(now);
+        self.detect_lost_retransmissions(now, ev.newest.map(|n| n.0));
         self.update_timer(now);
         if progress || self.recovering() {
             self.arm_tail_probe(now);

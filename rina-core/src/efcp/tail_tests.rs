@@ -144,3 +144,33 @@ fn a_window_probe_arms_no_tail_probe() {
         .is_some_and(|t| t >= probe_at + a.stats().rto));
     assert_eq!(a.stats().tail_probes, 0);
 }
+
+/// Two holes, both retransmitted, 1 ms apart; the first retransmission is lost. The
+/// SACK of the second (sent after it by more than the reordering window, a quarter of
+/// the 2 ms round trip) shows the first lost: it goes a third time at once, not at the
+/// timeout (the count rule alone waits for PDUs first sent after it, and there are
+/// none).
+#[test]
+fn a_lost_retransmission_is_found_by_a_later_one() {
+    let (mut a, mut b) = measured();
+    for m in [b"one", b"two", b"thr", b"fou", b"fiv", b"six"] {
+        a.send(at(10), m).unwrap();
+    }
+    deliver(at(10), &mut a, &mut b, |p| p.seq <= 2);
+    deliver(at(11), &mut b, &mut a, |_| false);
+    let mut first = Vec::new();
+    assert!(a.poll_transmit(at(11), &mut first), "seq 1 again (lost)");
+    let second = drain(at(12), &mut a);
+    assert_eq!(second.len(), 1);
+    assert_eq!(feed(at(12), &mut b, &second[0]).seq, 2);
+    deliver(at(12), &mut b, &mut a, |_| false);
+    let third = deliver(at(12), &mut a, &mut b, |_| false);
+    assert_eq!(
+        data_seqs(&third),
+        [1],
+        "found lost by time, before the timeout"
+    );
+    deliver(at(12), &mut b, &mut a, |_| false);
+    assert_eq!(a.stats().timeouts, 0);
+    assert_eq!(read_all(at(12), &mut b).0, b"firstonetwothrfoufivsix");
+}

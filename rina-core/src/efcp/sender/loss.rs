@@ -7,7 +7,11 @@
 //!   reordering actually seen (a never-retransmitted PDU acknowledged below the
 //!   highest SACKed one), capped at half the PDUs outstanding and at 256;
 //! - lost retransmission: a retransmitted PDU is lost again once `dupthresh` PDUs
-//!   first sent after it were SACKed (`rtx_watch`, in retransmission order);
+//!   first sent after it were SACKed, or once a PDU sent after it by more than the
+//!   reordering window was delivered (RACK's rule, RFC 8985 §6: in recovery the PDUs
+//!   sent after a retransmission are mostly other retransmissions, which the count
+//!   leaves out; the window is a quarter of the smallest round trip, or of the
+//!   smoothed one once reordering was seen) (`rtx_watch`, in retransmission order);
 //! - retransmission timeout: the oldest unaccounted PDU and every one sent an RTO ago
 //!   or more are lost; the RTO backs off. `max_rtx` timeouts in a row without
 //!   progress fail the connection.
@@ -92,15 +96,20 @@ impl Sender {
         }
     }
 
-    /// A retransmission is lost once `dupthresh` PDUs sent after it were SACKed.
-    pub(super) fn detect_lost_retransmissions(&mut self, now: Instant) {
+    /// A retransmission is lost once `dupthresh` PDUs first sent after it were SACKed,
+    /// or once `newest` (the send time of the latest-sent PDU this acknowledgement
+    /// delivered) is past its own sending by more than the reordering window.
+    pub(super) fn detect_lost_retransmissions(&mut self, now: Instant, newest: Option<Instant>) {
         let thresh = self.threshold();
+        let reo = self.reordering_window();
         while let Some(&(seq, mark, rtx)) = self.rtx_watch.front() {
-            let live = self
-                .slot_mut(seq)
-                .is_some_and(|s| !s.sacked && !s.lost && s.rtx == rtx);
-            if live {
-                if self.sacked_from(mark, thresh) < thresh {
+            let sent = self
+                .slot(seq)
+                .filter(|s| !s.sacked && !s.lost && s.rtx == rtx)
+                .map(|s| s.sent_at);
+            if let Some(sent) = sent {
+                let overtaken = newest.is_some_and(|t| t > sent + reo);
+                if !overtaken && self.sacked_from(mark, thresh) < thresh {
                     return;
                 }
                 if let Some(slot) = self.slot_mut(seq) {
@@ -111,6 +120,18 @@ impl Sender {
             }
             self.rtx_watch.pop_front();
         }
+    }
+
+    /// How much later a PDU sent after another may be delivered before the other
+    /// counts as lost: a quarter of the smallest round trip, or of the smoothed one
+    /// once reordering was seen (RFC 8985 §6.2).
+    fn reordering_window(&self) -> std::time::Duration {
+        let base = if self.dupthresh > MIN_DUPTHRESH {
+            self.rtt.srtt()
+        } else {
+            self.rtt.min_rtt()
+        };
+        base.map_or(std::time::Duration::ZERO, |t| t / 4)
     }
 
     /// SACKed seqs at or above `from`, counted up to `cap`.
