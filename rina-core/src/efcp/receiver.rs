@@ -10,10 +10,10 @@
 //!   an acknowledgement go out at once: the sender may have missed the last one.
 //! - Acknowledgements: at once on a PDU out of order (a gap), one filling a gap, a
 //!   duplicate, a retransmission (its sender is recovering: a lost last PDU found by
-//!   a tail-loss probe, say), one past the window, the end of stream, when two full-sized PDUs'
-//!   worth of payload or a quarter of the credit is unacknowledged, and for the 32
-//!   in-order PDUs after one out of order (quick acknowledgements while the sender
-//!   recovers); otherwise after `ack_delay` (the A timer). Reading that
+//!   a tail-loss probe, say), one past the window, the end of stream, when two
+//!   full-sized PDUs' worth of payload or a quarter of the credit is unacknowledged,
+//!   and for the 32 in-order PDUs after one out of order (quick acknowledgements while
+//!   the sender recovers); otherwise after `ack_delay` (the A timer). Reading that
 //!   grows the window by a quarter of the credit since the last advertised edge sends
 //!   a window update. The SACK ranges are the lowest [`MAX_SACKS`] held runs, the ones
 //!   whose holes block delivery first.

@@ -162,13 +162,17 @@ impl Sender {
             .saturating_sub(self.sacked.count() + self.lost.len() as u64)
     }
 
+    /// Where `seq`'s slot is in `slots`.
+    fn index(&self, seq: u64) -> Option<usize> {
+        usize::try_from(seq.checked_sub(self.snd_una)?).ok()
+    }
+
     fn slot(&self, seq: u64) -> Option<&Slot> {
-        self.slots
-            .get(usize::try_from(seq.checked_sub(self.snd_una)?).ok()?)
+        self.slots.get(self.index(seq)?)
     }
 
     fn slot_mut(&mut self, seq: u64) -> Option<&mut Slot> {
-        let i = usize::try_from(seq.checked_sub(self.snd_una)?).ok()?;
+        let i = self.index(seq)?;
         self.slots.get_mut(i)
     }
 

@@ -223,7 +223,7 @@ fn flow_reports(ipcp: &rina_core::ipcp::IpcProcess) -> Vec<FlowReport> {
                 loss_events: of(|s| s.loss_events),
                 timeouts: of(|s| s.timeouts),
                 spurious_retransmissions: of(|s| s.spurious_retransmissions),
-                rto_us: stats.as_ref().map_or(0, |s| s.rto.as_micros() as u64),
+                rto_us: of(|s| s.rto.as_micros() as u64),
                 in_flight: of(|s| s.in_flight),
                 bytes_acked: of(|s| s.bytes_acked),
                 bytes_received: of(|s| s.bytes_received),

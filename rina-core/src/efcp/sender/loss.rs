@@ -21,7 +21,7 @@
 
 use crate::time::Instant;
 
-use super::{Failure, Loss, RangeSet, Sender, VecDeque, MIN_DUPTHRESH};
+use super::{Failure, Loss, RangeSet, Sender, Slot, VecDeque, MIN_DUPTHRESH};
 
 impl Sender {
     /// SACKed PDUs above a hole that make it lost: `dupthresh`, at most half the PDUs
@@ -77,12 +77,24 @@ impl Sender {
             }
         }
         let Some(edge) = edge else { return };
+        self.mark_lost(now, self.loss_floor..edge, |s| s.rtx == 0);
+        self.loss_floor = self.loss_floor.max(edge);
+    }
+
+    /// Marks lost every PDU of `seqs` neither SACKed nor already lost that `eligible`
+    /// accepts; any found make one loss event.
+    pub(super) fn mark_lost(
+        &mut self,
+        now: Instant,
+        seqs: std::ops::Range<u64>,
+        eligible: impl Fn(&Slot) -> bool,
+    ) {
         let (mut newest, mut count) = (None, 0);
-        for seq in self.loss_floor..edge {
+        for seq in seqs {
             let Some(slot) = self.slot_mut(seq) else {
                 break;
             };
-            if slot.sacked || slot.lost || slot.rtx > 0 {
+            if slot.sacked || slot.lost || !eligible(slot) {
                 continue;
             }
             slot.lost = true;
@@ -90,7 +102,6 @@ impl Sender {
             newest = Some(seq);
             count += 1;
         }
-        self.loss_floor = self.loss_floor.max(edge);
         if let Some(seq) = newest {
             self.on_loss_event(now, seq, count, false);
         }
@@ -146,7 +157,7 @@ impl Sender {
         n
     }
 
-    pub(super) fn on_loss_event(&mut self, now: Instant, seq: u64, count: u64, timeout: bool) {
+    fn on_loss_event(&mut self, now: Instant, seq: u64, count: u64, timeout: bool) {
         let srtt = self.rtt.srtt().unwrap_or(self.rtt.rto());
         let floor = self
             .rtt
@@ -237,7 +248,6 @@ impl Sender {
         self.sacked = RangeSet::default();
         self.rtx_watch = VecDeque::new();
         self.timer = None;
-        self.disarm_tail_probe();
         self.probed = None;
         self.snd_una = self.next_seq;
     }

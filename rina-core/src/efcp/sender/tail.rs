@@ -82,14 +82,6 @@ impl Sender {
         }
     }
 
-    /// The connection failed: no probe.
-    pub(super) fn disarm_tail_probe(&mut self) {
-        self.tail = TailProbe {
-            count: self.tail.count,
-            ..TailProbe::default()
-        };
-    }
-
     /// New data was acknowledged: the episode is over.
     pub(super) fn end_tail_episode(&mut self) {
         self.tail.sent = false;
@@ -119,22 +111,7 @@ impl Sender {
             return;
         }
         self.tail.probe = None;
-        let (mut newest, mut count) = (None, 0);
-        for seq in self.snd_una..p {
-            let Some(slot) = self.slot_mut(seq) else {
-                break;
-            };
-            if slot.sacked || slot.lost || slot.sent_at > sent_at {
-                continue;
-            }
-            slot.lost = true;
-            self.lost.insert(seq);
-            newest = Some(seq);
-            count += 1;
-        }
-        if let Some(seq) = newest {
-            self.on_loss_event(now, seq, count, false);
-        }
+        self.mark_lost(now, self.snd_una..p, |s| s.sent_at <= sent_at);
     }
 
     /// Handles the probe timer, if it is due.
@@ -161,8 +138,8 @@ impl Sender {
         self.tail.sent = seq.is_some();
         self.tail.probe = seq.map(|s| (s, now));
         if seq.is_some() {
+            // (The probe timer is already off: it fired.)
             self.tail.count += 1;
-            self.tail.at = None;
             self.timer = Some(now + self.rtt.rto());
         }
         seq.is_some()
