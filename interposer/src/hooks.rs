@@ -226,6 +226,11 @@ pub unsafe extern "C" fn setsockopt(
     // SAFETY: the caller's value, `len` readable bytes per setsockopt(2); looked at
     // only by a decision.
     let value = || unsafe { sa::option_value(val, len) };
+    if level == libc::SOL_SOCKET && name == libc::SO_RCVLOWAT {
+        // A read must then wait for that many bytes: the kernel's blocking read does,
+        // an inline receive (which reads without waiting first) would not.
+        crate::inline::unmark(fd);
+    }
     let r = detour::decide(
         || ops::setsockopt(fd, level, name, value()),
         // SAFETY: forwarding the caller's arguments.

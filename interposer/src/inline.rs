@@ -33,7 +33,7 @@ pub fn mark(fd: c_int) {
     }
 }
 
-/// `fd` is being closed.
+/// `fd` is being closed, or takes no inline call any more.
 #[inline]
 pub fn unmark(fd: c_int) {
     if let Some((w, bit)) = slot(fd) {
@@ -43,8 +43,9 @@ pub fn unmark(fd: c_int) {
     }
 }
 
+/// True if `fd` may be a stream flow's socket (a hint: see the module docs).
 #[inline]
-fn marked(fd: c_int) -> bool {
+pub fn marked(fd: c_int) -> bool {
     slot(fd).is_some_and(|(w, bit)| w.load(Ordering::Relaxed) & bit != 0)
 }
 

@@ -4,7 +4,9 @@
 //! `accept4`, `getsockname`, `getpeername`, `getsockopt`, `setsockopt`, `socket`,
 //! `close`) and asks the process's rules whether a call goes to RINA (DESIGN.md D1,
 //! D4). The fd an application holds is always a real kernel socket, so the data path
-//! (`read`, `write`, `poll`, `epoll`, ...) is not hooked at all.
+//! (`poll`, `epoll`, ...) is not hooked; `write` and `send` ([`inline`]), `read` and
+//! `recv` ([`inline_recv`]) are, only to let a thread send or receive a flow's small
+//! messages itself, and cost every other descriptor one atomic load.
 //!
 //! A call goes through three layers:
 //! - the shells, the `extern "C"` entry points: [`hooks`], [`msg_hooks`] (the calls
@@ -34,6 +36,7 @@ pub mod flow_fd;
 pub mod guard;
 pub mod hooks;
 pub mod inline;
+pub mod inline_recv;
 pub mod lookups;
 pub mod msg_hooks;
 pub mod names;

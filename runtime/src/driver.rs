@@ -31,6 +31,7 @@ mod host;
 mod host_state;
 mod incoming;
 mod inline;
+mod inline_recv;
 mod keeper;
 mod links;
 mod mgmt;
@@ -43,6 +44,7 @@ mod tunnel;
 pub(crate) use flows::set_send_buffer;
 pub use flows::APP_SOCKET_BUFFER;
 pub use inline::{enabled as inline_sends, INLINE_MAX};
+pub use inline_recv::enabled as inline_receives;
 use start::new_epoll;
 pub use start::on_runtime_thread;
 pub(crate) use start::{spawn, Shared};
@@ -141,6 +143,8 @@ struct Driver {
     /// Writes sent inline so far, and wake-ups by the timer they set (for reports).
     inline_sends: u64,
     inline_timer_wakes: u64,
+    /// Receiving turns run by application threads (`inline_recv.rs`).
+    inline_receives: u64,
 }
 
 impl Driver {

@@ -117,6 +117,16 @@ impl Handle {
         }
     }
 
+    /// Runs the receiving side of the stack on the calling thread, if inline receives
+    /// are on and the stack is free now (see `driver/inline_recv.rs`); true if it ran.
+    /// The caller checks that this is its own process's runtime ([`Handle::pid`]).
+    pub fn receive_inline(&self) -> bool {
+        match &self.inner {
+            Inner::Embedded(d) => d.receive_inline(),
+            Inner::Host(_) => false,
+        }
+    }
+
     /// True while the runtime thread runs (false once it stopped, e.g. after its flows
     /// were handed to a keeper before an exec that then failed).
     pub fn is_running(&self) -> bool {

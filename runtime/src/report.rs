@@ -31,6 +31,10 @@ pub struct Report {
     /// thread, asleep, did not know of: a retransmission, say).
     #[serde(default)]
     pub inline_timer_wakes: u64,
+    /// Receiving turns the application's threads ran themselves before blocking on an
+    /// empty flow (`runtime/src/driver/inline_recv.rs`).
+    #[serde(default)]
+    pub inline_receives: u64,
     /// For a host member: the programs it serves.
     #[serde(default)]
     pub programs: Vec<ProgramReport>,

@@ -103,6 +103,9 @@ fn summary(r: &Report) -> String {
     if r.inline_sends > 0 {
         let _ = write!(s, " ({} writes sent inline)", r.inline_sends);
     }
+    if r.inline_receives > 0 {
+        let _ = write!(s, " ({} receiving turns run inline)", r.inline_receives);
+    }
     if !r.programs.is_empty() {
         let _ = write!(s, ", serves {} programs", r.programs.len());
     }

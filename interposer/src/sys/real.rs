@@ -41,6 +41,8 @@ type RecvMsgFn = unsafe extern "C" fn(c_int, *mut msghdr, c_int) -> ssize_t;
 type CloseFn = unsafe extern "C" fn(c_int) -> c_int;
 type WriteFn = unsafe extern "C" fn(c_int, *const c_void, size_t) -> ssize_t;
 type SendFn = unsafe extern "C" fn(c_int, *const c_void, size_t, c_int) -> ssize_t;
+type ReadFn = unsafe extern "C" fn(c_int, *mut c_void, size_t) -> ssize_t;
+type RecvFn = unsafe extern "C" fn(c_int, *mut c_void, size_t, c_int) -> ssize_t;
 type SendMmsgFn = unsafe extern "C" fn(c_int, *mut mmsghdr, c_uint, c_int) -> c_int;
 type RecvMmsgFn =
     unsafe extern "C" fn(c_int, *mut mmsghdr, c_uint, c_int, *mut libc::timespec) -> c_int;
@@ -114,6 +116,10 @@ pub struct Real {
     pub write: WriteFn,
     /// `send`
     pub send: SendFn,
+    /// `read`
+    pub read: ReadFn,
+    /// `recv`
+    pub recv: RecvFn,
     /// `execve`
     pub execve: ExecveFn,
     /// `execv`
@@ -160,7 +166,7 @@ macro_rules! resolve_fn {
 
 /// Resolves every real function (idempotent).
 pub fn resolve() -> &'static Real {
-    use crate::{exec, hooks, inline, lookups, msg_hooks};
+    use crate::{exec, hooks, inline, inline_recv, lookups, msg_hooks};
     REAL.get_or_init(|| Real {
         socket: resolve_fn!(c"socket", SocketFn, hooks::socket),
         bind: resolve_fn!(c"bind", AddrFn, hooks::bind),
@@ -181,6 +187,8 @@ pub fn resolve() -> &'static Real {
         close: resolve_fn!(c"close", CloseFn, hooks::close),
         write: resolve_fn!(c"write", WriteFn, inline::write),
         send: resolve_fn!(c"send", SendFn, inline::send),
+        read: resolve_fn!(c"read", ReadFn, inline_recv::read),
+        recv: resolve_fn!(c"recv", RecvFn, inline_recv::recv),
         execve: resolve_fn!(c"execve", ExecveFn, exec::execve),
         execv: resolve_fn!(c"execv", ExecvFn, exec::execv),
         execvp: resolve_fn!(c"execvp", ExecvFn, exec::execvp),

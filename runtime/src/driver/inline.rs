@@ -128,7 +128,7 @@ impl Driver {
 
     /// After an inline send: the runtime thread must hear of what the stack has for it
     /// (events: wake it) and of an earlier deadline (its timer fd).
-    fn after_inline(&mut self, now: Instant) {
+    pub(super) fn after_inline(&mut self, now: Instant) {
         if self.stack.node.has_pending_output() {
             self.shared.wake();
             return;

@@ -100,6 +100,7 @@ impl Driver {
             app_flows: self.flows.len() + self.datagrams.len(),
             inline_sends: self.inline_sends,
             inline_timer_wakes: self.inline_timer_wakes,
+            inline_receives: self.inline_receives,
             programs: self.host.as_ref().map(|h| h.report()).unwrap_or_default(),
         }
     }

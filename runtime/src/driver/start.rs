@@ -105,7 +105,7 @@ pub(crate) fn spawn(
     let host = host_service(&config, node, &epoll)?;
     // Without a timer fd, inline sends stay off (a deadline they set could not reach
     // the sleeping thread); the stack runs as before.
-    let timer = super::inline::enabled()
+    let timer = (super::inline::enabled() || super::inline_recv::enabled())
         .then(|| timer(&epoll))
         .and_then(|t| {
             t.inspect_err(|e| tracing::warn!("no timer fd ({e}): inline sends off"))
@@ -149,6 +149,7 @@ pub(crate) fn spawn(
         timer,
         inline_sends: 0,
         inline_timer_wakes: 0,
+        inline_receives: 0,
     };
     let driver = Arc::new(Mutex::new(driver));
     if driver.lock().timer.is_some() {
