@@ -88,9 +88,21 @@ unsafe fn try_receive(fd: c_int, buf: *mut c_void, n: size_t) -> Option<ssize_t>
     if n == 0 || buf.is_null() || !inline::marked(fd) || !state::active() {
         return None;
     }
-    if !runtime::inline_receives() || runtime::on_runtime_thread() {
+    if !runtime::inline_receives() {
         return None;
     }
+    let budget = BUDGET.with(Cell::get);
+    if budget.is_zero() {
+        // SAFETY: per the caller.
+        return unsafe { wait(fd, buf, n) };
+    }
+    // This process's own stack (not a host member's, not a parent's after a fork), if
+    // this thread may run it (not the runtime's, not inside a hook).
+    let stack = || {
+        let h = state::running_runtime()?;
+        h.can_receive_inline().then_some(h)
+    };
+    let h = detour::choose(stack, None)??;
     // SAFETY: per the caller.
     let r = unsafe { recv_now(fd, buf, n, MSG_DONTWAIT) };
     if r < 0 && sys::errno() == libc::ENOTSOCK {
@@ -103,31 +115,39 @@ unsafe fn try_receive(fd: c_int, buf: *mut c_void, n: size_t) -> Option<ssize_t>
         sys::set_errno(EAGAIN);
         return Some(-1);
     }
-    let budget = BUDGET.with(Cell::get);
-    if !budget.is_zero() {
-        let start = Instant::now();
-        loop {
-            detour::choose(
-                || state::running_runtime().is_some_and(|h| h.receive_inline()),
-                false,
-            );
-            // SAFETY: per the caller.
-            let r = unsafe { recv_now(fd, buf, n, MSG_DONTWAIT) };
-            if settled(r) {
-                grow();
-                return Some(r);
-            }
-            if start.elapsed() >= budget {
-                shrink();
-                break;
-            }
-            std::thread::yield_now();
+    let start = Instant::now();
+    loop {
+        detour::choose(|| h.receive_inline(), false);
+        // SAFETY: per the caller.
+        let r = unsafe { recv_now(fd, buf, n, MSG_DONTWAIT) };
+        if settled(r) {
+            grow();
+            return Some(r);
         }
+        if start.elapsed() >= budget {
+            shrink();
+            break;
+        }
+        std::thread::yield_now();
     }
+    // SAFETY: per the caller.
+    unsafe { wait(fd, buf, n) }
+}
+
+/// The kernel's read, as the program asked for it (it may block); a read that got
+/// bytes within the longest spin grows the budget (a spin would have caught them).
+/// `None` for a descriptor that is no socket (a stale mark).
+///
+/// # Safety
+/// `buf` valid for writes of `n` bytes.
+unsafe fn wait(fd: c_int, buf: *mut c_void, n: size_t) -> Option<ssize_t> {
     let start = Instant::now();
     // SAFETY: per the caller.
     let r = unsafe { recv_now(fd, buf, n, 0) };
-    if start.elapsed() <= max_spin() {
+    if r < 0 && sys::errno() == libc::ENOTSOCK {
+        return None;
+    }
+    if r > 0 && start.elapsed() <= max_spin() {
         grow();
     }
     Some(r)

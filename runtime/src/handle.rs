@@ -127,6 +127,12 @@ impl Handle {
         }
     }
 
+    /// True if [`Handle::receive_inline`] can run here: inline receives are on and the
+    /// stack is this process's own (a host member's runs in another process).
+    pub fn can_receive_inline(&self) -> bool {
+        matches!(self.inner, Inner::Embedded(_)) && crate::inline_receives()
+    }
+
     /// True while the runtime thread runs (false once it stopped, e.g. after its flows
     /// were handed to a keeper before an exec that then failed).
     pub fn is_running(&self) -> bool {
