@@ -78,8 +78,37 @@ pub struct Meta {
 
 struct Table {
     entries: BTreeMap<Key, Meta>,
+    /// When each entry was recorded (the value of `recorded` then): a sweep keeps the
+    /// entries recorded after it began, whose sockets its reading of `/proc/self/fd`
+    /// may have missed.
+    born: BTreeMap<Key, u64>,
+    /// Entries recorded so far.
+    recorded: u64,
     /// Size at which the next sweep of closed sockets runs.
     sweep_at: usize,
+}
+
+impl Table {
+    /// Forgets the entries of sockets no fd refers to any more: those not in `live`
+    /// (the open sockets' inodes, read after `recorded` was `from`), unless recorded
+    /// after that (another thread's socket, made and recorded while this one read).
+    fn sweep(&mut self, live: &BTreeSet<u64>, from: u64) {
+        let Table { entries, born, .. } = self;
+        entries.retain(|k, _| live.contains(&k.1) || born.get(k).is_some_and(|&b| b > from));
+        born.retain(|k, _| entries.contains_key(k));
+        self.sweep_at = (2 * (self.entries.len() + 1)).max(FIRST_SWEEP);
+    }
+
+    fn insert(&mut self, k: Key, meta: Meta) {
+        self.recorded += 1;
+        self.born.insert(k, self.recorded);
+        self.entries.insert(k, meta);
+    }
+
+    fn remove(&mut self, k: &Key) -> Option<Meta> {
+        self.born.remove(k);
+        self.entries.remove(k)
+    }
 }
 
 const FIRST_SWEEP: usize = 64;
@@ -87,6 +116,8 @@ const FIRST_SWEEP: usize = 64;
 static TABLE: Lazy<Mutex<Table>> = Lazy::new(|| {
     Mutex::new(Table {
         entries: BTreeMap::new(),
+        born: BTreeMap::new(),
+        recorded: 0,
         sweep_at: FIRST_SWEEP,
     })
 });
@@ -144,19 +175,18 @@ pub fn set(fd: c_int, meta: Meta) {
     if matches!(meta.role, Role::Connected { .. } | Role::Connecting { .. }) {
         crate::inline::mark(fd);
     }
-    let sweep = {
+    let sweep_from = {
         let t = TABLE.lock();
-        t.entries.len() + 1 >= t.sweep_at
+        (t.entries.len() + 1 >= t.sweep_at).then_some(t.recorded)
     };
-    // Read the open sockets before taking the lock (reading /proc closes a directory
-    // fd, which comes back through our close hook).
-    let live = sweep.then(open_socket_inodes);
+    // Read the open sockets without the lock (reading /proc closes a directory fd,
+    // which comes back through our close hook); other threads record theirs meanwhile.
+    let live = sweep_from.map(|from| (open_socket_inodes(), from));
     let mut t = TABLE.lock();
-    if let Some(live) = live {
-        t.entries.retain(|k, _| live.contains(&k.1));
-        t.sweep_at = (2 * (t.entries.len() + 1)).max(FIRST_SWEEP);
+    if let Some((live, from)) = live {
+        t.sweep(&live, from);
     }
-    t.entries.insert(k, meta);
+    t.insert(k, meta);
     publish(&t);
 }
 
@@ -188,7 +218,7 @@ pub fn remove(fd: c_int) -> Option<Meta> {
 /// Forgets a socket by its identity.
 pub fn remove_key(k: Key) -> Option<Meta> {
     let mut t = TABLE.lock();
-    let m = t.entries.remove(&k);
+    let m = t.remove(&k);
     publish(&t);
     m
 }
@@ -227,6 +257,39 @@ pub fn register_atfork() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The race a sweep must survive: while one thread reads `/proc/self/fd`, another
+    /// replaces its INET socket with a flow's and records it. Its entry is not among
+    /// the inodes read, and must stay (it was dropped, and that connection's
+    /// `setsockopt(TCP_NODELAY)` then failed with EOPNOTSUPP, under 200 connections
+    /// opened at once).
+    #[test]
+    fn a_sweep_keeps_what_was_recorded_while_it_read() {
+        let meta = Meta {
+            family: libc::AF_INET,
+            local: SocketAddr::from(([127, 0, 0, 1], 1)),
+            role: Role::Listening,
+            options: BTreeMap::new(),
+        };
+        let mut t = Table {
+            entries: BTreeMap::new(),
+            born: BTreeMap::new(),
+            recorded: 0,
+            sweep_at: FIRST_SWEEP,
+        };
+        t.insert((0, 1), meta.clone()); // open, and read
+        t.insert((0, 2), meta.clone()); // closed before the read
+        let from = t.recorded;
+        let live = BTreeSet::from([1]);
+        t.insert((0, 3), meta.clone()); // made and recorded during the read
+        t.sweep(&live, from);
+        let kept: Vec<u64> = t.entries.keys().map(|k| k.1).collect();
+        assert_eq!(kept, [1, 3]);
+        assert_eq!(t.born.len(), 2, "the closed socket's stamp goes with it");
+        t.sweep(&live, t.recorded);
+        let kept: Vec<u64> = t.entries.keys().map(|k| k.1).collect();
+        assert_eq!(kept, [1], "a later sweep that does not see it forgets it");
+    }
 
     #[test]
     fn closed_sockets_are_swept() {
