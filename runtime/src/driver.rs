@@ -85,6 +85,9 @@ struct Driver {
     stack: Stack,
     /// Stream flows by token.
     flows: BTreeMap<u64, AppFlow>,
+    /// The stream flows a turn pumps: those an event touched since, and those not idle
+    /// after their last pump (`AppFlow::is_idle`); a turn costs nothing per quiet flow.
+    active: BTreeSet<u64>,
     /// Datagram flows by token.
     datagrams: BTreeMap<u64, DatagramFlow>,
     /// (DIF, port-id) -> token (of either kind).
@@ -145,6 +148,8 @@ struct Driver {
     inline_timer_wakes: u64,
     /// Receiving turns run by application threads (`inline_recv.rs`).
     inline_receives: u64,
+    /// Times a turn pumped a stream flow (for reports: quiet flows are not pumped).
+    flow_pumps: u64,
 }
 
 impl Driver {
@@ -221,6 +226,7 @@ impl Driver {
             }
             TOKEN_FLOW => {
                 if let Some(f) = self.flows.get_mut(&token) {
+                    self.active.insert(token);
                     f.readable |= flags.intersects(F::IN | F::RDHUP | F::HUP | F::ERR);
                     f.writable |= flags.intersects(F::OUT | F::HUP | F::ERR);
                 }

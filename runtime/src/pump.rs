@@ -25,6 +25,9 @@ pub(crate) struct AppFlow {
     pub(crate) readable: bool,
     /// The socket may take data.
     pub(crate) writable: bool,
+    /// The flow may have data or its end for the socket (the stack said `Readable`),
+    /// until a read finds nothing.
+    deliverable: bool,
     /// The epoll set watches for room in the socket (it was full).
     pub(crate) watching_room: bool,
     /// The application finished writing (EOF read); the flow carries its end mark.
@@ -67,6 +70,7 @@ impl AppFlow {
             sock,
             readable: true,
             writable: true,
+            deliverable: true,
             watching_room: false,
             app_eof: false,
             peer_eof: false,
@@ -86,6 +90,24 @@ impl AppFlow {
         debug_assert!(self.held.is_empty());
         self.held = data;
         self.held_at = 0;
+    }
+
+    /// The stack has something for this flow's socket, or may have.
+    pub(crate) fn may_deliver(&mut self) {
+        self.deliverable = true;
+    }
+
+    /// Nothing can move until an event says so: the socket had nothing more to read
+    /// and has room, the flow had nothing to deliver, and neither side has ended. A
+    /// turn skips such a flow, so that a process with many quiet flows does not pay for
+    /// each of them on every message of the others.
+    pub(crate) fn is_idle(&self) -> bool {
+        !self.readable
+            && !self.deliverable
+            && self.writable
+            && !self.watching_room
+            && self.held.is_empty()
+            && !(self.app_eof || self.peer_eof || self.app_gone || self.reset)
     }
 
     /// Both directions are done and the flow has delivered everything.
@@ -191,7 +213,10 @@ impl AppFlow {
                         return;
                     }
                 }
-                ReadResult::WouldBlock => return,
+                ReadResult::WouldBlock => {
+                    self.deliverable = false;
+                    return;
+                }
                 ReadResult::Eof | ReadResult::Closed if self.reset => {
                     // Everything that came before the reset is in the socket: reads
                     // end there, writes fail. A TCP connection (a gateway's) is reset

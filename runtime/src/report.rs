@@ -35,6 +35,10 @@ pub struct Report {
     /// empty flow (`runtime/src/driver/inline_recv.rs`).
     #[serde(default)]
     pub inline_receives: u64,
+    /// Times the runtime pumped a stream flow's socket (a flow with nothing to move is
+    /// not pumped: this grows with the traffic, not with the flows held open).
+    #[serde(default)]
+    pub flow_pumps: u64,
     /// For a host member: the programs it serves.
     #[serde(default)]
     pub programs: Vec<ProgramReport>,

@@ -38,7 +38,15 @@ impl Driver {
                 };
                 self.incoming(now, dif, offer, &remote_app);
             }
-            Event::Readable { .. } | Event::Writable { .. } => {}
+            Event::Readable { port } | Event::Writable { port } => {
+                let Some(&token) = self.by_port.get(&(dif, port)) else {
+                    return;
+                };
+                if let Some(f) = self.flows.get_mut(&token) {
+                    f.may_deliver();
+                    self.active.insert(token);
+                }
+            }
             // The node's own (enrollment, neighbours).
             Event::Enrolled { .. }
             | Event::EnrollmentFailed { .. }
@@ -55,6 +63,7 @@ impl Driver {
                 };
                 tracing::debug!("flow {port} closed (reset: {reset})");
                 if let Some(f) = self.flows.get_mut(&token) {
+                    self.active.insert(token);
                     // What arrived before the reset is still delivered (see pump.rs).
                     f.reset = true;
                     f.writable = true;
@@ -75,7 +84,18 @@ impl Driver {
         let exiting = self.exiting.is_some();
         let mut progress = self.pump_tunnel(now);
         let mut finished = Vec::new();
-        for (&token, f) in &mut self.flows {
+        // Every flow while the process exits (its drain reads every socket to its end).
+        let tokens: Vec<u64> = if exiting {
+            self.flows.keys().copied().collect()
+        } else {
+            self.active.iter().copied().collect()
+        };
+        for token in tokens {
+            let Some(f) = self.flows.get_mut(&token) else {
+                self.active.remove(&token);
+                continue;
+            };
+            self.flow_pumps += 1;
             let chunk = self.stack.node.dif(f.dif).stream_sdu();
             let ipcp = self.stack.node.ipcp_mut(f.dif);
             let out = f.pump(now, ipcp, &mut self.io, chunk, exiting);
@@ -93,6 +113,10 @@ impl Driver {
             }
             if out.broken || f.is_over(ipcp) {
                 finished.push((token, f.aborted));
+            } else if f.is_idle() {
+                self.active.remove(&token);
+            } else {
+                self.active.insert(token);
             }
         }
         for (token, aborted) in finished {
@@ -133,6 +157,7 @@ impl Driver {
     /// Stops serving the flow behind `token` (stream or datagram): out of the tables
     /// and the epoll set. Its DIF and port-id, and a stream's socket.
     pub(super) fn forget_flow(&mut self, token: u64) -> Option<(DifId, PortId, Option<OwnedFd>)> {
+        self.active.remove(&token);
         let (dif, port, sock) = if let Some(f) = self.flows.remove(&token) {
             let _ = epoll::delete(&self.epoll, &f.sock);
             (f.dif, f.port, Some(f.sock))

@@ -101,6 +101,7 @@ impl Driver {
             inline_sends: self.inline_sends,
             inline_timer_wakes: self.inline_timer_wakes,
             inline_receives: self.inline_receives,
+            flow_pumps: self.flow_pumps,
             programs: self.host.as_ref().map(|h| h.report()).unwrap_or_default(),
         }
     }

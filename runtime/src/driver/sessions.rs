@@ -447,6 +447,7 @@ impl Driver {
             tracing::warn!("cannot watch a flow socket: {e}");
         }
         self.flows.insert(token, AppFlow::new(dif, port, sock));
+        self.active.insert(token);
         self.by_port.insert((dif, port), token);
         token
     }

@@ -119,6 +119,7 @@ pub(crate) fn spawn(
         clock,
         stack,
         flows: BTreeMap::new(),
+        active: BTreeSet::new(),
         datagrams: BTreeMap::new(),
         by_port: BTreeMap::new(),
         next_flow: 1,
@@ -150,6 +151,7 @@ pub(crate) fn spawn(
         inline_sends: 0,
         inline_timer_wakes: 0,
         inline_receives: 0,
+        flow_pumps: 0,
     };
     let driver = Arc::new(Mutex::new(driver));
     if driver.lock().timer.is_some() {

@@ -5,12 +5,14 @@
 //!   each with a 64-byte response (the request with its first byte changed to `R`),
 //!   until the connection ends. Whatever requests arrived together are answered with
 //!   one write.
-//! - `reqresp client ADDR SECONDS CONNS DEPTH`: CONNS persistent connections, a thread
-//!   each, each keeping DEPTH requests outstanding (1: one request, its response, the
-//!   next; more: pipelined, a new request for every response read). Every response is
-//!   checked against its request. After a warm-up it prints `measuring`, counts for
-//!   SECONDS, and prints `rps=... cpu_us_per_req=... cpu_us=... requests=...`, the CPU
-//!   being this process's (getrusage, user + system) over the counted seconds.
+//! - `reqresp client ADDR SECONDS CONNS DEPTH [IDLE]`: CONNS persistent connections, a
+//!   thread each, each keeping DEPTH requests outstanding (1: one request, its
+//!   response, the next; more: pipelined, a new request for every response read);
+//!   IDLE more connections (0 by default) are opened first and stay quiet, as a
+//!   server's idle keep-alive clients. Every response is checked against its
+//!   request. After a warm-up it prints `measuring`, counts for SECONDS, and prints
+//!   `rps=... cpu_us_per_req=... cpu_us=... requests=...`, the CPU being this
+//!   process's (getrusage, user + system) over the counted seconds.
 //!
 //! An ordinary socket program (TCP_NODELAY), run unmodified under the interposer.
 
@@ -40,9 +42,10 @@ fn main() {
             num(3, 3),
             num(4, 1).max(1) as usize,
             num(5, 1).max(1) as usize,
+            num(6, 0) as usize,
         ),
         _ => {
-            eprintln!("usage: reqresp server ADDR | client ADDR SECONDS CONNS DEPTH");
+            eprintln!("usage: reqresp server ADDR | client ADDR SECONDS CONNS DEPTH [IDLE]");
             std::process::exit(2);
         }
     }
@@ -78,7 +81,15 @@ fn serve(mut s: TcpStream) {
     }
 }
 
-fn client(addr: &str, seconds: u64, conns: usize, depth: usize) {
+fn client(addr: &str, seconds: u64, conns: usize, depth: usize, idle: usize) {
+    let quiet: Vec<TcpStream> = (0..idle)
+        .map(|c| {
+            TcpStream::connect(addr).unwrap_or_else(|e| {
+                eprintln!("reqresp: idle connection {c}: {e}");
+                std::process::exit(1);
+            })
+        })
+        .collect();
     let done = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let workers: Vec<_> = (0..conns)
@@ -115,6 +126,7 @@ fn client(addr: &str, seconds: u64, conns: usize, depth: usize) {
     for w in workers {
         let _ = w.join();
     }
+    drop(quiet);
 }
 
 /// A request: `Q`, the connection, its number, and filler derived from both.

@@ -15,8 +15,11 @@ use super::{median, open, pair_files};
 /// How long each case counts (after the client's warm-up).
 const SECONDS: u64 = 3;
 
-/// The cases: (connections, requests outstanding on each).
-const CASES: [(usize, usize); 4] = [(1, 1), (1, 16), (20, 1), (20, 16)];
+/// The cases: (connections, requests outstanding on each, quiet connections held
+/// open beside them: a server's idle keep-alive clients, which must not slow the
+/// others).
+const CASES: [(usize, usize, usize); 5] =
+    [(1, 1, 0), (1, 16, 0), (20, 1, 0), (20, 16, 0), (1, 1, 500)];
 
 /// One measurement: requests per second, CPU µs (client + server) per request.
 type Figure = (f64, f64);
@@ -27,12 +30,16 @@ pub(crate) fn section(dir: &tempfile::TempDir, runs: usize) {
     // [case][0 = TCP, 1 = RINA] -> one figure per run.
     let mut all: Vec<[Vec<Figure>; 2]> = CASES.iter().map(|_| [vec![], vec![]]).collect();
     for run in 0..runs {
-        for (c, &(conns, depth)) in CASES.iter().enumerate() {
-            let tcp = measure(dir, None, conns, depth);
-            let rina = measure(dir, Some(&format!("rr{run}{c}")), conns, depth);
+        for (c, &(conns, depth, idle)) in CASES.iter().enumerate() {
+            let tcp = measure(dir, None, conns, depth, idle);
+            let rina = measure(dir, Some(&format!("rr{run}{c}")), conns, depth, idle);
             eprintln!(
-                "reqresp run {run}, {conns} conn x depth {depth}: tcp {:.0} req/s {:.1} us/req; rina {:.0} req/s {:.1} us/req",
-                tcp.0, tcp.1, rina.0, rina.1
+                "reqresp run {run}, {}: tcp {:.0} req/s {:.1} us/req; rina {:.0} req/s {:.1} us/req",
+                case_name(conns, depth, idle),
+                tcp.0,
+                tcp.1,
+                rina.0,
+                rina.1
             );
             all[c][0].push(tcp);
             all[c][1].push(rina);
@@ -43,17 +50,26 @@ pub(crate) fn section(dir: &tempfile::TempDir, runs: usize) {
     );
     println!("| case | TCP req/s | RINA req/s | ratio | TCP us CPU/req | RINA us CPU/req |");
     println!("|---|---|---|---|---|---|");
-    for (&(conns, depth), [t, r]) in CASES.iter().zip(&all) {
+    for (&(conns, depth, idle), [t, r]) in CASES.iter().zip(&all) {
         let rate = |v: &[Figure]| v.iter().map(|f| f.0).collect::<Vec<_>>();
         let cpu = |v: &[Figure]| v.iter().map(|f| f.1).collect::<Vec<_>>();
         let ratio = median(&rate(r)) / median(&rate(t));
         println!(
-            "| {conns} conn x depth {depth} | {} | {} | {ratio:.2} | {} | {} |",
+            "| {} | {} | {} | {ratio:.2} | {} | {} |",
+            case_name(conns, depth, idle),
             spread(&rate(t), 0),
             spread(&rate(r), 0),
             spread(&cpu(t), 1),
             spread(&cpu(r), 1)
         );
+    }
+}
+
+/// How a case reads in the table.
+fn case_name(conns: usize, depth: usize, idle: usize) -> String {
+    match idle {
+        0 => format!("{conns} conn x depth {depth}"),
+        n => format!("{conns} conn x depth {depth}, {n} idle"),
     }
 }
 
@@ -116,10 +132,17 @@ fn start_server(dir: &tempfile::TempDir, tag: Option<&str>) -> (Proc, String, Op
 
 /// One case, plain TCP or (`tag`) over RINA: requests per second and CPU µs per
 /// request, the client's and the server's over the client's counted seconds.
-fn measure(dir: &tempfile::TempDir, tag: Option<&str>, conns: usize, depth: usize) -> Figure {
+fn measure(
+    dir: &tempfile::TempDir,
+    tag: Option<&str>,
+    conns: usize,
+    depth: usize,
+    idle: usize,
+) -> Figure {
     let (mut server, addr, c_rules) = start_server(dir, tag);
     let bin = bin_dir().join("reqresp");
     let (secs, conns, depth) = (SECONDS.to_string(), conns.to_string(), depth.to_string());
+    let idle = idle.to_string();
     let args = [
         bin.to_str().expect("path"),
         "client",
@@ -127,6 +150,7 @@ fn measure(dir: &tempfile::TempDir, tag: Option<&str>, conns: usize, depth: usiz
         &secs,
         &conns,
         &depth,
+        &idle,
     ];
     let mut client = Proc::spawn("reqresp client", &mut over(c_rules.as_deref(), &args));
     let fail = |client: &mut Proc, server: &mut Proc, what: &str| -> ! {
