@@ -271,6 +271,23 @@ impl Proc {
     }
 }
 
+/// A Python TCP echo server (`python3 -c PY_ECHO_SERVER HOST PORT`): every
+/// connection's bytes come straight back, as they come, a thread per connection.
+pub const PY_ECHO_SERVER: &str = r#"
+import socket, sys, threading
+l = socket.socket(); l.bind((sys.argv[1], int(sys.argv[2]))); l.listen(1024)
+def serve(c):
+    while True:
+        d = c.recv(65536)
+        if not d:
+            break
+        c.sendall(d)
+    c.close()
+while True:
+    c, _ = l.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+"#;
+
 /// How long reading a stderr to its end may take once the process exited or was
 /// killed (only a process it left behind, holding the pipe, makes it take long).
 pub const STDERR_BOUND: Duration = Duration::from_secs(10);

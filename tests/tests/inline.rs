@@ -11,23 +11,9 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use rina_e2e::netns::{eth_member, Hosts};
-use rina_e2e::{ctl_json, have, pair, rina_run, rules, temp_dir, wait_for_rina_listener, Proc};
-
-/// An echo server: every connection's bytes come straight back, as they come.
-const ECHO: &str = r#"
-import socket, sys, threading
-l = socket.socket(); l.bind((sys.argv[1], int(sys.argv[2]))); l.listen(8)
-def serve(c):
-    while True:
-        d = c.recv(65536)
-        if not d:
-            break
-        c.sendall(d)
-    c.close()
-while True:
-    c, _ = l.accept()
-    threading.Thread(target=serve, args=(c,), daemon=True).start()
-"#;
+use rina_e2e::{
+    ctl_json, have, pair, rina_run, rules, temp_dir, wait_for_rina_listener, Proc, PY_ECHO_SERVER,
+};
 
 fn inline(mut c: Command) -> Command {
     c.env("RINA_INLINE_SEND", "1");
@@ -52,7 +38,7 @@ fn python_client(rules: &Path, script: &str, stdin: Stdio) -> Proc {
 
 fn echo_server(rules: &Path, host: &str, port: u16) -> Proc {
     let port = port.to_string();
-    let args = ["python3", "-c", ECHO, host, &port];
+    let args = ["python3", "-c", PY_ECHO_SERVER, host, &port];
     listening(
         "echo server",
         &mut inline(rina_run(rules, &args, Stdio::null(), Stdio::null())),
@@ -222,7 +208,7 @@ fn a_lost_inline_send_is_retransmitted() {
         &mut inline(hosts.rina_run(
             0,
             &s,
-            &["python3", "-c", ECHO, "10.9.0.1", "5000"],
+            &["python3", "-c", PY_ECHO_SERVER, "10.9.0.1", "5000"],
             Stdio::null(),
             Stdio::null(),
         )),

@@ -9,23 +9,9 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use rina_e2e::{ctl_json, have, pair, rina_run, temp_dir, wait_for_rina_listener, Proc};
-
-/// An echo server: every connection's bytes come straight back, as they come.
-const ECHO: &str = r#"
-import socket, sys, threading
-l = socket.socket(); l.bind((sys.argv[1], int(sys.argv[2]))); l.listen(8)
-def serve(c):
-    while True:
-        d = c.recv(65536)
-        if not d:
-            break
-        c.sendall(d)
-    c.close()
-while True:
-    c, _ = l.accept()
-    threading.Thread(target=serve, args=(c,), daemon=True).start()
-"#;
+use rina_e2e::{
+    ctl_json, have, pair, rina_run, temp_dir, wait_for_rina_listener, Proc, PY_ECHO_SERVER,
+};
 
 /// `cmd` with inline receives on (`on`) or off.
 fn receiving(mut c: Command, on: bool) -> Command {
@@ -35,7 +21,7 @@ fn receiving(mut c: Command, on: bool) -> Command {
 
 fn echo_server(rules: &std::path::Path, port: u16) -> Proc {
     let port = port.to_string();
-    let args = ["python3", "-c", ECHO, "127.0.0.1", &port];
+    let args = ["python3", "-c", PY_ECHO_SERVER, "127.0.0.1", &port];
     let mut p = Proc::spawn(
         "echo server",
         &mut rina_run(rules, &args, Stdio::null(), Stdio::null()),

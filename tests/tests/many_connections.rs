@@ -65,21 +65,8 @@ fn idle_flows_are_not_pumped_for_others_messages() {
     assert!(have("python3"));
     let dir = temp_dir();
     let p = pair(dir.path(), "idle-flows");
-    let server = r#"
-import socket, sys, threading
-l = socket.socket(); l.bind(("127.0.0.1", int(sys.argv[1]))); l.listen(512)
-def serve(c):
-    while True:
-        d = c.recv(65536)
-        if not d:
-            break
-        c.sendall(d)
-while True:
-    c, _ = l.accept()
-    threading.Thread(target=serve, args=(c,), daemon=True).start()
-"#;
     let port = p.port.to_string();
-    let args = ["python3", "-c", server, &port];
+    let args = ["python3", "-c", PY_ECHO_SERVER, "127.0.0.1", &port];
     let mut srv = Proc::spawn(
         "server",
         &mut rina_run(&p.server, &args, Stdio::null(), Stdio::null()),
