@@ -38,6 +38,9 @@ pub(crate) struct DatagramFlow {
     pub(crate) writable: bool,
     /// An SDU the application's socket has not taken yet.
     held: Option<Vec<u8>>,
+    /// The flow may have datagrams for the proxy (the stack said `Readable`), until a
+    /// read finds none.
+    deliverable: bool,
 }
 
 /// What pumping a datagram flow found.
@@ -74,7 +77,18 @@ impl DatagramFlow {
             readable: true,
             writable: true,
             held: None,
+            deliverable: true,
         }
+    }
+
+    /// The stack has something for this flow's proxy, or may have.
+    pub(crate) fn may_deliver(&mut self) {
+        self.deliverable = true;
+    }
+
+    /// Nothing can move until an event says so (see `AppFlow::is_idle`).
+    pub(crate) fn is_idle(&self) -> bool {
+        !self.readable && !self.deliverable && self.writable && self.held.is_none()
     }
 
     /// Moves what can move, both ways.
@@ -103,7 +117,10 @@ impl DatagramFlow {
                 Some(sdu) => sdu,
                 None => match ipcp.read(now, self.port) {
                     ReadResult::Sdu(sdu) => sdu,
-                    ReadResult::Eof | ReadResult::WouldBlock => return,
+                    ReadResult::Eof | ReadResult::WouldBlock => {
+                        self.deliverable = false;
+                        return;
+                    }
                     ReadResult::Closed => {
                         out.closed = true;
                         return;

@@ -88,6 +88,8 @@ struct Driver {
     /// The stream flows a turn pumps: those an event touched since, and those not idle
     /// after their last pump (`AppFlow::is_idle`); a turn costs nothing per quiet flow.
     active: BTreeSet<u64>,
+    /// The same for datagram flows.
+    active_datagrams: BTreeSet<u64>,
     /// Datagram flows by token.
     datagrams: BTreeMap<u64, DatagramFlow>,
     /// (DIF, port-id) -> token (of either kind).
@@ -220,6 +222,7 @@ impl Driver {
             TOKEN_TIMER => self.timer_fired(),
             TOKEN_DATAGRAM => {
                 if let Some(f) = self.datagrams.get_mut(&token) {
+                    self.active_datagrams.insert(token);
                     f.readable |= flags.intersects(F::IN | F::ERR);
                     f.writable |= flags.intersects(F::OUT | F::ERR);
                 }

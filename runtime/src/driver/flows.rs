@@ -45,6 +45,9 @@ impl Driver {
                 if let Some(f) = self.flows.get_mut(&token) {
                     f.may_deliver();
                     self.active.insert(token);
+                } else if let Some(f) = self.datagrams.get_mut(&token) {
+                    f.may_deliver();
+                    self.active_datagrams.insert(token);
                 }
             }
             // The node's own (enrollment, neighbours).
@@ -131,11 +134,25 @@ impl Driver {
             }
         }
         let mut closed = Vec::new();
-        for (&token, f) in &mut self.datagrams {
+        let tokens: Vec<u64> = if exiting {
+            self.datagrams.keys().copied().collect()
+        } else {
+            self.active_datagrams.iter().copied().collect()
+        };
+        for token in tokens {
+            let Some(f) = self.datagrams.get_mut(&token) else {
+                self.active_datagrams.remove(&token);
+                continue;
+            };
+            self.flow_pumps += 1;
             let out = f.pump(now, self.stack.node.ipcp_mut(f.dif), &mut self.io);
             progress |= out.progress;
             if out.closed {
                 closed.push(token);
+            } else if f.is_idle() {
+                self.active_datagrams.remove(&token);
+            } else {
+                self.active_datagrams.insert(token);
             }
         }
         for token in closed {
@@ -158,6 +175,7 @@ impl Driver {
     /// and the epoll set. Its DIF and port-id, and a stream's socket.
     pub(super) fn forget_flow(&mut self, token: u64) -> Option<(DifId, PortId, Option<OwnedFd>)> {
         self.active.remove(&token);
+        self.active_datagrams.remove(&token);
         let (dif, port, sock) = if let Some(f) = self.flows.remove(&token) {
             let _ = epoll::delete(&self.epoll, &f.sock);
             (f.dif, f.port, Some(f.sock))

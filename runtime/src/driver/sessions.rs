@@ -421,6 +421,7 @@ impl Driver {
         }
         self.datagrams
             .insert(token, DatagramFlow::new(dif, port, proxy, app));
+        self.active_datagrams.insert(token);
         self.by_port.insert((dif, port), token);
         local
     }

@@ -120,6 +120,7 @@ pub(crate) fn spawn(
         stack,
         flows: BTreeMap::new(),
         active: BTreeSet::new(),
+        active_datagrams: BTreeSet::new(),
         datagrams: BTreeMap::new(),
         by_port: BTreeMap::new(),
         next_flow: 1,
