@@ -87,13 +87,7 @@ impl Driver {
         let exiting = self.exiting.is_some();
         let mut progress = self.pump_tunnel(now);
         let mut finished = Vec::new();
-        // Every flow while the process exits (its drain reads every socket to its end).
-        let tokens: Vec<u64> = if exiting {
-            self.flows.keys().copied().collect()
-        } else {
-            self.active.iter().copied().collect()
-        };
-        for token in tokens {
+        for token in to_pump(&self.flows, &self.active, exiting) {
             let Some(f) = self.flows.get_mut(&token) else {
                 self.active.remove(&token);
                 continue;
@@ -134,12 +128,7 @@ impl Driver {
             }
         }
         let mut closed = Vec::new();
-        let tokens: Vec<u64> = if exiting {
-            self.datagrams.keys().copied().collect()
-        } else {
-            self.active_datagrams.iter().copied().collect()
-        };
-        for token in tokens {
+        for token in to_pump(&self.datagrams, &self.active_datagrams, exiting) {
             let Some(f) = self.datagrams.get_mut(&token) else {
                 self.active_datagrams.remove(&token);
                 continue;
@@ -225,5 +214,19 @@ pub(crate) fn set_send_buffer(sock: &impl AsFd, size: Option<usize>) {
     let size = size.unwrap_or(APP_SOCKET_BUFFER);
     if sockopt::set_socket_send_buffer_size_force(sock, size).is_err() {
         let _ = sockopt::set_socket_send_buffer_size(sock, size);
+    }
+}
+
+/// The flows of `all` a turn pumps: those in `active`, or every one while the process
+/// exits (its drain reads every socket to its end).
+fn to_pump<V>(
+    all: &std::collections::BTreeMap<u64, V>,
+    active: &std::collections::BTreeSet<u64>,
+    exiting: bool,
+) -> Vec<u64> {
+    if exiting {
+        all.keys().copied().collect()
+    } else {
+        active.iter().copied().collect()
     }
 }
