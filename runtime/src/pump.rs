@@ -278,6 +278,9 @@ impl AppFlow {
             return;
         }
         let limit = chunk.min(buf.len());
+        // A shut window leaves `readable` set: the flow then stays out of idleness
+        // (`is_idle`) and is pumped every turn until the window opens, for the stack
+        // says nothing when it does (its `Writable` follows only a refused write).
         while self.readable && ipcp.can_write(self.port) {
             match net::recv(&self.sock, &mut buf[..limit], RecvFlags::DONTWAIT) {
                 Ok((_, 0)) => {

@@ -142,6 +142,10 @@ impl Driver {
             f.writable = true;
             f.watching_room = false;
         }
+        // Every flow is pumped on the keeper's first turn (not only those the fresh
+        // epoll set reports).
+        self.active.extend(self.flows.keys().copied());
+        self.active_datagrams.extend(self.datagrams.keys().copied());
         // The old epoll fd was closed with everything else; forget it without closing
         // it again.
         std::mem::forget(std::mem::replace(&mut self.epoll, ep));
