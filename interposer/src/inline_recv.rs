@@ -20,6 +20,8 @@ use std::time::{Duration, Instant};
 
 use libc::{c_int, c_void, size_t, ssize_t, EAGAIN, MSG_DONTWAIT};
 
+use runtime::Spin;
+
 use crate::sys::real::real;
 use crate::{detour, inline, state, sys};
 
@@ -28,39 +30,24 @@ use crate::{detour, inline, state, sys};
 /// waits for a whole round trip (the peer's two hand-offs and the link's), and a
 /// budget shorter than that never catches an answer, so it would shrink to nothing.
 const MAX_SPIN: Duration = Duration::from_micros(200);
-/// The smallest budget that still spins.
-const MIN_SPIN: Duration = Duration::from_micros(4);
 
 std::thread_local! {
-    /// This thread's spin budget (starts at the most: the first wait of a conversation
-    /// is the one a spin helps).
-    static BUDGET: Cell<Duration> = const { Cell::new(MAX_SPIN) };
+    /// This thread's spin budget, adapted as the runtime thread's is (`runtime::Spin`;
+    /// it starts at the most: the first wait of a conversation is the one a spin
+    /// helps). `None` until the thread's first wait reads the maximum.
+    static SPIN: Cell<Option<Spin>> = const { Cell::new(None) };
 }
 
-/// The longest spin: [`MAX_SPIN`], or `RINA_INLINE_RECV_US` (read once, at most 10 ms).
-fn max_spin() -> Duration {
-    static MAX: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
-    *MAX.get_or_init(|| {
-        std::env::var("RINA_INLINE_RECV_US")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .map_or(MAX_SPIN, |us: u64| Duration::from_micros(us.min(10_000)))
+/// Runs `f` on this thread's spin budget.
+fn with_spin<R>(f: impl FnOnce(&mut Spin) -> R) -> R {
+    SPIN.with(|c| {
+        let mut s = c
+            .get()
+            .unwrap_or_else(|| Spin::from_var("RINA_INLINE_RECV_US", MAX_SPIN));
+        let r = f(&mut s);
+        c.set(Some(s));
+        r
     })
-}
-
-fn grow() {
-    BUDGET.with(|b| b.set((b.get() * 2).clamp(MIN_SPIN, max_spin())));
-}
-
-fn shrink() {
-    BUDGET.with(|b| {
-        let half = b.get() / 2;
-        b.set(if half < MIN_SPIN {
-            Duration::ZERO
-        } else {
-            half
-        });
-    });
 }
 
 /// libc's `recv` of `fd` with `flags`.
@@ -91,7 +78,7 @@ unsafe fn try_receive(fd: c_int, buf: *mut c_void, n: size_t) -> Option<ssize_t>
     if !runtime::inline_receives() {
         return None;
     }
-    let budget = BUDGET.with(Cell::get);
+    let budget = with_spin(|s| s.budget());
     if budget.is_zero() {
         // SAFETY: per the caller.
         return unsafe { wait(fd, buf, n) };
@@ -121,11 +108,11 @@ unsafe fn try_receive(fd: c_int, buf: *mut c_void, n: size_t) -> Option<ssize_t>
         // SAFETY: per the caller.
         let r = unsafe { recv_now(fd, buf, n, MSG_DONTWAIT) };
         if settled(r) {
-            grow();
+            with_spin(Spin::caught);
             return Some(r);
         }
         if start.elapsed() >= budget {
-            shrink();
+            with_spin(Spin::missed);
             break;
         }
         std::thread::yield_now();
@@ -147,8 +134,9 @@ unsafe fn wait(fd: c_int, buf: *mut c_void, n: size_t) -> Option<ssize_t> {
     if r < 0 && sys::errno() == libc::ENOTSOCK {
         return None;
     }
-    if r > 0 && start.elapsed() <= max_spin() {
-        grow();
+    if r > 0 {
+        let slept = start.elapsed();
+        with_spin(|s| s.woken_after(slept));
     }
     Some(r)
 }

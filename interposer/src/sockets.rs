@@ -77,11 +77,10 @@ pub struct Meta {
 }
 
 struct Table {
-    entries: BTreeMap<Key, Meta>,
-    /// When each entry was recorded (the value of `recorded` then): a sweep keeps the
-    /// entries recorded after it began, whose sockets its reading of `/proc/self/fd`
-    /// may have missed.
-    born: BTreeMap<Key, u64>,
+    /// Each socket's entry, and when it was recorded (the value of `recorded` then): a
+    /// sweep keeps the entries recorded after it began, whose sockets its reading of
+    /// `/proc/self/fd` may have missed.
+    entries: BTreeMap<Key, (u64, Meta)>,
     /// Entries recorded so far.
     recorded: u64,
     /// Size at which the next sweep of closed sockets runs.
@@ -93,21 +92,18 @@ impl Table {
     /// (the open sockets' inodes, read after `recorded` was `from`), unless recorded
     /// after that (another thread's socket, made and recorded while this one read).
     fn sweep(&mut self, live: &BTreeSet<u64>, from: u64) {
-        let Table { entries, born, .. } = self;
-        entries.retain(|k, _| live.contains(&k.1) || born.get(k).is_some_and(|&b| b > from));
-        born.retain(|k, _| entries.contains_key(k));
+        self.entries
+            .retain(|k, (born, _)| live.contains(&k.1) || *born > from);
         self.sweep_at = (2 * (self.entries.len() + 1)).max(FIRST_SWEEP);
     }
 
     fn insert(&mut self, k: Key, meta: Meta) {
         self.recorded += 1;
-        self.born.insert(k, self.recorded);
-        self.entries.insert(k, meta);
+        self.entries.insert(k, (self.recorded, meta));
     }
 
     fn remove(&mut self, k: &Key) -> Option<Meta> {
-        self.born.remove(k);
-        self.entries.remove(k)
+        self.entries.remove(k).map(|(_, m)| m)
     }
 }
 
@@ -116,7 +112,6 @@ const FIRST_SWEEP: usize = 64;
 static TABLE: Lazy<Mutex<Table>> = Lazy::new(|| {
     Mutex::new(Table {
         entries: BTreeMap::new(),
-        born: BTreeMap::new(),
         recorded: 0,
         sweep_at: FIRST_SWEEP,
     })
@@ -150,7 +145,7 @@ pub fn key(fd: c_int) -> Option<Key> {
 
 fn publish(t: &Table) {
     COUNT.store(t.entries.len(), Ordering::Release);
-    let count = |f: fn(&Role) -> bool| t.entries.values().filter(|m| f(&m.role)).count();
+    let count = |f: fn(&Role) -> bool| t.entries.values().filter(|(_, m)| f(&m.role)).count();
     DATAGRAMS.store(count(|r| matches!(r, Role::Datagram(_))), Ordering::Release);
     LISTENERS.store(count(|r| *r == Role::Listening), Ordering::Release);
 }
@@ -161,10 +156,10 @@ pub fn get(fd: c_int) -> Option<Meta> {
         return None;
     }
     let k = key(fd)?;
-    let m = TABLE.lock().entries.get(&k).cloned()?;
+    let m = TABLE.lock().entries.get(&k).map(|(_, m)| m.clone())?;
     // A connect the host member answers: its result may be waiting to be read.
     if matches!(m.role, Role::Connecting { .. }) && crate::state::settle() {
-        return TABLE.lock().entries.get(&k).cloned();
+        return TABLE.lock().entries.get(&k).map(|(_, m)| m.clone());
     }
     Some(m)
 }
@@ -195,7 +190,7 @@ pub fn set(fd: c_int, meta: Meta) {
 pub fn update<R>(fd: c_int, f: impl FnOnce(&mut Meta) -> R) -> Option<R> {
     let k = key(fd)?;
     let mut t = TABLE.lock();
-    let r = t.entries.get_mut(&k).map(f);
+    let r = t.entries.get_mut(&k).map(|(_, m)| f(m));
     publish(&t);
     r
 }
@@ -203,7 +198,7 @@ pub fn update<R>(fd: c_int, f: impl FnOnce(&mut Meta) -> R) -> Option<R> {
 /// Updates the entry of the socket `k` in place, if it is known.
 pub fn update_key(k: Key, f: impl FnOnce(&mut Meta)) {
     let mut t = TABLE.lock();
-    if let Some(m) = t.entries.get_mut(&k) {
+    if let Some((_, m)) = t.entries.get_mut(&k) {
         f(m);
     }
     publish(&t);
@@ -273,7 +268,6 @@ mod tests {
         };
         let mut t = Table {
             entries: BTreeMap::new(),
-            born: BTreeMap::new(),
             recorded: 0,
             sweep_at: FIRST_SWEEP,
         };
@@ -285,7 +279,11 @@ mod tests {
         t.sweep(&live, from);
         let kept: Vec<u64> = t.entries.keys().map(|k| k.1).collect();
         assert_eq!(kept, [1, 3]);
-        assert_eq!(t.born.len(), 2, "the closed socket's stamp goes with it");
+        assert_eq!(
+            t.entries.len(),
+            2,
+            "the closed socket's entry and stamp are gone"
+        );
         t.sweep(&live, t.recorded);
         let kept: Vec<u64> = t.entries.keys().map(|k| k.1).collect();
         assert_eq!(kept, [1], "a later sweep that does not see it forgets it");

@@ -45,6 +45,7 @@ pub(crate) use flows::set_send_buffer;
 pub use flows::APP_SOCKET_BUFFER;
 pub use inline::{enabled as inline_sends, INLINE_MAX};
 pub use inline_recv::enabled as inline_receives;
+pub use spin::Spin;
 use start::new_epoll;
 pub use start::on_runtime_thread;
 pub(crate) use start::{spawn, Shared};
@@ -136,7 +137,7 @@ struct Driver {
     /// A host member's service to the programs of its host (`host.rs`).
     host: Option<host::Service>,
     /// How long to poll before sleeping (`spin.rs`).
-    spin: spin::Spin,
+    spin: Spin,
     /// Until when the thread sleeps while it waits (`None`: until an event), set before
     /// each wait: an application thread, which only holds the stack while the thread
     /// waits, sets its timer if a send of its own armed an earlier deadline

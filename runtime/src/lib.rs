@@ -28,5 +28,7 @@ pub use api::{
     AppEnd, ConnectRequest, FlowError, FlowInfo, FlowKind, ListenRequest, ListenTarget,
     TunnelRequest,
 };
-pub use driver::{inline_receives, inline_sends, on_runtime_thread, APP_SOCKET_BUFFER, INLINE_MAX};
+pub use driver::{
+    inline_receives, inline_sends, on_runtime_thread, Spin, APP_SOCKET_BUFFER, INLINE_MAX,
+};
 pub use handle::Handle;

@@ -95,29 +95,37 @@ sys.stdin.readline()
 "#,
         port = p.port
     );
-    let args = ["python3", "-c", &client];
+    let pumps = pumps_of(&p.client, &client);
+    assert!(
+        pumps < 20_000,
+        "{pumps} pumps of flow sockets for 400 messages beside 300 idle flows"
+    );
+    srv.kill_and_stderr();
+}
+
+/// Runs the Python `client` under `rules` until it prints "ok" (its exchanges done and
+/// checked), then reads how many times its runtime pumped a flow (`rina ctl`), lets it
+/// exit, and checks that it exited well and pumped at all.
+fn pumps_of(rules: &std::path::Path, client: &str) -> u64 {
+    let args = ["python3", "-c", client];
     let mut c = Proc::spawn(
         "client",
-        &mut rina_run(&p.client, &args, Stdio::piped(), Stdio::piped()),
+        &mut rina_run(rules, &args, Stdio::piped(), Stdio::piped()),
     );
     let said = c
         .stdout_until("\n", Duration::from_secs(90))
         .unwrap_or_default();
     assert_eq!(said.trim(), "ok", "{}", c.kill_and_stderr());
     let pumps = ctl_json(c.pid())["flow_pumps"].as_u64().unwrap_or(0);
-    eprintln!("flow sockets pumped: {pumps}");
+    eprintln!("flows pumped: {pumps}");
     c.close_stdin();
     assert!(pumps > 0, "rina ctl reports no pump at all");
-    assert!(
-        pumps < 20_000,
-        "{pumps} pumps of flow sockets for 400 messages beside 300 idle flows"
-    );
     assert!(
         c.expect_exit(Duration::from_secs(30)).success(),
         "{}",
         c.stderr()
     );
-    srv.kill_and_stderr();
+    pumps
 }
 
 /// The same for datagram flows: 200 UDP sockets of one client each send one datagram to
@@ -168,27 +176,10 @@ sys.stdin.readline()
 "#,
         port = p.port
     );
-    let args = ["python3", "-c", &client];
-    let mut c = Proc::spawn(
-        "client",
-        &mut rina_run(&p.client, &args, Stdio::piped(), Stdio::piped()),
-    );
-    let said = c
-        .stdout_until("\n", Duration::from_secs(90))
-        .unwrap_or_default();
-    assert_eq!(said.trim(), "ok", "{}", c.kill_and_stderr());
-    let pumps = ctl_json(c.pid())["flow_pumps"].as_u64().unwrap_or(0);
-    eprintln!("flow pumps: {pumps}");
-    c.close_stdin();
-    assert!(pumps > 0, "rina ctl reports no pump at all");
+    let pumps = pumps_of(&p.client, &client);
     assert!(
         pumps < 20_000,
         "{pumps} pumps for 400 datagrams beside 199 idle datagram flows"
-    );
-    assert!(
-        c.expect_exit(Duration::from_secs(30)).success(),
-        "{}",
-        c.stderr()
     );
     srv.kill_and_stderr();
 }

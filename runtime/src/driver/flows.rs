@@ -112,8 +112,6 @@ impl Driver {
                 finished.push((token, f.aborted));
             } else if f.is_idle() {
                 self.active.remove(&token);
-            } else {
-                self.active.insert(token);
             }
         }
         for (token, aborted) in finished {
@@ -140,8 +138,6 @@ impl Driver {
                 closed.push(token);
             } else if f.is_idle() {
                 self.active_datagrams.remove(&token);
-            } else {
-                self.active_datagrams.insert(token);
             }
         }
         for token in closed {
@@ -218,7 +214,8 @@ pub(crate) fn set_send_buffer(sock: &impl AsFd, size: Option<usize>) {
 }
 
 /// The flows of `all` a turn pumps: those in `active`, or every one while the process
-/// exits (its drain reads every socket to its end).
+/// exits (its drain reads every socket to its end). A pumped flow stays in `active`
+/// until it is idle.
 fn to_pump<V>(
     all: &std::collections::BTreeMap<u64, V>,
     active: &std::collections::BTreeSet<u64>,

@@ -11,6 +11,9 @@
 //! so on a busy machine the application threads it is waiting for get the core.
 //!
 //! `RINA_SPIN_US` sets `MAX_SPIN` in microseconds (0: never spin), for measurement.
+//!
+//! The same budget serves an application thread that polls before it blocks on an
+//! empty flow (the interposer's inline receives), with its own maximum.
 
 use std::time::Duration;
 
@@ -31,24 +34,30 @@ pub(super) enum Waited {
 }
 
 /// The spin budget and its adaptation (no clock: the caller measures).
-#[derive(Debug, Clone)]
-pub(super) struct Spin {
+#[derive(Debug, Clone, Copy)]
+pub struct Spin {
     max: Duration,
     budget: Duration,
 }
 
 impl Spin {
     /// A spin of at most `max` (zero: never).
-    pub(super) fn new(max: Duration) -> Self {
+    pub const fn new(max: Duration) -> Self {
         Self { max, budget: max }
     }
 
     /// From `RINA_SPIN_US`, else [`MAX_SPIN`].
     pub(super) fn from_env() -> Self {
-        let max = std::env::var("RINA_SPIN_US")
+        Self::from_var("RINA_SPIN_US", MAX_SPIN)
+    }
+
+    /// A spin of at most the environment variable `var`'s microseconds (at most 10 ms),
+    /// else `max`.
+    pub fn from_var(var: &str, max: Duration) -> Self {
+        let max = std::env::var(var)
             .ok()
             .and_then(|v| v.trim().parse::<u64>().ok())
-            .map_or(MAX_SPIN, |us| Duration::from_micros(us.min(10_000)));
+            .map_or(max, |us| Duration::from_micros(us.min(10_000)));
         Self::new(max)
     }
 
@@ -68,17 +77,17 @@ impl Spin {
     }
 
     /// How long to spin before the next sleep (zero: sleep at once).
-    pub(super) fn budget(&self) -> Duration {
+    pub fn budget(&self) -> Duration {
         self.budget
     }
 
     /// The spin caught an event.
-    pub(super) fn caught(&mut self) {
+    pub fn caught(&mut self) {
         self.grow();
     }
 
     /// The spin ran out with nothing to show.
-    pub(super) fn missed(&mut self) {
+    pub fn missed(&mut self) {
         self.budget /= 2;
         if self.budget < Duration::from_micros(2) {
             self.budget = Duration::ZERO;
@@ -87,7 +96,7 @@ impl Spin {
 
     /// The thread slept `slept` before an event woke it (not its timer): a spin that
     /// long would have caught it.
-    pub(super) fn woken_after(&mut self, slept: Duration) {
+    pub fn woken_after(&mut self, slept: Duration) {
         if slept <= self.max {
             self.grow();
         }
