@@ -42,6 +42,35 @@ pub struct Report {
     /// For a host member: the programs it serves.
     #[serde(default)]
     pub programs: Vec<ProgramReport>,
+    /// For `rina tun`: what its device and flows carried.
+    #[serde(default)]
+    pub tunnel: Option<TunnelReport>,
+}
+
+/// The packets of a tunnel (`rina tun`), each counted once: every packet the device
+/// gave (`from_device`) went to a flow or was dropped for one of the reasons named,
+/// and every SDU of a peer's flow was written to the device or refused.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TunnelReport {
+    /// The TUN device.
+    pub device: String,
+    /// Packets the host gave the tunnel (read from the device).
+    pub from_device: u64,
+    /// Of those, given to a peer's flow (or queued while it was being made).
+    pub to_flows: u64,
+    /// Dropped: to an address no peer's routes hold.
+    pub no_peer: u64,
+    /// Dropped: the peer's flow was refused, or too many waited while it was made.
+    pub no_flow: u64,
+    /// Times a packet waited for room in its flow, holding the device's others back.
+    pub held: u64,
+    /// SDUs of the peers' flows written to the device.
+    pub to_device: u64,
+    /// SDUs not admitted: from an address not of their peer's routes, or with an
+    /// offload header that does not describe them.
+    pub not_admitted: u64,
+    /// SDUs the device refused (its queue full).
+    pub device_refused: u64,
 }
 
 /// A program a host member serves (one process's session).

@@ -277,5 +277,26 @@ fn show(r: &Report) -> String {
             );
         }
     }
+    if let Some(t) = &r.tunnel {
+        s.push_str(&tunnel(t));
+    }
     s
+}
+
+/// What a tunnel (`rina tun`) carried, where each packet went.
+fn tunnel(t: &report::TunnelReport) -> String {
+    format!(
+        "tunnel {}: {} packets from the device: {} to flows, {} to no peer, {} without a \
+         flow; {} waited for room in their flow\n  {} packets to the device, {} not \
+         admitted, {} refused by the device\n",
+        t.device,
+        t.from_device,
+        t.to_flows,
+        t.no_peer,
+        t.no_flow,
+        t.held,
+        t.to_device,
+        t.not_admitted,
+        t.device_refused
+    )
 }

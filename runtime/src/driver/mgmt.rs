@@ -103,6 +103,7 @@ impl Driver {
             inline_receives: self.inline_receives,
             flow_pumps: self.flow_pumps,
             programs: self.host.as_ref().map(|h| h.report()).unwrap_or_default(),
+            tunnel: self.tunnel_report(),
         }
     }
 }

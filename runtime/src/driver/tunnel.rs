@@ -4,7 +4,9 @@
 //! [`MAX_QUEUED`] wait for it; a refused peer is not asked again for
 //! [`REFUSED_HOLD`], its packets dropped as a router without a route drops them); the
 //! SDUs of every flow of the tunnel (its own, and the peers' flows to its name) are
-//! written to the device. Here, not in a thread of the command's, so that a packet
+//! written to the device. A flow without room holds the device back (its packet waits,
+//! and the device is not read meanwhile) rather than dropping: each packet's fate is
+//! counted ([`TunnelReport`], `rina ctl`). Here, not in a thread of the command's, so that a packet
 //! costs no hand-off and no copy through a loopback socket.
 //!
 //! What reaches the host's IP stack is checked, as WireGuard checks its peers'
@@ -17,7 +19,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::OwnedFd;
 use std::time::Duration;
 
-use rina_core::ipcp::{FlowKind, ReadResult};
+use rina_core::ipcp::{FlowKind, ReadResult, WriteError};
 use rina_core::node::DifId;
 use rina_core::{Instant, PortId};
 use rustix::event::epoll;
@@ -25,6 +27,7 @@ use rustix::event::epoll;
 use super::{Driver, TOKEN_TUNNEL};
 use crate::api::{FlowError, ListenRequest, ListenTarget, Reply, TunnelRequest};
 use crate::config::tun::TunConfig;
+use crate::report::TunnelReport;
 
 /// Packets held per peer while its flow is being made.
 const MAX_QUEUED: usize = 64;
@@ -119,6 +122,24 @@ pub(super) struct Tunnel {
     ports: BTreeMap<PortId, usize>,
     timeout: Duration,
     buf: Vec<u8>,
+    /// A packet read into `buf` (its length) that its peer's flow (the index) had no
+    /// room for: it goes first, and the device is not read until it has gone. So a
+    /// full flow holds the packets back in the device's queue, as a full link holds a
+    /// router's, instead of dropping them: the TCP inside would take every drop for
+    /// congestion (one in twenty SDUs was lost so, and TCP halved its window each time).
+    held: Option<(usize, usize)>,
+    /// What it carried and dropped (`rina ctl`).
+    counts: TunnelReport,
+}
+
+/// What became of a packet given to a peer's flow.
+enum Forwarded {
+    /// Sent, or queued while the flow is made.
+    Taken,
+    /// Dropped: the flow was refused or is closed, or too many wait for it.
+    Dropped,
+    /// The flow has no room now: nothing was done.
+    NoRoom,
 }
 
 impl Driver {
@@ -161,7 +182,12 @@ impl Driver {
             pool: false,
             timeout,
         };
+        let counts = TunnelReport {
+            device: config.name.clone(),
+            ..TunnelReport::default()
+        };
         self.tunnel = Some(Tunnel {
+            counts,
             dif,
             peers: config.peers.iter().map(|_| Peer::Idle).collect(),
             config,
@@ -171,6 +197,7 @@ impl Driver {
             ports: BTreeMap::new(),
             timeout,
             buf: vec![0; 65536 + header],
+            held: None,
         });
         self.listen(now, listen, reply);
     }
@@ -219,8 +246,12 @@ impl Driver {
             while let ReadResult::Sdu(sdu) = ipcp.read(now, port) {
                 progress = true;
                 // A full device queue drops the packet, as a router's would.
-                if admit(&sdu, t.header, routes) {
-                    let _ = rustix::io::write(&t.device, &sdu);
+                if !admit(&sdu, t.header, routes) {
+                    t.counts.not_admitted += 1;
+                } else if rustix::io::write(&t.device, &sdu).is_ok() {
+                    t.counts.to_device += 1;
+                } else {
+                    t.counts.device_refused += 1;
                 }
             }
         }
@@ -228,9 +259,17 @@ impl Driver {
         progress
     }
 
-    /// Packets from the device into their peers' flows (a burst at most).
+    /// Packets from the device into their peers' flows (a burst at most), the held
+    /// packet first; stops at a packet its flow has no room for (it is held).
     fn device_to_flows(&mut self, now: Instant, t: &mut Tunnel) -> bool {
         let mut progress = false;
+        if let Some((i, n)) = t.held {
+            if matches!(self.forward(now, t, i, n), Forwarded::NoRoom) {
+                return false;
+            }
+            t.held = None;
+            progress = true;
+        }
         for _ in 0..READ_BURST {
             if !t.readable {
                 break;
@@ -244,35 +283,60 @@ impl Driver {
                 }
             };
             progress = true;
-            let packet = &t.buf[..n];
-            let ip = packet.get(t.header..).unwrap_or_default();
+            t.counts.from_device += 1;
+            let ip = t.buf[..n].get(t.header..).unwrap_or_default();
             let Some(i) = destination(ip).and_then(|d| t.config.peer_for(d)) else {
+                t.counts.no_peer += 1;
                 continue;
             };
-            match &mut t.peers[i] {
-                Peer::Up(port) => {
-                    let _ = self.stack.node.ipcp_mut(t.dif).write(now, *port, packet);
-                }
-                Peer::Asking(_, q) if q.len() < MAX_QUEUED => q.push(packet.to_vec()),
-                Peer::Asking(..) => {}
-                Peer::Refused(at) if now < *at + REFUSED_HOLD => {}
-                Peer::Idle | Peer::Refused(_) => {
-                    let first = packet.to_vec();
-                    let (port, _) = self.stack.node.allocate(
-                        now,
-                        t.dif,
-                        t.config.app.clone(),
-                        t.config.peers[i].app.clone(),
-                        FlowKind::Unreliable,
-                        now + t.timeout,
-                        Vec::new(),
-                        &[],
-                    );
-                    t.peers[i] = Peer::Asking(port, vec![first]);
-                }
+            if matches!(self.forward(now, t, i, n), Forwarded::NoRoom) {
+                t.counts.held += 1;
+                t.held = Some((i, n));
+                break;
             }
         }
         progress
+    }
+
+    /// Gives the packet in `t.buf[..n]` to peer `i`'s flow, asking for the flow on
+    /// its first packet (the core says `Writable` once a flow without room has some).
+    /// A refused peer's packets, or too many while its flow is made, are dropped, as
+    /// a router drops what it has no route for.
+    fn forward(&mut self, now: Instant, t: &mut Tunnel, i: usize, n: usize) -> Forwarded {
+        let packet = &t.buf[..n];
+        let fate = match &mut t.peers[i] {
+            Peer::Up(port) => match self.stack.node.ipcp_mut(t.dif).write(now, *port, packet) {
+                Ok(()) => Forwarded::Taken,
+                Err(WriteError::WouldBlock) => return Forwarded::NoRoom,
+                Err(_) => Forwarded::Dropped,
+            },
+            Peer::Asking(_, q) if q.len() < MAX_QUEUED => {
+                q.push(packet.to_vec());
+                return Forwarded::Taken;
+            }
+            Peer::Asking(..) => Forwarded::Dropped,
+            Peer::Refused(at) if now < *at + REFUSED_HOLD => Forwarded::Dropped,
+            Peer::Idle | Peer::Refused(_) => {
+                let first = packet.to_vec();
+                let (port, _) = self.stack.node.allocate(
+                    now,
+                    t.dif,
+                    t.config.app.clone(),
+                    t.config.peers[i].app.clone(),
+                    FlowKind::Unreliable,
+                    now + t.timeout,
+                    Vec::new(),
+                    &[],
+                );
+                t.peers[i] = Peer::Asking(port, vec![first]);
+                return Forwarded::Taken;
+            }
+        };
+        match fate {
+            Forwarded::Taken => t.counts.to_flows += 1,
+            _ => t.counts.no_flow += 1,
+        }
+        fate
     }
 
     /// A flow asked for is up, or was refused: true if it was the tunnel's.
@@ -299,15 +363,24 @@ impl Driver {
         if !up {
             tracing::info!("tunnel: no flow to {}", t.config.peers[i].app);
             t.peers[i] = Peer::Refused(now);
+            t.counts.no_flow += queued.len() as u64;
             return true;
         }
         t.peers[i] = Peer::Up(port);
         t.ports.insert(port, i);
         let ipcp = self.stack.node.ipcp_mut(dif);
         for p in queued {
-            let _ = ipcp.write(now, port, &p);
+            match ipcp.write(now, port, &p) {
+                Ok(()) => t.counts.to_flows += 1,
+                Err(_) => t.counts.no_flow += 1,
+            }
         }
         true
+    }
+
+    /// What the tunnel carried, if one runs here.
+    pub(super) fn tunnel_report(&self) -> Option<TunnelReport> {
+        self.tunnel.as_ref().map(|t| t.counts.clone())
     }
 
     /// A flow closed: true if it was the tunnel's (its peer is asked for again on its
