@@ -4,10 +4,11 @@
 //! [`MAX_QUEUED`] wait for it; a refused peer is not asked again for
 //! [`REFUSED_HOLD`], its packets dropped as a router without a route drops them); the
 //! SDUs of every flow of the tunnel (its own, and the peers' flows to its name) are
-//! written to the device. A flow without room holds the device back (its packet waits,
-//! and the device is not read meanwhile) rather than dropping: each packet's fate is
-//! counted ([`TunnelReport`], `rina ctl`). Here, not in a thread of the command's, so that a packet
-//! costs no hand-off and no copy through a loopback socket.
+//! written to the device. A flow without room holds the device back (its packet
+//! waits, and the device is not read meanwhile) rather than dropping: each packet's
+//! fate is counted ([`TunnelReport`], `rina ctl`). Here, not in a thread of the
+//! command's, so that a packet costs no hand-off and no copy through a loopback
+//! socket.
 //!
 //! What reaches the host's IP stack is checked, as WireGuard checks its peers'
 //! allowed addresses: only the tunnels the rules name as peers may open flows to this
