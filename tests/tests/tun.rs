@@ -212,6 +212,19 @@ fn ping_and_tcp_cross_a_tunnel_with_only_rina_on_the_wire() {
         for dropped in ["no_flow", "not_admitted", "device_refused"] {
             assert_eq!(t[dropped], 0, "host {i}: {dropped}: {said}");
         }
+        // And `rina ctl` says so in words.
+        let rina = rina();
+        let args = [rina.to_str().unwrap(), "ctl", &pid.to_string()];
+        let out = output_within(&mut hosts.command(i, &args), Duration::from_secs(10));
+        let text = String::from_utf8_lossy(&out.stdout);
+        for words in [
+            "tunnel rina0: ",
+            " packets from the device: ",
+            ", 0 without a flow; ",
+            " 0 not admitted, 0 refused by the device",
+        ] {
+            assert!(text.contains(words), "host {i}: no {words:?} in {text}");
+        }
     }
     // A member that is not a peer of the rules (a gateway whose flows come from
     // "intruder") cannot open a flow to a tunnel.

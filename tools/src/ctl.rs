@@ -109,6 +109,13 @@ fn summary(r: &Report) -> String {
     if !r.programs.is_empty() {
         let _ = write!(s, ", serves {} programs", r.programs.len());
     }
+    if let Some(t) = &r.tunnel {
+        let _ = write!(
+            s,
+            ", tunnel {}: {} packets in, {} out",
+            t.device, t.from_device, t.to_device
+        );
+    }
     s
 }
 
