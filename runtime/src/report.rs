@@ -47,23 +47,26 @@ pub struct Report {
     pub tunnel: Option<TunnelReport>,
 }
 
-/// The packets of a tunnel (`rina tun`), each counted once: every packet the device
-/// gave (`from_device`) went to a flow or was dropped for one of the reasons named,
-/// and every SDU of a peer's flow was written to the device or refused.
+/// The packets of a tunnel (`rina tun`), each counted once, when its fate is known:
+/// every packet the device gave (`from_device`) went to a flow or was dropped for
+/// one of the reasons named (or waits still: for its flow to be made, or for room in
+/// it), and every SDU of a peer's flow was written to the device or refused.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct TunnelReport {
     /// The TUN device.
     pub device: String,
     /// Packets the host gave the tunnel (read from the device).
     pub from_device: u64,
-    /// Of those, given to a peer's flow (or queued while it was being made).
+    /// Of those, given to a peer's flow (those that waited for it included).
     pub to_flows: u64,
     /// Dropped: to an address no peer's routes hold.
     pub no_peer: u64,
-    /// Dropped: the peer's flow was refused, or too many waited while it was made.
+    /// Dropped: the peer's flow was refused or closed (or refused the packet), or too
+    /// many waited while it was made.
     pub no_flow: u64,
-    /// Times a packet waited for room in its flow, holding the device's others back.
-    pub held: u64,
+    /// Times a packet waited for room in its flow, holding the device's others back
+    /// (each went to its flow after, and is counted there too).
+    pub waited_for_room: u64,
     /// SDUs of the peers' flows written to the device.
     pub to_device: u64,
     /// SDUs not admitted: from an address not of their peer's routes, or with an

@@ -112,7 +112,7 @@ fn summary(r: &Report) -> String {
     if let Some(t) = &r.tunnel {
         let _ = write!(
             s,
-            ", tunnel {}: {} packets in, {} out",
+            ", tunnel {}: {} packets from the device, {} to it",
             t.device, t.from_device, t.to_device
         );
     }
@@ -301,7 +301,7 @@ fn tunnel(t: &report::TunnelReport) -> String {
         t.to_flows,
         t.no_peer,
         t.no_flow,
-        t.held,
+        t.waited_for_room,
         t.to_device,
         t.not_admitted,
         t.device_refused

@@ -15,8 +15,9 @@
 //! one ([`MAX_FLOWS_PER_PEER`] each), a packet must come from an address of its peer's
 //! routes, and its offload header must describe it ([`admit`]).
 
-use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+mod packet;
+
+use std::collections::{BTreeMap, VecDeque};
 use std::os::fd::OwnedFd;
 use std::time::Duration;
 
@@ -29,6 +30,7 @@ use super::{Driver, TOKEN_TUNNEL};
 use crate::api::{FlowError, ListenRequest, ListenTarget, Reply, TunnelRequest};
 use crate::config::tun::TunConfig;
 use crate::report::TunnelReport;
+use packet::{admit, destination};
 
 /// Packets held per peer while its flow is being made.
 const MAX_QUEUED: usize = 64;
@@ -39,73 +41,12 @@ const READ_BURST: usize = 64;
 /// Flows a peer tunnel may have open to this one at a time.
 pub const MAX_FLOWS_PER_PEER: usize = 4;
 
-/// `virtio_net_hdr` flags this tunnel accepts: the checksum is to be filled in, or
-/// was checked.
-const VNET_FLAGS: u8 = 0x01 | 0x02;
-const NEEDS_CSUM: u8 = 0x01;
-/// `gso_type`: none, TCP over IPv4, TCP over IPv6.
-const GSO_NONE: u8 = 0;
-const GSO_TCPV4: u8 = 1;
-const GSO_TCPV6: u8 = 4;
-
-/// True if `sdu` (a `header`-byte `virtio_net_hdr`, when `header` is 10, then an IP
-/// packet) may go to the device: an IPv4 or IPv6 packet from an address in `routes`,
-/// whose offload header describes it (a known segmentation type of its family, a
-/// checksum position inside it).
-pub fn admit(sdu: &[u8], header: usize, routes: &[crate::config::tun::Prefix]) -> bool {
-    let Some(ip) = sdu.get(header..) else {
-        return false;
-    };
-    let Some(src) = source(ip) else { return false };
-    if !routes.iter().any(|r| r.contains(src)) {
-        return false;
-    }
-    if header != 10 {
-        return header == 0;
-    }
-    let le = |at: usize| usize::from(u16::from_le_bytes([sdu[at], sdu[at + 1]]));
-    let (flags, gso) = (sdu[0], sdu[1]);
-    let family_ok = match gso {
-        GSO_NONE => true,
-        GSO_TCPV4 => src.is_ipv4() && le(4) > 0,
-        GSO_TCPV6 => src.is_ipv6() && le(4) > 0,
-        _ => false,
-    };
-    let csum_ok = flags & NEEDS_CSUM == 0 || le(6) + le(8) + 2 <= ip.len();
-    flags & !VNET_FLAGS == 0 && family_ok && csum_ok
-}
-
-/// The source address of an IPv4 or IPv6 packet.
-fn source(packet: &[u8]) -> Option<IpAddr> {
-    address(packet, 12, 8)
-}
-
-/// The destination address of an IPv4 or IPv6 packet.
-pub fn destination(packet: &[u8]) -> Option<IpAddr> {
-    address(packet, 16, 24)
-}
-
-/// The address at byte `v4` of an IPv4 header or `v6` of an IPv6 one, if the packet
-/// is long enough to hold its whole header's addresses.
-fn address(packet: &[u8], v4: usize, v6: usize) -> Option<IpAddr> {
-    match packet.first()? >> 4 {
-        4 if packet.len() >= 20 => {
-            let b: [u8; 4] = packet.get(v4..v4 + 4)?.try_into().ok()?;
-            Some(IpAddr::V4(Ipv4Addr::from(b)))
-        }
-        6 if packet.len() >= 40 => {
-            let b: [u8; 16] = packet.get(v6..v6 + 16)?.try_into().ok()?;
-            Some(IpAddr::V6(Ipv6Addr::from(b)))
-        }
-        _ => None,
-    }
-}
-
 enum Peer {
     Idle,
     /// Its flow is being made: packets wait.
     Asking(PortId, Vec<Vec<u8>>),
-    Up(PortId),
+    /// Its flow is up; the packets that waited for it go first, in order.
+    Up(PortId, VecDeque<Vec<u8>>),
     /// Its flow was refused at this time.
     Refused(Instant),
 }
@@ -127,7 +68,7 @@ pub(super) struct Tunnel {
     /// room for: it goes first, and the device is not read until it has gone. So a
     /// full flow holds the packets back in the device's queue, as a full link holds a
     /// router's, instead of dropping them: the TCP inside would take every drop for
-    /// congestion (one in twenty SDUs was lost so, and TCP halved its window each time).
+    /// congestion (5.6% of a bulk transfer's packets were lost so).
     held: Option<(usize, usize)>,
     /// What it carried and dropped (`rina ctl`).
     counts: TunnelReport,
@@ -260,10 +201,14 @@ impl Driver {
         progress
     }
 
-    /// Packets from the device into their peers' flows (a burst at most), the held
-    /// packet first; stops at a packet its flow has no room for (it is held).
+    /// Packets from the device into their peers' flows (a burst at most), after those
+    /// that waited for a flow and the held packet; stops at a packet its flow has no
+    /// room for (it is held).
     fn device_to_flows(&mut self, now: Instant, t: &mut Tunnel) -> bool {
-        let mut progress = false;
+        let (mut progress, clear) = self.send_waiting(now, t);
+        if !clear {
+            return progress;
+        }
         if let Some((i, n)) = t.held {
             if matches!(self.forward(now, t, i, n), Forwarded::NoRoom) {
                 return false;
@@ -291,7 +236,7 @@ impl Driver {
                 continue;
             };
             if matches!(self.forward(now, t, i, n), Forwarded::NoRoom) {
-                t.counts.held += 1;
+                t.counts.waited_for_room += 1;
                 t.held = Some((i, n));
                 break;
             }
@@ -299,14 +244,35 @@ impl Driver {
         progress
     }
 
+    /// Sends what waited for the peers' flows while they were made, in order: (any
+    /// sent, all sent). The device is not read until all are, so that nothing read
+    /// later overtakes them.
+    fn send_waiting(&mut self, now: Instant, t: &mut Tunnel) -> (bool, bool) {
+        let mut progress = false;
+        for p in &mut t.peers {
+            let Peer::Up(port, waiting) = p else { continue };
+            while let Some(packet) = waiting.front() {
+                match self.stack.node.ipcp_mut(t.dif).write(now, *port, packet) {
+                    Ok(()) => t.counts.to_flows += 1,
+                    Err(WriteError::WouldBlock) => return (progress, false),
+                    Err(_) => t.counts.no_flow += 1,
+                }
+                waiting.pop_front();
+                progress = true;
+            }
+        }
+        (progress, true)
+    }
+
     /// Gives the packet in `t.buf[..n]` to peer `i`'s flow, asking for the flow on
-    /// its first packet (the core says `Writable` once a flow without room has some).
-    /// A refused peer's packets, or too many while its flow is made, are dropped, as
-    /// a router drops what it has no route for.
+    /// its first packet. A flow without room takes nothing (the turn's next flush
+    /// makes room: an unreliable flow's queue never waits for its peer). A refused
+    /// peer's packets, too many while its flow is made, or a flow that refuses the
+    /// packet (closed), are dropped, as a router drops what it has no route for.
     fn forward(&mut self, now: Instant, t: &mut Tunnel, i: usize, n: usize) -> Forwarded {
         let packet = &t.buf[..n];
         let fate = match &mut t.peers[i] {
-            Peer::Up(port) => match self.stack.node.ipcp_mut(t.dif).write(now, *port, packet) {
+            Peer::Up(port, _) => match self.stack.node.ipcp_mut(t.dif).write(now, *port, packet) {
                 Ok(()) => Forwarded::Taken,
                 Err(WriteError::WouldBlock) => return Forwarded::NoRoom,
                 Err(_) => Forwarded::Dropped,
@@ -367,15 +333,9 @@ impl Driver {
             t.counts.no_flow += queued.len() as u64;
             return true;
         }
-        t.peers[i] = Peer::Up(port);
+        // They go at the next pump, before anything read after them.
+        t.peers[i] = Peer::Up(port, queued.into());
         t.ports.insert(port, i);
-        let ipcp = self.stack.node.ipcp_mut(dif);
-        for p in queued {
-            match ipcp.write(now, port, &p) {
-                Ok(()) => t.counts.to_flows += 1,
-                Err(_) => t.counts.no_flow += 1,
-            }
-        }
         true
     }
 
@@ -392,75 +352,14 @@ impl Driver {
         };
         let mine = t.ports.remove(&port).is_some();
         for p in &mut t.peers {
-            if matches!(p, Peer::Up(q) if *q == port) {
+            if let Peer::Up(q, waiting) = p {
+                if *q != port {
+                    continue;
+                }
+                t.counts.no_flow += waiting.len() as u64;
                 *p = Peer::Idle;
             }
         }
         mine
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{admit, destination};
-    use crate::config::tun::Prefix;
-
-    /// An IPv4 packet from `src` after a virtio_net_hdr of `flags`, `gso`, `gso_size`,
-    /// `csum_start`, `csum_offset`.
-    fn sdu(src: [u8; 4], hdr: [u16; 5]) -> Vec<u8> {
-        let mut v = vec![hdr[0] as u8, hdr[1] as u8];
-        for f in &hdr[2..] {
-            v.extend_from_slice(&f.to_le_bytes());
-        }
-        v.extend_from_slice(&0u16.to_le_bytes()); // csum_offset
-        let mut ip = vec![0x45u8; 60];
-        ip[12..16].copy_from_slice(&src);
-        ip[16..20].copy_from_slice(&[10, 77, 0, 1]);
-        v.extend_from_slice(&ip);
-        v
-    }
-
-    #[test]
-    fn only_a_peers_addresses_with_a_sound_header_are_admitted() {
-        let routes = [Prefix::parse("10.77.0.2/32").unwrap()];
-        // flags, gso_type, hdr_len, gso_size, csum_start (csum_offset follows).
-        let plain = sdu([10, 77, 0, 2], [0, 0, 0, 0, 0]);
-        assert!(admit(&plain, 10, &routes));
-        assert!(
-            !admit(&sdu([10, 77, 0, 9], [0, 0, 0, 0, 0]), 10, &routes),
-            "spoofed"
-        );
-        assert!(
-            !admit(&sdu([10, 77, 0, 2], [4, 0, 0, 0, 0]), 10, &routes),
-            "flags"
-        );
-        assert!(
-            !admit(&sdu([10, 77, 0, 2], [0, 4, 0, 1400, 0]), 10, &routes),
-            "TCPv6 on v4"
-        );
-        assert!(
-            !admit(&sdu([10, 77, 0, 2], [0, 1, 0, 0, 0]), 10, &routes),
-            "no gso_size"
-        );
-        assert!(admit(&sdu([10, 77, 0, 2], [0, 1, 0, 1400, 0]), 10, &routes));
-        assert!(
-            !admit(&sdu([10, 77, 0, 2], [1, 0, 0, 0, 59]), 10, &routes),
-            "csum beyond"
-        );
-        assert!(!admit(&plain[..12], 10, &routes), "truncated");
-        assert!(!admit(&[], 10, &routes));
-    }
-
-    #[test]
-    fn destinations_of_both_families() {
-        let mut v4 = vec![0x45u8; 20];
-        v4[16..20].copy_from_slice(&[10, 77, 0, 2]);
-        assert_eq!(destination(&v4), Some("10.77.0.2".parse().unwrap()));
-        let mut v6 = vec![0x60u8; 40];
-        v6[24..40].copy_from_slice(&"fd77::2".parse::<std::net::Ipv6Addr>().unwrap().octets());
-        assert_eq!(destination(&v6), Some("fd77::2".parse().unwrap()));
-        assert_eq!(destination(&v4[..19]), None);
-        assert_eq!(destination(&[0x50; 40]), None);
-        assert_eq!(destination(&[]), None);
     }
 }
