@@ -49,15 +49,16 @@ pub struct Report {
 
 /// The packets of a tunnel (`rina tun`), each counted once, when its fate is known:
 /// every packet the device gave (`from_device`) went to a flow or was dropped for
-/// one of the reasons named (or waits still: for its flow to be made, or for room in
-/// it), and every SDU of a peer's flow was written to the device or refused.
+/// one of the reasons named (or waits still, for room in its flow), and every SDU of
+/// a peer's flow was written to the device or refused. A TCP batch (TSO) leaves as
+/// one SDU per segment, and the segments that arrive together are written as one.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct TunnelReport {
     /// The TUN device.
     pub device: String,
     /// Packets the host gave the tunnel (read from the device).
     pub from_device: u64,
-    /// Of those, given to a peer's flow (those that waited for it included).
+    /// Of those, given to a peer's flow (or queued while it is made).
     pub to_flows: u64,
     /// Dropped: to an address no peer's routes hold.
     pub no_peer: u64,
@@ -67,12 +68,19 @@ pub struct TunnelReport {
     /// Times a packet waited for room in its flow, holding the device's others back
     /// (each went to its flow after, and is counted there too).
     pub waited_for_room: u64,
-    /// SDUs of the peers' flows written to the device.
+    /// SDUs sent on the peers' flows (a packet's segments each one).
+    pub sdus_sent: u64,
+    /// SDUs queued for a flow that was then refused or closed, or that a flow
+    /// refused.
+    pub sdus_dropped: u64,
+    /// SDUs read from the peers' flows.
+    pub sdus_received: u64,
+    /// Packets written to the device (segments that arrived together joined).
     pub to_device: u64,
     /// SDUs not admitted: from an address not of their peer's routes, or with an
     /// offload header that does not describe them.
     pub not_admitted: u64,
-    /// SDUs the device refused (its queue full).
+    /// Writes the device refused (its queue full).
     pub device_refused: u64,
 }
 

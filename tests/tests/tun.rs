@@ -200,7 +200,7 @@ fn ping_and_tcp_cross_a_tunnel_with_only_rina_on_the_wire() {
         let whole = (0..2).all(|i| {
             t[i]["from_device"] == tx[i]
                 && t[i]["to_device"] == rx[i]
-                && t[i]["to_flows"] == t[1 - i]["to_device"]
+                && t[i]["sdus_sent"] == t[1 - i]["sdus_received"]
         });
         (whole, format!("device tx {tx:?}, rx {rx:?}; tunnels {t:?}"))
     };
@@ -209,7 +209,7 @@ fn ping_and_tcp_cross_a_tunnel_with_only_rina_on_the_wire() {
     assert!(whole, "packets lost in the tunnel: {said}");
     for (i, pid) in pids.into_iter().enumerate() {
         let t = tunnel_counts(&hosts, i, pid);
-        for dropped in ["no_flow", "not_admitted", "device_refused"] {
+        for dropped in ["no_flow", "sdus_dropped", "not_admitted", "device_refused"] {
             assert_eq!(t[dropped], 0, "host {i}: {dropped}: {said}");
         }
         // And `rina ctl` says so in words.
@@ -221,7 +221,7 @@ fn ping_and_tcp_cross_a_tunnel_with_only_rina_on_the_wire() {
             "tunnel rina0: ",
             " packets from the device: ",
             ", 0 without a flow; ",
-            " 0 not admitted, 0 refused by the device",
+            " 0 SDUs not admitted, 0 refused by the device",
         ] {
             assert!(text.contains(words), "host {i}: no {words:?} in {text}");
         }

@@ -294,14 +294,18 @@ fn show(r: &Report) -> String {
 fn tunnel(t: &report::TunnelReport) -> String {
     format!(
         "tunnel {}: {} packets from the device: {} to flows, {} to no peer, {} without a \
-         flow; {} waited for room in their flow\n  {} packets to the device, {} not \
-         admitted, {} refused by the device\n",
+         flow; {} waited for room in their flow\n  {} SDUs sent ({} dropped with their \
+         flow), {} received\n  {} packets to the device, {} SDUs not admitted, {} \
+         refused by the device\n",
         t.device,
         t.from_device,
         t.to_flows,
         t.no_peer,
         t.no_flow,
         t.waited_for_room,
+        t.sdus_sent,
+        t.sdus_dropped,
+        t.sdus_received,
         t.to_device,
         t.not_admitted,
         t.device_refused

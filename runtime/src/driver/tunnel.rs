@@ -16,6 +16,7 @@
 //! routes, and its offload header must describe it ([`admit`]).
 
 mod packet;
+mod segment;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::os::fd::OwnedFd;
@@ -31,6 +32,7 @@ use crate::api::{FlowError, ListenRequest, ListenTarget, Reply, TunnelRequest};
 use crate::config::tun::TunConfig;
 use crate::report::TunnelReport;
 use packet::{admit, destination};
+use segment::{Joiner, VNET_HDR};
 
 /// Packets held per peer while its flow is being made.
 const MAX_QUEUED: usize = 64;
@@ -43,9 +45,9 @@ pub const MAX_FLOWS_PER_PEER: usize = 4;
 
 enum Peer {
     Idle,
-    /// Its flow is being made: packets wait.
+    /// Its flow is being made: packets wait (as the SDUs they leave as).
     Asking(PortId, Vec<Vec<u8>>),
-    /// Its flow is up; the packets that waited for it go first, in order.
+    /// Its flow is up; the SDUs that waited for it go first, in order.
     Up(PortId, VecDeque<Vec<u8>>),
     /// Its flow was refused at this time.
     Refused(Instant),
@@ -69,7 +71,12 @@ pub(super) struct Tunnel {
     /// full flow holds the packets back in the device's queue, as a full link holds a
     /// router's, instead of dropping them: the TCP inside would take every drop for
     /// congestion (5.6% of a bulk transfer's packets were lost so).
-    held: Option<(usize, usize)>,
+    /// With the index of its first segment not sent yet.
+    held: Option<(usize, usize, usize)>,
+    /// A segment being made.
+    scratch: Vec<u8>,
+    /// Joins the segments that arrive together for the device.
+    joiner: Joiner,
     /// What it carried and dropped (`rina ctl`).
     counts: TunnelReport,
 }
@@ -140,6 +147,8 @@ impl Driver {
             timeout,
             buf: vec![0; 65536 + header],
             held: None,
+            scratch: Vec::new(),
+            joiner: Joiner::default(),
         });
         self.listen(now, listen, reply);
     }
@@ -183,20 +192,31 @@ impl Driver {
         };
         let mut progress = self.device_to_flows(now, &mut t);
         let ipcp = self.stack.node.ipcp_mut(t.dif);
+        let (mut received, mut not_admitted) = (0, 0);
+        let (device, counts) = (&t.device, &mut t.counts);
+        // A full device queue drops the packet, as a router's would.
+        let mut write = |p: &[u8]| match rustix::io::write(device, p) {
+            Ok(_) => counts.to_device += 1,
+            Err(_) => counts.device_refused += 1,
+        };
+        let joins = t.header == VNET_HDR;
         for (&port, &i) in &t.ports {
             let routes = &t.config.peers[i].routes;
             while let ReadResult::Sdu(sdu) = ipcp.read(now, port) {
                 progress = true;
-                // A full device queue drops the packet, as a router's would.
+                received += 1;
                 if !admit(&sdu, t.header, routes) {
-                    t.counts.not_admitted += 1;
-                } else if rustix::io::write(&t.device, &sdu).is_ok() {
-                    t.counts.to_device += 1;
+                    not_admitted += 1;
+                } else if joins {
+                    t.joiner.add(&sdu, &mut write);
                 } else {
-                    t.counts.device_refused += 1;
+                    write(&sdu);
                 }
             }
+            t.joiner.flush(&mut write);
         }
+        t.counts.sdus_received += received;
+        t.counts.not_admitted += not_admitted;
         self.tunnel = Some(t);
         progress
     }
@@ -209,8 +229,9 @@ impl Driver {
         if !clear {
             return progress;
         }
-        if let Some((i, n)) = t.held {
-            if matches!(self.forward(now, t, i, n), Forwarded::NoRoom) {
+        if let Some((i, n, mut k)) = t.held {
+            if matches!(self.forward(now, t, i, n, &mut k), Forwarded::NoRoom) {
+                t.held = Some((i, n, k));
                 return false;
             }
             t.held = None;
@@ -235,9 +256,10 @@ impl Driver {
                 t.counts.no_peer += 1;
                 continue;
             };
-            if matches!(self.forward(now, t, i, n), Forwarded::NoRoom) {
+            let mut k = 0;
+            if matches!(self.forward(now, t, i, n, &mut k), Forwarded::NoRoom) {
                 t.counts.waited_for_room += 1;
-                t.held = Some((i, n));
+                t.held = Some((i, n, k));
                 break;
             }
         }
@@ -251,11 +273,11 @@ impl Driver {
         let mut progress = false;
         for p in &mut t.peers {
             let Peer::Up(port, waiting) = p else { continue };
-            while let Some(packet) = waiting.front() {
-                match self.stack.node.ipcp_mut(t.dif).write(now, *port, packet) {
-                    Ok(()) => t.counts.to_flows += 1,
+            while let Some(sdu) = waiting.front() {
+                match self.stack.node.ipcp_mut(t.dif).write(now, *port, sdu) {
+                    Ok(()) => t.counts.sdus_sent += 1,
                     Err(WriteError::WouldBlock) => return (progress, false),
-                    Err(_) => t.counts.no_flow += 1,
+                    Err(_) => t.counts.sdus_dropped += 1,
                 }
                 waiting.pop_front();
                 progress = true;
@@ -264,27 +286,71 @@ impl Driver {
         (progress, true)
     }
 
-    /// Gives the packet in `t.buf[..n]` to peer `i`'s flow, asking for the flow on
-    /// its first packet. A flow without room takes nothing (the turn's next flush
-    /// makes room: an unreliable flow's queue never waits for its peer). A refused
-    /// peer's packets, too many while its flow is made, or a flow that refuses the
-    /// packet (closed), are dropped, as a router drops what it has no route for.
-    fn forward(&mut self, now: Instant, t: &mut Tunnel, i: usize, n: usize) -> Forwarded {
+    /// Gives the packet in `t.buf[..n]` to peer `i`'s flow, as its segments from the
+    /// `k`th on (a TSO batch leaves as one SDU per segment, `segment.rs`), asking for
+    /// the flow on its first packet. A flow without room takes no more (`k` says how
+    /// far it got; the turn's next flush makes room: an unreliable flow's queue never
+    /// waits for its peer). A refused peer's packets, too many while its flow is made,
+    /// or a flow that refuses the packet (closed), are dropped, as a router drops what
+    /// it has no route for.
+    fn forward(
+        &mut self,
+        now: Instant,
+        t: &mut Tunnel,
+        i: usize,
+        n: usize,
+        k: &mut usize,
+    ) -> Forwarded {
         let packet = &t.buf[..n];
+        let segments = if t.header == VNET_HDR {
+            segment::count(packet)
+        } else {
+            1
+        };
+        let split = |k: usize, out: &mut Vec<u8>| {
+            if segments == 1 {
+                out.clear();
+                out.extend_from_slice(packet);
+            } else {
+                segment::segment(packet, k, out);
+            }
+        };
         let fate = match &mut t.peers[i] {
-            Peer::Up(port, _) => match self.stack.node.ipcp_mut(t.dif).write(now, *port, packet) {
-                Ok(()) => Forwarded::Taken,
-                Err(WriteError::WouldBlock) => return Forwarded::NoRoom,
-                Err(_) => Forwarded::Dropped,
-            },
-            Peer::Asking(_, q) if q.len() < MAX_QUEUED => {
-                q.push(packet.to_vec());
-                return Forwarded::Taken;
+            Peer::Up(port, _) => {
+                let ipcp = self.stack.node.ipcp_mut(t.dif);
+                let mut fate = Forwarded::Taken;
+                while *k < segments {
+                    split(*k, &mut t.scratch);
+                    match ipcp.write(now, *port, &t.scratch) {
+                        Ok(()) => t.counts.sdus_sent += 1,
+                        Err(WriteError::WouldBlock) => return Forwarded::NoRoom,
+                        Err(_) => {
+                            fate = Forwarded::Dropped;
+                            break;
+                        }
+                    }
+                    *k += 1;
+                }
+                fate
+            }
+            Peer::Asking(_, q) if q.len() + segments <= MAX_QUEUED => {
+                q.extend((0..segments).map(|k| {
+                    let mut v = Vec::new();
+                    split(k, &mut v);
+                    v
+                }));
+                Forwarded::Taken
             }
             Peer::Asking(..) => Forwarded::Dropped,
             Peer::Refused(at) if now < *at + REFUSED_HOLD => Forwarded::Dropped,
             Peer::Idle | Peer::Refused(_) => {
-                let first = packet.to_vec();
+                let first = (0..segments)
+                    .map(|k| {
+                        let mut v = Vec::new();
+                        split(k, &mut v);
+                        v
+                    })
+                    .collect();
                 let (port, _) = self.stack.node.allocate(
                     now,
                     t.dif,
@@ -295,8 +361,8 @@ impl Driver {
                     Vec::new(),
                     &[],
                 );
-                t.peers[i] = Peer::Asking(port, vec![first]);
-                return Forwarded::Taken;
+                t.peers[i] = Peer::Asking(port, first);
+                Forwarded::Taken
             }
         };
         match fate {
@@ -330,7 +396,7 @@ impl Driver {
         if !up {
             tracing::info!("tunnel: no flow to {}", t.config.peers[i].app);
             t.peers[i] = Peer::Refused(now);
-            t.counts.no_flow += queued.len() as u64;
+            t.counts.sdus_dropped += queued.len() as u64;
             return true;
         }
         // They go at the next pump, before anything read after them.
@@ -356,7 +422,7 @@ impl Driver {
                 if *q != port {
                     continue;
                 }
-                t.counts.no_flow += waiting.len() as u64;
+                t.counts.sdus_dropped += waiting.len() as u64;
                 *p = Peer::Idle;
             }
         }
