@@ -122,7 +122,7 @@ fn hosts() -> Option<Hosts> {
 }
 
 /// Makes the loss table afresh on both hosts: `pct`% dropped on ingress of `eth0`.
-fn set_loss(hosts: &Hosts, dir: &tempfile::TempDir, pct: u32) {
+pub(crate) fn set_loss(hosts: &Hosts, dir: &tempfile::TempDir, pct: u32) {
     let script = format!(
         "table netdev loss\ndelete table netdev loss\ntable netdev loss {{\n\
          chain in {{\ntype filter hook ingress device \"{}\" priority 0;\n\
