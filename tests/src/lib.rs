@@ -631,7 +631,7 @@ pub fn spawn_logged_server(
 }
 
 /// Starts `cmd` and waits (bounded) until it listens; panics with its stderr otherwise.
-fn listening(name: &str, cmd: &mut Command) -> Proc {
+pub fn listening(name: &str, cmd: &mut Command) -> Proc {
     let mut p = Proc::spawn(name, cmd);
     if !wait_for_rina_listener(p.pid(), Duration::from_secs(15)) {
         panic!("{name} never listened: {}", p.kill_and_stderr());

@@ -11,22 +11,11 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use rina_e2e::netns::{eth_member, Hosts};
-use rina_e2e::{
-    ctl_json, have, pair, rina_run, rules, temp_dir, wait_for_rina_listener, Proc, PY_ECHO_SERVER,
-};
+use rina_e2e::{ctl_json, have, listening, pair, rina_run, rules, temp_dir, Proc, PY_ECHO_SERVER};
 
 fn inline(mut c: Command) -> Command {
     c.env("RINA_INLINE_SEND", "1");
     c
-}
-
-/// Starts `cmd` and waits until it listens.
-fn listening(name: &str, cmd: &mut Command) -> Proc {
-    let mut p = Proc::spawn(name, cmd);
-    if !wait_for_rina_listener(p.pid(), Duration::from_secs(15)) {
-        panic!("{name} never listened: {}", p.kill_and_stderr());
-    }
-    p
 }
 
 /// A Python client `script` under `rules`, with inline sends, its stdout piped.

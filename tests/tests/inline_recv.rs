@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use rina_e2e::{
-    ctl_json, have, pair, rina_run, temp_dir, wait_for_rina_listener, Proc, PY_ECHO_SERVER,
+    ctl_json, have, listening, pair, rina_run, spawn_server, temp_dir, Proc, PY_ECHO_SERVER,
 };
 
 /// `cmd` with inline receives on (`on`) or off.
@@ -22,14 +22,7 @@ fn receiving(mut c: Command, on: bool) -> Command {
 fn echo_server(rules: &std::path::Path, port: u16) -> Proc {
     let port = port.to_string();
     let args = ["python3", "-c", PY_ECHO_SERVER, "127.0.0.1", &port];
-    let mut p = Proc::spawn(
-        "echo server",
-        &mut rina_run(rules, &args, Stdio::null(), Stdio::null()),
-    );
-    if !wait_for_rina_listener(p.pid(), Duration::from_secs(15)) {
-        panic!("the echo server never listened: {}", p.kill_and_stderr());
-    }
-    p
+    spawn_server(rules, &args, Stdio::null(), Stdio::null())
 }
 
 /// 300 messages of 1 to 4096 bytes, one at a time, each echoed before the next (the
@@ -111,17 +104,12 @@ c.close()
 "#;
     let port = p.port.to_string();
     let args = ["python3", "-c", server, &port];
-    let mut srv = Proc::spawn(
+    let mut srv = listening(
         "server",
         &mut receiving(
             rina_run(&p.server, &args, Stdio::null(), Stdio::null()),
             true,
         ),
-    );
-    assert!(
-        wait_for_rina_listener(srv.pid(), Duration::from_secs(15)),
-        "the server never listened: {}",
-        srv.kill_and_stderr()
     );
     let client = format!(
         r#"

@@ -22,19 +22,11 @@ fn two_hundred_connections_opened_at_once_all_work() {
     let load = bin_dir().join("reqresp");
     let load = load.to_str().expect("path");
     let addr = format!("127.0.0.1:{}", p.port);
-    let mut srv = Proc::spawn(
-        "reqresp server",
-        &mut rina_run(
-            &p.server,
-            &[load, "server", &addr],
-            Stdio::null(),
-            Stdio::null(),
-        ),
-    );
-    assert!(
-        wait_for_rina_listener(srv.pid(), Duration::from_secs(15)),
-        "the server never listened: {}",
-        srv.kill_and_stderr()
+    let mut srv = spawn_server(
+        &p.server,
+        &[load, "server", &addr],
+        Stdio::null(),
+        Stdio::null(),
     );
     for round in 0..2 {
         let out = output_within(
@@ -67,15 +59,7 @@ fn idle_flows_are_not_pumped_for_others_messages() {
     let p = pair(dir.path(), "idle-flows");
     let port = p.port.to_string();
     let args = ["python3", "-c", PY_ECHO_SERVER, "127.0.0.1", &port];
-    let mut srv = Proc::spawn(
-        "server",
-        &mut rina_run(&p.server, &args, Stdio::null(), Stdio::null()),
-    );
-    assert!(
-        wait_for_rina_listener(srv.pid(), Duration::from_secs(15)),
-        "the server never listened: {}",
-        srv.kill_and_stderr()
-    );
+    let mut srv = spawn_server(&p.server, &args, Stdio::null(), Stdio::null());
     let client = format!(
         r#"
 import socket, sys

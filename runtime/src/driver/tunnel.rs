@@ -32,7 +32,7 @@ use crate::api::{FlowError, ListenRequest, ListenTarget, Reply, TunnelRequest};
 use crate::config::tun::TunConfig;
 use crate::report::TunnelReport;
 use packet::{admit, destination};
-use segment::{Joiner, VNET_HDR};
+use segment::Joiner;
 
 /// Packets held per peer while its flow is being made.
 const MAX_QUEUED: usize = 64;
@@ -199,18 +199,15 @@ impl Driver {
             Ok(_) => counts.to_device += 1,
             Err(_) => counts.device_refused += 1,
         };
-        let joins = t.header == VNET_HDR;
         for (&port, &i) in &t.ports {
             let routes = &t.config.peers[i].routes;
             while let ReadResult::Sdu(sdu) = ipcp.read(now, port) {
                 progress = true;
                 received += 1;
-                if !admit(&sdu, t.header, routes) {
-                    not_admitted += 1;
-                } else if joins {
+                if admit(&sdu, t.header, routes) {
                     t.joiner.add(&sdu, &mut write);
                 } else {
-                    write(&sdu);
+                    not_admitted += 1;
                 }
             }
             t.joiner.flush(&mut write);
@@ -301,19 +298,16 @@ impl Driver {
         n: usize,
         k: &mut usize,
     ) -> Forwarded {
-        let packet = &t.buf[..n];
-        let segments = if t.header == VNET_HDR {
-            segment::count(packet)
-        } else {
-            1
-        };
-        let split = |k: usize, out: &mut Vec<u8>| {
-            if segments == 1 {
-                out.clear();
-                out.extend_from_slice(packet);
-            } else {
-                segment::segment(packet, k, out);
-            }
+        let (packet, header) = (&t.buf[..n], t.header);
+        let segments = segment::count(packet, header);
+        let split = |k: usize, out: &mut Vec<u8>| segment::segment(packet, header, k, out);
+        // Every segment, for a flow not up yet.
+        let all = || {
+            (0..segments).map(|k| {
+                let mut v = Vec::new();
+                split(k, &mut v);
+                v
+            })
         };
         let fate = match &mut t.peers[i] {
             Peer::Up(port, _) => {
@@ -334,23 +328,13 @@ impl Driver {
                 fate
             }
             Peer::Asking(_, q) if q.len() + segments <= MAX_QUEUED => {
-                q.extend((0..segments).map(|k| {
-                    let mut v = Vec::new();
-                    split(k, &mut v);
-                    v
-                }));
+                q.extend(all());
                 Forwarded::Taken
             }
             Peer::Asking(..) => Forwarded::Dropped,
             Peer::Refused(at) if now < *at + REFUSED_HOLD => Forwarded::Dropped,
             Peer::Idle | Peer::Refused(_) => {
-                let first = (0..segments)
-                    .map(|k| {
-                        let mut v = Vec::new();
-                        split(k, &mut v);
-                        v
-                    })
-                    .collect();
+                let first = all().collect();
                 let (port, _) = self.stack.node.allocate(
                     now,
                     t.dif,

@@ -5,14 +5,11 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use super::segment::{GSO_NONE, GSO_TCPV4, GSO_TCPV6, NEEDS_CSUM, VNET_HDR};
+
 /// `virtio_net_hdr` flags this tunnel accepts: the checksum is to be filled in, or
 /// was checked.
-const VNET_FLAGS: u8 = 0x01 | 0x02;
-const NEEDS_CSUM: u8 = 0x01;
-/// `gso_type`: none, TCP over IPv4, TCP over IPv6.
-const GSO_NONE: u8 = 0;
-const GSO_TCPV4: u8 = 1;
-const GSO_TCPV6: u8 = 4;
+const VNET_FLAGS: u8 = NEEDS_CSUM | 0x02;
 
 /// True if `sdu` (a `header`-byte `virtio_net_hdr`, when `header` is 10, then an IP
 /// packet) may go to the device: an IPv4 or IPv6 packet from an address in `routes`,
@@ -26,7 +23,7 @@ pub(super) fn admit(sdu: &[u8], header: usize, routes: &[crate::config::tun::Pre
     if !routes.iter().any(|r| r.contains(src)) {
         return false;
     }
-    if header != 10 {
+    if header != VNET_HDR {
         return header == 0;
     }
     let le = |at: usize| usize::from(u16::from_le_bytes([sdu[at], sdu[at + 1]]));

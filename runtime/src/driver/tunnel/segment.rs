@@ -10,10 +10,12 @@
 
 /// Bytes of the `virtio_net_hdr` before each packet.
 pub(super) const VNET_HDR: usize = 10;
-const NEEDS_CSUM: u8 = 0x01;
-const GSO_NONE: u8 = 0;
-const GSO_TCPV4: u8 = 1;
-const GSO_TCPV6: u8 = 4;
+/// `virtio_net_hdr` flag: the checksum is to be filled in.
+pub(super) const NEEDS_CSUM: u8 = 0x01;
+/// `gso_type`: none, TCP over IPv4, TCP over IPv6.
+pub(super) const GSO_NONE: u8 = 0;
+pub(super) const GSO_TCPV4: u8 = 1;
+pub(super) const GSO_TCPV6: u8 = 4;
 /// TCP flags.
 const FIN: u8 = 0x01;
 const SYN: u8 = 0x02;
@@ -70,9 +72,13 @@ fn tcp_layout(ip: &[u8]) -> Option<Layout> {
     })
 }
 
-/// `(layout, segment size)` of `packet` (a `virtio_net_hdr` then an IP packet) if
-/// it is a TSO batch of more than one segment.
-fn batch(packet: &[u8]) -> Option<(Layout, usize)> {
+/// `(layout, segment size)` of `packet` (a `header`-byte `virtio_net_hdr` then an
+/// IP packet) if it is a TSO batch of more than one segment (without the header,
+/// the device gives no batches).
+fn batch(packet: &[u8], header: usize) -> Option<(Layout, usize)> {
+    if header != VNET_HDR {
+        return None;
+    }
     let gso = *packet.get(1)?;
     if gso != GSO_TCPV4 && gso != GSO_TCPV6 {
         return None;
@@ -84,9 +90,10 @@ fn batch(packet: &[u8]) -> Option<(Layout, usize)> {
     (mss > 0 && l.v6 == (gso == GSO_TCPV6) && several).then_some((l, mss))
 }
 
-/// How many SDUs `packet` leaves as: its segments if it is a TSO batch, else one.
-pub(super) fn count(packet: &[u8]) -> usize {
-    batch(packet).map_or(1, |(l, mss)| {
+/// How many SDUs `packet` (after its `header`-byte `virtio_net_hdr`) leaves as: its
+/// segments if it is a TSO batch, else one.
+pub(super) fn count(packet: &[u8], header: usize) -> usize {
+    batch(packet, header).map_or(1, |(l, mss)| {
         (packet.len() - VNET_HDR - l.headers).div_ceil(mss)
     })
 }
@@ -94,9 +101,9 @@ pub(super) fn count(packet: &[u8]) -> usize {
 /// Segment `k` (of [`count`]) of `packet` into `out`: the packet itself if it is not
 /// a TSO batch; else the batch's headers, made those of its `k`th segment, and that
 /// segment's payload.
-pub(super) fn segment(packet: &[u8], k: usize, out: &mut Vec<u8>) {
+pub(super) fn segment(packet: &[u8], header: usize, k: usize, out: &mut Vec<u8>) {
     out.clear();
-    let Some((l, mss)) = batch(packet) else {
+    let Some((l, mss)) = batch(packet, header) else {
         out.extend_from_slice(packet);
         return;
     };
@@ -246,7 +253,8 @@ impl Joiner {
 
 /// `(layout, payload length)` of `sdu` if it is a data segment that may be joined:
 /// one TCP segment with a payload, whose checksum is left to the kernel, carrying
-/// only ACK (and PSH).
+/// only ACK (and PSH). A packet without a `virtio_net_hdr` never is: its first byte,
+/// the IP version's, is never `NEEDS_CSUM`.
 fn joinable(sdu: &[u8]) -> Option<(Layout, usize)> {
     if sdu.len() <= VNET_HDR || sdu[0] != NEEDS_CSUM || sdu[1] != GSO_NONE {
         return None;

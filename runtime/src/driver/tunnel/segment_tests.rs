@@ -71,10 +71,10 @@ fn checksum_ok(packet: &[u8]) -> bool {
 }
 
 fn split(p: &[u8]) -> Vec<Vec<u8>> {
-    (0..count(p))
+    (0..count(p, VNET_HDR))
         .map(|k| {
             let mut out = Vec::new();
-            segment(p, k, &mut out);
+            segment(p, VNET_HDR, k, &mut out);
             out
         })
         .collect()
@@ -167,9 +167,9 @@ fn a_lost_segment_leaves_two_runs_and_nothing_is_misjoined() {
 #[test]
 fn other_packets_pass_as_they_are() {
     let p = tso(false, 1000, &bytes(800)); // one segment's worth: not a batch
-    assert_eq!(count(&p), 1);
+    assert_eq!(count(&p, VNET_HDR), 1);
     let mut out = Vec::new();
-    segment(&p, 0, &mut out);
+    segment(&p, VNET_HDR, 0, &mut out);
     assert_eq!(out, p);
     let mut syn = split(&tso(false, 100, &bytes(300)))[0].clone();
     syn[VNET_HDR + 20 + 13] = SYN | ACK;
@@ -198,8 +198,8 @@ fn no_input_makes_it_panic() {
             p[at] = next() as u8;
         }
         p.truncate((next() as usize) % (base.len() + 1));
-        for k in 0..count(&p).min(10) {
-            segment(&p, k, &mut out);
+        for k in 0..count(&p, VNET_HDR).min(10) {
+            segment(&p, VNET_HDR, k, &mut out);
             j.add(&out, &mut sink);
         }
         j.add(&p, &mut sink);
